@@ -1,0 +1,252 @@
+//! Command-line flags and environment variables, turned into typed settings.
+//!
+//! Every setting is a flag and, where the original simulator had one, the same
+//! environment variable; a `.env` file in the working directory is read first (see
+//! `main.rs`). Defaults are the original's.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::store::RedisConfig;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "superhero",
+    version,
+    about = "Streaming-data simulator and broker test bench: a bot-vs-bot superhero combat game"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Game store: `memory` (embedded, in process), `redis` (REDIS_HOST/PORT/DB) or a
+    /// `redis://host:port/db` URL.
+    #[arg(long, global = true, env = "SUPERHERO_STORE", default_value = "memory")]
+    pub store: String,
+    #[arg(long, global = true, env = "REDIS_HOST", default_value = "localhost")]
+    pub redis_host: String,
+    #[arg(long, global = true, env = "REDIS_PORT", default_value_t = 6379)]
+    pub redis_port: u16,
+    #[arg(long, global = true, env = "REDIS_DB", default_value_t = 0)]
+    pub redis_db: u32,
+    /// Log filter: DEBUG, INFO, WARNING, ERROR (or a tracing filter directive).
+    #[arg(long, global = true, env = "LOG_LEVEL", default_value = "INFO")]
+    pub log_level: String,
+    /// Print the closing summary as one JSON object.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Fill the store's `superheros` hash with a roster.
+    BuildDb(BuildDbArgs),
+    /// Serve the game's WebSocket endpoints.
+    Server(ServerArgs),
+    /// Run bot players against a server.
+    Player(PlayerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RosterArgs {
+    /// Import a file in the Super Hero API format instead of the synthetic roster.
+    #[arg(long = "from", value_name = "FILE")]
+    pub from: Option<PathBuf>,
+    /// Heroes in the synthetic roster.
+    #[arg(long, default_value_t = 732)]
+    pub heroes: u32,
+    /// Seed of the synthetic roster.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildDbArgs {
+    #[command(flatten)]
+    pub roster: RosterArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Address to bind.
+    #[arg(long, env = "WEBSOCKET_HOST", default_value = "localhost")]
+    pub host: String,
+    #[arg(long, env = "WEBSOCKET_PORT", default_value_t = 5678)]
+    pub port: u16,
+    /// Seconds a lobby waits for its players before the game times out.
+    #[arg(long, env = "LOBBY_TIMEOUT", default_value_t = 5.0)]
+    pub lobby_timeout: f64,
+    /// Seconds to pause before each turn, for a realistic pace.
+    #[arg(long, env = "SERVER_SLEEP", default_value_t = 0.0)]
+    pub server_sleep: f64,
+    /// Attacks after which a game ends, survivors ranked by health (0: no cap).
+    #[arg(long, env = "TURN_CAP", default_value_t = 1000)]
+    pub turn_cap: u32,
+    /// With the embedded store: the roster the server starts with.
+    #[command(flatten)]
+    pub roster: RosterArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PlayerArgs {
+    /// Server to play on; give it several times to spread each bot's connections over
+    /// several server instances (lobby on one, actions on the next).
+    #[arg(long, env = "SUPERHERO_URL", value_delimiter = ',')]
+    pub url: Vec<String>,
+    #[arg(long, env = "WEBSOCKET_HOST", default_value = "localhost")]
+    pub host: String,
+    #[arg(long, env = "WEBSOCKET_PORT", default_value_t = 5678)]
+    pub port: u16,
+    /// Bots to run in this process.
+    #[arg(long, default_value_t = 1)]
+    pub bots: usize,
+    /// Games each bot plays (-1: no limit).
+    #[arg(
+        long,
+        env = "CLIENT_GAMES",
+        default_value_t = 10,
+        allow_negative_numbers = true
+    )]
+    pub games: i64,
+    /// Seed of the bots' choices.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Number of the first bot's user name (`USER%03d`).
+    #[arg(long, default_value_t = 0)]
+    pub first_user: usize,
+}
+
+/// Which store to use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreChoice {
+    Memory,
+    Redis(RedisConfig),
+}
+
+impl GlobalArgs {
+    pub fn store_choice(&self) -> Result<StoreChoice, String> {
+        match self.store.as_str() {
+            "memory" | "memory://" => Ok(StoreChoice::Memory),
+            "redis" => Ok(StoreChoice::Redis(RedisConfig::from_parts(
+                &self.redis_host,
+                self.redis_port,
+                self.redis_db,
+            ))),
+            url if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                Ok(StoreChoice::Redis(RedisConfig {
+                    url: url.to_string(),
+                }))
+            }
+            other => Err(format!(
+                "unknown store {:?}: use memory, redis or redis://host:port/db",
+                redact_url(other)
+            )),
+        }
+    }
+}
+
+/// Seconds from a flag, refusing negative or non-finite values.
+pub fn seconds(value: f64, flag: &str) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| format!("{flag} must be a number of seconds ≥ 0, not {value}"))
+}
+
+/// A URL with any password replaced by `***`, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{scheme}://{user}:***@{host}{tail}")
+        }
+        None => url.to_string(),
+    }
+}
+
+/// The tracing filter for a LOG_LEVEL value; the original's Python level names work.
+pub fn log_filter(level: &str) -> String {
+    match level.to_ascii_uppercase().as_str() {
+        "DEBUG" => "debug".into(),
+        "INFO" => "info".into(),
+        "WARN" | "WARNING" => "warn".into(),
+        "ERROR" | "CRITICAL" | "FATAL" => "error".into(),
+        "TRACE" => "trace".into(),
+        "OFF" | "NONE" => "off".into(),
+        _ => level.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_show() {
+        assert_eq!(
+            redact_url("redis://:s3cret@h:6379/0"),
+            "redis://:***@h:6379/0"
+        );
+        assert_eq!(
+            redact_url("amqp://guest:guest@127.0.0.1:5672"),
+            "amqp://guest:***@127.0.0.1:5672"
+        );
+        assert_eq!(redact_url("redis://h:6379/2"), "redis://h:6379/2");
+        let bad = GlobalArgs {
+            store: "postgres://u:pw@h/db".into(),
+            redis_host: "h".into(),
+            redis_port: 1,
+            redis_db: 0,
+            log_level: "INFO".into(),
+            json: false,
+        };
+        let err = bad.store_choice().unwrap_err();
+        assert!(!err.contains("pw"), "{err}");
+    }
+
+    #[test]
+    fn store_choices() {
+        let mut g = GlobalArgs {
+            store: "redis".into(),
+            redis_host: "db.local".into(),
+            redis_port: 6380,
+            redis_db: 3,
+            log_level: "INFO".into(),
+            json: false,
+        };
+        assert_eq!(
+            g.store_choice(),
+            Ok(StoreChoice::Redis(RedisConfig {
+                url: "redis://db.local:6380/3".into()
+            }))
+        );
+        g.store = "memory".into();
+        assert_eq!(g.store_choice(), Ok(StoreChoice::Memory));
+    }
+
+    #[test]
+    fn python_level_names() {
+        assert_eq!(log_filter("WARNING"), "warn");
+        assert_eq!(log_filter("info"), "info");
+        assert_eq!(log_filter("superhero=debug"), "superhero=debug");
+    }
+
+    #[test]
+    fn seconds_refuses_nonsense() {
+        assert_eq!(seconds(0.5, "--x"), Ok(Duration::from_millis(500)));
+        assert!(seconds(-1.0, "--x").is_err());
+        assert!(seconds(f64::NAN, "--x").is_err());
+    }
+}

@@ -1,0 +1,57 @@
+//! Game log records that name a queue: the events the logging transport carries.
+//!
+//! The game code calls [`emit`]; the record goes to the `tracing` target named after
+//! its queue (`lib.server.login`, `lib.server.lobby`, `lib.server.game`), with its task
+//! as a JSON field, so whatever subscriber is installed prints or forwards it.
+
+use serde::Serialize;
+
+/// The queues of the original simulator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Queue {
+    Login,
+    Lobby,
+    Game,
+}
+
+impl Queue {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Login => "lib.server.login",
+            Self::Lobby => "lib.server.lobby",
+            Self::Game => "lib.server.game",
+        }
+    }
+}
+
+/// The task of lifecycle records such as `Cleaning Game Records`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct GameUserTask<'a> {
+    pub game_token: &'a str,
+    pub user_token: &'a str,
+}
+
+/// Logs a record on a queue at INFO, with `task` (already JSON) attached.
+pub fn emit(queue: Queue, message: &str, task: &str) {
+    match queue {
+        Queue::Login => tracing::info!(target: "lib.server.login", task = %task, "{message}"),
+        Queue::Lobby => tracing::info!(target: "lib.server.lobby", task = %task, "{message}"),
+        Queue::Game => tracing::info!(target: "lib.server.game", task = %task, "{message}"),
+    }
+}
+
+/// Whether records on `queue` would be seen at all, so callers can skip building them.
+pub fn enabled(queue: Queue) -> bool {
+    match queue {
+        Queue::Login => tracing::enabled!(target: "lib.server.login", tracing::Level::INFO),
+        Queue::Lobby => tracing::enabled!(target: "lib.server.lobby", tracing::Level::INFO),
+        Queue::Game => tracing::enabled!(target: "lib.server.game", tracing::Level::INFO),
+    }
+}
+
+/// Serializes and emits a task when anyone listens.
+pub fn emit_task<T: Serialize>(queue: Queue, message: &str, task: &T) {
+    if enabled(queue) {
+        emit(queue, message, &crate::game::protocol::to_frame(task));
+    }
+}

@@ -1,0 +1,233 @@
+//! The `superhero` command: parses flags and environment, then calls into the library.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use serde::Serialize;
+use tokio::net::TcpListener;
+
+use superhero::config::{
+    self, BuildDbArgs, Cli, Command, GlobalArgs, PlayerArgs, RosterArgs, ServerArgs, StoreChoice,
+};
+use superhero::player::{self, PlayerSettings};
+use superhero::roster::{self, RosterHero};
+use superhero::server::{self, ServerSettings};
+use superhero::store::{GameStore, MemoryStore, RedisStore};
+
+fn main() -> ExitCode {
+    // A .env file fills in variables that are not already set, as in the original.
+    let _ = dotenvy::dotenv();
+    let cli = Cli::parse();
+    init_logging(&cli.global.log_level);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(config::log_filter(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout)
+        .init();
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let g = &cli.global;
+    match &cli.command {
+        Command::BuildDb(args) => with_store(g, |store| build_db(store, args, g.json)).await,
+        Command::Server(args) => with_store(g, |store| serve(store, args)).await,
+        Command::Player(args) => play(args, g.json).await,
+    }
+}
+
+/// Opens the chosen store and hands it to `f`.
+async fn with_store<F, Fut>(g: &GlobalArgs, f: F) -> Result<ExitCode>
+where
+    F: FnOnce(AnyStore) -> Fut,
+    Fut: Future<Output = Result<ExitCode>>,
+{
+    let store = match g.store_choice().map_err(anyhow::Error::msg)? {
+        StoreChoice::Memory => AnyStore::Memory(MemoryStore::new()),
+        StoreChoice::Redis(cfg) => AnyStore::Redis(
+            RedisStore::connect(&cfg)
+                .await
+                .with_context(|| format!("opening the Redis store at {cfg}"))?,
+        ),
+    };
+    f(store).await
+}
+
+/// The store chosen at run time.
+enum AnyStore {
+    Memory(MemoryStore),
+    Redis(RedisStore),
+}
+
+fn load_roster(args: &RosterArgs) -> Result<Vec<RosterHero>> {
+    match &args.from {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            roster::parse_api(&text).with_context(|| format!("importing {}", path.display()))
+        }
+        None => {
+            if args.heroes < 3 {
+                bail!(
+                    "--heroes must be at least 3 so that games of 2 and 3 players can be dealt heroes"
+                );
+            }
+            Ok(roster::synthetic(args.heroes, args.seed))
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct BuildDbSummary {
+    heroes: usize,
+    source: String,
+    first_id: u32,
+    first_name: String,
+    first_health: u64,
+    first_attack: u64,
+}
+
+async fn build_db(store: AnyStore, args: &BuildDbArgs, json: bool) -> Result<ExitCode> {
+    let heroes = load_roster(&args.roster)?;
+    match &store {
+        AnyStore::Memory(s) => {
+            s.replace_roster(&heroes).await?;
+            eprintln!(
+                "note: the embedded store lives in this process only; use --store redis to keep the roster"
+            );
+        }
+        AnyStore::Redis(s) => s
+            .replace_roster(&heroes)
+            .await
+            .context("writing the roster to Redis")?,
+    }
+    let first = &heroes[0];
+    let summary = BuildDbSummary {
+        heroes: heroes.len(),
+        source: match &args.roster.from {
+            Some(p) => p.display().to_string(),
+            None => format!("synthetic (seed {})", args.roster.seed),
+        },
+        first_id: first.id,
+        first_name: first.name.clone(),
+        first_health: first.hero().health,
+        first_attack: first.hero().attack,
+    };
+    print_summary(&summary, json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(store: AnyStore, args: &ServerArgs) -> Result<ExitCode> {
+    let settings = ServerSettings {
+        lobby_timeout: config::seconds(args.lobby_timeout, "--lobby-timeout")
+            .map_err(anyhow::Error::msg)?,
+        server_sleep: config::seconds(args.server_sleep, "--server-sleep")
+            .map_err(anyhow::Error::msg)?,
+        turn_cap: args.turn_cap,
+    };
+    let addr = format!("{}:{}", args.host, args.port);
+    let listener = TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    let local = listener.local_addr()?;
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    match store {
+        AnyStore::Memory(s) => {
+            let heroes = load_roster(&args.roster)?;
+            s.replace_roster(&heroes).await?;
+            tracing::info!(
+                "serving on ws://{local} with the embedded store ({} heroes)",
+                heroes.len()
+            );
+            server::serve(listener, s, settings, shutdown).await?;
+        }
+        AnyStore::Redis(s) => {
+            let heroes = s.roster().await?.len();
+            if heroes == 0 {
+                tracing::warn!(
+                    "the superheros hash is empty: run `superhero build-db --store redis` first"
+                );
+            }
+            tracing::info!("serving on ws://{local} with the Redis store ({heroes} heroes)");
+            server::serve(listener, s, settings, shutdown).await?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn play(args: &PlayerArgs, json: bool) -> Result<ExitCode> {
+    if args.bots == 0 {
+        bail!("--bots must be at least 1");
+    }
+    let urls = if args.url.is_empty() {
+        vec![format!("ws://{}:{}", args.host, args.port)]
+    } else {
+        args.url.clone()
+    };
+    for url in &urls {
+        if !url.starts_with("ws://") && !url.starts_with("wss://") {
+            bail!(
+                "--url must start with ws:// or wss://, not {}",
+                config::redact_url(url)
+            );
+        }
+    }
+    let summary = player::run(PlayerSettings {
+        urls,
+        bots: args.bots,
+        games: args.games,
+        seed: args.seed,
+        first_user: args.first_user,
+        ..PlayerSettings::default()
+    })
+    .await;
+    print_summary(&summary, json)?;
+    Ok(if summary.bot_errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Prints a summary as a two-column table, or as one JSON object.
+fn print_summary<T: Serialize>(summary: &T, json: bool) -> Result<()> {
+    let value = serde_json::to_value(summary)?;
+    if json {
+        println!("{value}");
+        return Ok(());
+    }
+    if let serde_json::Value::Object(fields) = value {
+        let width = fields.keys().map(String::len).max().unwrap_or(0);
+        for (k, v) in fields {
+            let v = match v {
+                serde_json::Value::Number(n) if n.is_f64() => {
+                    format!("{:.2}", n.as_f64().unwrap_or(0.0))
+                }
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            println!("{k:<width$}  {v}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,333 @@
+//! Bot players that behave like the original client: log in as `USER%03d`, ask for
+//! a game of 2 or 3 players at random, wait in the lobby, and on each turn look up the
+//! other heroes and attack a random living one; leave on COMPLETE or TIMED OUT.
+//!
+//! Unlike the original, a bot keeps one connection per endpoint open for all its
+//! games instead of reconnecting for every request, and every wait has a timeout.
+//! Thousands of bots run as tasks in one process.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use serde_json::json;
+use thiserror::Error;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::game::protocol::{
+    ACTION_PATH, FIND_PATH, GAME_COMPLETE, GAME_START, GAME_TIMED_OUT, GAME_TURN, HERO_PATH,
+    LOBBY_PATH, LOGIN_PATH, ServerFrame,
+};
+use crate::game::{GameToken, UserToken};
+use crate::server::READ_BUFFER_BYTES;
+
+/// How the bots play.
+#[derive(Clone, Debug)]
+pub struct PlayerSettings {
+    /// Base URLs (`ws://host:port`) of the server instances.
+    pub urls: Vec<String>,
+    pub bots: usize,
+    /// Games per bot; negative: no limit.
+    pub games: i64,
+    pub seed: u64,
+    /// The first bot is `USER{first_user:03}`.
+    pub first_user: usize,
+    /// Longest wait for any one server message. A lobby waits through other players'
+    /// turns, so this is generous.
+    pub idle_timeout: Duration,
+}
+
+impl Default for PlayerSettings {
+    fn default() -> Self {
+        Self {
+            urls: vec!["ws://localhost:5678".into()],
+            bots: 1,
+            games: 10,
+            seed: 0,
+            first_user: 0,
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The bots' closing summary (the `player --json` fields).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PlayerSummary {
+    pub bots: usize,
+    pub games_completed: u64,
+    pub games_timed_out: u64,
+    /// Bots that stopped early on an error (connection lost, unexpected reply, ...).
+    pub bot_errors: u64,
+    pub elapsed_s: f64,
+    pub games_per_s: f64,
+}
+
+#[derive(Debug, Error)]
+pub enum BotError {
+    #[error("cannot connect to {url}: {source}")]
+    Connect {
+        url: String,
+        source: tokio_tungstenite::tungstenite::Error,
+    },
+    #[error("connection lost: {0}")]
+    Lost(#[from] tokio_tungstenite::tungstenite::Error),
+    #[error("the server closed the connection")]
+    Closed,
+    #[error("no message from the server for {0:?}")]
+    Timeout(Duration),
+    #[error("unexpected reply: {0}")]
+    Unexpected(String),
+}
+
+/// What all bots of a run count together.
+#[derive(Default)]
+struct Tally {
+    completed: AtomicU64,
+    errors: AtomicU64,
+    /// Bots still playing in this process.
+    active: AtomicUsize,
+    /// Timed-out games, by token: every waiting player of such a game hears of it.
+    timed_out: Mutex<HashSet<GameToken>>,
+}
+
+/// Runs the bots to the end and sums up.
+pub async fn run(settings: PlayerSettings) -> PlayerSummary {
+    let tally = Arc::new(Tally {
+        active: AtomicUsize::new(settings.bots),
+        ..Tally::default()
+    });
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..settings.bots {
+        let settings = settings.clone();
+        let tally = tally.clone();
+        tasks.spawn(async move {
+            let result = bot(i, &settings, &tally).await;
+            tally.active.fetch_sub(1, Ordering::Relaxed);
+            if let Err(e) = result {
+                tally.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("bot USER{:03} stopped: {e}", settings.first_user + i);
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let elapsed_s = started.elapsed().as_secs_f64();
+    let games_completed = tally.completed.load(Ordering::Relaxed);
+    let games_timed_out = tally.timed_out.lock().map_or(0, |s| s.len() as u64);
+    PlayerSummary {
+        bots: settings.bots,
+        games_completed,
+        games_timed_out,
+        bot_errors: tally.errors.load(Ordering::Relaxed),
+        elapsed_s,
+        games_per_s: if elapsed_s > 0.0 {
+            games_completed as f64 / elapsed_s
+        } else {
+            0.0
+        },
+    }
+}
+
+/// One WebSocket connection to one endpoint.
+struct Conn {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    timeout: Duration,
+}
+
+impl Conn {
+    async fn open(base: &str, path: &str, timeout: Duration) -> Result<Self, BotError> {
+        let url = format!("{}{path}", base.trim_end_matches('/'));
+        let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER_BYTES);
+        let connect =
+            tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true);
+        let (ws, _) = tokio::time::timeout(timeout, connect)
+            .await
+            .map_err(|_| BotError::Timeout(timeout))?
+            .map_err(|source| BotError::Connect { url, source })?;
+        Ok(Self { ws, timeout })
+    }
+
+    async fn send(&mut self, frame: String) -> Result<(), BotError> {
+        Ok(self.ws.send(Message::text(frame)).await?)
+    }
+
+    async fn recv(&mut self) -> Result<ServerFrame, BotError> {
+        loop {
+            let msg = tokio::time::timeout(self.timeout, self.ws.next())
+                .await
+                .map_err(|_| BotError::Timeout(self.timeout))?
+                .ok_or(BotError::Closed)??;
+            match msg {
+                Message::Text(text) => {
+                    return ServerFrame::parse(&text)
+                        .ok_or_else(|| BotError::Unexpected(text.to_string()));
+                }
+                Message::Close(_) => return Err(BotError::Closed),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// A bot's open connections, spread over the server instances.
+struct Links {
+    find: Conn,
+    lobby: Conn,
+    hero: Conn,
+    action: Conn,
+}
+
+async fn bot(index: usize, settings: &PlayerSettings, tally: &Tally) -> Result<(), BotError> {
+    let mut rng =
+        SmallRng::seed_from_u64(settings.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let home = &settings.urls[index % settings.urls.len()];
+    let away = &settings.urls[(index + 1) % settings.urls.len()];
+    let t = settings.idle_timeout;
+    let name = format!("USER{:03}", settings.first_user + index);
+    let me = login(&mut Conn::open(home, LOGIN_PATH, t).await?, &name).await?;
+    let mut links = Links {
+        find: Conn::open(home, FIND_PATH, t).await?,
+        lobby: Conn::open(home, LOBBY_PATH, t).await?,
+        hero: Conn::open(away, HERO_PATH, t).await?,
+        action: Conn::open(away, ACTION_PATH, t).await?,
+    };
+    let mut played = 0i64;
+    while settings.games < 0 || played < settings.games {
+        play_game(&mut links, &me, &mut rng, tally).await?;
+        played += 1;
+    }
+    Ok(())
+}
+
+async fn login(conn: &mut Conn, name: &str) -> Result<UserToken, BotError> {
+    conn.send(json!({"PAYLOAD": {"USER": name}}).to_string())
+        .await?;
+    // A new user first gets USER CREATED, then the token.
+    loop {
+        let frame = conn.recv().await?;
+        if let Some(token) = frame.payload.user_token {
+            return Ok(token);
+        }
+        if frame.message() != Some("USER CREATED") {
+            return Err(BotError::Unexpected(format!(
+                "login: {:?}",
+                frame.message()
+            )));
+        }
+    }
+}
+
+async fn play_game(
+    links: &mut Links,
+    me: &UserToken,
+    rng: &mut SmallRng,
+    tally: &Tally,
+) -> Result<(), BotError> {
+    // Like the original, 2 or 3 players at random; but never more than the bots still
+    // playing here, so that the last games of a run do not wait out the lobby timeout
+    // for players who have left.
+    let mut participants: u8 = rng.random_range(2..=3);
+    if tally.active.load(Ordering::Relaxed) == 2 {
+        participants = 2;
+    }
+    links
+        .find
+        .send(json!({"PAYLOAD": {"USER_TOKEN": me, "PARTICIPANTS": participants}}).to_string())
+        .await?;
+    let joined = links.find.recv().await?;
+    let Some(game) = joined.payload.game_token.clone() else {
+        return Err(BotError::Unexpected(format!(
+            "find: {:?}",
+            joined.message()
+        )));
+    };
+
+    links
+        .lobby
+        .send(json!({"PAYLOAD": {"GAME_TOKEN": game, "USER_TOKEN": me}}).to_string())
+        .await?;
+    let mut opponents: Vec<UserToken> = Vec::new();
+    loop {
+        let frame = links.lobby.recv().await?;
+        match frame.game() {
+            Some(GAME_START) => {
+                let all = frame.payload.participants.unwrap_or_default();
+                opponents = all.into_iter().filter(|p| p != me).collect();
+            }
+            Some(GAME_TURN) => take_turn(links, &game, me, &opponents, rng).await?,
+            Some(GAME_COMPLETE) => {
+                // Each game is counted once, by the bot with the lowest token, wherever
+                // that bot runs.
+                if !opponents.is_empty() && opponents.iter().all(|p| p > me) {
+                    tally.completed.fetch_add(1, Ordering::Relaxed);
+                }
+                return Ok(());
+            }
+            Some(GAME_TIMED_OUT) => {
+                if let Ok(mut set) = tally.timed_out.lock() {
+                    set.insert(game);
+                }
+                return Ok(());
+            }
+            _ => {
+                return Err(BotError::Unexpected(format!(
+                    "lobby: {:?}",
+                    frame.message()
+                )));
+            }
+        }
+    }
+}
+
+/// Looks up every opponent's hero (requests pipelined on one connection), then
+/// attacks a random living one, or sends a null enemy when none is left.
+async fn take_turn(
+    links: &mut Links,
+    game: &GameToken,
+    me: &UserToken,
+    opponents: &[UserToken],
+    rng: &mut SmallRng,
+) -> Result<(), BotError> {
+    for p in opponents {
+        links
+            .hero
+            .send(json!({"PAYLOAD": {"GAME_TOKEN": game, "USER_TOKEN": p}}).to_string())
+            .await?;
+    }
+    let mut alive = Vec::with_capacity(opponents.len());
+    for _ in opponents {
+        let frame = links.hero.recv().await?;
+        let Some(hero) = frame.payload.hero.clone() else {
+            return Err(BotError::Unexpected(format!("hero: {:?}", frame.message())));
+        };
+        if hero.id.is_some() && hero.health > 0 {
+            alive.push(hero.token);
+        }
+    }
+    let enemy = match alive.len() {
+        0 => None,
+        n => Some(alive.swap_remove(rng.random_range(0..n))),
+    };
+    links
+        .action
+        .send(
+            json!({"PAYLOAD": {
+                "GAME_TOKEN": game, "USER_TOKEN": me, "ENEMY_TOKEN": enemy, "ACTION": "ATTACK"
+            }})
+            .to_string(),
+        )
+        .await?;
+    let reply = links.action.recv().await?;
+    match reply.message() {
+        None => Ok(()),
+        Some(error) => Err(BotError::Unexpected(format!("action: {error}"))),
+    }
+}

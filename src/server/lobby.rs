@@ -1,0 +1,234 @@
+//! The lobby session: from `/api/v1/game/lobby` until the game is over for this
+//! player. It waits for the players, starts the game, announces each of the player's
+//! turns exactly once, and ends with COMPLETE or TIMED OUT.
+//!
+//! It is driven by the game's signals, not by polling: every change to a game raises
+//! a signal (see [`crate::store::Signal`]), and this session reacts to the latest one.
+//! That works across server instances too, since signals travel through the store.
+
+use std::collections::BTreeMap;
+
+use axum::extract::ws::WebSocket;
+use tokio::time::{Instant, sleep, sleep_until};
+
+use super::handlers::{cleaning_records, store_error};
+use super::{App, Flow, next_request, send};
+use crate::events::{self, GameUserTask, Queue};
+use crate::game::protocol::{
+    GAME_COMPLETE, GAME_START, GAME_TIMED_OUT, GAME_TURN, GameStatusField, GameUser, HeroView,
+    LobbyReply, ProtocolError, StartPayload, StartReply, to_frame,
+};
+use crate::game::rules::{RuleError, turn_order};
+use crate::game::{GameStatus, GameToken, UserToken};
+use crate::store::{GameStore, Signal, SignalWatch};
+
+/// Runs one lobby request to its end.
+pub(super) async fn session<S: GameStore>(
+    socket: &mut WebSocket,
+    app: &App<S>,
+    text: &str,
+) -> Flow {
+    let req = match GameUser::parse(text) {
+        Ok(r) => r,
+        Err(e) => return send(socket, e.to_frame()).await,
+    };
+    match open(app, &req).await {
+        Ok((participants, watch)) => {
+            Lobby {
+                app,
+                game: req.game_token,
+                user: req.user_token,
+                participants,
+                watch,
+                deadline: Some(Instant::now() + app.settings.lobby_timeout),
+                started: false,
+                last_turn: None,
+            }
+            .run(socket)
+            .await
+        }
+        Err(e) => send(socket, e.to_frame()).await,
+    }
+}
+
+/// Checks that the game exists and the user plays in it, and subscribes to it.
+async fn open<S: GameStore>(
+    app: &App<S>,
+    req: &GameUser,
+) -> Result<(u8, SignalWatch), ProtocolError> {
+    let snapshot = app
+        .store
+        .snapshot(&req.game_token)
+        .await
+        .map_err(store_error)?
+        .ok_or(ProtocolError::UnknownGame)?;
+    if !snapshot.is_member(&req.user_token) {
+        return Err(ProtocolError::Rule(RuleError::NotInGame));
+    }
+    let watch = app
+        .store
+        .watch(&req.game_token)
+        .await
+        .map_err(store_error)?;
+    Ok((snapshot.participants, watch))
+}
+
+struct Lobby<'a, S> {
+    app: &'a App<S>,
+    game: GameToken,
+    user: UserToken,
+    participants: u8,
+    watch: SignalWatch,
+    /// When the lobby gives up waiting for players; `None` once it tried.
+    deadline: Option<Instant>,
+    started: bool,
+    /// The turn number of the last USER'S TURN sent, so each turn is announced once.
+    last_turn: Option<u32>,
+}
+
+/// What woke the session up.
+enum Wake {
+    Signal,
+    Deadline,
+    Closed,
+    Request,
+}
+
+impl<S: GameStore> Lobby<'_, S> {
+    async fn run(mut self, socket: &mut WebSocket) -> Flow {
+        loop {
+            let signal = self.watch.latest();
+            match signal.status {
+                GameStatus::Completed => return self.finish(socket, GAME_COMPLETE).await,
+                GameStatus::TimedOut => return self.finish(socket, GAME_TIMED_OUT).await,
+                GameStatus::Starting | GameStatus::InProgress => {
+                    if let Flow::Close = self.announce(socket, &signal).await {
+                        return Flow::Close;
+                    }
+                }
+                GameStatus::Initializing | GameStatus::WaitingLobby => {
+                    if signal.joined >= u32::from(self.participants) {
+                        self.start().await;
+                    }
+                }
+            }
+            match self.wait(socket).await {
+                Wake::Signal => {}
+                Wake::Closed => return Flow::Close,
+                Wake::Deadline => {
+                    self.deadline = None;
+                    if let Err(e) = self.app.store.time_out(&self.game).await {
+                        let _ = send(socket, store_error(e).to_frame()).await;
+                    }
+                }
+                Wake::Request => {
+                    if let Flow::Close = send(socket, ProtocolError::LobbyBusy.to_frame()).await {
+                        return Flow::Close;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits for the next signal, the lobby deadline (while the game has not
+    /// started), or the client.
+    async fn wait(&mut self, socket: &mut WebSocket) -> Wake {
+        let deadline = self.deadline.filter(|_| !self.started);
+        tokio::select! {
+            changed = self.watch.changed() => match changed {
+                Ok(()) => Wake::Signal,
+                Err(_) => Wake::Closed,
+            },
+            _ = async { sleep_until(deadline.unwrap_or_else(Instant::now)).await }, if deadline.is_some() => Wake::Deadline,
+            request = next_request(socket) => match request {
+                Some(_) => Wake::Request,
+                None => Wake::Closed,
+            },
+        }
+    }
+
+    /// A full lobby starts its game; several lobbies may try, one succeeds.
+    async fn start(&self) {
+        let snapshot = match self.app.store.snapshot(&self.game).await {
+            Ok(Some(s)) if s.is_full() => s,
+            Ok(_) => return,
+            Err(e) => {
+                store_error(e);
+                return;
+            }
+        };
+        let order = turn_order(snapshot.board.heroes.keys());
+        match self.app.store.start(&self.game, &order).await {
+            Ok(true) => events::emit_task(
+                Queue::Lobby,
+                "Game Started",
+                &GameUserTask {
+                    game_token: self.game.as_str(),
+                    user_token: snapshot.host.as_str(),
+                },
+            ),
+            Ok(false) => {}
+            Err(e) => {
+                store_error(e);
+            }
+        }
+    }
+
+    /// Sends START once, then USER'S TURN when the turn is this player's.
+    async fn announce(&mut self, socket: &mut WebSocket, signal: &Signal) -> Flow {
+        if !self.started {
+            self.started = true;
+            let frame = match self.start_frame().await {
+                Ok(f) => f,
+                Err(e) => e.to_frame(),
+            };
+            if let Flow::Close = send(socket, frame).await {
+                return Flow::Close;
+            }
+        }
+        let my_turn =
+            signal.status == GameStatus::InProgress && signal.current.as_ref() == Some(&self.user);
+        if !my_turn || self.last_turn == Some(signal.turns) {
+            return Flow::Continue;
+        }
+        self.last_turn = Some(signal.turns);
+        if !self.app.settings.server_sleep.is_zero() {
+            sleep(self.app.settings.server_sleep).await;
+        }
+        send(
+            socket,
+            to_frame(&LobbyReply::new(self.game.clone(), GAME_TURN)),
+        )
+        .await
+    }
+
+    async fn start_frame(&self) -> Result<String, ProtocolError> {
+        let snapshot = self
+            .app
+            .store
+            .snapshot(&self.game)
+            .await
+            .map_err(store_error)?
+            .ok_or(ProtocolError::UnknownGame)?;
+        let heroes: BTreeMap<UserToken, HeroView> = snapshot
+            .board
+            .heroes
+            .iter()
+            .map(|(p, h)| (p.clone(), HeroView::new(p.clone(), Some(*h))))
+            .collect();
+        Ok(to_frame(&StartReply {
+            payload: StartPayload {
+                game_token: self.game.clone(),
+                participants: heroes.keys().cloned().collect(),
+                participants_heros: heroes,
+            },
+            status: GameStatusField { game: GAME_START },
+        }))
+    }
+
+    async fn finish(&self, socket: &mut WebSocket, game: &'static str) -> Flow {
+        let flow = send(socket, to_frame(&LobbyReply::new(self.game.clone(), game))).await;
+        cleaning_records(&self.game, &self.user);
+        flow
+    }
+}

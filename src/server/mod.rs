@@ -1,0 +1,178 @@
+//! The WebSocket game server: one path per endpoint, each connection a task that
+//! answers requests in order.
+//!
+//! [`handlers`] answers the request/reply endpoints (login, find, hero, action);
+//! [`lobby`] runs the long-lived lobby session that announces the start, each turn
+//! and the end of a game. Nothing a client sends can stop the server: every request is
+//! parsed before it reaches the store, and every failure becomes an error reply.
+
+mod handlers;
+mod lobby;
+
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::WebSocketUpgrade;
+use axum::extract::ws::{Message, WebSocket};
+use axum::response::Response;
+use axum::routing::get;
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+
+use crate::game::Hero;
+use crate::game::protocol::{
+    ACTION_PATH, FIND_PATH, HERO_PATH, LOBBY_PATH, LOGIN_PATH, MAX_REQUEST_BYTES, ProtocolError,
+};
+use crate::store::GameStore;
+
+/// Frames above this size close the connection (WebSocket close code 1009); frames
+/// between [`MAX_REQUEST_BYTES`] and this get a `FRAME TOO LARGE` reply instead.
+const MAX_WS_MESSAGE: usize = 1024 * 1024;
+
+/// Requests and replies are a few hundred bytes. The WebSocket library fills its read
+/// buffer with zeros before each read, so a small buffer saves most of the CPU a
+/// connection costs (the default, 128 KiB, made memset the server's top cost).
+pub const READ_BUFFER_BYTES: usize = 4 * 1024;
+
+/// How the server runs games.
+#[derive(Clone, Debug)]
+pub struct ServerSettings {
+    /// How long a lobby waits for its players.
+    pub lobby_timeout: Duration,
+    /// Pause before each turn is announced.
+    pub server_sleep: Duration,
+    /// Attacks after which a game ends (0: no cap).
+    pub turn_cap: u32,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            lobby_timeout: Duration::from_secs(5),
+            server_sleep: Duration::ZERO,
+            turn_cap: 1000,
+        }
+    }
+}
+
+/// What every connection of one server shares.
+struct App<S> {
+    store: S,
+    settings: ServerSettings,
+    /// The roster as games draw from it, read from the store when first needed.
+    roster: RwLock<Arc<Vec<Hero>>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Endpoint {
+    Login,
+    Find,
+    Lobby,
+    Hero,
+    Action,
+}
+
+/// The router with the five endpoints; any other path answers 404 before upgrading.
+pub fn router<S: GameStore>(store: S, settings: ServerSettings) -> Router {
+    let app = Arc::new(App {
+        store,
+        settings,
+        roster: RwLock::new(Arc::new(Vec::new())),
+    });
+    let route = |endpoint: Endpoint| {
+        let app = app.clone();
+        get(move |ws: WebSocketUpgrade| upgrade(ws, app, endpoint))
+    };
+    Router::new()
+        .route(LOGIN_PATH, route(Endpoint::Login))
+        .route(FIND_PATH, route(Endpoint::Find))
+        .route(LOBBY_PATH, route(Endpoint::Lobby))
+        .route(HERO_PATH, route(Endpoint::Hero))
+        .route(ACTION_PATH, route(Endpoint::Action))
+}
+
+/// Serves games on `listener` until `shutdown` completes.
+pub async fn serve<S: GameStore>(
+    listener: TcpListener,
+    store: S,
+    settings: ServerSettings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    // Every request is a small frame waiting on its reply: send it at once.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+    });
+    axum::serve(listener, router(store, settings))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn upgrade<S: GameStore>(
+    ws: WebSocketUpgrade,
+    app: Arc<App<S>>,
+    endpoint: Endpoint,
+) -> Response {
+    ws.read_buffer_size(READ_BUFFER_BYTES)
+        .max_message_size(MAX_WS_MESSAGE)
+        .max_frame_size(MAX_WS_MESSAGE)
+        .on_upgrade(move |socket| connection(socket, app, endpoint))
+}
+
+/// Why a connection's loop ends.
+enum Flow {
+    Continue,
+    Close,
+}
+
+async fn send(socket: &mut WebSocket, frame: String) -> Flow {
+    match socket.send(Message::Text(frame.into())).await {
+        Ok(()) => Flow::Continue,
+        Err(_) => Flow::Close,
+    }
+}
+
+/// Reads the next request: the text of a frame, or the error reply it deserves.
+/// `None` when the client closed or the connection failed.
+async fn next_request(
+    socket: &mut WebSocket,
+) -> Option<Result<axum::extract::ws::Utf8Bytes, ProtocolError>> {
+    loop {
+        match socket.recv().await? {
+            Ok(Message::Text(text)) if text.len() > MAX_REQUEST_BYTES => {
+                return Some(Err(ProtocolError::FrameTooLarge));
+            }
+            Ok(Message::Text(text)) => return Some(Ok(text)),
+            Ok(Message::Binary(_)) => return Some(Err(ProtocolError::BinaryFrame)),
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(Message::Ping(_) | Message::Pong(_)) => {}
+        }
+    }
+}
+
+async fn connection<S: GameStore>(mut socket: WebSocket, app: Arc<App<S>>, endpoint: Endpoint) {
+    while let Some(request) = next_request(&mut socket).await {
+        let flow = match request {
+            Err(e) => send(&mut socket, e.to_frame()).await,
+            Ok(text) if endpoint == Endpoint::Lobby => {
+                lobby::session(&mut socket, &app, &text).await
+            }
+            Ok(text) => {
+                let mut flow = Flow::Continue;
+                for frame in handlers::answer(&app, endpoint, &text).await {
+                    flow = send(&mut socket, frame).await;
+                    if matches!(flow, Flow::Close) {
+                        break;
+                    }
+                }
+                flow
+            }
+        };
+        if matches!(flow, Flow::Close) {
+            break;
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! The embedded store: the same data model as the Redis keyspace, held in process.
+//!
+//! Users and the open-game index sit behind one lock each; every game has its own
+//! lock, so attacks in different games never wait on each other. A game's signal
+//! channel lives next to its state and is raised under the same lock, so watchers
+//! see changes in the order they happened.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use tokio::sync::watch;
+
+use super::{Attacked, GameStore, Joined, Signal, SignalWatch, Snapshot, StoreError};
+use crate::game::protocol::{ActionRecord, to_frame};
+use crate::game::rules::{self, Board};
+use crate::game::{GameStatus, GameToken, Hero, HeroId, UserToken};
+use crate::roster::RosterHero;
+
+/// The embedded in-process store. Clones share the same data.
+#[derive(Clone, Default)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// The `superheros` hash, kept as stored JSON by id.
+    roster: RwLock<BTreeMap<HeroId, (Hero, String)>>,
+    users: Mutex<Users>,
+    /// Open games by participant count (the index `games:open:<n>` in Redis).
+    open: Mutex<HashMap<u8, Vec<GameToken>>>,
+    games: RwLock<HashMap<GameToken, Arc<Mutex<GameRecord>>>>,
+}
+
+#[derive(Default)]
+struct Users {
+    by_name: HashMap<String, UserToken>,
+    tokens: HashSet<UserToken>,
+}
+
+struct GameRecord {
+    participants: u8,
+    host: UserToken,
+    board: Board,
+    /// The record list `games:<game>:logs`.
+    logs: Vec<String>,
+    signal: watch::Sender<Signal>,
+}
+
+impl GameRecord {
+    fn joined(&self) -> usize {
+        self.board.heroes.len()
+    }
+
+    fn is_joinable_by(&self, user: &UserToken) -> bool {
+        self.board.status.is_open()
+            && self.joined() < usize::from(self.participants)
+            && !self.board.heroes.contains_key(user)
+    }
+
+    fn raise(&self) {
+        let next = Signal::of(self.board.status, self.joined(), &self.board);
+        self.signal.send_if_modified(|cur| {
+            let newer = next.is_newer_than(cur);
+            if newer {
+                *cur = next;
+            }
+            newer
+        });
+    }
+}
+
+/// A poisoned lock only means another task panicked mid-update of plain data; the
+/// data is still the last consistent write, so keep serving.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn game(&self, game: &GameToken) -> Option<Arc<Mutex<GameRecord>>> {
+        let games = self.inner.games.read().unwrap_or_else(|e| e.into_inner());
+        games.get(game).cloned()
+    }
+
+    /// The records pushed on a game's log list, oldest first.
+    pub fn logs(&self, game: &GameToken) -> Vec<String> {
+        self.game(game)
+            .map(|g| lock(&g).logs.clone())
+            .unwrap_or_default()
+    }
+
+    fn create(
+        &self,
+        game: &GameToken,
+        participants: u8,
+        host: &UserToken,
+    ) -> Arc<Mutex<GameRecord>> {
+        let board = Board {
+            status: GameStatus::WaitingLobby,
+            order: Vec::new(),
+            heroes: BTreeMap::new(),
+            turns: 0,
+        };
+        let (signal, _) = watch::channel(Signal::of(GameStatus::WaitingLobby, 0, &board));
+        let record = Arc::new(Mutex::new(GameRecord {
+            participants,
+            host: host.clone(),
+            board,
+            logs: Vec::new(),
+            signal,
+        }));
+        let mut games = self.inner.games.write().unwrap_or_else(|e| e.into_inner());
+        games.insert(game.clone(), record.clone());
+        record
+    }
+}
+
+impl GameStore for MemoryStore {
+    async fn replace_roster(&self, heroes: &[RosterHero]) -> Result<(), StoreError> {
+        let map = heroes
+            .iter()
+            .map(|h| (h.id, (h.hero(), h.stored_json())))
+            .collect();
+        *self.inner.roster.write().unwrap_or_else(|e| e.into_inner()) = map;
+        Ok(())
+    }
+
+    async fn roster(&self) -> Result<Vec<Hero>, StoreError> {
+        let roster = self.inner.roster.read().unwrap_or_else(|e| e.into_inner());
+        Ok(roster.values().map(|(h, _)| *h).collect())
+    }
+
+    async fn login(&self, name: &str) -> Result<(UserToken, bool), StoreError> {
+        let mut users = lock(&self.inner.users);
+        if let Some(token) = users.by_name.get(name) {
+            return Ok((token.clone(), false));
+        }
+        let token = UserToken::new_random();
+        users.by_name.insert(name.to_string(), token.clone());
+        users.tokens.insert(token.clone());
+        Ok((token, true))
+    }
+
+    async fn user_exists(&self, user: &UserToken) -> Result<bool, StoreError> {
+        Ok(lock(&self.inner.users).tokens.contains(user))
+    }
+
+    async fn join(
+        &self,
+        user: &UserToken,
+        participants: u8,
+        new_game: &GameToken,
+        candidates: &[Hero],
+    ) -> Result<Joined, StoreError> {
+        let mut open = lock(&self.inner.open);
+        let list = open.entry(participants).or_default();
+        // Drop games that filled or left their lobby; pick a random joinable one.
+        list.retain(|g| {
+            self.game(g).is_some_and(|r| {
+                let r = lock(&r);
+                r.board.status.is_open() && r.joined() < usize::from(r.participants)
+            })
+        });
+        let start = if list.is_empty() {
+            0
+        } else {
+            rand::random_range(0..list.len())
+        };
+        let found = (0..list.len())
+            .map(|i| &list[(start + i) % list.len()])
+            .find_map(|g| {
+                let record = self.game(g)?;
+                let joinable = lock(&record).is_joinable_by(user);
+                joinable.then(|| (g.clone(), record))
+            });
+        let (game, record, created) = match found {
+            Some((g, r)) => (g, r, false),
+            None => {
+                let record = self.create(new_game, participants, user);
+                list.push(new_game.clone());
+                (new_game.clone(), record, true)
+            }
+        };
+
+        let mut r = lock(&record);
+        let taken: HashSet<HeroId> = r.board.heroes.values().map(|h| h.id).collect();
+        let hero = *candidates
+            .iter()
+            .find(|h| !taken.contains(&h.id))
+            .ok_or_else(|| StoreError::Unavailable("no free hero among the candidates".into()))?;
+        r.board.heroes.insert(user.clone(), hero);
+        let joined = r.joined();
+        if joined >= usize::from(r.participants) {
+            list.retain(|g| *g != game);
+        }
+        r.raise();
+        Ok(Joined {
+            game,
+            hero: hero.id,
+            created,
+            joined: u32::try_from(joined).unwrap_or(u32::MAX),
+        })
+    }
+
+    async fn snapshot(&self, game: &GameToken) -> Result<Option<Snapshot>, StoreError> {
+        Ok(self.game(game).map(|r| {
+            let r = lock(&r);
+            Snapshot {
+                participants: r.participants,
+                host: r.host.clone(),
+                board: r.board.clone(),
+            }
+        }))
+    }
+
+    async fn start(&self, game: &GameToken, order: &[UserToken]) -> Result<bool, StoreError> {
+        let record = self.game(game).ok_or(StoreError::UnknownGame)?;
+        let mut r = lock(&record);
+        if !r.board.status.is_open() || r.joined() < usize::from(r.participants) {
+            return Ok(false);
+        }
+        r.board.status = GameStatus::Starting;
+        r.board.order = order.to_vec();
+        r.board.turns = 0;
+        r.board.status = GameStatus::InProgress;
+        r.raise();
+        Ok(true)
+    }
+
+    async fn time_out(&self, game: &GameToken) -> Result<bool, StoreError> {
+        let record = self.game(game).ok_or(StoreError::UnknownGame)?;
+        let mut r = lock(&record);
+        if !r.board.status.is_open() || r.joined() >= usize::from(r.participants) {
+            return Ok(false);
+        }
+        r.board.status = GameStatus::TimedOut;
+        r.raise();
+        Ok(true)
+    }
+
+    async fn hero(&self, game: &GameToken, user: &UserToken) -> Result<Option<Hero>, StoreError> {
+        Ok(self
+            .game(game)
+            .and_then(|r| lock(&r).board.heroes.get(user).copied()))
+    }
+
+    async fn attack(
+        &self,
+        game: &GameToken,
+        attacker: &UserToken,
+        enemy: &UserToken,
+        turn_cap: u32,
+        timestamp: &str,
+    ) -> Result<Attacked, StoreError> {
+        let record = self.game(game).ok_or(StoreError::UnknownGame)?;
+        let mut r = lock(&record);
+        let attack = rules::plan_attack(&r.board, attacker, enemy, turn_cap)?;
+        let log = to_frame(&ActionRecord::attack(game, &attack, timestamp.to_string()));
+        rules::apply(&mut r.board, &attack);
+        r.logs.push(log.clone());
+        r.raise();
+        Ok(Attacked {
+            attack,
+            record: log,
+        })
+    }
+
+    async fn finish_without_enemy(
+        &self,
+        game: &GameToken,
+        user: &UserToken,
+    ) -> Result<(), StoreError> {
+        let record = self.game(game).ok_or(StoreError::UnknownGame)?;
+        let mut r = lock(&record);
+        rules::plan_no_enemy(&r.board, user)?;
+        r.board.status = GameStatus::Completed;
+        r.raise();
+        Ok(())
+    }
+
+    async fn watch(&self, game: &GameToken) -> Result<SignalWatch, StoreError> {
+        let record = self.game(game).ok_or(StoreError::UnknownGame)?;
+        let rx = lock(&record).signal.subscribe();
+        Ok(SignalWatch::new(rx, None))
+    }
+}

@@ -1,0 +1,294 @@
+//! Where games live: the [`GameStore`] contract and its two implementations, the
+//! embedded in-process [`MemoryStore`] and the [`RedisStore`] on the original keyspace.
+//!
+//! Every operation that changes a game is atomic in the store (a lock in memory, a
+//! Lua script in Redis), so any number of server instances can share one store. Each
+//! change also raises a [`Signal`], which is how lobbies learn that players joined,
+//! whose turn it is and that a game ended, without polling.
+//!
+//! Stores decide nothing about combat: the rules in [`crate::game::rules`] do.
+
+mod memory;
+mod redis;
+
+use std::future::Future;
+
+use thiserror::Error;
+use tokio::sync::watch;
+
+use crate::game::rules::{Attack, Board, RuleError};
+use crate::game::{GameStatus, GameToken, Hero, HeroId, UserToken};
+use crate::roster::RosterHero;
+
+pub use self::memory::MemoryStore;
+pub use self::redis::{RedisConfig, RedisStore};
+
+/// What can go wrong in a store operation.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The backing service did not answer or failed; nothing may have been written.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A rule refused the action; nothing was written.
+    #[error(transparent)]
+    Rule(#[from] RuleError),
+    /// The game changed under a write too many times in a row.
+    #[error("the game kept changing; try again")]
+    Contended,
+    #[error("unknown game")]
+    UnknownGame,
+}
+
+/// A snapshot of a game's life-cycle, raised on every change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Signal {
+    pub status: GameStatus,
+    /// Players who joined so far.
+    pub joined: u32,
+    /// Attacks made so far.
+    pub turns: u32,
+    /// Whose turn it is, while the game is in progress.
+    pub current: Option<UserToken>,
+}
+
+impl Signal {
+    /// Signals of one game are ordered: later life-cycle phases, more turns and more
+    /// players only ever grow, so a late or repeated delivery can be recognised.
+    fn order_key(&self) -> (u8, u32, u32) {
+        (self.status.phase(), self.turns, self.joined)
+    }
+
+    /// Whether `self` describes a later state than `other`.
+    pub fn is_newer_than(&self, other: &Signal) -> bool {
+        self.order_key() > other.order_key()
+    }
+
+    /// The compact text form carried on Redis pub/sub: `status|joined|turns|current`.
+    pub fn encode(&self) -> String {
+        format!(
+            "{}|{}|{}|{}",
+            self.status,
+            self.joined,
+            self.turns,
+            self.current.as_ref().map_or("", |u| u.as_str())
+        )
+    }
+
+    pub fn decode(text: &str) -> Option<Self> {
+        let mut parts = text.splitn(4, '|');
+        let status = GameStatus::parse(parts.next()?)?;
+        let joined = parts.next()?.parse().ok()?;
+        let turns = parts.next()?.parse().ok()?;
+        let current = match parts.next()? {
+            "" => None,
+            token => Some(UserToken(token.to_string())),
+        };
+        Some(Self {
+            status,
+            joined,
+            turns,
+            current,
+        })
+    }
+
+    /// The signal a game in this state raises.
+    pub fn of(status: GameStatus, joined: usize, board: &Board) -> Self {
+        let current = match status {
+            GameStatus::InProgress => board.order.first().cloned(),
+            _ => None,
+        };
+        Self {
+            status,
+            joined: u32::try_from(joined).unwrap_or(u32::MAX),
+            turns: board.turns,
+            current,
+        }
+    }
+}
+
+/// Receives a game's signals. Dropping it ends the subscription.
+pub struct SignalWatch {
+    rx: watch::Receiver<Signal>,
+    _registration: Option<Box<dyn Send + Sync>>,
+}
+
+impl SignalWatch {
+    pub(crate) fn new(
+        rx: watch::Receiver<Signal>,
+        registration: Option<Box<dyn Send + Sync>>,
+    ) -> Self {
+        Self {
+            rx,
+            _registration: registration,
+        }
+    }
+
+    /// The latest signal, marking it seen.
+    pub fn latest(&mut self) -> Signal {
+        self.rx.borrow_and_update().clone()
+    }
+
+    /// Waits for a signal not yet seen. Errors only if the store went away.
+    pub async fn changed(&mut self) -> Result<(), StoreError> {
+        self.rx
+            .changed()
+            .await
+            .map_err(|_| StoreError::Unavailable("the store shut down".into()))
+    }
+}
+
+/// One game as read in one atomic step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// How many players the game was created for.
+    pub participants: u8,
+    /// The player who created it.
+    pub host: UserToken,
+    /// Status, order, every member's hero and the turn counter.
+    pub board: Board,
+}
+
+impl Snapshot {
+    pub fn is_member(&self, user: &UserToken) -> bool {
+        self.board.heroes.contains_key(user)
+    }
+
+    pub fn joined(&self) -> usize {
+        self.board.heroes.len()
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.joined() >= usize::from(self.participants)
+    }
+}
+
+/// The result of `/api/v1/game/find`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Joined {
+    pub game: GameToken,
+    pub hero: HeroId,
+    /// Whether this join created the game (the user is its host).
+    pub created: bool,
+    /// Players in the game after this join.
+    pub joined: u32,
+}
+
+/// The result of an accepted attack: the plan that was applied and its log record
+/// (the JSON pushed on `games:<game>:logs` and sent back to the attacker).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attacked {
+    pub attack: Attack,
+    pub record: String,
+}
+
+/// The contract both stores fulfil; `tests/store_contract.rs` runs one suite on each.
+pub trait GameStore: Clone + Send + Sync + 'static {
+    /// Replaces the hero collection (the `superheros` hash).
+    fn replace_roster(
+        &self,
+        heroes: &[RosterHero],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The hero collection as games use it, ordered by id.
+    fn roster(&self) -> impl Future<Output = Result<Vec<Hero>, StoreError>> + Send;
+
+    /// Logs a user in by name; the bool says whether the user was created.
+    fn login(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<(UserToken, bool), StoreError>> + Send;
+
+    /// Whether a user token was handed out by `login`.
+    fn user_exists(
+        &self,
+        user: &UserToken,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Joins a random open game for `participants` players that `user` is not in yet,
+    /// or creates one with the token `new_game`. The hero is the first of `candidates`
+    /// (distinct roster heroes, at least `participants` of them) not taken in that
+    /// game. Atomic: a game never gets more players than it was created for.
+    fn join(
+        &self,
+        user: &UserToken,
+        participants: u8,
+        new_game: &GameToken,
+        candidates: &[Hero],
+    ) -> impl Future<Output = Result<Joined, StoreError>> + Send;
+
+    /// Reads a game in one atomic step; `None` for an unknown game.
+    fn snapshot(
+        &self,
+        game: &GameToken,
+    ) -> impl Future<Output = Result<Option<Snapshot>, StoreError>> + Send;
+
+    /// Starts a full game that is still in its lobby with the given turn order
+    /// (status `Starting`, then `In-Progress`). False if it was not startable, for
+    /// instance because another lobby started it first.
+    fn start(
+        &self,
+        game: &GameToken,
+        order: &[UserToken],
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Times out a game whose lobby is not full (status `Timed Out`). False if the
+    /// game filled or changed state meanwhile.
+    fn time_out(&self, game: &GameToken) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// One player's hero in one game, if both exist.
+    fn hero(
+        &self,
+        game: &GameToken,
+        user: &UserToken,
+    ) -> impl Future<Output = Result<Option<Hero>, StoreError>> + Send;
+
+    /// Plans an attack by the rules and applies it atomically, with its log record
+    /// stamped `timestamp`. `turn_cap` as in [`crate::game::rules::plan_attack`].
+    fn attack(
+        &self,
+        game: &GameToken,
+        attacker: &UserToken,
+        enemy: &UserToken,
+        turn_cap: u32,
+        timestamp: &str,
+    ) -> impl Future<Output = Result<Attacked, StoreError>> + Send;
+
+    /// Completes a game in which `user` has no living opponent left.
+    fn finish_without_enemy(
+        &self,
+        game: &GameToken,
+        user: &UserToken,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Subscribes to a game's signals; the first one is its current state.
+    fn watch(
+        &self,
+        game: &GameToken,
+    ) -> impl Future<Output = Result<SignalWatch, StoreError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_text_round_trip() {
+        let s = Signal {
+            status: GameStatus::InProgress,
+            joined: 3,
+            turns: 12,
+            current: Some(UserToken("abc".into())),
+        };
+        assert_eq!(Signal::decode(&s.encode()), Some(s.clone()));
+        let w = Signal {
+            status: GameStatus::WaitingLobby,
+            joined: 1,
+            turns: 0,
+            current: None,
+        };
+        assert_eq!(Signal::decode(&w.encode()), Some(w.clone()));
+        assert!(s.is_newer_than(&w));
+        assert!(!w.is_newer_than(&s));
+        assert_eq!(Signal::decode("nonsense"), None);
+    }
+}

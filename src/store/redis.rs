@@ -1,0 +1,649 @@
+//! The Redis store, on the original simulator's keyspace so that a run can be explored
+//! with redis-cli exactly as before (`LLEN games:players:2`, `GET games:<g>:status`,
+//! `SMEMBERS games:<g>`, `HGETALL games:<g>:superheros:<p>`, `HGET superheros <id>`).
+//!
+//! Three keys are added to the original's, each documented in the README:
+//! `users:tokens` (token → name, so an unknown token is told in O(1)),
+//! `games:open:<n>` (the set of joinable games, so finding a game does not scan every
+//! game ever played) and `games:<g>:turns` (the attack counter behind the turn cap and
+//! the compare-and-set below).
+//!
+//! Every change is one Lua script, so it is atomic however many servers share the
+//! store, and each script publishes the game's new [`Signal`] on the channel
+//! `games:<g>:signal`. An attack reads the board in one script, plans it with the pure
+//! rules, and applies it with a script that first checks that the turn counter has
+//! not moved (compare-and-set), so the rules exist once, in Rust.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Script};
+use tokio::sync::watch;
+
+use super::{Attacked, GameStore, Joined, Signal, SignalWatch, Snapshot, StoreError};
+use crate::game::protocol::{ActionRecord, to_frame};
+use crate::game::rules::{self, Board};
+use crate::game::{GameStatus, GameToken, Hero, HeroId, UserToken};
+use crate::roster::{RosterHero, hero_from_stored};
+
+/// Where the Redis store is. The URL may hold a password, so it is never printed
+/// as is: `Display` masks it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    pub url: String,
+}
+
+impl RedisConfig {
+    /// `redis://host:port/db` from the original's REDIS_HOST / REDIS_PORT / REDIS_DB.
+    pub fn from_parts(host: &str, port: u16, db: u32) -> Self {
+        Self {
+            url: format!("redis://{host}:{port}/{db}"),
+        }
+    }
+}
+
+impl fmt::Display for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&crate::config::redact_url(&self.url))
+    }
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RedisConfig({self})")
+    }
+}
+
+/// How long any one Redis command may take before it counts as failed.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How many times an attack is re-planned when its game changed under it.
+const CAS_ATTEMPTS: usize = 5;
+/// The pattern every game's signal channel matches.
+const SIGNAL_PATTERN: &str = "games:*:signal";
+
+fn unavailable(e: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+/// The Redis store. Clones share one multiplexed connection and one signal listener.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    registry: Arc<Registry>,
+    _listener: Arc<ListenerTask>,
+}
+
+impl RedisStore {
+    /// Connects, and starts the task that listens for game signals.
+    pub async fn connect(config: &RedisConfig) -> Result<Self, StoreError> {
+        let client = redis::Client::open(config.url.as_str()).map_err(|e| {
+            StoreError::Unavailable(format!("bad Redis address {config}: {:?}", e.kind()))
+        })?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_connection_timeout(Some(RESPONSE_TIMEOUT))
+            .set_number_of_retries(3);
+        let conn = ConnectionManager::new_with_config(client.clone(), manager_config)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("cannot reach Redis at {config}: {e}")))?;
+        let registry = Arc::new(Registry::default());
+        let listener = tokio::spawn(listen(client, conn.clone(), Arc::downgrade(&registry)));
+        Ok(Self {
+            conn,
+            registry,
+            _listener: Arc::new(ListenerTask(listener.abort_handle())),
+        })
+    }
+
+    /// The underlying connection, for callers that read the keyspace directly.
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    async fn fetch_signal(
+        conn: &mut ConnectionManager,
+        game: &GameToken,
+    ) -> Result<Option<Signal>, StoreError> {
+        let text: Option<String> = SIGNAL
+            .arg(game.as_str())
+            .invoke_async(conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(text.as_deref().and_then(Signal::decode))
+    }
+}
+
+/// Ends the signal listener when the last clone of the store goes.
+struct ListenerTask(tokio::task::AbortHandle);
+
+impl Drop for ListenerTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The games this process watches, each with the channel its lobbies listen on.
+#[derive(Default)]
+struct Registry {
+    games: Mutex<HashMap<GameToken, (watch::Sender<Signal>, usize)>>,
+}
+
+impl Registry {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<GameToken, (watch::Sender<Signal>, usize)>> {
+        self.games.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn register(self: &Arc<Self>, game: &GameToken) -> (watch::Receiver<Signal>, Registration) {
+        let mut games = self.lock();
+        let entry = games.entry(game.clone()).or_insert_with(|| {
+            let unknown = Signal {
+                status: GameStatus::Initializing,
+                joined: 0,
+                turns: 0,
+                current: None,
+            };
+            (watch::channel(unknown).0, 0)
+        });
+        entry.1 += 1;
+        let rx = entry.0.subscribe();
+        (
+            rx,
+            Registration {
+                registry: self.clone(),
+                game: game.clone(),
+            },
+        )
+    }
+
+    /// Passes a signal on to the game's watchers unless they have seen a later one.
+    fn deliver(&self, game: &GameToken, signal: Signal) {
+        if let Some((tx, _)) = self.lock().get(game) {
+            tx.send_if_modified(|cur| {
+                let newer = signal.is_newer_than(cur);
+                if newer {
+                    *cur = signal;
+                }
+                newer
+            });
+        }
+    }
+
+    fn watched(&self) -> Vec<GameToken> {
+        self.lock().keys().cloned().collect()
+    }
+}
+
+struct Registration {
+    registry: Arc<Registry>,
+    game: GameToken,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut games = self.registry.lock();
+        if let Some(entry) = games.get_mut(&self.game) {
+            entry.1 -= 1;
+            if entry.1 == 0 {
+                games.remove(&self.game);
+            }
+        }
+    }
+}
+
+/// Listens on every game's signal channel and hands signals to local watchers. After
+/// a lost connection it re-reads the state of every watched game, so a signal
+/// published while it was away is not missed.
+async fn listen(client: redis::Client, mut conn: ConnectionManager, registry: Weak<Registry>) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match client.get_async_pubsub().await {
+            Ok(mut pubsub) => match pubsub.psubscribe(SIGNAL_PATTERN).await {
+                Ok(()) => {
+                    backoff = Duration::from_millis(50);
+                    let Some(reg) = registry.upgrade() else {
+                        return;
+                    };
+                    for game in reg.watched() {
+                        if let Ok(Some(signal)) = RedisStore::fetch_signal(&mut conn, &game).await {
+                            reg.deliver(&game, signal);
+                        }
+                    }
+                    drop(reg);
+                    let mut messages = pubsub.into_on_message();
+                    while let Some(msg) = messages.next().await {
+                        let Some(reg) = registry.upgrade() else {
+                            return;
+                        };
+                        let channel = msg.get_channel_name();
+                        let Some(game) = channel
+                            .strip_prefix("games:")
+                            .and_then(|c| c.strip_suffix(":signal"))
+                        else {
+                            continue;
+                        };
+                        let payload: String = msg.get_payload().unwrap_or_default();
+                        if let Some(signal) = Signal::decode(&payload) {
+                            reg.deliver(&GameToken(game.to_string()), signal);
+                        }
+                    }
+                    tracing::warn!("lost the Redis signal subscription; reconnecting");
+                }
+                Err(e) => tracing::warn!("cannot subscribe to game signals: {e}"),
+            },
+            Err(e) => tracing::warn!("cannot open the Redis signal connection: {e}"),
+        }
+        if registry.strong_count() == 0 {
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+// Lua scripts. Keys are built inside the scripts from the game token, as the
+// original's names demand; this store targets a single Redis server, not a cluster.
+
+/// Shared helpers: whether a game is still in its lobby, and how many joined it.
+const LUA_HELPERS: &str = r"
+local function is_open(st)
+  return st == 'Initializing' or st == 'Waiting Lobby' or st == 'Time Out'
+end
+local function joined(g)
+  local s = redis.call('ZSCORE', 'games:participants', g)
+  if s then return tonumber(s) end
+  return 0
+end
+";
+
+static LOGIN: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
+    Script::new(
+        r"
+local t = redis.call('HGET', 'users', ARGV[1])
+if t then return {t, 0} end
+redis.call('HSET', 'users', ARGV[1], ARGV[2])
+redis.call('HSET', 'users:tokens', ARGV[2], ARGV[1])
+return {ARGV[2], 1}
+",
+    )
+});
+
+/// ARGV: user, participants, token for a new game, then (id, attack, health) triples.
+static JOIN: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
+    Script::new(&format!(
+        r"{LUA_HELPERS}
+local user, n, fresh = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local open_key = 'games:open:' .. n
+local game = false
+local created = 0
+for _, g in ipairs(redis.call('SRANDMEMBER', open_key, 8)) do
+  if not is_open(redis.call('GET', 'games:' .. g .. ':status')) or joined(g) >= n then
+    redis.call('SREM', open_key, g)
+  elseif redis.call('SISMEMBER', 'games:' .. g, user) == 0 then
+    game = g
+    break
+  end
+end
+if not game then
+  game = fresh
+  created = 1
+  redis.call('RPUSH', 'games:players:' .. n, game)
+  redis.call('ZADD', 'games:participants', 0, game)
+  redis.call('SET', 'games:' .. game .. ':participants', n)
+  redis.call('SET', 'games:' .. game .. ':status', 'Waiting Lobby')
+  redis.call('SET', 'games:' .. game .. ':host', user)
+  redis.call('SADD', open_key, game)
+end
+local pick = false
+for i = 4, #ARGV, 3 do
+  if redis.call('SISMEMBER', 'games:' .. game .. ':superheros', ARGV[i]) == 0 then
+    pick = i
+    break
+  end
+end
+if not pick then return redis.error_reply('no free hero among the candidates') end
+local count = tonumber(redis.call('ZINCRBY', 'games:participants', 1, game))
+redis.call('SADD', 'games:' .. game, user)
+redis.call('HSET', 'games:' .. game .. ':superheros:' .. user,
+  'id', ARGV[pick], 'attack', ARGV[pick + 1], 'health', ARGV[pick + 2])
+redis.call('SADD', 'games:' .. game .. ':superheros', ARGV[pick])
+if count >= n then redis.call('SREM', open_key, game) end
+redis.call('PUBLISH', 'games:' .. game .. ':signal', 'Waiting Lobby|' .. count .. '|0|')
+return {{game, ARGV[pick], count, created}}
+"
+    ))
+});
+
+/// ARGV: game. Returns participants, status, turns, host, order and the members'
+/// heroes as flat (token, id, attack, health) quadruples; nil for an unknown game.
+static SNAPSHOT: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
+    Script::new(
+        r"
+local p = 'games:' .. ARGV[1]
+local n = redis.call('GET', p .. ':participants')
+if not n then return false end
+local heroes = {}
+for _, m in ipairs(redis.call('SMEMBERS', p)) do
+  local h = redis.call('HMGET', p .. ':superheros:' .. m, 'id', 'attack', 'health')
+  heroes[#heroes + 1] = m
+  heroes[#heroes + 1] = h[1] or ''
+  heroes[#heroes + 1] = h[2] or ''
+  heroes[#heroes + 1] = h[3] or ''
+end
+return {n, redis.call('GET', p .. ':status') or '', redis.call('GET', p .. ':turns') or '0',
+  redis.call('GET', p .. ':host') or '', redis.call('LRANGE', p .. ':order', 0, -1), heroes}
+",
+    )
+});
+
+/// ARGV: game, then the turn order.
+static START: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
+    Script::new(&format!(
+        r"{LUA_HELPERS}
+local g = ARGV[1]
+local p = 'games:' .. g
+local n = tonumber(redis.call('GET', p .. ':participants') or '0')
+local count = joined(g)
+if not is_open(redis.call('GET', p .. ':status')) or count < n or #ARGV < 2 then return 0 end
+redis.call('SET', p .. ':status', 'Starting')
+redis.call('DEL', p .. ':order')
+redis.call('RPUSH', p .. ':order', unpack(ARGV, 2))
+redis.call('SET', p .. ':turns', 0)
+redis.call('SET', p .. ':status', 'In-Progress')
+redis.call('PUBLISH', p .. ':signal', 'In-Progress|' .. count .. '|0|' .. ARGV[2])
+return 1
+"
+    ))
+});
+
+/// ARGV: game.
+static TIME_OUT: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
+    Script::new(&format!(
+        r"{LUA_HELPERS}
+local g = ARGV[1]
+local p = 'games:' .. g
+local n = tonumber(redis.call('GET', p .. ':participants') or '0')
+local count = joined(g)
+if not is_open(redis.call('GET', p .. ':status')) or count >= n then return 0 end
+redis.call('SET', p .. ':status', 'Timed Out')
+redis.call('SREM', 'games:open:' .. n, g)
+redis.call('PUBLISH', p .. ':signal', 'Timed Out|' .. count .. '|0|')
+return 1
+"
+    ))
+});
+
+/// ARGV: game, expected turns, enemy, enemy health after, log record, new status,
+/// signal, then the new turn order. Applies only if the game is still in progress at
+/// the expected turn.
+static APPLY_ATTACK: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
+    Script::new(
+        r"
+local p = 'games:' .. ARGV[1]
+if redis.call('GET', p .. ':status') ~= 'In-Progress' then return 0 end
+if (redis.call('GET', p .. ':turns') or '0') ~= ARGV[2] then return 0 end
+redis.call('HSET', p .. ':superheros:' .. ARGV[3], 'health', ARGV[4])
+redis.call('RPUSH', p .. ':logs', ARGV[5])
+redis.call('DEL', p .. ':order')
+if #ARGV >= 8 then redis.call('RPUSH', p .. ':order', unpack(ARGV, 8)) end
+redis.call('SET', p .. ':turns', tonumber(ARGV[2]) + 1)
+redis.call('SET', p .. ':status', ARGV[6])
+redis.call('PUBLISH', p .. ':signal', ARGV[7])
+return 1
+",
+    )
+});
+
+/// ARGV: game, expected turns, signal. Completes a game still in progress at the
+/// expected turn; a game already completed is left as it is.
+static FINISH: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
+    Script::new(
+        r"
+local p = 'games:' .. ARGV[1]
+local st = redis.call('GET', p .. ':status')
+if st == 'Completed' then return 1 end
+if st ~= 'In-Progress' then return 0 end
+if (redis.call('GET', p .. ':turns') or '0') ~= ARGV[2] then return 0 end
+redis.call('SET', p .. ':status', 'Completed')
+redis.call('PUBLISH', p .. ':signal', ARGV[3])
+return 1
+",
+    )
+});
+
+/// ARGV: game. The game's current signal, or nil for an unknown game.
+static SIGNAL: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
+    Script::new(&format!(
+        r"{LUA_HELPERS}
+local p = 'games:' .. ARGV[1]
+local st = redis.call('GET', p .. ':status')
+if not st then return false end
+local cur = ''
+if st == 'In-Progress' then cur = redis.call('LINDEX', p .. ':order', 0) or '' end
+return st .. '|' .. joined(ARGV[1]) .. '|' .. (redis.call('GET', p .. ':turns') or '0') .. '|' .. cur
+"
+    ))
+});
+
+type RawSnapshot = (String, String, String, String, Vec<String>, Vec<String>);
+
+fn parse_snapshot(raw: RawSnapshot) -> Result<Snapshot, StoreError> {
+    let (participants, status, turns, host, order, heroes) = raw;
+    let corrupt = |what: &str| StoreError::Unavailable(format!("unreadable game record: {what}"));
+    let participants = participants.parse().map_err(|_| corrupt("participants"))?;
+    let status = GameStatus::parse(&status).ok_or_else(|| corrupt("status"))?;
+    let turns = turns.parse().map_err(|_| corrupt("turns"))?;
+    let mut map = BTreeMap::new();
+    for chunk in heroes.chunks_exact(4) {
+        let hero = Hero {
+            id: chunk[1].parse().map_err(|_| corrupt("hero id"))?,
+            attack: chunk[2].parse().map_err(|_| corrupt("hero attack"))?,
+            health: chunk[3].parse().map_err(|_| corrupt("hero health"))?,
+        };
+        map.insert(UserToken(chunk[0].clone()), hero);
+    }
+    Ok(Snapshot {
+        participants,
+        host: UserToken(host),
+        board: Board {
+            status,
+            order: order.into_iter().map(UserToken).collect(),
+            heroes: map,
+            turns,
+        },
+    })
+}
+
+impl GameStore for RedisStore {
+    async fn replace_roster(&self, heroes: &[RosterHero]) -> Result<(), StoreError> {
+        let items: Vec<(HeroId, String)> = heroes.iter().map(|h| (h.id, h.stored_json())).collect();
+        let mut pipe = redis::pipe();
+        pipe.atomic().del("superheros").ignore();
+        for chunk in items.chunks(500) {
+            pipe.hset_multiple("superheros", chunk).ignore();
+        }
+        pipe.query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn roster(&self) -> Result<Vec<Hero>, StoreError> {
+        let all: HashMap<String, String> = self
+            .conn
+            .clone()
+            .hgetall("superheros")
+            .await
+            .map_err(unavailable)?;
+        let mut heroes: Vec<Hero> = all
+            .iter()
+            .filter_map(|(id, json)| hero_from_stored(id.parse().ok()?, json))
+            .collect();
+        heroes.sort_by_key(|h| h.id);
+        Ok(heroes)
+    }
+
+    async fn login(&self, name: &str) -> Result<(UserToken, bool), StoreError> {
+        let (token, created): (String, i64) = LOGIN
+            .arg(name)
+            .arg(UserToken::new_random().as_str())
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok((UserToken(token), created == 1))
+    }
+
+    async fn user_exists(&self, user: &UserToken) -> Result<bool, StoreError> {
+        self.conn
+            .clone()
+            .hexists("users:tokens", user.as_str())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn join(
+        &self,
+        user: &UserToken,
+        participants: u8,
+        new_game: &GameToken,
+        candidates: &[Hero],
+    ) -> Result<Joined, StoreError> {
+        let mut call = JOIN.prepare_invoke();
+        call.arg(user.as_str())
+            .arg(participants)
+            .arg(new_game.as_str());
+        for h in candidates {
+            call.arg(h.id).arg(h.attack).arg(h.health);
+        }
+        let (game, hero, joined, created): (String, HeroId, u32, i64) = call
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(Joined {
+            game: GameToken(game),
+            hero,
+            created: created == 1,
+            joined,
+        })
+    }
+
+    async fn snapshot(&self, game: &GameToken) -> Result<Option<Snapshot>, StoreError> {
+        let raw: Option<RawSnapshot> = SNAPSHOT
+            .arg(game.as_str())
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        raw.map(parse_snapshot).transpose()
+    }
+
+    async fn start(&self, game: &GameToken, order: &[UserToken]) -> Result<bool, StoreError> {
+        let mut call = START.prepare_invoke();
+        call.arg(game.as_str());
+        for u in order {
+            call.arg(u.as_str());
+        }
+        let started: i64 = call
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(started == 1)
+    }
+
+    async fn time_out(&self, game: &GameToken) -> Result<bool, StoreError> {
+        let timed_out: i64 = TIME_OUT
+            .arg(game.as_str())
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(timed_out == 1)
+    }
+
+    async fn hero(&self, game: &GameToken, user: &UserToken) -> Result<Option<Hero>, StoreError> {
+        let key = format!("games:{game}:superheros:{user}");
+        let (id, attack, health): (Option<HeroId>, Option<u64>, Option<u64>) = self
+            .conn
+            .clone()
+            .hmget(key, &["id", "attack", "health"])
+            .await
+            .map_err(unavailable)?;
+        Ok(match (id, attack, health) {
+            (Some(id), Some(attack), Some(health)) => Some(Hero { id, attack, health }),
+            _ => None,
+        })
+    }
+
+    async fn attack(
+        &self,
+        game: &GameToken,
+        attacker: &UserToken,
+        enemy: &UserToken,
+        turn_cap: u32,
+        timestamp: &str,
+    ) -> Result<Attacked, StoreError> {
+        let mut conn = self.conn.clone();
+        for _ in 0..CAS_ATTEMPTS {
+            let snap = self.snapshot(game).await?.ok_or(StoreError::UnknownGame)?;
+            let attack = rules::plan_attack(&snap.board, attacker, enemy, turn_cap)?;
+            let record = to_frame(&ActionRecord::attack(game, &attack, timestamp.to_string()));
+            let mut after = snap.board.clone();
+            rules::apply(&mut after, &attack);
+            let signal = Signal::of(after.status, snap.joined(), &after);
+            let mut call = APPLY_ATTACK.prepare_invoke();
+            call.arg(game.as_str())
+                .arg(snap.board.turns)
+                .arg(enemy.as_str())
+                .arg(attack.enemy_health_post)
+                .arg(&record)
+                .arg(after.status.as_str())
+                .arg(signal.encode());
+            for u in &attack.order {
+                call.arg(u.as_str());
+            }
+            let applied: i64 = call.invoke_async(&mut conn).await.map_err(unavailable)?;
+            if applied == 1 {
+                return Ok(Attacked { attack, record });
+            }
+        }
+        Err(StoreError::Contended)
+    }
+
+    async fn finish_without_enemy(
+        &self,
+        game: &GameToken,
+        user: &UserToken,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        for _ in 0..CAS_ATTEMPTS {
+            let snap = self.snapshot(game).await?.ok_or(StoreError::UnknownGame)?;
+            rules::plan_no_enemy(&snap.board, user)?;
+            let mut after = snap.board.clone();
+            after.status = GameStatus::Completed;
+            let signal = Signal::of(after.status, snap.joined(), &after);
+            let done: i64 = FINISH
+                .arg(game.as_str())
+                .arg(snap.board.turns)
+                .arg(signal.encode())
+                .invoke_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            if done == 1 {
+                return Ok(());
+            }
+        }
+        Err(StoreError::Contended)
+    }
+
+    async fn watch(&self, game: &GameToken) -> Result<SignalWatch, StoreError> {
+        // Register before reading, so that no signal falls between the two.
+        let (rx, registration) = self.registry.register(game);
+        let signal = Self::fetch_signal(&mut self.conn.clone(), game)
+            .await?
+            .ok_or(StoreError::UnknownGame)?;
+        self.registry.deliver(game, signal);
+        Ok(SignalWatch::new(rx, Some(Box::new(registration))))
+    }
+}
