@@ -52,6 +52,8 @@ pub enum Command {
     Server(ServerArgs),
     /// Run bot players against a server.
     Player(PlayerArgs),
+    /// Run the server and its bots in one process.
+    Simulate(SimulateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -121,6 +123,28 @@ pub struct PlayerArgs {
     /// Number of the first bot's user name (`USER%03d`).
     #[arg(long, default_value_t = 0)]
     pub first_user: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Bots to run.
+    #[arg(long, default_value_t = 100)]
+    pub bots: usize,
+    /// Games each bot plays.
+    #[arg(long, env = "CLIENT_GAMES", default_value_t = 10)]
+    pub games: u32,
+    /// Seed of the synthetic roster (when the store has none) and of the bots' choices.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Heroes of the synthetic roster.
+    #[arg(long, default_value_t = 732)]
+    pub heroes: u32,
+    #[arg(long, env = "LOBBY_TIMEOUT", default_value_t = 5.0)]
+    pub lobby_timeout: f64,
+    #[arg(long, env = "SERVER_SLEEP", default_value_t = 0.0)]
+    pub server_sleep: f64,
+    #[arg(long, env = "TURN_CAP", default_value_t = 1000)]
+    pub turn_cap: u32,
 }
 
 /// Which store to use.

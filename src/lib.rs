@@ -16,6 +16,7 @@
 //! - [`server`]: the WebSocket endpoints (`/api/v1/login`, `/api/v1/game/find`,
 //!   `/lobby`, `/hero`, `/action`), answering bad input with clear errors.
 //! - [`player`]: bots that play like the original client, thousands per process.
+//! - [`simulate`]: server and bots in one process, with one summary.
 //! - [`events`]: the log records that name a queue, the events the transport carries.
 //! - [`config`]: flags and environment variables, as typed settings.
 
@@ -25,4 +26,5 @@ pub mod game;
 pub mod player;
 pub mod roster;
 pub mod server;
+pub mod simulate;
 pub mod store;

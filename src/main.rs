@@ -8,11 +8,13 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 
 use superhero::config::{
-    self, BuildDbArgs, Cli, Command, GlobalArgs, PlayerArgs, RosterArgs, ServerArgs, StoreChoice,
+    self, BuildDbArgs, Cli, Command, GlobalArgs, PlayerArgs, RosterArgs, ServerArgs, SimulateArgs,
+    StoreChoice,
 };
 use superhero::player::{self, PlayerSettings};
 use superhero::roster::{self, RosterHero};
 use superhero::server::{self, ServerSettings};
+use superhero::simulate::{self, SimulateSettings};
 use superhero::store::{GameStore, MemoryStore, RedisStore};
 
 fn main() -> ExitCode {
@@ -51,6 +53,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::BuildDb(args) => with_store(g, |store| build_db(store, args, g.json)).await,
         Command::Server(args) => with_store(g, |store| serve(store, args)).await,
         Command::Player(args) => play(args, g.json).await,
+        Command::Simulate(args) => with_store(g, |store| run_simulation(store, args, g.json)).await,
     }
 }
 
@@ -135,14 +138,41 @@ async fn build_db(store: AnyStore, args: &BuildDbArgs, json: bool) -> Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(store: AnyStore, args: &ServerArgs) -> Result<ExitCode> {
-    let settings = ServerSettings {
-        lobby_timeout: config::seconds(args.lobby_timeout, "--lobby-timeout")
+fn server_settings(lobby_timeout: f64, server_sleep: f64, turn_cap: u32) -> Result<ServerSettings> {
+    Ok(ServerSettings {
+        lobby_timeout: config::seconds(lobby_timeout, "--lobby-timeout")
             .map_err(anyhow::Error::msg)?,
-        server_sleep: config::seconds(args.server_sleep, "--server-sleep")
+        server_sleep: config::seconds(server_sleep, "--server-sleep")
             .map_err(anyhow::Error::msg)?,
-        turn_cap: args.turn_cap,
+        turn_cap,
+    })
+}
+
+async fn run_simulation(store: AnyStore, args: &SimulateArgs, json: bool) -> Result<ExitCode> {
+    if args.bots < 2 {
+        bail!("--bots must be at least 2: a game needs two players");
+    }
+    let settings = SimulateSettings {
+        bots: args.bots,
+        games: i64::from(args.games),
+        seed: args.seed,
+        heroes: args.heroes,
+        server: server_settings(args.lobby_timeout, args.server_sleep, args.turn_cap)?,
     };
+    let summary = match store {
+        AnyStore::Memory(s) => simulate::run(s, settings).await?,
+        AnyStore::Redis(s) => simulate::run(s, settings).await?,
+    };
+    print_summary(&summary, json)?;
+    Ok(if summary.bot_errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn serve(store: AnyStore, args: &ServerArgs) -> Result<ExitCode> {
+    let settings = server_settings(args.lobby_timeout, args.server_sleep, args.turn_cap)?;
     let addr = format!("{}:{}", args.host, args.port);
     let listener = TcpListener::bind(&addr)
         .await

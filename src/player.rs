@@ -8,6 +8,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,7 @@ use serde::Serialize;
 use serde_json::json;
 use thiserror::Error;
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -28,6 +30,9 @@ use crate::game::protocol::{
 };
 use crate::game::{GameToken, UserToken};
 use crate::server::READ_BUFFER_BYTES;
+
+/// With this many bots or fewer still playing in the process, bots ask for 2 players.
+const ENDGAME_BOTS: usize = 5;
 
 /// How the bots play.
 #[derive(Clone, Debug)]
@@ -43,6 +48,11 @@ pub struct PlayerSettings {
     /// Longest wait for any one server message. A lobby waits through other players'
     /// turns, so this is generous.
     pub idle_timeout: Duration,
+    /// Every player of the run is one of these bots (as in `simulate`). Then a lobby
+    /// that can no longer fill, because too few bots still play, is left at once
+    /// instead of waiting out the lobby timeout, and a bot with no one left to play
+    /// with stops.
+    pub closed_world: bool,
 }
 
 impl Default for PlayerSettings {
@@ -54,6 +64,7 @@ impl Default for PlayerSettings {
             seed: 0,
             first_user: 0,
             idle_timeout: Duration::from_secs(60),
+            closed_world: false,
         }
     }
 }
@@ -66,6 +77,10 @@ pub struct PlayerSummary {
     pub games_timed_out: u64,
     /// Bots that stopped early on an error (connection lost, unexpected reply, ...).
     pub bot_errors: u64,
+    /// Closed world only: lobbies left because no bot was left to fill them, and
+    /// games not played because no other bot was left.
+    pub lobbies_abandoned: u64,
+    pub games_skipped: u64,
     pub elapsed_s: f64,
     pub games_per_s: f64,
 }
@@ -93,7 +108,11 @@ struct Tally {
     completed: AtomicU64,
     errors: AtomicU64,
     /// Bots still playing in this process.
-    active: AtomicUsize,
+    active: watch::Sender<usize>,
+    abandoned: AtomicU64,
+    skipped: AtomicU64,
+    /// Bots of this process waiting in a lobby for a game of 2 and of 3 players.
+    waiting: [AtomicUsize; 2],
     /// Timed-out games, by token: every waiting player of such a game hears of it.
     timed_out: Mutex<HashSet<GameToken>>,
 }
@@ -101,7 +120,7 @@ struct Tally {
 /// Runs the bots to the end and sums up.
 pub async fn run(settings: PlayerSettings) -> PlayerSummary {
     let tally = Arc::new(Tally {
-        active: AtomicUsize::new(settings.bots),
+        active: watch::Sender::new(settings.bots),
         ..Tally::default()
     });
     let started = Instant::now();
@@ -111,7 +130,7 @@ pub async fn run(settings: PlayerSettings) -> PlayerSummary {
         let tally = tally.clone();
         tasks.spawn(async move {
             let result = bot(i, &settings, &tally).await;
-            tally.active.fetch_sub(1, Ordering::Relaxed);
+            tally.active.send_modify(|a| *a -= 1);
             if let Err(e) = result {
                 tally.errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!("bot USER{:03} stopped: {e}", settings.first_user + i);
@@ -127,6 +146,8 @@ pub async fn run(settings: PlayerSettings) -> PlayerSummary {
         games_completed,
         games_timed_out,
         bot_errors: tally.errors.load(Ordering::Relaxed),
+        lobbies_abandoned: tally.abandoned.load(Ordering::Relaxed),
+        games_skipped: tally.skipped.load(Ordering::Relaxed),
         elapsed_s,
         games_per_s: if elapsed_s > 0.0 {
             games_completed as f64 / elapsed_s
@@ -201,7 +222,21 @@ async fn bot(index: usize, settings: &PlayerSettings, tally: &Tally) -> Result<(
     };
     let mut played = 0i64;
     while settings.games < 0 || played < settings.games {
-        play_game(&mut links, &me, &mut rng, tally).await?;
+        if settings.closed_world && *tally.active.borrow() < 2 {
+            let left = if settings.games < 0 {
+                0
+            } else {
+                settings.games - played
+            };
+            tally
+                .skipped
+                .fetch_add(left.unsigned_abs(), Ordering::Relaxed);
+            break;
+        }
+        if let Lobby::Abandoned = play_game(&mut links, &me, &mut rng, tally, settings).await? {
+            // The server still holds the left lobby on that connection: use a new one.
+            links.lobby = Conn::open(home, LOBBY_PATH, t).await?;
+        }
         played += 1;
     }
     Ok(())
@@ -225,19 +260,20 @@ async fn login(conn: &mut Conn, name: &str) -> Result<UserToken, BotError> {
     }
 }
 
+/// How a bot's part in a game ended.
+enum Lobby {
+    Over,
+    Abandoned,
+}
+
 async fn play_game(
     links: &mut Links,
     me: &UserToken,
     rng: &mut SmallRng,
     tally: &Tally,
-) -> Result<(), BotError> {
-    // Like the original, 2 or 3 players at random; but never more than the bots still
-    // playing here, so that the last games of a run do not wait out the lobby timeout
-    // for players who have left.
-    let mut participants: u8 = rng.random_range(2..=3);
-    if tally.active.load(Ordering::Relaxed) == 2 {
-        participants = 2;
-    }
+    settings: &PlayerSettings,
+) -> Result<Lobby, BotError> {
+    let participants = choose_participants(tally, rng);
     links
         .find
         .send(json!({"PAYLOAD": {"USER_TOKEN": me, "PARTICIPANTS": participants}}).to_string())
@@ -254,28 +290,102 @@ async fn play_game(
         .lobby
         .send(json!({"PAYLOAD": {"GAME_TOKEN": game, "USER_TOKEN": me}}).to_string())
         .await?;
+    let waiting = Waiting::new(&tally.waiting[usize::from(participants - 2)]);
+    let game = GameRun {
+        token: game,
+        participants,
+        closed_world: settings.closed_world,
+    };
+    lobby(links, &game, me, rng, tally, waiting).await
+}
+
+/// The game a bot is in.
+struct GameRun {
+    token: GameToken,
+    participants: u8,
+    closed_world: bool,
+}
+
+/// Counts a bot as waiting in a lobby until the game starts or the lobby ends.
+struct Waiting<'a>(Option<&'a AtomicUsize>);
+
+impl<'a> Waiting<'a> {
+    fn new(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Self(Some(counter))
+    }
+
+    fn done(&mut self) {
+        if let Some(counter) = self.0.take() {
+            counter.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.done();
+    }
+}
+
+/// Like the original, 2 or 3 players at random; except that a bot first helps fill a
+/// lobby another bot of this process waits in, and that the last few bots pair up.
+/// Otherwise the last games of a run sit out the lobby timeout, waiting for players
+/// who chose the other size or have already left.
+fn choose_participants(tally: &Tally, rng: &mut SmallRng) -> u8 {
+    let waiting_for = |n: u8| tally.waiting[usize::from(n - 2)].load(Ordering::Relaxed);
+    match (waiting_for(2), waiting_for(3)) {
+        (0, 0) if *tally.active.borrow() <= ENDGAME_BOTS => 2,
+        (0, 0) => rng.random_range(2..=3),
+        (0, _) => 3,
+        (_, 0) => 2,
+        _ => rng.random_range(2..=3),
+    }
+}
+
+/// Follows one game's lobby until it is over.
+async fn lobby(
+    links: &mut Links,
+    game: &GameRun,
+    me: &UserToken,
+    rng: &mut SmallRng,
+    tally: &Tally,
+    mut waiting: Waiting<'_>,
+) -> Result<Lobby, BotError> {
     let mut opponents: Vec<UserToken> = Vec::new();
+    let mut active = tally.active.subscribe();
+    let mut started = false;
     loop {
-        let frame = links.lobby.recv().await?;
+        let can_give_up = game.closed_world && !started;
+        let frame = tokio::select! {
+            frame = links.lobby.recv() => frame?,
+            // No bot left could fill this lobby: waiting out the timeout is pointless.
+            _ = active.wait_for(|a| *a < usize::from(game.participants)), if can_give_up => {
+                tally.abandoned.fetch_add(1, Ordering::Relaxed);
+                return Ok(Lobby::Abandoned);
+            }
+        };
         match frame.game() {
             Some(GAME_START) => {
+                started = true;
+                waiting.done();
                 let all = frame.payload.participants.unwrap_or_default();
                 opponents = all.into_iter().filter(|p| p != me).collect();
             }
-            Some(GAME_TURN) => take_turn(links, &game, me, &opponents, rng).await?,
+            Some(GAME_TURN) => take_turn(links, &game.token, me, &opponents, rng).await?,
             Some(GAME_COMPLETE) => {
                 // Each game is counted once, by the bot with the lowest token, wherever
                 // that bot runs.
                 if !opponents.is_empty() && opponents.iter().all(|p| p > me) {
                     tally.completed.fetch_add(1, Ordering::Relaxed);
                 }
-                return Ok(());
+                return Ok(Lobby::Over);
             }
             Some(GAME_TIMED_OUT) => {
                 if let Ok(mut set) = tally.timed_out.lock() {
-                    set.insert(game);
+                    set.insert(game.token.clone());
                 }
-                return Ok(());
+                return Ok(Lobby::Over);
             }
             _ => {
                 return Err(BotError::Unexpected(format!(

@@ -1,0 +1,223 @@
+//! Helpers shared by the integration tests: a real Redis database per test, a real
+//! server on an ephemeral port, and a plain WebSocket client.
+//!
+//! Redis databases are handed out per test so that tests running in parallel never
+//! see each other's keys: protocol 1 and 10-12, redis_game 2, roster_import 3, scale 4,
+//! bad_input 5, store_contract 6-9. Pub/sub channels are shared across databases, but
+//! they are named after random game tokens.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use redis::AsyncCommands;
+use serde_json::Value;
+use superhero::roster::{Powerstats, RosterHero};
+use superhero::server::{self, ServerSettings};
+use superhero::store::{GameStore, RedisConfig, RedisStore};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long any single wait in a test may take.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub fn redis_url(db: u32) -> String {
+    let host = std::env::var("SUPERHERO_TEST_REDIS_HOST").unwrap_or_else(|_| "127.0.0.1".into());
+    let port = std::env::var("SUPERHERO_TEST_REDIS_PORT").unwrap_or_else(|_| "6379".into());
+    format!("redis://{host}:{port}/{db}")
+}
+
+/// A plain connection to test database `db`, emptied first.
+pub async fn fresh_db(db: u32) -> redis::aio::MultiplexedConnection {
+    let client = redis::Client::open(redis_url(db)).expect("a valid Redis URL");
+    let mut conn = tokio::time::timeout(WAIT, client.get_multiplexed_async_connection())
+        .await
+        .expect("Redis answers in time (is it running? scripts/test starts it)")
+        .expect("Redis is reachable (scripts/test starts it)");
+    let () = redis::cmd("FLUSHDB")
+        .query_async(&mut conn)
+        .await
+        .expect("FLUSHDB");
+    conn
+}
+
+/// A Redis store on test database `db`, emptied first.
+pub async fn fresh_redis_store(db: u32) -> (RedisStore, redis::aio::MultiplexedConnection) {
+    let conn = fresh_db(db).await;
+    let store = RedisStore::connect(&RedisConfig { url: redis_url(db) })
+        .await
+        .expect("the Redis store connects");
+    (store, conn)
+}
+
+/// A roster of `n` identical heroes, for games whose course is known in advance.
+pub fn uniform_roster(n: u32, attack_stat: u64, health_stat: u64) -> Vec<RosterHero> {
+    (1..=n)
+        .map(|id| RosterHero {
+            id,
+            name: format!("Hero {id}"),
+            // health = 10 × i × s × d, attack = sp × p × c
+            stats: Powerstats {
+                intelligence: 1,
+                strength: 1,
+                speed: 1,
+                durability: health_stat,
+                power: 1,
+                combat: attack_stat,
+            },
+            other: serde_json::Map::new(),
+        })
+        .collect()
+}
+
+/// A game server running in this process until dropped.
+pub struct TestServer {
+    pub url: String,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub async fn start_server<S: GameStore>(store: S, settings: ServerSettings) -> TestServer {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+    let addr = listener.local_addr().expect("a local address");
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(server::serve(listener, store, settings, async {
+        let _ = stopped.await;
+    }));
+    TestServer {
+        url: format!("ws://{addr}"),
+        stop: Some(stop),
+    }
+}
+
+/// A WebSocket client for one endpoint.
+pub struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Client {
+    pub async fn connect(base: &str, path: &str) -> Self {
+        let (ws, _) = tokio::time::timeout(
+            WAIT,
+            tokio_tungstenite::connect_async(format!("{base}{path}")),
+        )
+        .await
+        .expect("connect in time")
+        .expect("the WebSocket handshake succeeds");
+        Self { ws }
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.expect("send");
+    }
+
+    pub async fn send(&mut self, value: Value) {
+        self.send_text(&value.to_string()).await;
+    }
+
+    pub async fn send_message(&mut self, message: Message) {
+        self.ws.send(message).await.expect("send");
+    }
+
+    /// The next text frame, parsed.
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a reply in time")
+                .expect("the connection stays open")
+                .expect("a readable frame");
+            if let Message::Text(text) = msg {
+                return serde_json::from_str(&text).expect("the server sends JSON");
+            }
+        }
+    }
+
+    /// Sends a request and returns the next frame.
+    pub async fn ask(&mut self, value: Value) -> Value {
+        self.send(value).await;
+        self.recv().await
+    }
+
+    /// Whether the server closes the connection (within the wait limit).
+    pub async fn closed(&mut self) -> bool {
+        loop {
+            match tokio::time::timeout(WAIT, self.ws.next()).await {
+                Err(_) => return false,
+                Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => return true,
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+    }
+}
+
+/// The error reply with this status message.
+pub fn error(message: &str) -> Value {
+    serde_json::json!({"PAYLOAD": {}, "STATUS": message})
+}
+
+/// Logs a user in and returns its token.
+pub async fn login(base: &str, name: &str) -> String {
+    let mut c = Client::connect(base, "/api/v1/login").await;
+    c.send(serde_json::json!({"PAYLOAD": {"USER": name}})).await;
+    loop {
+        let frame = c.recv().await;
+        if let Some(token) = frame["PAYLOAD"]["USER_TOKEN"].as_str() {
+            return token.to_string();
+        }
+        assert_eq!(frame, error("USER CREATED"));
+    }
+}
+
+/// Every key of a Redis database with its content, to check that nothing changed.
+pub async fn keyspace(conn: &mut redis::aio::MultiplexedConnection) -> BTreeMap<String, String> {
+    let keys: Vec<String> = conn.keys("*").await.expect("KEYS");
+    let mut out = BTreeMap::new();
+    for key in keys {
+        let kind: String = redis::cmd("TYPE")
+            .arg(&key)
+            .query_async(conn)
+            .await
+            .expect("TYPE");
+        let value = match kind.as_str() {
+            "string" => conn.get::<_, String>(&key).await.expect("GET"),
+            "list" => format!(
+                "{:?}",
+                conn.lrange::<_, Vec<String>>(&key, 0, -1)
+                    .await
+                    .expect("LRANGE")
+            ),
+            "set" => {
+                let mut members: Vec<String> = conn.smembers(&key).await.expect("SMEMBERS");
+                members.sort();
+                format!("{members:?}")
+            }
+            "hash" => format!(
+                "{:?}",
+                conn.hgetall::<_, BTreeMap<String, String>>(&key)
+                    .await
+                    .expect("HGETALL")
+            ),
+            "zset" => format!(
+                "{:?}",
+                conn.zrange_withscores::<_, Vec<(String, f64)>>(&key, 0, -1)
+                    .await
+                    .expect("ZRANGE")
+            ),
+            other => other.to_string(),
+        };
+        out.insert(key, value);
+    }
+    out
+}
