@@ -1,5 +1,6 @@
 //! The `superhero` command: parses flags and environment, then calls into the library.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
@@ -43,6 +44,7 @@ fn init_logging(level: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal())
         .with_writer(std::io::stdout)
         .init();
 }
@@ -198,7 +200,7 @@ async fn serve(store: AnyStore, args: &ServerArgs) -> Result<ExitCode> {
                     "the superheros hash is empty: run `superhero build-db --store redis` first"
                 );
             }
-            tracing::info!("serving on ws://{local} with the Redis store ({heroes} heroes)");
+            println!("superhero server listening on ws://{local} (Redis store, {heroes} heroes)");
             server::serve(listener, s, settings, shutdown).await?;
         }
     }

@@ -114,7 +114,10 @@ impl<S: GameStore> Lobby<'_, S> {
             }
             match self.wait(socket).await {
                 Wake::Signal => {}
-                Wake::Closed => return Flow::Close,
+                Wake::Closed => {
+                    self.left_early().await;
+                    return Flow::Close;
+                }
                 Wake::Deadline => {
                     self.deadline = None;
                     if let Err(e) = self.app.store.time_out(&self.game).await {
@@ -144,6 +147,21 @@ impl<S: GameStore> Lobby<'_, S> {
                 Some(_) => Wake::Request,
                 None => Wake::Closed,
             },
+        }
+    }
+
+    /// The client closed its lobby before the game started: it will never play, so
+    /// the game is timed out unless it filled meanwhile.
+    async fn left_early(&self) {
+        if self.started {
+            return;
+        }
+        match self.app.store.time_out(&self.game).await {
+            Ok(true) => cleaning_records(&self.game, &self.user),
+            Ok(false) => {}
+            Err(e) => {
+                store_error(e);
+            }
         }
     }
 

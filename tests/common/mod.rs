@@ -2,7 +2,7 @@
 //! server on an ephemeral port, and a plain WebSocket client.
 //!
 //! Redis databases are handed out per test so that tests running in parallel never
-//! see each other's keys: protocol 1 and 10-12, redis_game 2, roster_import 3, scale 4,
+//! see each other's keys: protocol 1 and 10-12, redis_game 2, roster_import 3 and 13, scale 4,
 //! bad_input 5, store_contract 6-9. Pub/sub channels are shared across databases, but
 //! they are named after random game tokens.
 
@@ -120,6 +120,11 @@ impl Client {
 
     pub async fn send_text(&mut self, text: &str) {
         self.ws.send(Message::text(text)).await.expect("send");
+    }
+
+    /// Sends a frame the server may refuse by closing the connection mid-way.
+    pub async fn try_send_text(&mut self, text: &str) -> bool {
+        self.ws.send(Message::text(text)).await.is_ok()
     }
 
     pub async fn send(&mut self, value: Value) {
