@@ -1,0 +1,271 @@
+//! The store contract: one suite, run on the embedded store and on a real Redis.
+//! A new store passes these before anything else builds on it.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::{fresh_redis_store, uniform_roster};
+use superhero::game::rules::RuleError;
+use superhero::game::{GameStatus, GameToken, Hero, UserToken};
+use superhero::store::{GameStore, MemoryStore, StoreError};
+
+fn heroes(n: u32) -> Vec<Hero> {
+    uniform_roster(n, 50, 10).iter().map(|h| h.hero()).collect()
+}
+
+async fn users<S: GameStore>(store: &S, prefix: &str, n: usize) -> Vec<UserToken> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let (token, created) = store.login(&format!("{prefix}{i:03}")).await.unwrap();
+        assert!(created);
+        out.push(token);
+    }
+    out
+}
+
+/// Logins are idempotent and tokens are known afterwards.
+async fn login_and_tokens<S: GameStore>(store: S) {
+    let (t1, created) = store.login("USER001").await.unwrap();
+    assert!(created);
+    let (t2, created) = store.login("USER001").await.unwrap();
+    assert!(!created);
+    assert_eq!(t1, t2);
+    assert!(store.user_exists(&t1).await.unwrap());
+    assert!(!store.user_exists(&UserToken("nope".into())).await.unwrap());
+}
+
+/// Concurrent joins never overfill a game, never put a user in a game twice, and
+/// never give one hero to two players of a game.
+async fn joins_are_atomic<S: GameStore>(store: S) {
+    let players = users(&store, "J", 60).await;
+    let candidates = heroes(3);
+    let mut tasks = Vec::new();
+    for user in players.clone() {
+        let store = store.clone();
+        let candidates = candidates.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .join(&user, 3, &GameToken::new_random(), &candidates)
+                .await
+                .map(|j| (user, j))
+        }));
+    }
+    let mut games: HashMap<GameToken, Vec<(UserToken, u32)>> = HashMap::new();
+    for task in tasks {
+        let (user, joined) = task.await.unwrap().unwrap();
+        games
+            .entry(joined.game)
+            .or_default()
+            .push((user, joined.hero));
+    }
+    let mut total = 0;
+    for (game, members) in &games {
+        let snap = store.snapshot(game).await.unwrap().unwrap();
+        assert!(snap.joined() <= 3, "{game} has {} players", snap.joined());
+        assert_eq!(snap.joined(), members.len());
+        let mut ids: Vec<u32> = members.iter().map(|(_, h)| *h).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), members.len(), "distinct heroes in {game}");
+        total += members.len();
+    }
+    assert_eq!(total, 60);
+    assert!(games.len() >= 20);
+
+    // A user never joins a game twice: with one open game, the same user gets another.
+    let solo = users(&store, "S", 1).await.remove(0);
+    let first = store
+        .join(&solo, 2, &GameToken::new_random(), &candidates)
+        .await
+        .unwrap();
+    let second = store
+        .join(&solo, 2, &GameToken::new_random(), &candidates)
+        .await
+        .unwrap();
+    assert!(first.created && second.created);
+    assert_ne!(first.game, second.game);
+}
+
+/// Start needs a full lobby, time-out needs one that is not full, and each happens once.
+async fn lobby_life_cycle<S: GameStore>(store: S) {
+    let p = users(&store, "L", 3).await;
+    let h = heroes(3);
+    let g = store
+        .join(&p[0], 2, &GameToken::new_random(), &h)
+        .await
+        .unwrap()
+        .game;
+    let mut watch = store.watch(&g).await.unwrap();
+    let first = watch.latest();
+    assert_eq!((first.status, first.joined), (GameStatus::WaitingLobby, 1));
+    assert!(!store.start(&g, &p[..1]).await.unwrap(), "not full yet");
+
+    let joined = store
+        .join(&p[1], 2, &GameToken::new_random(), &h)
+        .await
+        .unwrap();
+    assert_eq!(joined.game, g);
+    assert_eq!(joined.joined, 2);
+    watch.changed().await.unwrap();
+    assert_eq!(watch.latest().joined, 2);
+    assert!(
+        !store.time_out(&g).await.unwrap(),
+        "a full lobby does not time out"
+    );
+
+    let order = vec![p[0].clone(), p[1].clone()];
+    assert!(store.start(&g, &order).await.unwrap());
+    assert!(!store.start(&g, &order).await.unwrap(), "only one start");
+    watch.changed().await.unwrap();
+    let s = watch.latest();
+    assert_eq!(s.status, GameStatus::InProgress);
+    assert_eq!(s.current, Some(p[0].clone()));
+
+    // A full game is not joined again.
+    let other = store
+        .join(&p[2], 2, &GameToken::new_random(), &h)
+        .await
+        .unwrap();
+    assert_ne!(other.game, g);
+    assert!(store.time_out(&other.game).await.unwrap());
+    assert!(
+        !store.time_out(&other.game).await.unwrap(),
+        "only one time-out"
+    );
+    assert!(!store.start(&other.game, &p[2..]).await.unwrap());
+    let snap = store.snapshot(&other.game).await.unwrap().unwrap();
+    assert_eq!(snap.board.status, GameStatus::TimedOut);
+    assert_eq!(snap.host, p[2]);
+
+    assert!(
+        store
+            .snapshot(&GameToken("nope".into()))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(matches!(
+        store.watch(&GameToken("nope".into())).await,
+        Err(StoreError::UnknownGame)
+    ));
+}
+
+/// Attacks go through the rules; of two identical attacks sent at once, one lands.
+async fn attacks_follow_the_rules<S: GameStore>(store: S) {
+    let p = users(&store, "A", 2).await;
+    let h = heroes(2);
+    let g = store
+        .join(&p[0], 2, &GameToken::new_random(), &h)
+        .await
+        .unwrap()
+        .game;
+    store
+        .join(&p[1], 2, &GameToken::new_random(), &h)
+        .await
+        .unwrap();
+    let mut order = p.clone();
+    order.sort();
+    assert!(store.start(&g, &order).await.unwrap());
+    let mut watch = store.watch(&g).await.unwrap();
+    let (first, second) = (order[0].clone(), order[1].clone());
+
+    let refused = store
+        .attack(&g, &second, &first, 0, "2026-01-01T00:00:00Z")
+        .await;
+    assert!(matches!(
+        refused,
+        Err(StoreError::Rule(RuleError::NotYourTurn))
+    ));
+
+    let racing: Vec<_> = (0..4)
+        .map(|_| {
+            let (store, g, a, e) = (store.clone(), g.clone(), first.clone(), second.clone());
+            tokio::spawn(async move { store.attack(&g, &a, &e, 0, "2026-01-01T00:00:00Z").await })
+        })
+        .collect();
+    let mut landed = 0;
+    for r in racing {
+        match r.await.unwrap() {
+            Ok(a) => {
+                landed += 1;
+                assert_eq!(
+                    (a.attack.enemy_health_prior, a.attack.enemy_health_post),
+                    (100, 50)
+                );
+                assert!(
+                    a.record.contains(r#""ENEMY_HEALTH_POST":50"#),
+                    "{}",
+                    a.record
+                );
+            }
+            Err(StoreError::Rule(RuleError::NotYourTurn)) => {}
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!(landed, 1, "exactly one of the racing attacks lands");
+    assert_eq!(store.hero(&g, &second).await.unwrap().unwrap().health, 50);
+
+    // The next signal names the next player.
+    loop {
+        let s = watch.latest();
+        if s.turns == 1 {
+            assert_eq!(s.current, Some(second.clone()));
+            break;
+        }
+        watch.changed().await.unwrap();
+    }
+
+    let back = store.attack(&g, &second, &first, 0, "t").await.unwrap();
+    assert_eq!(back.attack.enemy_health_post, 50);
+    let win = store.attack(&g, &first, &second, 0, "t").await.unwrap();
+    assert!(win.attack.finish.is_some());
+    let snap = store.snapshot(&g).await.unwrap().unwrap();
+    assert_eq!(snap.board.status, GameStatus::Completed);
+    assert_eq!(snap.board.turns, 3);
+    assert!(matches!(
+        store.attack(&g, &second, &first, 0, "t").await,
+        Err(StoreError::Rule(RuleError::NotInProgress))
+    ));
+    store.finish_without_enemy(&g, &first).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_and_tokens_embedded() {
+    login_and_tokens(MemoryStore::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_and_tokens_redis() {
+    login_and_tokens(fresh_redis_store(6).await.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_are_atomic_embedded() {
+    joins_are_atomic(MemoryStore::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_are_atomic_redis() {
+    joins_are_atomic(fresh_redis_store(7).await.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lobby_life_cycle_embedded() {
+    lobby_life_cycle(MemoryStore::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lobby_life_cycle_redis() {
+    lobby_life_cycle(fresh_redis_store(8).await.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attacks_follow_the_rules_embedded() {
+    attacks_follow_the_rules(MemoryStore::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attacks_follow_the_rules_redis() {
+    attacks_follow_the_rules(fresh_redis_store(9).await.0).await;
+}
