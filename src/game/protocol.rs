@@ -770,6 +770,68 @@ mod tests {
         assert!(chrono::NaiveDateTime::parse_from_str(&t, "%Y-%m-%dT%H:%M:%SZ").is_ok());
     }
 
+    proptest::proptest! {
+        /// Whatever arrives, parsing answers with a request or an error, never a panic.
+        #[test]
+        fn parsing_never_panics(frame in ".{0,200}") {
+            let _ = Login::parse(&frame);
+            let _ = Find::parse(&frame);
+            let _ = GameUser::parse(&frame);
+            let _ = Action::parse(&frame);
+            let _ = ServerFrame::parse(&frame);
+        }
+
+        /// Near-valid JSON: random values in every field the server reads.
+        #[test]
+        fn any_field_values_are_handled(
+            user in proptest::option::of(json_value()),
+            token in proptest::option::of(json_value()),
+            game in proptest::option::of(json_value()),
+            n in proptest::option::of(json_value()),
+            enemy in proptest::option::of(json_value()),
+            action in proptest::option::of(json_value()),
+        ) {
+            let mut payload = serde_json::Map::new();
+            for (key, value) in [("USER", user), ("USER_TOKEN", token), ("GAME_TOKEN", game),
+                                 ("PARTICIPANTS", n), ("ENEMY_TOKEN", enemy), ("ACTION", action)] {
+                if let Some(v) = value {
+                    payload.insert(key.into(), v);
+                }
+            }
+            let frame = serde_json::json!({"PAYLOAD": payload}).to_string();
+            if let Ok(find) = Find::parse(&frame) {
+                proptest::prop_assert!((2..=MAX_PARTICIPANTS).contains(&find.participants));
+            }
+            if let Ok(a) = Action::parse(&frame) {
+                proptest::prop_assert!(!a.user_token.as_str().is_empty());
+            }
+            let _ = Login::parse(&frame);
+            let _ = GameUser::parse(&frame);
+        }
+
+        #[test]
+        fn valid_requests_round_trip(user in "[a-zA-Z0-9-]{1,40}", n in 2u8..=MAX_PARTICIPANTS) {
+            let frame = serde_json::json!({"PAYLOAD": {"USER_TOKEN": user, "PARTICIPANTS": n}}).to_string();
+            proptest::prop_assert_eq!(
+                Find::parse(&frame),
+                Ok(Find { user_token: UserToken(user.clone()), participants: n })
+            );
+        }
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_map(serde_json::Value::from),
+            ".{0,20}".prop_map(serde_json::Value::from),
+            proptest::collection::vec(any::<u8>(), 0..3).prop_map(serde_json::Value::from),
+            Just(serde_json::json!({"nested": {"x": 1}})),
+        ]
+    }
+
     #[test]
     fn client_reads_every_reply() {
         let f = ServerFrame::parse(&ProtocolError::UnknownGame.to_frame()).unwrap();
