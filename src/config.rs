@@ -123,6 +123,10 @@ pub struct PlayerArgs {
     /// Number of the first bot's user name (`USER%03d`).
     #[arg(long, default_value_t = 0)]
     pub first_user: usize,
+    /// These bots are the only players on the servers: leave a lobby at once when too
+    /// few of them still play to fill it, instead of waiting out the lobby timeout.
+    #[arg(long)]
+    pub closed_world: bool,
 }
 
 #[derive(Debug, Args)]

@@ -230,6 +230,7 @@ async fn play(args: &PlayerArgs, json: bool) -> Result<ExitCode> {
         games: args.games,
         seed: args.seed,
         first_user: args.first_user,
+        closed_world: args.closed_world,
         ..PlayerSettings::default()
     })
     .await;
