@@ -17,10 +17,20 @@
 //!   `/lobby`, `/hero`, `/action`), answering bad input with clear errors.
 //! - [`player`]: bots that play like the original client, thousands per process.
 //! - [`simulate`]: server and bots in one process, with one summary.
-//! - [`events`]: the log records that name a queue, the events the transport carries.
+//! - [`events`]: the log records that name a queue, and the transport that publishes
+//!   them as event envelopes to a broker.
+//! - [`broker`]: the broker contract (publish; consume with ack/nack) and the
+//!   embedded in-process broker.
+//! - [`etl`]: a finished game to its GAME_META and GAME_PODIUM rows (pure), and the
+//!   gzip Parquet tables.
+//! - [`worker`]: consumes `Cleaning Game Records`, writes the tables durably, cleans.
+//! - [`audit`]: reads the tables back and checks them.
 //! - [`config`]: flags and environment variables, as typed settings.
 
+pub mod audit;
+pub mod broker;
 pub mod config;
+pub mod etl;
 pub mod events;
 pub mod game;
 pub mod player;
@@ -28,3 +38,4 @@ pub mod roster;
 pub mod server;
 pub mod simulate;
 pub mod store;
+pub mod worker;

@@ -212,7 +212,7 @@ async fn action<S: GameStore>(app: &App<S>, text: &str) -> Result<String, Protoc
 pub(super) fn cleaning_records(game: &GameToken, user: &UserToken) {
     events::emit_task(
         Queue::Lobby,
-        "Cleaning Game Records",
+        events::CLEANING_GAME_RECORDS,
         &GameUserTask {
             game_token: game.as_str(),
             user_token: user.as_str(),

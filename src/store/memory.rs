@@ -7,10 +7,12 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
 
 use tokio::sync::watch;
 
 use super::{Attacked, GameStore, Joined, Signal, SignalWatch, Snapshot, StoreError};
+use crate::etl::GameExtract;
 use crate::game::protocol::{ActionRecord, to_frame};
 use crate::game::rules::{self, Board};
 use crate::game::{GameStatus, GameToken, Hero, HeroId, UserToken};
@@ -44,6 +46,8 @@ struct GameRecord {
     board: Board,
     /// The record list `games:<game>:logs`.
     logs: Vec<String>,
+    /// Set by `clean`: the game is no longer extracted and goes after its expiry.
+    cleaned: bool,
     signal: watch::Sender<Signal>,
 }
 
@@ -111,6 +115,7 @@ impl MemoryStore {
             host: host.clone(),
             board,
             logs: Vec::new(),
+            cleaned: false,
             signal,
         }));
         let mut games = self.inner.games.write().unwrap_or_else(|e| e.into_inner());
@@ -279,6 +284,51 @@ impl GameStore for MemoryStore {
         rules::plan_no_enemy(&r.board, user)?;
         r.board.status = GameStatus::Completed;
         r.raise();
+        Ok(())
+    }
+
+    async fn extract(&self, game: &GameToken) -> Result<Option<GameExtract>, StoreError> {
+        Ok(self.game(game).and_then(|r| {
+            let r = lock(&r);
+            (!r.cleaned).then(|| GameExtract {
+                game: game.clone(),
+                status: r.board.status,
+                participants: r.participants,
+                host: r.host.clone(),
+                heroes: r.board.heroes.clone(),
+                logs: r.logs.clone(),
+            })
+        }))
+    }
+
+    async fn clean(&self, game: &GameToken, keep: Duration) -> Result<(), StoreError> {
+        let Some(record) = self.game(game) else {
+            return Ok(());
+        };
+        let participants = {
+            let mut r = lock(&record);
+            if r.cleaned {
+                return Ok(());
+            }
+            r.cleaned = true;
+            r.logs = Vec::new();
+            r.participants
+        };
+        if let Some(list) = lock(&self.inner.open).get_mut(&participants) {
+            list.retain(|g| g != game);
+        }
+        let inner = Arc::downgrade(&self.inner);
+        let game = game.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(keep).await;
+            if let Some(inner) = inner.upgrade() {
+                inner
+                    .games
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&game);
+            }
+        });
         Ok(())
     }
 

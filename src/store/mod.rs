@@ -12,10 +12,12 @@ mod memory;
 mod redis;
 
 use std::future::Future;
+use std::time::Duration;
 
 use thiserror::Error;
 use tokio::sync::watch;
 
+use crate::etl::GameExtract;
 use crate::game::rules::{Attack, Board, RuleError};
 use crate::game::{GameStatus, GameToken, Hero, HeroId, UserToken};
 use crate::roster::RosterHero;
@@ -258,6 +260,21 @@ pub trait GameStore: Clone + Send + Sync + 'static {
         &self,
         game: &GameToken,
         user: &UserToken,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Reads a game and its log in one atomic step, for its ETL. `None` for an unknown
+    /// game or one already cleaned.
+    fn extract(
+        &self,
+        game: &GameToken,
+    ) -> impl Future<Output = Result<Option<GameExtract>, StoreError>> + Send;
+
+    /// Cleans a game after its ETL: its log goes at once, it leaves the game
+    /// indexes, and its other records are kept for `keep` (REDIS_EXPIRY), then go.
+    fn clean(
+        &self,
+        game: &GameToken,
+        keep: Duration,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Subscribes to a game's signals; the first one is its current state.

@@ -25,6 +25,7 @@ use redis::{AsyncCommands, Script};
 use tokio::sync::watch;
 
 use super::{Attacked, GameStore, Joined, Signal, SignalWatch, Snapshot, StoreError};
+use crate::etl::GameExtract;
 use crate::game::protocol::{ActionRecord, to_frame};
 use crate::game::rules::{self, Board};
 use crate::game::{GameStatus, GameToken, Hero, HeroId, UserToken};
@@ -319,24 +320,68 @@ return {{game, ARGV[pick], count, created}}
     ))
 });
 
-/// ARGV: game. Returns participants, status, turns, host, order and the members'
-/// heroes as flat (token, id, attack, health) quadruples; nil for an unknown game.
-static SNAPSHOT: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
+/// `snapshot(g)`: participants, status, turns, host, order and the members' heroes as
+/// flat (token, id, attack, health) quadruples; false for an unknown game.
+const LUA_SNAPSHOT: &str = r"
+local function snapshot(g)
+  local p = 'games:' .. g
+  local n = redis.call('GET', p .. ':participants')
+  if not n then return false end
+  local heroes = {}
+  for _, m in ipairs(redis.call('SMEMBERS', p)) do
+    local h = redis.call('HMGET', p .. ':superheros:' .. m, 'id', 'attack', 'health')
+    heroes[#heroes + 1] = m
+    heroes[#heroes + 1] = h[1] or ''
+    heroes[#heroes + 1] = h[2] or ''
+    heroes[#heroes + 1] = h[3] or ''
+  end
+  return {n, redis.call('GET', p .. ':status') or '', redis.call('GET', p .. ':turns') or '0',
+    redis.call('GET', p .. ':host') or '', redis.call('LRANGE', p .. ':order', 0, -1), heroes}
+end
+";
+
+/// ARGV: game. The game's snapshot; nil for an unknown game.
+static SNAPSHOT: std::sync::LazyLock<Script> =
+    std::sync::LazyLock::new(|| Script::new(&format!("{LUA_SNAPSHOT}\nreturn snapshot(ARGV[1])")));
+
+/// ARGV: game. The snapshot with the log list appended; nil for an unknown game or
+/// one already cleaned (no longer in `games:participants`).
+static EXTRACT: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
+    Script::new(&format!(
+        r"{LUA_SNAPSHOT}
+if not redis.call('ZSCORE', 'games:participants', ARGV[1]) then return false end
+local snap = snapshot(ARGV[1])
+if not snap then return false end
+snap[#snap + 1] = redis.call('LRANGE', 'games:' .. ARGV[1] .. ':logs', 0, -1)
+return snap
+"
+    ))
+});
+
+/// ARGV: game, seconds to keep its keys. The original's cleaning, plus the keys this
+/// store adds: hero hashes, order, status, participants, host, members, taken heroes
+/// and turn counter expire; the game leaves `games:participants`,
+/// `games:players:<n>` and `games:open:<n>`; its log list is deleted.
+static CLEAN: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
     Script::new(
         r"
-local p = 'games:' .. ARGV[1]
+local g, ttl = ARGV[1], tonumber(ARGV[2])
+local p = 'games:' .. g
 local n = redis.call('GET', p .. ':participants')
-if not n then return false end
-local heroes = {}
 for _, m in ipairs(redis.call('SMEMBERS', p)) do
-  local h = redis.call('HMGET', p .. ':superheros:' .. m, 'id', 'attack', 'health')
-  heroes[#heroes + 1] = m
-  heroes[#heroes + 1] = h[1] or ''
-  heroes[#heroes + 1] = h[2] or ''
-  heroes[#heroes + 1] = h[3] or ''
+  redis.call('EXPIRE', p .. ':superheros:' .. m, ttl)
 end
-return {n, redis.call('GET', p .. ':status') or '', redis.call('GET', p .. ':turns') or '0',
-  redis.call('GET', p .. ':host') or '', redis.call('LRANGE', p .. ':order', 0, -1), heroes}
+for _, k in ipairs({p .. ':order', p .. ':status', p .. ':participants', p .. ':host', p,
+    p .. ':superheros', p .. ':turns'}) do
+  redis.call('EXPIRE', k, ttl)
+end
+redis.call('ZREM', 'games:participants', g)
+if n then
+  redis.call('LREM', 'games:players:' .. n, 0, g)
+  redis.call('SREM', 'games:open:' .. n, g)
+end
+redis.call('DEL', p .. ':logs')
+return 1
 ",
     )
 });
@@ -431,6 +476,15 @@ return st .. '|' .. joined(ARGV[1]) .. '|' .. (redis.call('GET', p .. ':turns') 
 });
 
 type RawSnapshot = (String, String, String, String, Vec<String>, Vec<String>);
+type RawExtract = (
+    String,
+    String,
+    String,
+    String,
+    Vec<String>,
+    Vec<String>,
+    Vec<String>,
+);
 
 fn parse_snapshot(raw: RawSnapshot) -> Result<Snapshot, StoreError> {
     let (participants, status, turns, host, order, heroes) = raw;
@@ -635,6 +689,36 @@ impl GameStore for RedisStore {
             }
         }
         Err(StoreError::Contended)
+    }
+
+    async fn extract(&self, game: &GameToken) -> Result<Option<GameExtract>, StoreError> {
+        let raw: Option<RawExtract> = EXTRACT
+            .arg(game.as_str())
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        let Some((n, status, turns, host, order, heroes, logs)) = raw else {
+            return Ok(None);
+        };
+        let snap = parse_snapshot((n, status, turns, host, order, heroes))?;
+        Ok(Some(GameExtract {
+            game: game.clone(),
+            status: snap.board.status,
+            participants: snap.participants,
+            host: snap.host,
+            heroes: snap.board.heroes,
+            logs,
+        }))
+    }
+
+    async fn clean(&self, game: &GameToken, keep: Duration) -> Result<(), StoreError> {
+        let _: i64 = CLEAN
+            .arg(game.as_str())
+            .arg(keep.as_secs().max(1))
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     async fn watch(&self, game: &GameToken) -> Result<SignalWatch, StoreError> {

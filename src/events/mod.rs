@@ -2,9 +2,20 @@
 //!
 //! The game code calls [`emit`]; the record goes to the `tracing` target named after
 //! its queue (`lib.server.login`, `lib.server.lobby`, `lib.server.game`), with its task
-//! as a JSON field, so whatever subscriber is installed prints or forwards it.
+//! as a JSON field, so whatever subscriber is installed prints or forwards it. The
+//! [`transport`] publishes those records to a broker.
+
+pub mod transport;
 
 use serde::Serialize;
+
+pub use self::transport::{
+    Envelope, EventLayer, EventPipe, EventSink, TransportStats, envelope_json,
+};
+
+/// The lifecycle record workers act on, logged on `lib.server.lobby` once per
+/// participant when a game is over.
+pub const CLEANING_GAME_RECORDS: &str = "Cleaning Game Records";
 
 /// The queues of the original simulator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,6 +26,21 @@ pub enum Queue {
 }
 
 impl Queue {
+    pub const ALL: [Queue; 3] = [Queue::Login, Queue::Lobby, Queue::Game];
+
+    /// The queue a `tracing` target names, if any.
+    pub fn from_target(target: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|q| q.name() == target)
+    }
+
+    pub const fn index(self) -> usize {
+        match self {
+            Self::Login => 0,
+            Self::Lobby => 1,
+            Self::Game => 2,
+        }
+    }
+
     pub const fn name(self) -> &'static str {
         match self {
             Self::Login => "lib.server.login",

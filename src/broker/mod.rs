@@ -1,0 +1,193 @@
+//! Message brokers: what the logging transport publishes to and the workers consume
+//! from.
+//!
+//! A broker hands out [`Publisher`]s and [`Consumer`]s. A consumer belongs to a group:
+//! on a work-queue broker each message goes to one consumer of each group, and a
+//! message that was delivered but not acknowledged goes back to the group when the
+//! consumer nacks it or goes away. Every broker keeps its own delivery semantics;
+//! [`Semantics`] says which, so tests and the evaluation know what to expect.
+//!
+//! Each broker lives in one file; `tests/broker_contract.rs` is the suite every one
+//! of them passes.
+
+mod memory;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use thiserror::Error;
+
+pub use self::memory::MemoryBroker;
+
+/// What can go wrong talking to a broker.
+#[derive(Debug, Error)]
+pub enum BrokerError {
+    /// The broker did not answer or refused; the operation may be retried.
+    #[error("broker unavailable: {0}")]
+    Unavailable(String),
+    /// The delivery is no longer held by this consumer (it was redelivered).
+    #[error("the delivery is no longer held by this consumer")]
+    Stale,
+    /// The broker shut down; nothing more will arrive.
+    #[error("the broker is closed")]
+    Closed,
+    /// The broker URL or setting is not usable.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// How a broker delivers, as the contract suite and the evaluation check it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Semantics {
+    /// Each message goes to one consumer of a group (else: to every consumer).
+    pub work_sharing: bool,
+    /// Unacknowledged messages come back when their consumer nacks or goes away.
+    pub redelivery: bool,
+    /// Messages published while no consumer exists are kept for later ones.
+    pub retains_unconsumed: bool,
+}
+
+/// A message broker.
+#[async_trait]
+pub trait Broker: Send + Sync {
+    /// Short name, also the `<LOGGER_MODULE>` part of event names (`memory`, `redis`, ...).
+    fn kind(&self) -> &'static str;
+
+    fn semantics(&self) -> Semantics;
+
+    /// A publisher; cheap to share between tasks.
+    async fn publisher(&self) -> Result<Box<dyn Publisher>, BrokerError>;
+
+    /// A consumer of `topic` in `group`, subscribed before this returns: messages
+    /// published afterwards reach the group.
+    async fn consumer(&self, topic: &str, group: &str) -> Result<Box<dyn Consumer>, BrokerError>;
+}
+
+/// Publishes messages to a topic.
+#[async_trait]
+pub trait Publisher: Send + Sync {
+    /// Publishes `payloads` in order; on error some of them may have been published.
+    async fn publish(&self, topic: &str, payloads: &[Vec<u8>]) -> Result<(), BrokerError>;
+}
+
+/// Receives the messages of one topic for one group.
+#[async_trait]
+pub trait Consumer: Send {
+    /// Waits for the next message. Cancel-safe: a call dropped before it returns
+    /// loses no message.
+    async fn next(&mut self) -> Result<Delivery, BrokerError>;
+}
+
+/// Settles one delivery with the broker.
+#[async_trait]
+pub trait Settle: Send + Sync {
+    async fn ack(self: Box<Self>) -> Result<(), BrokerError>;
+    /// Gives the message back to the group for redelivery.
+    async fn nack(self: Box<Self>) -> Result<(), BrokerError>;
+}
+
+/// One message as delivered to a consumer; settle it with [`Delivery::ack`] or
+/// [`Delivery::nack`]. Dropping it unsettled leaves it with its consumer until that
+/// consumer goes away.
+pub struct Delivery {
+    pub payload: Vec<u8>,
+    /// Whether the broker delivered this message before.
+    pub redelivered: bool,
+    settle: Box<dyn Settle>,
+}
+
+impl Delivery {
+    pub fn new(payload: Vec<u8>, redelivered: bool, settle: Box<dyn Settle>) -> Self {
+        Self {
+            payload,
+            redelivered,
+            settle,
+        }
+    }
+
+    pub async fn ack(self) -> Result<(), BrokerError> {
+        self.settle.ack().await
+    }
+
+    pub async fn nack(self) -> Result<(), BrokerError> {
+        self.settle.nack().await
+    }
+}
+
+impl fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Delivery")
+            .field("bytes", &self.payload.len())
+            .field("redelivered", &self.redelivered)
+            .finish()
+    }
+}
+
+/// The broker a command was asked to use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BrokerChoice {
+    /// No broker: records are printed only (`LOGGER_MODULE=default`).
+    None,
+    /// The embedded in-process broker (`memory://`).
+    Memory,
+}
+
+impl BrokerChoice {
+    /// Reads `--broker URL` (or SUPERHERO_BROKER), else LOGGER_MODULE.
+    pub fn parse(url: Option<&str>, logger_module: &str) -> Result<Self, BrokerError> {
+        if let Some(url) = url {
+            let scheme = url.split_once("://").map_or(url, |(s, _)| s);
+            return match scheme {
+                "memory" => Ok(Self::Memory),
+                "none" | "default" => Ok(Self::None),
+                "redis" | "redis-fanout" | "redis-streams" | "amqp" | "kafka" | "nsq" | "nats" => {
+                    Err(BrokerError::Config(format!(
+                        "the {scheme}:// broker is not available in this build; use memory://"
+                    )))
+                }
+                _ => Err(BrokerError::Config(format!(
+                    "unknown broker URL scheme {scheme:?}: expected memory://, redis://, \
+                     redis-fanout://, redis-streams://, amqp://, kafka://, nsq:// or nats://"
+                ))),
+            };
+        }
+        match logger_module {
+            "default" | "" => Ok(Self::None),
+            "memory" => Ok(Self::Memory),
+            "redis" | "redis-fanout" | "redis-streams" | "rabbit" | "kafka" | "nsq" | "nats" => {
+                Err(BrokerError::Config(format!(
+                    "LOGGER_MODULE={logger_module} is not available in this build; use memory"
+                )))
+            }
+            other => Err(BrokerError::Config(format!(
+                "unknown LOGGER_MODULE {other:?}: expected default, memory, redis, \
+                 redis-fanout, redis-streams, rabbit, kafka, nsq or nats"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_choice_from_url_and_module() {
+        assert_eq!(
+            BrokerChoice::parse(Some("memory://"), "default").unwrap(),
+            BrokerChoice::Memory
+        );
+        assert_eq!(
+            BrokerChoice::parse(None, "default").unwrap(),
+            BrokerChoice::None
+        );
+        assert_eq!(
+            BrokerChoice::parse(None, "memory").unwrap(),
+            BrokerChoice::Memory
+        );
+        let err = BrokerChoice::parse(Some("bogus://x"), "default").unwrap_err();
+        assert!(err.to_string().contains("unknown broker URL scheme"));
+        let err = BrokerChoice::parse(None, "carrier-pigeon").unwrap_err();
+        assert!(err.to_string().contains("LOGGER_MODULE"));
+    }
+}

@@ -1,0 +1,424 @@
+//! The logging transport: a `tracing` layer turns every record that names a queue
+//! into an event envelope, and a publishing task sends the envelopes to the broker.
+//!
+//! The layer never blocks the game: it offers each envelope to a bounded buffer.
+//! The publishing task drains the buffer in batches and retries a failing broker with
+//! backoff; while it retries the buffer fills, and what does not fit is dropped and
+//! counted, never silently lost.
+
+use std::fmt::{self, Write as _};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use thiserror::Error;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::Context;
+
+use super::Queue;
+use crate::broker::Publisher;
+
+/// One event as published: the original's log record envelope.
+#[derive(Serialize)]
+struct EnvelopeOut<'a> {
+    level: &'a str,
+    timestamp: &'a str,
+    name: &'a str,
+    log_message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    task: Option<&'a RawValue>,
+}
+
+/// One event as consumed.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct Envelope {
+    pub level: String,
+    pub timestamp: String,
+    pub name: String,
+    pub log_message: String,
+    #[serde(default)]
+    pub task: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Error)]
+#[error("not an event envelope: {0}")]
+pub struct EnvelopeError(String);
+
+impl Envelope {
+    /// Reads an envelope, in its plain form or the original's double-encoded form (a
+    /// JSON string holding the object).
+    pub fn parse(bytes: &[u8]) -> Result<Self, EnvelopeError> {
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| EnvelopeError(e.to_string()))?;
+        let value = match value {
+            serde_json::Value::String(inner) => {
+                serde_json::from_str(&inner).map_err(|e| EnvelopeError(e.to_string()))?
+            }
+            other => other,
+        };
+        serde_json::from_value(value).map_err(|e| EnvelopeError(e.to_string()))
+    }
+
+    /// A string field of the task, if present.
+    pub fn task_str(&self, field: &str) -> Option<&str> {
+        self.task.as_ref()?.get(field)?.as_str()
+    }
+}
+
+/// The level names of Python's logging, which consumers of the original expect.
+fn level_name(level: Level) -> &'static str {
+    match level {
+        Level::ERROR => "ERROR",
+        Level::WARN => "WARNING",
+        Level::INFO => "INFO",
+        Level::DEBUG | Level::TRACE => "DEBUG",
+    }
+}
+
+/// Builds the JSON envelope of one record. `task` must be JSON (it is embedded as
+/// is); a task that is not is carried as a JSON string instead.
+pub fn envelope_json(
+    level: Level,
+    timestamp: &str,
+    name: &str,
+    log_message: &str,
+    task: Option<&str>,
+) -> String {
+    let raw = task.map(|t| match serde_json::from_str::<&RawValue>(t) {
+        Ok(raw) => raw.to_owned(),
+        Err(_) => {
+            let quoted = serde_json::to_string(t).unwrap_or_else(|_| "null".into());
+            RawValue::from_string(quoted).unwrap_or_else(|_| raw_null())
+        }
+    });
+    let out = EnvelopeOut {
+        level: level_name(level),
+        timestamp,
+        name,
+        log_message,
+        task: raw.as_deref(),
+    };
+    serde_json::to_string(&out).unwrap_or_default()
+}
+
+fn raw_null() -> Box<RawValue> {
+    RawValue::from_string("null".into()).unwrap_or_else(|_| unreachable!("null is JSON"))
+}
+
+/// ISO 8601 in UTC with milliseconds.
+fn now_iso() -> String {
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+/// Counts of a transport, since its sink was created.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TransportStats {
+    /// Envelopes handed to the transport while a broker was connected.
+    pub offered: u64,
+    /// Envelopes the broker accepted.
+    pub published: u64,
+    /// Envelopes lost: the buffer was full or the broker stayed down at shutdown.
+    pub dropped: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    offered: AtomicU64,
+    published: AtomicU64,
+    dropped: AtomicU64,
+}
+
+impl Counters {
+    fn stats(&self) -> TransportStats {
+        TransportStats {
+            offered: self.offered.load(Ordering::Relaxed),
+            published: self.published.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+        }
+    }
+}
+
+struct Route {
+    module: String,
+    tx: mpsc::Sender<(Queue, Vec<u8>)>,
+}
+
+/// Where the layer sends envelopes: nowhere until a broker is connected.
+#[derive(Default)]
+pub struct EventSink {
+    route: RwLock<Option<Route>>,
+    counters: Arc<Counters>,
+}
+
+impl EventSink {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    pub fn stats(&self) -> TransportStats {
+        self.counters.stats()
+    }
+
+    fn offer(&self, queue: Queue, level: Level, message: &str, task: Option<&str>) {
+        let route = self.route.read().unwrap_or_else(|e| e.into_inner());
+        let Some(route) = route.as_ref() else {
+            return;
+        };
+        let name = format!("{}.{}", route.module, queue.name());
+        let json = envelope_json(level, &now_iso(), &name, message, task);
+        self.counters.offered.fetch_add(1, Ordering::Relaxed);
+        if route.tx.try_send((queue, json.into_bytes())).is_err() {
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The `tracing` layer of the transport; install it for the targets of the queues.
+pub struct EventLayer {
+    sink: Arc<EventSink>,
+}
+
+impl EventLayer {
+    pub fn new(sink: Arc<EventSink>) -> Self {
+        Self { sink }
+    }
+}
+
+#[derive(Default)]
+struct RecordFields {
+    message: String,
+    task: Option<String>,
+}
+
+impl Visit for RecordFields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "message" => self.message.push_str(value),
+            "task" => self.task = Some(value.to_string()),
+            _ => {}
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        match field.name() {
+            "message" => {
+                let _ = write!(self.message, "{value:?}");
+            }
+            "task" => self.task = Some(format!("{value:?}")),
+            _ => {}
+        }
+    }
+}
+
+impl<S: Subscriber> Layer<S> for EventLayer {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let Some(queue) = Queue::from_target(event.metadata().target()) else {
+            return;
+        };
+        let mut fields = RecordFields::default();
+        event.record(&mut fields);
+        self.sink.offer(
+            queue,
+            *event.metadata().level(),
+            &fields.message,
+            fields.task.as_deref(),
+        );
+    }
+}
+
+/// Buffered envelopes before the layer starts dropping.
+pub const DEFAULT_BUFFER: usize = 262_144;
+/// Envelopes published in one call.
+const BATCH: usize = 1024;
+const BACKOFF_FIRST: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// A connected transport: the publishing task of one broker.
+pub struct EventPipe {
+    sink: Arc<EventSink>,
+    task: JoinHandle<()>,
+    closing: Arc<AtomicBool>,
+}
+
+#[derive(Debug, Error)]
+#[error("the event transport is already connected to a broker")]
+pub struct AlreadyConnected;
+
+impl EventPipe {
+    /// Connects `sink` to a broker: from now on every queue record is published
+    /// under the name `<module>.<queue>` to the topic named after its queue.
+    pub fn start(
+        sink: &Arc<EventSink>,
+        publisher: Box<dyn Publisher>,
+        module: &str,
+        buffer: usize,
+    ) -> Result<Self, AlreadyConnected> {
+        let (tx, rx) = mpsc::channel(buffer.max(1));
+        {
+            let mut route = sink.route.write().unwrap_or_else(|e| e.into_inner());
+            if route.is_some() {
+                return Err(AlreadyConnected);
+            }
+            *route = Some(Route {
+                module: module.to_string(),
+                tx,
+            });
+        }
+        let closing = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(publish_loop(
+            rx,
+            publisher,
+            sink.counters.clone(),
+            closing.clone(),
+        ));
+        Ok(Self {
+            sink: sink.clone(),
+            task,
+            closing,
+        })
+    }
+
+    pub fn stats(&self) -> TransportStats {
+        self.sink.stats()
+    }
+
+    /// Disconnects the sink and publishes what is buffered. A broker that stays down
+    /// gets `grace` to come back; whatever is still unpublished then counts as dropped.
+    pub async fn finish(self, grace: Duration) -> TransportStats {
+        // Dropping the route drops the sender: the task ends once it has drained.
+        self.sink
+            .route
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let mut task = self.task;
+        if tokio::time::timeout(grace, &mut task).await.is_err() {
+            self.closing.store(true, Ordering::Relaxed);
+            task.abort();
+            let _ = task.await;
+        }
+        let counters = &self.sink.counters;
+        let s = counters.stats();
+        let lost = s.offered.saturating_sub(s.published + s.dropped);
+        counters.dropped.fetch_add(lost, Ordering::Relaxed);
+        counters.stats()
+    }
+}
+
+async fn publish_loop(
+    mut rx: mpsc::Receiver<(Queue, Vec<u8>)>,
+    publisher: Box<dyn Publisher>,
+    counters: Arc<Counters>,
+    closing: Arc<AtomicBool>,
+) {
+    let mut buf = Vec::with_capacity(BATCH);
+    let mut by_queue: [Vec<Vec<u8>>; 3] = Default::default();
+    while rx.recv_many(&mut buf, BATCH).await > 0 {
+        for (queue, bytes) in buf.drain(..) {
+            by_queue[queue.index()].push(bytes);
+        }
+        for queue in Queue::ALL {
+            let batch = &mut by_queue[queue.index()];
+            if batch.is_empty() {
+                continue;
+            }
+            publish_with_retry(&*publisher, queue.name(), batch, &closing).await;
+            counters
+                .published
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            batch.clear();
+        }
+    }
+}
+
+/// Publishes one batch, retrying with backoff until the broker takes it.
+async fn publish_with_retry(
+    publisher: &dyn Publisher,
+    topic: &str,
+    batch: &[Vec<u8>],
+    closing: &AtomicBool,
+) {
+    let mut backoff = BACKOFF_FIRST;
+    let mut failures = 0u32;
+    loop {
+        match publisher.publish(topic, batch).await {
+            Ok(()) => {
+                if failures > 0 {
+                    tracing::warn!(
+                        target: "superhero::events",
+                        "broker back after {failures} failed attempts; publishing resumed"
+                    );
+                }
+                return;
+            }
+            Err(e) => {
+                if failures == 0 {
+                    tracing::warn!(
+                        target: "superhero::events",
+                        "publishing to {topic} failed, retrying with backoff: {e}"
+                    );
+                }
+                failures += 1;
+                if closing.load(Ordering::Relaxed) {
+                    return;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_has_the_original_fields() {
+        let json = envelope_json(
+            Level::INFO,
+            "2026-01-02T03:04:05.000Z",
+            "memory.lib.server.lobby",
+            "Cleaning Game Records",
+            Some(r#"{"game_token":"g","user_token":"u"}"#),
+        );
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["level"], "INFO");
+        assert_eq!(v["timestamp"], "2026-01-02T03:04:05.000Z");
+        assert_eq!(v["name"], "memory.lib.server.lobby");
+        assert_eq!(v["log_message"], "Cleaning Game Records");
+        assert_eq!(v["task"]["game_token"], "g");
+        assert_eq!(v.as_object().unwrap().len(), 5);
+
+        let bare = envelope_json(Level::WARN, "t", "n", "m", None);
+        let v: serde_json::Value = serde_json::from_str(&bare).unwrap();
+        assert_eq!(v["level"], "WARNING");
+        assert!(v.get("task").is_none());
+    }
+
+    #[test]
+    fn a_task_that_is_not_json_is_carried_as_a_string() {
+        let json = envelope_json(Level::INFO, "t", "n", "m", Some("not {json"));
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["task"], "not {json");
+    }
+
+    #[test]
+    fn plain_and_double_encoded_envelopes_parse_alike() {
+        let json = envelope_json(Level::INFO, "t", "n", "m", Some(r#"{"game_token":"g"}"#));
+        let plain = Envelope::parse(json.as_bytes()).unwrap();
+        let double = serde_json::to_string(&json).unwrap();
+        assert_eq!(Envelope::parse(double.as_bytes()).unwrap(), plain);
+        assert_eq!(plain.task_str("game_token"), Some("g"));
+        assert!(Envelope::parse(b"{\"level\":1}").is_err());
+        assert!(Envelope::parse(b"\xff").is_err());
+    }
+}

@@ -1,0 +1,332 @@
+//! ETL workers: consume `Cleaning Game Records` events, extract the finished game from
+//! the store, write GAME_META and GAME_PODIUM durably, optionally clean the store, and
+//! only then acknowledge.
+//!
+//! Each game is written once, for its host's event (every participant's lobby logs
+//! one); the other events are acknowledged at once. Nothing is cleaned before its
+//! tables are on disk, so a backlog of any length loses nothing. A failed write gives
+//! the messages back to the broker and backs off; a worker that dies leaves its
+//! unacknowledged games to the broker, which hands them to another worker.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::broker::{BrokerError, Consumer, Delivery};
+use crate::etl::{self, GameTables, tables};
+use crate::events::{CLEANING_GAME_RECORDS, Envelope};
+use crate::game::{GameStatus, GameToken, UserToken};
+use crate::store::GameStore;
+
+/// The consumer group workers share, as the originals named it.
+pub const GROUP: &str = "superhero_sim";
+/// The queue whose events workers act on.
+pub const CHANNEL: &str = "lib.server.lobby";
+
+const BACKOFF_FIRST: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Writing one file per batch of games instead of one per game.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchPolicy {
+    /// A batch is written when it holds this many games...
+    pub games: usize,
+    /// ...or when its first game has waited this long.
+    pub max_age: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct WorkerSettings {
+    pub output_dir: PathBuf,
+    /// Clean the store after the ETL (CLEAN_ROUTINE).
+    pub clean: bool,
+    /// How long cleaned records are kept (REDIS_EXPIRY).
+    pub keep: Duration,
+    /// `None`: one file per game.
+    pub batch: Option<BatchPolicy>,
+}
+
+/// What the workers of one process did, counted live.
+#[derive(Default)]
+pub struct EtlProgress {
+    pub games_written: AtomicU64,
+    pub files_written: AtomicU64,
+    /// Events consumed (every queue message the workers received).
+    pub events: AtomicU64,
+    /// Games acknowledged without tables: timed out, already cleaned or unknown.
+    pub games_skipped: AtomicU64,
+    /// Messages that were not event envelopes, and games whose records could not be
+    /// turned into rows; acknowledged and reported, since a retry cannot help.
+    pub rejected: AtomicU64,
+    /// Writes or store reads that failed and were retried.
+    pub retries: AtomicU64,
+}
+
+/// A copy of [`EtlProgress`] (the worker fields of summaries).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct EtlCounts {
+    pub games_written: u64,
+    pub files_written: u64,
+    pub events: u64,
+    pub games_skipped: u64,
+    pub rejected: u64,
+    pub retries: u64,
+}
+
+impl EtlProgress {
+    pub fn counts(&self) -> EtlCounts {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        EtlCounts {
+            games_written: get(&self.games_written),
+            files_written: get(&self.files_written),
+            events: get(&self.events),
+            games_skipped: get(&self.games_skipped),
+            rejected: get(&self.rejected),
+            retries: get(&self.retries),
+        }
+    }
+
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("consuming: {0}")]
+    Broker(#[from] BrokerError),
+}
+
+/// A game read and transformed, waiting to be written.
+struct Pending {
+    delivery: Delivery,
+    game: GameToken,
+    tables: GameTables,
+}
+
+/// One worker: runs until `stop` turns true (then writes what it holds) or the broker
+/// closes.
+pub async fn run<S: GameStore>(
+    store: S,
+    mut consumer: Box<dyn Consumer>,
+    worker_id: String,
+    settings: WorkerSettings,
+    progress: Arc<EtlProgress>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), WorkerError> {
+    let mut w = Worker {
+        store,
+        worker_id,
+        settings,
+        progress,
+        pending: Vec::new(),
+        oldest: None,
+        backoff: BACKOFF_FIRST,
+    };
+    let batch_games = w.settings.batch.map_or(1, |b| b.games.max(1));
+    loop {
+        let deadline = w.deadline();
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => break,
+            _ = sleep_until(deadline), if deadline.is_some() => w.flush().await,
+            next = consumer.next() => {
+                match next {
+                    Ok(delivery) => w.handle(delivery).await,
+                    Err(BrokerError::Closed) => break,
+                    Err(e) => {
+                        tracing::warn!("worker {}: {e}; retrying", w.worker_id);
+                        w.pause().await;
+                    }
+                }
+            }
+        }
+        if w.pending.len() >= batch_games {
+            w.flush().await;
+        }
+    }
+    w.flush().await;
+    Ok(())
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+struct Worker<S> {
+    store: S,
+    worker_id: String,
+    settings: WorkerSettings,
+    progress: Arc<EtlProgress>,
+    pending: Vec<Pending>,
+    /// When the oldest pending game arrived.
+    oldest: Option<Instant>,
+    backoff: Duration,
+}
+
+impl<S: GameStore> Worker<S> {
+    fn deadline(&self) -> Option<Instant> {
+        let age = self.settings.batch?.max_age;
+        Some(self.oldest? + age)
+    }
+
+    async fn pause(&mut self) {
+        EtlProgress::add(&self.progress.retries, 1);
+        tokio::time::sleep(self.backoff).await;
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+    }
+
+    async fn settle(&self, delivery: Delivery, ok: bool) {
+        let result = if ok {
+            delivery.ack().await
+        } else {
+            delivery.nack().await
+        };
+        if let Err(e) = result {
+            tracing::warn!("worker {}: settling a message: {e}", self.worker_id);
+        }
+    }
+
+    async fn handle(&mut self, delivery: Delivery) {
+        EtlProgress::add(&self.progress.events, 1);
+        let envelope = match Envelope::parse(&delivery.payload) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!("worker {}: skipping a message: {e}", self.worker_id);
+                EtlProgress::add(&self.progress.rejected, 1);
+                return self.settle(delivery, true).await;
+            }
+        };
+        if envelope.log_message != CLEANING_GAME_RECORDS {
+            return self.settle(delivery, true).await;
+        }
+        let (Some(game), Some(user)) = (
+            envelope.task_str("game_token"),
+            envelope.task_str("user_token"),
+        ) else {
+            tracing::warn!(
+                "worker {}: a {CLEANING_GAME_RECORDS} event without game_token and user_token",
+                self.worker_id
+            );
+            EtlProgress::add(&self.progress.rejected, 1);
+            return self.settle(delivery, true).await;
+        };
+        let game = GameToken(game.to_string());
+        let user = UserToken(user.to_string());
+        if self.pending.iter().any(|p| p.game == game) {
+            // Already in this batch (a redelivery): one copy is enough.
+            return self.settle(delivery, true).await;
+        }
+        let extract = match self.store.extract(&game).await {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!("worker {}: reading game {game}: {e}", self.worker_id);
+                self.settle(delivery, false).await;
+                return self.pause().await;
+            }
+        };
+        let Some(extract) = extract else {
+            // Unknown or already cleaned: written before, or never a real game.
+            EtlProgress::add(&self.progress.games_skipped, 1);
+            return self.settle(delivery, true).await;
+        };
+        if extract.host != user {
+            return self.settle(delivery, true).await;
+        }
+        match extract.status {
+            GameStatus::Completed => match etl::transform(&extract) {
+                Ok(tables) => {
+                    self.oldest.get_or_insert_with(Instant::now);
+                    self.pending.push(Pending {
+                        delivery,
+                        game,
+                        tables,
+                    });
+                }
+                Err(e) => {
+                    tracing::error!("worker {}: {e}; the game is not written", self.worker_id);
+                    EtlProgress::add(&self.progress.rejected, 1);
+                    self.settle(delivery, true).await;
+                }
+            },
+            _ => {
+                // A timed-out lobby had no combat: nothing to write.
+                if self.settings.clean {
+                    self.clean(&game).await;
+                }
+                EtlProgress::add(&self.progress.games_skipped, 1);
+                self.settle(delivery, true).await;
+            }
+        }
+    }
+
+    async fn clean(&self, game: &GameToken) {
+        if let Err(e) = self.store.clean(game, self.settings.keep).await {
+            tracing::warn!(
+                "worker {}: cleaning game {game}: {e}; its records stay",
+                self.worker_id
+            );
+        }
+    }
+
+    /// Writes the pending games, then cleans and acknowledges them. On a failed
+    /// write every pending message goes back to the broker.
+    async fn flush(&mut self) {
+        self.oldest = None;
+        if self.pending.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let stem = match (self.settings.batch, pending.first()) {
+            (None, Some(p)) => format!("{}_{}", p.game, self.worker_id),
+            _ => format!("batch-{}_{}", uuid::Uuid::new_v4(), self.worker_id),
+        };
+        let games: Vec<GameTables> = pending.iter().map(|p| p.tables.clone()).collect();
+        let dir = self.settings.output_dir.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let files = tables::encode_games(&games)?;
+            tables::write_durable(&dir, &stem, &files)
+        })
+        .await;
+        match written {
+            Ok(Ok(files)) => {
+                self.backoff = BACKOFF_FIRST;
+                EtlProgress::add(&self.progress.files_written, files.len() as u64);
+                let n = pending.len() as u64;
+                for p in pending {
+                    if self.settings.clean {
+                        self.clean(&p.game).await;
+                    }
+                    self.settle(p.delivery, true).await;
+                }
+                EtlProgress::add(&self.progress.games_written, n);
+            }
+            Ok(Err(e)) => {
+                tracing::error!(
+                    "worker {}: {e}; {} games go back to the broker",
+                    self.worker_id,
+                    pending.len()
+                );
+                for p in pending {
+                    self.settle(p.delivery, false).await;
+                }
+                self.pause().await;
+            }
+            Err(e) => {
+                tracing::error!("worker {}: the write task failed: {e}", self.worker_id);
+                for p in pending {
+                    self.settle(p.delivery, false).await;
+                }
+                self.pause().await;
+            }
+        }
+    }
+}

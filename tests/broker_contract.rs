@@ -1,0 +1,227 @@
+//! The contract every broker passes: delivery to groups, work sharing, ack, nack and
+//! redelivery when a consumer goes away, payloads intact. Each broker runs the same
+//! suite through `broker_contract!`; what a broker does not promise (see
+//! `Semantics`) is checked the other way round.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use superhero::broker::{Broker, Consumer, Delivery, MemoryBroker};
+
+/// Longest wait for one message; a healthy broker answers in milliseconds.
+const WAIT: Duration = Duration::from_secs(10);
+
+fn topic(test: &str) -> String {
+    format!("contract.{test}.{}", uuid::Uuid::new_v4().simple())
+}
+
+async fn next(consumer: &mut Box<dyn Consumer>) -> Delivery {
+    tokio::time::timeout(WAIT, consumer.next())
+        .await
+        .expect("no message within the wait")
+        .expect("the broker failed to deliver")
+}
+
+fn payloads(prefix: &str, n: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| format!("{prefix}-{i}").into_bytes())
+        .collect()
+}
+
+async fn publish(broker: &dyn Broker, topic: &str, messages: &[Vec<u8>]) {
+    let publisher = broker.publisher().await.expect("publisher");
+    publisher.publish(topic, messages).await.expect("publish");
+}
+
+/// Two consumers of one group: every message reaches exactly one of them.
+pub async fn work_is_shared_within_a_group(broker: Box<dyn Broker>) {
+    let topic = topic("share");
+    let a = broker.consumer(&topic, "g").await.unwrap();
+    let b = broker.consumer(&topic, "g").await.unwrap();
+    let sent = payloads("m", 200);
+    publish(&*broker, &topic, &sent).await;
+
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut tasks = Vec::new();
+    for mut c in [a, b] {
+        let tx = tx.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Ok(Ok(d)) = tokio::time::timeout(WAIT, c.next()).await {
+                let payload = d.payload.clone();
+                d.ack().await.expect("ack");
+                if tx.send(payload).is_err() {
+                    break;
+                }
+            }
+        }));
+    }
+    drop(tx);
+    let mut got = Vec::new();
+    while got.len() < sent.len() {
+        match tokio::time::timeout(WAIT, rx.recv()).await {
+            Ok(Some(p)) => got.push(p),
+            _ => break,
+        }
+    }
+    for t in &tasks {
+        t.abort();
+    }
+    let unique: HashSet<_> = got.iter().cloned().collect();
+    let semantics = broker.semantics();
+    if semantics.work_sharing {
+        assert_eq!(got.len(), sent.len(), "every message exactly once");
+        assert_eq!(unique, sent.iter().cloned().collect::<HashSet<_>>());
+    } else {
+        assert!(got.len() >= sent.len());
+    }
+}
+
+/// Each group gets every message.
+pub async fn every_group_gets_every_message(broker: Box<dyn Broker>) {
+    let topic = topic("groups");
+    let mut a = broker.consumer(&topic, "g1").await.unwrap();
+    let mut b = broker.consumer(&topic, "g2").await.unwrap();
+    let sent = payloads("x", 20);
+    publish(&*broker, &topic, &sent).await;
+    for c in [&mut a, &mut b] {
+        let mut got = HashSet::new();
+        for _ in 0..sent.len() {
+            let d = next(c).await;
+            got.insert(d.payload.clone());
+            d.ack().await.unwrap();
+        }
+        assert_eq!(got, sent.iter().cloned().collect::<HashSet<_>>());
+    }
+}
+
+/// A nacked message comes back, marked redelivered.
+pub async fn nack_redelivers(broker: Box<dyn Broker>) {
+    if !broker.semantics().redelivery {
+        return;
+    }
+    let topic = topic("nack");
+    let mut c = broker.consumer(&topic, "g").await.unwrap();
+    publish(&*broker, &topic, &[b"once more".to_vec()]).await;
+    let first = next(&mut c).await;
+    assert!(!first.redelivered);
+    first.nack().await.unwrap();
+    let again = next(&mut c).await;
+    assert_eq!(again.payload, b"once more");
+    assert!(again.redelivered);
+    again.ack().await.unwrap();
+}
+
+/// What a consumer did not acknowledge goes to another consumer when it goes away;
+/// what it acknowledged does not.
+pub async fn unacked_messages_survive_their_consumer(broker: Box<dyn Broker>) {
+    let topic = topic("die");
+    let mut doomed = broker.consumer(&topic, "g").await.unwrap();
+    let sent = payloads("job", 3);
+    publish(&*broker, &topic, &sent).await;
+    let first = next(&mut doomed).await;
+    let second = next(&mut doomed).await;
+    let third = next(&mut doomed).await;
+    first.ack().await.unwrap();
+    drop(doomed);
+
+    let mut heir = broker.consumer(&topic, "g").await.unwrap();
+    if !broker.semantics().redelivery {
+        return;
+    }
+    let mut back = HashSet::new();
+    for _ in 0..2 {
+        let d = next(&mut heir).await;
+        assert!(d.redelivered, "a redelivery is marked");
+        back.insert(d.payload.clone());
+        d.ack().await.unwrap();
+    }
+    assert_eq!(
+        back,
+        [second.payload.clone(), third.payload.clone()]
+            .into_iter()
+            .collect()
+    );
+    // The acknowledged message is not among what comes next.
+    publish(&*broker, &topic, &[b"sentinel".to_vec()]).await;
+    let d = next(&mut heir).await;
+    assert_eq!(d.payload, b"sentinel");
+    d.ack().await.unwrap();
+}
+
+/// Bytes arrive as sent: binary, multi-byte text, large.
+pub async fn payloads_arrive_intact(broker: Box<dyn Broker>) {
+    let topic = topic("bytes");
+    let mut c = broker.consumer(&topic, "g").await.unwrap();
+    let big: Vec<u8> = (0..256 * 1024).map(|i| (i % 251) as u8).collect();
+    let sent = vec![
+        vec![0u8, 255, 10, 13, 0],
+        "héros — 英雄 🦸".as_bytes().to_vec(),
+        big,
+    ];
+    publish(&*broker, &topic, &sent).await;
+    let mut got = Vec::new();
+    for _ in 0..sent.len() {
+        let d = next(&mut c).await;
+        got.push(d.payload.clone());
+        d.ack().await.unwrap();
+    }
+    got.sort();
+    let mut expected = sent.clone();
+    expected.sort();
+    assert_eq!(got, expected);
+}
+
+macro_rules! broker_contract {
+    ($name:ident, $make:expr) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn work_is_shared_within_a_group() {
+                super::work_is_shared_within_a_group($make).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn every_group_gets_every_message() {
+                super::every_group_gets_every_message($make).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn nack_redelivers() {
+                super::nack_redelivers($make).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn unacked_messages_survive_their_consumer() {
+                super::unacked_messages_survive_their_consumer($make).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn payloads_arrive_intact() {
+                super::payloads_arrive_intact($make).await;
+            }
+        }
+    };
+}
+
+broker_contract!(memory, Box::new(MemoryBroker::new()));
+
+/// The embedded broker drops what no group consumes (as an exchange with no queue
+/// bound), and counts it.
+#[tokio::test]
+async fn memory_counts_unrouted_messages() {
+    let broker = MemoryBroker::new();
+    let topic = topic("unrouted");
+    publish(&broker, &topic, &payloads("lost", 4)).await;
+    assert_eq!(broker.published(), 4);
+    assert_eq!(broker.unrouted(), 4);
+    let mut c = broker.consumer(&topic, "g").await.unwrap();
+    publish(&broker, &topic, &payloads("kept", 1)).await;
+    assert_eq!(broker.depth(&topic, "g").ready, 1);
+    let d = next(&mut c).await;
+    assert_eq!(d.payload, b"kept-0");
+    assert_eq!(broker.depth(&topic, "g").unacked, 1);
+    d.ack().await.unwrap();
+    assert_eq!(broker.depth(&topic, "g").unacked, 0);
+    assert_eq!(broker.unrouted(), 4);
+}
