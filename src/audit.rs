@@ -64,9 +64,12 @@ pub enum AuditError {
     Io { path: PathBuf, source: io::Error },
 }
 
-/// The table files under `output_dir`, by table, sorted by name. Temporary files
-/// (a leading dot) are not tables yet.
-pub fn table_files(output_dir: &Path) -> Result<BTreeMap<Table, Vec<PathBuf>>, AuditError> {
+/// The table files under `output_dir` whose name passes `keep`, by table, sorted by
+/// name. Temporary files (a leading dot) are not tables yet.
+pub fn table_files(
+    output_dir: &Path,
+    keep: impl Fn(&str) -> bool,
+) -> Result<BTreeMap<Table, Vec<PathBuf>>, AuditError> {
     let mut out = BTreeMap::new();
     for table in Table::ALL {
         let dir = table.dir(output_dir);
@@ -80,7 +83,10 @@ pub fn table_files(output_dir: &Path) -> Result<BTreeMap<Table, Vec<PathBuf>>, A
                     })?;
                     let name = entry.file_name();
                     let name = name.to_string_lossy();
-                    if !name.starts_with('.') && name.ends_with(&format!(".{EXTENSION}")) {
+                    if !name.starts_with('.')
+                        && name.ends_with(&format!(".{EXTENSION}"))
+                        && keep(&name)
+                    {
                         files.push(entry.path());
                     }
                 }
@@ -161,7 +167,12 @@ fn read_file(table: Table, path: &Path) -> Result<FileContents, String> {
 
 /// Audits the tables under `output_dir`.
 pub fn audit(output_dir: &Path) -> Result<Audit, AuditError> {
-    let files = table_files(output_dir)?;
+    audit_matching(output_dir, |_| true)
+}
+
+/// Audits the table files whose name passes `keep` (say, one run's workers').
+pub fn audit_matching(output_dir: &Path, keep: impl Fn(&str) -> bool) -> Result<Audit, AuditError> {
+    let files = table_files(output_dir, keep)?;
     let mut audit = Audit::default();
     let r = &mut audit.report;
     r.schema_ok = true;

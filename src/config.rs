@@ -36,9 +36,22 @@ pub struct GlobalArgs {
     pub redis_port: u16,
     #[arg(long, global = true, env = "REDIS_DB", default_value_t = 0)]
     pub redis_db: u32,
-    /// Log filter: DEBUG, INFO, WARNING, ERROR (or a tracing filter directive).
-    #[arg(long, global = true, env = "LOG_LEVEL", default_value = "INFO")]
-    pub log_level: String,
+    /// Log filter for what is printed: DEBUG, INFO, WARNING, ERROR (or a tracing
+    /// filter directive). Default INFO; WARNING for `simulate`, whose events go to the
+    /// broker whatever is printed.
+    #[arg(long, global = true, env = "LOG_LEVEL")]
+    pub log_level: Option<String>,
+    /// Broker the game events are published to: memory://, redis://, redis-fanout://,
+    /// redis-streams://, amqp://, kafka://, nsq://, nats:// (overrides LOGGER_MODULE).
+    #[arg(long, global = true, env = "SUPERHERO_BROKER")]
+    pub broker: Option<String>,
+    /// The original's broker selector, also the first part of event names:
+    /// default (print only), memory, redis, rabbit, kafka, nsq, nats.
+    #[arg(long, global = true, env = "LOGGER_MODULE", default_value = "default")]
+    pub logger_module: String,
+    /// Root of the Parquet output.
+    #[arg(long, global = true, env = "OUTPUT_DIR", default_value = "./data")]
+    pub output_dir: PathBuf,
     /// Print the closing summary as one JSON object.
     #[arg(long, global = true)]
     pub json: bool,
@@ -52,8 +65,10 @@ pub enum Command {
     Server(ServerArgs),
     /// Run bot players against a server.
     Player(PlayerArgs),
-    /// Run the server and its bots in one process.
+    /// Run the server, its bots and the ETL workers in one process.
     Simulate(SimulateArgs),
+    /// Read the Parquet tables under a folder back and check them.
+    Audit(AuditArgs),
 }
 
 #[derive(Debug, Args)]
@@ -149,6 +164,40 @@ pub struct SimulateArgs {
     pub server_sleep: f64,
     #[arg(long, env = "TURN_CAP", default_value_t = 1000)]
     pub turn_cap: u32,
+    /// ETL workers consuming the game events.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Pace the run to about this many games per second (default: as fast as possible).
+    #[arg(long, value_name = "GAMES_PER_S")]
+    pub rate: Option<f64>,
+    /// Never draw a progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+    #[command(flatten)]
+    pub etl: EtlArgs,
+}
+
+/// How workers write and clean.
+#[derive(Debug, Args)]
+pub struct EtlArgs {
+    /// Batch mode: write one file per this many games instead of one per game.
+    #[arg(long, value_name = "N")]
+    pub batch_games: Option<usize>,
+    /// Batch mode: write a batch after this many seconds even if not full.
+    #[arg(long, value_name = "S", default_value_t = 5.0)]
+    pub batch_seconds: f64,
+    /// Clean the store after each game's ETL.
+    #[arg(long = "clean", env = "CLEAN_ROUTINE")]
+    pub clean: bool,
+    /// Seconds to keep a cleaned game's keys.
+    #[arg(long, env = "REDIS_EXPIRY", default_value_t = 30)]
+    pub redis_expiry: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// The OUTPUT_DIR to audit (default: the global --output-dir).
+    pub dir: Option<PathBuf>,
 }
 
 /// Which store to use.
@@ -237,7 +286,10 @@ mod tests {
             redis_host: "h".into(),
             redis_port: 1,
             redis_db: 0,
-            log_level: "INFO".into(),
+            log_level: None,
+            broker: None,
+            logger_module: "default".into(),
+            output_dir: "./data".into(),
             json: false,
         };
         let err = bad.store_choice().unwrap_err();
@@ -251,7 +303,10 @@ mod tests {
             redis_host: "db.local".into(),
             redis_port: 6380,
             redis_db: 3,
-            log_level: "INFO".into(),
+            log_level: None,
+            broker: None,
+            logger_module: "default".into(),
+            output_dir: "./data".into(),
             json: false,
         };
         assert_eq!(

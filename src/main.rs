@@ -2,27 +2,40 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
+use superhero::audit;
+use superhero::broker::{Broker, BrokerChoice, MemoryBroker};
 use superhero::config::{
-    self, BuildDbArgs, Cli, Command, GlobalArgs, PlayerArgs, RosterArgs, ServerArgs, SimulateArgs,
-    StoreChoice,
+    self, AuditArgs, BuildDbArgs, Cli, Command, EtlArgs, GlobalArgs, PlayerArgs, RosterArgs,
+    ServerArgs, SimulateArgs, StoreChoice,
 };
+use superhero::events::{EventLayer, EventSink, Queue};
 use superhero::player::{self, PlayerSettings};
 use superhero::roster::{self, RosterHero};
 use superhero::server::{self, ServerSettings};
 use superhero::simulate::{self, SimulateSettings};
 use superhero::store::{GameStore, MemoryStore, RedisStore};
+use superhero::worker::{BatchPolicy, WorkerSettings};
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 fn main() -> ExitCode {
     // A .env file fills in variables that are not already set, as in the original.
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
-    init_logging(&cli.global.log_level);
+    let default_level = match cli.command {
+        Command::Simulate(_) => "WARNING",
+        _ => "INFO",
+    };
+    init_logging(cli.global.log_level.as_deref().unwrap_or(default_level));
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -39,14 +52,28 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints records at LOG_LEVEL to stdout, and hands every queue record to the event
+/// transport whatever LOG_LEVEL says (events are data, not chatter).
 fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(config::log_filter(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let print = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stdout().is_terminal())
         .with_writer(std::io::stdout)
+        .with_filter(filter);
+    let events = EventLayer::new(events_sink().clone()).with_filter(
+        tracing_subscriber::filter::filter_fn(|m| Queue::from_target(m.target()).is_some()),
+    );
+    tracing_subscriber::registry()
+        .with(print)
+        .with(events)
         .init();
+}
+
+/// The sink the event layer of this process feeds.
+fn events_sink() -> &'static Arc<EventSink> {
+    static SINK: OnceLock<Arc<EventSink>> = OnceLock::new();
+    SINK.get_or_init(EventSink::new)
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
@@ -55,7 +82,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::BuildDb(args) => with_store(g, |store| build_db(store, args, g.json)).await,
         Command::Server(args) => with_store(g, |store| serve(store, args)).await,
         Command::Player(args) => play(args, g.json).await,
-        Command::Simulate(args) => with_store(g, |store| run_simulation(store, args, g.json)).await,
+        Command::Simulate(args) => with_store(g, |store| run_simulation(store, args, g)).await,
+        Command::Audit(args) => run_audit(args, g).await,
     }
 }
 
@@ -150,23 +178,89 @@ fn server_settings(lobby_timeout: f64, server_sleep: f64, turn_cap: u32) -> Resu
     })
 }
 
-async fn run_simulation(store: AnyStore, args: &SimulateArgs, json: bool) -> Result<ExitCode> {
+fn worker_settings(args: &EtlArgs, output_dir: &std::path::Path) -> Result<WorkerSettings> {
+    let batch = match args.batch_games {
+        None => None,
+        Some(0) => bail!("--batch-games must be at least 1"),
+        Some(games) => Some(BatchPolicy {
+            games,
+            max_age: config::seconds(args.batch_seconds, "--batch-seconds")
+                .map_err(anyhow::Error::msg)?,
+        }),
+    };
+    Ok(WorkerSettings {
+        output_dir: output_dir.to_path_buf(),
+        clean: args.clean,
+        keep: Duration::from_secs(args.redis_expiry),
+        batch,
+    })
+}
+
+/// The broker of `simulate`: the embedded one unless another is configured.
+fn simulate_broker(g: &GlobalArgs) -> Result<Arc<dyn Broker>> {
+    let module = match g.logger_module.as_str() {
+        "default" => "memory",
+        other => other,
+    };
+    match BrokerChoice::parse(g.broker.as_deref(), module)? {
+        BrokerChoice::Memory | BrokerChoice::None => Ok(Arc::new(MemoryBroker::new())),
+    }
+}
+
+async fn run_simulation(store: AnyStore, args: &SimulateArgs, g: &GlobalArgs) -> Result<ExitCode> {
     if args.bots < 2 {
         bail!("--bots must be at least 2: a game needs two players");
     }
+    if args.workers == 0 {
+        bail!("--workers must be at least 1: the workers write the tables");
+    }
+    if let Some(rate) = args.rate
+        && !(rate.is_finite() && rate > 0.0)
+    {
+        bail!("--rate must be a number of games per second > 0, not {rate}");
+    }
+    let broker = simulate_broker(g)?;
     let settings = SimulateSettings {
         bots: args.bots,
         games: i64::from(args.games),
         seed: args.seed,
         heroes: args.heroes,
         server: server_settings(args.lobby_timeout, args.server_sleep, args.turn_cap)?,
+        workers: args.workers,
+        rate: args.rate,
+        etl: worker_settings(&args.etl, &g.output_dir)?,
+        progress: !args.no_progress && !g.json,
     };
+    let sink = events_sink();
     let summary = match store {
-        AnyStore::Memory(s) => simulate::run(s, settings).await?,
-        AnyStore::Redis(s) => simulate::run(s, settings).await?,
+        AnyStore::Memory(s) => simulate::run(s, broker, sink, settings).await?,
+        AnyStore::Redis(s) => simulate::run(s, broker, sink, settings).await?,
     };
-    print_summary(&summary, json)?;
-    Ok(if summary.bot_errors == 0 {
+    print_summary(&summary, g.json)?;
+    if summary.missing_games > 0 {
+        eprintln!(
+            "error: {} completed games are missing from {}",
+            summary.missing_games, summary.output_dir
+        );
+    }
+    Ok(
+        if summary.bot_errors == 0 && summary.missing_games == 0 && summary.events_dropped == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        },
+    )
+}
+
+async fn run_audit(args: &AuditArgs, g: &GlobalArgs) -> Result<ExitCode> {
+    let dir = args.dir.clone().unwrap_or_else(|| g.output_dir.clone());
+    if !dir.is_dir() {
+        bail!("{} is not a folder", dir.display());
+    }
+    let audit = tokio::task::spawn_blocking(move || audit::audit(&dir)).await??;
+    let report = audit.report;
+    print_summary(&report, g.json)?;
+    Ok(if report.is_clean() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -53,6 +53,11 @@ pub struct PlayerSettings {
     /// instead of waiting out the lobby timeout, and a bot with no one left to play
     /// with stops.
     pub closed_world: bool,
+    /// About this many games per second in all (None: as fast as possible). Bots
+    /// pace their requests to join a game accordingly.
+    pub rate: Option<f64>,
+    /// Completed games, counted live (for progress bars).
+    pub completed: Arc<AtomicU64>,
 }
 
 impl Default for PlayerSettings {
@@ -65,6 +70,8 @@ impl Default for PlayerSettings {
             first_user: 0,
             idle_timeout: Duration::from_secs(60),
             closed_world: false,
+            rate: None,
+            completed: Arc::default(),
         }
     }
 }
@@ -83,6 +90,9 @@ pub struct PlayerSummary {
     pub games_skipped: u64,
     pub elapsed_s: f64,
     pub games_per_s: f64,
+    /// The tokens of the completed games (not part of the printed summary).
+    #[serde(skip)]
+    pub completed_games: Vec<GameToken>,
 }
 
 #[derive(Debug, Error)]
@@ -105,7 +115,9 @@ pub enum BotError {
 /// What all bots of a run count together.
 #[derive(Default)]
 struct Tally {
-    completed: AtomicU64,
+    completed: Arc<AtomicU64>,
+    completed_games: Mutex<Vec<GameToken>>,
+    pacer: Option<Pacer>,
     errors: AtomicU64,
     /// Bots still playing in this process.
     active: watch::Sender<usize>,
@@ -119,8 +131,15 @@ struct Tally {
 
 /// Runs the bots to the end and sums up.
 pub async fn run(settings: PlayerSettings) -> PlayerSummary {
+    // A game takes 2.5 joins on average (bots ask for 2 or 3 players).
+    let pacer = settings
+        .rate
+        .filter(|r| r.is_finite() && *r > 0.0)
+        .map(|r| Pacer::new(Duration::from_secs_f64(1.0 / (r * 2.5))));
     let tally = Arc::new(Tally {
         active: watch::Sender::new(settings.bots),
+        completed: settings.completed.clone(),
+        pacer,
         ..Tally::default()
     });
     let started = Instant::now();
@@ -154,6 +173,38 @@ pub async fn run(settings: PlayerSettings) -> PlayerSummary {
         } else {
             0.0
         },
+        completed_games: tally
+            .completed_games
+            .lock()
+            .map(|mut g| std::mem::take(&mut *g))
+            .unwrap_or_default(),
+    }
+}
+
+/// Spaces events evenly: each `wait` returns one interval after the previous one.
+struct Pacer {
+    interval: Duration,
+    next: Mutex<tokio::time::Instant>,
+}
+
+impl Pacer {
+    fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            next: Mutex::new(tokio::time::Instant::now()),
+        }
+    }
+
+    async fn wait(&self) {
+        let slot = {
+            let Ok(mut next) = self.next.lock() else {
+                return;
+            };
+            let slot = (*next).max(tokio::time::Instant::now());
+            *next = slot + self.interval;
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
     }
 }
 
@@ -273,6 +324,9 @@ async fn play_game(
     tally: &Tally,
     settings: &PlayerSettings,
 ) -> Result<Lobby, BotError> {
+    if let Some(pacer) = &tally.pacer {
+        pacer.wait().await;
+    }
     let participants = choose_participants(tally, rng);
     links
         .find
@@ -377,6 +431,9 @@ async fn lobby(
                 // Each game is counted once, by the bot with the lowest token, wherever
                 // that bot runs.
                 if !opponents.is_empty() && opponents.iter().all(|p| p > me) {
+                    if let Ok(mut games) = tally.completed_games.lock() {
+                        games.push(game.token.clone());
+                    }
                     tally.completed.fetch_add(1, Ordering::Relaxed);
                 }
                 return Ok(Lobby::Over);

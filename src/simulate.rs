@@ -1,16 +1,32 @@
-//! `superhero simulate`: the game server and its bots in one process, on the embedded
-//! store by default or on Redis, with one summary at the end.
+//! `superhero simulate`: the game server, its bots and the ETL workers in one process,
+//! on the embedded store and broker by default. The run ends when every completed
+//! game's tables are on disk (or the workers stop making progress); the summary is
+//! checked against the files actually written, read back.
 
-use std::time::Duration;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
+use crate::audit;
+use crate::broker::{Broker, BrokerError};
+use crate::events::transport::{AlreadyConnected, DEFAULT_BUFFER};
+use crate::events::{EventPipe, EventSink};
 use crate::player::{self, PlayerSettings};
 use crate::roster;
 use crate::server::{self, ServerSettings};
 use crate::store::{GameStore, StoreError};
+use crate::worker::{self, EtlProgress, WorkerSettings};
+
+/// How long the workers may make no progress before the run stops waiting for them.
+const DRAIN_IDLE: Duration = Duration::from_secs(10);
+/// How long a broker that is down gets, at the end, to take the buffered events.
+const PUBLISH_GRACE: Duration = Duration::from_secs(10);
 
 /// What a simulation runs.
 #[derive(Clone, Debug)]
@@ -21,32 +37,60 @@ pub struct SimulateSettings {
     /// Heroes of the synthetic roster used when the store has none.
     pub heroes: u32,
     pub server: ServerSettings,
+    pub workers: usize,
+    /// About this many games per second; None: as fast as possible.
+    pub rate: Option<f64>,
+    pub etl: WorkerSettings,
+    /// Draw a progress bar on stderr (only where stderr is a terminal).
+    pub progress: bool,
 }
 
 /// The closing summary (the `simulate --json` fields).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SimulateSummary {
     pub bots: usize,
+    pub workers: usize,
     pub games_completed: u64,
     pub games_timed_out: u64,
+    /// Completed games of this run found in both tables on disk.
+    pub games_written: u64,
+    /// Completed games of this run found in more than one file of a table.
+    pub duplicate_games: u64,
+    /// Completed games of this run missing from at least one table.
+    pub missing_games: u64,
+    pub files_written: u64,
+    pub events_published: u64,
+    pub events_dropped: u64,
+    /// Events the workers could not use (not an envelope, or a corrupt game).
+    pub events_rejected: u64,
     pub bot_errors: u64,
     pub lobbies_abandoned: u64,
     pub games_skipped: u64,
+    pub output_dir: String,
     pub elapsed_s: f64,
     pub games_per_s: f64,
+    pub events_per_s: f64,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimulateError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error(transparent)]
+    Transport(#[from] AlreadyConnected),
     #[error("cannot open a local port for the game server: {0}")]
     Bind(std::io::Error),
+    #[error("reading the tables back: {0}")]
+    Audit(#[from] audit::AuditError),
 }
 
 /// Runs the simulation to its end. A store without heroes gets the synthetic roster.
 pub async fn run<S: GameStore>(
     store: S,
+    broker: Arc<dyn Broker>,
+    sink: &Arc<EventSink>,
     settings: SimulateSettings,
 ) -> Result<SimulateSummary, SimulateError> {
     if store.roster().await?.is_empty() {
@@ -54,6 +98,34 @@ pub async fn run<S: GameStore>(
             .replace_roster(&roster::synthetic(settings.heroes, settings.seed))
             .await?;
     }
+    let started = Instant::now();
+    let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+
+    // Workers subscribe before anything is published, so no event passes them by.
+    let progress = Arc::new(EtlProgress::default());
+    let (stop_workers, stop_rx) = watch::channel(false);
+    let mut workers = tokio::task::JoinSet::new();
+    for i in 0..settings.workers {
+        let consumer = broker.consumer(worker::CHANNEL, worker::GROUP).await?;
+        workers.spawn(worker::run(
+            store.clone(),
+            consumer,
+            format!("{run_id}-{i}"),
+            settings.etl.clone(),
+            progress.clone(),
+            stop_rx.clone(),
+        ));
+    }
+    let pipe = EventPipe::start(
+        sink,
+        broker.publisher().await?,
+        broker.kind(),
+        DEFAULT_BUFFER,
+    )?;
+
+    let completed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let bar = Bar::start(settings.progress, completed.clone(), progress.clone(), sink);
+
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(SimulateError::Bind)?;
@@ -67,8 +139,7 @@ pub async fn run<S: GameStore>(
             let _ = stopped.await;
         },
     ));
-
-    let summary = player::run(PlayerSettings {
+    let bots = player::run(PlayerSettings {
         urls: vec![format!("ws://{addr}")],
         bots: settings.bots,
         games: settings.games,
@@ -76,21 +147,166 @@ pub async fn run<S: GameStore>(
         first_user: 0,
         idle_timeout: Duration::from_secs(60),
         closed_world: true,
+        rate: settings.rate,
+        completed,
     })
     .await;
-
     let _ = stop.send(());
     if let Err(e) = server.await {
         tracing::warn!("the game server task ended badly: {e}");
     }
-    Ok(SimulateSummary {
-        bots: summary.bots,
-        games_completed: summary.games_completed,
-        games_timed_out: summary.games_timed_out,
-        bot_errors: summary.bot_errors,
-        lobbies_abandoned: summary.lobbies_abandoned,
-        games_skipped: summary.games_skipped,
-        elapsed_s: summary.elapsed_s,
-        games_per_s: summary.games_per_s,
+
+    let transport = pipe.finish(PUBLISH_GRACE).await;
+    drain(&progress, bots.games_completed).await;
+    let _ = stop_workers.send(true);
+    while let Some(done) = workers.join_next().await {
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!("a worker stopped: {e}"),
+            Err(e) => tracing::error!("a worker task failed: {e}"),
+        }
+    }
+    let elapsed_s = started.elapsed().as_secs_f64();
+    bar.finish();
+
+    // Read back what this run's workers wrote.
+    let dir = settings.etl.output_dir.clone();
+    let marker = format!("_{run_id}-");
+    let found = tokio::task::spawn_blocking(move || {
+        audit::audit_matching(&dir, |name| name.contains(&marker))
     })
+    .await
+    .map_err(|e| audit::AuditError::Io {
+        path: PathBuf::from(&settings.etl.output_dir),
+        source: std::io::Error::other(e),
+    })??;
+    let mut written = 0;
+    let mut duplicates = 0;
+    for game in &bots.completed_games {
+        match found.files_per_game.get(game.as_str()) {
+            Some(n) if n[0] > 0 && n[1] > 0 => {
+                written += 1;
+                if n[0] > 1 || n[1] > 1 {
+                    duplicates += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    if !found.report.schema_ok {
+        for bad in &found.report.bad_files {
+            tracing::error!("unreadable table file: {bad}");
+        }
+    }
+
+    let etl = progress.counts();
+    let per_s = |n: u64| {
+        if elapsed_s > 0.0 {
+            n as f64 / elapsed_s
+        } else {
+            0.0
+        }
+    };
+    Ok(SimulateSummary {
+        bots: bots.bots,
+        workers: settings.workers,
+        games_completed: bots.games_completed,
+        games_timed_out: bots.games_timed_out,
+        games_written: written,
+        duplicate_games: duplicates,
+        missing_games: bots.games_completed.saturating_sub(written),
+        files_written: etl.files_written,
+        events_published: transport.published,
+        events_dropped: transport.dropped,
+        events_rejected: etl.rejected,
+        bot_errors: bots.bot_errors,
+        lobbies_abandoned: bots.lobbies_abandoned,
+        games_skipped: bots.games_skipped,
+        output_dir: settings.etl.output_dir.display().to_string(),
+        elapsed_s,
+        games_per_s: per_s(bots.games_completed),
+        events_per_s: per_s(transport.published),
+    })
+}
+
+/// Waits until the workers have written `games` games, or have made no progress for
+/// [`DRAIN_IDLE`].
+async fn drain(progress: &EtlProgress, games: u64) {
+    let mut last = (u64::MAX, u64::MAX);
+    let mut idle_since = Instant::now();
+    loop {
+        let c = progress.counts();
+        if c.games_written >= games {
+            return;
+        }
+        let now = (c.events, c.games_written + c.retries);
+        if now != last {
+            last = now;
+            idle_since = Instant::now();
+        } else if idle_since.elapsed() >= DRAIN_IDLE {
+            tracing::warn!(
+                "the workers wrote {} of {games} games and made no progress for {DRAIN_IDLE:?}",
+                c.games_written
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The progress line on stderr.
+struct Bar {
+    bar: Option<ProgressBar>,
+    ticker: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Bar {
+    fn start(
+        enabled: bool,
+        completed: Arc<std::sync::atomic::AtomicU64>,
+        etl: Arc<EtlProgress>,
+        sink: &Arc<EventSink>,
+    ) -> Self {
+        let target = ProgressDrawTarget::stderr();
+        if !enabled || target.is_hidden() {
+            return Self {
+                bar: None,
+                ticker: None,
+            };
+        }
+        let bar = ProgressBar::with_draw_target(None, target);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        let sink = sink.clone();
+        let shown = bar.clone();
+        let ticker = tokio::spawn(async move {
+            loop {
+                let t = sink.stats();
+                let c = etl.counts();
+                shown.set_message(format!(
+                    "{} games completed · {} written · {} events published",
+                    completed.load(Ordering::Relaxed),
+                    c.games_written,
+                    t.published
+                ));
+                shown.tick();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        Self {
+            bar: Some(bar),
+            ticker: Some(ticker),
+        }
+    }
+
+    fn finish(self) {
+        if let Some(t) = self.ticker {
+            t.abort();
+        }
+        if let Some(b) = self.bar {
+            b.finish_and_clear();
+        }
+    }
 }

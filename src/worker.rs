@@ -133,7 +133,7 @@ pub async fn run<S: GameStore>(
         let deadline = w.deadline();
         tokio::select! {
             biased;
-            _ = stop.wait_for(|s| *s) => break,
+            _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => break,
             _ = sleep_until(deadline), if deadline.is_some() => w.flush().await,
             next = consumer.next() => {
                 match next {
