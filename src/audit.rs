@@ -60,8 +60,8 @@ impl Audit {
 
 #[derive(Debug, Error)]
 pub enum AuditError {
-    #[error("reading {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    #[error("reading {path}: {cause}")]
+    Io { path: PathBuf, cause: io::Error },
 }
 
 /// The table files under `output_dir` whose name passes `keep`, by table, sorted by
@@ -77,9 +77,9 @@ pub fn table_files(
         match fs::read_dir(&dir) {
             Ok(entries) => {
                 for entry in entries {
-                    let entry = entry.map_err(|source| AuditError::Io {
+                    let entry = entry.map_err(|cause| AuditError::Io {
                         path: dir.clone(),
-                        source,
+                        cause,
                     })?;
                     let name = entry.file_name();
                     let name = name.to_string_lossy();
@@ -92,7 +92,7 @@ pub fn table_files(
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(source) => return Err(AuditError::Io { path: dir, source }),
+            Err(cause) => return Err(AuditError::Io { path: dir, cause }),
         }
         files.sort();
         out.insert(table, files);

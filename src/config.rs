@@ -173,6 +173,10 @@ pub struct SimulateArgs {
     /// Never draw a progress bar.
     #[arg(long)]
     pub no_progress: bool,
+    /// Seconds to wait for workers that make no progress at the end of the run
+    /// before counting their games as missing.
+    #[arg(long, value_name = "S", default_value_t = 10.0)]
+    pub drain_timeout: f64,
     #[command(flatten)]
     pub etl: EtlArgs,
 }

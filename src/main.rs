@@ -230,6 +230,8 @@ async fn run_simulation(store: AnyStore, args: &SimulateArgs, g: &GlobalArgs) ->
         rate: args.rate,
         etl: worker_settings(&args.etl, &g.output_dir)?,
         progress: !args.no_progress && !g.json,
+        drain_idle: config::seconds(args.drain_timeout, "--drain-timeout")
+            .map_err(anyhow::Error::msg)?,
     };
     let sink = events_sink();
     let summary = match store {

@@ -56,8 +56,10 @@ pub struct WorkerSettings {
 pub struct EtlProgress {
     pub games_written: AtomicU64,
     pub files_written: AtomicU64,
-    /// Events consumed (every queue message the workers received).
+    /// Events consumed (every queue message the workers received, redeliveries too).
     pub events: AtomicU64,
+    /// Events acknowledged with nothing to do: other records, and guests' events.
+    pub ignored: AtomicU64,
     /// Games acknowledged without tables: timed out, already cleaned or unknown.
     pub games_skipped: AtomicU64,
     /// Messages that were not event envelopes, and games whose records could not be
@@ -73,9 +75,17 @@ pub struct EtlCounts {
     pub games_written: u64,
     pub files_written: u64,
     pub events: u64,
+    pub ignored: u64,
     pub games_skipped: u64,
     pub rejected: u64,
     pub retries: u64,
+}
+
+impl EtlCounts {
+    /// Events settled for good; a worker that retries without end does not move it.
+    pub fn settled(&self) -> u64 {
+        self.games_written + self.ignored + self.games_skipped + self.rejected
+    }
 }
 
 impl EtlProgress {
@@ -85,6 +95,7 @@ impl EtlProgress {
             games_written: get(&self.games_written),
             files_written: get(&self.files_written),
             events: get(&self.events),
+            ignored: get(&self.ignored),
             games_skipped: get(&self.games_skipped),
             rejected: get(&self.rejected),
             retries: get(&self.retries),
@@ -206,6 +217,7 @@ impl<S: GameStore> Worker<S> {
             }
         };
         if envelope.log_message != CLEANING_GAME_RECORDS {
+            EtlProgress::add(&self.progress.ignored, 1);
             return self.settle(delivery, true).await;
         }
         let (Some(game), Some(user)) = (
@@ -223,6 +235,7 @@ impl<S: GameStore> Worker<S> {
         let user = UserToken(user.to_string());
         if self.pending.iter().any(|p| p.game == game) {
             // Already in this batch (a redelivery): one copy is enough.
+            EtlProgress::add(&self.progress.ignored, 1);
             return self.settle(delivery, true).await;
         }
         let extract = match self.store.extract(&game).await {
@@ -239,6 +252,7 @@ impl<S: GameStore> Worker<S> {
             return self.settle(delivery, true).await;
         };
         if extract.host != user {
+            EtlProgress::add(&self.progress.ignored, 1);
             return self.settle(delivery, true).await;
         }
         match extract.status {

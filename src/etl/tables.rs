@@ -66,18 +66,18 @@ impl Table {
 
 #[derive(Debug, Error)]
 pub enum TableError {
-    #[error("encoding {table}: {source}")]
+    #[error("encoding {table}: {cause}")]
     Encode {
         table: &'static str,
-        source: parquet::errors::ParquetError,
+        cause: parquet::errors::ParquetError,
     },
-    #[error("building {table}: {source}")]
+    #[error("building {table}: {cause}")]
     Arrow {
         table: &'static str,
-        source: arrow_schema::ArrowError,
+        cause: arrow_schema::ArrowError,
     },
-    #[error("writing {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    #[error("writing {path}: {cause}")]
+    Io { path: PathBuf, cause: io::Error },
 }
 
 fn strings<'a>(values: impl Iterator<Item = &'a str>) -> ArrayRef {
@@ -92,9 +92,9 @@ pub fn meta_batch(rows: &[MetaRow]) -> Result<RecordBatch, TableError> {
             rows.iter().map(|r| r.superhero_id),
         )),
     ];
-    RecordBatch::try_new(Table::Meta.schema(), columns).map_err(|source| TableError::Arrow {
+    RecordBatch::try_new(Table::Meta.schema(), columns).map_err(|cause| TableError::Arrow {
         table: Table::Meta.name(),
-        source,
+        cause,
     })
 }
 
@@ -111,17 +111,17 @@ pub fn podium_batch(rows: &[PodiumRow]) -> Result<RecordBatch, TableError> {
             rows.iter().map(|r| r.damage_sent),
         )),
     ];
-    RecordBatch::try_new(Table::Podium.schema(), columns).map_err(|source| TableError::Arrow {
+    RecordBatch::try_new(Table::Podium.schema(), columns).map_err(|cause| TableError::Arrow {
         table: Table::Podium.name(),
-        source,
+        cause,
     })
 }
 
 /// One batch as a gzip-compressed Parquet file's bytes.
 pub fn to_parquet(table: Table, batch: &RecordBatch) -> Result<Vec<u8>, TableError> {
-    let encode = |source| TableError::Encode {
+    let encode = |cause| TableError::Encode {
         table: table.name(),
-        source,
+        cause,
     };
     let props = WriterProperties::builder()
         .set_compression(Compression::GZIP(GzipLevel::default()))
@@ -163,7 +163,7 @@ pub fn write_durable(
         let dir = table.dir(output_dir);
         let io_err = |path: &Path| {
             let path = path.to_path_buf();
-            move |source| TableError::Io { path, source }
+            move |cause| TableError::Io { path, cause }
         };
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let tmp = dir.join(format!(".{stem}.{EXTENSION}.tmp"));
@@ -174,15 +174,15 @@ pub fn write_durable(
     }
     let mut written = Vec::with_capacity(staged.len());
     for (dir, tmp, path) in staged {
-        fs::rename(&tmp, &path).map_err(|source| TableError::Io {
+        fs::rename(&tmp, &path).map_err(|cause| TableError::Io {
             path: path.clone(),
-            source,
+            cause,
         })?;
         File::open(&dir)
             .and_then(|d| d.sync_all())
-            .map_err(|source| TableError::Io {
+            .map_err(|cause| TableError::Io {
                 path: dir.clone(),
-                source,
+                cause,
             })?;
         written.push(path);
     }

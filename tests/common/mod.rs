@@ -2,9 +2,9 @@
 //! server on an ephemeral port, and a plain WebSocket client.
 //!
 //! Redis databases are handed out per test so that tests running in parallel never
-//! see each other's keys: protocol 1 and 10-12, redis_game 2, roster_import 3 and 13, scale 4,
-//! bad_input 5, store_contract 6-9. Pub/sub channels are shared across databases, but
-//! they are named after random game tokens.
+//! see each other's keys: protocol 1 and 10-12, redis_game 2, roster_import 3 and 13,
+//! scale 4, bad_input 5, store_contract 6-9, pipeline 14 and 15. Pub/sub channels are
+//! shared across databases, but they are named after random game tokens.
 
 #![allow(dead_code)]
 

@@ -1,0 +1,236 @@
+//! Workers lose nothing: a worker killed while it holds a batch leaves its games to
+//! another worker, a write that fails gives the games back to the broker, and the
+//! audit then shows every game once.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use superhero::audit;
+use superhero::broker::{Broker, MemoryBroker};
+use superhero::events::{CLEANING_GAME_RECORDS, envelope_json};
+use superhero::game::{GameToken, UserToken};
+use superhero::store::{GameStore, MemoryStore};
+use superhero::worker::{self, BatchPolicy, EtlProgress, WorkerSettings};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("superhero-{name}-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Plays a 2-player game to its end through the store; returns it and its host.
+async fn play(store: &MemoryStore, i: usize) -> (GameToken, UserToken) {
+    let roster = store.roster().await.unwrap();
+    let (a, _) = store.login(&format!("A{i}")).await.unwrap();
+    let (b, _) = store.login(&format!("B{i}")).await.unwrap();
+    let game = store
+        .join(&a, 2, &GameToken::new_random(), &roster)
+        .await
+        .unwrap()
+        .game;
+    store
+        .join(&b, 2, &GameToken::new_random(), &roster)
+        .await
+        .unwrap();
+    let mut order = vec![a.clone(), b.clone()];
+    order.sort();
+    assert!(store.start(&game, &order).await.unwrap());
+    loop {
+        let snap = store.snapshot(&game).await.unwrap().unwrap();
+        if snap.board.status != superhero::game::GameStatus::InProgress {
+            break;
+        }
+        let attacker = snap.board.order[0].clone();
+        let enemy = snap.board.order[1].clone();
+        store
+            .attack(&game, &attacker, &enemy, 1000, "2026-01-01T00:00:00Z")
+            .await
+            .unwrap();
+    }
+    (game, a)
+}
+
+/// `n` finished games and their Cleaning events (host and guest) on the broker.
+async fn finished_games(store: &MemoryStore, broker: &MemoryBroker, n: usize) -> Vec<GameToken> {
+    store
+        .replace_roster(&common::uniform_roster(20, 30, 5))
+        .await
+        .unwrap();
+    let publisher = broker.publisher().await.unwrap();
+    let mut games = Vec::new();
+    for i in 0..n {
+        let (game, host) = play(store, i).await;
+        let snap = store.snapshot(&game).await.unwrap().unwrap();
+        let events: Vec<Vec<u8>> = snap
+            .board
+            .heroes
+            .keys()
+            .map(|user| {
+                let task = serde_json::json!({"game_token": game, "user_token": user}).to_string();
+                envelope_json(
+                    tracing::Level::INFO,
+                    "2026-01-01T00:00:00.000Z",
+                    "memory.lib.server.lobby",
+                    CLEANING_GAME_RECORDS,
+                    Some(&task),
+                )
+                .into_bytes()
+            })
+            .collect();
+        assert!(snap.board.heroes.contains_key(&host));
+        publisher.publish(worker::CHANNEL, &events).await.unwrap();
+        games.push(game);
+    }
+    games
+}
+
+struct Running {
+    task: JoinHandle<()>,
+    stop: watch::Sender<bool>,
+    progress: Arc<EtlProgress>,
+}
+
+async fn start_worker(
+    store: &MemoryStore,
+    broker: &MemoryBroker,
+    id: &str,
+    output_dir: &Path,
+    batch: Option<BatchPolicy>,
+) -> Running {
+    let consumer = broker
+        .consumer(worker::CHANNEL, worker::GROUP)
+        .await
+        .unwrap();
+    let progress = Arc::new(EtlProgress::default());
+    let (stop, stop_rx) = watch::channel(false);
+    let settings = WorkerSettings {
+        output_dir: output_dir.to_path_buf(),
+        clean: true,
+        keep: Duration::from_secs(30),
+        batch,
+    };
+    let task = tokio::spawn({
+        let (store, progress, id) = (store.clone(), progress.clone(), id.to_string());
+        async move {
+            worker::run(store, consumer, id, settings, progress, stop_rx)
+                .await
+                .unwrap();
+        }
+    });
+    Running {
+        task,
+        stop,
+        progress,
+    }
+}
+
+/// Polls `done` until it holds, failing after [`WAIT`].
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_batch_loses_no_game() {
+    let store = MemoryStore::new();
+    let broker = MemoryBroker::new();
+    let out = scratch_dir("killed");
+    // The first worker batches everything and never gets to write.
+    let doomed = start_worker(
+        &store,
+        &broker,
+        "doomed",
+        &out,
+        Some(BatchPolicy {
+            games: 1000,
+            max_age: Duration::from_secs(3600),
+        }),
+    )
+    .await;
+    let games = finished_games(&store, &broker, 40).await;
+    until("the first worker to take every event", || {
+        broker.depth(worker::CHANNEL, worker::GROUP).ready == 0
+            && broker.depth(worker::CHANNEL, worker::GROUP).unacked == games.len()
+    })
+    .await;
+    assert_eq!(doomed.progress.counts().games_written, 0);
+
+    doomed.task.abort();
+    assert!(doomed.task.await.unwrap_err().is_cancelled());
+    // Its host events are back in the queue (the guests' were acknowledged).
+    assert_eq!(
+        broker.depth(worker::CHANNEL, worker::GROUP).ready,
+        games.len()
+    );
+
+    let heir = start_worker(&store, &broker, "heir", &out, None).await;
+    until("the second worker to write every game", || {
+        heir.progress.counts().games_written == games.len() as u64
+    })
+    .await;
+    heir.stop.send(true).unwrap();
+    heir.task.await.unwrap();
+
+    let audit = audit::audit(&out).unwrap();
+    let r = &audit.report;
+    assert_eq!(r.games, games.len() as u64);
+    assert_eq!((r.duplicate_games, r.incomplete_games), (0, 0));
+    assert!(r.schema_ok, "{:?}", r.bad_files);
+    assert_eq!(r.files, 2 * games.len() as u64);
+    for g in &games {
+        assert!(audit.files_per_game.contains_key(g.as_str()));
+        // Cleaned after its tables were written.
+        assert!(store.extract(g).await.unwrap().is_none());
+    }
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_write_gives_the_games_back_and_cleans_nothing() {
+    let store = MemoryStore::new();
+    let broker = MemoryBroker::new();
+    let out = scratch_dir("unwritable");
+    // A regular file where the table folders should go: every write fails.
+    let blocked = out.join("blocked");
+    std::fs::write(&blocked, b"not a folder").unwrap();
+    let failing = start_worker(&store, &broker, "failing", &blocked, None).await;
+    let games = finished_games(&store, &broker, 5).await;
+    until("a failed write", || failing.progress.counts().retries > 0).await;
+    failing.stop.send(true).unwrap();
+    failing.task.await.unwrap();
+    assert_eq!(failing.progress.counts().games_written, 0);
+    for g in &games {
+        assert!(
+            store.extract(g).await.unwrap().is_some(),
+            "nothing is cleaned before its tables are written"
+        );
+    }
+    let depth = broker.depth(worker::CHANNEL, worker::GROUP);
+    // Every host event is still there (guest events may be, too, if not reached).
+    assert!(depth.ready + depth.unacked >= games.len(), "{depth:?}");
+
+    let good = start_worker(&store, &broker, "good", &out, None).await;
+    until("every game written", || {
+        good.progress.counts().games_written == games.len() as u64
+    })
+    .await;
+    good.stop.send(true).unwrap();
+    good.task.await.unwrap();
+    let r = audit::audit(&out).unwrap().report;
+    assert_eq!(r.games, games.len() as u64);
+    assert_eq!(r.duplicate_games, 0);
+    std::fs::remove_dir_all(&out).unwrap();
+}
