@@ -32,6 +32,8 @@ pub mod broker;
 pub mod config;
 pub mod etl;
 pub mod events;
+#[doc(hidden)]
+pub mod fixtures;
 pub mod game;
 pub mod player;
 pub mod roster;

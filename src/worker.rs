@@ -8,6 +8,7 @@
 //! the messages back to the broker and backs off; a worker that dies leaves its
 //! unacknowledged games to the broker, which hands them to another worker.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::broker::{BrokerError, Consumer, Delivery};
@@ -29,6 +31,9 @@ pub const GROUP: &str = "superhero_sim";
 pub const CHANNEL: &str = "lib.server.lobby";
 
 const BACKOFF_FIRST: Duration = Duration::from_millis(200);
+/// Writes one worker keeps going at once: durable writes wait on the disk, and
+/// several in flight let it commit them together.
+const WRITES_IN_FLIGHT: usize = 8;
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// Writing one file per batch of games instead of one per game.
@@ -120,6 +125,12 @@ struct Pending {
     tables: GameTables,
 }
 
+/// Games whose files are being written, with the messages to settle after.
+type Written = (
+    Vec<(Delivery, GameToken)>,
+    Result<usize, String>,
+);
+
 /// One worker: runs until `stop` turns true (then writes what it holds) or the broker
 /// closes.
 pub async fn run<S: GameStore>(
@@ -136,8 +147,11 @@ pub async fn run<S: GameStore>(
         settings,
         progress,
         pending: Vec::new(),
+        pending_games: HashSet::new(),
+        writing: JoinSet::new(),
         oldest: None,
         backoff: BACKOFF_FIRST,
+        resume_at: None,
     };
     let batch_games = w.settings.batch.map_or(1, |b| b.games.max(1));
     loop {
@@ -145,14 +159,16 @@ pub async fn run<S: GameStore>(
         tokio::select! {
             biased;
             _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => break,
+            Some(done) = w.writing.join_next() => w.written(done).await,
             _ = sleep_until(deadline), if deadline.is_some() => w.flush().await,
-            next = consumer.next() => {
+            _ = sleep_until(w.resume_at), if w.resume_at.is_some() => w.resume_at = None,
+            next = consumer.next(), if w.resume_at.is_none() && w.writing.len() < WRITES_IN_FLIGHT => {
                 match next {
                     Ok(delivery) => w.handle(delivery).await,
                     Err(BrokerError::Closed) => break,
                     Err(e) => {
                         tracing::warn!("worker {}: {e}; retrying", w.worker_id);
-                        w.pause().await;
+                        w.back_off();
                     }
                 }
             }
@@ -162,6 +178,9 @@ pub async fn run<S: GameStore>(
         }
     }
     w.flush().await;
+    while let Some(done) = w.writing.join_next().await {
+        w.written(done).await;
+    }
     Ok(())
 }
 
@@ -178,9 +197,13 @@ struct Worker<S> {
     settings: WorkerSettings,
     progress: Arc<EtlProgress>,
     pending: Vec<Pending>,
+    pending_games: HashSet<GameToken>,
+    writing: JoinSet<Written>,
     /// When the oldest pending game arrived.
     oldest: Option<Instant>,
     backoff: Duration,
+    /// While backing off, no message is taken.
+    resume_at: Option<Instant>,
 }
 
 impl<S: GameStore> Worker<S> {
@@ -189,10 +212,14 @@ impl<S: GameStore> Worker<S> {
         Some(self.oldest? + age)
     }
 
-    async fn pause(&mut self) {
+    /// Takes no message for a while after a failure; the wait doubles while
+    /// failures go on. Failures during the wait (other writes in flight) add nothing.
+    fn back_off(&mut self) {
         EtlProgress::add(&self.progress.retries, 1);
-        tokio::time::sleep(self.backoff).await;
-        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        if self.resume_at.is_none() {
+            self.resume_at = Some(Instant::now() + self.backoff);
+            self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        }
     }
 
     async fn settle(&self, delivery: Delivery, ok: bool) {
@@ -233,7 +260,7 @@ impl<S: GameStore> Worker<S> {
         };
         let game = GameToken(game.to_string());
         let user = UserToken(user.to_string());
-        if self.pending.iter().any(|p| p.game == game) {
+        if self.pending_games.contains(&game) {
             // Already in this batch (a redelivery): one copy is enough.
             EtlProgress::add(&self.progress.ignored, 1);
             return self.settle(delivery, true).await;
@@ -243,7 +270,7 @@ impl<S: GameStore> Worker<S> {
             Err(e) => {
                 tracing::warn!("worker {}: reading game {game}: {e}", self.worker_id);
                 self.settle(delivery, false).await;
-                return self.pause().await;
+                return self.back_off();
             }
         };
         let Some(extract) = extract else {
@@ -259,6 +286,7 @@ impl<S: GameStore> Worker<S> {
             GameStatus::Completed => match etl::transform(&extract) {
                 Ok(tables) => {
                     self.oldest.get_or_insert_with(Instant::now);
+                    self.pending_games.insert(game.clone());
                     self.pending.push(Pending {
                         delivery,
                         game,
@@ -291,55 +319,74 @@ impl<S: GameStore> Worker<S> {
         }
     }
 
-    /// Writes the pending games, then cleans and acknowledges them. On a failed
-    /// write every pending message goes back to the broker.
+    /// Starts writing the pending games; [`Self::written`] settles them.
     async fn flush(&mut self) {
         self.oldest = None;
         if self.pending.is_empty() {
             return;
         }
+        self.pending_games.clear();
         let pending = std::mem::take(&mut self.pending);
         let stem = match (self.settings.batch, pending.first()) {
             (None, Some(p)) => format!("{}_{}", p.game, self.worker_id),
             _ => format!("batch-{}_{}", uuid::Uuid::new_v4(), self.worker_id),
         };
-        let games: Vec<GameTables> = pending.iter().map(|p| p.tables.clone()).collect();
+        let mut games = Vec::with_capacity(pending.len());
+        let mut settle = Vec::with_capacity(pending.len());
+        for p in pending {
+            games.push(p.tables);
+            settle.push((p.delivery, p.game));
+        }
         let dir = self.settings.output_dir.clone();
-        let written = tokio::task::spawn_blocking(move || {
-            let files = tables::encode_games(&games)?;
-            tables::write_durable(&dir, &stem, &files)
-        })
-        .await;
-        match written {
-            Ok(Ok(files)) => {
+        self.writing.spawn(async move {
+            let written = tokio::task::spawn_blocking(move || {
+                let files = tables::encode_games(&games)?;
+                tables::write_durable(&dir, &stem, &files)
+            })
+            .await;
+            let result = match written {
+                Ok(Ok(files)) => Ok(files.len()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(format!("the write task failed: {e}")),
+            };
+            (settle, result)
+        });
+    }
+
+    /// Settles written games: cleans and acknowledges them, or, when the write
+    /// failed, gives every message back to the broker and backs off.
+    async fn written(&mut self, done: Result<Written, tokio::task::JoinError>) {
+        let (settle, result) = match done {
+            Ok(w) => w,
+            Err(e) => {
+                // The messages went with the task; the broker redelivers them.
+                tracing::error!("worker {}: a write task was lost: {e}", self.worker_id);
+                return;
+            }
+        };
+        match result {
+            Ok(files) => {
                 self.backoff = BACKOFF_FIRST;
-                EtlProgress::add(&self.progress.files_written, files.len() as u64);
-                let n = pending.len() as u64;
-                for p in pending {
+                EtlProgress::add(&self.progress.files_written, files as u64);
+                let n = settle.len() as u64;
+                for (delivery, game) in settle {
                     if self.settings.clean {
-                        self.clean(&p.game).await;
+                        self.clean(&game).await;
                     }
-                    self.settle(p.delivery, true).await;
+                    self.settle(delivery, true).await;
                 }
                 EtlProgress::add(&self.progress.games_written, n);
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 tracing::error!(
                     "worker {}: {e}; {} games go back to the broker",
                     self.worker_id,
-                    pending.len()
+                    settle.len()
                 );
-                for p in pending {
-                    self.settle(p.delivery, false).await;
+                for (delivery, _) in settle {
+                    self.settle(delivery, false).await;
                 }
-                self.pause().await;
-            }
-            Err(e) => {
-                tracing::error!("worker {}: the write task failed: {e}", self.worker_id);
-                for p in pending {
-                    self.settle(p.delivery, false).await;
-                }
-                self.pause().await;
+                self.back_off();
             }
         }
     }

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use superhero::audit;
 use superhero::broker::{Broker, MemoryBroker};
-use superhero::events::{CLEANING_GAME_RECORDS, envelope_json};
-use superhero::game::{GameToken, UserToken};
+use superhero::fixtures;
+use superhero::game::GameToken;
 use superhero::store::{GameStore, MemoryStore};
 use superhero::worker::{self, BatchPolicy, EtlProgress, WorkerSettings};
 use tokio::sync::watch;
@@ -25,38 +25,6 @@ fn scratch_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// Plays a 2-player game to its end through the store; returns it and its host.
-async fn play(store: &MemoryStore, i: usize) -> (GameToken, UserToken) {
-    let roster = store.roster().await.unwrap();
-    let (a, _) = store.login(&format!("A{i}")).await.unwrap();
-    let (b, _) = store.login(&format!("B{i}")).await.unwrap();
-    let game = store
-        .join(&a, 2, &GameToken::new_random(), &roster)
-        .await
-        .unwrap()
-        .game;
-    store
-        .join(&b, 2, &GameToken::new_random(), &roster)
-        .await
-        .unwrap();
-    let mut order = vec![a.clone(), b.clone()];
-    order.sort();
-    assert!(store.start(&game, &order).await.unwrap());
-    loop {
-        let snap = store.snapshot(&game).await.unwrap().unwrap();
-        if snap.board.status != superhero::game::GameStatus::InProgress {
-            break;
-        }
-        let attacker = snap.board.order[0].clone();
-        let enemy = snap.board.order[1].clone();
-        store
-            .attack(&game, &attacker, &enemy, 1000, "2026-01-01T00:00:00Z")
-            .await
-            .unwrap();
-    }
-    (game, a)
-}
-
 /// `n` finished games and their Cleaning events (host and guest) on the broker.
 async fn finished_games(store: &MemoryStore, broker: &MemoryBroker, n: usize) -> Vec<GameToken> {
     store
@@ -66,27 +34,12 @@ async fn finished_games(store: &MemoryStore, broker: &MemoryBroker, n: usize) ->
     let publisher = broker.publisher().await.unwrap();
     let mut games = Vec::new();
     for i in 0..n {
-        let (game, host) = play(store, i).await;
-        let snap = store.snapshot(&game).await.unwrap().unwrap();
-        let events: Vec<Vec<u8>> = snap
-            .board
-            .heroes
-            .keys()
-            .map(|user| {
-                let task = serde_json::json!({"game_token": game, "user_token": user}).to_string();
-                envelope_json(
-                    tracing::Level::INFO,
-                    "2026-01-01T00:00:00.000Z",
-                    "memory.lib.server.lobby",
-                    CLEANING_GAME_RECORDS,
-                    Some(&task),
-                )
-                .into_bytes()
-            })
-            .collect();
-        assert!(snap.board.heroes.contains_key(&host));
-        publisher.publish(worker::CHANNEL, &events).await.unwrap();
-        games.push(game);
+        let finished = fixtures::play_two_player_game(store, i).await.unwrap();
+        publisher
+            .publish(worker::CHANNEL, &finished.events)
+            .await
+            .unwrap();
+        games.push(finished.game);
     }
     games
 }

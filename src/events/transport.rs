@@ -54,15 +54,12 @@ impl Envelope {
     /// Reads an envelope, in its plain form or the original's double-encoded form (a
     /// JSON string holding the object).
     pub fn parse(bytes: &[u8]) -> Result<Self, EnvelopeError> {
-        let value: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|e| EnvelopeError(e.to_string()))?;
-        let value = match value {
-            serde_json::Value::String(inner) => {
-                serde_json::from_str(&inner).map_err(|e| EnvelopeError(e.to_string()))?
-            }
-            other => other,
-        };
-        serde_json::from_value(value).map_err(|e| EnvelopeError(e.to_string()))
+        let error = |e: serde_json::Error| EnvelopeError(e.to_string());
+        if bytes.trim_ascii_start().first() == Some(&b'"') {
+            let inner: String = serde_json::from_slice(bytes).map_err(error)?;
+            return serde_json::from_str(&inner).map_err(error);
+        }
+        serde_json::from_slice(bytes).map_err(error)
     }
 
     /// A string field of the task, if present.

@@ -1,0 +1,252 @@
+//! Speed of the event pipeline, measured on this machine's disk:
+//!
+//! - the disk's own rate for the durable write of one small file (write, fsync,
+//!   rename, folder fsync): the ceiling of per-game ETL;
+//! - ETL games/s of one worker in per-game mode and in batch mode, through the real
+//!   worker (embedded store and broker, extract, transform, gzip Parquet, durable
+//!   write, clean, ack);
+//! - events/s through the logging transport onto the embedded broker.
+//!
+//! Run: `cargo bench --bench pipeline` (SUPERHERO_BENCH_DIR picks the folder written
+//! to, default ./bench-data; it must be on the disk to measure, not a tmpfs).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use superhero::broker::{Broker, MemoryBroker};
+use superhero::etl::tables::{self, Table};
+use superhero::events::{
+    self, CLEANING_GAME_RECORDS, EventLayer, EventPipe, EventSink, GameUserTask, Queue,
+};
+use superhero::fixtures;
+use superhero::roster::{Powerstats, RosterHero};
+use superhero::store::{GameStore, MemoryStore};
+use superhero::worker::{self, BatchPolicy, EtlProgress, WorkerSettings};
+use tokio::sync::watch;
+use tracing_subscriber::layer::SubscriberExt;
+
+/// How much each measure does.
+struct Sizes {
+    disk_files: usize,
+    per_game_games: usize,
+    batch_games: usize,
+    batch_size: usize,
+    events: usize,
+}
+
+/// `cargo bench` passes `--bench`; `cargo test --all-targets` runs this file without
+/// it, and then a quick pass only checks that every measure works.
+fn sizes() -> Sizes {
+    if std::env::args().any(|a| a == "--bench") {
+        Sizes {
+            disk_files: 2_000,
+            per_game_games: 2_000,
+            batch_games: 100_000,
+            batch_size: 10_000,
+            events: 1_000_000,
+        }
+    } else {
+        Sizes {
+            disk_files: 20,
+            per_game_games: 20,
+            batch_games: 200,
+            batch_size: 50,
+            events: 1_000,
+        }
+    }
+}
+
+fn bench_dir() -> PathBuf {
+    let root = std::env::var("SUPERHERO_BENCH_DIR").unwrap_or_else(|_| "./bench-data".into());
+    PathBuf::from(root).join(uuid::Uuid::new_v4().simple().to_string())
+}
+
+/// Heroes that finish a game in two attacks, so games are cheap to make.
+fn roster() -> Vec<RosterHero> {
+    (1..=50)
+        .map(|id| RosterHero {
+            id,
+            name: format!("Hero {id}"),
+            stats: Powerstats {
+                intelligence: 1,
+                strength: 1,
+                speed: 1,
+                durability: 5,
+                power: 1,
+                combat: 30,
+            },
+            other: serde_json::Map::new(),
+        })
+        .collect()
+}
+
+struct Row {
+    what: &'static str,
+    value: f64,
+    unit: &'static str,
+    note: String,
+}
+
+/// The durable write of `n` files the size of one game's table file.
+fn disk_rate(dir: &Path, bytes: &[u8], n: usize) -> f64 {
+    let started = Instant::now();
+    for i in 0..n {
+        tables::write_durable(dir, &format!("disk-{i}"), &[(Table::Meta, bytes.to_vec())])
+            .expect("the bench folder is writable");
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Runs one worker over `games` finished games; returns games/s and files written.
+async fn etl_rate(dir: &Path, games: usize, batch: Option<BatchPolicy>) -> (f64, u64) {
+    let store = MemoryStore::new();
+    store.replace_roster(&roster()).await.unwrap();
+    let broker = MemoryBroker::new();
+    let consumer = broker
+        .consumer(worker::CHANNEL, worker::GROUP)
+        .await
+        .unwrap();
+    let publisher = broker.publisher().await.unwrap();
+    for i in 0..games {
+        let g = fixtures::play_two_player_game(&store, i).await.unwrap();
+        publisher.publish(worker::CHANNEL, &g.events).await.unwrap();
+    }
+    let progress = Arc::new(EtlProgress::default());
+    let (stop, stop_rx) = watch::channel(false);
+    let settings = WorkerSettings {
+        output_dir: dir.to_path_buf(),
+        clean: true,
+        keep: Duration::from_secs(30),
+        batch,
+    };
+    let started = Instant::now();
+    let task = tokio::spawn(worker::run(
+        store,
+        consumer,
+        "bench-0".into(),
+        settings,
+        progress.clone(),
+        stop_rx,
+    ));
+    while progress.counts().games_written < games as u64 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let rate = games as f64 / started.elapsed().as_secs_f64();
+    let _ = stop.send(true);
+    let _ = task.await;
+    (rate, progress.counts().files_written)
+}
+
+/// Logs `n` queue records through the transport onto the embedded broker.
+async fn events_rate(n: usize) -> f64 {
+    let sink = EventSink::new();
+    let subscriber = tracing_subscriber::registry().with(EventLayer::new(sink.clone()));
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let broker = MemoryBroker::new();
+    // A consumer group keeps what is published, as a worker's would.
+    let _consumer = broker.consumer("lib.server.lobby", "bench").await.unwrap();
+    let pipe = EventPipe::start(
+        &sink,
+        broker.publisher().await.unwrap(),
+        "memory",
+        events::transport::DEFAULT_BUFFER,
+    )
+    .unwrap();
+    let started = Instant::now();
+    for i in 0..n {
+        let game = format!("game-{i}");
+        events::emit_task(
+            Queue::Lobby,
+            CLEANING_GAME_RECORDS,
+            &GameUserTask {
+                game_token: &game,
+                user_token: "6a1f2e0c-5d4b-4c3a-9e8f-7a6b5c4d3e2f",
+            },
+        );
+        if i % 4096 == 0 {
+            // Let the publishing task run on this single-threaded runtime.
+            tokio::task::yield_now().await;
+        }
+    }
+    let stats = pipe.finish(Duration::from_secs(60)).await;
+    assert_eq!(stats.dropped, 0, "the bench overran the buffer");
+    stats.published as f64 / started.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let Sizes {
+        disk_files,
+        per_game_games,
+        batch_games,
+        batch_size,
+        events,
+    } = sizes();
+    let dir = bench_dir();
+    std::fs::create_dir_all(&dir).expect("creating the bench folder");
+    let mut rows = Vec::new();
+
+    // One game's GAME_PODIUM file, as the per-game mode writes it.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let sample = runtime.block_on(async {
+        let store = MemoryStore::new();
+        store.replace_roster(&roster()).await.unwrap();
+        let g = fixtures::play_two_player_game(&store, 0).await.unwrap();
+        let extract = store.extract(&g.game).await.unwrap().unwrap();
+        let t = superhero::etl::transform(&extract).unwrap();
+        tables::encode_games(&[t]).unwrap()[1].1.clone()
+    });
+
+    let disk = disk_rate(&dir.join("disk"), &sample, disk_files);
+    rows.push(Row {
+        what: "disk: write + fsync + rename + folder fsync",
+        value: disk,
+        unit: "files/s",
+        note: format!("{disk_files} files of {} bytes", sample.len()),
+    });
+
+    let (per_game, files) = runtime.block_on(etl_rate(&dir.join("per-game"), per_game_games, None));
+    let per_game_files = per_game * files as f64 / per_game_games as f64;
+    rows.push(Row {
+        what: "ETL per-game mode, 1 worker",
+        value: per_game,
+        unit: "games/s",
+        note: format!(
+            "{per_game_files:.0} files/s = {:.0}% of the disk's rate (2 files per game)",
+            100.0 * per_game_files / disk
+        ),
+    });
+
+    let (batch, files) = runtime.block_on(etl_rate(
+        &dir.join("batch"),
+        batch_games,
+        Some(BatchPolicy {
+            games: batch_size,
+            max_age: Duration::from_secs(3600),
+        }),
+    ));
+    rows.push(Row {
+        what: "ETL batch mode, 1 worker",
+        value: batch,
+        unit: "games/s",
+        note: format!("{batch_games} games, {batch_size} per batch, {files} files"),
+    });
+
+    let single = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let event_rate = single.block_on(events_rate(events));
+    rows.push(Row {
+        what: "events through the transport to the embedded broker",
+        value: event_rate,
+        unit: "events/s",
+        note: format!("{events} Cleaning Game Records envelopes"),
+    });
+
+    println!("\n| measure | rate | unit | notes |\n|---|---:|---|---|");
+    for r in rows {
+        println!("| {} | {:.0} | {} | {} |", r.what, r.value, r.unit, r.note);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,63 @@
+//! Finished games made directly through the store API, without server or bots: the
+//! input of worker tests and of the ETL benchmark.
+
+use crate::events::{CLEANING_GAME_RECORDS, envelope_json};
+use crate::game::{GameStatus, GameToken, UserToken};
+use crate::store::{GameStore, StoreError};
+
+/// A finished game and its `Cleaning Game Records` events, one per participant.
+pub struct FinishedGame {
+    pub game: GameToken,
+    pub host: UserToken,
+    pub events: Vec<Vec<u8>>,
+}
+
+/// Plays game number `i` between two new users to its end, each attacking the other
+/// in turn. The store must hold a roster.
+pub async fn play_two_player_game<S: GameStore>(
+    store: &S,
+    i: usize,
+) -> Result<FinishedGame, StoreError> {
+    let roster = store.roster().await?;
+    let (a, _) = store.login(&format!("FIXTURE-A{i}")).await?;
+    let (b, _) = store.login(&format!("FIXTURE-B{i}")).await?;
+    let game = store
+        .join(&a, 2, &GameToken::new_random(), &roster)
+        .await?
+        .game;
+    store.join(&b, 2, &GameToken::new_random(), &roster).await?;
+    let mut order = vec![a.clone(), b.clone()];
+    order.sort();
+    store.start(&game, &order).await?;
+    loop {
+        let Some(snap) = store.snapshot(&game).await? else {
+            return Err(StoreError::UnknownGame);
+        };
+        if snap.board.status != GameStatus::InProgress {
+            break;
+        }
+        let (attacker, enemy) = (snap.board.order[0].clone(), snap.board.order[1].clone());
+        store
+            .attack(&game, &attacker, &enemy, 1000, "2026-01-01T00:00:00Z")
+            .await?;
+    }
+    let events = [&a, &b]
+        .iter()
+        .map(|user| {
+            let task = serde_json::json!({"game_token": game, "user_token": user}).to_string();
+            envelope_json(
+                tracing::Level::INFO,
+                "2026-01-01T00:00:00.000Z",
+                "memory.lib.server.lobby",
+                CLEANING_GAME_RECORDS,
+                Some(&task),
+            )
+            .into_bytes()
+        })
+        .collect();
+    Ok(FinishedGame {
+        game,
+        host: a,
+        events,
+    })
+}
