@@ -26,6 +26,10 @@ use superhero::worker::{self, BatchPolicy, EtlProgress, WorkerSettings};
 use tokio::sync::watch;
 use tracing_subscriber::layer::SubscriberExt;
 
+// The allocator of the `superhero` binary, so that the figures are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// How much each measure does.
 struct Sizes {
     disk_files: usize,

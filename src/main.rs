@@ -27,6 +27,10 @@ use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
+// Many small allocations per message: mimalloc serves them faster than the system's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // A .env file fills in variables that are not already set, as in the original.
     let _ = dotenvy::dotenv();

@@ -126,10 +126,7 @@ struct Pending {
 }
 
 /// Games whose files are being written, with the messages to settle after.
-type Written = (
-    Vec<(Delivery, GameToken)>,
-    Result<usize, String>,
-);
+type Written = (Vec<(Delivery, GameToken)>, Result<usize, String>);
 
 /// One worker: runs until `stop` turns true (then writes what it holds) or the broker
 /// closes.

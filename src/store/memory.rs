@@ -5,9 +5,9 @@
 //! channel lives next to its state and is raised under the same lock, so watchers
 //! see changes in the order they happened.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -32,6 +32,8 @@ struct Inner {
     /// Open games by participant count (the index `games:open:<n>` in Redis).
     open: Mutex<HashMap<u8, Vec<GameToken>>>,
     games: RwLock<HashMap<GameToken, Arc<Mutex<GameRecord>>>>,
+    /// Cleaned games and when they go, oldest first; purged on each `clean`.
+    expiring: Mutex<VecDeque<(Instant, GameToken)>>,
 }
 
 #[derive(Default)]
@@ -317,18 +319,20 @@ impl GameStore for MemoryStore {
         if let Some(list) = lock(&self.inner.open).get_mut(&participants) {
             list.retain(|g| g != game);
         }
-        let inner = Arc::downgrade(&self.inner);
-        let game = game.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(keep).await;
-            if let Some(inner) = inner.upgrade() {
-                inner
-                    .games
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&game);
+        let now = Instant::now();
+        let mut expiring = lock(&self.inner.expiring);
+        expiring.push_back((now + keep, game.clone()));
+        if expiring.front().is_some_and(|(at, _)| *at <= now) {
+            let mut games = self.inner.games.write().unwrap_or_else(|e| e.into_inner());
+            while let Some((at, _)) = expiring.front() {
+                if *at > now {
+                    break;
+                }
+                if let Some((_, gone)) = expiring.pop_front() {
+                    games.remove(&gone);
+                }
             }
-        });
+        }
         Ok(())
     }
 
