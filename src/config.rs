@@ -65,6 +65,8 @@ pub enum Command {
     Server(ServerArgs),
     /// Run bot players against a server.
     Player(PlayerArgs),
+    /// Run ETL workers: consume game events, write the Parquet tables.
+    Worker(WorkerArgs),
     /// Run the server, its bots and the ETL workers in one process.
     Simulate(SimulateArgs),
     /// Read the Parquet tables under a folder back and check them.
@@ -196,6 +198,21 @@ pub struct EtlArgs {
     /// Seconds to keep a cleaned game's keys.
     #[arg(long, env = "REDIS_EXPIRY", default_value_t = 30)]
     pub redis_expiry: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Workers in this process.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Topic, queue or channel the workers consume.
+    #[arg(long, env = "WORKER_CHANNEL", default_value = crate::worker::CHANNEL)]
+    pub channel: String,
+    /// Consumer group the workers share.
+    #[arg(long, default_value = crate::worker::GROUP)]
+    pub group: String,
+    #[command(flatten)]
+    pub etl: EtlArgs,
 }
 
 #[derive(Debug, Args)]

@@ -11,18 +11,19 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 
 use superhero::audit;
-use superhero::broker::{Broker, BrokerChoice, MemoryBroker};
+use superhero::broker::{self, Broker, BrokerChoice, MemoryBroker};
 use superhero::config::{
     self, AuditArgs, BuildDbArgs, Cli, Command, EtlArgs, GlobalArgs, PlayerArgs, RosterArgs,
-    ServerArgs, SimulateArgs, StoreChoice,
+    ServerArgs, SimulateArgs, StoreChoice, WorkerArgs,
 };
-use superhero::events::{EventLayer, EventSink, Queue};
+use superhero::events::transport::DEFAULT_BUFFER;
+use superhero::events::{EventLayer, EventPipe, EventSink, Queue};
 use superhero::player::{self, PlayerSettings};
 use superhero::roster::{self, RosterHero};
 use superhero::server::{self, ServerSettings};
 use superhero::simulate::{self, SimulateSettings};
-use superhero::store::{GameStore, MemoryStore, RedisStore};
-use superhero::worker::{BatchPolicy, WorkerSettings};
+use superhero::store::{GameStore, MemoryStore, RedisConfig, RedisStore};
+use superhero::worker::{self, BatchPolicy, EtlCounts, EtlProgress, WorkerSettings};
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -84,7 +85,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     let g = &cli.global;
     match &cli.command {
         Command::BuildDb(args) => with_store(g, |store| build_db(store, args, g.json)).await,
-        Command::Server(args) => with_store(g, |store| serve(store, args)).await,
+        Command::Server(args) => with_store(g, |store| serve(store, args, g)).await,
+        Command::Worker(args) => with_store(g, |store| run_workers(store, args, g)).await,
         Command::Player(args) => play(args, g.json).await,
         Command::Simulate(args) => with_store(g, |store| run_simulation(store, args, g)).await,
         Command::Audit(args) => run_audit(args, g).await,
@@ -200,14 +202,36 @@ fn worker_settings(args: &EtlArgs, output_dir: &std::path::Path) -> Result<Worke
     })
 }
 
-/// The broker of `simulate`: the embedded one unless another is configured.
-fn simulate_broker(g: &GlobalArgs) -> Result<Arc<dyn Broker>> {
+/// The broker the flags and environment ask for; LOGGER_MODULE=default means
+/// `default_module` (`simulate` publishes to the embedded broker then).
+fn broker_choice(g: &GlobalArgs, default_module: &str) -> Result<BrokerChoice> {
     let module = match g.logger_module.as_str() {
-        "default" => "memory",
+        "default" => default_module,
         other => other,
     };
-    match BrokerChoice::parse(g.broker.as_deref(), module)? {
-        BrokerChoice::Memory | BrokerChoice::None => Ok(Arc::new(MemoryBroker::new())),
+    let redis = RedisConfig::from_parts(&g.redis_host, g.redis_port, g.redis_db).url;
+    Ok(BrokerChoice::parse(g.broker.as_deref(), module, &redis)?)
+}
+
+/// A broker that other processes can reach, for `server` and `worker`.
+async fn network_broker(g: &GlobalArgs, command: &str) -> Result<Option<Arc<dyn Broker>>> {
+    let choice = broker_choice(g, "default")?;
+    if choice == BrokerChoice::Memory {
+        bail!(
+            "the embedded broker lives inside one process, so `{command}` cannot share it: \
+             use `superhero simulate`, or a network broker such as --broker redis-streams://HOST:PORT/DB"
+        );
+    }
+    broker::connect(&choice)
+        .await
+        .with_context(|| format!("opening the broker for `{command}`"))
+}
+
+/// The broker of `simulate`: the embedded one unless another is configured.
+async fn simulate_broker(g: &GlobalArgs) -> Result<Arc<dyn Broker>> {
+    match broker::connect(&broker_choice(g, "memory")?).await? {
+        Some(b) => Ok(b),
+        None => Ok(Arc::new(MemoryBroker::new())),
     }
 }
 
@@ -223,7 +247,7 @@ async fn run_simulation(store: AnyStore, args: &SimulateArgs, g: &GlobalArgs) ->
     {
         bail!("--rate must be a number of games per second > 0, not {rate}");
     }
-    let broker = simulate_broker(g)?;
+    let broker = simulate_broker(g).await?;
     let settings = SimulateSettings {
         bots: args.bots,
         games: i64::from(args.games),
@@ -273,8 +297,17 @@ async fn run_audit(args: &AuditArgs, g: &GlobalArgs) -> Result<ExitCode> {
     })
 }
 
-async fn serve(store: AnyStore, args: &ServerArgs) -> Result<ExitCode> {
+async fn serve(store: AnyStore, args: &ServerArgs, g: &GlobalArgs) -> Result<ExitCode> {
     let settings = server_settings(args.lobby_timeout, args.server_sleep, args.turn_cap)?;
+    let pipe = match network_broker(g, "server").await? {
+        Some(b) => Some(EventPipe::start(
+            events_sink(),
+            b.publisher().await?,
+            b.kind(),
+            DEFAULT_BUFFER,
+        )?),
+        None => None,
+    };
     let addr = format!("{}:{}", args.host, args.port);
     let listener = TcpListener::bind(&addr)
         .await
@@ -304,7 +337,103 @@ async fn serve(store: AnyStore, args: &ServerArgs) -> Result<ExitCode> {
             server::serve(listener, s, settings, shutdown).await?;
         }
     }
+    if let Some(pipe) = pipe {
+        let stats = pipe.finish(Duration::from_secs(10)).await;
+        tracing::info!(
+            "events: {} published, {} dropped",
+            stats.published,
+            stats.dropped
+        );
+        if stats.dropped > 0 {
+            return Ok(ExitCode::FAILURE);
+        }
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `worker --json` summary.
+#[derive(Serialize)]
+struct WorkerSummary {
+    workers: usize,
+    #[serde(flatten)]
+    counts: EtlCounts,
+    elapsed_s: f64,
+    games_per_s: f64,
+}
+
+async fn run_workers(store: AnyStore, args: &WorkerArgs, g: &GlobalArgs) -> Result<ExitCode> {
+    let AnyStore::Redis(store) = store else {
+        bail!(
+            "`worker` reads games from the store the servers write: give it the same Redis \
+             (--store redis or redis://HOST:PORT/DB); the embedded store lives inside one process"
+        );
+    };
+    let Some(broker) = network_broker(g, "worker").await? else {
+        bail!(
+            "`worker` needs a broker to consume: --broker redis-streams://HOST:PORT/DB \
+             (or LOGGER_MODULE=redis-streams)"
+        );
+    };
+    if args.workers == 0 {
+        bail!("--workers must be at least 1");
+    }
+    let settings = worker_settings(&args.etl, &g.output_dir)?;
+    let progress = Arc::new(EtlProgress::default());
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let started = std::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..args.workers {
+        let consumer = broker.consumer(&args.channel, &args.group).await?;
+        tasks.spawn(worker::run(
+            store.clone(),
+            consumer,
+            format!("{}-{i}", &run_id[..8]),
+            settings.clone(),
+            progress.clone(),
+            stop_rx.clone(),
+        ));
+    }
+    println!(
+        "superhero worker: {} workers consuming {} (group {}) on {}, writing to {}",
+        args.workers,
+        args.channel,
+        args.group,
+        broker.kind(),
+        settings.output_dir.display()
+    );
+    let _ = tokio::signal::ctrl_c().await;
+    let _ = stop.send(true);
+    let mut failed = false;
+    while let Some(done) = tasks.join_next().await {
+        let error = match done {
+            Ok(Ok(())) => continue,
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        };
+        tracing::error!("a worker stopped: {error}");
+        failed = true;
+    }
+    let elapsed_s = started.elapsed().as_secs_f64();
+    let counts = progress.counts();
+    print_summary(
+        &WorkerSummary {
+            workers: args.workers,
+            counts,
+            elapsed_s,
+            games_per_s: if elapsed_s > 0.0 {
+                counts.games_written as f64 / elapsed_s
+            } else {
+                0.0
+            },
+        },
+        g.json,
+    )?;
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 async fn play(args: &PlayerArgs, json: bool) -> Result<ExitCode> {

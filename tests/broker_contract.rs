@@ -6,7 +6,9 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use superhero::broker::{Broker, Consumer, Delivery, MemoryBroker};
+mod common;
+
+use superhero::broker::{Broker, Consumer, Delivery, MemoryBroker, RedisStreamsBroker};
 
 /// Longest wait for one message; a healthy broker answers in milliseconds.
 const WAIT: Duration = Duration::from_secs(10);
@@ -205,6 +207,18 @@ macro_rules! broker_contract {
 }
 
 broker_contract!(memory, Box::new(MemoryBroker::new()));
+
+/// Redis Streams on the test Redis, database 0 (topics are unique per test).
+async fn redis_streams() -> Box<dyn Broker> {
+    let url = common::redis_url(0).replacen("redis://", "redis-streams://", 1);
+    Box::new(
+        RedisStreamsBroker::connect(&url)
+            .await
+            .expect("Redis is reachable (scripts/test starts it)"),
+    )
+}
+
+broker_contract!(redis_streams, redis_streams().await);
 
 /// The embedded broker drops what no group consumes (as an exchange with no queue
 /// bound), and counts it.

@@ -11,13 +11,16 @@
 //! of them passes.
 
 mod memory;
+mod redis_streams;
 
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use thiserror::Error;
 
 pub use self::memory::MemoryBroker;
+pub use self::redis_streams::RedisStreamsBroker;
 
 /// What can go wrong talking to a broker.
 #[derive(Debug, Error)]
@@ -130,19 +133,32 @@ pub enum BrokerChoice {
     None,
     /// The embedded in-process broker (`memory://`).
     Memory,
+    /// Redis Streams, with a `redis://` URL.
+    RedisStreams(String),
 }
 
 impl BrokerChoice {
-    /// Reads `--broker URL` (or SUPERHERO_BROKER), else LOGGER_MODULE.
-    pub fn parse(url: Option<&str>, logger_module: &str) -> Result<Self, BrokerError> {
+    /// Reads `--broker URL` (or SUPERHERO_BROKER), else LOGGER_MODULE; `redis_url`
+    /// is where LOGGER_MODULE's Redis brokers connect (REDIS_HOST/PORT/DB).
+    pub fn parse(
+        url: Option<&str>,
+        logger_module: &str,
+        redis_url: &str,
+    ) -> Result<Self, BrokerError> {
         if let Some(url) = url {
             let scheme = url.split_once("://").map_or(url, |(s, _)| s);
             return match scheme {
                 "memory" => Ok(Self::Memory),
                 "none" | "default" => Ok(Self::None),
-                "redis" | "redis-fanout" | "redis-streams" | "amqp" | "kafka" | "nsq" | "nats" => {
+                "redis-streams" => Ok(Self::RedisStreams(url.replacen(
+                    "redis-streams://",
+                    "redis://",
+                    1,
+                ))),
+                "redis" | "redis-fanout" | "amqp" | "kafka" | "nsq" | "nats" => {
                     Err(BrokerError::Config(format!(
-                        "the {scheme}:// broker is not available in this build; use memory://"
+                        "the {scheme}:// broker is not available in this build; use \
+                         redis-streams:// or memory://"
                     )))
                 }
                 _ => Err(BrokerError::Config(format!(
@@ -154,9 +170,11 @@ impl BrokerChoice {
         match logger_module {
             "default" | "" => Ok(Self::None),
             "memory" => Ok(Self::Memory),
-            "redis" | "redis-fanout" | "redis-streams" | "rabbit" | "kafka" | "nsq" | "nats" => {
+            "redis-streams" => Ok(Self::RedisStreams(redis_url.to_string())),
+            "redis" | "redis-fanout" | "rabbit" | "kafka" | "nsq" | "nats" => {
                 Err(BrokerError::Config(format!(
-                    "LOGGER_MODULE={logger_module} is not available in this build; use memory"
+                    "LOGGER_MODULE={logger_module} is not available in this build; use \
+                     redis-streams or memory"
                 )))
             }
             other => Err(BrokerError::Config(format!(
@@ -167,27 +185,45 @@ impl BrokerChoice {
     }
 }
 
+/// Opens the chosen broker; `None` when records are only printed.
+pub async fn connect(choice: &BrokerChoice) -> Result<Option<Arc<dyn Broker>>, BrokerError> {
+    Ok(match choice {
+        BrokerChoice::None => None,
+        BrokerChoice::Memory => Some(Arc::new(MemoryBroker::new())),
+        BrokerChoice::RedisStreams(url) => Some(Arc::new(RedisStreamsBroker::connect(url).await?)),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn broker_choice_from_url_and_module() {
+        let redis = "redis://h:1/2";
         assert_eq!(
-            BrokerChoice::parse(Some("memory://"), "default").unwrap(),
+            BrokerChoice::parse(Some("memory://"), "default", redis).unwrap(),
             BrokerChoice::Memory
         );
         assert_eq!(
-            BrokerChoice::parse(None, "default").unwrap(),
+            BrokerChoice::parse(None, "default", redis).unwrap(),
             BrokerChoice::None
         );
         assert_eq!(
-            BrokerChoice::parse(None, "memory").unwrap(),
+            BrokerChoice::parse(None, "memory", redis).unwrap(),
             BrokerChoice::Memory
         );
-        let err = BrokerChoice::parse(Some("bogus://x"), "default").unwrap_err();
+        assert_eq!(
+            BrokerChoice::parse(Some("redis-streams://:pw@x:7/3"), "default", redis).unwrap(),
+            BrokerChoice::RedisStreams("redis://:pw@x:7/3".into())
+        );
+        assert_eq!(
+            BrokerChoice::parse(None, "redis-streams", redis).unwrap(),
+            BrokerChoice::RedisStreams(redis.into())
+        );
+        let err = BrokerChoice::parse(Some("bogus://x"), "default", redis).unwrap_err();
         assert!(err.to_string().contains("unknown broker URL scheme"));
-        let err = BrokerChoice::parse(None, "carrier-pigeon").unwrap_err();
+        let err = BrokerChoice::parse(None, "carrier-pigeon", redis).unwrap_err();
         assert!(err.to_string().contains("LOGGER_MODULE"));
     }
 }

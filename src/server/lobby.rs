@@ -244,9 +244,10 @@ impl<S: GameStore> Lobby<'_, S> {
         }))
     }
 
+    /// Logs the game's end for the workers, then tells the player. In this order,
+    /// whoever sees the game over can count on its event being on its way.
     async fn finish(&self, socket: &mut WebSocket, game: &'static str) -> Flow {
-        let flow = send(socket, to_frame(&LobbyReply::new(self.game.clone(), game))).await;
         cleaning_records(&self.game, &self.user);
-        flow
+        send(socket, to_frame(&LobbyReply::new(self.game.clone(), game))).await
     }
 }

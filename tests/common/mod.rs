@@ -226,3 +226,103 @@ pub async fn keyspace(conn: &mut redis::aio::MultiplexedConnection) -> BTreeMap<
     }
     out
 }
+
+/// A `superhero` process of a test: its output is collected line by line; killed when
+/// dropped.
+pub struct Service {
+    child: std::process::Child,
+    /// The first output line holding the readiness marker.
+    pub ready_line: String,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Service {
+    /// Starts `superhero ARGS` and waits until a line of its output contains `ready`.
+    pub fn start(args: &[&str], ready: &str) -> Self {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_superhero"))
+            .args(args)
+            .env_remove("LOG_LEVEL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the superhero binary starts");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let streams: [Box<dyn std::io::Read + Send>; 2] = [
+            Box::new(child.stdout.take().unwrap()),
+            Box::new(child.stderr.take().unwrap()),
+        ];
+        // Drain both streams for the whole run so the process never blocks on a pipe.
+        let mut readers = Vec::new();
+        for stream in streams {
+            let (lines, ready_tx, marker) = (lines.clone(), ready_tx.clone(), ready.to_string());
+            readers.push(std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if line.contains(&marker) {
+                        let _ = ready_tx.send(line.clone());
+                    }
+                    lines.lock().unwrap().push(line);
+                }
+            }));
+        }
+        let ready_line = ready_rx.recv_timeout(WAIT).unwrap_or_else(|_| {
+            panic!(
+                "superhero {args:?} did not print {ready:?}; output:\n{}",
+                lines.lock().unwrap().join("\n")
+            )
+        });
+        Self {
+            child,
+            ready_line,
+            lines,
+            readers,
+        }
+    }
+
+    /// The first `ws://` address in the readiness line.
+    pub fn url(&self) -> String {
+        self.ready_line
+            .split_whitespace()
+            .find(|w| w.starts_with("ws://"))
+            .expect("a ws:// address")
+            .to_string()
+    }
+
+    /// Stops the process as Ctrl-C would and returns whether it exited successfully
+    /// and everything it printed.
+    pub fn interrupt(mut self) -> (bool, Vec<String>) {
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success());
+        let deadline = std::time::Instant::now() + WAIT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for the process") {
+                break status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the process did not stop"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // The pipes close with the process: the readers end after its last line.
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        let lines = self.lines.lock().unwrap().clone();
+        (status.success(), lines)
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,391 @@
+//! Redis Streams (`redis-streams://host:port/db`): a topic is a stream, a group a
+//! consumer group created at the start of the stream, so events published before any
+//! worker started wait for it.
+//!
+//! Each entry holds the payload in the field `data`. A stream keeps at most about
+//! [`RETAIN_MAX`] entries, acknowledged or not (other groups may still read them);
+//! a backlog beyond that loses its oldest entries. A consumer fetches in a task of its own with XREADGROUP, one entry at a time, and
+//! first claims entries other consumers left (XAUTOCLAIM). Entries a consumer nacks, or
+//! holds when it is dropped, are marked idle at once, so the next fetch of any
+//! consumer of the group claims them; entries of a consumer whose process died are
+//! claimed once idle for [`ABANDONED_AFTER`].
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::Value;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::{Broker, BrokerError, Consumer, Delivery, Publisher, Semantics, Settle};
+use crate::config::redact_url;
+
+/// Idle time after which another consumer takes over a pending entry.
+pub const ABANDONED_AFTER: Duration = Duration::from_secs(30);
+/// The idle time given to entries handed back, well above [`ABANDONED_AFTER`].
+const HANDED_BACK_IDLE_MS: u64 = 24 * 3600 * 1000;
+const BLOCK_MS: u64 = 1000;
+/// Entries a stream keeps, approximately (XADD MAXLEN ~).
+pub const RETAIN_MAX: u64 = 1_000_000;
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+const FIELD: &str = "data";
+
+#[derive(Clone)]
+pub struct RedisStreamsBroker {
+    client: redis::Client,
+    conn: ConnectionManager,
+}
+
+fn unavailable(e: redis::RedisError) -> BrokerError {
+    BrokerError::Unavailable(format!("Redis Streams: {e}"))
+}
+
+async fn manager(client: &redis::Client) -> Result<ConnectionManager, BrokerError> {
+    let config = ConnectionManagerConfig::new()
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_connection_timeout(Some(RESPONSE_TIMEOUT))
+        .set_number_of_retries(3);
+    ConnectionManager::new_with_config(client.clone(), config)
+        .await
+        .map_err(unavailable)
+}
+
+impl RedisStreamsBroker {
+    /// Connects to `redis-streams://host:port/db` (or `redis://...`).
+    pub async fn connect(url: &str) -> Result<Self, BrokerError> {
+        let redis_url = match url.strip_prefix("redis-streams://") {
+            Some(rest) => format!("redis://{rest}"),
+            None => url.to_string(),
+        };
+        let client = redis::Client::open(redis_url.as_str()).map_err(|e| {
+            BrokerError::Config(format!(
+                "bad Redis Streams address {}: {:?}",
+                redact_url(url),
+                e.kind()
+            ))
+        })?;
+        let conn = manager(&client).await.map_err(|e| {
+            BrokerError::Unavailable(format!("cannot reach {}: {e}", redact_url(url)))
+        })?;
+        Ok(Self { client, conn })
+    }
+}
+
+#[async_trait]
+impl Broker for RedisStreamsBroker {
+    fn kind(&self) -> &'static str {
+        "redis-streams"
+    }
+
+    fn semantics(&self) -> Semantics {
+        Semantics {
+            work_sharing: true,
+            redelivery: true,
+            retains_unconsumed: true,
+        }
+    }
+
+    async fn publisher(&self) -> Result<Box<dyn Publisher>, BrokerError> {
+        Ok(Box::new(self.clone()))
+    }
+
+    async fn consumer(&self, topic: &str, group: &str) -> Result<Box<dyn Consumer>, BrokerError> {
+        // From the start of the stream: what was published before the group existed
+        // and not yet taken is work too.
+        let created: Result<(), redis::RedisError> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(topic)
+            .arg(group)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut self.conn.clone())
+            .await;
+        if let Err(e) = created
+            && e.code() != Some("BUSYGROUP")
+        {
+            return Err(unavailable(e));
+        }
+        let stream = Stream {
+            topic: topic.to_string(),
+            group: group.to_string(),
+            name: uuid::Uuid::new_v4().simple().to_string(),
+        };
+        let fetch_conn = manager(&self.client).await?;
+        let (tx, rx) = mpsc::channel(1);
+        let fetcher = tokio::spawn(fetch(fetch_conn, stream.clone(), self.conn.clone(), tx));
+        Ok(Box::new(StreamsConsumer {
+            rx,
+            fetcher,
+            conn: self.conn.clone(),
+            stream,
+        }))
+    }
+}
+
+#[async_trait]
+impl Publisher for RedisStreamsBroker {
+    async fn publish(&self, topic: &str, payloads: &[Vec<u8>]) -> Result<(), BrokerError> {
+        let mut pipe = redis::pipe();
+        for p in payloads {
+            pipe.cmd("XADD")
+                .arg(topic)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(RETAIN_MAX)
+                .arg("*")
+                .arg(FIELD)
+                .arg(p.as_slice())
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)
+    }
+}
+
+/// Where one consumer reads.
+#[derive(Clone)]
+struct Stream {
+    topic: String,
+    group: String,
+    /// This consumer's name in the group.
+    name: String,
+}
+
+impl Stream {
+    /// Marks entries held by this consumer idle for long, so that the next
+    /// XAUTOCLAIM of any consumer takes them.
+    async fn hand_back(
+        &self,
+        conn: &mut ConnectionManager,
+        ids: &[String],
+    ) -> Result<(), BrokerError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut cmd = redis::cmd("XCLAIM");
+        cmd.arg(&self.topic).arg(&self.group).arg(&self.name).arg(0);
+        for id in ids {
+            cmd.arg(id);
+        }
+        cmd.arg("IDLE").arg(HANDED_BACK_IDLE_MS).arg("JUSTID");
+        cmd.query_async::<Value>(conn).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// The ids this consumer holds unacknowledged.
+    async fn held(&self, conn: &mut ConnectionManager) -> Result<Vec<String>, BrokerError> {
+        let v: Value = redis::cmd("XPENDING")
+            .arg(&self.topic)
+            .arg(&self.group)
+            .arg("-")
+            .arg("+")
+            .arg(10_000)
+            .arg(&self.name)
+            .query_async(conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(items(&v)
+            .iter()
+            .filter_map(|e| items(e).first().and_then(text))
+            .collect())
+    }
+}
+
+fn items(v: &Value) -> &[Value] {
+    match v {
+        Value::Array(a) | Value::Set(a) => a,
+        _ => &[],
+    }
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// Reads `[id, [field, value, ...]]` entries; entries without the payload field
+/// (deleted meanwhile, or not ours) come back with `None`.
+fn entries(v: &Value) -> Vec<(String, Option<Vec<u8>>)> {
+    items(v)
+        .iter()
+        .filter_map(|entry| {
+            let parts = items(entry);
+            let id = text(parts.first()?)?;
+            let fields = parts.get(1).map(items).unwrap_or_default();
+            let payload = fields
+                .chunks_exact(2)
+                .find_map(|kv| match (&kv[0], &kv[1]) {
+                    (k, Value::BulkString(b)) if text(k).as_deref() == Some(FIELD) => {
+                        Some(b.clone())
+                    }
+                    _ => None,
+                });
+            Some((id, payload))
+        })
+        .collect()
+}
+
+/// Fetches one entry at a time into the consumer's channel.
+async fn fetch(
+    mut conn: ConnectionManager,
+    stream: Stream,
+    settle_conn: ConnectionManager,
+    tx: mpsc::Sender<Result<Delivery, BrokerError>>,
+) {
+    let mut failures = 0u32;
+    loop {
+        match fetch_one(&mut conn, &stream).await {
+            Ok(Some((id, payload, redelivered))) => {
+                failures = 0;
+                let settle = StreamsSettle {
+                    conn: settle_conn.clone(),
+                    stream: stream.clone(),
+                    id,
+                };
+                let delivery = Delivery::new(payload, redelivered, Box::new(settle));
+                if tx.send(Ok(delivery)).await.is_err() {
+                    return;
+                }
+            }
+            Ok(None) => failures = 0,
+            Err(e) => {
+                failures += 1;
+                if failures == 1 && tx.send(Err(e)).await.is_err() {
+                    return;
+                }
+                let wait = Duration::from_millis(100 * u64::from(failures.min(50)));
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// Claims one abandoned entry, else waits up to [`BLOCK_MS`] for a new one.
+async fn fetch_one(
+    conn: &mut ConnectionManager,
+    s: &Stream,
+) -> Result<Option<(String, Vec<u8>, bool)>, BrokerError> {
+    let claimed: Value = redis::cmd("XAUTOCLAIM")
+        .arg(&s.topic)
+        .arg(&s.group)
+        .arg(&s.name)
+        .arg(ABANDONED_AFTER.as_millis() as u64)
+        .arg("0-0")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(conn)
+        .await
+        .map_err(unavailable)?;
+    if let Some(list) = items(&claimed).get(1) {
+        for (id, payload) in entries(list) {
+            match payload {
+                Some(p) => return Ok(Some((id, p, true))),
+                None => ack_ids(conn, s, &[id]).await?,
+            }
+        }
+    }
+    let read: Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(&s.group)
+        .arg(&s.name)
+        .arg("COUNT")
+        .arg(1)
+        .arg("BLOCK")
+        .arg(BLOCK_MS)
+        .arg("STREAMS")
+        .arg(&s.topic)
+        .arg(">")
+        .query_async(conn)
+        .await
+        .map_err(unavailable)?;
+    for stream in items(&read) {
+        if let Some(list) = items(stream).get(1) {
+            for (id, payload) in entries(list) {
+                match payload {
+                    Some(p) => return Ok(Some((id, p, false))),
+                    None => ack_ids(conn, s, &[id]).await?,
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+async fn ack_ids(
+    conn: &mut ConnectionManager,
+    s: &Stream,
+    ids: &[String],
+) -> Result<(), BrokerError> {
+    redis::cmd("XACK")
+        .arg(&s.topic)
+        .arg(&s.group)
+        .arg(ids)
+        .query_async::<()>(conn)
+        .await
+        .map_err(unavailable)
+}
+
+struct StreamsConsumer {
+    rx: mpsc::Receiver<Result<Delivery, BrokerError>>,
+    fetcher: JoinHandle<()>,
+    conn: ConnectionManager,
+    stream: Stream,
+}
+
+#[async_trait]
+impl Consumer for StreamsConsumer {
+    async fn next(&mut self) -> Result<Delivery, BrokerError> {
+        self.rx.recv().await.unwrap_or(Err(BrokerError::Closed))
+    }
+}
+
+impl Drop for StreamsConsumer {
+    /// Hands back whatever this consumer holds, fetched or delivered, so another
+    /// consumer takes it at once rather than after [`ABANDONED_AFTER`].
+    fn drop(&mut self) {
+        self.fetcher.abort();
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (mut conn, stream) = (self.conn.clone(), self.stream.clone());
+        runtime.spawn(async move {
+            let held = match stream.held(&mut conn).await {
+                Ok(ids) => ids,
+                Err(e) => {
+                    tracing::warn!("Redis Streams: handing back a consumer's entries: {e}");
+                    return;
+                }
+            };
+            // The consumer stays in the group: deleting it would drop its entries.
+            if let Err(e) = stream.hand_back(&mut conn, &held).await {
+                tracing::warn!("Redis Streams: handing back a consumer's entries: {e}");
+            }
+        });
+    }
+}
+
+struct StreamsSettle {
+    conn: ConnectionManager,
+    stream: Stream,
+    id: String,
+}
+
+#[async_trait]
+impl Settle for StreamsSettle {
+    async fn ack(self: Box<Self>) -> Result<(), BrokerError> {
+        let mut conn = self.conn.clone();
+        ack_ids(&mut conn, &self.stream, std::slice::from_ref(&self.id)).await
+    }
+
+    async fn nack(self: Box<Self>) -> Result<(), BrokerError> {
+        let mut conn = self.conn.clone();
+        self.stream
+            .hand_back(&mut conn, std::slice::from_ref(&self.id))
+            .await
+    }
+}
