@@ -20,7 +20,7 @@ use superhero::events::{
     self, CLEANING_GAME_RECORDS, EventLayer, EventPipe, EventSink, GameUserTask, Queue,
 };
 use superhero::fixtures;
-use superhero::roster::{Powerstats, RosterHero};
+use superhero::roster::RosterHero;
 use superhero::store::{GameStore, MemoryStore};
 use superhero::worker::{self, BatchPolicy, EtlProgress, WorkerSettings};
 use tokio::sync::watch;
@@ -68,21 +68,7 @@ fn bench_dir() -> PathBuf {
 
 /// Heroes that finish a game in two attacks, so games are cheap to make.
 fn roster() -> Vec<RosterHero> {
-    (1..=50)
-        .map(|id| RosterHero {
-            id,
-            name: format!("Hero {id}"),
-            stats: Powerstats {
-                intelligence: 1,
-                strength: 1,
-                speed: 1,
-                durability: 5,
-                power: 1,
-                combat: 30,
-            },
-            other: serde_json::Map::new(),
-        })
-        .collect()
+    fixtures::uniform_roster(50, 30, 5)
 }
 
 struct Row {

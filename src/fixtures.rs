@@ -1,9 +1,31 @@
-//! Finished games made directly through the store API, without server or bots: the
-//! input of worker tests and of the ETL benchmark.
+//! Rosters and finished games made directly through the store API, without server or
+//! bots: the input of tests and of the ETL benchmark.
 
 use crate::events::{CLEANING_GAME_RECORDS, envelope_json};
 use crate::game::{GameStatus, GameToken, UserToken};
+use crate::roster::{Powerstats, RosterHero};
 use crate::store::{GameStore, StoreError};
+
+/// A roster of `n` identical heroes, for games whose course is known in advance:
+/// health = 10 × `health_stat`, attack = `attack_stat`.
+pub fn uniform_roster(n: u32, attack_stat: u64, health_stat: u64) -> Vec<RosterHero> {
+    (1..=n)
+        .map(|id| RosterHero {
+            id,
+            name: format!("Hero {id}"),
+            // health = 10 × i × s × d, attack = sp × p × c
+            stats: Powerstats {
+                intelligence: 1,
+                strength: 1,
+                speed: 1,
+                durability: health_stat,
+                power: 1,
+                combat: attack_stat,
+            },
+            other: serde_json::Map::new(),
+        })
+        .collect()
+}
 
 /// A finished game and its `Cleaning Game Records` events, one per participant.
 pub struct FinishedGame {

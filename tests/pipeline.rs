@@ -369,25 +369,30 @@ fn a_folder_that_cannot_be_written_fails_the_run() {
     std::fs::remove_dir_all(&out).unwrap();
 }
 
-#[tokio::test]
-async fn simulate_on_redis_matches_the_attack_logs() {
-    let mut conn = common::fresh_db(14).await;
-    let out = scratch_dir("redis");
-    let url = common::redis_url(14);
+/// Runs `simulate --store redis://…/db ARGS` on an emptied database; returns a
+/// connection to it, the output folder and the summary of a successful run.
+async fn simulate_on_redis(
+    db: u32,
+    args: &[&str],
+) -> (redis::aio::MultiplexedConnection, PathBuf, Value) {
+    let conn = common::fresh_db(db).await;
+    let out = scratch_dir(&format!("redis-{db}"));
+    let mut all = vec!["--store".to_string(), common::redis_url(db)];
+    all.extend(args.iter().map(|a| a.to_string()));
     let (ok, s) = tokio::task::spawn_blocking({
         let out = out.clone();
-        move || {
-            simulate(
-                &out,
-                &[
-                    "--store", &url, "--bots", "30", "--games", "4", "--seed", "11",
-                ],
-            )
-        }
+        move || simulate(&out, &all.iter().map(String::as_str).collect::<Vec<_>>())
     })
     .await
     .unwrap();
     assert!(ok, "{s}");
+    (conn, out, s)
+}
+
+#[tokio::test]
+async fn simulate_on_redis_matches_the_attack_logs() {
+    let (mut conn, out, s) =
+        simulate_on_redis(14, &["--bots", "30", "--games", "4", "--seed", "11"]).await;
     let completed = n(&s, "games_completed");
     assert!(completed > 0);
     assert_eq!(n(&s, "games_written"), completed);
@@ -424,31 +429,19 @@ async fn simulate_on_redis_matches_the_attack_logs() {
 
 #[tokio::test]
 async fn cleaning_on_redis_removes_logs_and_sets_expiry() {
-    let mut conn = common::fresh_db(15).await;
-    let out = scratch_dir("redis-clean");
-    let url = common::redis_url(15);
-    let (ok, s) = tokio::task::spawn_blocking({
-        let out = out.clone();
-        move || {
-            simulate(
-                &out,
-                &[
-                    "--store",
-                    &url,
-                    "--bots",
-                    "10",
-                    "--games",
-                    "3",
-                    "--clean",
-                    "--redis-expiry",
-                    "600",
-                ],
-            )
-        }
-    })
-    .await
-    .unwrap();
-    assert!(ok, "{s}");
+    let (mut conn, out, s) = simulate_on_redis(
+        15,
+        &[
+            "--bots",
+            "10",
+            "--games",
+            "3",
+            "--clean",
+            "--redis-expiry",
+            "600",
+        ],
+    )
+    .await;
     let t = read_tables(&out);
     assert_eq!(t.meta.len() as u64, n(&s, "games_completed"));
     for (game, players) in &t.meta {

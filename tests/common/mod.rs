@@ -14,7 +14,6 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use redis::AsyncCommands;
 use serde_json::Value;
-use superhero::roster::{Powerstats, RosterHero};
 use superhero::server::{self, ServerSettings};
 use superhero::store::{GameStore, RedisConfig, RedisStore};
 use tokio::net::{TcpListener, TcpStream};
@@ -54,25 +53,8 @@ pub async fn fresh_redis_store(db: u32) -> (RedisStore, redis::aio::MultiplexedC
     (store, conn)
 }
 
-/// A roster of `n` identical heroes, for games whose course is known in advance.
-pub fn uniform_roster(n: u32, attack_stat: u64, health_stat: u64) -> Vec<RosterHero> {
-    (1..=n)
-        .map(|id| RosterHero {
-            id,
-            name: format!("Hero {id}"),
-            // health = 10 × i × s × d, attack = sp × p × c
-            stats: Powerstats {
-                intelligence: 1,
-                strength: 1,
-                speed: 1,
-                durability: health_stat,
-                power: 1,
-                combat: attack_stat,
-            },
-            other: serde_json::Map::new(),
-        })
-        .collect()
-}
+#[allow(unused_imports)]
+pub use superhero::fixtures::uniform_roster;
 
 /// A game server running in this process until dropped.
 pub struct TestServer {
