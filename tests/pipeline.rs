@@ -461,3 +461,22 @@ async fn cleaning_on_redis_removes_logs_and_sets_expiry() {
     }
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+#[test]
+fn rate_paces_the_run() {
+    let out = scratch_dir("rate");
+    let (ok, s) = simulate(
+        &out,
+        &["--bots", "10", "--games", "3", "--rate", "8", "--seed", "3"],
+    );
+    assert!(ok, "{s}");
+    let completed = n(&s, "games_completed");
+    assert!(completed > 0, "{s}");
+    // Joins are spaced for 8 games/s at 2.5 players a game; even if every game had
+    // 2 players the run could not go much faster than 10 games/s (unpaced, this run
+    // goes at hundreds).
+    let rate = s["games_per_s"].as_f64().unwrap();
+    assert!(rate <= 12.0, "{rate} games/s with --rate 8: {s}");
+    assert_eq!(n(&s, "games_written"), completed);
+    std::fs::remove_dir_all(&out).unwrap();
+}
