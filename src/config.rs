@@ -205,9 +205,10 @@ pub struct WorkerArgs {
     /// Workers in this process.
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
-    /// Topic, queue or channel the workers consume.
-    #[arg(long, env = "WORKER_CHANNEL", default_value = crate::worker::CHANNEL)]
-    pub channel: String,
+    /// Topic, queue or channel the workers consume (default: the broker's name for
+    /// `lib.server.lobby`).
+    #[arg(long, env = "WORKER_CHANNEL")]
+    pub channel: Option<String>,
     /// Consumer group the workers share.
     #[arg(long, default_value = crate::worker::GROUP)]
     pub group: String,

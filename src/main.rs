@@ -300,12 +300,7 @@ async fn run_audit(args: &AuditArgs, g: &GlobalArgs) -> Result<ExitCode> {
 async fn serve(store: AnyStore, args: &ServerArgs, g: &GlobalArgs) -> Result<ExitCode> {
     let settings = server_settings(args.lobby_timeout, args.server_sleep, args.turn_cap)?;
     let pipe = match network_broker(g, "server").await? {
-        Some(b) => Some(EventPipe::start(
-            events_sink(),
-            b.publisher().await?,
-            b.kind(),
-            DEFAULT_BUFFER,
-        )?),
+        Some(b) => Some(EventPipe::for_broker(events_sink(), &*b, DEFAULT_BUFFER).await?),
         None => None,
     };
     let addr = format!("{}:{}", args.host, args.port);
@@ -378,13 +373,17 @@ async fn run_workers(store: AnyStore, args: &WorkerArgs, g: &GlobalArgs) -> Resu
         bail!("--workers must be at least 1");
     }
     let settings = worker_settings(&args.etl, &g.output_dir)?;
+    let channel = args
+        .channel
+        .clone()
+        .unwrap_or_else(|| broker.topic_for(worker::CHANNEL));
     let progress = Arc::new(EtlProgress::default());
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     let started = std::time::Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..args.workers {
-        let consumer = broker.consumer(&args.channel, &args.group).await?;
+        let consumer = broker.consumer(&channel, &args.group).await?;
         tasks.spawn(worker::run(
             store.clone(),
             consumer,
@@ -397,7 +396,7 @@ async fn run_workers(store: AnyStore, args: &WorkerArgs, g: &GlobalArgs) -> Resu
     println!(
         "superhero worker: {} workers consuming {} (group {}) on {}, writing to {}",
         args.workers,
-        args.channel,
+        channel,
         args.group,
         broker.kind(),
         settings.output_dir.display()

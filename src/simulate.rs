@@ -14,7 +14,8 @@ use tokio::sync::{oneshot, watch};
 
 use crate::audit;
 use crate::broker::{Broker, BrokerError};
-use crate::events::transport::{AlreadyConnected, DEFAULT_BUFFER};
+use crate::events::Queue;
+use crate::events::transport::{DEFAULT_BUFFER, PipeError};
 use crate::events::{EventPipe, EventSink};
 use crate::player::{self, PlayerSettings};
 use crate::roster;
@@ -79,7 +80,7 @@ pub enum SimulateError {
     #[error(transparent)]
     Broker(#[from] BrokerError),
     #[error(transparent)]
-    Transport(#[from] AlreadyConnected),
+    Transport(#[from] PipeError),
     #[error("cannot open a local port for the game server: {0}")]
     Bind(std::io::Error),
 }
@@ -104,7 +105,9 @@ pub async fn run<S: GameStore>(
     let (stop_workers, stop_rx) = watch::channel(false);
     let mut workers = tokio::task::JoinSet::new();
     for i in 0..settings.workers {
-        let consumer = broker.consumer(worker::CHANNEL, worker::GROUP).await?;
+        let consumer = broker
+            .consumer(&broker.topic_for(worker::CHANNEL), worker::GROUP)
+            .await?;
         workers.spawn(worker::run(
             store.clone(),
             consumer,
@@ -114,12 +117,7 @@ pub async fn run<S: GameStore>(
             stop_rx.clone(),
         ));
     }
-    let pipe = EventPipe::start(
-        sink,
-        broker.publisher().await?,
-        broker.kind(),
-        DEFAULT_BUFFER,
-    )?;
+    let pipe = EventPipe::for_broker(sink, &*broker, DEFAULT_BUFFER).await?;
 
     let completed = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let bar = Bar::start(settings.progress, completed.clone(), progress.clone(), sink);
@@ -155,7 +153,15 @@ pub async fn run<S: GameStore>(
     }
 
     let transport = pipe.finish(PUBLISH_GRACE).await;
-    drain(&progress, bots.games_completed, settings.drain_idle).await;
+    // Every worker sees every event on a broadcasting broker, one worker each on the
+    // others: the work is done when the workers settled that many events.
+    let lobby_events = transport.published_by_queue[Queue::Lobby.index()];
+    let copies = if broker.semantics().work_sharing {
+        1
+    } else {
+        settings.workers as u64
+    };
+    drain(&progress, lobby_events * copies, settings.drain_idle).await;
     let _ = stop_workers.send(true);
     while let Some(done) = workers.join_next().await {
         match done {
@@ -234,14 +240,14 @@ pub async fn run<S: GameStore>(
     })
 }
 
-/// Waits until the workers have written `games` games, or have settled no event for
+/// Waits until the workers have settled `events` events, or have settled none for
 /// `idle`.
-async fn drain(progress: &EtlProgress, games: u64, idle: Duration) {
+async fn drain(progress: &EtlProgress, events: u64, idle: Duration) {
     let mut last = u64::MAX;
     let mut idle_since = Instant::now();
     loop {
         let c = progress.counts();
-        if c.games_written >= games {
+        if c.settled() >= events {
             return;
         }
         if c.settled() != last {
@@ -249,9 +255,9 @@ async fn drain(progress: &EtlProgress, games: u64, idle: Duration) {
             idle_since = Instant::now();
         } else if idle_since.elapsed() >= idle {
             tracing::error!(
-                "the workers wrote {} of {games} games and settled no event for {idle:?}; \
+                "the workers settled {} of {events} events and none for {idle:?}; \
                  giving up on the rest",
-                c.games_written
+                c.settled()
             );
             return;
         }

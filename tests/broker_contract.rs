@@ -8,7 +8,9 @@ use std::time::Duration;
 
 mod common;
 
-use superhero::broker::{Broker, Consumer, Delivery, MemoryBroker, RedisStreamsBroker};
+use superhero::broker::{
+    Broker, Consumer, Delivery, MemoryBroker, RedisPubSubBroker, RedisStreamsBroker,
+};
 
 /// Longest wait for one message; a healthy broker answers in milliseconds.
 const WAIT: Duration = Duration::from_secs(10);
@@ -35,46 +37,56 @@ async fn publish(broker: &dyn Broker, topic: &str, messages: &[Vec<u8>]) {
     publisher.publish(topic, messages).await.expect("publish");
 }
 
-/// Two consumers of one group: every message reaches exactly one of them.
+/// Two consumers of one group: on a work-sharing broker every message reaches
+/// exactly one of them; on a broadcasting one, each of them.
 pub async fn work_is_shared_within_a_group(broker: Box<dyn Broker>) {
     let topic = topic("share");
     let a = broker.consumer(&topic, "g").await.unwrap();
     let b = broker.consumer(&topic, "g").await.unwrap();
     let sent = payloads("m", 200);
     publish(&*broker, &topic, &sent).await;
+    let sharing = broker.semantics().work_sharing;
+    let expected = if sharing { sent.len() } else { 2 * sent.len() };
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut tasks = Vec::new();
-    for mut c in [a, b] {
+    for (who, mut c) in [a, b].into_iter().enumerate() {
         let tx = tx.clone();
         tasks.push(tokio::spawn(async move {
             while let Ok(Ok(d)) = tokio::time::timeout(WAIT, c.next()).await {
                 let payload = d.payload.clone();
                 d.ack().await.expect("ack");
-                if tx.send(payload).is_err() {
+                if tx.send((who, payload)).is_err() {
                     break;
                 }
             }
         }));
     }
     drop(tx);
-    let mut got = Vec::new();
-    while got.len() < sent.len() {
+    let mut got: [Vec<Vec<u8>>; 2] = Default::default();
+    while got[0].len() + got[1].len() < expected {
         match tokio::time::timeout(WAIT, rx.recv()).await {
-            Ok(Some(p)) => got.push(p),
+            Ok(Some((who, p))) => got[who].push(p),
             _ => break,
         }
     }
     for t in &tasks {
         t.abort();
     }
-    let unique: HashSet<_> = got.iter().cloned().collect();
-    let semantics = broker.semantics();
-    if semantics.work_sharing {
-        assert_eq!(got.len(), sent.len(), "every message exactly once");
-        assert_eq!(unique, sent.iter().cloned().collect::<HashSet<_>>());
+    let all: HashSet<Vec<u8>> = sent.iter().cloned().collect();
+    if sharing {
+        let union: HashSet<_> = got.iter().flatten().cloned().collect();
+        assert_eq!(got[0].len() + got[1].len(), sent.len(), "each message once");
+        assert_eq!(union, all);
     } else {
-        assert!(got.len() >= sent.len());
+        for mine in &got {
+            assert_eq!(
+                mine.len(),
+                sent.len(),
+                "every subscriber gets every message"
+            );
+            assert_eq!(mine.iter().cloned().collect::<HashSet<_>>(), all);
+        }
     }
 }
 
@@ -173,6 +185,23 @@ pub async fn payloads_arrive_intact(broker: Box<dyn Broker>) {
     assert_eq!(got, expected);
 }
 
+/// A message published before any consumer of the topic existed is kept or lost, as
+/// the broker's semantics say.
+pub async fn early_messages_follow_the_semantics(broker: Box<dyn Broker>) {
+    let topic = topic("early");
+    publish(&*broker, &topic, &[b"early".to_vec()]).await;
+    let mut c = broker.consumer(&topic, "g").await.unwrap();
+    publish(&*broker, &topic, &[b"late".to_vec()]).await;
+    let first = next(&mut c).await;
+    let expected: &[u8] = if broker.semantics().retains_unconsumed {
+        b"early"
+    } else {
+        b"late"
+    };
+    assert_eq!(first.payload, expected);
+    first.ack().await.unwrap();
+}
+
 macro_rules! broker_contract {
     ($name:ident, $make:expr) => {
         mod $name {
@@ -202,6 +231,11 @@ macro_rules! broker_contract {
             async fn payloads_arrive_intact() {
                 super::payloads_arrive_intact($make).await;
             }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn early_messages_follow_the_semantics() {
+                super::early_messages_follow_the_semantics($make).await;
+            }
         }
     };
 }
@@ -219,6 +253,17 @@ async fn redis_streams() -> Box<dyn Broker> {
 }
 
 broker_contract!(redis_streams, redis_streams().await);
+
+/// Redis pub/sub on the test Redis (channels span databases; names are unique).
+async fn redis_pubsub() -> Box<dyn Broker> {
+    Box::new(
+        RedisPubSubBroker::connect(&common::redis_url(0))
+            .await
+            .expect("Redis is reachable (scripts/test starts it)"),
+    )
+}
+
+broker_contract!(redis_pubsub, redis_pubsub().await);
 
 /// The embedded broker drops what no group consumes (as an exchange with no queue
 /// bound), and counts it.

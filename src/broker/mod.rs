@@ -11,6 +11,7 @@
 //! of them passes.
 
 mod memory;
+mod redis_pubsub;
 mod redis_streams;
 
 use std::fmt;
@@ -20,6 +21,7 @@ use async_trait::async_trait;
 use thiserror::Error;
 
 pub use self::memory::MemoryBroker;
+pub use self::redis_pubsub::RedisPubSubBroker;
 pub use self::redis_streams::RedisStreamsBroker;
 
 /// What can go wrong talking to a broker.
@@ -57,6 +59,12 @@ pub trait Broker: Send + Sync {
     fn kind(&self) -> &'static str;
 
     fn semantics(&self) -> Semantics;
+
+    /// The topic, channel or queue a queue's records go to on this broker (and the
+    /// workers' default WORKER_CHANNEL for `lib.server.lobby`).
+    fn topic_for(&self, queue: &str) -> String {
+        queue.to_string()
+    }
 
     /// A publisher; cheap to share between tasks.
     async fn publisher(&self) -> Result<Box<dyn Publisher>, BrokerError>;
@@ -133,6 +141,8 @@ pub enum BrokerChoice {
     None,
     /// The embedded in-process broker (`memory://`).
     Memory,
+    /// Redis pub/sub, with its `redis://` URL.
+    RedisPubSub(String),
     /// Redis Streams, with a `redis://` URL.
     RedisStreams(String),
 }
@@ -155,10 +165,11 @@ impl BrokerChoice {
                     "redis://",
                     1,
                 ))),
-                "redis" | "redis-fanout" | "amqp" | "kafka" | "nsq" | "nats" => {
+                "redis" | "rediss" => Ok(Self::RedisPubSub(url.to_string())),
+                "redis-fanout" | "amqp" | "kafka" | "nsq" | "nats" => {
                     Err(BrokerError::Config(format!(
                         "the {scheme}:// broker is not available in this build; use \
-                         redis-streams:// or memory://"
+                         redis://, redis-streams:// or memory://"
                     )))
                 }
                 _ => Err(BrokerError::Config(format!(
@@ -171,10 +182,11 @@ impl BrokerChoice {
             "default" | "" => Ok(Self::None),
             "memory" => Ok(Self::Memory),
             "redis-streams" => Ok(Self::RedisStreams(redis_url.to_string())),
-            "redis" | "redis-fanout" | "rabbit" | "kafka" | "nsq" | "nats" => {
+            "redis" => Ok(Self::RedisPubSub(redis_url.to_string())),
+            "redis-fanout" | "rabbit" | "kafka" | "nsq" | "nats" => {
                 Err(BrokerError::Config(format!(
                     "LOGGER_MODULE={logger_module} is not available in this build; use \
-                     redis-streams or memory"
+                     redis, redis-streams or memory"
                 )))
             }
             other => Err(BrokerError::Config(format!(
@@ -190,6 +202,7 @@ pub async fn connect(choice: &BrokerChoice) -> Result<Option<Arc<dyn Broker>>, B
     Ok(match choice {
         BrokerChoice::None => None,
         BrokerChoice::Memory => Some(Arc::new(MemoryBroker::new())),
+        BrokerChoice::RedisPubSub(url) => Some(Arc::new(RedisPubSubBroker::connect(url).await?)),
         BrokerChoice::RedisStreams(url) => Some(Arc::new(RedisStreamsBroker::connect(url).await?)),
     })
 }

@@ -22,7 +22,7 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
 
 use super::Queue;
-use crate::broker::Publisher;
+use crate::broker::{Broker, BrokerError, Publisher};
 
 /// One event as published: the original's log record envelope.
 #[derive(Serialize)]
@@ -124,6 +124,9 @@ pub struct TransportStats {
     pub published: u64,
     /// Envelopes lost: the buffer was full or the broker stayed down at shutdown.
     pub dropped: u64,
+    /// Published, by queue (in [`Queue::index`] order).
+    #[serde(skip)]
+    pub published_by_queue: [u64; 3],
 }
 
 #[derive(Default)]
@@ -131,6 +134,7 @@ struct Counters {
     offered: AtomicU64,
     published: AtomicU64,
     dropped: AtomicU64,
+    by_queue: [AtomicU64; 3],
 }
 
 impl Counters {
@@ -139,6 +143,7 @@ impl Counters {
             offered: self.offered.load(Ordering::Relaxed),
             published: self.published.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
+            published_by_queue: [0, 1, 2].map(|i| self.by_queue[i].load(Ordering::Relaxed)),
         }
     }
 }
@@ -249,13 +254,50 @@ pub struct EventPipe {
 #[error("the event transport is already connected to a broker")]
 pub struct AlreadyConnected;
 
+#[derive(Debug, Error)]
+pub enum PipeError {
+    #[error(transparent)]
+    AlreadyConnected(#[from] AlreadyConnected),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+}
+
 impl EventPipe {
     /// Connects `sink` to a broker: from now on every queue record is published
-    /// under the name `<module>.<queue>` to the topic named after its queue.
+    /// under the name `<kind>.<queue>` to the broker's topic for its queue.
+    pub async fn for_broker(
+        sink: &Arc<EventSink>,
+        broker: &dyn Broker,
+        buffer: usize,
+    ) -> Result<Self, PipeError> {
+        let topics = Queue::ALL.map(|q| broker.topic_for(q.name()));
+        Ok(Self::start_with_topics(
+            sink,
+            broker.publisher().await?,
+            broker.kind(),
+            topics,
+            buffer,
+        )?)
+    }
+
+    /// Connects `sink` to a publisher, each queue's records going to the topic named
+    /// after the queue, under the name `<module>.<queue>`.
     pub fn start(
         sink: &Arc<EventSink>,
         publisher: Box<dyn Publisher>,
         module: &str,
+        buffer: usize,
+    ) -> Result<Self, AlreadyConnected> {
+        let topics = Queue::ALL.map(|q| q.name().to_string());
+        Self::start_with_topics(sink, publisher, module, topics, buffer)
+    }
+
+    /// As [`Self::start`], with the topic of each queue (in [`Queue::index`] order).
+    pub fn start_with_topics(
+        sink: &Arc<EventSink>,
+        publisher: Box<dyn Publisher>,
+        module: &str,
+        topics: [String; 3],
         buffer: usize,
     ) -> Result<Self, AlreadyConnected> {
         let (tx, rx) = mpsc::channel(buffer.max(1));
@@ -273,6 +315,7 @@ impl EventPipe {
         let task = tokio::spawn(publish_loop(
             rx,
             publisher,
+            topics,
             sink.counters.clone(),
             closing.clone(),
         ));
@@ -313,6 +356,7 @@ impl EventPipe {
 async fn publish_loop(
     mut rx: mpsc::Receiver<(Queue, Vec<u8>)>,
     publisher: Box<dyn Publisher>,
+    topics: [String; 3],
     counters: Arc<Counters>,
     closing: Arc<AtomicBool>,
 ) {
@@ -327,22 +371,25 @@ async fn publish_loop(
             if batch.is_empty() {
                 continue;
             }
-            publish_with_retry(&*publisher, queue.name(), batch, &closing).await;
-            counters
-                .published
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            let n = batch.len() as u64;
+            let topic = &topics[queue.index()];
+            if publish_with_retry(&*publisher, topic, batch, &closing).await {
+                counters.published.fetch_add(n, Ordering::Relaxed);
+                counters.by_queue[queue.index()].fetch_add(n, Ordering::Relaxed);
+            }
             batch.clear();
         }
     }
 }
 
-/// Publishes one batch, retrying with backoff until the broker takes it.
+/// Publishes one batch, retrying with backoff until the broker takes it; false if
+/// the transport is closing and gave up.
 async fn publish_with_retry(
     publisher: &dyn Publisher,
     topic: &str,
     batch: &[Vec<u8>],
     closing: &AtomicBool,
-) {
+) -> bool {
     let mut backoff = BACKOFF_FIRST;
     let mut failures = 0u32;
     loop {
@@ -354,7 +401,7 @@ async fn publish_with_retry(
                         "broker back after {failures} failed attempts; publishing resumed"
                     );
                 }
-                return;
+                return true;
             }
             Err(e) => {
                 if failures == 0 {
@@ -365,7 +412,7 @@ async fn publish_with_retry(
                 }
                 failures += 1;
                 if closing.load(Ordering::Relaxed) {
-                    return;
+                    return false;
                 }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(BACKOFF_MAX);

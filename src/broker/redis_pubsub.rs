@@ -1,0 +1,194 @@
+//! Redis pub/sub (`redis://host:port/db`), as the original used it: a queue's records
+//! go to the channel `redis.<queue>` (`redis.lib.server.lobby`), and every subscriber
+//! gets every message. Nothing is kept: a message published while no one listens is
+//! gone, and there is nothing to acknowledge or redeliver (ack does nothing; nack
+//! reports the message lost).
+//! Groups do not exist either: every consumer is a subscriber of its own.
+//!
+//! That broadcast is what the evaluation shows: with three workers on pub/sub, every
+//! game is written three times.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::{Broker, BrokerError, Consumer, Delivery, Publisher, Semantics, Settle};
+use crate::config::redact_url;
+
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Messages a subscriber buffers before it stops reading (Redis then buffers, up to
+/// its `client-output-buffer-limit pubsub`).
+const BUFFER: usize = 65_536;
+
+#[derive(Clone)]
+pub struct RedisPubSubBroker {
+    client: redis::Client,
+    conn: ConnectionManager,
+}
+
+fn unavailable(e: redis::RedisError) -> BrokerError {
+    BrokerError::Unavailable(format!("Redis pub/sub: {e}"))
+}
+
+impl RedisPubSubBroker {
+    /// Connects to `redis://host:port/db`.
+    pub async fn connect(url: &str) -> Result<Self, BrokerError> {
+        let client = redis::Client::open(url).map_err(|e| {
+            BrokerError::Config(format!(
+                "bad Redis address {}: {:?}",
+                redact_url(url),
+                e.kind()
+            ))
+        })?;
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_connection_timeout(Some(RESPONSE_TIMEOUT))
+            .set_number_of_retries(3);
+        let conn = ConnectionManager::new_with_config(client.clone(), config)
+            .await
+            .map_err(|e| {
+                BrokerError::Unavailable(format!("cannot reach {}: {e}", redact_url(url)))
+            })?;
+        Ok(Self { client, conn })
+    }
+}
+
+#[async_trait]
+impl Broker for RedisPubSubBroker {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    fn semantics(&self) -> Semantics {
+        Semantics {
+            work_sharing: false,
+            redelivery: false,
+            retains_unconsumed: false,
+        }
+    }
+
+    fn topic_for(&self, queue: &str) -> String {
+        format!("redis.{queue}")
+    }
+
+    async fn publisher(&self) -> Result<Box<dyn Publisher>, BrokerError> {
+        Ok(Box::new(self.clone()))
+    }
+
+    async fn consumer(&self, topic: &str, _group: &str) -> Result<Box<dyn Consumer>, BrokerError> {
+        let (tx, rx) = mpsc::channel(BUFFER);
+        let (subscribed_tx, subscribed) = oneshot::channel();
+        let task = tokio::spawn(listen(
+            self.client.clone(),
+            topic.to_string(),
+            tx,
+            Some(subscribed_tx),
+        ));
+        match subscribed.await {
+            Ok(Ok(())) => Ok(Box::new(PubSubConsumer { rx, task })),
+            Ok(Err(e)) => {
+                task.abort();
+                Err(e)
+            }
+            Err(_) => Err(BrokerError::Unavailable(
+                "Redis pub/sub: the subscriber stopped".into(),
+            )),
+        }
+    }
+}
+
+#[async_trait]
+impl Publisher for RedisPubSubBroker {
+    async fn publish(&self, topic: &str, payloads: &[Vec<u8>]) -> Result<(), BrokerError> {
+        let mut pipe = redis::pipe();
+        for p in payloads {
+            pipe.cmd("PUBLISH").arg(topic).arg(p.as_slice()).ignore();
+        }
+        pipe.query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)
+    }
+}
+
+/// Subscribes and forwards messages; resubscribes after a lost connection (what was
+/// published meanwhile is lost, as pub/sub does).
+async fn listen(
+    client: redis::Client,
+    channel: String,
+    tx: mpsc::Sender<Result<Delivery, BrokerError>>,
+    mut subscribed: Option<oneshot::Sender<Result<(), BrokerError>>>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let mut pubsub = match client.get_async_pubsub().await {
+            Ok(p) => p,
+            Err(e) => {
+                if let Some(s) = subscribed.take() {
+                    let _ = s.send(Err(unavailable(e)));
+                    return;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        if let Err(e) = pubsub.subscribe(&channel).await {
+            if let Some(s) = subscribed.take() {
+                let _ = s.send(Err(unavailable(e)));
+                return;
+            }
+            tokio::time::sleep(backoff).await;
+            continue;
+        }
+        backoff = Duration::from_millis(100);
+        if let Some(s) = subscribed.take() {
+            let _ = s.send(Ok(()));
+        }
+        let mut messages = pubsub.into_on_message();
+        while let Some(msg) = messages.next().await {
+            let delivery = Delivery::new(msg.get_payload_bytes().to_vec(), false, Box::new(NoAck));
+            if tx.send(Ok(delivery)).await.is_err() {
+                return;
+            }
+        }
+        tracing::warn!("Redis pub/sub: lost the subscription to {channel}; resubscribing");
+    }
+}
+
+struct PubSubConsumer {
+    rx: mpsc::Receiver<Result<Delivery, BrokerError>>,
+    task: JoinHandle<()>,
+}
+
+#[async_trait]
+impl Consumer for PubSubConsumer {
+    async fn next(&mut self) -> Result<Delivery, BrokerError> {
+        self.rx.recv().await.unwrap_or(Err(BrokerError::Closed))
+    }
+}
+
+impl Drop for PubSubConsumer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Pub/sub has nothing to settle; a nack says that the message is gone.
+struct NoAck;
+
+#[async_trait]
+impl Settle for NoAck {
+    async fn ack(self: Box<Self>) -> Result<(), BrokerError> {
+        Ok(())
+    }
+
+    async fn nack(self: Box<Self>) -> Result<(), BrokerError> {
+        Err(BrokerError::Unavailable(
+            "Redis pub/sub cannot redeliver: this message is lost".into(),
+        ))
+    }
+}
