@@ -49,6 +49,20 @@ pub struct GlobalArgs {
     /// default (print only), memory, redis, rabbit, kafka, nsq, nats.
     #[arg(long, global = true, env = "LOGGER_MODULE", default_value = "default")]
     pub logger_module: String,
+    #[arg(long, global = true, env = "AMQP_HOST", default_value = "localhost")]
+    pub amqp_host: String,
+    #[arg(long, global = true, env = "AMQP_PORT", default_value_t = 5672)]
+    pub amqp_port: u16,
+    #[arg(long, global = true, env = "RABBIT_USER", default_value = "guest")]
+    pub rabbit_user: String,
+    #[arg(
+        long,
+        global = true,
+        env = "RABBIT_PASS",
+        default_value = "guest",
+        hide_env_values = true
+    )]
+    pub rabbit_pass: String,
     /// Root of the Parquet output.
     #[arg(long, global = true, env = "OUTPUT_DIR", default_value = "./data")]
     pub output_dir: PathBuf,
@@ -312,6 +326,10 @@ mod tests {
             broker: None,
             logger_module: "default".into(),
             output_dir: "./data".into(),
+            amqp_host: "localhost".into(),
+            amqp_port: 5672,
+            rabbit_user: "guest".into(),
+            rabbit_pass: "guest".into(),
             json: false,
         };
         let err = bad.store_choice().unwrap_err();
@@ -329,6 +347,10 @@ mod tests {
             broker: None,
             logger_module: "default".into(),
             output_dir: "./data".into(),
+            amqp_host: "localhost".into(),
+            amqp_port: 5672,
+            rabbit_user: "guest".into(),
+            rabbit_pass: "guest".into(),
             json: false,
         };
         assert_eq!(

@@ -11,7 +11,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 
 use superhero::audit;
-use superhero::broker::{self, Broker, BrokerChoice, MemoryBroker};
+use superhero::broker::{self, Broker, BrokerChoice, BrokerDefaults, MemoryBroker};
 use superhero::config::{
     self, AuditArgs, BuildDbArgs, Cli, Command, EtlArgs, GlobalArgs, PlayerArgs, RosterArgs,
     ServerArgs, SimulateArgs, StoreChoice, WorkerArgs,
@@ -209,8 +209,14 @@ fn broker_choice(g: &GlobalArgs, default_module: &str) -> Result<BrokerChoice> {
         "default" => default_module,
         other => other,
     };
-    let redis = RedisConfig::from_parts(&g.redis_host, g.redis_port, g.redis_db).url;
-    Ok(BrokerChoice::parse(g.broker.as_deref(), module, &redis)?)
+    let defaults = BrokerDefaults {
+        redis_url: RedisConfig::from_parts(&g.redis_host, g.redis_port, g.redis_db).url,
+        amqp_url: format!(
+            "amqp://{}:{}@{}:{}/%2f",
+            g.rabbit_user, g.rabbit_pass, g.amqp_host, g.amqp_port
+        ),
+    };
+    Ok(BrokerChoice::parse(g.broker.as_deref(), module, &defaults)?)
 }
 
 /// A broker that other processes can reach, for `server` and `worker`.

@@ -9,7 +9,7 @@ use std::time::Duration;
 mod common;
 
 use superhero::broker::{
-    Broker, Consumer, Delivery, MemoryBroker, RedisPubSubBroker, RedisStreamsBroker,
+    Broker, Consumer, Delivery, MemoryBroker, RabbitBroker, RedisPubSubBroker, RedisStreamsBroker,
 };
 
 /// Longest wait for one message; a healthy broker answers in milliseconds.
@@ -284,3 +284,14 @@ async fn memory_counts_unrouted_messages() {
     assert_eq!(broker.depth(&topic, "g").unacked, 0);
     assert_eq!(broker.unrouted(), 4);
 }
+
+/// RabbitMQ; the tests' queues go a minute after their last use.
+async fn rabbitmq() -> Box<dyn Broker> {
+    Box::new(
+        RabbitBroker::connect_with_expiry(&common::amqp_url(), Some(Duration::from_secs(60)))
+            .await
+            .expect("RabbitMQ is reachable (scripts/test starts it)"),
+    )
+}
+
+broker_contract!(rabbitmq, rabbitmq().await);

@@ -1,6 +1,6 @@
 //! `simulate` with three workers on each network broker: the broker's semantics show
 //! in the tables. Redis pub/sub broadcasts, so every game is written by all three
-//! workers; Redis Streams shares the work, so each game is written once.
+//! workers; Redis Streams and RabbitMQ share the work, so each game is written once.
 //!
 //! Uses Redis database 0; one test, so the runs never overlap.
 
@@ -46,6 +46,7 @@ async fn each_broker_keeps_its_semantics() {
     let cases = [
         (redis.clone(), 3u64),
         (redis.replacen("redis://", "redis-streams://", 1), 1),
+        (common::amqp_url(), 1),
     ];
     for (broker, copies) in cases {
         let out = std::env::temp_dir().join(format!("superhero-brokers-{}", uuid::Uuid::new_v4()));

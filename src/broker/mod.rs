@@ -11,6 +11,7 @@
 //! of them passes.
 
 mod memory;
+mod rabbitmq;
 mod redis_pubsub;
 mod redis_streams;
 
@@ -21,6 +22,7 @@ use async_trait::async_trait;
 use thiserror::Error;
 
 pub use self::memory::MemoryBroker;
+pub use self::rabbitmq::RabbitBroker;
 pub use self::redis_pubsub::RedisPubSubBroker;
 pub use self::redis_streams::RedisStreamsBroker;
 
@@ -145,15 +147,24 @@ pub enum BrokerChoice {
     RedisPubSub(String),
     /// Redis Streams, with a `redis://` URL.
     RedisStreams(String),
+    /// RabbitMQ, with its `amqp://` URL.
+    Rabbit(String),
+}
+
+/// Where LOGGER_MODULE's brokers are (from REDIS_*, AMQP_* and RABBIT_*).
+#[derive(Clone, Debug, Default)]
+pub struct BrokerDefaults {
+    pub redis_url: String,
+    pub amqp_url: String,
 }
 
 impl BrokerChoice {
-    /// Reads `--broker URL` (or SUPERHERO_BROKER), else LOGGER_MODULE; `redis_url`
-    /// is where LOGGER_MODULE's Redis brokers connect (REDIS_HOST/PORT/DB).
+    /// Reads `--broker URL` (or SUPERHERO_BROKER), else LOGGER_MODULE, whose
+    /// brokers are at `defaults`.
     pub fn parse(
         url: Option<&str>,
         logger_module: &str,
-        redis_url: &str,
+        defaults: &BrokerDefaults,
     ) -> Result<Self, BrokerError> {
         if let Some(url) = url {
             let scheme = url.split_once("://").map_or(url, |(s, _)| s);
@@ -166,12 +177,11 @@ impl BrokerChoice {
                     1,
                 ))),
                 "redis" | "rediss" => Ok(Self::RedisPubSub(url.to_string())),
-                "redis-fanout" | "amqp" | "kafka" | "nsq" | "nats" => {
-                    Err(BrokerError::Config(format!(
-                        "the {scheme}:// broker is not available in this build; use \
-                         redis://, redis-streams:// or memory://"
-                    )))
-                }
+                "amqp" => Ok(Self::Rabbit(url.to_string())),
+                "redis-fanout" | "kafka" | "nsq" | "nats" => Err(BrokerError::Config(format!(
+                    "the {scheme}:// broker is not available in this build; use \
+                         redis://, redis-streams://, amqp:// or memory://"
+                ))),
                 _ => Err(BrokerError::Config(format!(
                     "unknown broker URL scheme {scheme:?}: expected memory://, redis://, \
                      redis-fanout://, redis-streams://, amqp://, kafka://, nsq:// or nats://"
@@ -181,14 +191,13 @@ impl BrokerChoice {
         match logger_module {
             "default" | "" => Ok(Self::None),
             "memory" => Ok(Self::Memory),
-            "redis-streams" => Ok(Self::RedisStreams(redis_url.to_string())),
-            "redis" => Ok(Self::RedisPubSub(redis_url.to_string())),
-            "redis-fanout" | "rabbit" | "kafka" | "nsq" | "nats" => {
-                Err(BrokerError::Config(format!(
-                    "LOGGER_MODULE={logger_module} is not available in this build; use \
-                     redis, redis-streams or memory"
-                )))
-            }
+            "redis-streams" => Ok(Self::RedisStreams(defaults.redis_url.clone())),
+            "redis" => Ok(Self::RedisPubSub(defaults.redis_url.clone())),
+            "rabbit" => Ok(Self::Rabbit(defaults.amqp_url.clone())),
+            "redis-fanout" | "kafka" | "nsq" | "nats" => Err(BrokerError::Config(format!(
+                "LOGGER_MODULE={logger_module} is not available in this build; use \
+                     redis, redis-streams, rabbit or memory"
+            ))),
             other => Err(BrokerError::Config(format!(
                 "unknown LOGGER_MODULE {other:?}: expected default, memory, redis, \
                  redis-fanout, redis-streams, rabbit, kafka, nsq or nats"
@@ -204,6 +213,7 @@ pub async fn connect(choice: &BrokerChoice) -> Result<Option<Arc<dyn Broker>>, B
         BrokerChoice::Memory => Some(Arc::new(MemoryBroker::new())),
         BrokerChoice::RedisPubSub(url) => Some(Arc::new(RedisPubSubBroker::connect(url).await?)),
         BrokerChoice::RedisStreams(url) => Some(Arc::new(RedisStreamsBroker::connect(url).await?)),
+        BrokerChoice::Rabbit(url) => Some(Arc::new(RabbitBroker::connect(url).await?)),
     })
 }
 
@@ -213,7 +223,10 @@ mod tests {
 
     #[test]
     fn broker_choice_from_url_and_module() {
-        let redis = "redis://h:1/2";
+        let redis = &BrokerDefaults {
+            redis_url: "redis://h:1/2".into(),
+            amqp_url: "amqp://guest:guest@h:5672/%2f".into(),
+        };
         assert_eq!(
             BrokerChoice::parse(Some("memory://"), "default", redis).unwrap(),
             BrokerChoice::Memory
@@ -232,7 +245,11 @@ mod tests {
         );
         assert_eq!(
             BrokerChoice::parse(None, "redis-streams", redis).unwrap(),
-            BrokerChoice::RedisStreams(redis.into())
+            BrokerChoice::RedisStreams("redis://h:1/2".into())
+        );
+        assert_eq!(
+            BrokerChoice::parse(None, "rabbit", redis).unwrap(),
+            BrokerChoice::Rabbit("amqp://guest:guest@h:5672/%2f".into())
         );
         let err = BrokerChoice::parse(Some("bogus://x"), "default", redis).unwrap_err();
         assert!(err.to_string().contains("unknown broker URL scheme"));

@@ -30,6 +30,12 @@ pub fn redis_url(db: u32) -> String {
     format!("redis://{host}:{port}/{db}")
 }
 
+/// The test RabbitMQ (SUPERHERO_TEST_AMQP_URL, else guest on 127.0.0.1:5672).
+pub fn amqp_url() -> String {
+    std::env::var("SUPERHERO_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
 /// A plain connection to test database `db`, emptied first.
 pub async fn fresh_db(db: u32) -> redis::aio::MultiplexedConnection {
     let client = redis::Client::open(redis_url(db)).expect("a valid Redis URL");

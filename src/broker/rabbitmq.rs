@@ -1,0 +1,330 @@
+//! RabbitMQ (`amqp://user:pass@host:port/vhost`).
+//!
+//! A topic is a durable fanout exchange; a group is a durable queue bound to it. The
+//! workers' group gets the queue named after the topic itself, `task_lib.server.lobby`,
+//! as the original named it, so a publisher of the original (default exchange,
+//! routing key `task_lib.server.lobby`) reaches it too; other groups get
+//! `<topic>.<group>`. Publishers declare only the exchange: what is published before a
+//! group's queue exists goes nowhere (records no one consumes, such as attacks, do
+//! not pile up), and once a worker has declared its durable queue, events wait there
+//! for workers however long they are away. Every queue holds at most [`QUEUE_MAX`]
+//! messages (`x-max-length`; a backlog beyond that loses its oldest).
+//!
+//! Publishing waits for the broker's confirms. Each consumer has its own channel with
+//! a prefetch of [`PREFETCH`]: enough for a worker's writes in flight and batches
+//! (the original's prefetch of 1 would allow one game at a time). Unacknowledged
+//! messages go back to the queue when their channel closes; nack requeues.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use tokio::sync::{Mutex, mpsc};
+use tokio::task::JoinHandle;
+
+use super::{Broker, BrokerError, Consumer, Delivery, Publisher, Semantics, Settle};
+use crate::config::redact_url;
+
+/// Messages a queue keeps at most.
+pub const QUEUE_MAX: i64 = 1_000_000;
+/// Unacknowledged messages one consumer may hold.
+pub const PREFETCH: u16 = 1024;
+/// The group whose queue is named after the topic (the workers').
+const DEFAULT_GROUP: &str = crate::worker::GROUP;
+
+pub struct RabbitBroker {
+    url: String,
+    publisher: std::sync::Arc<RabbitPublisher>,
+    expiry: Option<Duration>,
+}
+
+fn unavailable(e: lapin::Error) -> BrokerError {
+    BrokerError::Unavailable(format!("RabbitMQ: {e}"))
+}
+
+async fn open_channel(url: &str) -> Result<(Connection, Channel), BrokerError> {
+    let conn = Connection::connect(url, ConnectionProperties::default())
+        .await
+        .map_err(|e| BrokerError::Unavailable(format!("cannot reach {}: {e}", redact_url(url))))?;
+    let channel = conn.create_channel().await.map_err(unavailable)?;
+    Ok((conn, channel))
+}
+
+fn queue_name(topic: &str, group: &str) -> String {
+    if group == DEFAULT_GROUP {
+        topic.to_string()
+    } else {
+        format!("{topic}.{group}")
+    }
+}
+
+/// Declares a topic's exchange.
+async fn declare_exchange(channel: &Channel, topic: &str) -> Result<(), BrokerError> {
+    channel
+        .exchange_declare(
+            topic.into(),
+            ExchangeKind::Fanout,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(unavailable)
+}
+
+/// Declares the topic's exchange and the group's queue, bound to it; `expiry`: the
+/// queue goes when unused that long (`x-expires`).
+async fn declare(
+    channel: &Channel,
+    topic: &str,
+    queue: &str,
+    expiry: Option<Duration>,
+) -> Result<(), BrokerError> {
+    declare_exchange(channel, topic).await?;
+    let mut args = FieldTable::default();
+    args.insert("x-max-length".into(), AMQPValue::LongLongInt(QUEUE_MAX));
+    if let Some(expiry) = expiry {
+        let ms = i64::try_from(expiry.as_millis()).unwrap_or(i64::MAX);
+        args.insert("x-expires".into(), AMQPValue::LongLongInt(ms));
+    }
+    channel
+        .queue_declare(queue.into(), QueueDeclareOptions::durable(), args)
+        .await
+        .map_err(unavailable)?;
+    channel
+        .queue_bind(
+            queue.into(),
+            topic.into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(unavailable)
+}
+
+impl RabbitBroker {
+    /// Connects to `amqp://…`; fails at once if RabbitMQ cannot be reached.
+    pub async fn connect(url: &str) -> Result<Self, BrokerError> {
+        Self::connect_with_expiry(url, None).await
+    }
+
+    /// As [`Self::connect`], with queues that go when unused for `expiry` (for tests
+    /// and throwaway topics; workers' queues normally stay).
+    pub async fn connect_with_expiry(
+        url: &str,
+        expiry: Option<Duration>,
+    ) -> Result<Self, BrokerError> {
+        let publisher = RabbitPublisher {
+            url: url.to_string(),
+            state: Mutex::new(None),
+        };
+        publisher.channel().await?;
+        Ok(Self {
+            url: url.to_string(),
+            publisher: std::sync::Arc::new(publisher),
+            expiry,
+        })
+    }
+}
+
+#[async_trait]
+impl Broker for RabbitBroker {
+    fn kind(&self) -> &'static str {
+        "rabbit"
+    }
+
+    fn semantics(&self) -> Semantics {
+        Semantics {
+            work_sharing: true,
+            redelivery: true,
+            retains_unconsumed: false,
+        }
+    }
+
+    fn topic_for(&self, queue: &str) -> String {
+        format!("task_{queue}")
+    }
+
+    async fn publisher(&self) -> Result<Box<dyn Publisher>, BrokerError> {
+        Ok(Box::new(SharedPublisher(self.publisher.clone())))
+    }
+
+    async fn consumer(&self, topic: &str, group: &str) -> Result<Box<dyn Consumer>, BrokerError> {
+        let queue = queue_name(topic, group);
+        let (conn, channel) = open_channel(&self.url).await?;
+        declare(&channel, topic, &queue, self.expiry).await?;
+        channel
+            .basic_qos(PREFETCH, BasicQosOptions::default())
+            .await
+            .map_err(unavailable)?;
+        let mut stream = channel
+            .basic_consume(
+                queue.as_str().into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        let (tx, rx) = mpsc::channel(1);
+        let task = tokio::spawn(async move {
+            while let Some(next) = stream.next().await {
+                let item = match next {
+                    Ok(d) => Ok(Delivery::new(
+                        d.data,
+                        d.redelivered,
+                        Box::new(RabbitSettle { acker: d.acker }),
+                    )),
+                    Err(e) => Err(unavailable(e)),
+                };
+                if tx.send(item).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Box::new(RabbitConsumer {
+            rx,
+            task,
+            conn: Some(conn),
+        }))
+    }
+}
+
+/// One confirming channel, reopened after a failure.
+struct RabbitPublisher {
+    url: String,
+    state: Mutex<Option<(Connection, Channel, Vec<String>)>>,
+}
+
+impl RabbitPublisher {
+    async fn channel(&self) -> Result<(), BrokerError> {
+        let mut state = self.state.lock().await;
+        if state
+            .as_ref()
+            .is_some_and(|(c, ch, _)| c.status().connected() && ch.status().connected())
+        {
+            return Ok(());
+        }
+        let (conn, channel) = open_channel(&self.url).await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(unavailable)?;
+        *state = Some((conn, channel, Vec::new()));
+        Ok(())
+    }
+}
+
+struct SharedPublisher(std::sync::Arc<RabbitPublisher>);
+
+#[async_trait]
+impl Publisher for SharedPublisher {
+    async fn publish(&self, topic: &str, payloads: &[Vec<u8>]) -> Result<(), BrokerError> {
+        self.0.channel().await?;
+        let mut state = self.0.state.lock().await;
+        let Some((_, channel, declared)) = state.as_mut() else {
+            return Err(BrokerError::Unavailable("RabbitMQ: no channel".into()));
+        };
+        if !declared.iter().any(|t| t == topic) {
+            declare_exchange(channel, topic).await?;
+            declared.push(topic.to_string());
+        }
+        let mut confirms = Vec::with_capacity(payloads.len());
+        let result: Result<(), BrokerError> = async {
+            for p in payloads {
+                let confirm = channel
+                    .basic_publish(
+                        topic.into(),
+                        "".into(),
+                        BasicPublishOptions::default(),
+                        p,
+                        BasicProperties::default().with_delivery_mode(2),
+                    )
+                    .await
+                    .map_err(unavailable)?;
+                confirms.push(confirm);
+            }
+            for c in confirms {
+                let confirmation = c.await.map_err(unavailable)?;
+                if confirmation.is_nack() {
+                    return Err(BrokerError::Unavailable(
+                        "RabbitMQ refused a message (nack)".into(),
+                    ));
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if result.is_err() {
+            // Start afresh next time.
+            *state = None;
+        }
+        result
+    }
+}
+
+struct RabbitConsumer {
+    rx: mpsc::Receiver<Result<Delivery, BrokerError>>,
+    task: JoinHandle<()>,
+    conn: Option<Connection>,
+}
+
+#[async_trait]
+impl Consumer for RabbitConsumer {
+    async fn next(&mut self) -> Result<Delivery, BrokerError> {
+        self.rx.recv().await.unwrap_or(Err(BrokerError::Closed))
+    }
+}
+
+impl Drop for RabbitConsumer {
+    /// Closing the connection gives every unacknowledged message back to the queue.
+    fn drop(&mut self) {
+        self.task.abort();
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    conn.close(200, "consumer dropped".into()),
+                )
+                .await;
+            });
+        }
+    }
+}
+
+struct RabbitSettle {
+    acker: lapin::Acker,
+}
+
+#[async_trait]
+impl Settle for RabbitSettle {
+    async fn ack(self: Box<Self>) -> Result<(), BrokerError> {
+        match self.acker.ack(BasicAckOptions::default()).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(BrokerError::Stale),
+        }
+    }
+
+    async fn nack(self: Box<Self>) -> Result<(), BrokerError> {
+        let options = BasicNackOptions {
+            requeue: true,
+            ..BasicNackOptions::default()
+        };
+        match self.acker.nack(options).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(BrokerError::Stale),
+        }
+    }
+}
