@@ -63,6 +63,14 @@ pub struct GlobalArgs {
         hide_env_values = true
     )]
     pub rabbit_pass: String,
+    /// NATS server for `LOGGER_MODULE=nats`.
+    #[arg(
+        long,
+        global = true,
+        env = "NATS_URL",
+        default_value = "nats://localhost:4222"
+    )]
+    pub nats_url: String,
     /// Root of the Parquet output.
     #[arg(long, global = true, env = "OUTPUT_DIR", default_value = "./data")]
     pub output_dir: PathBuf,
@@ -330,6 +338,7 @@ mod tests {
             amqp_port: 5672,
             rabbit_user: "guest".into(),
             rabbit_pass: "guest".into(),
+            nats_url: "nats://localhost:4222".into(),
             json: false,
         };
         let err = bad.store_choice().unwrap_err();
@@ -351,6 +360,7 @@ mod tests {
             amqp_port: 5672,
             rabbit_user: "guest".into(),
             rabbit_pass: "guest".into(),
+            nats_url: "nats://localhost:4222".into(),
             json: false,
         };
         assert_eq!(

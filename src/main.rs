@@ -215,6 +215,7 @@ fn broker_choice(g: &GlobalArgs, default_module: &str) -> Result<BrokerChoice> {
             "amqp://{}:{}@{}:{}/%2f",
             g.rabbit_user, g.rabbit_pass, g.amqp_host, g.amqp_port
         ),
+        nats_url: g.nats_url.clone(),
     };
     Ok(BrokerChoice::parse(g.broker.as_deref(), module, &defaults)?)
 }

@@ -1,6 +1,7 @@
 //! `simulate` with three workers on each network broker: the broker's semantics show
 //! in the tables. Redis pub/sub broadcasts, so every game is written by all three
-//! workers; Redis Streams and RabbitMQ share the work, so each game is written once.
+//! workers; Redis Streams, RabbitMQ and NATS JetStream share the work, so each game is
+//! written once.
 //!
 //! Uses Redis database 0; one test, so the runs never overlap.
 
@@ -47,6 +48,7 @@ async fn each_broker_keeps_its_semantics() {
         (redis.clone(), 3u64),
         (redis.replacen("redis://", "redis-streams://", 1), 1),
         (common::amqp_url(), 1),
+        (common::nats_url(), 1),
     ];
     for (broker, copies) in cases {
         let out = std::env::temp_dir().join(format!("superhero-brokers-{}", uuid::Uuid::new_v4()));

@@ -11,6 +11,7 @@
 //! of them passes.
 
 mod memory;
+mod nats;
 mod rabbitmq;
 mod redis_pubsub;
 mod redis_streams;
@@ -22,6 +23,7 @@ use async_trait::async_trait;
 use thiserror::Error;
 
 pub use self::memory::MemoryBroker;
+pub use self::nats::{NatsBroker, NatsOptions};
 pub use self::rabbitmq::RabbitBroker;
 pub use self::redis_pubsub::RedisPubSubBroker;
 pub use self::redis_streams::RedisStreamsBroker;
@@ -149,6 +151,8 @@ pub enum BrokerChoice {
     RedisStreams(String),
     /// RabbitMQ, with its `amqp://` URL.
     Rabbit(String),
+    /// NATS JetStream, with its `nats://` URL.
+    Nats(String),
 }
 
 /// Where LOGGER_MODULE's brokers are (from REDIS_*, AMQP_* and RABBIT_*).
@@ -156,6 +160,7 @@ pub enum BrokerChoice {
 pub struct BrokerDefaults {
     pub redis_url: String,
     pub amqp_url: String,
+    pub nats_url: String,
 }
 
 impl BrokerChoice {
@@ -178,9 +183,10 @@ impl BrokerChoice {
                 ))),
                 "redis" | "rediss" => Ok(Self::RedisPubSub(url.to_string())),
                 "amqp" => Ok(Self::Rabbit(url.to_string())),
-                "redis-fanout" | "kafka" | "nsq" | "nats" => Err(BrokerError::Config(format!(
+                "nats" => Ok(Self::Nats(url.to_string())),
+                "redis-fanout" | "kafka" | "nsq" => Err(BrokerError::Config(format!(
                     "the {scheme}:// broker is not available in this build; use \
-                         redis://, redis-streams://, amqp:// or memory://"
+                         redis://, redis-streams://, amqp://, nats:// or memory://"
                 ))),
                 _ => Err(BrokerError::Config(format!(
                     "unknown broker URL scheme {scheme:?}: expected memory://, redis://, \
@@ -194,9 +200,10 @@ impl BrokerChoice {
             "redis-streams" => Ok(Self::RedisStreams(defaults.redis_url.clone())),
             "redis" => Ok(Self::RedisPubSub(defaults.redis_url.clone())),
             "rabbit" => Ok(Self::Rabbit(defaults.amqp_url.clone())),
-            "redis-fanout" | "kafka" | "nsq" | "nats" => Err(BrokerError::Config(format!(
+            "nats" => Ok(Self::Nats(defaults.nats_url.clone())),
+            "redis-fanout" | "kafka" | "nsq" => Err(BrokerError::Config(format!(
                 "LOGGER_MODULE={logger_module} is not available in this build; use \
-                     redis, redis-streams, rabbit or memory"
+                     redis, redis-streams, rabbit, nats or memory"
             ))),
             other => Err(BrokerError::Config(format!(
                 "unknown LOGGER_MODULE {other:?}: expected default, memory, redis, \
@@ -214,6 +221,7 @@ pub async fn connect(choice: &BrokerChoice) -> Result<Option<Arc<dyn Broker>>, B
         BrokerChoice::RedisPubSub(url) => Some(Arc::new(RedisPubSubBroker::connect(url).await?)),
         BrokerChoice::RedisStreams(url) => Some(Arc::new(RedisStreamsBroker::connect(url).await?)),
         BrokerChoice::Rabbit(url) => Some(Arc::new(RabbitBroker::connect(url).await?)),
+        BrokerChoice::Nats(url) => Some(Arc::new(NatsBroker::connect(url).await?)),
     })
 }
 
@@ -226,6 +234,7 @@ mod tests {
         let redis = &BrokerDefaults {
             redis_url: "redis://h:1/2".into(),
             amqp_url: "amqp://guest:guest@h:5672/%2f".into(),
+            nats_url: "nats://h:4222".into(),
         };
         assert_eq!(
             BrokerChoice::parse(Some("memory://"), "default", redis).unwrap(),
@@ -246,6 +255,14 @@ mod tests {
         assert_eq!(
             BrokerChoice::parse(None, "redis-streams", redis).unwrap(),
             BrokerChoice::RedisStreams("redis://h:1/2".into())
+        );
+        assert_eq!(
+            BrokerChoice::parse(Some("nats://n:4222"), "default", redis).unwrap(),
+            BrokerChoice::Nats("nats://n:4222".into())
+        );
+        assert_eq!(
+            BrokerChoice::parse(None, "nats", redis).unwrap(),
+            BrokerChoice::Nats("nats://h:4222".into())
         );
         assert_eq!(
             BrokerChoice::parse(None, "rabbit", redis).unwrap(),

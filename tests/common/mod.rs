@@ -36,6 +36,11 @@ pub fn amqp_url() -> String {
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
 }
 
+/// The test NATS server with JetStream (SUPERHERO_TEST_NATS_URL, else 127.0.0.1:4222).
+pub fn nats_url() -> String {
+    std::env::var("SUPERHERO_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
 /// A plain connection to test database `db`, emptied first.
 pub async fn fresh_db(db: u32) -> redis::aio::MultiplexedConnection {
     let client = redis::Client::open(redis_url(db)).expect("a valid Redis URL");

@@ -1,0 +1,246 @@
+//! NATS JetStream (`nats://host:port`).
+//!
+//! A topic is a subject (`lib.server.lobby`) captured by a stream named after it with
+//! dots as underscores (`lib_server_lobby`), created by whoever comes first, keeping
+//! at most [`STREAM_MAX`] messages. A group is a durable pull consumer
+//! (`superhero_sim` for the workers) with explicit acks: the clients of one durable
+//! consumer share its messages, and each durable consumer sees the whole stream, so
+//! events published before the first worker started wait for it.
+//!
+//! Messages a consumer nacks come back at once; messages a consumer held when it went
+//! away (dropped, or its process died) come back after the ack wait ([`ACK_WAIT`]).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::{Broker, BrokerError, Consumer, Delivery, Publisher, Semantics, Settle};
+use crate::config::redact_url;
+
+/// Messages a stream keeps at most.
+pub const STREAM_MAX: i64 = 1_000_000;
+/// How long a delivered message may stay unacknowledged before redelivery.
+pub const ACK_WAIT: Duration = Duration::from_secs(30);
+/// Unacknowledged messages one group may have out.
+const MAX_ACK_PENDING: i64 = 10_000;
+
+#[derive(Clone)]
+pub struct NatsBroker {
+    js: jetstream::Context,
+    options: NatsOptions,
+    streams: Arc<Mutex<std::collections::HashSet<String>>>,
+}
+
+/// How streams and consumers are created.
+#[derive(Clone, Copy, Debug)]
+pub struct NatsOptions {
+    /// Messages expire, and consumers go when inactive, after this long (tests and
+    /// throwaway topics); None: they stay.
+    pub expiry: Option<Duration>,
+    /// How long a delivered message may stay unacknowledged before redelivery.
+    pub ack_wait: Duration,
+}
+
+impl Default for NatsOptions {
+    fn default() -> Self {
+        Self {
+            expiry: None,
+            ack_wait: ACK_WAIT,
+        }
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> BrokerError {
+    BrokerError::Unavailable(format!("NATS JetStream: {e}"))
+}
+
+/// The stream that captures a subject.
+fn stream_name(subject: &str) -> String {
+    subject
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+impl NatsBroker {
+    pub async fn connect(url: &str) -> Result<Self, BrokerError> {
+        Self::connect_with(url, NatsOptions::default()).await
+    }
+
+    pub async fn connect_with(url: &str, options: NatsOptions) -> Result<Self, BrokerError> {
+        let client = async_nats::ConnectOptions::new()
+            .connection_timeout(Duration::from_secs(5))
+            .retry_on_initial_connect()
+            .connect(url)
+            .await
+            .map_err(|e| {
+                BrokerError::Unavailable(format!("cannot reach {}: {e}", redact_url(url)))
+            })?;
+        // retry_on_initial_connect returns at once; make sure the server answers.
+        tokio::time::timeout(Duration::from_secs(5), client.flush())
+            .await
+            .map_err(|_| {
+                BrokerError::Unavailable(format!("cannot reach {}: no answer", redact_url(url)))
+            })?
+            .map_err(unavailable)?;
+        Ok(Self {
+            js: jetstream::new(client),
+            options,
+            streams: Arc::default(),
+        })
+    }
+
+    async fn ensure_stream(&self, subject: &str) -> Result<stream::Stream, BrokerError> {
+        let config = stream::Config {
+            name: stream_name(subject),
+            subjects: vec![subject.to_string()],
+            max_messages: STREAM_MAX,
+            max_age: self.options.expiry.unwrap_or_default(),
+            ..stream::Config::default()
+        };
+        let s = self
+            .js
+            .get_or_create_stream(config)
+            .await
+            .map_err(unavailable)?;
+        if let Ok(mut known) = self.streams.lock() {
+            known.insert(subject.to_string());
+        }
+        Ok(s)
+    }
+
+    fn knows(&self, subject: &str) -> bool {
+        self.streams.lock().is_ok_and(|s| s.contains(subject))
+    }
+}
+
+#[async_trait]
+impl Broker for NatsBroker {
+    fn kind(&self) -> &'static str {
+        "nats"
+    }
+
+    fn semantics(&self) -> Semantics {
+        Semantics {
+            work_sharing: true,
+            redelivery: true,
+            retains_unconsumed: true,
+        }
+    }
+
+    async fn publisher(&self) -> Result<Box<dyn Publisher>, BrokerError> {
+        Ok(Box::new(self.clone()))
+    }
+
+    async fn consumer(&self, topic: &str, group: &str) -> Result<Box<dyn Consumer>, BrokerError> {
+        let stream = self.ensure_stream(topic).await?;
+        let config = pull::Config {
+            durable_name: Some(group.to_string()),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ack_wait: self.options.ack_wait,
+            max_ack_pending: MAX_ACK_PENDING,
+            inactive_threshold: self.options.expiry.unwrap_or_default(),
+            ..pull::Config::default()
+        };
+        let consumer = stream
+            .get_or_create_consumer(group, config)
+            .await
+            .map_err(unavailable)?;
+        let mut messages = consumer
+            .stream()
+            .max_messages_per_batch(16)
+            .messages()
+            .await
+            .map_err(unavailable)?;
+        let (tx, rx) = mpsc::channel(1);
+        let task = tokio::spawn(async move {
+            while let Some(m) = messages.next().await {
+                let item = match m {
+                    Ok(msg) => {
+                        let redelivered = msg.info().is_ok_and(|i| i.delivered > 1);
+                        let payload = msg.payload.to_vec();
+                        Ok(Delivery::new(
+                            payload,
+                            redelivered,
+                            Box::new(NatsSettle { msg }),
+                        ))
+                    }
+                    Err(e) => Err(unavailable(e)),
+                };
+                if tx.send(item).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Box::new(NatsConsumer { rx, task }))
+    }
+}
+
+#[async_trait]
+impl Publisher for NatsBroker {
+    async fn publish(&self, topic: &str, payloads: &[Vec<u8>]) -> Result<(), BrokerError> {
+        if !self.knows(topic) {
+            self.ensure_stream(topic).await?;
+        }
+        let mut acks = Vec::with_capacity(payloads.len());
+        for p in payloads {
+            let ack = self
+                .js
+                .publish(topic.to_string(), p.clone().into())
+                .await
+                .map_err(unavailable)?;
+            acks.push(ack);
+        }
+        for ack in acks {
+            ack.await.map_err(unavailable)?;
+        }
+        Ok(())
+    }
+}
+
+struct NatsConsumer {
+    rx: mpsc::Receiver<Result<Delivery, BrokerError>>,
+    task: JoinHandle<()>,
+}
+
+#[async_trait]
+impl Consumer for NatsConsumer {
+    async fn next(&mut self) -> Result<Delivery, BrokerError> {
+        self.rx.recv().await.unwrap_or(Err(BrokerError::Closed))
+    }
+}
+
+impl Drop for NatsConsumer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct NatsSettle {
+    msg: jetstream::Message,
+}
+
+#[async_trait]
+impl Settle for NatsSettle {
+    async fn ack(self: Box<Self>) -> Result<(), BrokerError> {
+        self.msg.double_ack().await.map_err(unavailable)
+    }
+
+    async fn nack(self: Box<Self>) -> Result<(), BrokerError> {
+        self.msg
+            .ack_with(AckKind::Nak(None))
+            .await
+            .map_err(unavailable)
+    }
+}
