@@ -71,6 +71,15 @@ pub struct GlobalArgs {
         default_value = "nats://localhost:4222"
     )]
     pub nats_url: String,
+    /// Seconds a message held by a worker that died waits before another worker takes
+    /// it (Redis Streams, NATS JetStream). Keep it above --batch-seconds.
+    #[arg(
+        long,
+        global = true,
+        env = "SUPERHERO_CLAIM_AFTER",
+        default_value_t = 30.0
+    )]
+    pub claim_after: f64,
     /// Root of the Parquet output.
     #[arg(long, global = true, env = "OUTPUT_DIR", default_value = "./data")]
     pub output_dir: PathBuf,
@@ -339,6 +348,7 @@ mod tests {
             rabbit_user: "guest".into(),
             rabbit_pass: "guest".into(),
             nats_url: "nats://localhost:4222".into(),
+            claim_after: 30.0,
             json: false,
         };
         let err = bad.store_choice().unwrap_err();
@@ -361,6 +371,7 @@ mod tests {
             rabbit_user: "guest".into(),
             rabbit_pass: "guest".into(),
             nats_url: "nats://localhost:4222".into(),
+            claim_after: 30.0,
             json: false,
         };
         assert_eq!(

@@ -220,6 +220,14 @@ fn broker_choice(g: &GlobalArgs, default_module: &str) -> Result<BrokerChoice> {
     Ok(BrokerChoice::parse(g.broker.as_deref(), module, &defaults)?)
 }
 
+fn claim_after(g: &GlobalArgs) -> Result<Duration> {
+    let d = config::seconds(g.claim_after, "--claim-after").map_err(anyhow::Error::msg)?;
+    if d < Duration::from_millis(100) {
+        bail!("--claim-after must be at least 0.1 seconds");
+    }
+    Ok(d)
+}
+
 /// A broker that other processes can reach, for `server` and `worker`.
 async fn network_broker(g: &GlobalArgs, command: &str) -> Result<Option<Arc<dyn Broker>>> {
     let choice = broker_choice(g, "default")?;
@@ -229,14 +237,14 @@ async fn network_broker(g: &GlobalArgs, command: &str) -> Result<Option<Arc<dyn 
              use `superhero simulate`, or a network broker such as --broker redis-streams://HOST:PORT/DB"
         );
     }
-    broker::connect(&choice)
+    broker::connect(&choice, claim_after(g)?)
         .await
         .with_context(|| format!("opening the broker for `{command}`"))
 }
 
 /// The broker of `simulate`: the embedded one unless another is configured.
 async fn simulate_broker(g: &GlobalArgs) -> Result<Arc<dyn Broker>> {
-    match broker::connect(&broker_choice(g, "memory")?).await? {
+    match broker::connect(&broker_choice(g, "memory")?, claim_after(g)?).await? {
         Some(b) => Ok(b),
         None => Ok(Arc::new(MemoryBroker::new())),
     }

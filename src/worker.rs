@@ -8,7 +8,7 @@
 //! the messages back to the broker and backs off; a worker that dies leaves its
 //! unacknowledged games to the broker, which hands them to another worker.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -144,7 +144,7 @@ pub async fn run<S: GameStore>(
         settings,
         progress,
         pending: Vec::new(),
-        pending_games: HashSet::new(),
+        pending_games: HashMap::new(),
         writing: JoinSet::new(),
         oldest: None,
         backoff: BACKOFF_FIRST,
@@ -194,7 +194,8 @@ struct Worker<S> {
     settings: WorkerSettings,
     progress: Arc<EtlProgress>,
     pending: Vec<Pending>,
-    pending_games: HashSet<GameToken>,
+    /// The games of `pending`, with their hosts.
+    pending_games: HashMap<GameToken, UserToken>,
     writing: JoinSet<Written>,
     /// When the oldest pending game arrived.
     oldest: Option<Instant>,
@@ -257,10 +258,19 @@ impl<S: GameStore> Worker<S> {
         };
         let game = GameToken(game.to_string());
         let user = UserToken(user.to_string());
-        if self.pending_games.contains(&game) {
-            // Already in this batch (a redelivery): one copy is enough.
-            EtlProgress::add(&self.progress.ignored, 1);
-            return self.settle(delivery, true).await;
+        if let Some(host) = self.pending_games.get(&game) {
+            if *host != user {
+                // A guest's copy of the event of a game this batch holds.
+                EtlProgress::add(&self.progress.ignored, 1);
+                return self.settle(delivery, true).await;
+            }
+            // The host's event again: a redelivery (the broker's ack wait ran out).
+            // It is the same message, so settling either delivery settles it: keep
+            // the newest and let the older go unsettled.
+            if let Some(p) = self.pending.iter_mut().find(|p| p.game == game) {
+                p.delivery = delivery;
+            }
+            return;
         }
         let extract = match self.store.extract(&game).await {
             Ok(e) => e,
@@ -283,7 +293,7 @@ impl<S: GameStore> Worker<S> {
             GameStatus::Completed => match etl::transform(&extract) {
                 Ok(tables) => {
                     self.oldest.get_or_insert_with(Instant::now);
-                    self.pending_games.insert(game.clone());
+                    self.pending_games.insert(game.clone(), user);
                     self.pending.push(Pending {
                         delivery,
                         game,

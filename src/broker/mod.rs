@@ -213,15 +213,28 @@ impl BrokerChoice {
     }
 }
 
-/// Opens the chosen broker; `None` when records are only printed.
-pub async fn connect(choice: &BrokerChoice) -> Result<Option<Arc<dyn Broker>>, BrokerError> {
+/// Opens the chosen broker; `None` when records are only printed. `claim_after`:
+/// how long a message held by a consumer that died waits before another consumer
+/// takes it, on brokers that cannot tell at once (Redis Streams, NATS JetStream).
+pub async fn connect(
+    choice: &BrokerChoice,
+    claim_after: std::time::Duration,
+) -> Result<Option<Arc<dyn Broker>>, BrokerError> {
     Ok(match choice {
         BrokerChoice::None => None,
         BrokerChoice::Memory => Some(Arc::new(MemoryBroker::new())),
         BrokerChoice::RedisPubSub(url) => Some(Arc::new(RedisPubSubBroker::connect(url).await?)),
-        BrokerChoice::RedisStreams(url) => Some(Arc::new(RedisStreamsBroker::connect(url).await?)),
+        BrokerChoice::RedisStreams(url) => Some(Arc::new(
+            RedisStreamsBroker::connect_with(url, claim_after).await?,
+        )),
         BrokerChoice::Rabbit(url) => Some(Arc::new(RabbitBroker::connect(url).await?)),
-        BrokerChoice::Nats(url) => Some(Arc::new(NatsBroker::connect(url).await?)),
+        BrokerChoice::Nats(url) => {
+            let options = NatsOptions {
+                ack_wait: claim_after,
+                ..NatsOptions::default()
+            };
+            Some(Arc::new(NatsBroker::connect_with(url, options).await?))
+        }
     })
 }
 

@@ -153,10 +153,9 @@ impl Broker for NatsBroker {
             inactive_threshold: self.options.expiry.unwrap_or_default(),
             ..pull::Config::default()
         };
-        let consumer = stream
-            .get_or_create_consumer(group, config)
-            .await
-            .map_err(unavailable)?;
+        // Creates the durable consumer, or updates its settings (the ack wait may
+        // differ from the last run's).
+        let consumer = stream.create_consumer(config).await.map_err(unavailable)?;
         let mut messages = consumer
             .stream()
             .max_messages_per_batch(16)

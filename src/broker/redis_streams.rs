@@ -8,7 +8,7 @@
 //! first claims entries other consumers left (XAUTOCLAIM). Entries a consumer nacks, or
 //! holds when it is dropped, are marked idle at once, so the next fetch of any
 //! consumer of the group claims them; entries of a consumer whose process died are
-//! claimed once idle for [`ABANDONED_AFTER`].
+//! claimed once idle for the claim time (default [`ABANDONED_AFTER`]).
 
 use std::time::Duration;
 
@@ -35,6 +35,7 @@ const FIELD: &str = "data";
 pub struct RedisStreamsBroker {
     client: redis::Client,
     conn: ConnectionManager,
+    claim_after: Duration,
 }
 
 fn unavailable(e: redis::RedisError) -> BrokerError {
@@ -54,6 +55,12 @@ async fn manager(client: &redis::Client) -> Result<ConnectionManager, BrokerErro
 impl RedisStreamsBroker {
     /// Connects to `redis-streams://host:port/db` (or `redis://...`).
     pub async fn connect(url: &str) -> Result<Self, BrokerError> {
+        Self::connect_with(url, ABANDONED_AFTER).await
+    }
+
+    /// As [`Self::connect`]; entries idle for `claim_after` in another consumer's
+    /// hands are taken over.
+    pub async fn connect_with(url: &str, claim_after: Duration) -> Result<Self, BrokerError> {
         let redis_url = match url.strip_prefix("redis-streams://") {
             Some(rest) => format!("redis://{rest}"),
             None => url.to_string(),
@@ -68,7 +75,11 @@ impl RedisStreamsBroker {
         let conn = manager(&client).await.map_err(|e| {
             BrokerError::Unavailable(format!("cannot reach {}: {e}", redact_url(url)))
         })?;
-        Ok(Self { client, conn })
+        Ok(Self {
+            client,
+            conn,
+            claim_after,
+        })
     }
 }
 
@@ -110,6 +121,7 @@ impl Broker for RedisStreamsBroker {
             topic: topic.to_string(),
             group: group.to_string(),
             name: uuid::Uuid::new_v4().simple().to_string(),
+            claim_after: self.claim_after,
         };
         let fetch_conn = manager(&self.client).await?;
         let (tx, rx) = mpsc::channel(1);
@@ -151,6 +163,7 @@ struct Stream {
     group: String,
     /// This consumer's name in the group.
     name: String,
+    claim_after: Duration,
 }
 
 impl Stream {
@@ -274,7 +287,7 @@ async fn fetch_one(
         .arg(&s.topic)
         .arg(&s.group)
         .arg(&s.name)
-        .arg(ABANDONED_AFTER.as_millis() as u64)
+        .arg(s.claim_after.as_millis() as u64)
         .arg("0-0")
         .arg("COUNT")
         .arg(1)
@@ -346,7 +359,7 @@ impl Consumer for StreamsConsumer {
 
 impl Drop for StreamsConsumer {
     /// Hands back whatever this consumer holds, fetched or delivered, so another
-    /// consumer takes it at once rather than after [`ABANDONED_AFTER`].
+    /// consumer takes it at once rather than after the claim time.
     fn drop(&mut self) {
         self.fetcher.abort();
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {

@@ -284,6 +284,12 @@ impl Service {
             .to_string()
     }
 
+    /// Kills the process with SIGKILL: no chance to clean up.
+    pub fn kill(mut self) {
+        self.child.kill().expect("the process can be killed");
+        let _ = self.child.wait();
+    }
+
     /// Stops the process as Ctrl-C would and returns whether it exited successfully
     /// and everything it printed.
     pub fn interrupt(mut self) -> (bool, Vec<String>) {

@@ -1,0 +1,138 @@
+//! A worker process killed with SIGKILL while it holds games loses none of them, on
+//! every broker that redelivers: the first worker batches everything and never gets
+//! to write; it is killed; a second worker takes its games over. The audit then finds
+//! every completed game once.
+//!
+//! Uses Redis database 0 (one test, brokers in turn).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Service, WAIT, fresh_db, redis_url};
+use serde_json::Value;
+
+fn games_completed(player: &std::process::Output) -> u64 {
+    let stdout = String::from_utf8_lossy(&player.stdout);
+    let v: Value = stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no player summary in {stdout}"));
+    v["games_completed"].as_u64().unwrap()
+}
+
+async fn kill_a_worker_holding_games(broker: &str) {
+    let _ = fresh_db(0).await;
+    let store = redis_url(0);
+    let out = std::env::temp_dir().join(format!("superhero-kill-{}", uuid::Uuid::new_v4()));
+    let out_arg = out.to_str().unwrap().to_string();
+    let built = std::process::Command::new(env!("CARGO_BIN_EXE_superhero"))
+        .args(["build-db", "--store", &store])
+        .output()
+        .unwrap();
+    assert!(built.status.success());
+    let common_args = [
+        "--store",
+        &store,
+        "--broker",
+        broker,
+        "--claim-after",
+        "2",
+        "--log-level",
+        "WARNING",
+    ];
+    let server = Service::start(
+        &[
+            &["server", "--host", "127.0.0.1", "--port", "0"][..],
+            &common_args[..],
+        ]
+        .concat(),
+        "listening on ws://",
+    );
+    let holder_args = [
+        &[
+            "worker",
+            "--batch-games",
+            "100000",
+            "--batch-seconds",
+            "600",
+            "--clean",
+            "--output-dir",
+            &out_arg,
+        ][..],
+        &common_args[..],
+    ]
+    .concat();
+    let holder = Service::start(&holder_args, "superhero worker:");
+
+    let player = std::process::Command::new(env!("CARGO_BIN_EXE_superhero"))
+        .args([
+            "player",
+            "--url",
+            &server.url(),
+            "--bots",
+            "12",
+            "--games",
+            "3",
+        ])
+        .args(["--closed-world", "--json", "--log-level", "WARNING"])
+        .output()
+        .unwrap();
+    assert!(player.status.success(), "{player:?}");
+    let completed = games_completed(&player);
+    assert!(completed > 0);
+    assert_eq!(
+        superhero::audit::audit(&out).unwrap().report.files,
+        0,
+        "{broker}: the first worker holds its batch"
+    );
+
+    holder.kill();
+
+    let heir_args = [
+        &["worker", "--clean", "--json", "--output-dir", &out_arg][..],
+        &common_args[..],
+    ]
+    .concat();
+    let heir = Service::start(&heir_args, "superhero worker:");
+    let deadline = tokio::time::Instant::now() + WAIT * 3;
+    loop {
+        let written = superhero::audit::audit(&out)
+            .unwrap()
+            .complete_games()
+            .len() as u64;
+        if written >= completed {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{broker}: {written} of {completed} games written after the kill"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (ok, lines) = heir.interrupt();
+    assert!(ok, "{}", lines.join("\n"));
+    let (ok, lines) = server.interrupt();
+    assert!(ok, "{}", lines.join("\n"));
+
+    let report = superhero::audit::audit(&out).unwrap().report;
+    assert_eq!(report.games, completed, "{broker}");
+    assert_eq!(report.duplicate_games, 0, "{broker}");
+    assert_eq!(report.incomplete_games, 0, "{broker}");
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_loses_no_game() {
+    let redis = redis_url(0);
+    for broker in [
+        redis.replacen("redis://", "redis-streams://", 1),
+        common::amqp_url(),
+        common::nats_url(),
+    ] {
+        let started = std::time::Instant::now();
+        kill_a_worker_holding_games(&broker).await;
+        eprintln!("{broker}: {:?}", started.elapsed());
+    }
+}
