@@ -1,0 +1,122 @@
+//! The broker goes down in the middle of a run and comes back: the game goes on, the
+//! events wait in the transport's buffer, the workers reconnect, and the run ends with
+//! every completed game written and nothing dropped. The broker here is a private
+//! `redis-server` (Redis Streams) that keeps its data on disk, so it can be killed
+//! with SIGKILL and restarted with what it had.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `redis-server` on `port`, writing every change to an append-only file in `dir`.
+fn start_redis(port: u16, dir: &Path) -> Child {
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args([
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+        ])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server is installed (scripts/test installs it)");
+    let deadline = Instant::now() + common::WAIT;
+    loop {
+        let ping = Command::new("redis-cli")
+            .args(["-p", &port.to_string(), "ping"])
+            .output();
+        if ping.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "PONG") {
+            return child;
+        }
+        assert!(Instant::now() < deadline, "redis-server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn stream_length(port: u16) -> u64 {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "XLEN", "lib.server.lobby"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_run_survives_a_broker_restart() {
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("superhero-outage-{}", uuid::Uuid::new_v4()));
+    let out = dir.join("out");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut redis = start_redis(port, &dir);
+
+    let simulate = Command::new(env!("CARGO_BIN_EXE_superhero"))
+        .args(["simulate", "--json", "--bots", "30", "--games", "40"])
+        .arg("--broker")
+        .arg(format!("redis-streams://127.0.0.1:{port}/0"))
+        .args(["--claim-after", "2", "--output-dir"])
+        .arg(&out)
+        .env_remove("LOG_LEVEL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // Once events flow, the broker dies, stays away for a moment, and comes back.
+    let deadline = Instant::now() + common::WAIT;
+    while stream_length(port) < 100 {
+        assert!(Instant::now() < deadline, "no events reached the broker");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    redis.kill().unwrap();
+    redis.wait().unwrap();
+    let down_at = Instant::now();
+    // The outage itself: long enough for publishing and consuming to fail and retry.
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut redis = start_redis(port, &dir);
+    let down_for = down_at.elapsed();
+
+    let output = simulate.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let s: Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| {
+            panic!(
+                "no summary ({e}):\n{stdout}\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+    redis.kill().unwrap();
+    redis.wait().unwrap();
+
+    assert!(
+        output.status.success(),
+        "after {down_for:?} without the broker: {s}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let completed = s["games_completed"].as_u64().unwrap();
+    assert!(completed > 0);
+    assert_eq!(s["missing_games"], 0, "{s}");
+    assert_eq!(s["events_dropped"], 0, "{s}");
+    assert_eq!(s["games_written"].as_u64().unwrap(), completed, "{s}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
