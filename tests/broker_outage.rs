@@ -22,7 +22,7 @@ fn free_port() -> u16 {
 
 /// `redis-server` on `port`, writing every change to an append-only file in `dir`.
 fn start_redis(port: u16, dir: &Path) -> Child {
-    let child = Command::new("redis-server")
+    let mut child = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .args([
             "--save",
@@ -39,16 +39,22 @@ fn start_redis(port: u16, dir: &Path) -> Child {
         .spawn()
         .expect("redis-server is installed (scripts/test installs it)");
     let deadline = Instant::now() + common::WAIT;
-    loop {
-        let ping = Command::new("redis-cli")
-            .args(["-p", &port.to_string(), "ping"])
-            .output();
-        if ping.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "PONG") {
-            return child;
+    while !answers(port) {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("redis-server did not start");
         }
-        assert!(Instant::now() < deadline, "redis-server did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
+    child
+}
+
+fn answers(port: u16) -> bool {
+    Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "ping"])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "PONG")
 }
 
 fn stream_length(port: u16) -> u64 {
