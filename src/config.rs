@@ -323,6 +323,26 @@ pub fn log_filter(level: &str) -> String {
 mod tests {
     use super::*;
 
+    fn global(store: &str, redis_host: &str, redis_port: u16, redis_db: u32) -> GlobalArgs {
+        GlobalArgs {
+            store: store.into(),
+            redis_host: redis_host.into(),
+            redis_port,
+            redis_db,
+            log_level: None,
+            broker: None,
+            logger_module: "default".into(),
+            output_dir: "./data".into(),
+            amqp_host: "localhost".into(),
+            amqp_port: 5672,
+            rabbit_user: "guest".into(),
+            rabbit_pass: "guest".into(),
+            nats_url: "nats://localhost:4222".into(),
+            claim_after: 30.0,
+            json: false,
+        }
+    }
+
     #[test]
     fn passwords_never_show() {
         assert_eq!(
@@ -334,46 +354,14 @@ mod tests {
             "amqp://guest:***@127.0.0.1:5672"
         );
         assert_eq!(redact_url("redis://h:6379/2"), "redis://h:6379/2");
-        let bad = GlobalArgs {
-            store: "postgres://u:pw@h/db".into(),
-            redis_host: "h".into(),
-            redis_port: 1,
-            redis_db: 0,
-            log_level: None,
-            broker: None,
-            logger_module: "default".into(),
-            output_dir: "./data".into(),
-            amqp_host: "localhost".into(),
-            amqp_port: 5672,
-            rabbit_user: "guest".into(),
-            rabbit_pass: "guest".into(),
-            nats_url: "nats://localhost:4222".into(),
-            claim_after: 30.0,
-            json: false,
-        };
+        let bad = global("postgres://u:pw@h/db", "h", 1, 0);
         let err = bad.store_choice().unwrap_err();
         assert!(!err.contains("pw"), "{err}");
     }
 
     #[test]
     fn store_choices() {
-        let mut g = GlobalArgs {
-            store: "redis".into(),
-            redis_host: "db.local".into(),
-            redis_port: 6380,
-            redis_db: 3,
-            log_level: None,
-            broker: None,
-            logger_module: "default".into(),
-            output_dir: "./data".into(),
-            amqp_host: "localhost".into(),
-            amqp_port: 5672,
-            rabbit_user: "guest".into(),
-            rabbit_pass: "guest".into(),
-            nats_url: "nats://localhost:4222".into(),
-            claim_after: 30.0,
-            json: false,
-        };
+        let mut g = global("redis", "db.local", 6380, 3);
         assert_eq!(
             g.store_choice(),
             Ok(StoreChoice::Redis(RedisConfig {

@@ -12,14 +12,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `redis-server` on `port`, writing every change to an append-only file in `dir`.
 fn start_redis(port: u16, dir: &Path) -> Child {
     let mut child = Command::new("redis-server")
@@ -70,7 +62,7 @@ fn stream_length(port: u16) -> u64 {
 
 #[test]
 fn a_run_survives_a_broker_restart() {
-    let port = free_port();
+    let port = common::free_port();
     let dir = std::env::temp_dir().join(format!("superhero-outage-{}", uuid::Uuid::new_v4()));
     let out = dir.join("out");
     std::fs::create_dir_all(&dir).unwrap();

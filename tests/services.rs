@@ -5,9 +5,7 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{Service, WAIT, fresh_db, redis_url};
+use common::{Service, fresh_db, redis_url};
 use serde_json::Value;
 
 fn last_json(lines: &[String]) -> Value {
@@ -99,20 +97,7 @@ async fn server_player_and_workers_as_separate_processes() {
     let completed = played["games_completed"].as_u64().unwrap();
     assert!(completed > 0, "{played}");
 
-    // Wait for the tables of every completed game.
-    let deadline = tokio::time::Instant::now() + WAIT * 3;
-    loop {
-        let audit = superhero::audit::audit(&out).unwrap();
-        if audit.complete_games().len() as u64 >= completed {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} of {completed} games written",
-            audit.complete_games().len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::until_games_written(&out, completed, "separate processes").await;
 
     let mut written = 0;
     for w in workers {

@@ -12,14 +12,6 @@ use serde_json::json;
 use superhero::server::ServerSettings;
 use superhero::store::{RedisConfig, RedisStore};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Starts `redis-server` on `port` and waits until it answers.
 fn start_redis(port: u16) -> Child {
     let child = Command::new("redis-server")
@@ -47,7 +39,7 @@ fn start_redis(port: u16) -> Child {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_survives_a_redis_outage() {
-    let port = free_port();
+    let port = common::free_port();
     let mut redis = start_redis(port);
     let store = RedisStore::connect(&RedisConfig {
         url: format!("redis://127.0.0.1:{port}/0"),

@@ -7,9 +7,7 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{Service, WAIT, fresh_db, redis_url};
+use common::{Service, fresh_db, redis_url};
 use serde_json::Value;
 
 fn games_completed(player: &std::process::Output) -> u64 {
@@ -96,21 +94,7 @@ async fn kill_a_worker_holding_games(broker: &str) {
     ]
     .concat();
     let heir = Service::start(&heir_args, "superhero worker:");
-    let deadline = tokio::time::Instant::now() + WAIT * 3;
-    loop {
-        let written = superhero::audit::audit(&out)
-            .unwrap()
-            .complete_games()
-            .len() as u64;
-        if written >= completed {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{broker}: {written} of {completed} games written after the kill"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::until_games_written(&out, completed, &format!("{broker}, after the kill")).await;
     let (ok, lines) = heir.interrupt();
     assert!(ok, "{}", lines.join("\n"));
     let (ok, lines) = server.interrupt();

@@ -10,6 +10,7 @@
 //! Each broker lives in one file; `tests/broker_contract.rs` is the suite every one
 //! of them passes.
 
+mod fetched;
 mod memory;
 mod nats;
 mod rabbitmq;

@@ -16,9 +16,8 @@ use std::time::Duration;
 use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
+use super::fetched::FetchedConsumer;
 use super::{Broker, BrokerError, Consumer, Delivery, Publisher, Semantics, Settle};
 use crate::config::redact_url;
 
@@ -162,8 +161,7 @@ impl Broker for NatsBroker {
             .messages()
             .await
             .map_err(unavailable)?;
-        let (tx, rx) = mpsc::channel(1);
-        let task = tokio::spawn(async move {
+        Ok(Box::new(FetchedConsumer::spawn(1, |tx| async move {
             while let Some(m) = messages.next().await {
                 let item = match m {
                     Ok(msg) => {
@@ -181,8 +179,7 @@ impl Broker for NatsBroker {
                     return;
                 }
             }
-        });
-        Ok(Box::new(NatsConsumer { rx, task }))
+        })))
     }
 }
 
@@ -205,24 +202,6 @@ impl Publisher for NatsBroker {
             ack.await.map_err(unavailable)?;
         }
         Ok(())
-    }
-}
-
-struct NatsConsumer {
-    rx: mpsc::Receiver<Result<Delivery, BrokerError>>,
-    task: JoinHandle<()>,
-}
-
-#[async_trait]
-impl Consumer for NatsConsumer {
-    async fn next(&mut self) -> Result<Delivery, BrokerError> {
-        self.rx.recv().await.unwrap_or(Err(BrokerError::Closed))
-    }
-}
-
-impl Drop for NatsConsumer {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 

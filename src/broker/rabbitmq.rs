@@ -25,9 +25,9 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
-use tokio::sync::{Mutex, mpsc};
-use tokio::task::JoinHandle;
+use tokio::sync::Mutex;
 
+use super::fetched::FetchedConsumer;
 use super::{Broker, BrokerError, Consumer, Delivery, Publisher, Semantics, Settle};
 use crate::config::redact_url;
 
@@ -175,8 +175,7 @@ impl Broker for RabbitBroker {
             )
             .await
             .map_err(unavailable)?;
-        let (tx, rx) = mpsc::channel(1);
-        let task = tokio::spawn(async move {
+        let consumer = FetchedConsumer::spawn(1, |tx| async move {
             while let Some(next) = stream.next().await {
                 let item = match next {
                     Ok(d) => Ok(Delivery::new(
@@ -191,11 +190,14 @@ impl Broker for RabbitBroker {
                 }
             }
         });
-        Ok(Box::new(RabbitConsumer {
-            rx,
-            task,
-            conn: Some(conn),
-        }))
+        // Closing the connection gives every unacknowledged message back to the queue.
+        Ok(Box::new(consumer.on_drop(async move {
+            let _ = tokio::time::timeout(
+                Duration::from_secs(5),
+                conn.close(200, "consumer dropped".into()),
+            )
+            .await;
+        })))
     }
 }
 
@@ -269,38 +271,6 @@ impl Publisher for SharedPublisher {
             *state = None;
         }
         result
-    }
-}
-
-struct RabbitConsumer {
-    rx: mpsc::Receiver<Result<Delivery, BrokerError>>,
-    task: JoinHandle<()>,
-    conn: Option<Connection>,
-}
-
-#[async_trait]
-impl Consumer for RabbitConsumer {
-    async fn next(&mut self) -> Result<Delivery, BrokerError> {
-        self.rx.recv().await.unwrap_or(Err(BrokerError::Closed))
-    }
-}
-
-impl Drop for RabbitConsumer {
-    /// Closing the connection gives every unacknowledged message back to the queue.
-    fn drop(&mut self) {
-        self.task.abort();
-        let Some(conn) = self.conn.take() else {
-            return;
-        };
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let _ = tokio::time::timeout(
-                    Duration::from_secs(5),
-                    conn.close(200, "consumer dropped".into()),
-                )
-                .await;
-            });
-        }
     }
 }
 

@@ -13,9 +13,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::sync::oneshot;
 
+use super::fetched::{Feed, FetchedConsumer};
 use super::{Broker, BrokerError, Consumer, Delivery, Publisher, Semantics, Settle};
 use crate::config::redact_url;
 
@@ -80,20 +80,14 @@ impl Broker for RedisPubSubBroker {
     }
 
     async fn consumer(&self, topic: &str, _group: &str) -> Result<Box<dyn Consumer>, BrokerError> {
-        let (tx, rx) = mpsc::channel(BUFFER);
         let (subscribed_tx, subscribed) = oneshot::channel();
-        let task = tokio::spawn(listen(
-            self.client.clone(),
-            topic.to_string(),
-            tx,
-            Some(subscribed_tx),
-        ));
+        let (client, channel) = (self.client.clone(), topic.to_string());
+        let consumer = FetchedConsumer::spawn(BUFFER, |tx| {
+            listen(client, channel, tx, Some(subscribed_tx))
+        });
         match subscribed.await {
-            Ok(Ok(())) => Ok(Box::new(PubSubConsumer { rx, task })),
-            Ok(Err(e)) => {
-                task.abort();
-                Err(e)
-            }
+            Ok(Ok(())) => Ok(Box::new(consumer)),
+            Ok(Err(e)) => Err(e),
             Err(_) => Err(BrokerError::Unavailable(
                 "Redis pub/sub: the subscriber stopped".into(),
             )),
@@ -119,7 +113,7 @@ impl Publisher for RedisPubSubBroker {
 async fn listen(
     client: redis::Client,
     channel: String,
-    tx: mpsc::Sender<Result<Delivery, BrokerError>>,
+    tx: Feed,
     mut subscribed: Option<oneshot::Sender<Result<(), BrokerError>>>,
 ) {
     let mut backoff = Duration::from_millis(100);
@@ -156,24 +150,6 @@ async fn listen(
             }
         }
         tracing::warn!("Redis pub/sub: lost the subscription to {channel}; resubscribing");
-    }
-}
-
-struct PubSubConsumer {
-    rx: mpsc::Receiver<Result<Delivery, BrokerError>>,
-    task: JoinHandle<()>,
-}
-
-#[async_trait]
-impl Consumer for PubSubConsumer {
-    async fn next(&mut self) -> Result<Delivery, BrokerError> {
-        self.rx.recv().await.unwrap_or(Err(BrokerError::Closed))
-    }
-}
-
-impl Drop for PubSubConsumer {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 

@@ -15,9 +15,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::Value;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
+use super::fetched::{Feed, FetchedConsumer};
 use super::{Broker, BrokerError, Consumer, Delivery, Publisher, Semantics, Settle};
 use crate::config::redact_url;
 
@@ -124,14 +123,25 @@ impl Broker for RedisStreamsBroker {
             claim_after: self.claim_after,
         };
         let fetch_conn = manager(&self.client).await?;
-        let (tx, rx) = mpsc::channel(1);
-        let fetcher = tokio::spawn(fetch(fetch_conn, stream.clone(), self.conn.clone(), tx));
-        Ok(Box::new(StreamsConsumer {
-            rx,
-            fetcher,
-            conn: self.conn.clone(),
-            stream,
-        }))
+        let settle_conn = self.conn.clone();
+        let consumer =
+            FetchedConsumer::spawn(1, |tx| fetch(fetch_conn, stream.clone(), settle_conn, tx));
+        // Hands back whatever this consumer holds, fetched or delivered, so another
+        // consumer takes it at once rather than after the claim time.
+        let mut conn = self.conn.clone();
+        Ok(Box::new(consumer.on_drop(async move {
+            let held = match stream.held(&mut conn).await {
+                Ok(ids) => ids,
+                Err(e) => {
+                    tracing::warn!("Redis Streams: handing back a consumer's entries: {e}");
+                    return;
+                }
+            };
+            // The consumer stays in the group: deleting it would drop its entries.
+            if let Err(e) = stream.hand_back(&mut conn, &held).await {
+                tracing::warn!("Redis Streams: handing back a consumer's entries: {e}");
+            }
+        })))
     }
 }
 
@@ -248,7 +258,7 @@ async fn fetch(
     mut conn: ConnectionManager,
     stream: Stream,
     settle_conn: ConnectionManager,
-    tx: mpsc::Sender<Result<Delivery, BrokerError>>,
+    tx: Feed,
 ) {
     let mut failures = 0u32;
     loop {
@@ -341,45 +351,6 @@ async fn ack_ids(
         .query_async::<()>(conn)
         .await
         .map_err(unavailable)
-}
-
-struct StreamsConsumer {
-    rx: mpsc::Receiver<Result<Delivery, BrokerError>>,
-    fetcher: JoinHandle<()>,
-    conn: ConnectionManager,
-    stream: Stream,
-}
-
-#[async_trait]
-impl Consumer for StreamsConsumer {
-    async fn next(&mut self) -> Result<Delivery, BrokerError> {
-        self.rx.recv().await.unwrap_or(Err(BrokerError::Closed))
-    }
-}
-
-impl Drop for StreamsConsumer {
-    /// Hands back whatever this consumer holds, fetched or delivered, so another
-    /// consumer takes it at once rather than after the claim time.
-    fn drop(&mut self) {
-        self.fetcher.abort();
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let (mut conn, stream) = (self.conn.clone(), self.stream.clone());
-        runtime.spawn(async move {
-            let held = match stream.held(&mut conn).await {
-                Ok(ids) => ids,
-                Err(e) => {
-                    tracing::warn!("Redis Streams: handing back a consumer's entries: {e}");
-                    return;
-                }
-            };
-            // The consumer stays in the group: deleting it would drop its entries.
-            if let Err(e) = stream.hand_back(&mut conn, &held).await {
-                tracing::warn!("Redis Streams: handing back a consumer's entries: {e}");
-            }
-        });
-    }
 }
 
 struct StreamsSettle {

@@ -325,3 +325,28 @@ impl Drop for Service {
         let _ = self.child.wait();
     }
 }
+
+/// A TCP port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until both tables under `out` hold `games` games, failing after a while.
+pub async fn until_games_written(out: &std::path::Path, games: u64, what: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT * 3;
+    loop {
+        let written = superhero::audit::audit(out).unwrap().complete_games().len() as u64;
+        if written >= games {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: {written} of {games} games written"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
