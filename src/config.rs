@@ -102,6 +102,9 @@ pub enum Command {
     Simulate(SimulateArgs),
     /// Read the Parquet tables under a folder back and check them.
     Audit(AuditArgs),
+    /// Redis fan-out middleware: each message of the pub/sub channel to one live worker,
+    /// or, with --to, to another broker.
+    Fanout(FanoutArgs),
 }
 
 #[derive(Debug, Args)]
@@ -245,6 +248,17 @@ pub struct WorkerArgs {
     pub group: String,
     #[command(flatten)]
     pub etl: EtlArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct FanoutArgs {
+    /// The Redis pub/sub channel to fan out.
+    #[arg(long, env = "WORKER_CHANNEL", default_value = "redis.lib.server.lobby")]
+    pub channel: String,
+    /// Bridge the channel into this broker (amqp://, nats://, redis-streams://, ...)
+    /// instead of fanning out to Redis workers.
+    #[arg(long, value_name = "BROKER_URL")]
+    pub to: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -11,10 +11,13 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 
 use superhero::audit;
-use superhero::broker::{self, Broker, BrokerChoice, BrokerDefaults, MemoryBroker};
+use superhero::broker::{
+    self, Broker, BrokerChoice, BrokerDefaults, ConnectOptions, Fanout, MemoryBroker,
+    RedisPubSubBroker,
+};
 use superhero::config::{
-    self, AuditArgs, BuildDbArgs, Cli, Command, EtlArgs, GlobalArgs, PlayerArgs, RosterArgs,
-    ServerArgs, SimulateArgs, StoreChoice, WorkerArgs,
+    self, AuditArgs, BuildDbArgs, Cli, Command, EtlArgs, FanoutArgs, GlobalArgs, PlayerArgs,
+    RosterArgs, ServerArgs, SimulateArgs, StoreChoice, WorkerArgs,
 };
 use superhero::events::transport::DEFAULT_BUFFER;
 use superhero::events::{EventLayer, EventPipe, EventSink, Queue};
@@ -90,6 +93,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Player(args) => play(args, g.json).await,
         Command::Simulate(args) => with_store(g, |store| run_simulation(store, args, g)).await,
         Command::Audit(args) => run_audit(args, g).await,
+        Command::Fanout(args) => run_fanout(args, g).await,
     }
 }
 
@@ -220,12 +224,18 @@ fn broker_choice(g: &GlobalArgs, default_module: &str) -> Result<BrokerChoice> {
     Ok(BrokerChoice::parse(g.broker.as_deref(), module, &defaults)?)
 }
 
-fn claim_after(g: &GlobalArgs) -> Result<Duration> {
-    let d = config::seconds(g.claim_after, "--claim-after").map_err(anyhow::Error::msg)?;
-    if d < Duration::from_millis(100) {
+/// `in_process`: everything runs in this process (`simulate`), so it runs the Redis
+/// fan-out middleware too.
+fn connect_options(g: &GlobalArgs, in_process: bool) -> Result<ConnectOptions> {
+    let claim_after =
+        config::seconds(g.claim_after, "--claim-after").map_err(anyhow::Error::msg)?;
+    if claim_after < Duration::from_millis(100) {
         bail!("--claim-after must be at least 0.1 seconds");
     }
-    Ok(d)
+    Ok(ConnectOptions {
+        claim_after,
+        embedded_fanout: in_process,
+    })
 }
 
 /// A broker that other processes can reach, for `server` and `worker`.
@@ -237,14 +247,14 @@ async fn network_broker(g: &GlobalArgs, command: &str) -> Result<Option<Arc<dyn 
              use `superhero simulate`, or a network broker such as --broker redis-streams://HOST:PORT/DB"
         );
     }
-    broker::connect(&choice, claim_after(g)?)
+    broker::connect(&choice, connect_options(g, false)?)
         .await
         .with_context(|| format!("opening the broker for `{command}`"))
 }
 
 /// The broker of `simulate`: the embedded one unless another is configured.
 async fn simulate_broker(g: &GlobalArgs) -> Result<Arc<dyn Broker>> {
-    match broker::connect(&broker_choice(g, "memory")?, claim_after(g)?).await? {
+    match broker::connect(&broker_choice(g, "memory")?, connect_options(g, true)?).await? {
         Some(b) => Ok(b),
         None => Ok(Arc::new(MemoryBroker::new())),
     }
@@ -359,6 +369,111 @@ async fn serve(store: AnyStore, args: &ServerArgs, g: &GlobalArgs) -> Result<Exi
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `fanout --json` summary.
+#[derive(Serialize)]
+struct FanoutSummary {
+    channel: String,
+    to: String,
+    forwarded: u64,
+    lost: u64,
+    elapsed_s: f64,
+}
+
+/// The Redis the fan-out reads: `--broker redis://` or `redis-fanout://`, else REDIS_*.
+fn fanout_source(g: &GlobalArgs) -> Result<String> {
+    match g.broker.as_deref() {
+        Some(url) if url.starts_with("redis://") => Ok(url.to_string()),
+        Some(url) if url.starts_with("redis-fanout://") => {
+            Ok(url.replacen("redis-fanout://", "redis://", 1))
+        }
+        Some(other) => bail!(
+            "`fanout` reads Redis pub/sub: --broker must be redis:// or redis-fanout://, not {}",
+            config::redact_url(other)
+        ),
+        None => Ok(RedisConfig::from_parts(&g.redis_host, g.redis_port, g.redis_db).url),
+    }
+}
+
+async fn run_fanout(args: &FanoutArgs, g: &GlobalArgs) -> Result<ExitCode> {
+    let source = fanout_source(g)?;
+    let client = redis::Client::open(source.as_str())
+        .with_context(|| format!("bad Redis address {}", config::redact_url(&source)))?;
+    let started = std::time::Instant::now();
+    let (forwarded, lost, to) = match &args.to {
+        None => {
+            let fanout = Fanout::start(&client, &args.channel).await?;
+            let stats = fanout.stats.clone();
+            println!(
+                "superhero fanout: {} to one live worker each, on {}",
+                args.channel,
+                config::redact_url(&source)
+            );
+            tokio::select! {
+                r = fanout.run() => r?,
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            (
+                stats.forwarded.load(std::sync::atomic::Ordering::Relaxed),
+                stats.lost.load(std::sync::atomic::Ordering::Relaxed),
+                "workers".to_string(),
+            )
+        }
+        Some(url) => {
+            let choice = BrokerChoice::parse(Some(url), "default", &BrokerDefaults::default())?;
+            let Some(target) = broker::connect(&choice, connect_options(g, false)?).await? else {
+                bail!("--to needs a broker URL");
+            };
+            let topic = target.topic_for(worker::CHANNEL);
+            let mut input = RedisPubSubBroker::connect(&source)
+                .await?
+                .consumer(&args.channel, "fanout")
+                .await?;
+            let publisher = target.publisher().await?;
+            println!(
+                "superhero fanout: {} bridged to {} ({})",
+                args.channel,
+                topic,
+                config::redact_url(url)
+            );
+            let mut forwarded = 0u64;
+            let mut lost = 0u64;
+            loop {
+                let next = tokio::select! {
+                    n = input.next() => n,
+                    _ = tokio::signal::ctrl_c() => break,
+                };
+                let payload = next?.payload;
+                match publisher
+                    .publish(&topic, std::slice::from_ref(&payload))
+                    .await
+                {
+                    Ok(()) => forwarded += 1,
+                    Err(e) => {
+                        lost += 1;
+                        tracing::error!("fanout: a message could not be bridged: {e}");
+                    }
+                }
+            }
+            (forwarded, lost, config::redact_url(url))
+        }
+    };
+    print_summary(
+        &FanoutSummary {
+            channel: args.channel.clone(),
+            to,
+            forwarded,
+            lost,
+            elapsed_s: started.elapsed().as_secs_f64(),
+        },
+        g.json,
+    )?;
+    Ok(if lost == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// The `worker --json` summary.

@@ -17,6 +17,7 @@ use crate::broker::{Broker, BrokerError};
 use crate::events::Queue;
 use crate::events::transport::{DEFAULT_BUFFER, PipeError};
 use crate::events::{EventPipe, EventSink};
+use crate::game::GameToken;
 use crate::player::{self, PlayerSettings};
 use crate::roster;
 use crate::server::{self, ServerSettings};
@@ -101,7 +102,7 @@ pub async fn run<S: GameStore>(
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
 
     // Workers subscribe before anything is published, so no event passes them by.
-    let progress = Arc::new(EtlProgress::default());
+    let progress = Arc::new(EtlProgress::tracking_games());
     let (stop_workers, stop_rx) = watch::channel(false);
     let mut workers = tokio::task::JoinSet::new();
     for i in 0..settings.workers {
@@ -161,7 +162,13 @@ pub async fn run<S: GameStore>(
     } else {
         settings.workers as u64
     };
-    drain(&progress, lobby_events * copies, settings.drain_idle).await;
+    drain(
+        &progress,
+        &bots.completed_games,
+        lobby_events * copies,
+        settings.drain_idle,
+    )
+    .await;
     let _ = stop_workers.send(true);
     while let Some(done) = workers.join_next().await {
         match done {
@@ -240,14 +247,15 @@ pub async fn run<S: GameStore>(
     })
 }
 
-/// Waits until the workers have settled `events` events, or have settled none for
-/// `idle`.
-async fn drain(progress: &EtlProgress, events: u64, idle: Duration) {
+/// Waits until the workers have written every one of `games` and settled `events`
+/// events (redeliveries and retried publishes can add events, never games), or have
+/// settled none for `idle`.
+async fn drain(progress: &EtlProgress, games: &[GameToken], events: u64, idle: Duration) {
     let mut last = u64::MAX;
     let mut idle_since = Instant::now();
     loop {
         let c = progress.counts();
-        if c.settled() >= events {
+        if c.settled() >= events && progress.wrote_all(games) {
             return;
         }
         if c.settled() != last {

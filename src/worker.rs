@@ -72,6 +72,8 @@ pub struct EtlProgress {
     pub rejected: AtomicU64,
     /// Writes or store reads that failed and were retried.
     pub retries: AtomicU64,
+    /// The games written so far, if asked for (see [`EtlProgress::tracking_games`]).
+    written: Option<std::sync::Mutex<std::collections::HashSet<GameToken>>>,
 }
 
 /// A copy of [`EtlProgress`] (the worker fields of summaries).
@@ -94,6 +96,30 @@ impl EtlCounts {
 }
 
 impl EtlProgress {
+    /// Progress that also remembers which games were written.
+    pub fn tracking_games() -> Self {
+        Self {
+            written: Some(std::sync::Mutex::default()),
+            ..Self::default()
+        }
+    }
+
+    /// Whether every one of `games` was written (false when games are not tracked).
+    pub fn wrote_all<'a>(&self, games: impl IntoIterator<Item = &'a GameToken>) -> bool {
+        match &self.written {
+            Some(set) => set
+                .lock()
+                .is_ok_and(|set| games.into_iter().all(|g| set.contains(g))),
+            None => false,
+        }
+    }
+
+    fn record_written(&self, game: &GameToken) {
+        if let Some(Ok(mut set)) = self.written.as_ref().map(|s| s.lock()) {
+            set.insert(game.clone());
+        }
+    }
+
     pub fn counts(&self) -> EtlCounts {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         EtlCounts {
@@ -377,6 +403,7 @@ impl<S: GameStore> Worker<S> {
                 EtlProgress::add(&self.progress.files_written, files as u64);
                 let n = settle.len() as u64;
                 for (delivery, game) in settle {
+                    self.progress.record_written(&game);
                     if self.settings.clean {
                         self.clean(&game).await;
                     }

@@ -10,7 +10,7 @@ mod common;
 
 use superhero::broker::{
     Broker, Consumer, Delivery, MemoryBroker, NatsBroker, NatsOptions, RabbitBroker,
-    RedisPubSubBroker, RedisStreamsBroker,
+    RedisFanoutBroker, RedisPubSubBroker, RedisStreamsBroker,
 };
 
 /// Longest wait for one message; a healthy broker answers in milliseconds.
@@ -316,3 +316,14 @@ async fn nats() -> Box<dyn Broker> {
 }
 
 broker_contract!(nats, nats().await);
+
+/// Redis fan-out, with its middleware running in this process.
+async fn redis_fanout() -> Box<dyn Broker> {
+    Box::new(
+        RedisFanoutBroker::connect(&common::redis_url(0), true)
+            .await
+            .expect("Redis is reachable (scripts/test starts it)"),
+    )
+}
+
+broker_contract!(redis_fanout, redis_fanout().await);

@@ -1,7 +1,7 @@
 //! `simulate` with three workers on each network broker: the broker's semantics show
 //! in the tables. Redis pub/sub broadcasts, so every game is written by all three
-//! workers; Redis Streams, RabbitMQ and NATS JetStream share the work, so each game is
-//! written once.
+//! workers; the Redis fan-out, Redis Streams, RabbitMQ and NATS JetStream share the
+//! work, so each game is written once.
 //!
 //! Uses Redis database 0; one test, so the runs never overlap.
 
@@ -47,6 +47,7 @@ async fn each_broker_keeps_its_semantics() {
     let cases = [
         (redis.clone(), 3u64),
         (redis.replacen("redis://", "redis-streams://", 1), 1),
+        (redis.replacen("redis://", "redis-fanout://", 1), 1),
         (common::amqp_url(), 1),
         (common::nats_url(), 1),
     ];

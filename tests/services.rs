@@ -1,7 +1,13 @@
-//! The deployment of the original, as separate processes: `superhero server`
-//! publishing to Redis Streams, `superhero player` bots, and `superhero worker`
-//! processes writing the tables, all sharing one Redis (database 0). Every completed
-//! game ends up on disk exactly once, and nothing is left pending on the stream.
+//! The deployments of the original, as separate processes sharing one Redis (database
+//! 0): `superhero server` publishing its events, `superhero player` bots, and two
+//! `superhero worker` processes writing the tables, in three set-ups:
+//!
+//! - Redis Streams end to end;
+//! - Redis pub/sub, with `superhero fanout` handing each event to one live worker;
+//! - Redis pub/sub bridged by `superhero fanout --to amqp://…` into RabbitMQ.
+//!
+//! In each, every completed game ends up on disk exactly once. The set-ups share the
+//! pub/sub channel, so they run one after the other in one test.
 
 mod common;
 
@@ -20,13 +26,13 @@ fn last_json(lines: &[String]) -> Value {
         .unwrap_or_else(|| panic!("no JSON summary in:\n{}", lines.join("\n")))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn server_player_and_workers_as_separate_processes() {
-    let mut conn = fresh_db(0).await;
+/// Runs one deployment; returns the games completed and written.
+async fn deployment(server_broker: &str, fanout: Option<&[&str]>, worker_broker: &str) -> u64 {
+    let _ = fresh_db(0).await;
     let store = redis_url(0);
-    let broker = store.replacen("redis://", "redis-streams://", 1);
     let out = std::env::temp_dir().join(format!("superhero-services-{}", uuid::Uuid::new_v4()));
     let out_arg = out.to_str().unwrap();
+    let quiet = ["--log-level", "WARNING"];
 
     let built = std::process::Command::new(env!("CARGO_BIN_EXE_superhero"))
         .args(["build-db", "--store", &store])
@@ -34,45 +40,49 @@ async fn server_player_and_workers_as_separate_processes() {
         .unwrap();
     assert!(built.status.success());
 
-    let server = Service::start(
-        &[
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--store",
-            &store,
-            "--broker",
-            &broker,
-            "--log-level",
-            "WARNING",
-        ],
-        "listening on ws://",
-    );
-    // Two worker processes share the stream's consumer group.
+    // Workers first: on pub/sub, what is published before anyone listens is gone.
     let workers: Vec<Service> = (0..2)
         .map(|_| {
-            Service::start(
-                &[
-                    "worker",
-                    "--workers",
-                    "2",
-                    "--store",
-                    &store,
-                    "--broker",
-                    &broker,
-                    "--output-dir",
-                    out_arg,
-                    "--clean",
-                    "--json",
-                    "--log-level",
-                    "WARNING",
-                ],
-                "superhero worker:",
-            )
+            let args = [
+                "worker",
+                "--workers",
+                "2",
+                "--store",
+                &store,
+                "--broker",
+                worker_broker,
+                "--output-dir",
+                out_arg,
+                "--clean",
+                "--json",
+            ];
+            Service::start(&[&args[..], &quiet[..]].concat(), "superhero worker:")
         })
         .collect();
+    let fanout = fanout.map(|extra| {
+        let args = [
+            &["fanout", "--broker", &store, "--json"][..],
+            extra,
+            &quiet[..],
+        ]
+        .concat();
+        Service::start(&args, "superhero fanout:")
+    });
+    let server_args = [
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--store",
+        &store,
+        "--broker",
+        server_broker,
+    ];
+    let server = Service::start(
+        &[&server_args[..], &quiet[..]].concat(),
+        "listening on ws://",
+    );
 
     let player = std::process::Command::new(env!("CARGO_BIN_EXE_superhero"))
         .args([
@@ -88,7 +98,7 @@ async fn server_player_and_workers_as_separate_processes() {
         .output()
         .unwrap();
     assert!(player.status.success(), "{player:?}");
-    let played: Value = last_json(
+    let played = last_json(
         &String::from_utf8_lossy(&player.stdout)
             .lines()
             .map(String::from)
@@ -97,7 +107,7 @@ async fn server_player_and_workers_as_separate_processes() {
     let completed = played["games_completed"].as_u64().unwrap();
     assert!(completed > 0, "{played}");
 
-    common::until_games_written(&out, completed, "separate processes").await;
+    common::until_games_written(&out, completed, server_broker).await;
 
     let mut written = 0;
     for w in workers {
@@ -107,23 +117,48 @@ async fn server_player_and_workers_as_separate_processes() {
         written += summary["games_written"].as_u64().unwrap();
         assert_eq!(summary["rejected"], 0, "{summary}");
     }
+    if let Some(f) = fanout {
+        let (ok, lines) = f.interrupt();
+        assert!(ok, "fanout lost messages:\n{}", lines.join("\n"));
+        assert_eq!(last_json(&lines)["lost"], 0);
+    }
     let (ok, lines) = server.interrupt();
     assert!(ok, "{}", lines.join("\n"));
 
-    assert_eq!(written, completed, "each game written by one worker");
+    assert_eq!(
+        written, completed,
+        "{server_broker}: each game by one worker"
+    );
     let audit = superhero::audit::audit(&out).unwrap().report;
     assert_eq!(audit.games, completed);
     assert_eq!((audit.duplicate_games, audit.incomplete_games), (0, 0));
     assert!(audit.schema_ok, "{:?}", audit.bad_files);
+    std::fs::remove_dir_all(&out).unwrap();
+    completed
+}
 
-    // Every event was acknowledged: nothing is pending.
-    let pending_count: i64 = redis::cmd("XPENDING")
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_original_deployments_as_processes() {
+    let redis = redis_url(0);
+    let streams = redis.replacen("redis://", "redis-streams://", 1);
+    let fanout = redis.replacen("redis://", "redis-fanout://", 1);
+    let amqp = common::amqp_url();
+
+    deployment(&streams, None, &streams).await;
+    // Every event was acknowledged: nothing is pending on the stream.
+    let mut conn = redis::Client::open(redis.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let (pending, ..): (i64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
         .arg("lib.server.lobby")
         .arg("superhero_sim")
-        .query_async::<(i64, redis::Value, redis::Value, redis::Value)>(&mut conn)
+        .query_async(&mut conn)
         .await
-        .unwrap()
-        .0;
-    assert_eq!(pending_count, 0);
-    std::fs::remove_dir_all(&out).unwrap();
+        .unwrap();
+    assert_eq!(pending, 0);
+
+    deployment(&redis, Some(&[]), &fanout).await;
+    deployment(&redis, Some(&["--to", &amqp]), &amqp).await;
 }

@@ -14,6 +14,7 @@ mod fetched;
 mod memory;
 mod nats;
 mod rabbitmq;
+mod redis_fanout;
 mod redis_pubsub;
 mod redis_streams;
 
@@ -26,6 +27,7 @@ use thiserror::Error;
 pub use self::memory::MemoryBroker;
 pub use self::nats::{NatsBroker, NatsOptions};
 pub use self::rabbitmq::RabbitBroker;
+pub use self::redis_fanout::{Fanout, FanoutStats, RedisFanoutBroker};
 pub use self::redis_pubsub::RedisPubSubBroker;
 pub use self::redis_streams::RedisStreamsBroker;
 
@@ -154,6 +156,8 @@ pub enum BrokerChoice {
     Rabbit(String),
     /// NATS JetStream, with its `nats://` URL.
     Nats(String),
+    /// Redis fan-out: pub/sub in, one worker per message out; its `redis://` URL.
+    RedisFanout(String),
 }
 
 /// Where LOGGER_MODULE's brokers are (from REDIS_*, AMQP_* and RABBIT_*).
@@ -185,9 +189,14 @@ impl BrokerChoice {
                 "redis" | "rediss" => Ok(Self::RedisPubSub(url.to_string())),
                 "amqp" => Ok(Self::Rabbit(url.to_string())),
                 "nats" => Ok(Self::Nats(url.to_string())),
-                "redis-fanout" | "kafka" | "nsq" => Err(BrokerError::Config(format!(
+                "redis-fanout" => Ok(Self::RedisFanout(url.replacen(
+                    "redis-fanout://",
+                    "redis://",
+                    1,
+                ))),
+                "kafka" | "nsq" => Err(BrokerError::Config(format!(
                     "the {scheme}:// broker is not available in this build; use \
-                         redis://, redis-streams://, amqp://, nats:// or memory://"
+                         redis://, redis-fanout://, redis-streams://, amqp://, nats:// or memory://"
                 ))),
                 _ => Err(BrokerError::Config(format!(
                     "unknown broker URL scheme {scheme:?}: expected memory://, redis://, \
@@ -202,9 +211,10 @@ impl BrokerChoice {
             "redis" => Ok(Self::RedisPubSub(defaults.redis_url.clone())),
             "rabbit" => Ok(Self::Rabbit(defaults.amqp_url.clone())),
             "nats" => Ok(Self::Nats(defaults.nats_url.clone())),
-            "redis-fanout" | "kafka" | "nsq" => Err(BrokerError::Config(format!(
+            "redis-fanout" => Ok(Self::RedisFanout(defaults.redis_url.clone())),
+            "kafka" | "nsq" => Err(BrokerError::Config(format!(
                 "LOGGER_MODULE={logger_module} is not available in this build; use \
-                     redis, redis-streams, rabbit, nats or memory"
+                     redis, redis-fanout, redis-streams, rabbit, nats or memory"
             ))),
             other => Err(BrokerError::Config(format!(
                 "unknown LOGGER_MODULE {other:?}: expected default, memory, redis, \
@@ -214,13 +224,22 @@ impl BrokerChoice {
     }
 }
 
-/// Opens the chosen broker; `None` when records are only printed. `claim_after`:
-/// how long a message held by a consumer that died waits before another consumer
-/// takes it, on brokers that cannot tell at once (Redis Streams, NATS JetStream).
+/// How to open a broker.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectOptions {
+    /// How long a message held by a consumer that died waits before another consumer
+    /// takes it, on brokers that cannot tell at once (Redis Streams, NATS JetStream).
+    pub claim_after: std::time::Duration,
+    /// Redis fan-out: run the fan-out middleware in this process (`simulate`).
+    pub embedded_fanout: bool,
+}
+
+/// Opens the chosen broker; `None` when records are only printed.
 pub async fn connect(
     choice: &BrokerChoice,
-    claim_after: std::time::Duration,
+    options: ConnectOptions,
 ) -> Result<Option<Arc<dyn Broker>>, BrokerError> {
+    let claim_after = options.claim_after;
     Ok(match choice {
         BrokerChoice::None => None,
         BrokerChoice::Memory => Some(Arc::new(MemoryBroker::new())),
@@ -236,6 +255,9 @@ pub async fn connect(
             };
             Some(Arc::new(NatsBroker::connect_with(url, options).await?))
         }
+        BrokerChoice::RedisFanout(url) => Some(Arc::new(
+            RedisFanoutBroker::connect(url, options.embedded_fanout).await?,
+        )),
     })
 }
 

@@ -57,6 +57,16 @@ impl RedisPubSubBroker {
     }
 }
 
+impl RedisPubSubBroker {
+    pub(super) fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    pub(super) fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+}
+
 #[async_trait]
 impl Broker for RedisPubSubBroker {
     fn kind(&self) -> &'static str {
@@ -80,18 +90,26 @@ impl Broker for RedisPubSubBroker {
     }
 
     async fn consumer(&self, topic: &str, _group: &str) -> Result<Box<dyn Consumer>, BrokerError> {
-        let (subscribed_tx, subscribed) = oneshot::channel();
-        let (client, channel) = (self.client.clone(), topic.to_string());
-        let consumer = FetchedConsumer::spawn(BUFFER, |tx| {
-            listen(client, channel, tx, Some(subscribed_tx))
-        });
-        match subscribed.await {
-            Ok(Ok(())) => Ok(Box::new(consumer)),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(BrokerError::Unavailable(
-                "Redis pub/sub: the subscriber stopped".into(),
-            )),
-        }
+        Ok(Box::new(subscribe(&self.client, topic).await?))
+    }
+}
+
+/// A subscriber of `channel`, subscribed when this returns.
+pub(super) async fn subscribe(
+    client: &redis::Client,
+    channel: &str,
+) -> Result<FetchedConsumer, BrokerError> {
+    let (subscribed_tx, subscribed) = oneshot::channel();
+    let (client, channel) = (client.clone(), channel.to_string());
+    let consumer = FetchedConsumer::spawn(BUFFER, |tx| {
+        listen(client, channel, tx, Some(subscribed_tx))
+    });
+    match subscribed.await {
+        Ok(Ok(())) => Ok(consumer),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(BrokerError::Unavailable(
+            "Redis pub/sub: the subscriber stopped".into(),
+        )),
     }
 }
 

@@ -1,0 +1,272 @@
+//! Redis fan-out (`redis-fanout://host:port/db`), the original's answer to pub/sub
+//! duplicates: publishers publish on the plain pub/sub channel (`redis.<queue>`); a
+//! fan-out middleware ([`run_fanout`], `superhero fanout`) subscribes it and
+//! republishes each message to ONE live worker, on that worker's own channel
+//! `redis.<queue>-<worker>`.
+//!
+//! Workers register in the set `<channel>:fanout:<group>` (and their group in
+//! `<channel>:fanout-groups`) when they subscribe, and leave when they go. The middleware takes the group's workers in turn; PUBLISH
+//! tells how many subscribers got a message, so a worker that died without leaving
+//! is noticed at its first message, dropped from the set, and the message goes to the
+//! next one. A message with no live worker is lost, counted and logged. Nothing is
+//! acknowledged or redelivered: underneath it is pub/sub.
+//!
+//! Run exactly one middleware per channel; two would deliver every message twice.
+//! `simulate` runs its own in process.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+
+use super::redis_pubsub::{RedisPubSubBroker, subscribe};
+use super::{Broker, BrokerError, Consumer, Publisher, Semantics};
+
+/// How often the middleware re-reads the groups and their workers.
+const REFRESH: Duration = Duration::from_secs(1);
+
+fn unavailable(e: redis::RedisError) -> BrokerError {
+    BrokerError::Unavailable(format!("Redis fan-out: {e}"))
+}
+
+/// The set of a group's live workers.
+fn registry(channel: &str, group: &str) -> String {
+    format!("{channel}:fanout:{group}")
+}
+
+/// The set of a channel's groups.
+fn groups_key(channel: &str) -> String {
+    format!("{channel}:fanout-groups")
+}
+
+/// A worker's own channel.
+fn worker_channel(channel: &str, worker: &str) -> String {
+    format!("{channel}-{worker}")
+}
+
+#[derive(Clone)]
+pub struct RedisFanoutBroker {
+    pubsub: RedisPubSubBroker,
+    /// Run the middleware in this process for every topic consumed (simulate, tests).
+    embedded: bool,
+    middlewares: Arc<Mutex<HashMap<String, Arc<FanoutTask>>>>,
+}
+
+struct FanoutTask {
+    task: JoinHandle<()>,
+}
+
+impl Drop for FanoutTask {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl RedisFanoutBroker {
+    /// Connects to `redis-fanout://…` or `redis://…`; with `embedded`, this process
+    /// also runs the middleware of every topic it consumes.
+    pub async fn connect(url: &str, embedded: bool) -> Result<Self, BrokerError> {
+        let redis_url = match url.strip_prefix("redis-fanout://") {
+            Some(rest) => format!("redis://{rest}"),
+            None => url.to_string(),
+        };
+        Ok(Self {
+            pubsub: RedisPubSubBroker::connect(&redis_url).await?,
+            embedded,
+            middlewares: Arc::default(),
+        })
+    }
+}
+
+#[async_trait]
+impl Broker for RedisFanoutBroker {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    fn semantics(&self) -> Semantics {
+        Semantics {
+            work_sharing: true,
+            redelivery: false,
+            retains_unconsumed: false,
+        }
+    }
+
+    fn topic_for(&self, queue: &str) -> String {
+        self.pubsub.topic_for(queue)
+    }
+
+    async fn publisher(&self) -> Result<Box<dyn Publisher>, BrokerError> {
+        self.pubsub.publisher().await
+    }
+
+    async fn consumer(&self, topic: &str, group: &str) -> Result<Box<dyn Consumer>, BrokerError> {
+        if self.embedded {
+            let mut running = self.middlewares.lock().await;
+            if !running.contains_key(topic) {
+                let fanout = Fanout::start(self.pubsub.client(), topic).await?;
+                let task = tokio::spawn(async move {
+                    if let Err(e) = fanout.run().await {
+                        tracing::error!("Redis fan-out stopped: {e}");
+                    }
+                });
+                running.insert(topic.to_string(), Arc::new(FanoutTask { task }));
+            }
+        }
+        let worker = uuid::Uuid::new_v4().simple().to_string();
+        let consumer = subscribe(self.pubsub.client(), &worker_channel(topic, &worker)).await?;
+        let mut conn = self.pubsub.connection();
+        let set = registry(topic, group);
+        let _: () = conn
+            .sadd(groups_key(topic), group)
+            .await
+            .map_err(unavailable)?;
+        let _: () = conn.sadd(&set, &worker).await.map_err(unavailable)?;
+        // Leaving the group when the consumer goes; a worker that dies without
+        // leaving is dropped by the middleware at its first message.
+        Ok(Box::new(consumer.on_drop(async move {
+            let _: Result<(), _> = conn.srem(&set, &worker).await;
+        })))
+    }
+}
+
+/// What the middleware did.
+#[derive(Debug, Default)]
+pub struct FanoutStats {
+    pub forwarded: AtomicU64,
+    /// Messages no live worker of a group could take (lost, as pub/sub loses them).
+    pub lost: AtomicU64,
+}
+
+/// The fan-out middleware of one channel.
+pub struct Fanout {
+    channel: String,
+    input: super::fetched::FetchedConsumer,
+    conn: ConnectionManager,
+    pub stats: Arc<FanoutStats>,
+}
+
+impl Fanout {
+    /// Subscribes `channel`; from then on nothing published there is missed.
+    pub async fn start(client: &redis::Client, channel: &str) -> Result<Self, BrokerError> {
+        let conn = ConnectionManager::new(client.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(Self {
+            channel: channel.to_string(),
+            input: subscribe(client, channel).await?,
+            conn,
+            stats: Arc::default(),
+        })
+    }
+
+    /// Dispatches until the subscription ends.
+    pub async fn run(mut self) -> Result<(), BrokerError> {
+        let mut groups = Groups::default();
+        loop {
+            let delivery = self.input.next().await?;
+            groups.refresh(&mut self.conn, &self.channel).await;
+            let mut reread = false;
+            for (group, workers) in &mut groups.by_name {
+                let mut sent = self.dispatch(group, workers, &delivery.payload).await;
+                if !sent && !reread {
+                    // Every worker we knew is gone: a new one may have come since.
+                    reread = true;
+                    *workers = Groups::workers(&mut self.conn, &self.channel, group, 0).await;
+                    sent = self.dispatch(group, workers, &delivery.payload).await;
+                }
+                if sent {
+                    self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    self.stats.lost.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        "Redis fan-out: no live worker in group {group} of {}; a message is lost",
+                        self.channel
+                    );
+                }
+            }
+        }
+    }
+
+    /// Publishes to the next live worker of a group; false if none is left.
+    async fn dispatch(&mut self, group: &str, workers: &mut Workers, payload: &[u8]) -> bool {
+        while !workers.ids.is_empty() {
+            let i = workers.next % workers.ids.len();
+            workers.next = workers.next.wrapping_add(1);
+            let id = workers.ids[i].clone();
+            let received: Result<i64, _> = self
+                .conn
+                .publish(worker_channel(&self.channel, &id), payload)
+                .await;
+            match received {
+                Ok(n) if n > 0 => return true,
+                Ok(_) => {
+                    // Gone without leaving: forget it.
+                    workers.ids.remove(i);
+                    let _: Result<(), _> =
+                        self.conn.srem(registry(&self.channel, group), &id).await;
+                }
+                Err(e) => {
+                    tracing::warn!("Redis fan-out: publishing to worker {id}: {e}");
+                    return false;
+                }
+            }
+        }
+        false
+    }
+}
+
+#[derive(Default)]
+struct Workers {
+    ids: Vec<String>,
+    next: usize,
+}
+
+/// The groups of a channel and their workers, re-read every [`REFRESH`].
+#[derive(Default)]
+struct Groups {
+    by_name: HashMap<String, Workers>,
+    read_at: Option<Instant>,
+}
+
+impl Groups {
+    async fn workers(
+        conn: &mut ConnectionManager,
+        channel: &str,
+        group: &str,
+        next: usize,
+    ) -> Workers {
+        let ids: Vec<String> = conn
+            .smembers(registry(channel, group))
+            .await
+            .unwrap_or_default();
+        Workers { ids, next }
+    }
+
+    async fn refresh(&mut self, conn: &mut ConnectionManager, channel: &str) {
+        if self.read_at.is_some_and(|t| t.elapsed() < REFRESH) {
+            return;
+        }
+        let groups: Vec<String> = match conn.smembers(groups_key(channel)).await {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::warn!("Redis fan-out: reading the groups: {e}");
+                return;
+            }
+        };
+        let mut by_name = HashMap::new();
+        for group in groups {
+            let next = self.by_name.get(&group).map_or(0, |w| w.next);
+            let workers = Self::workers(conn, channel, &group, next).await;
+            by_name.insert(group, workers);
+        }
+        self.by_name = by_name;
+        self.read_at = Some(Instant::now());
+    }
+}
