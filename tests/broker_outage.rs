@@ -1,8 +1,9 @@
 //! The broker goes down in the middle of a run and comes back: the game goes on, the
 //! events wait in the transport's buffer, the workers reconnect, and the run ends with
-//! every completed game written and nothing dropped. The broker here is a private
-//! `redis-server` (Redis Streams) that keeps its data on disk, so it can be killed
-//! with SIGKILL and restarted with what it had.
+//! every completed game written and nothing dropped. Redis Streams runs on a private
+//! `redis-server` that keeps its data on disk, so it can be killed with SIGKILL and
+//! restarted with what it had; RabbitMQ is the test broker itself, its application
+//! stopped and started with rabbitmqctl.
 
 mod common;
 
@@ -113,6 +114,69 @@ fn a_run_survives_a_broker_restart() {
     );
     let completed = s["games_completed"].as_u64().unwrap();
     assert!(completed > 0);
+    assert_eq!(s["missing_games"], 0, "{s}");
+    assert_eq!(s["events_dropped"], 0, "{s}");
+    assert_eq!(s["games_written"].as_u64().unwrap(), completed, "{s}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Starts the RabbitMQ application again however the test ends.
+struct RabbitBack;
+
+impl Drop for RabbitBack {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl")
+            .args(["-q", "start_app"])
+            .status();
+    }
+}
+
+/// The same with RabbitMQ: the test RabbitMQ's application is stopped and started
+/// again mid-run (durable queue, persistent messages, so nothing it had is lost).
+#[test]
+fn a_run_survives_a_rabbitmq_restart() {
+    let dir = std::env::temp_dir().join(format!("superhero-rabbit-{}", uuid::Uuid::new_v4()));
+    let simulate = Command::new(env!("CARGO_BIN_EXE_superhero"))
+        .args(["simulate", "--json", "--bots", "30", "--games", "40"])
+        .arg("--broker")
+        .arg(common::amqp_url())
+        .arg("--output-dir")
+        .arg(&dir)
+        .env_remove("LOG_LEVEL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // Once the workers write, RabbitMQ stops and starts again.
+    let deadline = Instant::now() + common::WAIT;
+    while superhero::audit::audit(&dir).map_or(0, |a| a.report.files) < 10 {
+        assert!(Instant::now() < deadline, "no tables were written");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let back = RabbitBack;
+    let stopped = Command::new("rabbitmqctl")
+        .args(["-q", "stop_app"])
+        .status()
+        .expect("rabbitmqctl runs");
+    assert!(stopped.success());
+    drop(back);
+
+    let output = simulate.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let s: Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| {
+            panic!(
+                "no summary ({e}):\n{stdout}\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+    assert!(
+        output.status.success(),
+        "{s}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let completed = s["games_completed"].as_u64().unwrap();
     assert_eq!(s["missing_games"], 0, "{s}");
     assert_eq!(s["events_dropped"], 0, "{s}");
     assert_eq!(s["games_written"].as_u64().unwrap(), completed, "{s}");

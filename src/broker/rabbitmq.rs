@@ -15,6 +15,7 @@
 //! (the original's prefetch of 1 would allow one game at a time). Unacknowledged
 //! messages go back to the queue when their channel closes; nack requeues.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -40,7 +41,7 @@ const DEFAULT_GROUP: &str = crate::worker::GROUP;
 
 pub struct RabbitBroker {
     url: String,
-    publisher: std::sync::Arc<RabbitPublisher>,
+    publisher: Arc<RabbitPublisher>,
     expiry: Option<Duration>,
 }
 
@@ -130,7 +131,7 @@ impl RabbitBroker {
         publisher.channel().await?;
         Ok(Self {
             url: url.to_string(),
-            publisher: std::sync::Arc::new(publisher),
+            publisher: Arc::new(publisher),
             expiry,
         })
     }
@@ -159,45 +160,100 @@ impl Broker for RabbitBroker {
     }
 
     async fn consumer(&self, topic: &str, group: &str) -> Result<Box<dyn Consumer>, BrokerError> {
-        let queue = queue_name(topic, group);
+        let target = Subscription {
+            url: self.url.clone(),
+            topic: topic.to_string(),
+            queue: queue_name(topic, group),
+            expiry: self.expiry,
+        };
+        // The first subscription fails fast; later ones are retried for ever.
+        let (conn, mut stream) = target.open().await?;
+        let current = Arc::new(std::sync::Mutex::new(Some(conn)));
+        let held = current.clone();
+        let consumer = FetchedConsumer::spawn(1, |tx| async move {
+            loop {
+                while let Some(next) = stream.next().await {
+                    let item = match next {
+                        Ok(d) => Ok(Delivery::new(
+                            d.data,
+                            d.redelivered,
+                            Box::new(RabbitSettle { acker: d.acker }),
+                        )),
+                        Err(e) => Err(unavailable(e)),
+                    };
+                    let failed = item.is_err();
+                    if tx.send(item).await.is_err() {
+                        return;
+                    }
+                    if failed {
+                        break;
+                    }
+                }
+                // The connection is gone; its unacknowledged messages go back to the
+                // queue, and this consumer subscribes again.
+                tracing::warn!(
+                    "RabbitMQ: lost the consumer of {}; reconnecting",
+                    target.queue
+                );
+                let mut backoff = Duration::from_millis(100);
+                loop {
+                    match target.open().await {
+                        Ok((conn, s)) => {
+                            if let Ok(mut c) = held.lock() {
+                                *c = Some(conn);
+                            }
+                            stream = s;
+                            break;
+                        }
+                        Err(_) => {
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(Duration::from_secs(5));
+                        }
+                    }
+                }
+            }
+        });
+        // Closing the connection gives every unacknowledged message back to the queue.
+        Ok(Box::new(consumer.on_drop(async move {
+            let conn = current.lock().ok().and_then(|mut c| c.take());
+            if let Some(conn) = conn {
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    conn.close(200, "consumer dropped".into()),
+                )
+                .await;
+            }
+        })))
+    }
+}
+
+/// Where a consumer subscribes.
+struct Subscription {
+    url: String,
+    topic: String,
+    queue: String,
+    expiry: Option<Duration>,
+}
+
+impl Subscription {
+    /// Connects, declares the exchange and queue, and starts consuming.
+    async fn open(&self) -> Result<(Connection, lapin::Consumer), BrokerError> {
         let (conn, channel) = open_channel(&self.url).await?;
-        declare(&channel, topic, &queue, self.expiry).await?;
+        declare(&channel, &self.topic, &self.queue, self.expiry).await?;
         channel
             .basic_qos(PREFETCH, BasicQosOptions::default())
             .await
             .map_err(unavailable)?;
-        let mut stream = channel
+        let stream = channel
             .basic_consume(
-                queue.as_str().into(),
+                self.queue.as_str().into(),
                 "".into(),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
             )
             .await
             .map_err(unavailable)?;
-        let consumer = FetchedConsumer::spawn(1, |tx| async move {
-            while let Some(next) = stream.next().await {
-                let item = match next {
-                    Ok(d) => Ok(Delivery::new(
-                        d.data,
-                        d.redelivered,
-                        Box::new(RabbitSettle { acker: d.acker }),
-                    )),
-                    Err(e) => Err(unavailable(e)),
-                };
-                if tx.send(item).await.is_err() {
-                    return;
-                }
-            }
-        });
-        // Closing the connection gives every unacknowledged message back to the queue.
-        Ok(Box::new(consumer.on_drop(async move {
-            let _ = tokio::time::timeout(
-                Duration::from_secs(5),
-                conn.close(200, "consumer dropped".into()),
-            )
-            .await;
-        })))
+        Ok((conn, stream))
     }
 }
 
@@ -226,7 +282,7 @@ impl RabbitPublisher {
     }
 }
 
-struct SharedPublisher(std::sync::Arc<RabbitPublisher>);
+struct SharedPublisher(Arc<RabbitPublisher>);
 
 #[async_trait]
 impl Publisher for SharedPublisher {
