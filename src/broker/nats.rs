@@ -212,6 +212,8 @@ struct NatsSettle {
 #[async_trait]
 impl Settle for NatsSettle {
     async fn ack(self: Box<Self>) -> Result<(), BrokerError> {
+        // Waits for the server's word that the ack was taken (a plain ack is five
+        // times faster here but stalled a 100,000-message run: see the README).
         self.msg.double_ack().await.map_err(unavailable)
     }
 

@@ -4,8 +4,9 @@
 //!
 //! Each entry holds the payload in the field `data`. A stream keeps at most about
 //! [`RETAIN_MAX`] entries, acknowledged or not (other groups may still read them);
-//! a backlog beyond that loses its oldest entries. A consumer fetches in a task of its own with XREADGROUP, one entry at a time, and
-//! first claims entries other consumers left (XAUTOCLAIM). Entries a consumer nacks, or
+//! a backlog beyond that loses its oldest entries. A consumer fetches in a task of its
+//! own, up to [`FETCH_COUNT`] entries per XREADGROUP, and regularly first claims
+//! entries other consumers left (XAUTOCLAIM). Entries a consumer nacks, or
 //! holds when it is dropped, are marked idle at once, so the next fetch of any
 //! consumer of the group claims them; entries of a consumer whose process died are
 //! claimed once idle for the claim time (default [`ABANDONED_AFTER`]).
@@ -25,6 +26,10 @@ pub const ABANDONED_AFTER: Duration = Duration::from_secs(30);
 /// The idle time given to entries handed back, well above [`ABANDONED_AFTER`].
 const HANDED_BACK_IDLE_MS: u64 = 24 * 3600 * 1000;
 const BLOCK_MS: u64 = 1000;
+/// Entries read or claimed in one call.
+pub const FETCH_COUNT: usize = 64;
+/// How often a busy consumer looks for entries other consumers left.
+const CLAIM_CHECK: Duration = Duration::from_millis(100);
 /// Entries a stream keeps, approximately (XADD MAXLEN ~).
 pub const RETAIN_MAX: u64 = 1_000_000;
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -253,7 +258,7 @@ fn entries(v: &Value) -> Vec<(String, Option<Vec<u8>>)> {
         .collect()
 }
 
-/// Fetches one entry at a time into the consumer's channel.
+/// Fetches entries into the consumer's channel.
 async fn fetch(
     mut conn: ConnectionManager,
     stream: Stream,
@@ -261,21 +266,32 @@ async fn fetch(
     tx: Feed,
 ) {
     let mut failures = 0u32;
+    // Claiming is checked at most every CLAIM_CHECK while entries flow, and before
+    // every wait when they do not.
+    let mut claimed_at: Option<std::time::Instant> = None;
     loop {
-        match fetch_one(&mut conn, &stream).await {
-            Ok(Some((id, payload, redelivered))) => {
+        let claim = claimed_at.is_none_or(|t| t.elapsed() >= CLAIM_CHECK);
+        if claim {
+            claimed_at = Some(std::time::Instant::now());
+        }
+        match fetch_some(&mut conn, &stream, claim).await {
+            Ok(entries) => {
                 failures = 0;
-                let settle = StreamsSettle {
-                    conn: settle_conn.clone(),
-                    stream: stream.clone(),
-                    id,
-                };
-                let delivery = Delivery::new(payload, redelivered, Box::new(settle));
-                if tx.send(Ok(delivery)).await.is_err() {
-                    return;
+                if entries.is_empty() {
+                    claimed_at = None;
+                }
+                for (id, payload, redelivered) in entries {
+                    let settle = StreamsSettle {
+                        conn: settle_conn.clone(),
+                        stream: stream.clone(),
+                        id,
+                    };
+                    let delivery = Delivery::new(payload, redelivered, Box::new(settle));
+                    if tx.send(Ok(delivery)).await.is_err() {
+                        return;
+                    }
                 }
             }
-            Ok(None) => failures = 0,
             Err(e) => {
                 failures += 1;
                 if failures == 1 && tx.send(Err(e)).await.is_err() {
@@ -288,28 +304,31 @@ async fn fetch(
     }
 }
 
-/// Claims one abandoned entry, else waits up to [`BLOCK_MS`] for a new one.
-async fn fetch_one(
+/// With `claim`, first takes over entries other consumers left; if there are none,
+/// reads new entries, waiting up to [`BLOCK_MS`] for some.
+async fn fetch_some(
     conn: &mut ConnectionManager,
     s: &Stream,
-) -> Result<Option<(String, Vec<u8>, bool)>, BrokerError> {
-    let claimed: Value = redis::cmd("XAUTOCLAIM")
-        .arg(&s.topic)
-        .arg(&s.group)
-        .arg(&s.name)
-        .arg(s.claim_after.as_millis() as u64)
-        .arg("0-0")
-        .arg("COUNT")
-        .arg(1)
-        .query_async(conn)
-        .await
-        .map_err(unavailable)?;
-    if let Some(list) = items(&claimed).get(1) {
-        for (id, payload) in entries(list) {
-            match payload {
-                Some(p) => return Ok(Some((id, p, true))),
-                None => ack_ids(conn, s, &[id]).await?,
-            }
+    claim: bool,
+) -> Result<Vec<(String, Vec<u8>, bool)>, BrokerError> {
+    let mut out = Vec::new();
+    if claim {
+        let claimed: Value = redis::cmd("XAUTOCLAIM")
+            .arg(&s.topic)
+            .arg(&s.group)
+            .arg(&s.name)
+            .arg(s.claim_after.as_millis() as u64)
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(FETCH_COUNT)
+            .query_async(conn)
+            .await
+            .map_err(unavailable)?;
+        if let Some(list) = items(&claimed).get(1) {
+            collect(conn, s, list, true, &mut out).await?;
+        }
+        if !out.is_empty() {
+            return Ok(out);
         }
     }
     let read: Value = redis::cmd("XREADGROUP")
@@ -317,7 +336,7 @@ async fn fetch_one(
         .arg(&s.group)
         .arg(&s.name)
         .arg("COUNT")
-        .arg(1)
+        .arg(FETCH_COUNT)
         .arg("BLOCK")
         .arg(BLOCK_MS)
         .arg("STREAMS")
@@ -328,15 +347,28 @@ async fn fetch_one(
         .map_err(unavailable)?;
     for stream in items(&read) {
         if let Some(list) = items(stream).get(1) {
-            for (id, payload) in entries(list) {
-                match payload {
-                    Some(p) => return Ok(Some((id, p, false))),
-                    None => ack_ids(conn, s, &[id]).await?,
-                }
-            }
+            collect(conn, s, list, false, &mut out).await?;
         }
     }
-    Ok(None)
+    Ok(out)
+}
+
+/// Keeps the entries that hold a payload; entries trimmed away meanwhile are
+/// acknowledged, as there is nothing left to do with them.
+async fn collect(
+    conn: &mut ConnectionManager,
+    s: &Stream,
+    list: &Value,
+    redelivered: bool,
+    out: &mut Vec<(String, Vec<u8>, bool)>,
+) -> Result<(), BrokerError> {
+    for (id, payload) in entries(list) {
+        match payload {
+            Some(p) => out.push((id, p, redelivered)),
+            None => ack_ids(conn, s, &[id]).await?,
+        }
+    }
+    Ok(())
 }
 
 async fn ack_ids(

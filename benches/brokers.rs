@@ -1,0 +1,251 @@
+//! Publish and consume rates of every broker, through the project's own adapters, next
+//! to the raw client rate of `redis-benchmark` on the same machine for the Redis
+//! commands underneath (PUBLISH, XADD).
+//!
+//! One consumer (acknowledging every message) runs while one publisher sends N
+//! messages of S bytes in batches of 1,024, as the event transport does. The publish
+//! rate is N over the time to publish; the consume rate N over the time until the last
+//! message arrived.
+//!
+//! Run: `cargo bench --bench brokers` (BENCH_MESSAGES, BENCH_SIZE change N and S;
+//! SUPERHERO_TEST_REDIS_*, SUPERHERO_TEST_AMQP_URL, SUPERHERO_TEST_NATS_URL say where
+//! the services are; a broker that cannot be reached is reported and skipped).
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use superhero::broker::{
+    Broker, MemoryBroker, NatsBroker, NatsOptions, RabbitBroker, RedisFanoutBroker,
+    RedisPubSubBroker, RedisStreamsBroker,
+};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const BATCH: usize = 1024;
+
+/// A broker, or why it could not be opened.
+type Opened = Result<Box<dyn Broker>, String>;
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+fn redis_host() -> String {
+    env_or("SUPERHERO_TEST_REDIS_HOST", "127.0.0.1")
+}
+
+fn redis_port() -> String {
+    env_or("SUPERHERO_TEST_REDIS_PORT", "6379")
+}
+
+struct Measure {
+    broker: String,
+    publish: Option<f64>,
+    consume: Option<f64>,
+    note: String,
+}
+
+async fn measure(broker: &dyn Broker, messages: usize, size: usize) -> Result<(f64, f64), String> {
+    let topic = format!("bench.{}", uuid::Uuid::new_v4().simple());
+    let mut consumer = broker
+        .consumer(&topic, "bench")
+        .await
+        .map_err(|e| e.to_string())?;
+    let publisher = broker.publisher().await.map_err(|e| e.to_string())?;
+    let payload = vec![b'x'; size];
+    let started = Instant::now();
+    let receiver = tokio::spawn(async move {
+        for _ in 0..messages {
+            match tokio::time::timeout(Duration::from_secs(30), consumer.next()).await {
+                Ok(Ok(d)) => {
+                    let _ = d.ack().await;
+                }
+                _ => return None,
+            }
+        }
+        Some(Instant::now())
+    });
+    let mut left = messages;
+    while left > 0 {
+        let n = left.min(BATCH);
+        let batch = vec![payload.clone(); n];
+        publisher
+            .publish(&topic, &batch)
+            .await
+            .map_err(|e| e.to_string())?;
+        left -= n;
+    }
+    let published = started.elapsed().as_secs_f64();
+    let done = receiver
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("not every message arrived within 30 s")?;
+    let consumed = done.duration_since(started).as_secs_f64();
+    Ok((messages as f64 / published, messages as f64 / consumed))
+}
+
+/// `redis-benchmark` running one command, pipelined like the adapters' batches.
+fn redis_benchmark(messages: usize, args: &[&str]) -> Option<f64> {
+    let out = Command::new("redis-benchmark")
+        .args([
+            "-h",
+            &redis_host(),
+            "-p",
+            &redis_port(),
+            "-q",
+            "-P",
+            "64",
+            "-c",
+            "1",
+        ])
+        .args(["-n", &messages.to_string()])
+        .args(args)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "XADD ...: 123456.79 requests per second, p50=..."
+    let rate = text.rsplit(':').next()?.split_whitespace().next()?;
+    rate.parse().ok()
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let messages: usize = env_or("BENCH_MESSAGES", if full { "100000" } else { "500" })
+        .parse()
+        .expect("BENCH_MESSAGES is a number");
+    let size: usize = env_or("BENCH_SIZE", "200")
+        .parse()
+        .expect("BENCH_SIZE is a number");
+    let redis = format!("redis://{}:{}/0", redis_host(), redis_port());
+    let amqp = env_or(
+        "SUPERHERO_TEST_AMQP_URL",
+        "amqp://guest:guest@127.0.0.1:5672/%2f",
+    );
+    let nats = env_or("SUPERHERO_TEST_NATS_URL", "nats://127.0.0.1:4222");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+
+    let mut rows = Vec::new();
+    runtime.block_on(async {
+        let brokers: Vec<(String, Opened)> = vec![
+            ("memory://".into(), Ok(Box::new(MemoryBroker::new()))),
+            (
+                "redis:// (pub/sub)".into(),
+                RedisPubSubBroker::connect(&redis)
+                    .await
+                    .map(|b| Box::new(b) as Box<dyn Broker>)
+                    .map_err(|e| e.to_string()),
+            ),
+            (
+                "redis-fanout://".into(),
+                RedisFanoutBroker::connect(&redis, true)
+                    .await
+                    .map(|b| Box::new(b) as Box<dyn Broker>)
+                    .map_err(|e| e.to_string()),
+            ),
+            (
+                "redis-streams://".into(),
+                RedisStreamsBroker::connect(&redis)
+                    .await
+                    .map(|b| Box::new(b) as Box<dyn Broker>)
+                    .map_err(|e| e.to_string()),
+            ),
+            (
+                "amqp:// (RabbitMQ)".into(),
+                RabbitBroker::connect_with_expiry(&amqp, Some(Duration::from_secs(60)))
+                    .await
+                    .map(|b| Box::new(b) as Box<dyn Broker>)
+                    .map_err(|e| e.to_string()),
+            ),
+            (
+                "nats:// (JetStream)".into(),
+                NatsBroker::connect_with(
+                    &nats,
+                    NatsOptions {
+                        expiry: Some(Duration::from_secs(60)),
+                        ..NatsOptions::default()
+                    },
+                )
+                .await
+                .map(|b| Box::new(b) as Box<dyn Broker>)
+                .map_err(|e| e.to_string()),
+            ),
+        ];
+        for (name, broker) in brokers {
+            let m = match broker {
+                Ok(b) => match measure(&*b, messages, size).await {
+                    Ok((p, c)) => Measure {
+                        broker: name,
+                        publish: Some(p),
+                        consume: Some(c),
+                        note: String::new(),
+                    },
+                    Err(e) => Measure {
+                        broker: name,
+                        publish: None,
+                        consume: None,
+                        note: e,
+                    },
+                },
+                Err(e) => Measure {
+                    broker: name,
+                    publish: None,
+                    consume: None,
+                    note: format!("skipped: {e}"),
+                },
+            };
+            rows.push(m);
+        }
+    });
+
+    let payload = "x".repeat(size);
+    let raw = [
+        (
+            "redis-benchmark PUBLISH",
+            redis_benchmark(messages, &["PUBLISH", "bench.raw", &payload]),
+        ),
+        (
+            "redis-benchmark XADD",
+            redis_benchmark(
+                messages,
+                &[
+                    "XADD",
+                    "bench.raw.stream",
+                    "MAXLEN",
+                    "~",
+                    "100000",
+                    "*",
+                    "data",
+                    &payload,
+                ],
+            ),
+        ),
+    ];
+
+    let fmt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
+    println!(
+        "\n{messages} messages of {size} bytes, batches of {BATCH}, one consumer acking each\n"
+    );
+    println!("| broker | published/s | consumed/s | notes |\n|---|---:|---:|---|");
+    for r in &rows {
+        println!(
+            "| {} | {} | {} | {} |",
+            r.broker,
+            fmt(r.publish),
+            fmt(r.consume),
+            r.note
+        );
+    }
+    for (what, rate) in raw {
+        println!("| {what} (raw client, -P 64) | {} | | |", fmt(rate));
+    }
+    let failed: Vec<&Measure> = rows.iter().filter(|r| r.publish.is_none()).collect();
+    assert!(
+        full || failed.is_empty(),
+        "every broker must work in the quick pass: {:?}",
+        failed
+            .iter()
+            .map(|r| (&r.broker, &r.note))
+            .collect::<Vec<_>>()
+    );
+}
