@@ -327,3 +327,32 @@ async fn redis_fanout() -> Box<dyn Broker> {
 }
 
 broker_contract!(redis_fanout, redis_fanout().await);
+
+/// The fan-out counts what no live worker could take (pub/sub keeps nothing).
+#[tokio::test]
+async fn fanout_counts_messages_no_worker_takes() {
+    let channel = topic("fanout-lost");
+    let client = redis::Client::open(common::redis_url(0)).unwrap();
+    let fanout = superhero::broker::Fanout::start(&client, &channel)
+        .await
+        .unwrap();
+    let stats = fanout.stats.clone();
+    let task = tokio::spawn(fanout.run());
+    let publisher = RedisPubSubBroker::connect(&common::redis_url(0))
+        .await
+        .unwrap();
+    publish(&publisher, &channel, &payloads("nobody", 3)).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while stats.lost.load(std::sync::atomic::Ordering::Relaxed) < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "lost messages not counted"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        stats.forwarded.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    task.abort();
+}

@@ -172,6 +172,19 @@ impl Fanout {
         loop {
             let delivery = self.input.next().await?;
             groups.refresh(&mut self.conn, &self.channel).await;
+            if groups.by_name.is_empty() {
+                // No worker seen yet: one may have come since the last look.
+                groups.read_at = None;
+                groups.refresh(&mut self.conn, &self.channel).await;
+            }
+            if groups.by_name.is_empty() {
+                self.stats.lost.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    "Redis fan-out: no worker listens on {}; a message is lost",
+                    self.channel
+                );
+                continue;
+            }
             let mut reread = false;
             for (group, workers) in &mut groups.by_name {
                 let mut sent = self.dispatch(group, workers, &delivery.payload).await;
