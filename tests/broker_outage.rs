@@ -11,8 +11,6 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 /// `redis-server` on `port`, writing every change to an append-only file in `dir`.
 fn start_redis(port: u16, dir: &Path) -> Child {
     let mut child = Command::new("redis-server")
@@ -96,14 +94,7 @@ fn a_run_survives_a_broker_restart() {
     let down_for = down_at.elapsed();
 
     let output = simulate.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let s: Value =
-        serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| {
-            panic!(
-                "no summary ({e}):\n{stdout}\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            )
-        });
+    let s = common::summary(&output);
     redis.kill().unwrap();
     redis.wait().unwrap();
 
@@ -163,14 +154,7 @@ fn a_run_survives_a_rabbitmq_restart() {
     drop(back);
 
     let output = simulate.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let s: Value =
-        serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| {
-            panic!(
-                "no summary ({e}):\n{stdout}\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            )
-        });
+    let s = common::summary(&output);
     assert!(
         output.status.success(),
         "{s}\n{}",

@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::n;
+
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -22,22 +24,9 @@ fn simulate(broker: &str, out: &PathBuf) -> Value {
         .env_remove("SUPERHERO_STORE")
         .output()
         .expect("the superhero binary runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let summary: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| {
-            panic!(
-                "no summary ({e}):\n{stdout}\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            )
-        });
+    let summary = common::summary(&output);
     assert!(output.status.success(), "{broker}: {summary}");
     summary
-}
-
-fn n(v: &Value, field: &str) -> u64 {
-    v[field]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{field} in {v}"))
 }
 
 #[tokio::test]

@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::n;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -37,21 +39,7 @@ fn simulate(out: &Path, args: &[&str]) -> (bool, Value) {
         .env_remove("LOGGER_MODULE")
         .output()
         .expect("the superhero binary runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let last = stdout.lines().last().unwrap_or_default();
-    let summary: Value = serde_json::from_str(last).unwrap_or_else(|e| {
-        panic!(
-            "no JSON summary ({e}); stdout:\n{stdout}\nstderr:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
-    (output.status.success(), summary)
-}
-
-fn n(v: &Value, field: &str) -> u64 {
-    v[field]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{field} in {v}"))
+    (output.status.success(), common::summary(&output))
 }
 
 #[derive(Clone, Debug)]

@@ -11,20 +11,7 @@
 
 mod common;
 
-use common::{Service, fresh_db, redis_url};
-use serde_json::Value;
-
-fn last_json(lines: &[String]) -> Value {
-    lines
-        .iter()
-        .rev()
-        .find_map(|l| {
-            serde_json::from_str::<Value>(l)
-                .ok()
-                .filter(Value::is_object)
-        })
-        .unwrap_or_else(|| panic!("no JSON summary in:\n{}", lines.join("\n")))
-}
+use common::{Service, fresh_db, last_json, redis_url};
 
 /// Runs one deployment; returns the games completed and written.
 async fn deployment(server_broker: &str, fanout: Option<&[&str]>, worker_broker: &str) -> u64 {
@@ -98,12 +85,7 @@ async fn deployment(server_broker: &str, fanout: Option<&[&str]>, worker_broker:
         .output()
         .unwrap();
     assert!(player.status.success(), "{player:?}");
-    let played = last_json(
-        &String::from_utf8_lossy(&player.stdout)
-            .lines()
-            .map(String::from)
-            .collect::<Vec<_>>(),
-    );
+    let played = common::summary(&player);
     let completed = played["games_completed"].as_u64().unwrap();
     assert!(completed > 0, "{played}");
 

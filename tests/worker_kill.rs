@@ -8,17 +8,6 @@
 mod common;
 
 use common::{Service, fresh_db, redis_url};
-use serde_json::Value;
-
-fn games_completed(player: &std::process::Output) -> u64 {
-    let stdout = String::from_utf8_lossy(&player.stdout);
-    let v: Value = stdout
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| panic!("no player summary in {stdout}"));
-    v["games_completed"].as_u64().unwrap()
-}
 
 async fn kill_a_worker_holding_games(broker: &str) {
     let _ = fresh_db(0).await;
@@ -78,7 +67,7 @@ async fn kill_a_worker_holding_games(broker: &str) {
         .output()
         .unwrap();
     assert!(player.status.success(), "{player:?}");
-    let completed = games_completed(&player);
+    let completed = common::n(&common::summary(&player), "games_completed");
     assert!(completed > 0);
     assert_eq!(
         superhero::audit::audit(&out).unwrap().report.files,

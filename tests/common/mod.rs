@@ -350,3 +350,35 @@ pub async fn until_games_written(out: &std::path::Path, games: u64, what: &str) 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The JSON summary a `superhero … --json` run printed as its last line of stdout;
+/// fails with everything it printed when there is none.
+pub fn summary(output: &std::process::Output) -> Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| {
+        panic!(
+            "no JSON summary ({e}); stdout:\n{stdout}\nstderr:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+/// The last JSON object among a process's output lines (logs may follow it).
+pub fn last_json(lines: &[String]) -> Value {
+    lines
+        .iter()
+        .rev()
+        .find_map(|l| {
+            serde_json::from_str::<Value>(l)
+                .ok()
+                .filter(Value::is_object)
+        })
+        .unwrap_or_else(|| panic!("no JSON summary in:\n{}", lines.join("\n")))
+}
+
+/// A count field of a summary.
+pub fn n(v: &Value, field: &str) -> u64 {
+    v[field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{field} in {v}"))
+}
