@@ -12,14 +12,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use tokio::sync::oneshot;
 
 use super::fetched::{Feed, FetchedConsumer};
 use super::{Broker, BrokerError, Consumer, Delivery, Publisher, Semantics, Settle};
 use crate::config::redact_url;
+use crate::store::connection_manager;
 
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Messages a subscriber buffers before it stops reading (Redis then buffers, up to
 /// its `client-output-buffer-limit pubsub`).
 const BUFFER: usize = 65_536;
@@ -44,15 +44,9 @@ impl RedisPubSubBroker {
                 e.kind()
             ))
         })?;
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_connection_timeout(Some(RESPONSE_TIMEOUT))
-            .set_number_of_retries(3);
-        let conn = ConnectionManager::new_with_config(client.clone(), config)
-            .await
-            .map_err(|e| {
-                BrokerError::Unavailable(format!("cannot reach {}: {e}", redact_url(url)))
-            })?;
+        let conn = connection_manager(&client).await.map_err(|e| {
+            BrokerError::Unavailable(format!("cannot reach {}: {e}", redact_url(url)))
+        })?;
         Ok(Self { client, conn })
     }
 }

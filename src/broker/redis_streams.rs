@@ -15,11 +15,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::Value;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 
 use super::fetched::{Feed, FetchedConsumer};
 use super::{Broker, BrokerError, Consumer, Delivery, Publisher, Semantics, Settle};
 use crate::config::redact_url;
+use crate::store::connection_manager;
 
 /// Idle time after which another consumer takes over a pending entry.
 pub const ABANDONED_AFTER: Duration = Duration::from_secs(30);
@@ -32,7 +33,6 @@ pub const FETCH_COUNT: usize = 64;
 const CLAIM_CHECK: Duration = Duration::from_millis(100);
 /// Entries a stream keeps, approximately (XADD MAXLEN ~).
 pub const RETAIN_MAX: u64 = 1_000_000;
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 const FIELD: &str = "data";
 
 #[derive(Clone)]
@@ -47,13 +47,7 @@ fn unavailable(e: redis::RedisError) -> BrokerError {
 }
 
 async fn manager(client: &redis::Client) -> Result<ConnectionManager, BrokerError> {
-    let config = ConnectionManagerConfig::new()
-        .set_response_timeout(Some(RESPONSE_TIMEOUT))
-        .set_connection_timeout(Some(RESPONSE_TIMEOUT))
-        .set_number_of_retries(3);
-    ConnectionManager::new_with_config(client.clone(), config)
-        .await
-        .map_err(unavailable)
+    connection_manager(client).await.map_err(unavailable)
 }
 
 impl RedisStreamsBroker {

@@ -23,6 +23,7 @@ use crate::game::{GameStatus, GameToken, Hero, HeroId, UserToken};
 use crate::roster::RosterHero;
 
 pub use self::memory::MemoryStore;
+pub(crate) use self::redis::connection_manager;
 pub use self::redis::{RedisConfig, RedisStore};
 
 /// What can go wrong in a store operation.

@@ -78,17 +78,25 @@ pub struct RedisStore {
     _listener: Arc<ListenerTask>,
 }
 
+/// A reconnecting connection to Redis, as the store and the Redis brokers use it:
+/// every request answered within five seconds or failed, three reconnect attempts.
+pub(crate) async fn connection_manager(
+    client: &redis::Client,
+) -> redis::RedisResult<ConnectionManager> {
+    let config = ConnectionManagerConfig::new()
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_connection_timeout(Some(RESPONSE_TIMEOUT))
+        .set_number_of_retries(3);
+    ConnectionManager::new_with_config(client.clone(), config).await
+}
+
 impl RedisStore {
     /// Connects, and starts the task that listens for game signals.
     pub async fn connect(config: &RedisConfig) -> Result<Self, StoreError> {
         let client = redis::Client::open(config.url.as_str()).map_err(|e| {
             StoreError::Unavailable(format!("bad Redis address {config}: {:?}", e.kind()))
         })?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_connection_timeout(Some(RESPONSE_TIMEOUT))
-            .set_number_of_retries(3);
-        let conn = ConnectionManager::new_with_config(client.clone(), manager_config)
+        let conn = connection_manager(&client)
             .await
             .map_err(|e| StoreError::Unavailable(format!("cannot reach Redis at {config}: {e}")))?;
         let registry = Arc::new(Registry::default());
