@@ -133,6 +133,16 @@ pub struct ServerArgs {
     pub host: String,
     #[arg(long, env = "WEBSOCKET_PORT", default_value_t = 5678)]
     pub port: u16,
+    #[command(flatten)]
+    pub game: GameArgs,
+    /// With the embedded store: the roster the server starts with.
+    #[command(flatten)]
+    pub roster: RosterArgs,
+}
+
+/// How the server runs games (`server` and `simulate`).
+#[derive(Debug, Args)]
+pub struct GameArgs {
     /// Seconds a lobby waits for its players before the game times out.
     #[arg(long, env = "LOBBY_TIMEOUT", default_value_t = 5.0)]
     pub lobby_timeout: f64,
@@ -142,9 +152,6 @@ pub struct ServerArgs {
     /// Attacks after which a game ends, survivors ranked by health (0: no cap).
     #[arg(long, env = "TURN_CAP", default_value_t = 1000)]
     pub turn_cap: u32,
-    /// With the embedded store: the roster the server starts with.
-    #[command(flatten)]
-    pub roster: RosterArgs,
 }
 
 #[derive(Debug, Args)]
@@ -194,12 +201,8 @@ pub struct SimulateArgs {
     /// Heroes of the synthetic roster.
     #[arg(long, default_value_t = 732)]
     pub heroes: u32,
-    #[arg(long, env = "LOBBY_TIMEOUT", default_value_t = 5.0)]
-    pub lobby_timeout: f64,
-    #[arg(long, env = "SERVER_SLEEP", default_value_t = 0.0)]
-    pub server_sleep: f64,
-    #[arg(long, env = "TURN_CAP", default_value_t = 1000)]
-    pub turn_cap: u32,
+    #[command(flatten)]
+    pub game: GameArgs,
     /// ETL workers consuming the game events.
     #[arg(long, default_value_t = 2)]
     pub workers: usize,

@@ -16,8 +16,8 @@ use superhero::broker::{
     RedisPubSubBroker,
 };
 use superhero::config::{
-    self, AuditArgs, BuildDbArgs, Cli, Command, EtlArgs, FanoutArgs, GlobalArgs, PlayerArgs,
-    RosterArgs, ServerArgs, SimulateArgs, StoreChoice, WorkerArgs,
+    self, AuditArgs, BuildDbArgs, Cli, Command, EtlArgs, FanoutArgs, GameArgs, GlobalArgs,
+    PlayerArgs, RosterArgs, ServerArgs, SimulateArgs, StoreChoice, WorkerArgs,
 };
 use superhero::events::transport::DEFAULT_BUFFER;
 use superhero::events::{EventLayer, EventPipe, EventSink, Queue};
@@ -178,13 +178,13 @@ async fn build_db(store: AnyStore, args: &BuildDbArgs, json: bool) -> Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-fn server_settings(lobby_timeout: f64, server_sleep: f64, turn_cap: u32) -> Result<ServerSettings> {
+fn server_settings(game: &GameArgs) -> Result<ServerSettings> {
     Ok(ServerSettings {
-        lobby_timeout: config::seconds(lobby_timeout, "--lobby-timeout")
+        lobby_timeout: config::seconds(game.lobby_timeout, "--lobby-timeout")
             .map_err(anyhow::Error::msg)?,
-        server_sleep: config::seconds(server_sleep, "--server-sleep")
+        server_sleep: config::seconds(game.server_sleep, "--server-sleep")
             .map_err(anyhow::Error::msg)?,
-        turn_cap,
+        turn_cap: game.turn_cap,
     })
 }
 
@@ -278,7 +278,7 @@ async fn run_simulation(store: AnyStore, args: &SimulateArgs, g: &GlobalArgs) ->
         games: i64::from(args.games),
         seed: args.seed,
         heroes: args.heroes,
-        server: server_settings(args.lobby_timeout, args.server_sleep, args.turn_cap)?,
+        server: server_settings(&args.game)?,
         workers: args.workers,
         rate: args.rate,
         etl: worker_settings(&args.etl, &g.output_dir)?,
@@ -323,7 +323,7 @@ async fn run_audit(args: &AuditArgs, g: &GlobalArgs) -> Result<ExitCode> {
 }
 
 async fn serve(store: AnyStore, args: &ServerArgs, g: &GlobalArgs) -> Result<ExitCode> {
-    let settings = server_settings(args.lobby_timeout, args.server_sleep, args.turn_cap)?;
+    let settings = server_settings(&args.game)?;
     let pipe = match network_broker(g, "server").await? {
         Some(b) => Some(EventPipe::for_broker(events_sink(), &*b, DEFAULT_BUFFER).await?),
         None => None,
