@@ -535,13 +535,10 @@ async fn run_workers(store: AnyStore, args: &WorkerArgs, g: &GlobalArgs) -> Resu
     let _ = stop.send(true);
     let mut failed = false;
     while let Some(done) = tasks.join_next().await {
-        let error = match done {
-            Ok(Ok(())) => continue,
-            Ok(Err(e)) => e.to_string(),
-            Err(e) => e.to_string(),
-        };
-        tracing::error!("a worker stopped: {error}");
-        failed = true;
+        if let Err(e) = done {
+            tracing::error!("a worker task failed: {e}");
+            failed = true;
+        }
     }
     let elapsed_s = started.elapsed().as_secs_f64();
     let counts = progress.counts();

@@ -171,10 +171,8 @@ pub async fn run<S: GameStore>(
     .await;
     let _ = stop_workers.send(true);
     while let Some(done) = workers.join_next().await {
-        match done {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!("a worker stopped: {e}"),
-            Err(e) => tracing::error!("a worker task failed: {e}"),
+        if let Err(e) = done {
+            tracing::error!("a worker task failed: {e}");
         }
     }
     let elapsed_s = started.elapsed().as_secs_f64();

@@ -138,12 +138,6 @@ impl EtlProgress {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum WorkerError {
-    #[error("consuming: {0}")]
-    Broker(#[from] BrokerError),
-}
-
 /// A game read and transformed, waiting to be written.
 struct Pending {
     delivery: Delivery,
@@ -155,7 +149,7 @@ struct Pending {
 type Written = (Vec<(Delivery, GameToken)>, Result<usize, String>);
 
 /// One worker: runs until `stop` turns true (then writes what it holds) or the broker
-/// closes.
+/// closes. Broker and store failures are retried, never fatal.
 pub async fn run<S: GameStore>(
     store: S,
     mut consumer: Box<dyn Consumer>,
@@ -163,7 +157,7 @@ pub async fn run<S: GameStore>(
     settings: WorkerSettings,
     progress: Arc<EtlProgress>,
     mut stop: watch::Receiver<bool>,
-) -> Result<(), WorkerError> {
+) {
     let mut w = Worker {
         store,
         worker_id,
@@ -204,7 +198,6 @@ pub async fn run<S: GameStore>(
     while let Some(done) = w.writing.join_next().await {
         w.written(done).await;
     }
-    Ok(())
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

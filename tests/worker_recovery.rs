@@ -71,11 +71,7 @@ async fn start_worker(
     };
     let task = tokio::spawn({
         let (store, progress, id) = (store.clone(), progress.clone(), id.to_string());
-        async move {
-            worker::run(store, consumer, id, settings, progress, stop_rx)
-                .await
-                .unwrap();
-        }
+        async move { worker::run(store, consumer, id, settings, progress, stop_rx).await }
     });
     Running {
         task,
