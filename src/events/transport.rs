@@ -149,7 +149,8 @@ impl Counters {
 }
 
 struct Route {
-    module: String,
+    /// Each queue's event name, `<module>.<queue>` (in [`Queue::index`] order).
+    names: [String; 3],
     tx: mpsc::Sender<(Queue, Vec<u8>)>,
 }
 
@@ -174,8 +175,8 @@ impl EventSink {
         let Some(route) = route.as_ref() else {
             return;
         };
-        let name = format!("{}.{}", route.module, queue.name());
-        let json = envelope_json(level, &now_iso(), &name, message, task);
+        let name = &route.names[queue.index()];
+        let json = envelope_json(level, &now_iso(), name, message, task);
         self.counters.offered.fetch_add(1, Ordering::Relaxed);
         if route.tx.try_send((queue, json.into_bytes())).is_err() {
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
@@ -307,7 +308,7 @@ impl EventPipe {
                 return Err(AlreadyConnected);
             }
             *route = Some(Route {
-                module: module.to_string(),
+                names: Queue::ALL.map(|q| format!("{module}.{}", q.name())),
                 tx,
             });
         }
