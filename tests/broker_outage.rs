@@ -93,7 +93,7 @@ fn a_run_survives_a_broker_restart() {
     let mut redis = start_redis(port, &dir);
     let down_for = down_at.elapsed();
 
-    let output = simulate.wait_with_output().unwrap();
+    let output = common::finish_within(simulate, common::RUN_LIMIT);
     let s = common::summary(&output);
     redis.kill().unwrap();
     redis.wait().unwrap();
@@ -153,7 +153,7 @@ fn a_run_survives_a_rabbitmq_restart() {
     assert!(stopped.success());
     drop(back);
 
-    let output = simulate.wait_with_output().unwrap();
+    let output = common::finish_within(simulate, common::RUN_LIMIT);
     let s = common::summary(&output);
     assert!(
         output.status.success(),

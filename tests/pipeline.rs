@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::RunWithin;
+
 use common::n;
 
 use std::collections::{BTreeMap, HashMap};
@@ -37,8 +39,7 @@ fn simulate(out: &Path, args: &[&str]) -> (bool, Value) {
         .env_remove("SUPERHERO_STORE")
         .env_remove("SUPERHERO_BROKER")
         .env_remove("LOGGER_MODULE")
-        .output()
-        .expect("the superhero binary runs");
+        .output_within();
     (output.status.success(), common::summary(&output))
 }
 
@@ -291,8 +292,7 @@ fn simulate_writes_every_completed_game_once() {
     let audit = Command::new(env!("CARGO_BIN_EXE_superhero"))
         .args(["audit", "--json"])
         .arg(&out)
-        .output()
-        .unwrap();
+        .output_within();
     assert!(audit.status.success());
     let a: Value = serde_json::from_slice(&audit.stdout).unwrap();
     assert_eq!(n(&a, "games"), completed);

@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::RunWithin;
+
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -50,8 +52,7 @@ async fn build_db_imports_the_real_collection_into_redis() {
     let out = Command::new(env!("CARGO_BIN_EXE_superhero"))
         .args(["build-db", "--json", "--store", &redis_url(3), "--from"])
         .arg(&path)
-        .output()
-        .unwrap();
+        .output_within();
     assert!(
         out.status.success(),
         "{}",
@@ -89,8 +90,7 @@ async fn build_db_refuses_a_broken_file_and_keeps_the_roster() {
     let out = Command::new(env!("CARGO_BIN_EXE_superhero"))
         .args(["build-db", "--store", &redis_url(13), "--from"])
         .arg(&bad)
-        .output()
-        .unwrap();
+        .output_within();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("speed"), "{stderr}");

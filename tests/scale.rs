@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::RunWithin;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -82,8 +84,7 @@ async fn bots_on_two_servers_sharing_redis() {
     let store = redis_url(4);
     let built = Command::new(env!("CARGO_BIN_EXE_superhero"))
         .args(["build-db", "--store", &store, "--seed", "7"])
-        .output()
-        .unwrap();
+        .output_within();
     assert!(
         built.status.success(),
         "{}",

@@ -11,6 +11,8 @@
 
 mod common;
 
+use common::RunWithin;
+
 use common::{Service, fresh_db, last_json, redis_url};
 
 /// Runs one deployment; returns the games completed and written.
@@ -23,8 +25,7 @@ async fn deployment(server_broker: &str, fanout: Option<&[&str]>, worker_broker:
 
     let built = std::process::Command::new(env!("CARGO_BIN_EXE_superhero"))
         .args(["build-db", "--store", &store])
-        .output()
-        .unwrap();
+        .output_within();
     assert!(built.status.success());
 
     // Workers first: on pub/sub, what is published before anyone listens is gone.
@@ -82,8 +83,7 @@ async fn deployment(server_broker: &str, fanout: Option<&[&str]>, worker_broker:
             "3",
         ])
         .args(["--closed-world", "--json", "--log-level", "WARNING"])
-        .output()
-        .unwrap();
+        .output_within();
     assert!(player.status.success(), "{player:?}");
     let played = common::summary(&player);
     let completed = played["games_completed"].as_u64().unwrap();

@@ -15,11 +15,12 @@
 //! (the original's prefetch of 1 would allow one game at a time). Unacknowledged
 //! messages go back to the queue when their channel closes; nack requeues.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
@@ -36,6 +37,10 @@ use crate::config::redact_url;
 pub const QUEUE_MAX: i64 = 1_000_000;
 /// Unacknowledged messages one consumer may hold.
 pub const PREFETCH: u16 = 1024;
+/// How long one attempt to subscribe again may take.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a consumer checks its connection besides listening to its events.
+const STATUS_CHECK: Duration = Duration::from_secs(1);
 /// The group whose queue is named after the topic (the workers').
 const DEFAULT_GROUP: &str = crate::worker::GROUP;
 
@@ -167,20 +172,12 @@ impl Broker for RabbitBroker {
             expiry: self.expiry,
         };
         // The first subscription fails fast; later ones are retried for ever.
-        let (conn, mut stream) = target.open().await?;
-        let current = Arc::new(std::sync::Mutex::new(Some(conn)));
+        let mut live = target.open().await?;
+        let current = Arc::new(std::sync::Mutex::new(Some(live.conn.clone())));
         let held = current.clone();
         let consumer = FetchedConsumer::spawn(1, |tx| async move {
             loop {
-                while let Some(next) = stream.next().await {
-                    let item = match next {
-                        Ok(d) => Ok(Delivery::new(
-                            d.data,
-                            d.redelivered,
-                            Box::new(RabbitSettle { acker: d.acker }),
-                        )),
-                        Err(e) => Err(unavailable(e)),
-                    };
+                while let Some(item) = live.next().await {
                     let failed = item.is_err();
                     if tx.send(item).await.is_err() {
                         return;
@@ -196,20 +193,20 @@ impl Broker for RabbitBroker {
                     target.queue
                 );
                 let mut backoff = Duration::from_millis(100);
-                loop {
-                    match target.open().await {
-                        Ok((conn, s)) => {
-                            if let Ok(mut c) = held.lock() {
-                                *c = Some(conn);
-                            }
-                            stream = s;
-                            break;
-                        }
-                        Err(_) => {
-                            tokio::time::sleep(backoff).await;
-                            backoff = (backoff * 2).min(Duration::from_secs(5));
-                        }
+                live = loop {
+                    match tokio::time::timeout(OPEN_TIMEOUT, target.open()).await {
+                        Ok(Ok(opened)) => break opened,
+                        Ok(Err(e)) => tracing::debug!("RabbitMQ: {e}"),
+                        Err(_) => tracing::debug!(
+                            "RabbitMQ: subscribing to {} took over {OPEN_TIMEOUT:?}",
+                            target.queue
+                        ),
                     }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                };
+                if let Ok(mut c) = held.lock() {
+                    *c = Some(live.conn.clone());
                 }
             }
         });
@@ -237,8 +234,9 @@ struct Subscription {
 
 impl Subscription {
     /// Connects, declares the exchange and queue, and starts consuming.
-    async fn open(&self) -> Result<(Connection, lapin::Consumer), BrokerError> {
+    async fn open(&self) -> Result<Live, BrokerError> {
         let (conn, channel) = open_channel(&self.url).await?;
+        let events = Box::pin(conn.events_listener());
         declare(&channel, &self.topic, &self.queue, self.expiry).await?;
         channel
             .basic_qos(PREFETCH, BasicQosOptions::default())
@@ -253,7 +251,54 @@ impl Subscription {
             )
             .await
             .map_err(unavailable)?;
-        Ok((conn, stream))
+        Ok(Live {
+            conn: Arc::new(conn),
+            events,
+            stream,
+        })
+    }
+}
+
+/// A subscription's connection, its events and its deliveries.
+struct Live {
+    conn: Arc<Connection>,
+    events: Pin<Box<dyn Stream<Item = lapin::Event> + Send>>,
+    stream: lapin::Consumer,
+}
+
+impl Live {
+    /// The next delivery, or an error once the connection has failed; `None` once the
+    /// subscription has ended. A connection error ends the subscription even when the
+    /// delivery stream itself is not told.
+    async fn next(&mut self) -> Option<Result<Delivery, BrokerError>> {
+        let mut check = tokio::time::interval(STATUS_CHECK);
+        loop {
+            tokio::select! {
+                next = self.stream.next() => {
+                    return next.map(|d| match d {
+                        Ok(d) => Ok(Delivery::new(
+                            d.data,
+                            d.redelivered,
+                            Box::new(RabbitSettle { acker: d.acker }),
+                        )),
+                        Err(e) => Err(unavailable(e)),
+                    });
+                }
+                event = self.events.next() => match event {
+                    Some(lapin::Event::Error(e)) => return Some(Err(unavailable(e))),
+                    Some(_) => {}
+                    None => return None,
+                },
+                _ = check.tick() => {
+                    let status = self.conn.status();
+                    if status.errored() || status.closed() {
+                        return Some(Err(BrokerError::Unavailable(
+                            "RabbitMQ: the connection has closed".into(),
+                        )));
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -382,3 +382,79 @@ pub fn n(v: &Value, field: &str) -> u64 {
         .as_u64()
         .unwrap_or_else(|| panic!("{field} in {v}"))
 }
+
+/// How long a whole `superhero` run in a test may take before it counts as hung.
+pub const RUN_LIMIT: Duration = Duration::from_secs(300);
+
+/// `Command::output` with a limit.
+pub trait RunWithin {
+    /// Runs the command to the end, as `output` does, but kills it and fails with
+    /// what it printed if it takes longer than [`RUN_LIMIT`]: a hung run fails its
+    /// test instead of stalling the whole suite.
+    fn output_within(&mut self) -> std::process::Output;
+}
+
+impl RunWithin for std::process::Command {
+    fn output_within(&mut self) -> std::process::Output {
+        use std::process::Stdio;
+        let child = self
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the command starts");
+        finish_within(child, RUN_LIMIT)
+    }
+}
+
+/// Waits for a child started with piped stdout and stderr, at most `limit`; kills it
+/// and fails with what it printed when it is still running then.
+pub fn finish_within(mut child: std::process::Child, limit: Duration) -> std::process::Output {
+    use std::io::Read;
+    fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    }
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("the child can be waited for") {
+            break Some(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    match status {
+        Some(status) => std::process::Output {
+            status,
+            stdout,
+            stderr,
+        },
+        None => {
+            let tail = |b: &[u8]| {
+                let text = String::from_utf8_lossy(b).into_owned();
+                let start = text.len().saturating_sub(4000);
+                let start = (start..text.len())
+                    .find(|&i| text.is_char_boundary(i))
+                    .unwrap_or(text.len());
+                text[start..].to_string()
+            };
+            panic!(
+                "still running after {limit:?}, killed; stdout ends:\n{}\nstderr ends:\n{}",
+                tail(&stdout),
+                tail(&stderr)
+            )
+        }
+    }
+}
