@@ -26,6 +26,8 @@ use crate::worker::{self, EtlProgress, WorkerSettings};
 
 /// How long a broker that is down gets, at the end, to take the buffered events.
 const PUBLISH_GRACE: Duration = Duration::from_secs(10);
+/// How long the workers get to finish their batches once told to stop.
+const WORKER_STOP: Duration = Duration::from_secs(30);
 
 /// What a simulation runs.
 #[derive(Clone, Debug)]
@@ -170,10 +172,20 @@ pub async fn run<S: GameStore>(
     )
     .await;
     let _ = stop_workers.send(true);
-    while let Some(done) = workers.join_next().await {
-        if let Err(e) = done {
-            tracing::error!("a worker task failed: {e}");
+    let stopping = async {
+        while let Some(done) = workers.join_next().await {
+            if let Err(e) = done {
+                tracing::error!("a worker task failed: {e}");
+            }
         }
+    };
+    if tokio::time::timeout(WORKER_STOP, stopping).await.is_err() {
+        tracing::error!(
+            "{} worker(s) did not stop within {WORKER_STOP:?}; stopping them now",
+            workers.len()
+        );
+        workers.abort_all();
+        while workers.join_next().await.is_some() {}
     }
     let elapsed_s = started.elapsed().as_secs_f64();
     bar.finish();

@@ -15,19 +15,18 @@
 //! (the original's prefetch of 1 would allow one game at a time). Unacknowledged
 //! messages go back to the queue when their channel closes; nack requeues.
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::{Stream, StreamExt};
+use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, watch};
 
 use super::fetched::FetchedConsumer;
 use super::{Broker, BrokerError, Consumer, Delivery, Publisher, Semantics, Settle};
@@ -39,7 +38,10 @@ pub const QUEUE_MAX: i64 = 1_000_000;
 pub const PREFETCH: u16 = 1024;
 /// How long one attempt to subscribe again may take.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often a consumer checks its connection besides listening to its events.
+/// How long an ack or nack may take.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a consumer checks its connection's status besides listening to its
+/// events.
 const STATUS_CHECK: Duration = Duration::from_secs(1);
 /// The group whose queue is named after the topic (the workers').
 const DEFAULT_GROUP: &str = crate::worker::GROUP;
@@ -55,8 +57,15 @@ fn unavailable(e: lapin::Error) -> BrokerError {
 }
 
 async fn open_channel(url: &str) -> Result<(Connection, Channel), BrokerError> {
-    let conn = Connection::connect(url, ConnectionProperties::default())
+    let connecting = Connection::connect(url, ConnectionProperties::default());
+    let conn = tokio::time::timeout(OPEN_TIMEOUT, connecting)
         .await
+        .map_err(|_| {
+            BrokerError::Unavailable(format!(
+                "{} did not answer within {OPEN_TIMEOUT:?}",
+                redact_url(url)
+            ))
+        })?
         .map_err(|e| BrokerError::Unavailable(format!("cannot reach {}: {e}", redact_url(url))))?;
     let channel = conn.create_channel().await.map_err(unavailable)?;
     Ok((conn, channel))
@@ -236,7 +245,8 @@ impl Subscription {
     /// Connects, declares the exchange and queue, and starts consuming.
     async fn open(&self) -> Result<Live, BrokerError> {
         let (conn, channel) = open_channel(&self.url).await?;
-        let events = Box::pin(conn.events_listener());
+        let conn = Arc::new(conn);
+        let lost = watch_connection(conn.clone());
         declare(&channel, &self.topic, &self.queue, self.expiry).await?;
         channel
             .basic_qos(PREFETCH, BasicQosOptions::default())
@@ -251,55 +261,67 @@ impl Subscription {
             )
             .await
             .map_err(unavailable)?;
-        Ok(Live {
-            conn: Arc::new(conn),
-            events,
-            stream,
-        })
+        Ok(Live { conn, stream, lost })
     }
 }
 
-/// A subscription's connection, its events and its deliveries.
+/// A subscription's connection and its deliveries.
 struct Live {
     conn: Arc<Connection>,
-    events: Pin<Box<dyn Stream<Item = lapin::Event> + Send>>,
     stream: lapin::Consumer,
+    /// Turns true once the connection is known to be lost (see [`watch_connection`]).
+    lost: watch::Receiver<bool>,
 }
 
 impl Live {
-    /// The next delivery, or an error once the connection has failed; `None` once the
-    /// subscription has ended. A connection error ends the subscription even when the
-    /// delivery stream itself is not told.
+    /// The next delivery, or an error once the connection has failed (even when the
+    /// delivery stream itself is not told); `None` once the subscription has ended.
     async fn next(&mut self) -> Option<Result<Delivery, BrokerError>> {
+        let lost = self.lost.clone();
+        tokio::select! {
+            next = self.stream.next() => next.map(|d| match d {
+                Ok(d) => Ok(Delivery::new(
+                    d.data,
+                    d.redelivered,
+                    Box::new(RabbitSettle {
+                        acker: d.acker,
+                        lost,
+                    }),
+                )),
+                Err(e) => Err(unavailable(e)),
+            }),
+            _ = self.lost.wait_for(|l| *l) => Some(Err(BrokerError::Unavailable(
+                "RabbitMQ: the connection was lost".into(),
+            ))),
+        }
+    }
+}
+
+/// Tells, through the returned flag, when `conn` fails: on its error events, and by
+/// checking its status every [`STATUS_CHECK`]. Runs until nobody watches the flag.
+fn watch_connection(conn: Arc<Connection>) -> watch::Receiver<bool> {
+    let (lost, watching) = watch::channel(false);
+    let mut events = Box::pin(conn.events_listener());
+    tokio::spawn(async move {
         let mut check = tokio::time::interval(STATUS_CHECK);
         loop {
             tokio::select! {
-                next = self.stream.next() => {
-                    return next.map(|d| match d {
-                        Ok(d) => Ok(Delivery::new(
-                            d.data,
-                            d.redelivered,
-                            Box::new(RabbitSettle { acker: d.acker }),
-                        )),
-                        Err(e) => Err(unavailable(e)),
-                    });
-                }
-                event = self.events.next() => match event {
-                    Some(lapin::Event::Error(e)) => return Some(Err(unavailable(e))),
+                event = events.next() => match event {
+                    Some(lapin::Event::Error(_)) | None => break,
                     Some(_) => {}
-                    None => return None,
                 },
                 _ = check.tick() => {
-                    let status = self.conn.status();
+                    let status = conn.status();
                     if status.errored() || status.closed() {
-                        return Some(Err(BrokerError::Unavailable(
-                            "RabbitMQ: the connection has closed".into(),
-                        )));
+                        break;
                     }
                 }
+                _ = lost.closed() => return,
             }
         }
-    }
+        lost.send_replace(true);
+    });
+    watching
 }
 
 /// One confirming channel, reopened after a failure.
@@ -377,15 +399,13 @@ impl Publisher for SharedPublisher {
 
 struct RabbitSettle {
     acker: lapin::Acker,
+    lost: watch::Receiver<bool>,
 }
 
 #[async_trait]
 impl Settle for RabbitSettle {
     async fn ack(self: Box<Self>) -> Result<(), BrokerError> {
-        match self.acker.ack(BasicAckOptions::default()).await {
-            Ok(_) => Ok(()),
-            Err(_) => Err(BrokerError::Stale),
-        }
+        settled(self.acker.ack(BasicAckOptions::default()), self.lost).await
     }
 
     async fn nack(self: Box<Self>) -> Result<(), BrokerError> {
@@ -393,9 +413,26 @@ impl Settle for RabbitSettle {
             requeue: true,
             ..BasicNackOptions::default()
         };
-        match self.acker.nack(options).await {
-            Ok(_) => Ok(()),
-            Err(_) => Err(BrokerError::Stale),
-        }
+        settled(self.acker.nack(options), self.lost).await
+    }
+}
+
+/// An ack or nack, bounded: on a connection that has failed, lapin may never answer.
+/// The broker requeues what a closed channel held, so a settle that fails, times out
+/// or belongs to a lost connection is stale (and fails at once once the loss is
+/// known, rather than one timeout per message).
+async fn settled<T>(
+    settle: impl std::future::Future<Output = Result<T, lapin::Error>>,
+    mut lost: watch::Receiver<bool>,
+) -> Result<(), BrokerError> {
+    if *lost.borrow() {
+        return Err(BrokerError::Stale);
+    }
+    tokio::select! {
+        done = tokio::time::timeout(SETTLE_TIMEOUT, settle) => match done {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) | Err(_) => Err(BrokerError::Stale),
+        },
+        _ = lost.wait_for(|l| *l) => Err(BrokerError::Stale),
     }
 }
