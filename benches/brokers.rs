@@ -8,16 +8,23 @@
 //! message arrived.
 //!
 //! Run: `cargo bench --bench brokers` (BENCH_MESSAGES, BENCH_SIZE change N and S;
-//! SUPERHERO_TEST_REDIS_*, SUPERHERO_TEST_AMQP_URL, SUPERHERO_TEST_NATS_URL say where
-//! the services are; a broker that cannot be reached is reported and skipped).
+//! SUPERHERO_TEST_REDIS_*, SUPERHERO_TEST_AMQP_URL, SUPERHERO_TEST_NATS_URL,
+//! SUPERHERO_TEST_KAFKA_URL and NSQD_ADDRESS say where the services are; a broker
+//! that cannot be reached is reported and skipped; without NSQD_ADDRESS, NSQ is the
+//! tests' protocol-level peer, which measures this client, not nsqd).
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use superhero::broker::{
-    Broker, MemoryBroker, NatsBroker, NatsOptions, RabbitBroker, RedisFanoutBroker,
-    RedisPubSubBroker, RedisStreamsBroker,
+    Broker, KafkaBroker, KafkaOptions, MemoryBroker, NatsBroker, NatsOptions, NsqBroker,
+    RabbitBroker, RedisFanoutBroker, RedisPubSubBroker, RedisStreamsBroker,
 };
+
+/// The tests' protocol-level NSQ peer, measured when no real nsqd is given.
+#[allow(dead_code)]
+#[path = "../tests/common/nsqd.rs"]
+mod nsqd;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -123,6 +130,14 @@ fn main() {
         "amqp://guest:guest@127.0.0.1:5672/%2f",
     );
     let nats = env_or("SUPERHERO_TEST_NATS_URL", "nats://127.0.0.1:4222");
+    let kafka = env_or("SUPERHERO_TEST_KAFKA_URL", "kafka://127.0.0.1:9092");
+    let (nsq_name, nsq) = match std::env::var("NSQD_ADDRESS") {
+        Ok(a) if !a.is_empty() => ("nsq://".to_string(), format!("nsq://{a}")),
+        _ => (
+            "nsq:// (the tests' protocol peer, not nsqd)".to_string(),
+            format!("nsq://{}", nsqd::start()),
+        ),
+    };
     let runtime = tokio::runtime::Runtime::new().unwrap();
 
     let mut rows = Vec::new();
@@ -169,6 +184,20 @@ fn main() {
                 .await
                 .map(|b| Box::new(b) as Box<dyn Broker>)
                 .map_err(|e| e.to_string()),
+            ),
+            (
+                "kafka://".into(),
+                KafkaBroker::connect(&kafka, KafkaOptions::default())
+                    .await
+                    .map(|b| Box::new(b) as Box<dyn Broker>)
+                    .map_err(|e| e.to_string()),
+            ),
+            (
+                nsq_name,
+                NsqBroker::connect(&nsq)
+                    .await
+                    .map(|b| Box::new(b) as Box<dyn Broker>)
+                    .map_err(|e| e.to_string()),
             ),
         ];
         for (name, broker) in brokers {

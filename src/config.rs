@@ -71,8 +71,29 @@ pub struct GlobalArgs {
         default_value = "nats://localhost:4222"
     )]
     pub nats_url: String,
+    /// nsqd's TCP address for `LOGGER_MODULE=nsq`.
+    #[arg(
+        long,
+        global = true,
+        env = "NSQD_ADDRESS",
+        default_value = "localhost:4150"
+    )]
+    pub nsqd_address: String,
+    /// Kafka broker for `LOGGER_MODULE=kafka`.
+    #[arg(long, global = true, env = "KAFKA_HOST", default_value = "localhost")]
+    pub kafka_host: String,
+    #[arg(long, global = true, env = "KAFKA_PORT", default_value_t = 9092)]
+    pub kafka_port: u16,
+    /// Partitions of the Kafka topics superhero creates: at most this many workers of
+    /// a group are busy at once.
+    #[arg(long, global = true, env = "KAFKA_PARTITIONS", default_value_t = 2)]
+    pub kafka_partitions: i32,
+    /// Send each Kafka message in a record batch of its own (slower): for brokers
+    /// that cannot resume a group inside a batch, such as tansu 0.6's memory engine.
+    #[arg(long, global = true, env = "KAFKA_SINGLE_MESSAGE_BATCHES")]
+    pub kafka_single_message_batches: bool,
     /// Seconds a message held by a worker that died waits before another worker takes
-    /// it (Redis Streams, NATS JetStream). Keep it above --batch-seconds.
+    /// it (Redis Streams, NATS JetStream, NSQ). Keep it above --batch-seconds.
     #[arg(
         long,
         global = true,
@@ -355,6 +376,11 @@ mod tests {
             rabbit_user: "guest".into(),
             rabbit_pass: "guest".into(),
             nats_url: "nats://localhost:4222".into(),
+            nsqd_address: "localhost:4150".into(),
+            kafka_host: "localhost".into(),
+            kafka_port: 9092,
+            kafka_partitions: 2,
+            kafka_single_message_batches: false,
             claim_after: 30.0,
             json: false,
         }

@@ -220,6 +220,8 @@ fn broker_choice(g: &GlobalArgs, default_module: &str) -> Result<BrokerChoice> {
             g.rabbit_user, g.rabbit_pass, g.amqp_host, g.amqp_port
         ),
         nats_url: g.nats_url.clone(),
+        nsq_url: format!("nsq://{}", g.nsqd_address),
+        kafka_url: format!("kafka://{}:{}", g.kafka_host, g.kafka_port),
     };
     Ok(BrokerChoice::parse(g.broker.as_deref(), module, &defaults)?)
 }
@@ -232,9 +234,14 @@ fn connect_options(g: &GlobalArgs, in_process: bool) -> Result<ConnectOptions> {
     if claim_after < Duration::from_millis(100) {
         bail!("--claim-after must be at least 0.1 seconds");
     }
+    if g.kafka_partitions < 1 {
+        bail!("KAFKA_PARTITIONS must be at least 1");
+    }
     Ok(ConnectOptions {
         claim_after,
         embedded_fanout: in_process,
+        kafka_partitions: g.kafka_partitions,
+        kafka_single_message_batches: g.kafka_single_message_batches,
     })
 }
 

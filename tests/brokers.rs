@@ -1,13 +1,14 @@
 //! `simulate` with three workers on each network broker: the broker's semantics show
 //! in the tables. Redis pub/sub broadcasts, so every game is written by all three
-//! workers; the Redis fan-out, Redis Streams, RabbitMQ and NATS JetStream share the
-//! work, so each game is written once.
+//! workers; the Redis fan-out, Redis Streams, RabbitMQ, NATS JetStream, NSQ and
+//! Kafka share the work, so each game is written once.
 //!
-//! Uses Redis database 0; one test, so the runs never overlap.
+//! Uses Redis database 0; one test, so the runs never overlap. NSQ is the tests'
+//! protocol-level peer unless NSQD_ADDRESS names a real nsqd (see `common::nsqd`).
 
 mod common;
 
-use common::n;
+use common::{RunWithin, n};
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -22,8 +23,9 @@ fn simulate(broker: &str, out: &PathBuf) -> Value {
         .env_remove("LOG_LEVEL")
         .env_remove("LOGGER_MODULE")
         .env_remove("SUPERHERO_STORE")
-        .output()
-        .expect("the superhero binary runs");
+        // The test Kafka is tansu, which needs one message per record batch.
+        .env("KAFKA_SINGLE_MESSAGE_BATCHES", "true")
+        .output_within();
     let summary = common::summary(&output);
     assert!(output.status.success(), "{broker}: {summary}");
     summary
@@ -33,12 +35,16 @@ fn simulate(broker: &str, out: &PathBuf) -> Value {
 async fn each_broker_keeps_its_semantics() {
     let _ = common::fresh_db(0).await;
     let redis = common::redis_url(0);
+    // A private tansu unless SUPERHERO_TEST_KAFKA_URL names a broker (common::tansu).
+    let (_tansu, kafka) = common::tansu::group_test_kafka();
     let cases = [
         (redis.clone(), 3u64),
         (redis.replacen("redis://", "redis-streams://", 1), 1),
         (redis.replacen("redis://", "redis-fanout://", 1), 1),
         (common::amqp_url(), 1),
         (common::nats_url(), 1),
+        (format!("nsq://{}", common::nsqd::address()), 1),
+        (kafka, 1),
     ];
     for (broker, copies) in cases {
         let out = std::env::temp_dir().join(format!("superhero-brokers-{}", uuid::Uuid::new_v4()));

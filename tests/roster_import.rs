@@ -3,12 +3,10 @@
 
 mod common;
 
-use common::RunWithin;
-
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{fresh_db, redis_url};
+use common::{RunWithin, fresh_db, redis_url};
 use redis::AsyncCommands;
 use serde_json::Value;
 use superhero::roster;

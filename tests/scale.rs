@@ -5,13 +5,11 @@
 
 mod common;
 
-use common::RunWithin;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 
-use common::{WAIT, fresh_db, redis_url};
+use common::{RunWithin, WAIT, fresh_db, redis_url};
 use redis::AsyncCommands;
 use superhero::player::{self, PlayerSettings};
 

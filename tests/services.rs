@@ -4,16 +4,15 @@
 //!
 //! - Redis Streams end to end;
 //! - Redis pub/sub, with `superhero fanout` handing each event to one live worker;
-//! - Redis pub/sub bridged by `superhero fanout --to amqp://…` into RabbitMQ.
+//! - Redis pub/sub bridged by `superhero fanout --to amqp://…` into RabbitMQ;
+//! - the same bridged into Kafka (`--to kafka://…`).
 //!
 //! In each, every completed game ends up on disk exactly once. The set-ups share the
 //! pub/sub channel, so they run one after the other in one test.
 
 mod common;
 
-use common::RunWithin;
-
-use common::{Service, fresh_db, last_json, redis_url};
+use common::{RunWithin, Service, fresh_db, last_json, redis_url};
 
 /// Runs one deployment; returns the games completed and written.
 async fn deployment(server_broker: &str, fanout: Option<&[&str]>, worker_broker: &str) -> u64 {
@@ -21,7 +20,8 @@ async fn deployment(server_broker: &str, fanout: Option<&[&str]>, worker_broker:
     let store = redis_url(0);
     let out = std::env::temp_dir().join(format!("superhero-services-{}", uuid::Uuid::new_v4()));
     let out_arg = out.to_str().unwrap();
-    let quiet = ["--log-level", "WARNING"];
+    // The test Kafka is tansu, which needs one message per record batch.
+    let quiet = ["--log-level", "WARNING", "--kafka-single-message-batches"];
 
     let built = std::process::Command::new(env!("CARGO_BIN_EXE_superhero"))
         .args(["build-db", "--store", &store])
@@ -44,7 +44,12 @@ async fn deployment(server_broker: &str, fanout: Option<&[&str]>, worker_broker:
                 "--clean",
                 "--json",
             ];
-            Service::start(&[&args[..], &quiet[..]].concat(), "superhero worker:")
+            // A Kafka worker starts once its group has taken it in.
+            Service::start_within(
+                &[&args[..], &quiet[..]].concat(),
+                "superhero worker:",
+                std::time::Duration::from_secs(60),
+            )
         })
         .collect();
     let fanout = fanout.map(|extra| {
@@ -143,4 +148,7 @@ async fn the_original_deployments_as_processes() {
 
     deployment(&redis, Some(&[]), &fanout).await;
     deployment(&redis, Some(&["--to", &amqp]), &amqp).await;
+    // A private tansu unless SUPERHERO_TEST_KAFKA_URL names a broker (common::tansu).
+    let (_tansu, kafka) = common::tansu::group_test_kafka();
+    deployment(&redis, Some(&["--to", &kafka]), &kafka).await;
 }

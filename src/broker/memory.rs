@@ -131,6 +131,7 @@ impl Broker for MemoryBroker {
             work_sharing: true,
             redelivery: true,
             retains_unconsumed: false,
+            marks_redelivery: true,
         }
     }
 

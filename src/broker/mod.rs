@@ -11,8 +11,10 @@
 //! of them passes.
 
 mod fetched;
+mod kafka;
 mod memory;
 mod nats;
+mod nsq;
 mod rabbitmq;
 mod redis_fanout;
 mod redis_pubsub;
@@ -24,8 +26,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use thiserror::Error;
 
+pub use self::kafka::{KafkaBroker, KafkaOptions};
 pub use self::memory::MemoryBroker;
 pub use self::nats::{NatsBroker, NatsOptions};
+pub use self::nsq::{NsqBroker, NsqOptions, address_from_url as nsqd_address};
 pub use self::rabbitmq::RabbitBroker;
 pub use self::redis_fanout::{Fanout, FanoutStats, RedisFanoutBroker};
 pub use self::redis_pubsub::RedisPubSubBroker;
@@ -57,6 +61,9 @@ pub struct Semantics {
     pub redelivery: bool,
     /// Messages published while no consumer exists are kept for later ones.
     pub retains_unconsumed: bool,
+    /// A message delivered again says so (`Delivery::redelivered`); Kafka cannot
+    /// tell after its partition moved to another member.
+    pub marks_redelivery: bool,
 }
 
 /// A message broker.
@@ -158,6 +165,10 @@ pub enum BrokerChoice {
     Nats(String),
     /// Redis fan-out: pub/sub in, one worker per message out; its `redis://` URL.
     RedisFanout(String),
+    /// NSQ, with its `nsq://` URL (nsqd's TCP address).
+    Nsq(String),
+    /// Kafka, with its `kafka://` URL (bootstrap servers).
+    Kafka(String),
 }
 
 /// Where LOGGER_MODULE's brokers are (from REDIS_*, AMQP_* and RABBIT_*).
@@ -166,6 +177,8 @@ pub struct BrokerDefaults {
     pub redis_url: String,
     pub amqp_url: String,
     pub nats_url: String,
+    pub nsq_url: String,
+    pub kafka_url: String,
 }
 
 impl BrokerChoice {
@@ -194,10 +207,8 @@ impl BrokerChoice {
                     "redis://",
                     1,
                 ))),
-                "kafka" | "nsq" => Err(BrokerError::Config(format!(
-                    "the {scheme}:// broker is not available in this build; use \
-                         redis://, redis-fanout://, redis-streams://, amqp://, nats:// or memory://"
-                ))),
+                "nsq" => Ok(Self::Nsq(url.to_string())),
+                "kafka" => Ok(Self::Kafka(url.to_string())),
                 _ => Err(BrokerError::Config(format!(
                     "unknown broker URL scheme {scheme:?}: expected memory://, redis://, \
                      redis-fanout://, redis-streams://, amqp://, kafka://, nsq:// or nats://"
@@ -212,10 +223,8 @@ impl BrokerChoice {
             "rabbit" => Ok(Self::Rabbit(defaults.amqp_url.clone())),
             "nats" => Ok(Self::Nats(defaults.nats_url.clone())),
             "redis-fanout" => Ok(Self::RedisFanout(defaults.redis_url.clone())),
-            "kafka" | "nsq" => Err(BrokerError::Config(format!(
-                "LOGGER_MODULE={logger_module} is not available in this build; use \
-                     redis, redis-fanout, redis-streams, rabbit, nats or memory"
-            ))),
+            "nsq" => Ok(Self::Nsq(defaults.nsq_url.clone())),
+            "kafka" => Ok(Self::Kafka(defaults.kafka_url.clone())),
             other => Err(BrokerError::Config(format!(
                 "unknown LOGGER_MODULE {other:?}: expected default, memory, redis, \
                  redis-fanout, redis-streams, rabbit, kafka, nsq or nats"
@@ -232,6 +241,10 @@ pub struct ConnectOptions {
     pub claim_after: std::time::Duration,
     /// Redis fan-out: run the fan-out middleware in this process (`simulate`).
     pub embedded_fanout: bool,
+    /// Kafka: partitions of the topics created (KAFKA_PARTITIONS).
+    pub kafka_partitions: i32,
+    /// Kafka: one message per record batch (see [`KafkaOptions`]).
+    pub kafka_single_message_batches: bool,
 }
 
 /// Opens the chosen broker; `None` when records are only printed.
@@ -258,6 +271,24 @@ pub async fn connect(
         BrokerChoice::RedisFanout(url) => Some(Arc::new(
             RedisFanoutBroker::connect(url, options.embedded_fanout).await?,
         )),
+        BrokerChoice::Kafka(url) => {
+            let options = KafkaOptions {
+                partitions: options.kafka_partitions,
+                single_message_batches: options.kafka_single_message_batches,
+                ..KafkaOptions::default()
+            };
+            Some(Arc::new(KafkaBroker::connect(url, options).await?))
+        }
+        BrokerChoice::Nsq(url) => Some(Arc::new(
+            NsqBroker::connect_with(
+                url,
+                NsqOptions {
+                    msg_timeout: claim_after,
+                    ..NsqOptions::default()
+                },
+            )
+            .await?,
+        )),
     })
 }
 
@@ -271,6 +302,8 @@ mod tests {
             redis_url: "redis://h:1/2".into(),
             amqp_url: "amqp://guest:guest@h:5672/%2f".into(),
             nats_url: "nats://h:4222".into(),
+            nsq_url: "nsq://h:4150".into(),
+            kafka_url: "kafka://h:9092".into(),
         };
         assert_eq!(
             BrokerChoice::parse(Some("memory://"), "default", redis).unwrap(),
@@ -303,6 +336,18 @@ mod tests {
         assert_eq!(
             BrokerChoice::parse(None, "rabbit", redis).unwrap(),
             BrokerChoice::Rabbit("amqp://guest:guest@h:5672/%2f".into())
+        );
+        assert_eq!(
+            BrokerChoice::parse(None, "nsq", redis).unwrap(),
+            BrokerChoice::Nsq("nsq://h:4150".into())
+        );
+        assert_eq!(
+            BrokerChoice::parse(Some("nsq://q:1"), "default", redis).unwrap(),
+            BrokerChoice::Nsq("nsq://q:1".into())
+        );
+        assert_eq!(
+            BrokerChoice::parse(None, "kafka", redis).unwrap(),
+            BrokerChoice::Kafka("kafka://h:9092".into())
         );
         let err = BrokerChoice::parse(Some("bogus://x"), "default", redis).unwrap_err();
         assert!(err.to_string().contains("unknown broker URL scheme"));

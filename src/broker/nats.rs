@@ -135,6 +135,7 @@ impl Broker for NatsBroker {
             work_sharing: true,
             redelivery: true,
             retains_unconsumed: true,
+            marks_redelivery: true,
         }
     }
 

@@ -162,6 +162,7 @@ impl Broker for RabbitBroker {
             work_sharing: true,
             redelivery: true,
             retains_unconsumed: false,
+            marks_redelivery: true,
         }
     }
 

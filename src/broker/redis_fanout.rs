@@ -95,6 +95,7 @@ impl Broker for RedisFanoutBroker {
             work_sharing: true,
             redelivery: false,
             retains_unconsumed: false,
+            marks_redelivery: true,
         }
     }
 

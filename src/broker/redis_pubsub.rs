@@ -72,6 +72,7 @@ impl Broker for RedisPubSubBroker {
             work_sharing: false,
             redelivery: false,
             retains_unconsumed: false,
+            marks_redelivery: true,
         }
     }
 

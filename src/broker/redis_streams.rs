@@ -92,6 +92,7 @@ impl Broker for RedisStreamsBroker {
             work_sharing: true,
             redelivery: true,
             retains_unconsumed: true,
+            marks_redelivery: true,
         }
     }
 

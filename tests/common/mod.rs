@@ -8,6 +8,9 @@
 
 #![allow(dead_code)]
 
+pub mod nsqd;
+pub mod tansu;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -39,6 +42,11 @@ pub fn amqp_url() -> String {
 /// The test NATS server with JetStream (SUPERHERO_TEST_NATS_URL, else 127.0.0.1:4222).
 pub fn nats_url() -> String {
     std::env::var("SUPERHERO_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
+/// The test Kafka-API broker (SUPERHERO_TEST_KAFKA_URL, else 127.0.0.1:9092).
+pub fn kafka_url() -> String {
+    std::env::var("SUPERHERO_TEST_KAFKA_URL").unwrap_or_else(|_| "kafka://127.0.0.1:9092".into())
 }
 
 /// A plain connection to test database `db`, emptied first.
@@ -233,6 +241,11 @@ pub struct Service {
 impl Service {
     /// Starts `superhero ARGS` and waits until a line of its output contains `ready`.
     pub fn start(args: &[&str], ready: &str) -> Self {
+        Self::start_within(args, ready, WAIT)
+    }
+
+    /// As [`Self::start`], waiting at most `wait` for `ready`.
+    pub fn start_within(args: &[&str], ready: &str, wait: Duration) -> Self {
         use std::io::{BufRead, BufReader};
         use std::process::{Command, Stdio};
         let mut child = Command::new(env!("CARGO_BIN_EXE_superhero"))
@@ -261,7 +274,7 @@ impl Service {
                 }
             }));
         }
-        let ready_line = ready_rx.recv_timeout(WAIT).unwrap_or_else(|_| {
+        let ready_line = ready_rx.recv_timeout(wait).unwrap_or_else(|_| {
             panic!(
                 "superhero {args:?} did not print {ready:?}; output:\n{}",
                 lines.lock().unwrap().join("\n")
@@ -337,16 +350,22 @@ pub fn free_port() -> u16 {
 
 /// Waits until both tables under `out` hold `games` games, failing after a while.
 pub async fn until_games_written(out: &std::path::Path, games: u64, what: &str) {
+    let written = games_written_within(out, games).await;
+    assert!(
+        written >= games,
+        "{what}: {written} of {games} games written"
+    );
+}
+
+/// Waits until both tables under `out` hold `games` games, or a while has passed;
+/// returns how many they hold.
+pub async fn games_written_within(out: &std::path::Path, games: u64) -> u64 {
     let deadline = tokio::time::Instant::now() + WAIT * 3;
     loop {
         let written = superhero::audit::audit(out).unwrap().complete_games().len() as u64;
-        if written >= games {
-            return;
+        if written >= games || tokio::time::Instant::now() >= deadline {
+            return written;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: {written} of {games} games written"
-        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

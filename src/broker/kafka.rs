@@ -1,0 +1,453 @@
+//! Kafka (`kafka://host:port[,host:port...]`), through librdkafka (the rdkafka crate,
+//! with its bundled librdkafka).
+//!
+//! A topic is a Kafka topic (`lib.server.lobby`) with KAFKA_PARTITIONS partitions,
+//! created by whoever comes first; a group is a consumer group (`superhero_sim`).
+//! Kafka shares work by partition: each partition is read by one member of a group,
+//! so at most KAFKA_PARTITIONS workers of a group are busy and the others wait as
+//! standbys. A new group starts at the beginning of the topic, so events published
+//! before the first worker started reach it.
+//!
+//! Kafka acknowledges by committing an offset per partition, not per message. A
+//! consumer commits, for each partition, up to its oldest delivered message that is
+//! not yet acknowledged (committed every [`COMMIT_INTERVAL_MS`] ms and when the
+//! consumer closes); a member that goes away hands its partitions to the others,
+//! which read on from the committed offsets: unacknowledged messages come again (and
+//! acknowledged ones after an unacknowledged one, which `audit` would show as
+//! duplicates). Kafka cannot say that a message was read before, so such messages
+//! are not marked redelivered. A nack gives the message to the same consumer again
+//! (Kafka has no per-message nack), marked redelivered.
+//!
+//! Publishing waits for every message's acknowledgement by all in-sync replicas
+//! (`acks=all`).
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::ClientContext;
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message as _;
+use rdkafka::producer::future_producer::OwnedDeliveryResult;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use tokio::sync::mpsc;
+
+use super::fetched::FetchedConsumer;
+use super::{Broker, BrokerError, Consumer, Delivery, Publisher, Semantics, Settle};
+
+/// Partitions of a topic when KAFKA_PARTITIONS does not say.
+pub const DEFAULT_PARTITIONS: i32 = 2;
+/// How often a consumer commits what was acknowledged.
+pub const COMMIT_INTERVAL_MS: u32 = 200;
+/// How long the broker and the client wait for each other.
+const TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a new consumer waits for its group to take it in before it returns.
+const JOIN_WAIT: Duration = Duration::from_secs(30);
+
+/// How topics and consumers are set up.
+#[derive(Clone, Copy, Debug)]
+pub struct KafkaOptions {
+    /// Partitions of the topics this broker creates.
+    pub partitions: i32,
+    /// How long a group member may go unheard before its partitions go to others.
+    pub session_timeout: Duration,
+    /// Send every message in a record batch of its own. Slower; needed by brokers
+    /// that cannot serve a fetch starting inside a batch (tansu 0.6 with its memory
+    /// engine: a group resuming there would never get the rest of the partition).
+    pub single_message_batches: bool,
+}
+
+impl Default for KafkaOptions {
+    fn default() -> Self {
+        Self {
+            partitions: DEFAULT_PARTITIONS,
+            session_timeout: Duration::from_secs(10),
+            single_message_batches: false,
+        }
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> BrokerError {
+    BrokerError::Unavailable(format!("Kafka: {e}"))
+}
+
+/// The bootstrap servers of `kafka://host:port[,host:port...][/]`.
+pub fn bootstrap_from_url(url: &str) -> Result<String, BrokerError> {
+    let servers = url
+        .strip_prefix("kafka://")
+        .map(|rest| rest.split(['/', '?']).next().unwrap_or_default())
+        .unwrap_or_default();
+    if servers.is_empty() || servers.contains('@') {
+        return Err(BrokerError::Config(
+            "a Kafka URL is kafka://host:port[,host:port...]".into(),
+        ));
+    }
+    Ok(servers.to_string())
+}
+
+pub struct KafkaBroker {
+    bootstrap: String,
+    options: KafkaOptions,
+    producer: FutureProducer,
+    admin: Arc<AdminClient<DefaultClientContext>>,
+    topics: Arc<Mutex<HashSet<String>>>,
+}
+
+impl KafkaBroker {
+    /// Connects to the cluster, failing if no broker answers.
+    pub async fn connect(url: &str, options: KafkaOptions) -> Result<Self, BrokerError> {
+        let bootstrap = bootstrap_from_url(url)?;
+        if options.partitions < 1 {
+            return Err(BrokerError::Config(
+                "KAFKA_PARTITIONS must be at least 1".into(),
+            ));
+        }
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &bootstrap)
+            .set("acks", "all")
+            .set("linger.ms", "2")
+            .set("message.timeout.ms", "30000")
+            .set("queue.buffering.max.messages", "1000000");
+        if options.single_message_batches {
+            config.set("batch.num.messages", "1");
+        }
+        let producer: FutureProducer = config
+            .create()
+            .map_err(|e| BrokerError::Config(format!("Kafka producer: {e}")))?;
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .create()
+            .map_err(|e| BrokerError::Config(format!("Kafka admin client: {e}")))?;
+        // librdkafka connects lazily: ask for the cluster's metadata to know it is up.
+        let probe = producer.clone();
+        tokio::task::spawn_blocking(move || probe.client().fetch_metadata(None, TIMEOUT))
+            .await
+            .map_err(unavailable)?
+            .map_err(|e| unavailable(format!("no broker answers at {bootstrap}: {e}")))?;
+        Ok(Self {
+            bootstrap,
+            options,
+            producer,
+            admin: Arc::new(admin),
+            topics: Arc::default(),
+        })
+    }
+
+    /// Creates the topic with the configured partitions unless it exists.
+    async fn ensure_topic(&self, topic: &str) -> Result<(), BrokerError> {
+        if self.topics.lock().is_ok_and(|t| t.contains(topic)) {
+            return Ok(());
+        }
+        let new = NewTopic::new(topic, self.options.partitions, TopicReplication::Fixed(1));
+        let results = self
+            .admin
+            .create_topics(
+                [&new],
+                &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
+            )
+            .await
+            .map_err(unavailable)?;
+        for r in results {
+            match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => {
+                    return Err(unavailable(format!("creating topic {name}: {code}")));
+                }
+            }
+        }
+        if let Ok(mut t) = self.topics.lock() {
+            t.insert(topic.to_string());
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Broker for KafkaBroker {
+    fn kind(&self) -> &'static str {
+        "kafka"
+    }
+
+    fn semantics(&self) -> Semantics {
+        Semantics {
+            work_sharing: true,
+            redelivery: true,
+            retains_unconsumed: true,
+            marks_redelivery: false,
+        }
+    }
+
+    async fn publisher(&self) -> Result<Box<dyn Publisher>, BrokerError> {
+        Ok(Box::new(KafkaPublisher {
+            broker: KafkaBroker {
+                bootstrap: self.bootstrap.clone(),
+                options: self.options,
+                producer: self.producer.clone(),
+                admin: self.admin.clone(),
+                topics: self.topics.clone(),
+            },
+        }))
+    }
+
+    async fn consumer(&self, topic: &str, group: &str) -> Result<Box<dyn Consumer>, BrokerError> {
+        self.ensure_topic(topic).await?;
+        let partitions = Partitions::default();
+        let (joined, mut joining) = tokio::sync::watch::channel(false);
+        let context = GroupContext {
+            partitions: partitions.clone(),
+            joined,
+        };
+        let consumer: StreamConsumer<GroupContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("group.id", group)
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.commit.interval.ms", COMMIT_INTERVAL_MS.to_string())
+            .set(
+                "session.timeout.ms",
+                self.options.session_timeout.as_millis().to_string(),
+            )
+            .set("heartbeat.interval.ms", "1000")
+            .create_with_context(context)
+            .map_err(|e| BrokerError::Config(format!("Kafka consumer: {e}")))?;
+        consumer.subscribe(&[topic]).map_err(unavailable)?;
+        let (retry, mut retries) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            consumer,
+            topic: topic.to_string(),
+            partitions,
+            retry,
+        });
+        let consumer = FetchedConsumer::spawn(1, |tx| async move {
+            loop {
+                let item = tokio::select! {
+                    biased;
+                    Some(again) = retries.recv() => Ok(shared.delivery(again, true)),
+                    m = shared.consumer.recv() => match m {
+                        Ok(m) => {
+                            let message = Held {
+                                partition: m.partition(),
+                                offset: m.offset(),
+                                payload: m.payload().unwrap_or_default().to_vec(),
+                            };
+                            shared.track(&message);
+                            Ok(shared.delivery(message, false))
+                        }
+                        Err(e) => Err(unavailable(e)),
+                    },
+                };
+                let failed = item.is_err();
+                if tx.send(item).await.is_err() {
+                    return;
+                }
+                if failed {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        });
+        // Joining rebalances the group: wait for it to settle (with this member in,
+        // with or without partitions), so that a run started next does not see its
+        // first messages move between members, which would deliver them twice.
+        if tokio::time::timeout(JOIN_WAIT, joining.wait_for(|j| *j))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "Kafka: group {group} has not taken this consumer in after {JOIN_WAIT:?}"
+            );
+        }
+        Ok(Box::new(consumer))
+    }
+}
+
+type Partitions = Arc<Mutex<HashMap<i32, Track>>>;
+
+/// Follows the group's rebalances: forgets what revoked partitions delivered (their
+/// messages go to other members, from the committed offsets) and tells the consumer
+/// when the group has taken it in.
+struct GroupContext {
+    partitions: Partitions,
+    joined: tokio::sync::watch::Sender<bool>,
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(revoked) = rebalance {
+            let revoked: Vec<i32> = revoked.elements().iter().map(|e| e.partition()).collect();
+            tracing::debug!("Kafka: partitions {revoked:?} revoked");
+            if let Ok(mut p) = self.partitions.lock() {
+                for partition in revoked {
+                    p.remove(&partition);
+                }
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(assigned) => {
+                let assigned: Vec<i32> =
+                    assigned.elements().iter().map(|e| e.partition()).collect();
+                tracing::debug!("Kafka: partitions {assigned:?} assigned");
+                self.joined.send_replace(true);
+            }
+            Rebalance::Error(e) => tracing::warn!("Kafka: rebalancing failed: {e}"),
+            Rebalance::Revoke(_) => {}
+        }
+    }
+}
+
+/// A delivered message, as kept for its settle.
+struct Held {
+    partition: i32,
+    offset: i64,
+    payload: Vec<u8>,
+}
+
+/// What one partition has delivered and not yet had acknowledged.
+#[derive(Default)]
+struct Track {
+    pending: BTreeSet<i64>,
+    /// One past the highest offset delivered.
+    next: i64,
+}
+
+struct Shared {
+    consumer: StreamConsumer<GroupContext>,
+    topic: String,
+    partitions: Partitions,
+    /// Nacked messages, delivered again before new ones.
+    retry: mpsc::UnboundedSender<Held>,
+}
+
+impl Shared {
+    fn track(&self, m: &Held) {
+        if let Ok(mut p) = self.partitions.lock() {
+            let t = p.entry(m.partition).or_default();
+            t.pending.insert(m.offset);
+            t.next = t.next.max(m.offset + 1);
+        }
+    }
+
+    fn delivery(self: &Arc<Self>, m: Held, redelivered: bool) -> Delivery {
+        let payload = m.payload.clone();
+        Delivery::new(
+            payload,
+            redelivered,
+            Box::new(KafkaSettle {
+                shared: Arc::downgrade(self),
+                held: m,
+            }),
+        )
+    }
+
+    /// Marks the message done and stores, for the next commit, the oldest offset of
+    /// the partition still unacknowledged.
+    fn ack(&self, partition: i32, offset: i64) -> Result<(), BrokerError> {
+        let commit = {
+            let mut p = self.partitions.lock().map_err(|_| BrokerError::Stale)?;
+            let t = p.get_mut(&partition).ok_or(BrokerError::Stale)?;
+            t.pending.remove(&offset);
+            t.pending.first().copied().unwrap_or(t.next)
+        };
+        if commit == 0 {
+            return Ok(());
+        }
+        // rdkafka stores one past the offset it is given (the message's own offset).
+        self.consumer
+            .store_offset(&self.topic, partition, commit - 1)
+            .map_err(|_| BrokerError::Stale)
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Leave the group now (committing what was acknowledged), so the partitions
+        // go to the other members at once rather than after the session timeout.
+        self.consumer.unsubscribe();
+    }
+}
+
+struct KafkaSettle {
+    shared: Weak<Shared>,
+    held: Held,
+}
+
+#[async_trait]
+impl Settle for KafkaSettle {
+    async fn ack(self: Box<Self>) -> Result<(), BrokerError> {
+        let shared = self.shared.upgrade().ok_or(BrokerError::Stale)?;
+        shared.ack(self.held.partition, self.held.offset)
+    }
+
+    async fn nack(self: Box<Self>) -> Result<(), BrokerError> {
+        let shared = self.shared.upgrade().ok_or(BrokerError::Stale)?;
+        shared.retry.send(self.held).map_err(|_| BrokerError::Stale)
+    }
+}
+
+struct KafkaPublisher {
+    broker: KafkaBroker,
+}
+
+#[async_trait]
+impl Publisher for KafkaPublisher {
+    async fn publish(&self, topic: &str, payloads: &[Vec<u8>]) -> Result<(), BrokerError> {
+        self.broker.ensure_topic(topic).await?;
+        let mut waiting = Vec::with_capacity(payloads.len());
+        for p in payloads {
+            let mut record = FutureRecord::<(), [u8]>::to(topic).payload(p.as_slice());
+            loop {
+                match self.broker.producer.send_result(record) {
+                    Ok(delivery) => {
+                        waiting.push(delivery);
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        // The client's queue is full: let what is waiting go out first.
+                        record = back;
+                        for d in waiting.drain(..) {
+                            confirm(d.await)?;
+                        }
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    Err((e, _)) => return Err(unavailable(e)),
+                }
+            }
+        }
+        for d in waiting {
+            confirm(d.await)?;
+        }
+        Ok(())
+    }
+}
+
+fn confirm<E>(result: Result<OwnedDeliveryResult, E>) -> Result<(), BrokerError> {
+    match result {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err((e, _))) => Err(unavailable(e)),
+        Err(_) => Err(unavailable("the producer went away")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_give_bootstrap_servers() {
+        assert_eq!(bootstrap_from_url("kafka://h:9092").unwrap(), "h:9092");
+        assert_eq!(bootstrap_from_url("kafka://a:1,b:2/").unwrap(), "a:1,b:2");
+        assert!(bootstrap_from_url("kafka://").is_err());
+        assert!(bootstrap_from_url("nats://h:1").is_err());
+    }
+}
