@@ -126,6 +126,8 @@ pub enum Command {
     /// Redis fan-out middleware: each message of the pub/sub channel to one live worker,
     /// or, with --to, to another broker.
     Fanout(FanoutArgs),
+    /// Measure the brokers side by side and report which suits the pipeline.
+    Bench(BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -283,6 +285,60 @@ pub struct FanoutArgs {
     /// instead of fanning out to Redis workers.
     #[arg(long, value_name = "BROKER_URL")]
     pub to: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Brokers to measure, comma-separated: memory, redis, redis-fanout,
+    /// redis-streams, rabbitmq, kafka, nats, nsq (at the addresses the broker
+    /// variables give), or broker URLs [default: all eight names].
+    #[arg(long, value_delimiter = ',')]
+    pub brokers: Option<Vec<String>>,
+    /// Workloads to run, comma-separated: raw (messages), game (the pipeline)
+    /// [default: raw,game].
+    #[arg(long, value_delimiter = ',')]
+    pub workloads: Option<Vec<String>>,
+    /// A TOML workload file (brokers, workloads, [raw] and [game] settings); flags
+    /// win over it.
+    #[arg(long, value_name = "FILE")]
+    pub workload: Option<PathBuf>,
+    /// Raw: messages in all [default: 100,000; 2,000 with --quick].
+    #[arg(long)]
+    pub messages: Option<u64>,
+    /// Raw: bytes per message, at least 16 (sequence number and send time) [default: 200].
+    #[arg(long)]
+    pub size: Option<usize>,
+    /// Raw: producers [default: 1].
+    #[arg(long)]
+    pub producers: Option<usize>,
+    /// Raw: consumers, in one group [default: 1].
+    #[arg(long)]
+    pub consumers: Option<usize>,
+    /// Raw: messages per second all producers aim at together [default: as fast as
+    /// they can].
+    #[arg(long, value_name = "MSG_PER_S")]
+    pub rate: Option<f64>,
+    /// Game: ETL workers [default: 3].
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Game: bots [default: 100; 20 with --quick].
+    #[arg(long)]
+    pub bots: Option<usize>,
+    /// Game: games each bot plays [default: 10; 5 with --quick].
+    #[arg(long)]
+    pub games: Option<u32>,
+    /// Game: about this many games per second [default: as fast as the pipeline goes].
+    #[arg(long, value_name = "GAMES_PER_S")]
+    pub game_rate: Option<f64>,
+    /// Small workloads: the whole report in well under a minute.
+    #[arg(long)]
+    pub quick: bool,
+    /// Folder for report.md, report.json and report.html.
+    #[arg(long, default_value = "bench")]
+    pub out: PathBuf,
+    /// No progress bars.
+    #[arg(long)]
+    pub no_progress: bool,
 }
 
 #[derive(Debug, Args)]

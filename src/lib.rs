@@ -25,9 +25,13 @@
 //!   gzip Parquet tables.
 //! - [`worker`]: consumes `Cleaning Game Records`, writes the tables durably, cleans.
 //! - [`audit`]: reads the tables back and checks them.
+//! - [`bench`]: the same workloads (raw messages, the game pipeline) on every
+//!   broker, side by side, as one report in Markdown, JSON and HTML.
+//! - [`latency`]: latency percentiles from an HDR histogram, for every report.
 //! - [`config`]: flags and environment variables, as typed settings.
 
 pub mod audit;
+pub mod bench;
 pub mod broker;
 pub mod config;
 pub mod etl;
@@ -35,6 +39,7 @@ pub mod events;
 #[doc(hidden)]
 pub mod fixtures;
 pub mod game;
+pub mod latency;
 pub mod player;
 pub mod roster;
 pub mod server;

@@ -11,13 +11,14 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 
 use superhero::audit;
+use superhero::bench;
 use superhero::broker::{
     self, Broker, BrokerChoice, BrokerDefaults, ConnectOptions, Fanout, MemoryBroker,
     RedisPubSubBroker,
 };
 use superhero::config::{
-    self, AuditArgs, BuildDbArgs, Cli, Command, EtlArgs, FanoutArgs, GameArgs, GlobalArgs,
-    PlayerArgs, RosterArgs, ServerArgs, SimulateArgs, StoreChoice, WorkerArgs,
+    self, AuditArgs, BenchArgs, BuildDbArgs, Cli, Command, EtlArgs, FanoutArgs, GameArgs,
+    GlobalArgs, PlayerArgs, RosterArgs, ServerArgs, SimulateArgs, StoreChoice, WorkerArgs,
 };
 use superhero::events::transport::DEFAULT_BUFFER;
 use superhero::events::{EventLayer, EventPipe, EventSink, Queue};
@@ -39,8 +40,9 @@ fn main() -> ExitCode {
     // A .env file fills in variables that are not already set, as in the original.
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
+    // Whole runs in one process: the game's records would drown their report.
     let default_level = match cli.command {
-        Command::Simulate(_) => "WARNING",
+        Command::Simulate(_) | Command::Bench(_) => "WARNING",
         _ => "INFO",
     };
     init_logging(cli.global.log_level.as_deref().unwrap_or(default_level));
@@ -94,6 +96,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Simulate(args) => with_store(g, |store| run_simulation(store, args, g)).await,
         Command::Audit(args) => run_audit(args, g).await,
         Command::Fanout(args) => run_fanout(args, g).await,
+        Command::Bench(args) => run_bench(args, g).await,
     }
 }
 
@@ -213,7 +216,16 @@ fn broker_choice(g: &GlobalArgs, default_module: &str) -> Result<BrokerChoice> {
         "default" => default_module,
         other => other,
     };
-    let defaults = BrokerDefaults {
+    Ok(BrokerChoice::parse(
+        g.broker.as_deref(),
+        module,
+        &broker_defaults(g),
+    )?)
+}
+
+/// Where LOGGER_MODULE's brokers are, from the broker variables.
+fn broker_defaults(g: &GlobalArgs) -> BrokerDefaults {
+    BrokerDefaults {
         redis_url: RedisConfig::from_parts(&g.redis_host, g.redis_port, g.redis_db).url,
         amqp_url: format!(
             "amqp://{}:{}@{}:{}/%2f",
@@ -222,8 +234,12 @@ fn broker_choice(g: &GlobalArgs, default_module: &str) -> Result<BrokerChoice> {
         nats_url: g.nats_url.clone(),
         nsq_url: format!("nsq://{}", g.nsqd_address),
         kafka_url: format!("kafka://{}:{}", g.kafka_host, g.kafka_port),
-    };
-    Ok(BrokerChoice::parse(g.broker.as_deref(), module, &defaults)?)
+    }
+}
+
+/// The broker LOGGER_MODULE=`module` would name, at the broker variables' addresses.
+fn broker_choice_for(g: &GlobalArgs, module: &str) -> Result<BrokerChoice> {
+    Ok(BrokerChoice::parse(None, module, &broker_defaults(g))?)
 }
 
 /// `in_process`: everything runs in this process (`simulate`), so it runs the Redis
@@ -312,6 +328,121 @@ async fn run_simulation(store: AnyStore, args: &SimulateArgs, g: &GlobalArgs) ->
             ExitCode::FAILURE
         },
     )
+}
+
+/// The brokers `superhero bench` measures unless told otherwise.
+const BENCH_BROKERS: [&str; 8] = [
+    "memory",
+    "redis",
+    "redis-fanout",
+    "redis-streams",
+    "rabbitmq",
+    "kafka",
+    "nats",
+    "nsq",
+];
+
+async fn run_bench(args: &BenchArgs, g: &GlobalArgs) -> Result<ExitCode> {
+    let file = match &args.workload {
+        Some(path) => bench::WorkloadFile::load(path)?,
+        None => bench::WorkloadFile::default(),
+    };
+    let names = args
+        .brokers
+        .clone()
+        .or_else(|| file.brokers.clone())
+        .unwrap_or_else(|| BENCH_BROKERS.map(String::from).to_vec());
+    let mut targets = Vec::new();
+    for name in names.iter().map(|b| b.trim()).filter(|b| !b.is_empty()) {
+        let choice = if name.contains("://") {
+            BrokerChoice::parse(Some(name), "default", &BrokerDefaults::default())?
+        } else {
+            let module = if name == "rabbitmq" { "rabbit" } else { name };
+            broker_choice_for(g, module)?
+        };
+        targets.push(bench::Target {
+            name: name.to_string(),
+            choice,
+        });
+    }
+    if targets.is_empty() {
+        bail!("--brokers names no broker");
+    }
+    let which = args
+        .workloads
+        .clone()
+        .or_else(|| file.workloads.clone())
+        .unwrap_or_else(|| vec!["raw".into(), "game".into()]);
+    bench::workload::check_workloads(&which)?;
+
+    let raw = file.raw(bench::RawWorkload {
+        messages: if args.quick { 2_000 } else { 100_000 },
+        size: 200,
+        producers: 1,
+        consumers: 1,
+        rate: None,
+        idle: if args.quick {
+            Duration::from_secs(2)
+        } else {
+            bench::raw::DEFAULT_IDLE
+        },
+    });
+    let raw = bench::RawWorkload {
+        messages: args.messages.unwrap_or(raw.messages),
+        size: args.size.unwrap_or(raw.size),
+        producers: args.producers.unwrap_or(raw.producers),
+        consumers: args.consumers.unwrap_or(raw.consumers),
+        rate: args.rate.or(raw.rate),
+        idle: raw.idle,
+    };
+    let game = file.game(if args.quick {
+        bench::GameWorkload::quick()
+    } else {
+        bench::GameWorkload::default()
+    });
+    let game = bench::GameWorkload {
+        bots: args.bots.unwrap_or(game.bots),
+        games_per_bot: args.games.unwrap_or(game.games_per_bot),
+        workers: args.workers.unwrap_or(game.workers),
+        rate: args.game_rate.or(game.rate),
+        ..game
+    };
+    let workloads = bench::Workloads {
+        raw: which.iter().any(|w| w == "raw").then_some(raw),
+        game: which.iter().any(|w| w == "game").then_some(game),
+    };
+    if let Some(raw) = &workloads.raw {
+        bench::workload::check_raw(raw)?;
+    }
+    if let Some(game) = &workloads.game {
+        bench::workload::check_game(game)?;
+    }
+
+    let ctx = bench::BenchContext {
+        options: connect_options(g, true)?,
+        sink: events_sink(),
+        scratch: args.out.join("tables.tmp"),
+        progress: !args.no_progress && !g.json,
+    };
+    let report = bench::run(&targets, &workloads, &ctx).await;
+    if let Err(e) = std::fs::remove_dir(&ctx.scratch)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::debug!("leaving {}: {e}", ctx.scratch.display());
+    }
+    report
+        .write(&args.out)
+        .with_context(|| format!("writing the report to {}", args.out.display()))?;
+    if g.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.markdown());
+        println!(
+            "\nreport: {} (also report.json, report.md)",
+            args.out.join("report.html").display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn run_audit(args: &AuditArgs, g: &GlobalArgs) -> Result<ExitCode> {

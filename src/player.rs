@@ -93,6 +93,9 @@ pub struct PlayerSummary {
     /// The tokens of the completed games (not part of the printed summary).
     #[serde(skip)]
     pub completed_games: Vec<GameToken>,
+    /// When each of `completed_games` ended, in the same order.
+    #[serde(skip)]
+    pub completed_at: Vec<Instant>,
 }
 
 #[derive(Debug, Error)]
@@ -116,7 +119,7 @@ pub enum BotError {
 #[derive(Default)]
 struct Tally {
     completed: Arc<AtomicU64>,
-    completed_games: Mutex<Vec<GameToken>>,
+    completed_games: Mutex<Vec<(GameToken, Instant)>>,
     pacer: Option<Pacer>,
     errors: AtomicU64,
     /// Bots still playing in this process.
@@ -160,6 +163,11 @@ pub async fn run(settings: PlayerSettings) -> PlayerSummary {
     let elapsed_s = started.elapsed().as_secs_f64();
     let games_completed = tally.completed.load(Ordering::Relaxed);
     let games_timed_out = tally.timed_out.lock().map_or(0, |s| s.len() as u64);
+    let completed = tally
+        .completed_games
+        .lock()
+        .map(|mut g| std::mem::take(&mut *g))
+        .unwrap_or_default();
     PlayerSummary {
         bots: settings.bots,
         games_completed,
@@ -173,11 +181,8 @@ pub async fn run(settings: PlayerSettings) -> PlayerSummary {
         } else {
             0.0
         },
-        completed_games: tally
-            .completed_games
-            .lock()
-            .map(|mut g| std::mem::take(&mut *g))
-            .unwrap_or_default(),
+        completed_games: completed.iter().map(|(g, _)| g.clone()).collect(),
+        completed_at: completed.iter().map(|(_, at)| *at).collect(),
     }
 }
 
@@ -432,7 +437,7 @@ async fn lobby(
                 // that bot runs.
                 if !opponents.is_empty() && opponents.iter().all(|p| p > me) {
                     if let Ok(mut games) = tally.completed_games.lock() {
-                        games.push(game.token.clone());
+                        games.push((game.token.clone(), Instant::now()));
                     }
                     tally.completed.fetch_add(1, Ordering::Relaxed);
                 }

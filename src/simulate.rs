@@ -18,6 +18,7 @@ use crate::events::Queue;
 use crate::events::transport::{DEFAULT_BUFFER, PipeError};
 use crate::events::{EventPipe, EventSink};
 use crate::game::GameToken;
+use crate::latency::{Latency, LatencyRecorder};
 use crate::player::{self, PlayerSettings};
 use crate::roster;
 use crate::server::{self, ServerSettings};
@@ -74,6 +75,9 @@ pub struct SimulateSummary {
     pub elapsed_s: f64,
     pub games_per_s: f64,
     pub events_per_s: f64,
+    /// From a game's end (its last player told) to its rows durably on disk, over
+    /// the games written.
+    pub completion_to_parquet: Latency,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +105,8 @@ pub async fn run<S: GameStore>(
             .await?;
     }
     let started = Instant::now();
+    // The sink may have served earlier runs of this process: count from here.
+    let before = sink.stats();
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
 
     // Workers subscribe before anything is published, so no event passes them by.
@@ -155,7 +161,7 @@ pub async fn run<S: GameStore>(
         tracing::warn!("the game server task ended badly: {e}");
     }
 
-    let transport = pipe.finish(PUBLISH_GRACE).await;
+    let transport = pipe.finish(PUBLISH_GRACE).await.since(&before);
     // Every worker sees every event on a broadcasting broker, one worker each on the
     // others: the work is done when the workers settled that many events.
     let lobby_events = transport.published_by_queue[Queue::Lobby.index()];
@@ -227,6 +233,14 @@ pub async fn run<S: GameStore>(
         }
     }
 
+    let mut latency = LatencyRecorder::new();
+    let written_at = progress.first_written(&bots.completed_games);
+    for (ended, durable) in bots.completed_at.iter().zip(written_at) {
+        if let Some(durable) = durable {
+            latency.record(durable.saturating_duration_since(*ended));
+        }
+    }
+
     let etl = progress.counts();
     let per_s = |n: u64| {
         if elapsed_s > 0.0 {
@@ -254,6 +268,7 @@ pub async fn run<S: GameStore>(
         elapsed_s,
         games_per_s: per_s(bots.games_completed),
         events_per_s: per_s(transport.published),
+        completion_to_parquet: latency.summary(),
     })
 }
 

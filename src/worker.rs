@@ -72,8 +72,9 @@ pub struct EtlProgress {
     pub rejected: AtomicU64,
     /// Writes or store reads that failed and were retried.
     pub retries: AtomicU64,
-    /// The games written so far, if asked for (see [`EtlProgress::tracking_games`]).
-    written: Option<std::sync::Mutex<std::collections::HashSet<GameToken>>>,
+    /// The games written so far and when each was first durable, if asked for (see
+    /// [`EtlProgress::tracking_games`]).
+    written: Option<std::sync::Mutex<HashMap<GameToken, std::time::Instant>>>,
 }
 
 /// A copy of [`EtlProgress`] (the worker fields of summaries).
@@ -109,14 +110,23 @@ impl EtlProgress {
         match &self.written {
             Some(set) => set
                 .lock()
-                .is_ok_and(|set| games.into_iter().all(|g| set.contains(g))),
+                .is_ok_and(|set| games.into_iter().all(|g| set.contains_key(g))),
             None => false,
         }
     }
 
-    fn record_written(&self, game: &GameToken) {
+    /// When each of `games` was first written durably, if it was (and games are
+    /// tracked).
+    pub fn first_written(&self, games: &[GameToken]) -> Vec<Option<std::time::Instant>> {
+        match self.written.as_ref().map(|s| s.lock()) {
+            Some(Ok(set)) => games.iter().map(|g| set.get(g).copied()).collect(),
+            _ => vec![None; games.len()],
+        }
+    }
+
+    fn record_written(&self, game: &GameToken, at: std::time::Instant) {
         if let Some(Ok(mut set)) = self.written.as_ref().map(|s| s.lock()) {
-            set.insert(game.clone());
+            set.entry(game.clone()).or_insert(at);
         }
     }
 
@@ -395,8 +405,9 @@ impl<S: GameStore> Worker<S> {
                 self.backoff = BACKOFF_FIRST;
                 EtlProgress::add(&self.progress.files_written, files as u64);
                 let n = settle.len() as u64;
+                let durable = std::time::Instant::now();
                 for (delivery, game) in settle {
-                    self.progress.record_written(&game);
+                    self.progress.record_written(&game, durable);
                     if self.settings.clean {
                         self.clean(&game).await;
                     }

@@ -182,6 +182,21 @@ pub struct BrokerDefaults {
 }
 
 impl BrokerChoice {
+    /// Where the broker is: its URL, `memory://` for the embedded one, empty for none.
+    pub fn url(&self) -> String {
+        match self {
+            Self::None => String::new(),
+            Self::Memory => "memory://".into(),
+            Self::RedisPubSub(u)
+            | Self::RedisStreams(u)
+            | Self::Rabbit(u)
+            | Self::Nats(u)
+            | Self::RedisFanout(u)
+            | Self::Nsq(u)
+            | Self::Kafka(u) => u.clone(),
+        }
+    }
+
     /// Reads `--broker URL` (or SUPERHERO_BROKER), else LOGGER_MODULE, whose
     /// brokers are at `defaults`.
     pub fn parse(

@@ -129,6 +129,20 @@ pub struct TransportStats {
     pub published_by_queue: [u64; 3],
 }
 
+impl TransportStats {
+    /// What happened between `earlier` and these counts, for one run of many on a
+    /// sink.
+    pub fn since(&self, earlier: &TransportStats) -> TransportStats {
+        TransportStats {
+            offered: self.offered.saturating_sub(earlier.offered),
+            published: self.published.saturating_sub(earlier.published),
+            dropped: self.dropped.saturating_sub(earlier.dropped),
+            published_by_queue: [0, 1, 2]
+                .map(|i| self.published_by_queue[i].saturating_sub(earlier.published_by_queue[i])),
+        }
+    }
+}
+
 #[derive(Default)]
 struct Counters {
     offered: AtomicU64,

@@ -1,0 +1,568 @@
+//! `superhero bench`: the same workloads on every broker asked for, side by side, so
+//! that the numbers answer "which broker suits this pipeline".
+//!
+//! Each broker is opened in turn; one that cannot be reached is listed as skipped,
+//! with the reason, and the run goes on. On every broker that opened run the raw
+//! messaging workload ([`raw`]) and the game pipeline ([`game`]). Where
+//! `redis-benchmark` is installed and a Redis broker is in the list, its PUBLISH and
+//! XADD rates are measured in the same run, as the raw client's limit. The report is
+//! a Markdown table ([`Report::markdown`]), `report.json` and a self-contained
+//! `report.html` with charts ([`html`]).
+
+pub mod game;
+pub mod html;
+pub mod raw;
+pub mod workload;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use crate::broker::{self, Broker, BrokerChoice, ConnectOptions};
+use crate::config::redact_url;
+use crate::events::EventSink;
+
+pub use game::{GameResult, GameWorkload};
+pub use raw::{RawResult, RawWorkload};
+pub use workload::{WorkloadError, WorkloadFile};
+
+/// How long opening one broker may take before it counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long one raw-client measurement may take.
+const BASELINE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// One broker to measure: its name in the report and where it is.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub name: String,
+    pub choice: BrokerChoice,
+}
+
+/// The workloads of one evaluation; a workload left out is not run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Workloads {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw: Option<RawWorkload>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub game: Option<GameWorkload>,
+}
+
+/// What was measured on one broker.
+#[derive(Clone, Debug, Serialize)]
+pub struct BrokerReport {
+    pub broker: String,
+    /// Where it was reached (passwords masked).
+    pub url: String,
+    /// `ok`, `skipped` (could not be opened) or `failed` (opened, then a workload
+    /// failed; the other may still have results).
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// `broadcast` (every consumer gets every message) or `work sharing`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw: Option<RawResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub game: Option<GameResult>,
+    /// Sentences written from the numbers, one per workload.
+    pub verdict: Vec<String>,
+}
+
+/// A raw client's rate, measured in the same run, and ours next to it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Baseline {
+    pub tool: String,
+    pub command: String,
+    pub per_s: f64,
+    /// The broker of this report doing the same thing through superhero.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compared_with: Option<String>,
+    /// That broker's publish rate over the raw client's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio: Option<f64>,
+}
+
+/// The whole evaluation.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub workloads: Workloads,
+    pub brokers: Vec<BrokerReport>,
+    pub baselines: Vec<Baseline>,
+}
+
+/// Where and how the evaluation runs.
+pub struct BenchContext<'a> {
+    pub options: ConnectOptions,
+    /// The sink the process's tracing layer feeds (the game pipeline's events).
+    pub sink: &'a Arc<EventSink>,
+    /// Where the game pipeline writes its tables for the time of a run.
+    pub scratch: PathBuf,
+    /// Draw progress bars on stderr.
+    pub progress: bool,
+}
+
+/// Runs the workloads on every target in turn.
+pub async fn run(targets: &[Target], workloads: &Workloads, ctx: &BenchContext<'_>) -> Report {
+    let bars = MultiProgress::new();
+    if !ctx.progress {
+        bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut brokers = Vec::new();
+    for target in targets {
+        brokers.push(measure(target, workloads, ctx, &bars).await);
+    }
+    // The raw client runs against the first Redis that answered.
+    let redis = targets
+        .iter()
+        .zip(&brokers)
+        .find(|(t, b)| is_redis(&t.choice) && b.status != "skipped")
+        .map(|(t, _)| t.choice.url());
+    let mut baselines = match (redis, &workloads.raw) {
+        (Some(url), Some(raw)) => redis_baselines(&url, raw).await,
+        _ => Vec::new(),
+    };
+    compare(&mut baselines, targets, &brokers);
+    Report {
+        workloads: workloads.clone(),
+        brokers,
+        baselines,
+    }
+}
+
+fn is_redis(choice: &BrokerChoice) -> bool {
+    matches!(
+        choice,
+        BrokerChoice::RedisPubSub(_) | BrokerChoice::RedisFanout(_) | BrokerChoice::RedisStreams(_)
+    )
+}
+
+/// Puts next to each raw-client rate the publish rate of the broker doing the same
+/// command: PUBLISH for Redis pub/sub, XADD for Redis Streams.
+fn compare(baselines: &mut [Baseline], targets: &[Target], brokers: &[BrokerReport]) {
+    for base in baselines.iter_mut() {
+        let same = targets.iter().zip(brokers).find(|(t, _)| match &t.choice {
+            BrokerChoice::RedisPubSub(_) => base.command.starts_with("PUBLISH"),
+            BrokerChoice::RedisStreams(_) => base.command.starts_with("XADD"),
+            _ => false,
+        });
+        if let Some((_, b)) = same
+            && let Some(raw) = &b.raw
+            && base.per_s > 0.0
+        {
+            base.compared_with = Some(b.broker.clone());
+            base.ratio = Some(raw.publish_per_s / base.per_s);
+        }
+    }
+}
+
+fn bar(bars: &MultiProgress, name: &str, len: Option<u64>, what: &str) -> ProgressBar {
+    let bar = bars.add(ProgressBar::new(len.unwrap_or(0)));
+    let template = if len.is_some() {
+        "{prefix:>16} {wide_msg:.dim} [{bar:30}] {pos}/{len} {per_sec}"
+    } else {
+        "{prefix:>16} {wide_msg:.dim} {spinner} {elapsed}"
+    };
+    bar.set_style(
+        ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(name.to_string());
+    bar.set_message(what.to_string());
+    if len.is_none() {
+        bar.enable_steady_tick(Duration::from_millis(200));
+    }
+    bar
+}
+
+async fn measure(
+    target: &Target,
+    workloads: &Workloads,
+    ctx: &BenchContext<'_>,
+    bars: &MultiProgress,
+) -> BrokerReport {
+    let name = &target.name;
+    let mut report = BrokerReport {
+        broker: name.clone(),
+        url: redact_url(&target.choice.url()),
+        status: "skipped",
+        reason: None,
+        delivery: None,
+        raw: None,
+        game: None,
+        verdict: Vec::new(),
+    };
+    let opening = bar(bars, name, None, "connecting");
+    let opened = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        broker::connect(&target.choice, ctx.options),
+    )
+    .await
+    .map_err(|_| format!("no answer within {CONNECT_TIMEOUT:?}"))
+    .and_then(|r| r.map_err(|e| e.to_string()));
+    let broker: Arc<dyn Broker> = match opened {
+        Ok(Some(b)) => b,
+        Ok(None) => {
+            opening.finish_with_message("skipped: not a broker");
+            report.reason = Some("not a broker (LOGGER_MODULE=default)".into());
+            report
+                .verdict
+                .push(format!("{name}: skipped, not a broker."));
+            return report;
+        }
+        Err(e) => {
+            opening.finish_with_message("skipped: unreachable");
+            report
+                .verdict
+                .push(format!("{name}: skipped, unreachable ({e})."));
+            report.reason = Some(e);
+            return report;
+        }
+    };
+    opening.finish_and_clear();
+    let broadcast = !broker.semantics().work_sharing;
+    report.delivery = Some(if broadcast {
+        "broadcast"
+    } else {
+        "work sharing"
+    });
+    report.status = "ok";
+    let mut failures = Vec::new();
+
+    if let Some(workload) = &workloads.raw {
+        let progress = bar(bars, name, Some(workload.messages), "raw messages");
+        let copies = if broadcast {
+            workload.consumers as u64
+        } else {
+            1
+        };
+        let shown = progress.clone();
+        match raw::run(&*broker, workload, copies, move |n| shown.inc(n)).await {
+            Ok(r) => {
+                report
+                    .verdict
+                    .push(raw_verdict(name, &r, broadcast, workload.consumers));
+                report.raw = Some(r);
+            }
+            Err(e) => failures.push(format!("raw messaging: {e}")),
+        }
+        progress.finish();
+    }
+    if let Some(workload) = &workloads.game {
+        let progress = bar(bars, name, None, "game pipeline");
+        let scratch = ctx.scratch.join(format!(
+            "{}-{}",
+            sanitize(name),
+            uuid::Uuid::new_v4().simple()
+        ));
+        match game::run(broker.clone(), ctx.sink, workload, &scratch).await {
+            Ok(r) => {
+                report.verdict.push(game::verdict(name, &r));
+                report.game = Some(r);
+            }
+            Err(e) => failures.push(format!("game pipeline: {e}")),
+        }
+        progress.finish_with_message("game pipeline done");
+    }
+    if !failures.is_empty() {
+        report.status = "failed";
+        report.verdict.push(format!(
+            "{name}: failed during the run ({}).",
+            failures.join("; ")
+        ));
+        report.reason = Some(failures.join("; "));
+    }
+    report
+}
+
+/// A name fit for a folder.
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// A sentence on one broker's raw result, from its numbers alone.
+pub fn raw_verdict(name: &str, r: &RawResult, broadcast: bool, consumers: usize) -> String {
+    let mut parts = vec![format!(
+        "{name} (raw): {:.0} msg/s published, {:.0} msg/s consumed, p99 latency {:.1} ms",
+        r.publish_per_s, r.consume_per_s, r.latency.p99_ms
+    )];
+    if r.lost > 0 {
+        parts.push(format!("{} of {} messages lost", r.lost, r.published));
+    } else {
+        parts.push("nothing lost".into());
+    }
+    if r.duplicates > 0 && broadcast && consumers > 1 {
+        parts.push(format!(
+            "every message delivered to each of the {consumers} consumers \
+             ({} duplicates: a broadcast, not a work queue)",
+            r.duplicates
+        ));
+    } else if r.duplicates > 0 {
+        parts.push(format!("{} duplicate deliveries", r.duplicates));
+    } else {
+        parts.push("no duplicates".into());
+    }
+    format!("{}.", parts.join("; "))
+}
+
+/// `redis-benchmark` PUBLISH and XADD against the Redis at `url`, pipelined like the
+/// adapters' batches; nothing when it is not installed.
+async fn redis_baselines(url: &str, workload: &RawWorkload) -> Vec<Baseline> {
+    let Some((host, port)) = redis_address(url) else {
+        return Vec::new();
+    };
+    let payload = "x".repeat(workload.size);
+    let n = workload.messages.to_string();
+    let commands: [(&str, Vec<&str>); 2] = [
+        ("PUBLISH", vec!["PUBLISH", "bench.raw", &payload]),
+        (
+            "XADD",
+            vec![
+                "XADD",
+                "bench.raw.stream",
+                "MAXLEN",
+                "~",
+                "100000",
+                "*",
+                "data",
+                &payload,
+            ],
+        ),
+    ];
+    let mut found = Vec::new();
+    for (name, args) in commands {
+        let running = tokio::process::Command::new("redis-benchmark")
+            .args([
+                "-h", &host, "-p", &port, "-q", "-P", "64", "-c", "1", "-n", &n,
+            ])
+            .args(&args)
+            .kill_on_drop(true)
+            .output();
+        // redis-benchmark waits for ever for a server that went away.
+        let Ok(Ok(out)) = tokio::time::timeout(BASELINE_TIMEOUT, running).await else {
+            return found;
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        // "XADD ...: 123456.79 requests per second, p50=..."
+        let rate = text
+            .rsplit(':')
+            .next()
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|r| r.parse::<f64>().ok());
+        if let Some(per_s) = rate {
+            found.push(Baseline {
+                tool: "redis-benchmark".into(),
+                command: format!("{name} (-P 64, -c 1, {} bytes)", workload.size),
+                per_s,
+                compared_with: None,
+                ratio: None,
+            });
+        }
+    }
+    found
+}
+
+/// Host and port of a `redis…://host:port/db` URL.
+fn redis_address(url: &str) -> Option<(String, String)> {
+    let rest = url.split_once("://")?.1;
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    let authority = rest.split('/').next()?;
+    let (host, port) = authority.rsplit_once(':').unwrap_or((authority, "6379"));
+    Some((host.to_string(), port.to_string()))
+}
+
+impl Report {
+    /// The results as Markdown: a table per workload, the raw client's rates next to
+    /// ours, and the verdicts.
+    pub fn markdown(&self) -> String {
+        let mut md = String::new();
+        if let Some(w) = &self.workloads.raw {
+            md.push_str(&self.raw_table(w));
+        }
+        if let Some(w) = &self.workloads.game {
+            md.push_str(&self.game_table(w));
+        }
+        md.push_str("Verdicts:\n\n");
+        for line in self.brokers.iter().flat_map(|b| &b.verdict) {
+            md.push_str(&format!("- {line}\n"));
+        }
+        md
+    }
+
+    fn raw_table(&self, w: &RawWorkload) -> String {
+        let mut md = format!(
+            "Raw messaging: {} messages of {} bytes, {} producer(s), {} consumer(s){}\n\n",
+            w.messages,
+            w.size,
+            w.producers,
+            w.consumers,
+            w.rate
+                .map_or(String::new(), |r| format!(", target {r:.0} msg/s"))
+        );
+        md.push_str(
+            "| broker | delivery | published/s | consumed/s | p50 ms | p95 ms | p99 ms | max ms | duplicates | lost | notes |\n",
+        );
+        md.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+        for b in &self.brokers {
+            let delivery = b.delivery.unwrap_or("-");
+            match &b.raw {
+                Some(r) => md.push_str(&format!(
+                    "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | |\n",
+                    b.broker,
+                    delivery,
+                    r.publish_per_s,
+                    r.consume_per_s,
+                    r.latency.p50_ms,
+                    r.latency.p95_ms,
+                    r.latency.p99_ms,
+                    r.latency.max_ms,
+                    r.duplicates,
+                    r.lost
+                )),
+                None => md.push_str(&format!(
+                    "| {} | {} | - | - | - | - | - | - | - | - | {} |\n",
+                    b.broker,
+                    delivery,
+                    b.note()
+                )),
+            }
+        }
+        if !self.baselines.is_empty() {
+            md.push_str("\nRaw client in the same run:\n\n");
+            md.push_str("| tool | command | per s | compared with | ratio |\n");
+            md.push_str("|---|---|---:|---|---:|\n");
+            for base in &self.baselines {
+                md.push_str(&format!(
+                    "| {} | {} | {:.0} | {} | {} |\n",
+                    base.tool,
+                    base.command,
+                    base.per_s,
+                    base.compared_with.as_deref().unwrap_or("-"),
+                    base.ratio
+                        .map_or("-".into(), |r| format!("{:.0}%", r * 100.0))
+                ));
+            }
+        }
+        md.push('\n');
+        md
+    }
+
+    fn game_table(&self, w: &GameWorkload) -> String {
+        let mut md = format!(
+            "Game pipeline: {} bots playing {} games each, {} worker(s){}\n\n",
+            w.bots,
+            w.games_per_bot,
+            w.workers,
+            w.rate
+                .map_or(String::new(), |r| format!(", target {r:.0} games/s"))
+        );
+        md.push_str(
+            "| broker | games simulated | games written | duplicate games | missing games | events/s | games/s | end to Parquet p50 ms | p95 ms | p99 ms | max ms | notes |\n",
+        );
+        md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+        for b in &self.brokers {
+            match &b.game {
+                Some(g) => {
+                    let l = &g.completion_to_parquet;
+                    let note = if g.events_dropped > 0 {
+                        format!("{} events dropped", g.events_dropped)
+                    } else {
+                        String::new()
+                    };
+                    md.push_str(&format!(
+                        "| {} | {} | {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {note} |\n",
+                        b.broker,
+                        g.games_simulated,
+                        g.games_written,
+                        g.duplicate_games,
+                        g.missing_games,
+                        g.events_per_s,
+                        g.games_per_s,
+                        l.p50_ms,
+                        l.p95_ms,
+                        l.p99_ms,
+                        l.max_ms
+                    ))
+                }
+                None => md.push_str(&format!(
+                    "| {} | - | - | - | - | - | - | - | - | - | - | {} |\n",
+                    b.broker,
+                    b.note()
+                )),
+            }
+        }
+        md.push('\n');
+        md
+    }
+
+    /// Writes `report.json`, `report.md` and `report.html` into `dir`, creating it.
+    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        std::fs::write(dir.join("report.json"), json)?;
+        std::fs::write(dir.join("report.md"), self.markdown())?;
+        std::fs::write(dir.join("report.html"), html::render(self))
+    }
+}
+
+impl BrokerReport {
+    /// Why a broker has no numbers, for a table cell.
+    fn note(&self) -> String {
+        format!(
+            "{}: {}",
+            self.status,
+            self.reason.as_deref().unwrap_or("").replace('|', "/")
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_urls_give_benchmark_addresses() {
+        assert_eq!(
+            redis_address("redis://h:6380/0"),
+            Some(("h".into(), "6380".into()))
+        );
+        assert_eq!(
+            redis_address("redis-streams://:pw@h/2"),
+            Some(("h".into(), "6379".into()))
+        );
+    }
+
+    #[test]
+    fn verdicts_say_what_the_numbers_say() {
+        let r = RawResult {
+            published: 100,
+            consumed: 100,
+            duplicates: 200,
+            ..RawResult::default()
+        };
+        let v = raw_verdict("redis", &r, true, 3);
+        assert!(v.contains("each of the 3 consumers"), "{v}");
+        assert!(v.contains("nothing lost"), "{v}");
+        let r = RawResult {
+            published: 100,
+            consumed: 90,
+            lost: 10,
+            ..RawResult::default()
+        };
+        let v = raw_verdict("x", &r, false, 1);
+        assert!(v.contains("10 of 100 messages lost"), "{v}");
+        assert!(v.contains("no duplicates"), "{v}");
+    }
+}

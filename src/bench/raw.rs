@@ -1,0 +1,274 @@
+//! The raw messaging workload: P producers publish N messages of S bytes to a fresh
+//! topic while C consumers of one group take them, acknowledging each. Every message
+//! carries its sequence number and its send time, so the consumers tell losses,
+//! duplicates and the end-to-end latency without any help from the broker.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::task::JoinSet;
+
+use crate::broker::{Broker, BrokerError};
+use crate::latency::{Latency, LatencyRecorder};
+
+/// Bytes of the header every message starts with: sequence number and send time.
+pub const HEADER: usize = 16;
+/// Messages one publish call sends at most.
+const BATCH: usize = 256;
+/// How long the consumers wait for one more message once publishing has ended.
+pub const DEFAULT_IDLE: Duration = Duration::from_secs(5);
+
+/// What the raw workload runs.
+#[derive(Clone, Debug, Serialize)]
+pub struct RawWorkload {
+    /// Messages published in all.
+    pub messages: u64,
+    /// Bytes per message (at least [`HEADER`]).
+    pub size: usize,
+    pub producers: usize,
+    pub consumers: usize,
+    /// Messages per second all producers together aim at; none: as fast as they can.
+    pub rate: Option<f64>,
+    /// How long consumers wait for a next message after publishing ended.
+    #[serde(skip)]
+    pub idle: Duration,
+}
+
+/// What one broker did with the raw workload.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RawResult {
+    /// Messages the producers had confirmed by the broker.
+    pub published: u64,
+    /// Distinct messages the consumers received.
+    pub consumed: u64,
+    /// Deliveries beyond the first of a message.
+    pub duplicates: u64,
+    /// Published messages no consumer received.
+    pub lost: u64,
+    /// Messages whose publishing failed.
+    pub publish_errors: u64,
+    pub publish_per_s: f64,
+    pub consume_per_s: f64,
+    pub latency: Latency,
+}
+
+/// The header and padding of message `seq`, sent `sent_ns` after the run's start.
+pub fn encode(seq: u64, sent_ns: u64, size: usize) -> Vec<u8> {
+    let mut payload = Vec::with_capacity(size.max(HEADER));
+    payload.extend_from_slice(&seq.to_be_bytes());
+    payload.extend_from_slice(&sent_ns.to_be_bytes());
+    payload.resize(size.max(HEADER), b'x');
+    payload
+}
+
+/// The sequence number and send time of a message, or `None` if it is not one of ours.
+pub fn decode(payload: &[u8]) -> Option<(u64, u64)> {
+    let seq = u64::from_be_bytes(payload.get(..8)?.try_into().ok()?);
+    let sent = u64::from_be_bytes(payload.get(8..16)?.try_into().ok()?);
+    Some((seq, sent))
+}
+
+/// What the consumers saw.
+struct Seen {
+    ids: HashSet<u64>,
+    duplicates: u64,
+    latency: LatencyRecorder,
+    last: Option<Instant>,
+}
+
+impl Seen {
+    fn new() -> Self {
+        Self {
+            ids: HashSet::new(),
+            duplicates: 0,
+            latency: LatencyRecorder::new(),
+            last: None,
+        }
+    }
+}
+
+/// Runs the workload on `broker`; `progress` is told of every message consumed.
+/// `copies`: deliveries each message should get (the consumers, on a broker that
+/// broadcasts; else 1), so the run waits for all of them.
+pub async fn run(
+    broker: &dyn Broker,
+    workload: &RawWorkload,
+    copies: u64,
+    progress: impl Fn(u64) + Send + Sync + 'static,
+) -> Result<RawResult, BrokerError> {
+    let topic = format!("bench.{}", uuid::Uuid::new_v4().simple());
+    let start = Instant::now();
+    let seen = Arc::new(Mutex::new(Seen::new()));
+    let progress = Arc::new(progress);
+    let mut consumers = JoinSet::new();
+    for _ in 0..workload.consumers.max(1) {
+        let mut consumer = broker.consumer(&topic, "bench").await?;
+        let seen = seen.clone();
+        let progress = progress.clone();
+        consumers.spawn(async move {
+            loop {
+                let delivery = match consumer.next().await {
+                    Ok(d) => d,
+                    Err(BrokerError::Closed) => return,
+                    // The broker hiccuped: the consumer resubscribes by itself; what
+                    // never comes back is counted as lost.
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let now = start.elapsed().as_nanos() as u64;
+                let decoded = decode(&delivery.payload);
+                let _ = delivery.ack().await;
+                let Some((seq, sent)) = decoded else { continue };
+                let Ok(mut s) = seen.lock() else { return };
+                if s.ids.insert(seq) {
+                    s.latency
+                        .record(Duration::from_nanos(now.saturating_sub(sent)));
+                    progress(1);
+                } else {
+                    s.duplicates += 1;
+                }
+                s.last = Some(Instant::now());
+            }
+        });
+    }
+
+    let publishing = Instant::now();
+    let (published, publish_errors) = publish_all(broker, &topic, workload, start).await?;
+    let publish_s = publishing.elapsed().as_secs_f64();
+
+    // Consume until every copy of every message has come, or none came for `idle`.
+    let mut waited_since = Instant::now();
+    loop {
+        let (deliveries, last) = {
+            let s = seen.lock().map_err(|_| BrokerError::Closed)?;
+            (s.ids.len() as u64 + s.duplicates, s.last)
+        };
+        if deliveries >= published * copies.max(1) {
+            break;
+        }
+        if let Some(last) = last {
+            waited_since = waited_since.max(last);
+        }
+        if waited_since.elapsed() >= workload.idle {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    consumers.abort_all();
+    while consumers.join_next().await.is_some() {}
+
+    let s = seen.lock().map_err(|_| BrokerError::Closed)?;
+    let consumed = s.ids.len() as u64;
+    let consume_s = s
+        .last
+        .map_or(0.0, |last| last.duration_since(publishing).as_secs_f64());
+    Ok(RawResult {
+        published,
+        consumed,
+        duplicates: s.duplicates,
+        lost: published.saturating_sub(consumed),
+        publish_errors,
+        publish_per_s: per_s(published, publish_s),
+        consume_per_s: per_s(consumed, consume_s),
+        latency: s.latency.summary(),
+    })
+}
+
+fn per_s(n: u64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        n as f64 / seconds
+    } else {
+        0.0
+    }
+}
+
+/// Publishes the workload's messages from its producers; returns how many the broker
+/// confirmed and how many failed.
+async fn publish_all(
+    broker: &dyn Broker,
+    topic: &str,
+    workload: &RawWorkload,
+    start: Instant,
+) -> Result<(u64, u64), BrokerError> {
+    let producers = workload.producers.max(1) as u64;
+    let mut tasks = JoinSet::new();
+    for p in 0..producers {
+        let publisher = broker.publisher().await?;
+        let topic = topic.to_string();
+        let size = workload.size;
+        // Producer p sends the sequence numbers p, p + P, p + 2P, ...
+        let seqs: Vec<u64> = (p..workload.messages).step_by(producers as usize).collect();
+        let rate = workload.rate.map(|r| r / producers as f64);
+        tasks.spawn(async move {
+            let began = Instant::now();
+            let (mut ok, mut failed) = (0u64, 0u64);
+            for chunk in seqs.chunks(BATCH) {
+                if let Some(rate) = rate {
+                    // Hold back until this chunk is due at the target rate.
+                    let due = Duration::from_secs_f64(ok as f64 / rate);
+                    tokio::time::sleep_until((began + due).into()).await;
+                }
+                let batch: Vec<Vec<u8>> = chunk
+                    .iter()
+                    .map(|&seq| encode(seq, start.elapsed().as_nanos() as u64, size))
+                    .collect();
+                match publisher.publish(&topic, &batch).await {
+                    Ok(()) => ok += chunk.len() as u64,
+                    Err(e) => {
+                        tracing::warn!("bench: publishing failed: {e}");
+                        failed += chunk.len() as u64;
+                    }
+                }
+            }
+            (ok, failed)
+        });
+    }
+    let (mut ok, mut failed) = (0, 0);
+    while let Some(done) = tasks.join_next().await {
+        let (o, f) =
+            done.map_err(|e| BrokerError::Unavailable(format!("a producer failed: {e}")))?;
+        ok += o;
+        failed += f;
+    }
+    Ok((ok, failed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::MemoryBroker;
+
+    #[test]
+    fn messages_carry_their_number_and_time() {
+        let m = encode(7, 123_456, 200);
+        assert_eq!(m.len(), 200);
+        assert_eq!(decode(&m), Some((7, 123_456)));
+        assert_eq!(encode(1, 2, 3).len(), HEADER);
+        assert_eq!(decode(b"short"), None);
+    }
+
+    #[tokio::test]
+    async fn every_message_is_counted_once_on_a_work_queue() {
+        let workload = RawWorkload {
+            messages: 2_000,
+            size: 64,
+            producers: 2,
+            consumers: 3,
+            rate: None,
+            idle: Duration::from_secs(2),
+        };
+        let r = run(&MemoryBroker::new(), &workload, 1, |_| {})
+            .await
+            .unwrap();
+        assert_eq!(r.published, 2_000);
+        assert_eq!(r.consumed, 2_000);
+        assert_eq!((r.duplicates, r.lost, r.publish_errors), (0, 0, 0));
+        assert!(r.latency.p50_ms <= r.latency.p99_ms);
+        assert!(r.latency.p99_ms <= r.latency.max_ms);
+        assert!(r.publish_per_s > 0.0 && r.consume_per_s > 0.0);
+    }
+}

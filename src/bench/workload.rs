@@ -1,0 +1,251 @@
+//! Workload files: a small TOML file that names the brokers and sets either workload,
+//! so users can keep and share their own runs. Every key is optional; what a file
+//! leaves out keeps its default, and command-line flags win over the file.
+//!
+//! ```toml
+//! brokers = ["memory", "redis-streams", "rabbitmq"]
+//! workloads = ["raw", "game"]
+//!
+//! [raw]
+//! messages = 500000
+//! size = 1024
+//! producers = 2
+//! consumers = 2
+//! rate = 50000        # messages per second, all producers together
+//!
+//! [game]
+//! bots = 200
+//! games_per_bot = 10
+//! workers = 3
+//! rate = 100          # games per second
+//! ```
+
+use std::path::Path;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use super::game::GameWorkload;
+use super::raw::{HEADER, RawWorkload};
+
+/// The workloads `superhero bench` knows.
+pub const WORKLOADS: [&str; 2] = ["raw", "game"];
+
+/// A workload file as written.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadFile {
+    pub brokers: Option<Vec<String>>,
+    pub workloads: Option<Vec<String>>,
+    #[serde(default)]
+    pub raw: RawSection,
+    #[serde(default)]
+    pub game: GameSection,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSection {
+    pub messages: Option<u64>,
+    pub size: Option<usize>,
+    pub producers: Option<usize>,
+    pub consumers: Option<usize>,
+    pub rate: Option<f64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GameSection {
+    pub bots: Option<usize>,
+    pub games_per_bot: Option<u32>,
+    pub workers: Option<usize>,
+    pub rate: Option<f64>,
+    pub seed: Option<u64>,
+}
+
+#[derive(Debug, Error)]
+pub enum WorkloadError {
+    #[error("cannot read the workload file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the workload file {path} is not valid: {message}")]
+    Parse { path: String, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl WorkloadFile {
+    pub fn load(path: &Path) -> Result<Self, WorkloadError> {
+        let text = std::fs::read_to_string(path).map_err(|source| WorkloadError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| WorkloadError::Parse {
+            path: path.display().to_string(),
+            message,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// `base` with what the file sets.
+    pub fn raw(&self, base: RawWorkload) -> RawWorkload {
+        let r = &self.raw;
+        RawWorkload {
+            messages: r.messages.unwrap_or(base.messages),
+            size: r.size.unwrap_or(base.size),
+            producers: r.producers.unwrap_or(base.producers),
+            consumers: r.consumers.unwrap_or(base.consumers),
+            rate: r.rate.or(base.rate),
+            idle: base.idle,
+        }
+    }
+
+    /// `base` with what the file sets.
+    pub fn game(&self, base: GameWorkload) -> GameWorkload {
+        let g = &self.game;
+        GameWorkload {
+            bots: g.bots.unwrap_or(base.bots),
+            games_per_bot: g.games_per_bot.unwrap_or(base.games_per_bot),
+            workers: g.workers.unwrap_or(base.workers),
+            rate: g.rate.or(base.rate),
+            seed: g.seed.unwrap_or(base.seed),
+            drain_idle: base.drain_idle,
+        }
+    }
+}
+
+/// Checks a raw workload before anything runs.
+pub fn check_raw(w: &RawWorkload) -> Result<(), WorkloadError> {
+    if w.messages == 0 {
+        return Err(WorkloadError::Invalid(
+            "the raw workload needs at least 1 message".into(),
+        ));
+    }
+    if w.size < HEADER {
+        return Err(WorkloadError::Invalid(format!(
+            "the raw message size must be at least {HEADER} bytes (sequence number and send time)"
+        )));
+    }
+    if w.producers == 0 || w.consumers == 0 {
+        return Err(WorkloadError::Invalid(
+            "the raw workload needs at least 1 producer and 1 consumer".into(),
+        ));
+    }
+    check_rate(w.rate, "messages")
+}
+
+/// Checks a game workload before anything runs.
+pub fn check_game(w: &GameWorkload) -> Result<(), WorkloadError> {
+    if w.bots < 2 {
+        return Err(WorkloadError::Invalid(
+            "the game workload needs at least 2 bots: a game has two players".into(),
+        ));
+    }
+    if w.workers == 0 {
+        return Err(WorkloadError::Invalid(
+            "the game workload needs at least 1 worker".into(),
+        ));
+    }
+    check_rate(w.rate, "games")
+}
+
+fn check_rate(rate: Option<f64>, what: &str) -> Result<(), WorkloadError> {
+    match rate {
+        Some(r) if !(r.is_finite() && r > 0.0) => Err(WorkloadError::Invalid(format!(
+            "a rate must be a number of {what} per second > 0, not {r}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Checks the names of a `workloads` list.
+pub fn check_workloads(names: &[String]) -> Result<(), WorkloadError> {
+    if names.is_empty() {
+        return Err(WorkloadError::Invalid("no workload to run".into()));
+    }
+    match names.iter().find(|n| !WORKLOADS.contains(&n.as_str())) {
+        Some(bad) => Err(WorkloadError::Invalid(format!(
+            "unknown workload {bad:?}: the workloads are {}",
+            WORKLOADS.join(", ")
+        ))),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn base_raw() -> RawWorkload {
+        RawWorkload {
+            messages: 10,
+            size: 100,
+            producers: 1,
+            consumers: 1,
+            rate: None,
+            idle: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn a_file_sets_what_it_names_and_keeps_the_rest() {
+        let f = WorkloadFile::parse(
+            "brokers = [\"memory\", \"redis\"]\n[raw]\nmessages = 500\nrate = 20.5\n[game]\nworkers = 5\n",
+        )
+        .unwrap();
+        assert_eq!(f.brokers.as_deref().unwrap(), ["memory", "redis"]);
+        let raw = f.raw(base_raw());
+        assert_eq!((raw.messages, raw.size, raw.rate), (500, 100, Some(20.5)));
+        let game = f.game(GameWorkload::quick());
+        assert_eq!(game.workers, 5);
+        assert_eq!(game.bots, GameWorkload::quick().bots);
+        assert_eq!(WorkloadFile::parse("").unwrap(), WorkloadFile::default());
+    }
+
+    #[test]
+    fn mistakes_in_a_file_are_named() {
+        let e = WorkloadFile::parse("[raw]\nmesages = 5\n").unwrap_err();
+        assert!(e.contains("mesages"), "{e}");
+        let e = WorkloadFile::parse("[raw]\nmessages = \"many\"\n").unwrap_err();
+        assert!(e.contains("messages"), "{e}");
+        assert!(WorkloadFile::parse("[raw\n").is_err());
+    }
+
+    #[test]
+    fn impossible_workloads_are_refused() {
+        assert!(check_raw(&base_raw()).is_ok());
+        let tiny = RawWorkload {
+            size: 8,
+            ..base_raw()
+        };
+        assert!(
+            check_raw(&tiny)
+                .unwrap_err()
+                .to_string()
+                .contains("16 bytes")
+        );
+        let no_rate = RawWorkload {
+            rate: Some(0.0),
+            ..base_raw()
+        };
+        assert!(check_raw(&no_rate).is_err());
+        let one_bot = GameWorkload {
+            bots: 1,
+            ..GameWorkload::quick()
+        };
+        assert!(check_game(&one_bot).is_err());
+        assert!(check_workloads(&["raw".into(), "game".into()]).is_ok());
+        assert!(
+            check_workloads(&["rwa".into()])
+                .unwrap_err()
+                .to_string()
+                .contains("rwa")
+        );
+    }
+}

@@ -1,0 +1,320 @@
+//! `superhero bench --quick` on the embedded broker and a real Redis (pub/sub), with
+//! two raw consumers and three game workers: the report comes as Markdown on stdout,
+//! `report.md`, `report.json` and `report.html`, with numbers that add up (consumed +
+//! lost = published; games written + missing = games simulated) and the delivery each
+//! broker promises (a work queue delivers each message once and each game is written
+//! once; pub/sub broadcasts every message to both consumers and every game to all
+//! three workers). The HTML page is opened in a real headless Chromium, its charts
+//! measured and a screenshot kept as a test artifact.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::OnceLock;
+
+use common::RunWithin;
+use common::browser::Browser;
+use serde_json::Value;
+
+fn superhero() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_superhero"));
+    command.env_remove("LOG_LEVEL");
+    command
+}
+
+fn scratch() -> PathBuf {
+    std::env::temp_dir().join(format!("superhero-bench-{}", uuid::Uuid::new_v4()))
+}
+
+/// One quick bench on memory and Redis pub/sub, shared by the tests of its outputs.
+fn quick_report() -> &'static (PathBuf, Output) {
+    static RUN: OnceLock<(PathBuf, Output)> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let out = scratch();
+        let brokers = format!("memory,{}", common::redis_url(0));
+        let run = superhero()
+            .args(["bench", "--quick", "--no-progress", "--consumers", "2"])
+            .args([
+                "--messages",
+                "1500",
+                "--workers",
+                "3",
+                "--brokers",
+                &brokers,
+            ])
+            .arg("--out")
+            .arg(&out)
+            .output_within();
+        assert!(run.status.success(), "{run:?}");
+        (out, run)
+    })
+}
+
+fn report_json(out: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn a_quick_bench_prints_the_tables_it_writes() {
+    let (out, run) = quick_report();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        stdout.contains("| broker | delivery | published/s"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("| broker | games simulated | games written | duplicate games"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("| memory | work sharing |"), "{stdout}");
+    assert!(stdout.contains("| redis-benchmark | PUBLISH"), "{stdout}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("report.md"))
+            .unwrap()
+            .trim(),
+        stdout
+            .lines()
+            .take_while(|l| !l.starts_with("report: "))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .trim()
+    );
+}
+
+fn latency_in_order(latency: &Value) {
+    let ms = |f: &str| {
+        latency[f]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{f} in {latency}"))
+    };
+    assert!(
+        ms("p50_ms") > 0.0 && ms("p50_ms") <= ms("p95_ms"),
+        "{latency}"
+    );
+    assert!(
+        ms("p95_ms") <= ms("p99_ms") && ms("p99_ms") <= ms("max_ms"),
+        "{latency}"
+    );
+}
+
+#[test]
+fn raw_messaging_numbers_add_up() {
+    let (out, _) = quick_report();
+    let report = report_json(out);
+    assert_eq!(report["workloads"]["raw"]["messages"], 1500);
+    assert_eq!(report["workloads"]["raw"]["consumers"], 2);
+    let brokers = report["brokers"].as_array().unwrap();
+    assert_eq!(brokers.len(), 2);
+    for b in brokers {
+        assert_eq!(b["status"], "ok", "{b}");
+        let raw = &b["raw"];
+        let n = |f: &str| common::n(raw, f);
+        assert_eq!(n("published"), 1500, "{b}");
+        assert_eq!(n("consumed") + n("lost"), n("published"), "{b}");
+        assert_eq!(n("lost"), 0, "{b}");
+        assert_eq!(n("publish_errors"), 0, "{b}");
+        latency_in_order(&raw["latency"]);
+        assert!(raw["publish_per_s"].as_f64().unwrap() > 0.0);
+        assert!(raw["consume_per_s"].as_f64().unwrap() > 0.0);
+        assert!(!b["verdict"].as_array().unwrap().is_empty(), "{b}");
+    }
+    let memory = &brokers[0];
+    assert_eq!(memory["delivery"], "work sharing");
+    assert_eq!(memory["raw"]["duplicates"], 0, "{memory}");
+    // Pub/sub hands every message to both consumers: one duplicate per message.
+    let redis = &brokers[1];
+    assert_eq!(redis["delivery"], "broadcast");
+    assert_eq!(redis["raw"]["duplicates"], 1500, "{redis}");
+    assert!(
+        redis["verdict"][0].as_str().unwrap().contains("broadcast"),
+        "{redis}"
+    );
+
+    // redis-benchmark comes with Redis: its rates in the same report, next to ours.
+    let baselines = report["baselines"].as_array().unwrap();
+    assert_eq!(baselines.len(), 2, "{baselines:?}");
+    assert!(baselines.iter().all(|b| b["per_s"].as_f64().unwrap() > 0.0));
+    let publish = baselines
+        .iter()
+        .find(|b| b["command"].as_str().unwrap().starts_with("PUBLISH"))
+        .unwrap();
+    assert_eq!(publish["compared_with"], redis["broker"]);
+    let ratio = publish["ratio"].as_f64().unwrap();
+    let expected =
+        redis["raw"]["publish_per_s"].as_f64().unwrap() / publish["per_s"].as_f64().unwrap();
+    assert!((ratio - expected).abs() < 1e-9, "{publish}");
+}
+
+#[test]
+fn the_game_pipeline_writes_every_game_as_the_broker_delivers() {
+    let (out, _) = quick_report();
+    let report = report_json(out);
+    assert_eq!(report["workloads"]["game"]["workers"], 3);
+    let brokers = report["brokers"].as_array().unwrap();
+    for b in brokers {
+        let game = &b["game"];
+        let n = |f: &str| common::n(game, f);
+        assert!(n("games_simulated") > 0, "{b}");
+        assert_eq!(n("games_written"), n("games_simulated"), "{b}");
+        assert_eq!(n("missing_games"), 0, "{b}");
+        assert_eq!(n("events_dropped"), 0, "{b}");
+        assert!(n("events_published") > n("games_simulated"), "{b}");
+        assert!(game["events_per_s"].as_f64().unwrap() > 0.0, "{b}");
+        latency_in_order(&game["completion_to_parquet"]);
+    }
+    // The embedded broker shares the work: each game written once.
+    assert_eq!(brokers[0]["game"]["duplicate_games"], 0, "{}", brokers[0]);
+    // Pub/sub gives every worker every event: each game written by all three.
+    let redis = &brokers[1]["game"];
+    assert_eq!(
+        redis["duplicate_games"], redis["games_simulated"],
+        "{redis}"
+    );
+    assert!(
+        brokers[1]["verdict"][1]
+            .as_str()
+            .unwrap()
+            .contains("every game written 3 times by 3 workers"),
+        "{}",
+        brokers[1]
+    );
+    // The scratch tables are gone; only the report stays.
+    let mut left: Vec<_> = std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["report.html", "report.json", "report.md"]);
+}
+
+#[tokio::test]
+async fn the_html_report_renders_its_charts_in_chromium() {
+    let (out, _) = quick_report();
+    let page = out.join("report.html");
+    let html = std::fs::read_to_string(&page).unwrap();
+    // Self-contained: no script, no stylesheet or image to fetch.
+    for fetch in ["<script", "src=", "href=", "@import", "url("] {
+        assert!(!html.contains(fetch), "report.html contains {fetch}");
+    }
+
+    let browser = Browser::start().await;
+    let c = &browser.client;
+    c.goto(&format!("file://{}", page.display())).await.unwrap();
+    assert_eq!(c.title().await.unwrap(), "superhero bench");
+    let charts = c
+        .execute(
+            "return [...document.querySelectorAll('figure.chart')].map(f => {
+                const box = f.querySelector('svg').getBoundingClientRect();
+                const bars = [...f.querySelectorAll('rect.bar')]
+                    .filter(b => b.getBoundingClientRect().width > 0).length;
+                return { id: f.id, width: box.width, height: box.height, bars };
+            });",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let charts = charts.as_array().unwrap();
+    let ids: Vec<_> = charts.iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        [
+            "raw-throughput",
+            "raw-latency",
+            "game-throughput",
+            "game-latency",
+            "losses"
+        ]
+    );
+    for chart in charts {
+        assert!(chart["width"].as_f64().unwrap() > 300.0, "{chart}");
+        assert!(chart["height"].as_f64().unwrap() > 50.0, "{chart}");
+    }
+    let bars = |id: &str| {
+        charts.iter().find(|c| c["id"] == id).unwrap()["bars"]
+            .as_u64()
+            .unwrap()
+    };
+    // Two brokers: two rates, four percentiles, one event rate each.
+    assert_eq!(bars("raw-throughput"), 4);
+    assert_eq!(bars("raw-latency"), 8);
+    assert_eq!(bars("game-throughput"), 2);
+    assert_eq!(bars("game-latency"), 8);
+    // Only Redis pub/sub duplicates: its raw duplicates and its duplicate games.
+    assert_eq!(bars("losses"), 2);
+    let verdicts = c
+        .execute(
+            "return document.querySelectorAll('#verdicts li').length;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(verdicts, 4);
+    let shot = browser.screenshot("bench-report").await;
+    assert!(std::fs::metadata(shot).unwrap().len() > 10_000);
+    browser.close().await;
+}
+
+#[test]
+fn json_and_workload_files_drive_a_run() {
+    let out = scratch();
+    let file = out.with_extension("toml");
+    std::fs::write(
+        &file,
+        "brokers = [\"memory\"]\nworkloads = [\"raw\"]\n[raw]\nmessages = 300\nconsumers = 2\nsize = 64\n",
+    )
+    .unwrap();
+    let run = superhero()
+        .args(["bench", "--no-progress", "--json", "--workload"])
+        .arg(&file)
+        .args(["--size", "32", "--out"])
+        .arg(&out)
+        .output_within();
+    assert!(run.status.success(), "{run:?}");
+    let report = common::summary(&run);
+    let raw = &report["workloads"]["raw"];
+    assert_eq!(raw["messages"], 300);
+    assert_eq!(raw["consumers"], 2);
+    // The flag wins over the file.
+    assert_eq!(raw["size"], 32);
+    assert!(report["workloads"].get("game").is_none(), "{report}");
+    let brokers = report["brokers"].as_array().unwrap();
+    assert_eq!(brokers.len(), 1);
+    assert_eq!(brokers[0]["raw"]["consumed"], 300);
+    assert!(brokers[0].get("game").is_none(), "{report}");
+
+    // A mistake in the file is named, and nothing runs.
+    std::fs::write(&file, "[raw]\nmesages = 300\n").unwrap();
+    let run = superhero()
+        .args(["bench", "--no-progress", "--workload"])
+        .arg(&file)
+        .output_within();
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("mesages"), "{stderr}");
+    std::fs::remove_file(&file).unwrap();
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+#[test]
+fn an_unreachable_broker_is_skipped_with_its_reason() {
+    let out = scratch();
+    let dead = format!("redis-streams://127.0.0.1:{}/0", common::free_port());
+    let run = superhero()
+        .args(["bench", "--quick", "--no-progress", "--json"])
+        .args(["--messages", "200", "--workloads", "raw"])
+        .args(["--brokers", &format!("memory,{dead}"), "--out"])
+        .arg(&out)
+        .output_within();
+    assert!(run.status.success(), "{run:?}");
+    let report = common::summary(&run);
+    let brokers = report["brokers"].as_array().unwrap();
+    assert_eq!(brokers[0]["status"], "ok");
+    assert_eq!(brokers[1]["status"], "skipped");
+    assert!(
+        !brokers[1]["reason"].as_str().unwrap().is_empty(),
+        "{report}"
+    );
+    assert!(brokers[1].get("raw").is_none(), "{report}");
+    std::fs::remove_dir_all(&out).unwrap();
+}
