@@ -128,6 +128,8 @@ pub enum Command {
     Fanout(FanoutArgs),
     /// Measure the brokers side by side and report which suits the pipeline.
     Bench(BenchArgs),
+    /// The video plays scenario: producers, a multi-threaded processor, live counts.
+    Plays(PlaysArgs),
 }
 
 #[derive(Debug, Args)]
@@ -341,6 +343,74 @@ pub struct BenchArgs {
     pub no_progress: bool,
 }
 
+/// The original driver's options; its single-dash names (`-nt 4`) work too.
+#[derive(Debug, Args)]
+pub struct PlaysArgs {
+    /// Consumer threads of the processor (-nt).
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Play messages to produce (-nm).
+    #[arg(long, default_value_t = 10_000)]
+    pub messages: u64,
+    /// Videos, with UUID ids (-nv).
+    #[arg(long, default_value_t = 100)]
+    pub videos: usize,
+    /// Seconds between publications of videos at 100 plays and over (-ui).
+    #[arg(long, value_name = "S", default_value_t = 30.0)]
+    pub update_interval: f64,
+    /// Producers per consumer thread (-pcr).
+    #[arg(long, value_name = "R", default_value_t = 1)]
+    pub pc_ratio: usize,
+    /// Produce and consume at the same time, instead of enqueueing everything first.
+    #[arg(short = 'r', long)]
+    pub real_life: bool,
+    /// Seed of the video ids and of which video each message plays.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Seconds to wait for messages that do not come before counting them as lost.
+    #[arg(long, value_name = "S", default_value_t = 10.0)]
+    pub idle_timeout: f64,
+}
+
+/// The original plays driver's single-dash option names, and ours.
+const PLAYS_SHORT_NAMES: [(&str, &str); 5] = [
+    ("-nt", "--threads"),
+    ("-nm", "--messages"),
+    ("-nv", "--videos"),
+    ("-ui", "--update-interval"),
+    ("-pcr", "--pc-ratio"),
+];
+
+/// Rewrites the original driver's `-nt 4`, `-nm=500` and the like after `plays` into
+/// their long names, which clap can parse (its short options are one letter).
+pub fn expand_plays_names(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let Some(at) = args.iter().position(|a| a == "plays") else {
+        return args;
+    };
+    args.into_iter()
+        .enumerate()
+        .map(|(i, arg)| {
+            if i <= at {
+                return arg;
+            }
+            let Some(text) = arg.to_str() else {
+                return arg;
+            };
+            let (name, value) = match text.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (text, None),
+            };
+            match PLAYS_SHORT_NAMES.iter().find(|(short, _)| *short == name) {
+                Some((_, long)) => match value {
+                    Some(v) => format!("{long}={v}").into(),
+                    None => (*long).into(),
+                },
+                None => arg,
+            }
+        })
+        .collect()
+}
+
 #[derive(Debug, Args)]
 pub struct AuditArgs {
     /// The OUTPUT_DIR to audit (default: the global --output-dir).
@@ -440,6 +510,35 @@ mod tests {
             claim_after: 30.0,
             json: false,
         }
+    }
+
+    #[test]
+    fn the_original_plays_options_parse() {
+        let args = [
+            "superhero",
+            "--json",
+            "plays",
+            "-nt",
+            "4",
+            "-nm=500",
+            "-pcr",
+            "2",
+            "-r",
+        ]
+        .map(std::ffi::OsString::from)
+        .to_vec();
+        let cli = Cli::try_parse_from(expand_plays_names(args)).unwrap();
+        let Command::Plays(p) = cli.command else {
+            panic!("not plays: {:?}", cli.command);
+        };
+        assert_eq!((p.threads, p.messages, p.pc_ratio), (4, 500, 2));
+        assert!(p.real_life);
+        assert_eq!((p.videos, p.update_interval), (100, 30.0));
+        // Elsewhere the names mean nothing special.
+        let args = ["superhero", "simulate", "-nt"]
+            .map(std::ffi::OsString::from)
+            .to_vec();
+        assert_eq!(expand_plays_names(args.clone()), args);
     }
 
     #[test]

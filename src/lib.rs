@@ -28,6 +28,8 @@
 //! - [`bench`]: the same workloads (raw messages, the game pipeline) on every
 //!   broker, side by side, as one report in Markdown, JSON and HTML.
 //! - [`latency`]: latency percentiles from an HDR histogram, for every report.
+//! - [`plays`]: the video plays scenario: producers, a multi-threaded processor that
+//!   counts plays, and the dashboard feed under the original's publication rules.
 //! - [`config`]: flags and environment variables, as typed settings.
 
 pub mod audit;
@@ -41,6 +43,7 @@ pub mod fixtures;
 pub mod game;
 pub mod latency;
 pub mod player;
+pub mod plays;
 pub mod roster;
 pub mod server;
 pub mod simulate;

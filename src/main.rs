@@ -18,11 +18,13 @@ use superhero::broker::{
 };
 use superhero::config::{
     self, AuditArgs, BenchArgs, BuildDbArgs, Cli, Command, EtlArgs, FanoutArgs, GameArgs,
-    GlobalArgs, PlayerArgs, RosterArgs, ServerArgs, SimulateArgs, StoreChoice, WorkerArgs,
+    GlobalArgs, PlayerArgs, PlaysArgs, RosterArgs, ServerArgs, SimulateArgs, StoreChoice,
+    WorkerArgs,
 };
 use superhero::events::transport::DEFAULT_BUFFER;
 use superhero::events::{EventLayer, EventPipe, EventSink, Queue};
 use superhero::player::{self, PlayerSettings};
+use superhero::plays::{self, PlaysSettings, feed::PlaysFeed};
 use superhero::roster::{self, RosterHero};
 use superhero::server::{self, ServerSettings};
 use superhero::simulate::{self, SimulateSettings};
@@ -39,10 +41,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     // A .env file fills in variables that are not already set, as in the original.
     let _ = dotenvy::dotenv();
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(config::expand_plays_names(std::env::args_os().collect()));
     // Whole runs in one process: the game's records would drown their report.
     let default_level = match cli.command {
-        Command::Simulate(_) | Command::Bench(_) => "WARNING",
+        Command::Simulate(_) | Command::Bench(_) | Command::Plays(_) => "WARNING",
         _ => "INFO",
     };
     init_logging(cli.global.log_level.as_deref().unwrap_or(default_level));
@@ -97,6 +99,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Audit(args) => run_audit(args, g).await,
         Command::Fanout(args) => run_fanout(args, g).await,
         Command::Bench(args) => run_bench(args, g).await,
+        Command::Plays(args) => run_plays(args, g).await,
     }
 }
 
@@ -441,6 +444,46 @@ async fn run_bench(args: &BenchArgs, g: &GlobalArgs) -> Result<ExitCode> {
             "\nreport: {} (also report.json, report.md)",
             args.out.join("report.html").display()
         );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_plays(args: &PlaysArgs, g: &GlobalArgs) -> Result<ExitCode> {
+    if args.threads == 0 {
+        bail!("--threads must be at least 1");
+    }
+    if args.videos == 0 {
+        bail!("--videos must be at least 1");
+    }
+    if args.pc_ratio == 0 {
+        bail!("--pc-ratio must be at least 1 producer per consumer thread");
+    }
+    let settings = PlaysSettings {
+        threads: args.threads,
+        messages: args.messages,
+        videos: args.videos,
+        update_interval: config::seconds(args.update_interval, "--update-interval")
+            .map_err(anyhow::Error::msg)?,
+        pc_ratio: args.pc_ratio,
+        real_life: args.real_life,
+        seed: args.seed,
+        idle: config::seconds(args.idle_timeout, "--idle-timeout").map_err(anyhow::Error::msg)?,
+        topic: None,
+    };
+    if settings.update_interval.is_zero() {
+        bail!("--update-interval must be more than 0 seconds");
+    }
+    let broker = simulate_broker(g).await?;
+    let summary = plays::run(broker, &settings, PlaysFeed::new())
+        .await
+        .context("running the plays scenario")?;
+    print_summary(&summary, g.json)?;
+    if summary.messages_lost > 0 || !summary.counts_published {
+        eprintln!(
+            "error: {} of {} messages were never counted",
+            summary.messages_lost, summary.messages_produced
+        );
+        return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
 }
