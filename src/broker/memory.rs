@@ -165,39 +165,58 @@ struct MemoryConsumer {
 }
 
 impl MemoryConsumer {
-    fn take(&self) -> Option<Delivery> {
+    /// Up to `max` waiting messages, taken under one lock.
+    fn take(&self, max: usize) -> Vec<Delivery> {
         let mut s = lock(&self.group.state);
-        let message = s.queue.pop_front()?;
-        let tag = s.next_tag;
-        s.next_tag += 1;
-        s.unacked.insert(tag, (self.id, message.clone()));
+        let n = max.min(s.queue.len());
+        let mut taken = Vec::with_capacity(n);
+        for _ in 0..n {
+            let Some(message) = s.queue.pop_front() else {
+                break;
+            };
+            let tag = s.next_tag;
+            s.next_tag += 1;
+            s.unacked.insert(tag, (self.id, message.clone()));
+            taken.push(Delivery::new(
+                message.payload.to_vec(),
+                message.redelivered,
+                Box::new(MemorySettle {
+                    group: self.group.clone(),
+                    tag,
+                }),
+            ));
+        }
         // Another consumer may be waiting for what is left.
-        if !s.queue.is_empty() {
+        if !taken.is_empty() && !s.queue.is_empty() {
             self.group.ready.notify_one();
         }
-        Some(Delivery::new(
-            message.payload.to_vec(),
-            message.redelivered,
-            Box::new(MemorySettle {
-                group: self.group.clone(),
-                tag,
-            }),
-        ))
+        taken
+    }
+
+    async fn wait_for(&self, max: usize) -> Vec<Delivery> {
+        loop {
+            let notified = self.group.ready.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let taken = self.take(max);
+            if !taken.is_empty() {
+                return taken;
+            }
+            notified.await;
+        }
     }
 }
 
 #[async_trait]
 impl Consumer for MemoryConsumer {
     async fn next(&mut self) -> Result<Delivery, BrokerError> {
-        loop {
-            let notified = self.group.ready.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if let Some(d) = self.take() {
-                return Ok(d);
-            }
-            notified.await;
-        }
+        // `take` hands out what it took, so a dropped call loses nothing.
+        let mut one = self.wait_for(1).await;
+        one.pop().ok_or(BrokerError::Closed)
+    }
+
+    async fn next_batch(&mut self, max: usize) -> Result<Vec<Delivery>, BrokerError> {
+        Ok(self.wait_for(max.max(1)).await)
     }
 }
 

@@ -101,6 +101,21 @@ pub trait Consumer: Send {
     /// Waits for the next message. Cancel-safe: a call dropped before it returns
     /// loses no message.
     async fn next(&mut self) -> Result<Delivery, BrokerError>;
+
+    /// Waits for the next message, then takes whatever else has already arrived, up
+    /// to `max` in all. Cancel-safe: it only waits for the first.
+    async fn next_batch(&mut self, max: usize) -> Result<Vec<Delivery>, BrokerError> {
+        use futures_util::FutureExt;
+        let mut batch = vec![self.next().await?];
+        while batch.len() < max {
+            // `next` is cancel-safe: a call that is not ready loses nothing.
+            match self.next().now_or_never() {
+                Some(Ok(d)) => batch.push(d),
+                _ => break,
+            }
+        }
+        Ok(batch)
+    }
 }
 
 /// Settles one delivery with the broker.

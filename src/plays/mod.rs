@@ -18,7 +18,6 @@ pub mod rules;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::FutureExt;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -399,17 +398,16 @@ async fn consume(
     feed: Arc<PlaysFeed>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut batch: Vec<Delivery> = Vec::with_capacity(CONSUME_BATCH);
     loop {
-        {
+        let batch = {
             let mut consumer = input.lock().await;
-            let first = tokio::select! {
+            let taken = tokio::select! {
                 biased;
                 _ = stop.wait_for(|s| *s) => return,
-                next = consumer.next() => next,
+                taken = consumer.next_batch(CONSUME_BATCH) => taken,
             };
-            match first {
-                Ok(d) => batch.push(d),
+            match taken {
+                Ok(taken) => taken,
                 Err(BrokerError::Closed) => return,
                 Err(e) => {
                     tracing::warn!("plays: {e}; retrying");
@@ -418,16 +416,9 @@ async fn consume(
                     continue;
                 }
             }
-            // Whatever else is already there, without waiting (`next` is cancel-safe).
-            while batch.len() < CONSUME_BATCH {
-                match consumer.next().now_or_never() {
-                    Some(Ok(d)) => batch.push(d),
-                    _ => break,
-                }
-            }
-        }
+        };
         count(&batch, &shared, &feed);
-        for d in batch.drain(..) {
+        for d in batch {
             // A lost ack means a redelivery, which counts once.
             if let Err(e) = d.ack().await {
                 tracing::debug!("plays: ack failed: {e}");
