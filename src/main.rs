@@ -47,7 +47,12 @@ fn main() -> ExitCode {
         Command::Simulate(_) | Command::Bench(_) | Command::Plays(_) => "WARNING",
         _ => "INFO",
     };
-    init_logging(cli.global.log_level.as_deref().unwrap_or(default_level));
+    // Commands whose stdout is a report log to stderr.
+    let to_stderr = matches!(cli.command, Command::Bench(_) | Command::Plays(_));
+    init_logging(
+        cli.global.log_level.as_deref().unwrap_or(default_level),
+        to_stderr,
+    );
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -64,15 +69,24 @@ fn main() -> ExitCode {
     }
 }
 
-/// Prints records at LOG_LEVEL to stdout, and hands every queue record to the event
-/// transport whatever LOG_LEVEL says (events are data, not chatter).
-fn init_logging(level: &str) {
+/// Prints records at LOG_LEVEL to stdout (stderr with `to_stderr`), and hands every
+/// queue record to the event transport whatever LOG_LEVEL says (events are data, not
+/// chatter).
+fn init_logging(level: &str, to_stderr: bool) {
     let filter = tracing_subscriber::EnvFilter::try_new(config::log_filter(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let print = tracing_subscriber::fmt::layer()
-        .with_ansi(std::io::stdout().is_terminal())
-        .with_writer(std::io::stdout)
-        .with_filter(filter);
+    let print = if to_stderr {
+        tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(std::io::stderr)
+            .boxed()
+    } else {
+        tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::stdout().is_terminal())
+            .with_writer(std::io::stdout)
+            .boxed()
+    }
+    .with_filter(filter);
     let events = EventLayer::new(events_sink().clone()).with_filter(
         tracing_subscriber::filter::filter_fn(|m| Queue::from_target(m.target()).is_some()),
     );
