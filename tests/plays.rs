@@ -1,5 +1,6 @@
-//! The video plays scenario end to end, on the embedded broker and on a real Redis
-//! (Streams and pub/sub), RabbitMQ and NATS: the producer makes the requested
+//! The video plays scenario end to end, on the embedded broker, on a real Redis
+//! (Streams and pub/sub), RabbitMQ and NATS, and on NSQ as in the original (the
+//! protocol-level nsqd of the tests, or a real one at NSQD_ADDRESS): the producer makes the requested
 //! messages for the requested videos, the processor's counts equal an independent
 //! count of the queue, a dashboard-side table built only from the feed ends equal to
 //! the processor's counts, every message is consumed, and the publication rules hold
@@ -15,7 +16,8 @@ use std::time::Duration;
 use common::RunWithin;
 use serde_json::Value;
 use superhero::broker::{
-    Broker, MemoryBroker, NatsBroker, RabbitBroker, RedisPubSubBroker, RedisStreamsBroker,
+    Broker, MemoryBroker, NatsBroker, NsqBroker, RabbitBroker, RedisPubSubBroker,
+    RedisStreamsBroker,
 };
 use superhero::plays::feed::{ClientCounts, PlaysFeed, PlaysUpdate};
 use superhero::plays::rules::{MAX_PER_PUBLICATION, Publication};
@@ -215,6 +217,16 @@ async fn rabbitmq_both_modes() {
 async fn nats_jetstream_real_life() {
     let broker = NatsBroker::connect(&common::nats_url()).await.unwrap();
     scenario(Arc::new(broker), 10_000, 2, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nsq_as_in_the_original_both_modes() {
+    // The protocol-level nsqd of tests/common/nsqd.rs, or NSQD_ADDRESS's real one.
+    let url = format!("nsq://{}", common::nsqd::address());
+    for real_life in [false, true] {
+        let broker = NsqBroker::connect(&url).await.unwrap();
+        scenario(Arc::new(broker), 10_000, 2, real_life).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
