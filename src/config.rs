@@ -370,6 +370,23 @@ pub struct PlaysArgs {
     /// Seconds to wait for messages that do not come before counting them as lost.
     #[arg(long, value_name = "S", default_value_t = 10.0)]
     pub idle_timeout: f64,
+    #[command(flatten)]
+    pub dashboard: DashboardArgs,
+}
+
+/// The live dashboard of a run.
+#[derive(Debug, Args)]
+pub struct DashboardArgs {
+    /// Serve the live dashboard during the run (and after it, until Ctrl-C); its
+    /// address is printed on stderr.
+    #[arg(long)]
+    pub dashboard: bool,
+    /// Address the dashboard binds to (read-only; 0.0.0.0 exposes it).
+    #[arg(long, value_name = "H", default_value = "127.0.0.1")]
+    pub dashboard_host: String,
+    /// Port of the dashboard (0: any free port).
+    #[arg(long, value_name = "P", default_value_t = 8765)]
+    pub dashboard_port: u16,
 }
 
 /// The original plays driver's single-dash option names, and ours.

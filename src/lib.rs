@@ -30,12 +30,15 @@
 //! - [`latency`]: latency percentiles from an HDR histogram, for every report.
 //! - [`plays`]: the video plays scenario: producers, a multi-threaded processor that
 //!   counts plays, and the dashboard feed under the original's publication rules.
+//! - [`dashboard`]: the live web page (served by the binary, pushed by Server-Sent
+//!   Events) of a plays run.
 //! - [`config`]: flags and environment variables, as typed settings.
 
 pub mod audit;
 pub mod bench;
 pub mod broker;
 pub mod config;
+pub mod dashboard;
 pub mod etl;
 pub mod events;
 #[doc(hidden)]

@@ -17,10 +17,11 @@ use superhero::broker::{
     RedisPubSubBroker,
 };
 use superhero::config::{
-    self, AuditArgs, BenchArgs, BuildDbArgs, Cli, Command, EtlArgs, FanoutArgs, GameArgs,
-    GlobalArgs, PlayerArgs, PlaysArgs, RosterArgs, ServerArgs, SimulateArgs, StoreChoice,
+    self, AuditArgs, BenchArgs, BuildDbArgs, Cli, Command, DashboardArgs, EtlArgs, FanoutArgs,
+    GameArgs, GlobalArgs, PlayerArgs, PlaysArgs, RosterArgs, ServerArgs, SimulateArgs, StoreChoice,
     WorkerArgs,
 };
+use superhero::dashboard::{self, Dashboard};
 use superhero::events::transport::DEFAULT_BUFFER;
 use superhero::events::{EventLayer, EventPipe, EventSink, Queue};
 use superhero::player::{self, PlayerSettings};
@@ -488,18 +489,54 @@ async fn run_plays(args: &PlaysArgs, g: &GlobalArgs) -> Result<ExitCode> {
         bail!("--update-interval must be more than 0 seconds");
     }
     let broker = simulate_broker(g).await?;
-    let summary = plays::run(broker, &settings, PlaysFeed::new())
+    let feed = PlaysFeed::new();
+    let page = start_dashboard(
+        &args.dashboard,
+        dashboard::Sources {
+            plays: Some(feed.clone()),
+        },
+    )
+    .await?;
+    let summary = plays::run(broker, &settings, feed)
         .await
         .context("running the plays scenario")?;
     print_summary(&summary, g.json)?;
-    if summary.messages_lost > 0 || !summary.counts_published {
+    let code = if summary.messages_lost > 0 || !summary.counts_published {
         eprintln!(
             "error: {} of {} messages were never counted",
             summary.messages_lost, summary.messages_produced
         );
-        return Ok(ExitCode::FAILURE);
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    };
+    if let Some(page) = page {
+        eprintln!("the run is over; the dashboard stays up until Ctrl-C");
+        page.await.context("serving the dashboard")??;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
+}
+
+/// Starts the dashboard when asked for; it serves until Ctrl-C.
+async fn start_dashboard(
+    args: &DashboardArgs,
+    sources: dashboard::Sources,
+) -> Result<Option<tokio::task::JoinHandle<std::io::Result<()>>>> {
+    if !args.dashboard {
+        return Ok(None);
+    }
+    let page = Dashboard::bind(&args.dashboard_host, args.dashboard_port, sources)
+        .await
+        .with_context(|| {
+            format!(
+                "the dashboard cannot listen on {}:{}",
+                args.dashboard_host, args.dashboard_port
+            )
+        })?;
+    eprintln!("dashboard: {}", page.url()?);
+    Ok(Some(tokio::spawn(page.serve(async {
+        let _ = tokio::signal::ctrl_c().await;
+    }))))
 }
 
 async fn run_audit(args: &AuditArgs, g: &GlobalArgs) -> Result<ExitCode> {

@@ -98,12 +98,12 @@ impl PlaysFeed {
     }
 
     /// Starts a new run: the counts and the chart start empty.
-    pub(super) fn reset(&self) {
+    pub(crate) fn reset(&self) {
         let mut state = self.lock();
         state.snapshot = Snapshot::default();
     }
 
-    pub(super) fn published(&self, publication: Publication) {
+    pub(crate) fn published(&self, publication: Publication) {
         let mut state = self.lock();
         for v in &publication.videos {
             state.snapshot.counts.insert(v.video_id.clone(), v.plays);
@@ -113,7 +113,7 @@ impl PlaysFeed {
         let _ = self.tx.send(PlaysUpdate::Published(Arc::new(publication)));
     }
 
-    pub(super) fn consumption(&self, now: Consumption, point: Option<SeriesPoint>) {
+    pub(crate) fn consumption(&self, now: Consumption, point: Option<SeriesPoint>) {
         let mut state = self.lock();
         state.snapshot.consumption = now;
         if let Some(p) = point {
@@ -122,7 +122,7 @@ impl PlaysFeed {
         let _ = self.tx.send(PlaysUpdate::Consumption(now, point));
     }
 
-    pub(super) fn finished(&self) {
+    pub(crate) fn finished(&self) {
         let mut state = self.lock();
         state.snapshot.finished = true;
         let _ = self.tx.send(PlaysUpdate::Finished);

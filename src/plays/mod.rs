@@ -280,7 +280,12 @@ pub async fn run(
     let last = p.counter.due_at_tick();
     p.publish(&feed, last);
     let consumption = p.consumption(total);
-    feed.consumption(consumption, None);
+    // The chart's last point: what was counted since the last report.
+    let point = (p.window_n > 0).then(|| SeriesPoint {
+        t_s: started.elapsed().as_secs_f64(),
+        ms: p.window_sum / p.window_n as f64,
+    });
+    feed.consumption(consumption, point);
     feed.finished();
 
     let counted = p.counter.counted();
