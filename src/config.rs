@@ -130,6 +130,8 @@ pub enum Command {
     Bench(BenchArgs),
     /// The video plays scenario: producers, a multi-threaded processor, live counts.
     Plays(PlaysArgs),
+    /// Serve the live dashboard of a game pipeline running on a network broker.
+    Dashboard(DashboardServeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -243,6 +245,8 @@ pub struct SimulateArgs {
     pub drain_timeout: f64,
     #[command(flatten)]
     pub etl: EtlArgs,
+    #[command(flatten)]
+    pub dashboard: DashboardArgs,
 }
 
 /// How workers write and clean.
@@ -387,6 +391,17 @@ pub struct DashboardArgs {
     /// Port of the dashboard (0: any free port).
     #[arg(long, value_name = "P", default_value_t = 8765)]
     pub dashboard_port: u16,
+}
+
+/// `superhero dashboard`: watches the broker's queues as a group of its own.
+#[derive(Debug, Args)]
+pub struct DashboardServeArgs {
+    /// Address to bind to (read-only; 0.0.0.0 exposes it).
+    #[arg(long, value_name = "H", default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0: any free port).
+    #[arg(long, value_name = "P", default_value_t = 8765)]
+    pub port: u16,
 }
 
 /// The original plays driver's single-dash option names, and ours.

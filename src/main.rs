@@ -17,10 +17,11 @@ use superhero::broker::{
     RedisPubSubBroker,
 };
 use superhero::config::{
-    self, AuditArgs, BenchArgs, BuildDbArgs, Cli, Command, DashboardArgs, EtlArgs, FanoutArgs,
-    GameArgs, GlobalArgs, PlayerArgs, PlaysArgs, RosterArgs, ServerArgs, SimulateArgs, StoreChoice,
-    WorkerArgs,
+    self, AuditArgs, BenchArgs, BuildDbArgs, Cli, Command, DashboardArgs, DashboardServeArgs,
+    EtlArgs, FanoutArgs, GameArgs, GlobalArgs, PlayerArgs, PlaysArgs, RosterArgs, ServerArgs,
+    SimulateArgs, StoreChoice, WorkerArgs,
 };
+use superhero::dashboard::pipeline::{LocalPipeline, PipelineFeed};
 use superhero::dashboard::{self, Dashboard};
 use superhero::events::transport::DEFAULT_BUFFER;
 use superhero::events::{EventLayer, EventPipe, EventSink, Queue};
@@ -115,6 +116,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Fanout(args) => run_fanout(args, g).await,
         Command::Bench(args) => run_bench(args, g).await,
         Command::Plays(args) => run_plays(args, g).await,
+        Command::Dashboard(args) => run_dashboard(args, g).await,
     }
 }
 
@@ -328,10 +330,27 @@ async fn run_simulation(store: AnyStore, args: &SimulateArgs, g: &GlobalArgs) ->
             .map_err(anyhow::Error::msg)?,
     };
     let sink = events_sink();
+    let progress = Arc::new(EtlProgress::tracking_games());
+    let mut sources = dashboard::Sources::default();
+    if args.dashboard.dashboard {
+        let feed = PipelineFeed::start(broker.clone())
+            .await
+            .context("the dashboard cannot observe the broker")?;
+        feed.attach(LocalPipeline {
+            sink: sink.clone(),
+            progress: progress.clone(),
+            broadcast: !broker.semantics().work_sharing,
+        });
+        sources.pipeline = Some(feed);
+    }
+    let page = start_dashboard(&args.dashboard, sources.clone()).await?;
     let summary = match store {
-        AnyStore::Memory(s) => simulate::run(s, broker, sink, settings).await?,
-        AnyStore::Redis(s) => simulate::run(s, broker, sink, settings).await?,
+        AnyStore::Memory(s) => simulate::run_with(s, broker, sink, settings, progress).await?,
+        AnyStore::Redis(s) => simulate::run_with(s, broker, sink, settings, progress).await?,
     };
+    if let Some(feed) = &sources.pipeline {
+        feed.finished();
+    }
     print_summary(&summary, g.json)?;
     if summary.missing_games > 0 {
         eprintln!(
@@ -339,13 +358,51 @@ async fn run_simulation(store: AnyStore, args: &SimulateArgs, g: &GlobalArgs) ->
             summary.missing_games, summary.output_dir
         );
     }
-    Ok(
+    let code =
         if summary.bot_errors == 0 && summary.missing_games == 0 && summary.events_dropped == 0 {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE
+        };
+    stay_up(page).await?;
+    Ok(code)
+}
+
+/// `superhero dashboard`: the game pipeline of other processes, seen on the broker.
+async fn run_dashboard(args: &DashboardServeArgs, g: &GlobalArgs) -> Result<ExitCode> {
+    let Some(broker) = network_broker(g, "dashboard").await? else {
+        bail!(
+            "`dashboard` watches a broker: give one with --broker URL (or LOGGER_MODULE); \
+             `simulate --dashboard` and `plays --dashboard` show their own runs"
+        );
+    };
+    let feed = PipelineFeed::start(broker)
+        .await
+        .context("the dashboard cannot observe the broker")?;
+    let sources = dashboard::Sources {
+        pipeline: Some(feed),
+        ..dashboard::Sources::default()
+    };
+    let page = start_dashboard(
+        &DashboardArgs {
+            dashboard: true,
+            dashboard_host: args.host.clone(),
+            dashboard_port: args.port,
         },
+        sources,
     )
+    .await?;
+    stay_up(page).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Keeps serving a dashboard that was started until Ctrl-C.
+async fn stay_up(page: Option<tokio::task::JoinHandle<std::io::Result<()>>>) -> Result<()> {
+    if let Some(page) = page {
+        eprintln!("the dashboard stays up until Ctrl-C");
+        page.await.context("serving the dashboard")??;
+    }
+    Ok(())
 }
 
 /// The brokers `superhero bench` measures unless told otherwise.
@@ -494,6 +551,7 @@ async fn run_plays(args: &PlaysArgs, g: &GlobalArgs) -> Result<ExitCode> {
         &args.dashboard,
         dashboard::Sources {
             plays: Some(feed.clone()),
+            ..dashboard::Sources::default()
         },
     )
     .await?;
@@ -510,10 +568,7 @@ async fn run_plays(args: &PlaysArgs, g: &GlobalArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     };
-    if let Some(page) = page {
-        eprintln!("the run is over; the dashboard stays up until Ctrl-C");
-        page.await.context("serving the dashboard")??;
-    }
+    stay_up(page).await?;
     Ok(code)
 }
 

@@ -99,6 +99,19 @@ pub async fn run<S: GameStore>(
     sink: &Arc<EventSink>,
     settings: SimulateSettings,
 ) -> Result<SimulateSummary, SimulateError> {
+    let progress = Arc::new(EtlProgress::tracking_games());
+    run_with(store, broker, sink, settings, progress).await
+}
+
+/// As [`run`], with the workers counting into `progress` (which must track games),
+/// so that others can follow them live.
+pub async fn run_with<S: GameStore>(
+    store: S,
+    broker: Arc<dyn Broker>,
+    sink: &Arc<EventSink>,
+    settings: SimulateSettings,
+    progress: Arc<EtlProgress>,
+) -> Result<SimulateSummary, SimulateError> {
     if store.roster().await?.is_empty() {
         store
             .replace_roster(&roster::synthetic(settings.heroes, settings.seed))
@@ -110,7 +123,6 @@ pub async fn run<S: GameStore>(
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
 
     // Workers subscribe before anything is published, so no event passes them by.
-    let progress = Arc::new(EtlProgress::tracking_games());
     let (stop_workers, stop_rx) = watch::channel(false);
     let mut workers = tokio::task::JoinSet::new();
     for i in 0..settings.workers {

@@ -75,6 +75,25 @@ pub struct EtlProgress {
     /// The games written so far and when each was first durable, if asked for (see
     /// [`EtlProgress::tracking_games`]).
     written: Option<std::sync::Mutex<HashMap<GameToken, std::time::Instant>>>,
+    /// Each worker's own counts, in the order the workers started.
+    workers: std::sync::Mutex<Vec<(String, Arc<WorkerCounts>)>>,
+}
+
+/// What one worker did, counted live.
+#[derive(Default)]
+pub struct WorkerCounts {
+    pub events: AtomicU64,
+    pub games_written: AtomicU64,
+    pub files_written: AtomicU64,
+}
+
+/// A copy of one worker's counts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct WorkerRow {
+    pub worker: String,
+    pub events: u64,
+    pub games_written: u64,
+    pub files_written: u64,
 }
 
 /// A copy of [`EtlProgress`] (the worker fields of summaries).
@@ -130,6 +149,33 @@ impl EtlProgress {
         }
     }
 
+    /// The counts of the worker `id`, which the workers of this progress add to.
+    pub fn worker(&self, id: &str) -> Arc<WorkerCounts> {
+        let mut workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, c)) = workers.iter().find(|(w, _)| w == id) {
+            return c.clone();
+        }
+        let counts = Arc::new(WorkerCounts::default());
+        workers.push((id.to_string(), counts.clone()));
+        counts
+    }
+
+    /// Every worker's counts so far.
+    pub fn workers(&self) -> Vec<WorkerRow> {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        self.workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(id, c)| WorkerRow {
+                worker: id.clone(),
+                events: get(&c.events),
+                games_written: get(&c.games_written),
+                files_written: get(&c.files_written),
+            })
+            .collect()
+    }
+
     pub fn counts(&self) -> EtlCounts {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         EtlCounts {
@@ -169,6 +215,7 @@ pub async fn run<S: GameStore>(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut w = Worker {
+        mine: progress.worker(&worker_id),
         store,
         worker_id,
         settings,
@@ -222,6 +269,8 @@ struct Worker<S> {
     worker_id: String,
     settings: WorkerSettings,
     progress: Arc<EtlProgress>,
+    /// This worker's own share of `progress`.
+    mine: Arc<WorkerCounts>,
     pending: Vec<Pending>,
     /// The games of `pending`, with their hosts.
     pending_games: HashMap<GameToken, UserToken>,
@@ -262,6 +311,7 @@ impl<S: GameStore> Worker<S> {
 
     async fn handle(&mut self, delivery: Delivery) {
         EtlProgress::add(&self.progress.events, 1);
+        EtlProgress::add(&self.mine.events, 1);
         let envelope = match Envelope::parse(&delivery.payload) {
             Ok(e) => e,
             Err(e) => {
@@ -404,6 +454,7 @@ impl<S: GameStore> Worker<S> {
             Ok(files) => {
                 self.backoff = BACKOFF_FIRST;
                 EtlProgress::add(&self.progress.files_written, files as u64);
+                EtlProgress::add(&self.mine.files_written, files as u64);
                 let n = settle.len() as u64;
                 let durable = std::time::Instant::now();
                 for (delivery, game) in settle {
@@ -414,6 +465,7 @@ impl<S: GameStore> Worker<S> {
                     self.settle(delivery, true).await;
                 }
                 EtlProgress::add(&self.progress.games_written, n);
+                EtlProgress::add(&self.mine.games_written, n);
             }
             Err(e) => {
                 tracing::error!(

@@ -1,9 +1,12 @@
 //! The live dashboard in a real headless Chromium: a plays run with its dashboard,
 //! watched by the page until the table shows the final counts, which must be the
-//! processor's; the consumption-time chart must have points. A screenshot is kept
-//! as a test artifact. And `plays --dashboard` from the command line: the address
-//! printed, the page and its JSON served, and the page staying up after the run
-//! until Ctrl-C.
+//! processor's; the consumption-time chart must have points. The same for a game
+//! simulation (`simulate --dashboard`): games by status, per-worker tables and the
+//! events-per-second chart against the run's summary. Screenshots are kept as test
+//! artifacts. And from the command line: `plays --dashboard` (the address printed,
+//! the page and its JSON served, the page staying up after the run until Ctrl-C),
+//! and `superhero dashboard` watching a simulation of another process on real
+//! brokers.
 
 mod common;
 
@@ -40,6 +43,7 @@ async fn the_plays_table_ends_with_the_processors_counts() {
         0,
         Sources {
             plays: Some(feed.clone()),
+            ..Sources::default()
         },
     )
     .await
@@ -243,4 +247,226 @@ fn plays_dashboard_from_the_command_line() {
     );
     let out = common::finish_within(child, Duration::from_secs(30));
     assert!(out.status.success(), "{out:?}");
+}
+
+/// Stops a process as Ctrl-C would and waits for it to end well.
+fn interrupt(child: std::process::Child) {
+    let pid = child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = common::finish_within(child, Duration::from_secs(30));
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_game_pipeline_view_follows_a_simulation() {
+    let out = std::env::temp_dir().join(format!("superhero-dash-{}", uuid::Uuid::new_v4()));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_superhero"))
+        .arg("--json")
+        .arg("--output-dir")
+        .arg(&out)
+        .args(["simulate", "--bots", "8", "--games", "40", "--workers", "3"])
+        .args(["--rate", "20", "--dashboard", "--dashboard-port", "0"])
+        .env_remove("LOG_LEVEL")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = stderr
+        .by_ref()
+        .map(|l| l.unwrap())
+        .find_map(|l| l.strip_prefix("dashboard: ").map(str::to_string))
+        .expect("the dashboard's address on stderr");
+    // Keep stderr drained while the run goes on.
+    let drain = std::thread::spawn(move || stderr.map_while(Result::ok).collect::<Vec<_>>());
+
+    // The page watches the run from its start.
+    let browser = Browser::start().await;
+    browser.client.goto(&url).await.unwrap();
+    until(
+        &browser,
+        "return !document.getElementById('pipeline').classList.contains('hidden');",
+        common::WAIT,
+    )
+    .await;
+
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let summary = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        line
+    })
+    .await
+    .unwrap();
+    let summary: Value = serde_json::from_str(&summary).unwrap();
+    let completed = common::n(&summary, "games_completed");
+    let written = common::n(&summary, "games_written");
+    assert!(completed > 0, "{summary}");
+    assert_eq!(written, completed, "{summary}");
+
+    let number =
+        |id: &str| format!("Number(document.getElementById('{id}').textContent.replace(/,/g, ''))");
+    until(
+        &browser,
+        &format!(
+            "return document.getElementById('pipeline-status').dataset.finished === 'yes' \
+             && {} === {completed} && {} === 0;",
+            number("games-completed"),
+            number("games-in-progress"),
+        ),
+        common::WAIT,
+    )
+    .await;
+    let games = browser
+        .client
+        .execute(
+            &format!(
+                "return {{ waiting_lobby: {}, timed_out: {} }};",
+                number("games-waiting"),
+                number("games-timed-out")
+            ),
+            vec![],
+        )
+        .await
+        .unwrap();
+    ended_lobbies_add_up(&games, &summary);
+    let shown = browser
+        .client
+        .execute(
+            "return {
+                broker: document.getElementById('broker').textContent,
+                dropped: document.getElementById('events-dropped').textContent,
+                lag: document.getElementById('group-lag').textContent,
+                workers: [...document.querySelectorAll('#workers-table tbody tr')]
+                    .map(tr => [...tr.cells].map(td => td.textContent)),
+                queues: [...document.querySelectorAll('#queues-table tbody tr')]
+                    .map(tr => [...tr.cells].map(td => td.textContent)),
+                points: [0, 1, 2].map(q => Number(document.getElementById('rate-line-' + q).dataset.points)),
+                width: document.getElementById('rate-chart').getBoundingClientRect().width,
+            };",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(shown["broker"], "memory", "{shown}");
+    assert_eq!(shown["dropped"], "0", "{shown}");
+    assert_eq!(shown["lag"], "0", "{shown}");
+    let count = |v: &Value| v.as_str().unwrap().replace(',', "").parse::<u64>().unwrap();
+    let workers = shown["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 3, "{shown}");
+    let by_workers: u64 = workers.iter().map(|w| count(&w[2])).sum();
+    assert_eq!(by_workers, written, "{shown}");
+    // Every lobby event this process published was seen by the dashboard's own group.
+    let published = common::n(&summary, "events_published");
+    let queues = shown["queues"].as_array().unwrap();
+    let seen: u64 = queues.iter().map(|q| count(&q[2])).sum();
+    let here: u64 = queues.iter().map(|q| count(&q[3])).sum();
+    assert_eq!(here, published, "{shown}");
+    assert_eq!(seen, published, "{shown}");
+    for points in shown["points"].as_array().unwrap() {
+        assert!(points.as_u64().unwrap() >= 2, "{shown}");
+    }
+    assert!(shown["width"].as_f64().unwrap() > 300.0, "{shown}");
+
+    browser.screenshot("dashboard-game").await;
+    browser.close().await;
+    interrupt(child);
+    drain.join().unwrap();
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// Lobbies that never started are the run's timed-out games and the lobbies its bots
+/// left unfilled at the end (each abandoning bot counts one, and the server may or may
+/// not have timed such a lobby out before it stopped).
+fn ended_lobbies_add_up(games: &Value, summary: &Value) {
+    let shown = common::n(games, "waiting_lobby") + common::n(games, "timed_out");
+    let timed_out = common::n(summary, "games_timed_out");
+    let abandoned = common::n(summary, "lobbies_abandoned");
+    assert!(
+        common::n(games, "timed_out") >= timed_out,
+        "{games} vs {summary}"
+    );
+    assert!(shown <= timed_out + abandoned, "{games} vs {summary}");
+}
+
+/// The pipeline state a dashboard serves as JSON.
+fn pipeline_state(addr: &str) -> Value {
+    let (status, body) = get(addr, "/api/pipeline");
+    assert!(status.contains("200"), "{status}");
+    serde_json::from_str(&body).unwrap()
+}
+
+#[test]
+fn the_dashboard_command_watches_another_processs_simulation() {
+    let redis = common::redis_url(0);
+    for broker in [
+        redis.replacen("redis://", "redis-streams://", 1),
+        common::amqp_url(),
+        common::nats_url(),
+    ] {
+        let dash = common::Service::start(
+            &["--broker", &broker, "dashboard", "--port", "0"],
+            "dashboard: ",
+        );
+        let addr = dash
+            .ready_line
+            .trim_start_matches("dashboard: http://")
+            .trim_end_matches('/')
+            .to_string();
+        let out = std::env::temp_dir().join(format!("superhero-dash-{}", uuid::Uuid::new_v4()));
+        let run = {
+            use common::RunWithin;
+            std::process::Command::new(env!("CARGO_BIN_EXE_superhero"))
+                .args(["--json", "--broker", &broker, "--output-dir"])
+                .arg(&out)
+                .args(["simulate", "--bots", "6", "--games", "12", "--workers", "2"])
+                .env_remove("LOG_LEVEL")
+                .output_within()
+        };
+        let summary = common::summary(&run);
+        assert!(run.status.success(), "{broker}: {summary}");
+        let completed = common::n(&summary, "games_completed");
+        assert!(completed > 0, "{broker}: {summary}");
+
+        let deadline = Instant::now() + common::WAIT;
+        let latest = loop {
+            let state = pipeline_state(&addr);
+            let latest = state["latest"].clone();
+            // The broker's figures are read every two seconds.
+            if latest["games"]["completed"] == completed
+                && latest["broker_stats"]
+                    .as_array()
+                    .is_some_and(|s| !s.is_empty())
+            {
+                break latest;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{broker}: the dashboard showed {latest}, the run {summary}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_eq!(latest["games"]["in_progress"], 0, "{broker}: {latest}");
+        ended_lobbies_add_up(&latest["games"], &summary);
+        // The workers run elsewhere: what the broker says of their group stands in.
+        assert_eq!(
+            latest["workers"],
+            serde_json::json!([]),
+            "{broker}: {latest}"
+        );
+        assert!(latest["events_dropped"].is_null(), "{broker}: {latest}");
+        assert!(
+            !latest["broker_stats"].as_array().unwrap().is_empty(),
+            "{broker}: {latest}"
+        );
+        let (ok, _) = dash.interrupt();
+        assert!(ok, "{broker}");
+        let _ = std::fs::remove_dir_all(&out);
+    }
 }

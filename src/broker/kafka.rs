@@ -38,7 +38,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use tokio::sync::mpsc;
 
 use super::fetched::FetchedConsumer;
-use super::{Broker, BrokerError, Consumer, Delivery, Publisher, Semantics, Settle};
+use super::{
+    Broker, BrokerError, Consumer, Delivery, OBSERVER_GROUP, Publisher, Semantics, Settle,
+};
 
 /// Partitions of a topic when KAFKA_PARTITIONS does not say.
 pub const DEFAULT_PARTITIONS: i32 = 2;
@@ -196,6 +198,28 @@ impl Broker for KafkaBroker {
     }
 
     async fn consumer(&self, topic: &str, group: &str) -> Result<Box<dyn Consumer>, BrokerError> {
+        // A new group starts at the beginning: events published before the first
+        // worker started are work too.
+        self.subscribe(topic, group, "earliest").await
+    }
+
+    async fn observer(&self, topic: &str) -> Result<Box<dyn Consumer>, BrokerError> {
+        // A group of its own each time, starting at the end: only what comes next.
+        let group = format!(
+            "{OBSERVER_GROUP}-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        self.subscribe(topic, &group, "latest").await
+    }
+}
+
+impl KafkaBroker {
+    async fn subscribe(
+        &self,
+        topic: &str,
+        group: &str,
+        offset_reset: &str,
+    ) -> Result<Box<dyn Consumer>, BrokerError> {
         self.ensure_topic(topic).await?;
         let partitions = Partitions::default();
         let (joined, mut joining) = tokio::sync::watch::channel(false);
@@ -206,7 +230,7 @@ impl Broker for KafkaBroker {
         let consumer: StreamConsumer<GroupContext> = ClientConfig::new()
             .set("bootstrap.servers", &self.bootstrap)
             .set("group.id", group)
-            .set("auto.offset.reset", "earliest")
+            .set("auto.offset.reset", offset_reset)
             .set("enable.auto.commit", "true")
             .set("enable.auto.offset.store", "false")
             .set("auto.commit.interval.ms", COMMIT_INTERVAL_MS.to_string())

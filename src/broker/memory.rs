@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
-use super::{Broker, BrokerError, Consumer, Delivery, Publisher, Semantics, Settle};
+use super::{Broker, BrokerError, BrokerStat, Consumer, Delivery, Publisher, Semantics, Settle};
 
 /// The embedded broker. Clones share the same topics.
 #[derive(Clone, Default)]
@@ -137,6 +137,16 @@ impl Broker for MemoryBroker {
 
     async fn publisher(&self) -> Result<Box<dyn Publisher>, BrokerError> {
         Ok(Box::new(self.clone()))
+    }
+
+    async fn stats(&self, topic: &str, group: &str) -> Result<Vec<BrokerStat>, BrokerError> {
+        let depth = self.depth(topic, group);
+        Ok(vec![
+            BrokerStat::new("ready", depth.ready as u64),
+            BrokerStat::new("unacked", depth.unacked as u64),
+            BrokerStat::new("published", self.published()),
+            BrokerStat::new("unrouted", self.unrouted()),
+        ])
     }
 
     async fn consumer(&self, topic: &str, group: &str) -> Result<Box<dyn Consumer>, BrokerError> {

@@ -86,6 +86,39 @@ pub trait Broker: Send + Sync {
     /// A consumer of `topic` in `group`, subscribed before this returns: messages
     /// published afterwards reach the group.
     async fn consumer(&self, topic: &str, group: &str) -> Result<Box<dyn Consumer>, BrokerError>;
+
+    /// A consumer that sees every message of `topic` published from now on, as a group
+    /// of its own ([`OBSERVER_GROUP`]), for watching a pipeline without taking part:
+    /// it leaves nothing behind that would pile up once it is gone. Brokers that keep
+    /// history may still hand it older messages first.
+    async fn observer(&self, topic: &str) -> Result<Box<dyn Consumer>, BrokerError> {
+        self.consumer(topic, OBSERVER_GROUP).await
+    }
+
+    /// What the broker says about `group`'s share of `topic` (messages waiting,
+    /// unacknowledged, subscribers...), in its own terms; empty where it tells nothing.
+    async fn stats(&self, _topic: &str, _group: &str) -> Result<Vec<BrokerStat>, BrokerError> {
+        Ok(Vec::new())
+    }
+}
+
+/// The group of [`Broker::observer`]s.
+pub const OBSERVER_GROUP: &str = "superhero_dashboard";
+
+/// One figure a broker reports, named as the broker names it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct BrokerStat {
+    pub name: String,
+    pub value: u64,
+}
+
+impl BrokerStat {
+    pub fn new(name: &str, value: u64) -> Self {
+        Self {
+            name: name.to_string(),
+            value,
+        }
+    }
 }
 
 /// Publishes messages to a topic.

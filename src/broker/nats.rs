@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 
 use super::fetched::FetchedConsumer;
-use super::{Broker, BrokerError, Consumer, Delivery, Publisher, Semantics, Settle};
+use super::{Broker, BrokerError, BrokerStat, Consumer, Delivery, Publisher, Semantics, Settle};
 use crate::config::redact_url;
 
 /// Messages a stream keeps at most.
@@ -144,7 +144,6 @@ impl Broker for NatsBroker {
     }
 
     async fn consumer(&self, topic: &str, group: &str) -> Result<Box<dyn Consumer>, BrokerError> {
-        let stream = self.ensure_stream(topic).await?;
         let config = pull::Config {
             durable_name: Some(group.to_string()),
             ack_policy: jetstream::consumer::AckPolicy::Explicit,
@@ -153,6 +152,42 @@ impl Broker for NatsBroker {
             inactive_threshold: self.options.expiry.unwrap_or_default(),
             ..pull::Config::default()
         };
+        self.subscribe(topic, config).await
+    }
+
+    async fn observer(&self, topic: &str) -> Result<Box<dyn Consumer>, BrokerError> {
+        // An ephemeral consumer of new messages only, which the server removes soon
+        // after its observer is gone.
+        let config = pull::Config {
+            deliver_policy: jetstream::consumer::DeliverPolicy::New,
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ack_wait: self.options.ack_wait,
+            max_ack_pending: MAX_ACK_PENDING,
+            inactive_threshold: Duration::from_secs(60),
+            ..pull::Config::default()
+        };
+        self.subscribe(topic, config).await
+    }
+
+    async fn stats(&self, topic: &str, group: &str) -> Result<Vec<BrokerStat>, BrokerError> {
+        let mut stream = self.ensure_stream(topic).await?;
+        let messages = stream.info().await.map_err(unavailable)?.state.messages;
+        let mut stats = vec![BrokerStat::new("stream messages", messages)];
+        if let Ok(info) = stream.consumer_info(group).await {
+            stats.push(BrokerStat::new("pending", info.num_pending));
+            stats.push(BrokerStat::new("ack pending", info.num_ack_pending as u64));
+        }
+        Ok(stats)
+    }
+}
+
+impl NatsBroker {
+    async fn subscribe(
+        &self,
+        topic: &str,
+        config: pull::Config,
+    ) -> Result<Box<dyn Consumer>, BrokerError> {
+        let stream = self.ensure_stream(topic).await?;
         // Creates the durable consumer, or updates its settings (the ack wait may
         // differ from the last run's).
         let consumer = stream.create_consumer(config).await.map_err(unavailable)?;

@@ -29,7 +29,10 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Exchange
 use tokio::sync::{Mutex, watch};
 
 use super::fetched::FetchedConsumer;
-use super::{Broker, BrokerError, Consumer, Delivery, Publisher, Semantics, Settle};
+use super::{
+    Broker, BrokerError, BrokerStat, Consumer, Delivery, OBSERVER_GROUP, Publisher, Semantics,
+    Settle,
+};
 use crate::config::redact_url;
 
 /// Messages a queue keeps at most.
@@ -43,6 +46,8 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a consumer checks its connection's status besides listening to its
 /// events.
 const STATUS_CHECK: Duration = Duration::from_secs(1);
+/// How long an observer's queue outlives its observer.
+const OBSERVER_EXPIRY: Duration = Duration::from_secs(60);
 /// The group whose queue is named after the topic (the workers').
 const DEFAULT_GROUP: &str = crate::worker::GROUP;
 
@@ -175,11 +180,55 @@ impl Broker for RabbitBroker {
     }
 
     async fn consumer(&self, topic: &str, group: &str) -> Result<Box<dyn Consumer>, BrokerError> {
+        self.subscribe(topic, queue_name(topic, group), self.expiry)
+            .await
+    }
+
+    async fn observer(&self, topic: &str) -> Result<Box<dyn Consumer>, BrokerError> {
+        // The observer's queue goes soon after its observer, so nothing piles up in it.
+        let expiry = self.expiry.unwrap_or(OBSERVER_EXPIRY).min(OBSERVER_EXPIRY);
+        self.subscribe(topic, queue_name(topic, OBSERVER_GROUP), Some(expiry))
+            .await
+    }
+
+    async fn stats(&self, topic: &str, group: &str) -> Result<Vec<BrokerStat>, BrokerError> {
+        // A passive declare of a missing queue closes its channel: a channel of its own.
+        let (conn, channel) = open_channel(&self.url).await?;
+        let queue = queue_name(topic, group);
+        let declared = channel
+            .queue_declare(
+                queue.as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await;
+        let _ = conn.close(200, "stats read".into()).await;
+        Ok(match declared {
+            Ok(q) => vec![
+                BrokerStat::new("messages ready", u64::from(q.message_count())),
+                BrokerStat::new("consumers", u64::from(q.consumer_count())),
+            ],
+            // No such queue (yet): nothing waits for the group.
+            Err(_) => Vec::new(),
+        })
+    }
+}
+
+impl RabbitBroker {
+    async fn subscribe(
+        &self,
+        topic: &str,
+        queue: String,
+        expiry: Option<Duration>,
+    ) -> Result<Box<dyn Consumer>, BrokerError> {
         let target = Subscription {
             url: self.url.clone(),
             topic: topic.to_string(),
-            queue: queue_name(topic, group),
-            expiry: self.expiry,
+            queue,
+            expiry,
         };
         // The first subscription fails fast; later ones are retried for ever.
         let mut live = target.open().await?;

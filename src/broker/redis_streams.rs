@@ -18,7 +18,10 @@ use redis::Value;
 use redis::aio::ConnectionManager;
 
 use super::fetched::{Feed, FetchedConsumer};
-use super::{Broker, BrokerError, Consumer, Delivery, Publisher, Semantics, Settle};
+use super::{
+    Broker, BrokerError, BrokerStat, Consumer, Delivery, OBSERVER_GROUP, Publisher, Semantics,
+    Settle,
+};
 use crate::config::redact_url;
 use crate::store::connection_manager;
 
@@ -103,19 +106,83 @@ impl Broker for RedisStreamsBroker {
     async fn consumer(&self, topic: &str, group: &str) -> Result<Box<dyn Consumer>, BrokerError> {
         // From the start of the stream: what was published before the group existed
         // and not yet taken is work too.
+        self.create_group(topic, group, "0").await?;
+        self.subscribe(topic, group).await
+    }
+
+    async fn observer(&self, topic: &str) -> Result<Box<dyn Consumer>, BrokerError> {
+        // From now on: an observer's group skips what came before, every time.
+        if !self.create_group(topic, OBSERVER_GROUP, "$").await? {
+            redis::cmd("XGROUP")
+                .arg("SETID")
+                .arg(topic)
+                .arg(OBSERVER_GROUP)
+                .arg("$")
+                .query_async::<()>(&mut self.conn.clone())
+                .await
+                .map_err(unavailable)?;
+        }
+        self.subscribe(topic, OBSERVER_GROUP).await
+    }
+
+    async fn stats(&self, topic: &str, group: &str) -> Result<Vec<BrokerStat>, BrokerError> {
+        let mut conn = self.conn.clone();
+        let length: u64 = redis::cmd("XLEN")
+            .arg(topic)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let mut stats = vec![BrokerStat::new("length", length)];
+        let groups: Value = match redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(topic)
+            .query_async(&mut conn)
+            .await
+        {
+            Ok(v) => v,
+            // No stream yet: nothing to tell of its groups.
+            Err(_) => return Ok(stats),
+        };
+        for g in items(&groups) {
+            let fields = pairs(g);
+            let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+            if field("name").and_then(|v| text(v)).as_deref() != Some(group) {
+                continue;
+            }
+            for name in ["consumers", "pending", "lag"] {
+                if let Some(Value::Int(n)) = field(name) {
+                    stats.push(BrokerStat::new(name, (*n).max(0) as u64));
+                }
+            }
+        }
+        Ok(stats)
+    }
+}
+
+impl RedisStreamsBroker {
+    /// Creates `group` on `topic` at `start`; false when it already existed.
+    async fn create_group(
+        &self,
+        topic: &str,
+        group: &str,
+        start: &str,
+    ) -> Result<bool, BrokerError> {
         let created: Result<(), redis::RedisError> = redis::cmd("XGROUP")
             .arg("CREATE")
             .arg(topic)
             .arg(group)
-            .arg("0")
+            .arg(start)
             .arg("MKSTREAM")
             .query_async(&mut self.conn.clone())
             .await;
-        if let Err(e) = created
-            && e.code() != Some("BUSYGROUP")
-        {
-            return Err(unavailable(e));
+        match created {
+            Ok(()) => Ok(true),
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(false),
+            Err(e) => Err(unavailable(e)),
         }
+    }
+
+    async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Consumer>, BrokerError> {
         let stream = Stream {
             topic: topic.to_string(),
             group: group.to_string(),
@@ -220,6 +287,17 @@ fn items(v: &Value) -> &[Value] {
     match v {
         Value::Array(a) | Value::Set(a) => a,
         _ => &[],
+    }
+}
+
+/// The key-value pairs of a reply map (RESP3) or flat array (RESP2).
+fn pairs(v: &Value) -> Vec<(String, &Value)> {
+    match v {
+        Value::Map(m) => m.iter().filter_map(|(k, v)| Some((text(k)?, v))).collect(),
+        _ => items(v)
+            .chunks_exact(2)
+            .filter_map(|kv| Some((text(&kv[0])?, &kv[1])))
+            .collect(),
     }
 }
 

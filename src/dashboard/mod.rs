@@ -1,25 +1,35 @@
 //! The live dashboard: one page served by the binary, updated by Server-Sent Events.
 //!
 //! `GET /` is the page (HTML, styles and script inline: nothing is fetched from
-//! elsewhere, so it works offline). `GET /events` is the event stream: a `snapshot`
-//! event with the whole state when the page connects, then at most one `update`
-//! event every [`PUSH_EVERY`] with what changed since the last (counts merged per
-//! video), so a run of millions of messages or thousands of games a second costs
-//! the page a few updates a second. `GET /api/plays` is the plays state as JSON.
-//! Everything is read-only: no route changes anything.
+//! elsewhere, so it works offline). `GET /events` is the event stream. For a plays
+//! run: a `plays_snapshot` event with the whole state when the page connects, then
+//! at most one `plays_update` event every [`PUSH_EVERY`] with what changed since the
+//! last (counts merged per video). For a game pipeline: a `pipeline_snapshot`, then
+//! one `pipeline_sample` every [`pipeline::SAMPLE_EVERY`]. So a run of millions of
+//! messages or thousands of games a second costs the page a few events a second.
+//! `GET /api/plays` and `GET /api/pipeline` are the same states as JSON. Everything
+//! is read-only: no route changes anything.
 
+pub mod pipeline;
 mod plays;
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::http::header;
-use axum::response::{Html, IntoResponse};
+use axum::http::{StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use axum::{Json, Router};
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use serde::Serialize;
 use tokio::net::TcpListener;
+use tokio::sync::broadcast::error::RecvError;
 
+use self::pipeline::PipelineFeed;
 use crate::plays::feed::PlaysFeed;
 
 /// How often the page hears of changes at most.
@@ -31,6 +41,7 @@ const PAGE: &str = include_str!("page.html");
 #[derive(Clone, Default)]
 pub struct Sources {
     pub plays: Option<Arc<PlaysFeed>>,
+    pub pipeline: Option<Arc<PipelineFeed>>,
 }
 
 /// A dashboard bound to its address, ready to serve.
@@ -70,10 +81,68 @@ fn router(sources: Sources) -> Router {
     let sources = Arc::new(sources);
     let events = sources.clone();
     let api = sources.clone();
+    let pipeline = sources.clone();
     Router::new()
         .route("/", get(page))
-        .route("/events", get(move || plays::events(events.clone())))
+        .route("/events", get(move || events_of(events.clone())))
         .route("/api/plays", get(move || plays::state(api.clone())))
+        .route(
+            "/api/pipeline",
+            get(move || async move {
+                match &pipeline.pipeline {
+                    Some(feed) => Json(feed.snapshot()).into_response(),
+                    None => (StatusCode::NOT_FOUND, "no game pipeline on this dashboard")
+                        .into_response(),
+                }
+            }),
+        )
+}
+
+/// Every part's events, merged into one stream.
+async fn events_of(sources: Arc<Sources>) -> Response {
+    let mut streams: Vec<BoxStream<'static, Event>> = Vec::new();
+    if let Some(feed) = &sources.plays {
+        streams.push(plays::stream(feed.clone()));
+    }
+    if let Some(feed) = &sources.pipeline {
+        streams.push(pipeline_stream(feed.clone()));
+    }
+    if streams.is_empty() {
+        return (StatusCode::NOT_FOUND, "nothing to show on this dashboard").into_response();
+    }
+    let merged = futures_util::stream::select_all(streams).map(Ok::<_, Infallible>);
+    Sse::new(merged)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+/// The pipeline events of one page: a snapshot, then every sample; a page that fell
+/// behind starts over from a fresh snapshot.
+fn pipeline_stream(feed: Arc<PipelineFeed>) -> BoxStream<'static, Event> {
+    let (snapshot, rx) = feed.subscribe();
+    let first = json_event("pipeline_snapshot", &snapshot);
+    let rest = futures_util::stream::unfold((feed, rx), |(feed, mut rx)| async move {
+        let event = match rx.recv().await {
+            Ok(sample) => json_event("pipeline_sample", &*sample),
+            Err(RecvError::Lagged(_)) => {
+                let (snapshot, fresh) = feed.subscribe();
+                rx = fresh;
+                json_event("pipeline_snapshot", &snapshot)
+            }
+            Err(RecvError::Closed) => return None,
+        };
+        Some((event, (feed, rx)))
+    });
+    futures_util::stream::once(async move { first })
+        .chain(rest)
+        .boxed()
+}
+
+pub(crate) fn json_event<T: Serialize>(name: &str, data: &T) -> Event {
+    // Plain maps of strings and numbers always serialize.
+    Event::default()
+        .event(name)
+        .data(serde_json::to_string(data).unwrap_or_else(|_| "{}".into()))
 }
 
 async fn page() -> impl IntoResponse {

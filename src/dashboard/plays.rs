@@ -2,18 +2,19 @@
 //! event and batched update events.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::http::StatusCode;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 use serde::Serialize;
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio::time::Instant;
 
-use super::{PUSH_EVERY, Sources};
+use super::{PUSH_EVERY, Sources, json_event};
 use crate::plays::feed::{Consumption, PlaysFeed, PlaysUpdate, SeriesPoint, Snapshot};
 
 pub(super) async fn state(sources: Arc<Sources>) -> Response {
@@ -23,21 +24,17 @@ pub(super) async fn state(sources: Arc<Sources>) -> Response {
     }
 }
 
-pub(super) async fn events(sources: Arc<Sources>) -> Response {
-    let Some(feed) = sources.plays.clone() else {
-        return (StatusCode::NOT_FOUND, "no plays run on this dashboard").into_response();
-    };
+/// The plays events of one page: a snapshot, then batched updates.
+pub(super) fn stream(feed: Arc<PlaysFeed>) -> BoxStream<'static, Event> {
     let pusher = Pusher::new(feed);
-    let stream = futures_util::stream::unfold(pusher, |mut p| async move {
+    futures_util::stream::unfold(pusher, |mut p| async move {
         let event = match p.next().await? {
-            Out::Snapshot(s) => json_event("snapshot", &s),
-            Out::Update(u) => json_event("update", &u),
+            Out::Snapshot(s) => json_event("plays_snapshot", &s),
+            Out::Update(u) => json_event("plays_update", &u),
         };
-        Some((Ok::<_, Infallible>(event), p))
-    });
-    Sse::new(stream)
-        .keep_alive(KeepAlive::default())
-        .into_response()
+        Some((event, p))
+    })
+    .boxed()
 }
 
 /// What a page is sent next.
@@ -137,13 +134,6 @@ impl Pusher {
             }
         }
     }
-}
-
-fn json_event<T: Serialize>(name: &str, data: &T) -> Event {
-    // Plain maps of strings and numbers always serialize.
-    Event::default()
-        .event(name)
-        .data(serde_json::to_string(data).unwrap_or_else(|_| "{}".into()))
 }
 
 #[cfg(test)]

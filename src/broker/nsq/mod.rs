@@ -32,7 +32,9 @@ use tokio::sync::{Mutex, mpsc};
 
 use self::protocol::{Frame, Identify, Negotiated, ProtocolError};
 use super::fetched::{Feed, FetchedConsumer};
-use super::{Broker, BrokerError, Consumer, Delivery, Publisher, Semantics, Settle};
+use super::{
+    Broker, BrokerError, Consumer, Delivery, OBSERVER_GROUP, Publisher, Semantics, Settle,
+};
 
 /// nsqd's TCP port.
 pub const DEFAULT_PORT: u16 = 4150;
@@ -253,6 +255,12 @@ impl Broker for NsqBroker {
 
     async fn publisher(&self) -> Result<Box<dyn Publisher>, BrokerError> {
         Ok(Box::new(SharedPublisher(self.publisher.clone())))
+    }
+
+    async fn observer(&self, topic: &str) -> Result<Box<dyn Consumer>, BrokerError> {
+        // An ephemeral channel goes with its last client, and keeps no backlog on disk.
+        self.consumer(topic, &format!("{OBSERVER_GROUP}#ephemeral"))
+            .await
     }
 
     async fn consumer(&self, topic: &str, group: &str) -> Result<Box<dyn Consumer>, BrokerError> {
