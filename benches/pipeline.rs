@@ -5,7 +5,9 @@
 //! - ETL games/s of one worker in per-game mode and in batch mode, through the real
 //!   worker (embedded store and broker, extract, transform, gzip Parquet, durable
 //!   write, clean, ack);
-//! - events/s through the logging transport onto the embedded broker.
+//! - events/s through the logging transport onto the embedded broker;
+//! - games/s the dashboard's observer follows on the embedded broker (every event of a
+//!   two-player game of 20 attacks, published as fast as possible).
 //!
 //! Run: `cargo bench --bench pipeline` (SUPERHERO_BENCH_DIR picks the folder written
 //! to, default ./bench-data; it must be on the disk to measure, not a tmpfs).
@@ -15,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use superhero::broker::{Broker, MemoryBroker};
+use superhero::dashboard::pipeline::PipelineFeed;
 use superhero::etl::tables::{self, Table};
 use superhero::events::{
     self, CLEANING_GAME_RECORDS, EventLayer, EventPipe, EventSink, GameUserTask, Queue,
@@ -37,6 +40,7 @@ struct Sizes {
     batch_games: usize,
     batch_size: usize,
     events: usize,
+    dashboard_games: usize,
 }
 
 /// `cargo bench` passes `--bench`; `cargo test --all-targets` runs this file without
@@ -49,6 +53,7 @@ fn sizes() -> Sizes {
             batch_games: 100_000,
             batch_size: 10_000,
             events: 1_000_000,
+            dashboard_games: 100_000,
         }
     } else {
         Sizes {
@@ -57,6 +62,7 @@ fn sizes() -> Sizes {
             batch_games: 200,
             batch_size: 50,
             events: 1_000,
+            dashboard_games: 100,
         }
     }
 }
@@ -164,6 +170,72 @@ async fn events_rate(n: usize) -> f64 {
     stats.published as f64 / started.elapsed().as_secs_f64()
 }
 
+/// The events of one two-player game of 20 attacks, by queue.
+fn game_events(game: &str) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let event = |queue: &str, message: &str, task: &str| {
+        events::transport::envelope_json(
+            tracing::Level::INFO,
+            "2026-11-28T00:00:00.000Z",
+            &format!("memory.{queue}"),
+            message,
+            Some(task),
+        )
+        .into_bytes()
+    };
+    let lobby_task = format!(r#"{{"game_token":"{game}","user_token":"u"}}"#);
+    let lobby = [
+        "Game Created",
+        "Player Joined",
+        "Player Joined",
+        "Game Started",
+        CLEANING_GAME_RECORDS,
+        CLEANING_GAME_RECORDS,
+    ]
+    .iter()
+    .map(|m| event(Queue::Lobby.name(), m, &lobby_task))
+    .collect();
+    let attack = format!(
+        r#"{{"game_token":"{game}","user_token":"u","enemy_token":"v","damage":1234,"timestamp":"2026-11-28T00:00:00Z"}}"#
+    );
+    let attacks = (0..20)
+        .map(|_| event(Queue::Game.name(), "Attack Completed", &attack))
+        .collect();
+    (lobby, attacks)
+}
+
+/// Publishes `games` games' events onto the embedded broker as fast as it can while
+/// a dashboard observes it; the rate is until the dashboard has seen every game end.
+async fn dashboard_rate(games: usize) -> (f64, f64) {
+    let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::new());
+    let feed = PipelineFeed::start(broker.clone()).await.unwrap();
+    let publisher = broker.publisher().await.unwrap();
+    let started = Instant::now();
+    let lobby_topic = broker.topic_for(Queue::Lobby.name());
+    let game_topic = broker.topic_for(Queue::Game.name());
+    let publishing = tokio::spawn(async move {
+        for chunk in (0..games).collect::<Vec<_>>().chunks(100) {
+            let (mut lobby, mut attacks) = (Vec::new(), Vec::new());
+            for g in chunk {
+                let (l, a) = game_events(&format!("game-{g}"));
+                lobby.extend(l);
+                attacks.extend(a);
+            }
+            publisher.publish(&lobby_topic, &lobby).await.unwrap();
+            publisher.publish(&game_topic, &attacks).await.unwrap();
+        }
+    });
+    loop {
+        let (events, counts) = feed.observed_now();
+        if counts.completed == games as u64 && events[Queue::Game.index()] == 20 * games as u64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    publishing.await.unwrap();
+    let secs = started.elapsed().as_secs_f64();
+    (games as f64 / secs, 26.0 * games as f64 / secs)
+}
+
 fn main() {
     let Sizes {
         disk_files,
@@ -171,6 +243,7 @@ fn main() {
         batch_games,
         batch_size,
         events,
+        dashboard_games,
     } = sizes();
     let dir = bench_dir();
     std::fs::create_dir_all(&dir).expect("creating the bench folder");
@@ -232,6 +305,16 @@ fn main() {
         value: event_rate,
         unit: "events/s",
         note: format!("{events} Cleaning Game Records envelopes"),
+    });
+
+    let (dash_games, dash_events) = runtime.block_on(dashboard_rate(dashboard_games));
+    rows.push(Row {
+        what: "dashboard observer on the embedded broker",
+        value: dash_games,
+        unit: "games/s",
+        note: format!(
+            "{dashboard_games} games of 26 events, {dash_events:.0} events/s, published as fast as possible"
+        ),
     });
 
     println!("\n| measure | rate | unit | notes |\n|---|---:|---|---|");

@@ -22,6 +22,26 @@ use superhero::dashboard::{Dashboard, Sources};
 use superhero::plays::feed::PlaysFeed;
 use superhero::plays::{self, PlaysSettings};
 
+/// Every row of the windowed play-count table, in order: the page is scrolled through
+/// the whole table and what it draws at each position is read back.
+/// Each row: [video, plays as data, plays as shown].
+const SCAN_PLAYS_TABLE: &str = "
+    const wrap = document.getElementById('plays-wrap');
+    const step = Math.max(wrap.clientHeight, 100);
+    const rows = new Map();
+    for (let top = 0; ; top += step) {
+        wrap.scrollTop = top;
+        window.renderPlaysRows();
+        for (const tr of document.querySelectorAll('#plays-table tr.video')) {
+            rows.set(Number(tr.dataset.index),
+                [tr.dataset.video, Number(tr.dataset.plays), tr.cells[1].textContent]);
+        }
+        if (wrap.scrollTop + wrap.clientHeight >= wrap.scrollHeight) break;
+    }
+    wrap.scrollTop = 0;
+    window.renderPlaysRows();
+    return [...rows.keys()].sort((a, b) => a - b).map(i => rows.get(i));";
+
 /// Polls `script` in the page until it returns true, failing after `limit`.
 async fn until(browser: &Browser, script: &str, limit: Duration) {
     let deadline = Instant::now() + limit;
@@ -84,19 +104,16 @@ async fn the_plays_table_ends_with_the_processors_counts() {
     until(
         &browser,
         "return document.getElementById('plays-status').dataset.finished === 'yes' \
-         && document.querySelectorAll('#plays-table tbody tr').length === 300;",
+         && document.getElementById('videos').textContent === '300';",
         common::WAIT,
     )
     .await;
     let rows = browser
         .client
-        .execute(
-            "return [...document.querySelectorAll('#plays-table tbody tr')]
-                .map(tr => [tr.dataset.video, Number(tr.dataset.plays), tr.cells[1].textContent]);",
-            vec![],
-        )
+        .execute(SCAN_PLAYS_TABLE, vec![])
         .await
         .unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 300);
     let mut shown = HashMap::new();
     for row in rows.as_array().unwrap() {
         let plays = row[1].as_u64().unwrap();
@@ -149,23 +166,113 @@ async fn the_plays_table_ends_with_the_processors_counts() {
         )
         .await
         .unwrap();
-    let ids = browser
+    let rows = browser
+        .client
+        .execute(SCAN_PLAYS_TABLE, vec![])
+        .await
+        .unwrap();
+    let ids: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[0].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 300);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "not sorted by video");
+
+    browser.screenshot("dashboard-plays").await;
+    browser.close().await;
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_videos_reach_the_page_whole() {
+    let feed = PlaysFeed::new();
+    let page = Dashboard::bind(
+        "127.0.0.1",
+        0,
+        Sources {
+            plays: Some(feed.clone()),
+            ..Sources::default()
+        },
+    )
+    .await
+    .unwrap();
+    let url = page.url().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(page.serve(async {
+        let _ = stopped.await;
+    }));
+    let browser = Browser::start().await;
+    browser.client.goto(&url).await.unwrap();
+    until(
+        &browser,
+        "return document.getElementById('connection').textContent === 'live';",
+        common::WAIT,
+    )
+    .await;
+
+    // Most videos stay under 100 plays, so nearly every count is published as it
+    // changes: the heaviest stream of updates the page can get.
+    let settings = PlaysSettings {
+        threads: 2,
+        messages: 200_000,
+        videos: 10_000,
+        update_interval: Duration::from_millis(200),
+        pc_ratio: 1,
+        real_life: true,
+        seed: 5,
+        idle: Duration::from_secs(10),
+        topic: None,
+    };
+    let summary = plays::run(Arc::new(MemoryBroker::new()), &settings, feed)
+        .await
+        .unwrap();
+    assert_eq!(summary.messages_consumed, 200_000);
+    until(
+        &browser,
+        "return document.getElementById('plays-status').dataset.finished === 'yes' \
+         && document.getElementById('videos').textContent === '10,000';",
+        Duration::from_secs(60),
+    )
+    .await;
+    // The DOM holds only the rows in view, whatever the number of videos.
+    let drawn = browser
         .client
         .execute(
-            "return [...document.querySelectorAll('#plays-table tbody tr')].map(tr => tr.dataset.video);",
+            "return document.querySelectorAll('#plays-table tr.video').length;",
             vec![],
         )
         .await
         .unwrap();
-    let ids: Vec<&str> = ids
-        .as_array()
-        .unwrap()
+    assert!(drawn.as_u64().unwrap() < 100, "{drawn} rows drawn");
+    let rows = browser
+        .client
+        .execute(SCAN_PLAYS_TABLE, vec![])
+        .await
+        .unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 10_000);
+    let shown: HashMap<String, u64> = rows
         .iter()
-        .map(|v| v.as_str().unwrap())
+        .map(|r| (r[0].as_str().unwrap().to_string(), r[1].as_u64().unwrap()))
         .collect();
-    assert!(ids.windows(2).all(|w| w[0] < w[1]), "not sorted by video");
-
-    browser.screenshot("dashboard-plays").await;
+    assert_eq!(shown, summary.counts);
+    assert!(
+        rows.windows(2)
+            .all(|w| w[0][1].as_u64().unwrap() >= w[1][1].as_u64().unwrap()),
+        "not sorted by plays"
+    );
+    // What the page spent on it (a measurement, reported, not a pass mark).
+    let cost = browser
+        .client
+        .execute("return window.dashboardCost;", vec![])
+        .await
+        .unwrap();
+    eprintln!("page cost with 10,000 videos and 200,000 plays: {cost}");
+    assert!(cost["events"].as_u64().unwrap() >= 2, "{cost}");
+    browser.screenshot("dashboard-plays-10000").await;
     browser.close().await;
     let _ = stop.send(());
     server.await.unwrap().unwrap();
@@ -406,6 +513,8 @@ fn pipeline_state(addr: &str) -> Value {
 fn the_dashboard_command_watches_another_processs_simulation() {
     let redis = common::redis_url(0);
     for broker in [
+        redis.clone(),
+        redis.replacen("redis://", "redis-fanout://", 1),
         redis.replacen("redis://", "redis-streams://", 1),
         common::amqp_url(),
         common::nats_url(),

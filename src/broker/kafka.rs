@@ -39,7 +39,8 @@ use tokio::sync::mpsc;
 
 use super::fetched::FetchedConsumer;
 use super::{
-    Broker, BrokerError, Consumer, Delivery, OBSERVER_GROUP, Publisher, Semantics, Settle,
+    Broker, BrokerError, BrokerStat, Consumer, Delivery, OBSERVER_GROUP, Publisher, Semantics,
+    Settle,
 };
 
 /// Partitions of a topic when KAFKA_PARTITIONS does not say.
@@ -211,6 +212,60 @@ impl Broker for KafkaBroker {
         );
         self.subscribe(topic, &group, "latest").await
     }
+
+    async fn stats(&self, topic: &str, group: &str) -> Result<Vec<BrokerStat>, BrokerError> {
+        // Reading offsets does not join the group: a plain consumer that never
+        // subscribes asks for the group's committed offsets and the topic's ends.
+        let (bootstrap, topic, group) =
+            (self.bootstrap.clone(), topic.to_string(), group.to_string());
+        tokio::task::spawn_blocking(move || group_lag(&bootstrap, &topic, &group))
+            .await
+            .map_err(|e| unavailable(e.to_string()))?
+    }
+}
+
+/// A group's backlog on a topic: messages past its committed offsets, summed over
+/// the partitions, and the messages the topic holds.
+fn group_lag(bootstrap: &str, topic: &str, group: &str) -> Result<Vec<BrokerStat>, BrokerError> {
+    const ASK: Duration = Duration::from_secs(2);
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(|e| BrokerError::Config(format!("Kafka consumer: {e}")))?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), ASK)
+        .map_err(unavailable)?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    let mut list = rdkafka::TopicPartitionList::new();
+    for p in &partitions {
+        list.add_partition(topic, *p);
+    }
+    let committed = consumer.committed_offsets(list, ASK).map_err(unavailable)?;
+    let (mut lag, mut held) = (0u64, 0u64);
+    for p in &partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, *p, ASK)
+            .map_err(unavailable)?;
+        held += (high - low).max(0) as u64;
+        let from = match committed.find_partition(topic, *p).map(|e| e.offset()) {
+            Some(rdkafka::Offset::Offset(o)) => o,
+            // Nothing committed yet: the group reads from the start.
+            _ => low,
+        };
+        lag += (high - from).max(0) as u64;
+    }
+    Ok(vec![
+        BrokerStat::new("partitions", partitions.len() as u64),
+        BrokerStat::new("messages held", held),
+        BrokerStat::new("group lag", lag),
+    ])
 }
 
 impl KafkaBroker {

@@ -25,8 +25,8 @@ use redis::aio::ConnectionManager;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
-use super::redis_pubsub::{RedisPubSubBroker, subscribe};
-use super::{Broker, BrokerError, Consumer, Publisher, Semantics};
+use super::redis_pubsub::{RedisPubSubBroker, subscribe, subscribers};
+use super::{Broker, BrokerError, BrokerStat, Consumer, OBSERVER_GROUP, Publisher, Semantics};
 
 /// How often the middleware re-reads the groups and their workers.
 const REFRESH: Duration = Duration::from_secs(1);
@@ -134,6 +134,24 @@ impl Broker for RedisFanoutBroker {
         Ok(Box::new(consumer.on_drop(async move {
             let _: Result<(), _> = conn.srem(&set, &worker).await;
         })))
+    }
+
+    async fn observer(&self, topic: &str) -> Result<Box<dyn Consumer>, BrokerError> {
+        // Publishers publish on the pub/sub channel: listening there sees everything
+        // without registering as a worker or needing a middleware per queue.
+        self.pubsub.consumer(topic, OBSERVER_GROUP).await
+    }
+
+    async fn stats(&self, topic: &str, group: &str) -> Result<Vec<BrokerStat>, BrokerError> {
+        let mut conn = self.pubsub.connection();
+        let workers: u64 = conn
+            .scard(registry(topic, group))
+            .await
+            .map_err(unavailable)?;
+        Ok(vec![
+            BrokerStat::new("live workers", workers),
+            BrokerStat::new("channel subscribers", subscribers(&mut conn, topic).await?),
+        ])
     }
 }
 

@@ -16,7 +16,7 @@ use redis::aio::ConnectionManager;
 use tokio::sync::oneshot;
 
 use super::fetched::{Feed, FetchedConsumer};
-use super::{Broker, BrokerError, Consumer, Delivery, Publisher, Semantics, Settle};
+use super::{Broker, BrokerError, BrokerStat, Consumer, Delivery, Publisher, Semantics, Settle};
 use crate::config::redact_url;
 use crate::store::connection_manager;
 
@@ -87,6 +87,30 @@ impl Broker for RedisPubSubBroker {
     async fn consumer(&self, topic: &str, _group: &str) -> Result<Box<dyn Consumer>, BrokerError> {
         Ok(Box::new(subscribe(&self.client, topic).await?))
     }
+
+    async fn stats(&self, topic: &str, _group: &str) -> Result<Vec<BrokerStat>, BrokerError> {
+        Ok(vec![BrokerStat::new(
+            "subscribers",
+            subscribers(&mut self.conn.clone(), topic).await?,
+        )])
+    }
+}
+
+/// How many subscribers a channel has (PUBSUB NUMSUB).
+pub(super) async fn subscribers(
+    conn: &mut ConnectionManager,
+    channel: &str,
+) -> Result<u64, BrokerError> {
+    let reply: Vec<redis::Value> = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(channel)
+        .query_async(conn)
+        .await
+        .map_err(|e| BrokerError::Unavailable(format!("Redis: {e}")))?;
+    Ok(match reply.get(1) {
+        Some(redis::Value::Int(n)) => (*n).max(0) as u64,
+        _ => 0,
+    })
 }
 
 /// A subscriber of `channel`, subscribed when this returns.

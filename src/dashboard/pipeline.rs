@@ -54,10 +54,28 @@ pub struct GameCounts {
 enum GameState {
     Waiting,
     Playing,
-    Over,
+    Completed,
+    TimedOut,
+    EndedUnseen,
+}
+
+impl GameCounts {
+    fn of(&mut self, state: GameState) -> &mut u64 {
+        match state {
+            GameState::Waiting => &mut self.waiting_lobby,
+            GameState::Playing => &mut self.in_progress,
+            GameState::Completed => &mut self.completed,
+            GameState::TimedOut => &mut self.timed_out,
+            GameState::EndedUnseen => &mut self.ended_unseen,
+        }
+    }
 }
 
 /// Follows games through their lobby records, at most [`GAMES_REMEMBERED`] at once.
+///
+/// Records may come out of order (Kafka spreads a queue over partitions, and the
+/// order between partitions is lost): a game's start seen after its end still makes
+/// it completed, and its creation seen after its end shows it began while watched.
 #[derive(Default)]
 struct GameBook {
     states: HashMap<String, GameState>,
@@ -67,41 +85,31 @@ struct GameBook {
 
 impl GameBook {
     fn record(&mut self, message: &str, game: &str) {
+        use GameState::*;
         let now = self.states.get(game).copied();
         let next = match (message, now) {
-            ("Game Created" | "Player Joined", None) => GameState::Waiting,
-            ("Game Started", None | Some(GameState::Waiting)) => GameState::Playing,
-            (CLEANING_GAME_RECORDS, Some(GameState::Waiting | GameState::Playing) | None) => {
-                GameState::Over
-            }
+            ("Game Created" | "Player Joined", None) => Waiting,
+            ("Game Created" | "Player Joined", Some(EndedUnseen)) => TimedOut,
+            ("Game Started", None | Some(Waiting)) => Playing,
+            ("Game Started", Some(TimedOut | EndedUnseen)) => Completed,
+            (CLEANING_GAME_RECORDS, None) => EndedUnseen,
+            (CLEANING_GAME_RECORDS, Some(Waiting)) => TimedOut,
+            (CLEANING_GAME_RECORDS, Some(Playing)) => Completed,
             _ => return,
         };
-        let c = &mut self.counts;
         match now {
-            Some(GameState::Waiting) => c.waiting_lobby -= 1,
-            Some(GameState::Playing) => c.in_progress -= 1,
-            _ => {}
+            Some(was) => *self.counts.of(was) -= 1,
+            None => self.order.push_back(game.to_string()),
         }
-        match (now, next) {
-            (_, GameState::Waiting) => c.waiting_lobby += 1,
-            (_, GameState::Playing) => c.in_progress += 1,
-            (Some(GameState::Playing), GameState::Over) => c.completed += 1,
-            (Some(GameState::Waiting), GameState::Over) => c.timed_out += 1,
-            (_, GameState::Over) => c.ended_unseen += 1,
-        }
-        if now.is_none() {
-            self.order.push_back(game.to_string());
-        }
+        *self.counts.of(next) += 1;
         self.states.insert(game.to_string(), next);
         while self.order.len() > GAMES_REMEMBERED {
             let Some(old) = self.order.pop_front() else {
                 break;
             };
             // A game forgotten while in flight no longer counts as in flight.
-            match self.states.remove(&old) {
-                Some(GameState::Waiting) => c.waiting_lobby -= 1,
-                Some(GameState::Playing) => c.in_progress -= 1,
-                _ => {}
+            if let Some(state @ (Waiting | Playing)) = self.states.remove(&old) {
+                *self.counts.of(state) -= 1;
             }
         }
     }
@@ -288,6 +296,13 @@ impl PipelineFeed {
         snapshot_of(&lock(&self.state))
     }
 
+    /// Events seen on each queue so far (in [`Queue::index`] order) and the games by
+    /// status, read now rather than at the last sample.
+    pub fn observed_now(&self) -> ([u64; 3], GameCounts) {
+        let events = [0, 1, 2].map(|i| self.observed.events[i].load(Ordering::Relaxed));
+        (events, lock(&self.observed.games).counts)
+    }
+
     async fn read_broker_stats(&self) {
         let topic = self.broker.topic_for(worker::CHANNEL);
         let read = self.broker.stats(&topic, worker::GROUP);
@@ -457,6 +472,30 @@ mod tests {
             (0, 0, 1, 1)
         );
         assert_eq!(c.ended_unseen, 1);
+    }
+
+    #[test]
+    fn the_book_takes_records_out_of_order() {
+        let mut book = GameBook::default();
+        // The end first, then the start: completed.
+        book.record(CLEANING_GAME_RECORDS, "a");
+        book.record("Game Created", "a");
+        book.record(CLEANING_GAME_RECORDS, "a");
+        book.record("Game Started", "a");
+        // The end, then the creation, no start: timed out.
+        book.record(CLEANING_GAME_RECORDS, "b");
+        book.record("Player Joined", "b");
+        let c = book.counts;
+        assert_eq!(
+            (
+                c.waiting_lobby,
+                c.in_progress,
+                c.completed,
+                c.timed_out,
+                c.ended_unseen
+            ),
+            (0, 0, 1, 1, 0)
+        );
     }
 
     #[test]
