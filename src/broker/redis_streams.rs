@@ -111,16 +111,17 @@ impl Broker for RedisStreamsBroker {
     }
 
     async fn observer(&self, topic: &str) -> Result<Box<dyn Consumer>, BrokerError> {
-        // From now on: an observer's group skips what came before, every time.
+        // From now on: an observer's group starts afresh at the end, every time,
+        // without what an earlier observer left unacknowledged.
         if !self.create_group(topic, OBSERVER_GROUP, "$").await? {
             redis::cmd("XGROUP")
-                .arg("SETID")
+                .arg("DESTROY")
                 .arg(topic)
                 .arg(OBSERVER_GROUP)
-                .arg("$")
                 .query_async::<()>(&mut self.conn.clone())
                 .await
                 .map_err(unavailable)?;
+            self.create_group(topic, OBSERVER_GROUP, "$").await?;
         }
         self.subscribe(topic, OBSERVER_GROUP).await
     }
