@@ -6,7 +6,7 @@
 //! artifacts. And from the command line: `plays --dashboard` (the address printed,
 //! the page and its JSON served, the page staying up after the run until Ctrl-C),
 //! and `superhero dashboard` watching a simulation of another process on real
-//! brokers.
+//! brokers (and on the in-test NSQ peer, nsqd not being installable here).
 
 mod common;
 
@@ -518,7 +518,11 @@ fn the_dashboard_command_watches_another_processs_simulation() {
         redis.replacen("redis://", "redis-streams://", 1),
         common::amqp_url(),
         common::nats_url(),
+        // nsqd cannot be installed here: the in-test NSQ peer, unless NSQD_ADDRESS.
+        format!("nsq://{}", common::nsqd::address()),
     ] {
+        // NSQ's figures are on nsqd's HTTP port, which nsq:// does not name.
+        let has_figures = !broker.starts_with("nsq://");
         let dash = common::Service::start(
             &["--broker", &broker, "dashboard", "--port", "0"],
             "dashboard: ",
@@ -551,7 +555,7 @@ fn the_dashboard_command_watches_another_processs_simulation() {
             if latest["games"]["completed"] == completed
                 && latest["broker_stats"]
                     .as_array()
-                    .is_some_and(|s| !s.is_empty())
+                    .is_some_and(|s| s.is_empty() != has_figures)
             {
                 break latest;
             }
@@ -570,10 +574,7 @@ fn the_dashboard_command_watches_another_processs_simulation() {
             "{broker}: {latest}"
         );
         assert!(latest["events_dropped"].is_null(), "{broker}: {latest}");
-        assert!(
-            !latest["broker_stats"].as_array().unwrap().is_empty(),
-            "{broker}: {latest}"
-        );
+
         let (ok, _) = dash.interrupt();
         assert!(ok, "{broker}");
         let _ = std::fs::remove_dir_all(&out);
