@@ -306,11 +306,19 @@ impl PipelineFeed {
     async fn read_broker_stats(&self) {
         let topic = self.broker.topic_for(worker::CHANNEL);
         let read = self.broker.stats(&topic, worker::GROUP);
-        match tokio::time::timeout(BROKER_STATS_EVERY, read).await {
-            Ok(Ok(stats)) => *lock(&self.stats) = stats,
-            Ok(Err(e)) => tracing::debug!("dashboard: reading the broker's figures: {e}"),
-            Err(_) => tracing::debug!("dashboard: the broker's figures took too long"),
-        }
+        // Figures that cannot be read now are not shown as if they were current.
+        let stats = match tokio::time::timeout(BROKER_STATS_EVERY, read).await {
+            Ok(Ok(stats)) => stats,
+            Ok(Err(e)) => {
+                tracing::debug!("dashboard: reading the broker's figures: {e}");
+                Vec::new()
+            }
+            Err(_) => {
+                tracing::debug!("dashboard: the broker's figures took too long");
+                Vec::new()
+            }
+        };
+        *lock(&self.stats) = stats;
     }
 
     /// Takes one sample and pushes it; returns the observed counts it read.
