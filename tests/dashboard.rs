@@ -55,33 +55,59 @@ async fn until(browser: &Browser, script: &str, limit: Duration) {
     }
 }
 
+/// A plays dashboard served in this process, open in Chromium and connected.
+struct PlaysPage {
+    browser: Browser,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl PlaysPage {
+    async fn open(feed: Arc<PlaysFeed>) -> Self {
+        let page = Dashboard::bind(
+            "127.0.0.1",
+            0,
+            Sources {
+                plays: Some(feed),
+                ..Sources::default()
+            },
+        )
+        .await
+        .unwrap();
+        let url = page.url().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(page.serve(async {
+            let _ = stopped.await;
+        }));
+        let browser = Browser::start().await;
+        browser.client.goto(&url).await.unwrap();
+        until(
+            &browser,
+            "return document.getElementById('connection').textContent === 'live';",
+            common::WAIT,
+        )
+        .await;
+        Self {
+            browser,
+            stop,
+            server,
+        }
+    }
+
+    /// Keeps a screenshot named `artifact`, then closes the browser and the server.
+    async fn close(self, artifact: &str) {
+        self.browser.screenshot(artifact).await;
+        self.browser.close().await;
+        let _ = self.stop.send(());
+        self.server.await.unwrap().unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_plays_table_ends_with_the_processors_counts() {
     let feed = PlaysFeed::new();
-    let page = Dashboard::bind(
-        "127.0.0.1",
-        0,
-        Sources {
-            plays: Some(feed.clone()),
-            ..Sources::default()
-        },
-    )
-    .await
-    .unwrap();
-    let url = page.url().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(page.serve(async {
-        let _ = stopped.await;
-    }));
-
-    let browser = Browser::start().await;
-    browser.client.goto(&url).await.unwrap();
-    until(
-        &browser,
-        "return document.getElementById('connection').textContent === 'live';",
-        common::WAIT,
-    )
-    .await;
+    let page = PlaysPage::open(feed.clone()).await;
+    let browser = &page.browser;
 
     // Real-life mode with a short interval: counts under 100 change as they are
     // played, the others at each tick, while the page watches.
@@ -102,7 +128,7 @@ async fn the_plays_table_ends_with_the_processors_counts() {
     assert_eq!(summary.messages_consumed, 50_000);
 
     until(
-        &browser,
+        browser,
         "return document.getElementById('plays-status').dataset.finished === 'yes' \
          && document.getElementById('videos').textContent === '300';",
         common::WAIT,
@@ -180,38 +206,14 @@ async fn the_plays_table_ends_with_the_processors_counts() {
     assert_eq!(ids.len(), 300);
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "not sorted by video");
 
-    browser.screenshot("dashboard-plays").await;
-    browser.close().await;
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    page.close("dashboard-plays").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_videos_reach_the_page_whole() {
     let feed = PlaysFeed::new();
-    let page = Dashboard::bind(
-        "127.0.0.1",
-        0,
-        Sources {
-            plays: Some(feed.clone()),
-            ..Sources::default()
-        },
-    )
-    .await
-    .unwrap();
-    let url = page.url().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(page.serve(async {
-        let _ = stopped.await;
-    }));
-    let browser = Browser::start().await;
-    browser.client.goto(&url).await.unwrap();
-    until(
-        &browser,
-        "return document.getElementById('connection').textContent === 'live';",
-        common::WAIT,
-    )
-    .await;
+    let page = PlaysPage::open(feed.clone()).await;
+    let browser = &page.browser;
 
     // Most videos stay under 100 plays, so nearly every count is published as it
     // changes: the heaviest stream of updates the page can get.
@@ -231,7 +233,7 @@ async fn ten_thousand_videos_reach_the_page_whole() {
         .unwrap();
     assert_eq!(summary.messages_consumed, 200_000);
     until(
-        &browser,
+        browser,
         "return document.getElementById('plays-status').dataset.finished === 'yes' \
          && document.getElementById('videos').textContent === '10,000';",
         Duration::from_secs(60),
@@ -272,10 +274,7 @@ async fn ten_thousand_videos_reach_the_page_whole() {
         .unwrap();
     eprintln!("page cost with 10,000 videos and 200,000 plays: {cost}");
     assert!(cost["events"].as_u64().unwrap() >= 2, "{cost}");
-    browser.screenshot("dashboard-plays-10000").await;
-    browser.close().await;
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    page.close("dashboard-plays-10000").await;
 }
 
 /// A plain HTTP/1.0 GET: status line and body.
@@ -344,16 +343,7 @@ fn plays_dashboard_from_the_command_line() {
     assert!(status.contains("404"), "{status}");
 
     // Ctrl-C ends it.
-    let pid = child.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let out = common::finish_within(child, Duration::from_secs(30));
-    assert!(out.status.success(), "{out:?}");
+    interrupt(child);
 }
 
 /// Stops a process as Ctrl-C would and waits for it to end well.

@@ -323,7 +323,7 @@ impl PipelineFeed {
 
     /// Takes one sample and pushes it; returns the observed counts it read.
     fn sample(&self, since_last: Duration, last_counts: [u64; 3]) -> [u64; 3] {
-        let counts = [0, 1, 2].map(|i| self.observed.events[i].load(Ordering::Relaxed));
+        let (counts, games) = self.observed_now();
         let secs = since_last.as_secs_f64().max(1e-3);
         let per_s = [0, 1, 2].map(|i| counts[i].saturating_sub(last_counts[i]) as f64 / secs);
         let local = lock(&self.local);
@@ -367,7 +367,7 @@ impl PipelineFeed {
             t_s: self.started.elapsed().as_secs_f64(),
             broker: self.broker.kind(),
             queues,
-            games: lock(&self.observed.games).counts,
+            games,
             unreadable: self.observed.unreadable.load(Ordering::Relaxed),
             events_dropped: transport.map(|t| t.dropped),
             workers,
