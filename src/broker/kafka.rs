@@ -99,6 +99,9 @@ pub struct KafkaBroker {
     producer: FutureProducer,
     admin: Arc<AdminClient<DefaultClientContext>>,
     topics: Arc<Mutex<HashSet<String>>>,
+    /// One offset reader per group asked about in [`Broker::stats`], kept so that
+    /// each reading does not open a new client.
+    offset_readers: Arc<Mutex<HashMap<String, Arc<BaseConsumer>>>>,
 }
 
 impl KafkaBroker {
@@ -139,6 +142,7 @@ impl KafkaBroker {
             producer,
             admin: Arc::new(admin),
             topics: Arc::default(),
+            offset_readers: Arc::default(),
         })
     }
 
@@ -194,6 +198,7 @@ impl Broker for KafkaBroker {
                 producer: self.producer.clone(),
                 admin: self.admin.clone(),
                 topics: self.topics.clone(),
+                offset_readers: self.offset_readers.clone(),
             },
         }))
     }
@@ -214,26 +219,42 @@ impl Broker for KafkaBroker {
     }
 
     async fn stats(&self, topic: &str, group: &str) -> Result<Vec<BrokerStat>, BrokerError> {
-        // Reading offsets does not join the group: a plain consumer that never
-        // subscribes asks for the group's committed offsets and the topic's ends.
-        let (bootstrap, topic, group) =
-            (self.bootstrap.clone(), topic.to_string(), group.to_string());
-        tokio::task::spawn_blocking(move || group_lag(&bootstrap, &topic, &group))
+        let consumer = self.offset_reader(group)?;
+        let topic = topic.to_string();
+        tokio::task::spawn_blocking(move || group_lag(&consumer, &topic))
             .await
             .map_err(|e| unavailable(e.to_string()))?
     }
 }
 
+impl KafkaBroker {
+    /// The group's offset reader, made at the first call. Reading offsets does not
+    /// join the group: a plain consumer that never subscribes asks for the group's
+    /// committed offsets and the topic's ends.
+    fn offset_reader(&self, group: &str) -> Result<Arc<BaseConsumer>, BrokerError> {
+        let mut readers = self
+            .offset_readers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(reader) = readers.get(group) {
+            return Ok(reader.clone());
+        }
+        let reader: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(|e| BrokerError::Config(format!("Kafka consumer: {e}")))?;
+        let reader = Arc::new(reader);
+        readers.insert(group.to_string(), reader.clone());
+        Ok(reader)
+    }
+}
+
 /// A group's backlog on a topic: messages past its committed offsets, summed over
 /// the partitions, and the messages the topic holds.
-fn group_lag(bootstrap: &str, topic: &str, group: &str) -> Result<Vec<BrokerStat>, BrokerError> {
+fn group_lag(consumer: &BaseConsumer, topic: &str) -> Result<Vec<BrokerStat>, BrokerError> {
     const ASK: Duration = Duration::from_secs(2);
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .map_err(|e| BrokerError::Config(format!("Kafka consumer: {e}")))?;
     let metadata = consumer
         .fetch_metadata(Some(topic), ASK)
         .map_err(unavailable)?;

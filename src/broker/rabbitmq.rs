@@ -55,6 +55,8 @@ pub struct RabbitBroker {
     url: String,
     publisher: Arc<RabbitPublisher>,
     expiry: Option<Duration>,
+    /// The connection [`Broker::stats`] reads through, kept between readings.
+    stats_conn: Mutex<Option<Connection>>,
 }
 
 fn unavailable(e: lapin::Error) -> BrokerError {
@@ -152,6 +154,7 @@ impl RabbitBroker {
             url: url.to_string(),
             publisher: Arc::new(publisher),
             expiry,
+            stats_conn: Mutex::new(None),
         })
     }
 }
@@ -192,8 +195,18 @@ impl Broker for RabbitBroker {
     }
 
     async fn stats(&self, topic: &str, group: &str) -> Result<Vec<BrokerStat>, BrokerError> {
-        // A passive declare of a missing queue closes its channel: a channel of its own.
-        let (conn, channel) = open_channel(&self.url).await?;
+        // A passive declare of a missing queue closes its channel: a channel of its
+        // own each time, on a connection kept for these readings.
+        let mut kept = self.stats_conn.lock().await;
+        let channel = match kept.as_ref().filter(|c| c.status().connected()) {
+            Some(conn) => conn.create_channel().await.map_err(unavailable)?,
+            None => {
+                let (conn, channel) = open_channel(&self.url).await?;
+                *kept = Some(conn);
+                channel
+            }
+        };
+        drop(kept);
         let queue = queue_name(topic, group);
         let declared = channel
             .queue_declare(
@@ -205,7 +218,9 @@ impl Broker for RabbitBroker {
                 FieldTable::default(),
             )
             .await;
-        let _ = conn.close(200, "stats read".into()).await;
+        if channel.status().connected() {
+            let _ = channel.close(200, "stats read".into()).await;
+        }
         Ok(match declared {
             Ok(q) => vec![
                 BrokerStat::new("messages ready", u64::from(q.message_count())),
