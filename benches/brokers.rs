@@ -17,8 +17,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use superhero::broker::{
-    Broker, KafkaBroker, KafkaOptions, MemoryBroker, NatsBroker, NatsOptions, NsqBroker,
-    RabbitBroker, RedisFanoutBroker, RedisPubSubBroker, RedisStreamsBroker,
+    Broker, FanoutOptions, KafkaBroker, KafkaOptions, MemoryBroker, NatsBroker, NatsOptions,
+    NsqBroker, NsqOptions, RabbitBroker, RabbitOptions, RedisFanoutBroker, RedisPubSubBroker,
+    RedisStreamsBroker, StreamsOptions,
 };
 
 /// The tests' protocol-level NSQ peer, measured when no real nsqd is given.
@@ -153,28 +154,39 @@ fn main() {
             ),
             (
                 "redis-fanout://".into(),
-                RedisFanoutBroker::connect(&redis, true)
-                    .await
-                    .map(|b| Box::new(b) as Box<dyn Broker>)
-                    .map_err(|e| e.to_string()),
+                RedisFanoutBroker::connect(
+                    &redis,
+                    FanoutOptions {
+                        run_middleware: true,
+                    },
+                )
+                .await
+                .map(|b| Box::new(b) as Box<dyn Broker>)
+                .map_err(|e| e.to_string()),
             ),
             (
                 "redis-streams://".into(),
-                RedisStreamsBroker::connect(&redis)
+                RedisStreamsBroker::connect(&redis, StreamsOptions::default())
                     .await
                     .map(|b| Box::new(b) as Box<dyn Broker>)
                     .map_err(|e| e.to_string()),
             ),
             (
                 "amqp:// (RabbitMQ)".into(),
-                RabbitBroker::connect_with_expiry(&amqp, Some(Duration::from_secs(60)))
-                    .await
-                    .map(|b| Box::new(b) as Box<dyn Broker>)
-                    .map_err(|e| e.to_string()),
+                RabbitBroker::connect(
+                    &amqp,
+                    RabbitOptions {
+                        expiry: Some(Duration::from_secs(60)),
+                        ..RabbitOptions::default()
+                    },
+                )
+                .await
+                .map(|b| Box::new(b) as Box<dyn Broker>)
+                .map_err(|e| e.to_string()),
             ),
             (
                 "nats:// (JetStream)".into(),
-                NatsBroker::connect_with(
+                NatsBroker::connect(
                     &nats,
                     NatsOptions {
                         expiry: Some(Duration::from_secs(60)),
@@ -194,7 +206,7 @@ fn main() {
             ),
             (
                 nsq_name,
-                NsqBroker::connect(&nsq)
+                NsqBroker::connect(&nsq, NsqOptions::default())
                     .await
                     .map(|b| Box::new(b) as Box<dyn Broker>)
                     .map_err(|e| e.to_string()),

@@ -100,13 +100,16 @@ async fn etl_rate(dir: &Path, games: usize, batch: Option<BatchPolicy>) -> (f64,
     store.replace_roster(&roster()).await.unwrap();
     let broker = MemoryBroker::new();
     let consumer = broker
-        .consumer(worker::CHANNEL, worker::GROUP)
+        .consumer(events::WORKER_QUEUE, events::WORKER_GROUP)
         .await
         .unwrap();
     let publisher = broker.publisher().await.unwrap();
     for i in 0..games {
         let g = fixtures::play_two_player_game(&store, i).await.unwrap();
-        publisher.publish(worker::CHANNEL, &g.events).await.unwrap();
+        publisher
+            .publish(events::WORKER_QUEUE, &g.events)
+            .await
+            .unwrap();
     }
     let progress = Arc::new(EtlProgress::default());
     let (stop, stop_rx) = watch::channel(false);

@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use tokio::net::TcpListener;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
 use crate::audit;
 use crate::broker::{Broker, BrokerError};
-use crate::events::Queue;
 use crate::events::transport::{DEFAULT_BUFFER, PipeError};
+use crate::events::{self, Queue};
 use crate::events::{EventPipe, EventSink};
 use crate::game::GameToken;
 use crate::latency::{Latency, LatencyRecorder};
@@ -123,21 +123,20 @@ pub async fn run_with<S: GameStore>(
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
 
     // Workers subscribe before anything is published, so no event passes them by.
-    let (stop_workers, stop_rx) = watch::channel(false);
-    let mut workers = tokio::task::JoinSet::new();
-    for i in 0..settings.workers {
-        let consumer = broker
-            .consumer(&broker.topic_for(worker::CHANNEL), worker::GROUP)
-            .await?;
-        workers.spawn(worker::run(
-            store.clone(),
-            consumer,
-            format!("{run_id}-{i}"),
-            settings.etl.clone(),
-            progress.clone(),
-            stop_rx.clone(),
-        ));
-    }
+    let assignment = worker::Assignment {
+        topic: broker.topic_for(events::WORKER_QUEUE),
+        group: events::WORKER_GROUP.to_string(),
+        workers: settings.workers,
+        run_id: run_id.clone(),
+    };
+    let workers = worker::Pool::start(
+        store.clone(),
+        &*broker,
+        &assignment,
+        &settings.etl,
+        &progress,
+    )
+    .await?;
     let pipe = EventPipe::for_broker(sink, &*broker, DEFAULT_BUFFER).await?;
 
     let completed = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -177,7 +176,7 @@ pub async fn run_with<S: GameStore>(
     // Every worker sees every event on a broadcasting broker, one worker each on the
     // others: the work is done when the workers settled that many events.
     let lobby_events = transport.published_by_queue[Queue::Lobby.index()];
-    let copies = if broker.semantics().work_sharing {
+    let copies = if broker.semantics().work_sharing() {
         1
     } else {
         settings.workers as u64
@@ -189,22 +188,7 @@ pub async fn run_with<S: GameStore>(
         settings.drain_idle,
     )
     .await;
-    let _ = stop_workers.send(true);
-    let stopping = async {
-        while let Some(done) = workers.join_next().await {
-            if let Err(e) = done {
-                tracing::error!("a worker task failed: {e}");
-            }
-        }
-    };
-    if tokio::time::timeout(WORKER_STOP, stopping).await.is_err() {
-        tracing::error!(
-            "{} worker(s) did not stop within {WORKER_STOP:?}; stopping them now",
-            workers.len()
-        );
-        workers.abort_all();
-        while workers.join_next().await.is_some() {}
-    }
+    workers.stop(WORKER_STOP).await;
     let elapsed_s = started.elapsed().as_secs_f64();
     bar.finish();
 

@@ -6,7 +6,8 @@
 //! one); the other events are acknowledged at once. Nothing is cleaned before its
 //! tables are on disk, so a backlog of any length loses nothing. A failed write gives
 //! the messages back to the broker and backs off; a worker that dies leaves its
-//! unacknowledged games to the broker, which hands them to another worker.
+//! unacknowledged games to the broker, which hands them to another worker. A [`Pool`]
+//! runs the workers of one process (`superhero worker`, `simulate`).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -19,22 +20,18 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::broker::{BrokerError, Consumer, Delivery};
+use crate::backoff::Backoff;
+use crate::broker::{Broker, BrokerError, Consumer, Delivery};
 use crate::etl::{self, GameTables, tables};
 use crate::events::{CLEANING_GAME_RECORDS, Envelope};
 use crate::game::{GameStatus, GameToken, UserToken};
 use crate::store::GameStore;
 
-/// The consumer group workers share, as the originals named it.
-pub const GROUP: &str = "superhero_sim";
-/// The queue whose events workers act on.
-pub const CHANNEL: &str = "lib.server.lobby";
-
-const BACKOFF_FIRST: Duration = Duration::from_millis(200);
+/// The pause after a failure, doubling while failures go on.
+const BACKOFF: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
 /// Writes one worker keeps going at once: durable writes wait on the disk, and
 /// several in flight let it commit them together.
 const WRITES_IN_FLIGHT: usize = 8;
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// Writing one file per batch of games instead of one per game.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -194,6 +191,81 @@ impl EtlProgress {
     }
 }
 
+/// Where the workers of a [`Pool`] consume, and what they are called.
+#[derive(Clone, Debug)]
+pub struct Assignment {
+    /// The topic, queue or channel they consume.
+    pub topic: String,
+    /// The consumer group they share.
+    pub group: String,
+    /// How many workers.
+    pub workers: usize,
+    /// The first part of every worker's id (`<run>-<n>`), which its file names carry.
+    pub run_id: String,
+}
+
+/// The workers of one process, started and stopped together.
+pub struct Pool {
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Pool {
+    /// Starts the workers of `assignment`, each subscribed before this returns, so
+    /// that nothing published afterwards passes them by.
+    pub async fn start<S: GameStore>(
+        store: S,
+        broker: &dyn Broker,
+        assignment: &Assignment,
+        settings: &WorkerSettings,
+        progress: &Arc<EtlProgress>,
+    ) -> Result<Self, BrokerError> {
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        for i in 0..assignment.workers {
+            let consumer = broker
+                .consumer(&assignment.topic, &assignment.group)
+                .await?;
+            tasks.spawn(run(
+                store.clone(),
+                consumer,
+                format!("{}-{i}", assignment.run_id),
+                settings.clone(),
+                progress.clone(),
+                stop_rx.clone(),
+            ));
+        }
+        Ok(Self { stop, tasks })
+    }
+
+    /// Tells every worker to stop, each writing what it holds, and waits up to
+    /// `grace` for them; workers still running then are stopped where they are
+    /// (what they did not acknowledge goes back to the broker). False if a worker
+    /// failed or had to be stopped.
+    pub async fn stop(mut self, grace: Duration) -> bool {
+        let _ = self.stop.send(true);
+        let mut clean = true;
+        let stopping = async {
+            while let Some(done) = self.tasks.join_next().await {
+                if let Err(e) = done {
+                    tracing::error!("a worker task failed: {e}");
+                    clean = false;
+                }
+            }
+        };
+        if tokio::time::timeout(grace, stopping).await.is_err() {
+            tracing::error!(
+                "{} worker(s) did not stop within {grace:?}; stopping them now",
+                self.tasks.len()
+            );
+            self.tasks.abort_all();
+            while self.tasks.join_next().await.is_some() {}
+            return false;
+        }
+        clean
+    }
+}
+
 /// A game read and transformed, waiting to be written.
 struct Pending {
     delivery: Delivery,
@@ -224,7 +296,7 @@ pub async fn run<S: GameStore>(
         pending_games: HashMap::new(),
         writing: JoinSet::new(),
         oldest: None,
-        backoff: BACKOFF_FIRST,
+        backoff: BACKOFF,
         resume_at: None,
     };
     let batch_games = w.settings.batch.map_or(1, |b| b.games.max(1));
@@ -277,7 +349,7 @@ struct Worker<S> {
     writing: JoinSet<Written>,
     /// When the oldest pending game arrived.
     oldest: Option<Instant>,
-    backoff: Duration,
+    backoff: Backoff,
     /// While backing off, no message is taken.
     resume_at: Option<Instant>,
 }
@@ -293,8 +365,7 @@ impl<S: GameStore> Worker<S> {
     fn back_off(&mut self) {
         EtlProgress::add(&self.progress.retries, 1);
         if self.resume_at.is_none() {
-            self.resume_at = Some(Instant::now() + self.backoff);
-            self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+            self.resume_at = Some(Instant::now() + self.backoff.step());
         }
     }
 
@@ -452,7 +523,7 @@ impl<S: GameStore> Worker<S> {
         };
         match result {
             Ok(files) => {
-                self.backoff = BACKOFF_FIRST;
+                self.backoff.reset();
                 EtlProgress::add(&self.progress.files_written, files as u64);
                 EtlProgress::add(&self.mine.files_written, files as u64);
                 let n = settle.len() as u64;

@@ -9,8 +9,9 @@ use std::time::Duration;
 mod common;
 
 use superhero::broker::{
-    Broker, Consumer, Delivery, KafkaBroker, KafkaOptions, MemoryBroker, NatsBroker, NatsOptions,
-    NsqBroker, NsqOptions, RabbitBroker, RedisFanoutBroker, RedisPubSubBroker, RedisStreamsBroker,
+    Broker, Consumer, Delivery, FanoutOptions, KafkaBroker, KafkaOptions, MemoryBroker, NatsBroker,
+    NatsOptions, NsqBroker, NsqOptions, RabbitBroker, RabbitOptions, RedisFanoutBroker,
+    RedisPubSubBroker, RedisStreamsBroker, StreamsOptions,
 };
 
 /// Longest wait for one message; a healthy broker answers in milliseconds.
@@ -46,7 +47,7 @@ pub async fn work_is_shared_within_a_group(broker: Box<dyn Broker>) {
     let b = broker.consumer(&topic, "g").await.unwrap();
     let sent = payloads("m", 200);
     publish(&*broker, &topic, &sent).await;
-    let sharing = broker.semantics().work_sharing;
+    let sharing = broker.semantics().work_sharing();
     let expected = if sharing { sent.len() } else { 2 * sent.len() };
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -111,7 +112,7 @@ pub async fn every_group_gets_every_message(broker: Box<dyn Broker>) {
 
 /// A nacked message comes back, marked redelivered.
 pub async fn nack_redelivers(broker: Box<dyn Broker>) {
-    if !broker.semantics().redelivery {
+    if !broker.semantics().redelivery() {
         return;
     }
     let topic = topic("nack");
@@ -140,14 +141,14 @@ pub async fn unacked_messages_survive_their_consumer(broker: Box<dyn Broker>) {
     drop(doomed);
 
     let mut heir = broker.consumer(&topic, "g").await.unwrap();
-    if !broker.semantics().redelivery {
+    if !broker.semantics().redelivery() {
         return;
     }
     let mut back = HashSet::new();
     for _ in 0..2 {
         let d = next(&mut heir).await;
         assert!(
-            d.redelivered || !broker.semantics().marks_redelivery,
+            d.redelivered || !broker.semantics().marks_redelivery(),
             "a redelivery is marked: {:?}",
             String::from_utf8_lossy(&d.payload)
         );
@@ -200,7 +201,7 @@ pub async fn early_messages_follow_the_semantics(broker: Box<dyn Broker>) {
     let first = next(&mut c).await;
     let payload = first.payload.clone();
     first.ack().await.unwrap();
-    if broker.semantics().retains_unconsumed {
+    if broker.semantics().retains_unconsumed() {
         // Both arrive (in either order: Kafka orders within a partition only).
         let second = next(&mut c).await;
         let got: HashSet<Vec<u8>> = [payload, second.payload.clone()].into_iter().collect();
@@ -258,7 +259,7 @@ broker_contract!(memory, Box::new(MemoryBroker::new()));
 async fn redis_streams() -> Box<dyn Broker> {
     let url = common::redis_url(0).replacen("redis://", "redis-streams://", 1);
     Box::new(
-        RedisStreamsBroker::connect(&url)
+        RedisStreamsBroker::connect(&url, StreamsOptions::default())
             .await
             .expect("Redis is reachable (scripts/test starts it)"),
     )
@@ -300,9 +301,15 @@ async fn memory_counts_unrouted_messages() {
 /// RabbitMQ; the tests' queues go a minute after their last use.
 async fn rabbitmq() -> Box<dyn Broker> {
     Box::new(
-        RabbitBroker::connect_with_expiry(&common::amqp_url(), Some(Duration::from_secs(60)))
-            .await
-            .expect("RabbitMQ is reachable (scripts/test starts it)"),
+        RabbitBroker::connect(
+            &common::amqp_url(),
+            RabbitOptions {
+                expiry: Some(Duration::from_secs(60)),
+                ..RabbitOptions::default()
+            },
+        )
+        .await
+        .expect("RabbitMQ is reachable (scripts/test starts it)"),
     )
 }
 
@@ -316,7 +323,7 @@ async fn nats() -> Box<dyn Broker> {
         ack_wait: Duration::from_secs(2),
     };
     Box::new(
-        NatsBroker::connect_with(&common::nats_url(), options)
+        NatsBroker::connect(&common::nats_url(), options)
             .await
             .expect("NATS is reachable (scripts/test starts it)"),
     )
@@ -327,9 +334,14 @@ broker_contract!(nats, nats().await);
 /// Redis fan-out, with its middleware running in this process.
 async fn redis_fanout() -> Box<dyn Broker> {
     Box::new(
-        RedisFanoutBroker::connect(&common::redis_url(0), true)
-            .await
-            .expect("Redis is reachable (scripts/test starts it)"),
+        RedisFanoutBroker::connect(
+            &common::redis_url(0),
+            FanoutOptions {
+                run_middleware: true,
+            },
+        )
+        .await
+        .expect("Redis is reachable (scripts/test starts it)"),
     )
 }
 
@@ -373,7 +385,7 @@ async fn nsq() -> Box<dyn Broker> {
         ..NsqOptions::default()
     };
     Box::new(
-        NsqBroker::connect_with(&format!("nsq://{}", common::nsqd::address()), options)
+        NsqBroker::connect(&format!("nsq://{}", common::nsqd::address()), options)
             .await
             .expect("nsqd is reachable"),
     )
@@ -390,7 +402,7 @@ async fn nsq_consumer_survives_heartbeats() {
         heartbeat: Duration::from_secs(1),
     };
     let url = format!("nsq://{}", common::nsqd::address());
-    let broker = NsqBroker::connect_with(&url, options).await.unwrap();
+    let broker = NsqBroker::connect(&url, options).await.unwrap();
     let topic = topic("heartbeat");
     let mut c = broker.consumer(&topic, "g").await.unwrap();
     publish(&broker, &topic, &[b"held".to_vec()]).await;

@@ -16,8 +16,8 @@ use std::time::Duration;
 use common::RunWithin;
 use serde_json::Value;
 use superhero::broker::{
-    Broker, MemoryBroker, NatsBroker, NsqBroker, RabbitBroker, RedisPubSubBroker,
-    RedisStreamsBroker,
+    Broker, MemoryBroker, NatsBroker, NatsOptions, NsqBroker, NsqOptions, RabbitBroker,
+    RabbitOptions, RedisPubSubBroker, RedisStreamsBroker, StreamsOptions,
 };
 use superhero::plays::feed::{ClientCounts, PlaysFeed, PlaysUpdate};
 use superhero::plays::rules::{MAX_PER_PUBLICATION, Publication};
@@ -197,7 +197,9 @@ async fn interval_ticks_publish_videos_at_100_and_over_during_the_run() {
 async fn redis_streams_both_modes() {
     let url = common::redis_url(0);
     for real_life in [false, true] {
-        let broker = RedisStreamsBroker::connect(&url).await.unwrap();
+        let broker = RedisStreamsBroker::connect(&url, StreamsOptions::default())
+            .await
+            .unwrap();
         scenario(Arc::new(broker), 10_000, 2, real_life).await;
     }
 }
@@ -205,17 +207,24 @@ async fn redis_streams_both_modes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rabbitmq_both_modes() {
     for real_life in [false, true] {
-        let broker =
-            RabbitBroker::connect_with_expiry(&common::amqp_url(), Some(Duration::from_secs(60)))
-                .await
-                .unwrap();
+        let broker = RabbitBroker::connect(
+            &common::amqp_url(),
+            RabbitOptions {
+                expiry: Some(Duration::from_secs(60)),
+                ..RabbitOptions::default()
+            },
+        )
+        .await
+        .unwrap();
         scenario(Arc::new(broker), 10_000, 2, real_life).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn nats_jetstream_real_life() {
-    let broker = NatsBroker::connect(&common::nats_url()).await.unwrap();
+    let broker = NatsBroker::connect(&common::nats_url(), NatsOptions::default())
+        .await
+        .unwrap();
     scenario(Arc::new(broker), 10_000, 2, true).await;
 }
 
@@ -224,7 +233,9 @@ async fn nsq_as_in_the_original_both_modes() {
     // The protocol-level nsqd of tests/common/nsqd.rs, or NSQD_ADDRESS's real one.
     let url = format!("nsq://{}", common::nsqd::address());
     for real_life in [false, true] {
-        let broker = NsqBroker::connect(&url).await.unwrap();
+        let broker = NsqBroker::connect(&url, NsqOptions::default())
+            .await
+            .unwrap();
         scenario(Arc::new(broker), 10_000, 2, real_life).await;
     }
 }

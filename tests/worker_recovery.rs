@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use superhero::audit;
 use superhero::broker::{Broker, MemoryBroker};
+use superhero::events;
 use superhero::fixtures;
 use superhero::game::GameToken;
 use superhero::store::{GameStore, MemoryStore};
@@ -36,7 +37,7 @@ async fn finished_games(store: &MemoryStore, broker: &MemoryBroker, n: usize) ->
     for i in 0..n {
         let finished = fixtures::play_two_player_game(store, i).await.unwrap();
         publisher
-            .publish(worker::CHANNEL, &finished.events)
+            .publish(events::WORKER_QUEUE, &finished.events)
             .await
             .unwrap();
         games.push(finished.game);
@@ -58,7 +59,7 @@ async fn start_worker(
     batch: Option<BatchPolicy>,
 ) -> Running {
     let consumer = broker
-        .consumer(worker::CHANNEL, worker::GROUP)
+        .consumer(events::WORKER_QUEUE, events::WORKER_GROUP)
         .await
         .unwrap();
     let progress = Arc::new(EtlProgress::default());
@@ -111,8 +112,14 @@ async fn a_worker_killed_mid_batch_loses_no_game() {
     .await;
     let games = finished_games(&store, &broker, 40).await;
     until("the first worker to take every event", || {
-        broker.depth(worker::CHANNEL, worker::GROUP).ready == 0
-            && broker.depth(worker::CHANNEL, worker::GROUP).unacked == games.len()
+        broker
+            .depth(events::WORKER_QUEUE, events::WORKER_GROUP)
+            .ready
+            == 0
+            && broker
+                .depth(events::WORKER_QUEUE, events::WORKER_GROUP)
+                .unacked
+                == games.len()
     })
     .await;
     assert_eq!(doomed.progress.counts().games_written, 0);
@@ -121,7 +128,9 @@ async fn a_worker_killed_mid_batch_loses_no_game() {
     assert!(doomed.task.await.unwrap_err().is_cancelled());
     // Its host events are back in the queue (the guests' were acknowledged).
     assert_eq!(
-        broker.depth(worker::CHANNEL, worker::GROUP).ready,
+        broker
+            .depth(events::WORKER_QUEUE, events::WORKER_GROUP)
+            .ready,
         games.len()
     );
 
@@ -167,7 +176,7 @@ async fn a_failing_write_gives_the_games_back_and_cleans_nothing() {
             "nothing is cleaned before its tables are written"
         );
     }
-    let depth = broker.depth(worker::CHANNEL, worker::GROUP);
+    let depth = broker.depth(events::WORKER_QUEUE, events::WORKER_GROUP);
     // Every host event is still there (guest events may be, too, if not reached).
     assert!(depth.ready + depth.unacked >= games.len(), "{depth:?}");
 

@@ -21,24 +21,25 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use crate::broker::{self, Broker, BrokerChoice, ConnectOptions};
-use crate::config::redact_url;
+use crate::broker::{Broker, BrokerSpec, Tuning};
 use crate::events::EventSink;
+use crate::url::redact;
 
 pub use game::{GameResult, GameWorkload};
 pub use raw::{RawResult, RawWorkload};
-pub use workload::{WorkloadError, WorkloadFile};
+pub use workload::{Overrides, Plan, WorkloadError, WorkloadFile};
 
 /// How long opening one broker may take before it counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long one raw-client measurement may take.
 const BASELINE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// One broker to measure: its name in the report and where it is.
+/// One broker to measure: its name in the report and where it is (`None`: a name
+/// that means no broker, reported as skipped).
 #[derive(Clone, Debug)]
 pub struct Target {
     pub name: String,
-    pub choice: BrokerChoice,
+    pub spec: Option<BrokerSpec>,
 }
 
 /// The workloads of one evaluation; a workload left out is not run.
@@ -96,7 +97,8 @@ pub struct Report {
 
 /// Where and how the evaluation runs.
 pub struct BenchContext<'a> {
-    pub options: ConnectOptions,
+    /// How every broker is opened.
+    pub tuning: Tuning,
     /// The sink the process's tracing layer feeds (the game pipeline's events).
     pub sink: &'a Arc<EventSink>,
     /// Where the game pipeline writes its tables for the time of a run.
@@ -119,8 +121,8 @@ pub async fn run(targets: &[Target], workloads: &Workloads, ctx: &BenchContext<'
     let redis = targets
         .iter()
         .zip(&brokers)
-        .find(|(t, b)| is_redis(&t.choice) && b.status != "skipped")
-        .map(|(t, _)| t.choice.url());
+        .find(|(t, b)| is_redis(t) && b.status != "skipped")
+        .and_then(|(t, _)| t.spec.as_ref().map(|s| s.url().to_string()));
     let mut baselines = match (redis, &workloads.raw) {
         (Some(url), Some(raw)) => redis_baselines(&url, raw).await,
         _ => Vec::new(),
@@ -133,10 +135,15 @@ pub async fn run(targets: &[Target], workloads: &Workloads, ctx: &BenchContext<'
     }
 }
 
-fn is_redis(choice: &BrokerChoice) -> bool {
+/// The registry name of a target's backend.
+fn backend(target: &Target) -> Option<&'static str> {
+    target.spec.as_ref().map(|s| s.backend().name)
+}
+
+fn is_redis(target: &Target) -> bool {
     matches!(
-        choice,
-        BrokerChoice::RedisPubSub(_) | BrokerChoice::RedisFanout(_) | BrokerChoice::RedisStreams(_)
+        backend(target),
+        Some("redis" | "redis-fanout" | "redis-streams")
     )
 }
 
@@ -144,9 +151,9 @@ fn is_redis(choice: &BrokerChoice) -> bool {
 /// command: PUBLISH for Redis pub/sub, XADD for Redis Streams.
 fn compare(baselines: &mut [Baseline], targets: &[Target], brokers: &[BrokerReport]) {
     for base in baselines.iter_mut() {
-        let same = targets.iter().zip(brokers).find(|(t, _)| match &t.choice {
-            BrokerChoice::RedisPubSub(_) => base.command.starts_with("PUBLISH"),
-            BrokerChoice::RedisStreams(_) => base.command.starts_with("XADD"),
+        let same = targets.iter().zip(brokers).find(|(t, _)| match backend(t) {
+            Some("redis") => base.command.starts_with("PUBLISH"),
+            Some("redis-streams") => base.command.starts_with("XADD"),
             _ => false,
         });
         if let Some((_, b)) = same
@@ -188,7 +195,10 @@ async fn measure(
     let name = &target.name;
     let mut report = BrokerReport {
         broker: name.clone(),
-        url: redact_url(&target.choice.url()),
+        url: target
+            .spec
+            .as_ref()
+            .map_or_else(String::new, |s| redact(s.url())),
         status: "skipped",
         reason: None,
         delivery: None,
@@ -197,23 +207,20 @@ async fn measure(
         verdict: Vec::new(),
     };
     let opening = bar(bars, name, None, "connecting");
-    let opened = tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        broker::connect(&target.choice, ctx.options),
-    )
-    .await
-    .map_err(|_| format!("no answer within {CONNECT_TIMEOUT:?}"))
-    .and_then(|r| r.map_err(|e| e.to_string()));
+    let Some(spec) = &target.spec else {
+        opening.finish_with_message("skipped: not a broker");
+        report.reason = Some("not a broker (LOGGER_MODULE=default)".into());
+        report
+            .verdict
+            .push(format!("{name}: skipped, not a broker."));
+        return report;
+    };
+    let opened = tokio::time::timeout(CONNECT_TIMEOUT, spec.open(&ctx.tuning))
+        .await
+        .map_err(|_| format!("no answer within {CONNECT_TIMEOUT:?}"))
+        .and_then(|r| r.map_err(|e| e.to_string()));
     let broker: Arc<dyn Broker> = match opened {
-        Ok(Some(b)) => b,
-        Ok(None) => {
-            opening.finish_with_message("skipped: not a broker");
-            report.reason = Some("not a broker (LOGGER_MODULE=default)".into());
-            report
-                .verdict
-                .push(format!("{name}: skipped, not a broker."));
-            return report;
-        }
+        Ok(b) => b,
         Err(e) => {
             opening.finish_with_message("skipped: unreachable");
             report
@@ -224,7 +231,7 @@ async fn measure(
         }
     };
     opening.finish_and_clear();
-    let broadcast = !broker.semantics().work_sharing;
+    let broadcast = !broker.semantics().work_sharing();
     report.delivery = Some(if broadcast {
         "broadcast"
     } else {

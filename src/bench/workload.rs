@@ -1,6 +1,9 @@
-//! Workload files: a small TOML file that names the brokers and sets either workload,
-//! so users can keep and share their own runs. Every key is optional; what a file
-//! leaves out keeps its default, and command-line flags win over the file.
+//! What an evaluation runs: the defaults (smaller with `--quick`), a workload file
+//! over them, and the command line's flags over both ([`plan`]).
+//!
+//! A workload file is a small TOML file that names the brokers and sets either
+//! workload, so users can keep and share their own runs. Every key is optional; what
+//! a file leaves out keeps its default.
 //!
 //! ```toml
 //! brokers = ["memory", "redis-streams", "rabbitmq"]
@@ -21,12 +24,15 @@
 //! ```
 
 use std::path::Path;
+use std::time::Duration;
 
 use serde::Deserialize;
 use thiserror::Error;
 
+use super::Workloads;
 use super::game::GameWorkload;
-use super::raw::{HEADER, RawWorkload};
+use super::raw::{DEFAULT_IDLE, HEADER, RawWorkload};
+use crate::broker::registry::BACKENDS;
 
 /// The workloads `superhero bench` knows.
 pub const WORKLOADS: [&str; 2] = ["raw", "game"];
@@ -119,6 +125,98 @@ impl WorkloadFile {
     }
 }
 
+/// What the command line says of an evaluation; whatever it sets wins over the
+/// workload file.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Overrides {
+    pub brokers: Option<Vec<String>>,
+    pub workloads: Option<Vec<String>>,
+    pub messages: Option<u64>,
+    pub size: Option<usize>,
+    pub producers: Option<usize>,
+    pub consumers: Option<usize>,
+    pub rate: Option<f64>,
+    pub bots: Option<usize>,
+    pub games: Option<u32>,
+    pub workers: Option<usize>,
+    pub game_rate: Option<f64>,
+    /// Small default workloads (the flags and the file still win).
+    pub quick: bool,
+}
+
+/// An evaluation to run: the brokers, as named, and the workloads.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub brokers: Vec<String>,
+    pub workloads: Workloads,
+}
+
+/// The defaults, then the file, then the flags; every workload checked.
+pub fn plan(file: &WorkloadFile, flags: &Overrides) -> Result<Plan, WorkloadError> {
+    let brokers: Vec<String> = flags
+        .brokers
+        .clone()
+        .or_else(|| file.brokers.clone())
+        .unwrap_or_else(|| BACKENDS.iter().map(|b| b.name.to_string()).collect())
+        .iter()
+        .map(|b| b.trim().to_string())
+        .filter(|b| !b.is_empty())
+        .collect();
+    if brokers.is_empty() {
+        return Err(WorkloadError::Invalid("--brokers names no broker".into()));
+    }
+    let which = flags
+        .workloads
+        .clone()
+        .or_else(|| file.workloads.clone())
+        .unwrap_or_else(|| WORKLOADS.map(String::from).to_vec());
+    check_workloads(&which)?;
+
+    let raw = file.raw(RawWorkload {
+        messages: if flags.quick { 2_000 } else { 100_000 },
+        size: 200,
+        producers: 1,
+        consumers: 1,
+        rate: None,
+        idle: if flags.quick {
+            Duration::from_secs(2)
+        } else {
+            DEFAULT_IDLE
+        },
+    });
+    let raw = RawWorkload {
+        messages: flags.messages.unwrap_or(raw.messages),
+        size: flags.size.unwrap_or(raw.size),
+        producers: flags.producers.unwrap_or(raw.producers),
+        consumers: flags.consumers.unwrap_or(raw.consumers),
+        rate: flags.rate.or(raw.rate),
+        idle: raw.idle,
+    };
+    let game = file.game(if flags.quick {
+        GameWorkload::quick()
+    } else {
+        GameWorkload::default()
+    });
+    let game = GameWorkload {
+        bots: flags.bots.unwrap_or(game.bots),
+        games_per_bot: flags.games.unwrap_or(game.games_per_bot),
+        workers: flags.workers.unwrap_or(game.workers),
+        rate: flags.game_rate.or(game.rate),
+        ..game
+    };
+    let workloads = Workloads {
+        raw: which.iter().any(|w| w == "raw").then_some(raw),
+        game: which.iter().any(|w| w == "game").then_some(game),
+    };
+    if let Some(raw) = &workloads.raw {
+        check_raw(raw)?;
+    }
+    if let Some(game) = &workloads.game {
+        check_game(game)?;
+    }
+    Ok(Plan { brokers, workloads })
+}
+
 /// Checks a raw workload before anything runs.
 pub fn check_raw(w: &RawWorkload) -> Result<(), WorkloadError> {
     if w.messages == 0 {
@@ -180,7 +278,6 @@ pub fn check_workloads(names: &[String]) -> Result<(), WorkloadError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn base_raw() -> RawWorkload {
         RawWorkload {
@@ -215,6 +312,60 @@ mod tests {
         let e = WorkloadFile::parse("[raw]\nmessages = \"many\"\n").unwrap_err();
         assert!(e.contains("messages"), "{e}");
         assert!(WorkloadFile::parse("[raw\n").is_err());
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_the_defaults() {
+        let file = WorkloadFile::parse(
+            "brokers = [\"memory\", \"redis\"]\nworkloads = [\"raw\"]\n[raw]\nmessages = 500\nsize = 64\n",
+        )
+        .unwrap();
+        let flags = Overrides {
+            messages: Some(7),
+            quick: true,
+            ..Overrides::default()
+        };
+        let p = plan(&file, &flags).unwrap();
+        assert_eq!(p.brokers, ["memory", "redis"]);
+        let raw = p.workloads.raw.unwrap();
+        // The flag, the file, then the quick default.
+        assert_eq!((raw.messages, raw.size), (7, 64));
+        assert_eq!(raw.idle, Duration::from_secs(2));
+        assert!(p.workloads.game.is_none(), "the file ran raw only");
+
+        let flags = Overrides {
+            brokers: Some(vec![" nats ".into(), "".into()]),
+            workloads: Some(vec!["game".into()]),
+            bots: Some(30),
+            ..Overrides::default()
+        };
+        let p = plan(&file, &flags).unwrap();
+        assert_eq!(p.brokers, ["nats"]);
+        assert!(p.workloads.raw.is_none());
+        let game = p.workloads.game.unwrap();
+        assert_eq!(
+            (game.bots, game.workers),
+            (30, GameWorkload::default().workers)
+        );
+    }
+
+    #[test]
+    fn the_defaults_measure_every_backend_both_ways() {
+        let p = plan(&WorkloadFile::default(), &Overrides::default()).unwrap();
+        assert_eq!(p.brokers.len(), BACKENDS.len());
+        assert_eq!(p.brokers[0], "memory");
+        assert_eq!(p.workloads.raw.unwrap().messages, 100_000);
+        assert_eq!(p.workloads.game.unwrap(), GameWorkload::default());
+        let none = Overrides {
+            brokers: Some(vec![" ".into()]),
+            ..Overrides::default()
+        };
+        assert!(plan(&WorkloadFile::default(), &none).is_err());
+        let bad = Overrides {
+            size: Some(4),
+            ..Overrides::default()
+        };
+        assert!(plan(&WorkloadFile::default(), &bad).is_err());
     }
 
     #[test]

@@ -2,23 +2,28 @@
 //! from.
 //!
 //! A broker hands out [`Publisher`]s and [`Consumer`]s. A consumer belongs to a group:
-//! on a work-queue broker each message goes to one consumer of each group, and a
+//! on a work-sharing broker each message goes to one consumer of each group, and a
 //! message that was delivered but not acknowledged goes back to the group when the
-//! consumer nacks it or goes away. Every broker keeps its own delivery semantics;
+//! consumer nacks it or goes away. Every broker keeps its own delivery model;
 //! [`Semantics`] says which, so tests and the evaluation know what to expect.
 //!
-//! Each broker lives in one file; `tests/broker_contract.rs` is the suite every one
-//! of them passes.
+//! Each backend is one folder ([`memory`], [`redis`] with pub/sub, fan-out and
+//! Streams, [`rabbitmq`], [`nats`], [`kafka`], [`nsq`]) and one entry of the
+//! [`registry`], which maps URL schemes and LOGGER_MODULE names to it. [`bridge`]
+//! forwards one broker's messages into another. `tests/broker_contract.rs` is the
+//! suite every backend passes. Nothing here knows the game: names of queues and
+//! groups come from the callers.
 
 mod fetched;
-mod kafka;
-mod memory;
-mod nats;
-mod nsq;
-mod rabbitmq;
-mod redis_fanout;
-mod redis_pubsub;
-mod redis_streams;
+
+pub mod bridge;
+pub mod kafka;
+pub mod memory;
+pub mod nats;
+pub mod nsq;
+pub mod rabbitmq;
+pub mod redis;
+pub mod registry;
 
 use std::fmt;
 use std::sync::Arc;
@@ -29,11 +34,12 @@ use thiserror::Error;
 pub use self::kafka::{KafkaBroker, KafkaOptions};
 pub use self::memory::MemoryBroker;
 pub use self::nats::{NatsBroker, NatsOptions};
-pub use self::nsq::{NsqBroker, NsqOptions, address_from_url as nsqd_address};
-pub use self::rabbitmq::RabbitBroker;
-pub use self::redis_fanout::{Fanout, FanoutStats, RedisFanoutBroker};
-pub use self::redis_pubsub::RedisPubSubBroker;
-pub use self::redis_streams::RedisStreamsBroker;
+pub use self::nsq::{NsqBroker, NsqOptions};
+pub use self::rabbitmq::{RabbitBroker, RabbitOptions};
+pub use self::redis::fanout::{Fanout, FanoutOptions, FanoutStats, RedisFanoutBroker};
+pub use self::redis::pubsub::RedisPubSubBroker;
+pub use self::redis::streams::{RedisStreamsBroker, StreamsOptions};
+pub use self::registry::{Backend, BrokerSpec, Tuning, Variables};
 
 /// What can go wrong talking to a broker.
 #[derive(Debug, Error)]
@@ -52,18 +58,58 @@ pub enum BrokerError {
     Config(String),
 }
 
-/// How a broker delivers, as the contract suite and the evaluation check it.
+/// Turns a client error of the broker called `broker` into [`BrokerError::Unavailable`],
+/// for `map_err`.
+pub(crate) fn unavailable<E: fmt::Display>(broker: &'static str) -> impl Fn(E) -> BrokerError {
+    move |e| BrokerError::Unavailable(format!("{broker}: {e}"))
+}
+
+/// How a broker delivers: the delivery models of the backends, as the contract suite
+/// and the evaluation check them. Each model fixes what it promises, so no
+/// combination contradicts itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Semantics {
+pub enum Semantics {
+    /// Every consumer gets every message; nothing is kept for later consumers,
+    /// acknowledged or redelivered (Redis pub/sub).
+    Broadcast,
+    /// Each message goes to one live consumer of each group; nothing is kept,
+    /// acknowledged or redelivered (Redis fan-out).
+    Dispatch,
+    /// A queue per group: each message to one consumer of the group, held until
+    /// acknowledged, redelivered (and marked so) after a nack or when its consumer
+    /// goes away. `retains_unconsumed`: messages published before the group existed
+    /// wait for it (else they go nowhere).
+    Queue { retains_unconsumed: bool },
+    /// A partitioned log with a committed offset per partition (Kafka): kept,
+    /// shared by partition, read again from the committed offset when a member goes,
+    /// without saying that it was read before.
+    Log,
+}
+
+impl Semantics {
     /// Each message goes to one consumer of a group (else: to every consumer).
-    pub work_sharing: bool,
+    pub fn work_sharing(self) -> bool {
+        !matches!(self, Self::Broadcast)
+    }
+
     /// Unacknowledged messages come back when their consumer nacks or goes away.
-    pub redelivery: bool,
+    pub fn redelivery(self) -> bool {
+        matches!(self, Self::Queue { .. } | Self::Log)
+    }
+
     /// Messages published while no consumer exists are kept for later ones.
-    pub retains_unconsumed: bool,
-    /// A message delivered again says so (`Delivery::redelivered`); Kafka cannot
-    /// tell after its partition moved to another member.
-    pub marks_redelivery: bool,
+    pub fn retains_unconsumed(self) -> bool {
+        match self {
+            Self::Queue { retains_unconsumed } => retains_unconsumed,
+            Self::Log => true,
+            Self::Broadcast | Self::Dispatch => false,
+        }
+    }
+
+    /// A message delivered again says so ([`Delivery::redelivered`]).
+    pub fn marks_redelivery(self) -> bool {
+        matches!(self, Self::Queue { .. })
+    }
 }
 
 /// A message broker.
@@ -72,6 +118,7 @@ pub trait Broker: Send + Sync {
     /// Short name, also the `<LOGGER_MODULE>` part of event names (`memory`, `redis`, ...).
     fn kind(&self) -> &'static str;
 
+    /// The broker's delivery model.
     fn semantics(&self) -> Semantics;
 
     /// The topic, channel or queue a queue's records go to on this broker (and the
@@ -128,6 +175,15 @@ pub trait Publisher: Send + Sync {
     async fn publish(&self, topic: &str, payloads: &[Vec<u8>]) -> Result<(), BrokerError>;
 }
 
+/// A publisher shared by every handle a broker gives out (one connection, one
+/// confirm channel...).
+#[async_trait]
+impl<P: Publisher + ?Sized> Publisher for Arc<P> {
+    async fn publish(&self, topic: &str, payloads: &[Vec<u8>]) -> Result<(), BrokerError> {
+        (**self).publish(topic, payloads).await
+    }
+}
+
 /// Receives the messages of one topic for one group.
 #[async_trait]
 pub trait Consumer: Send {
@@ -154,6 +210,7 @@ pub trait Consumer: Send {
 /// Settles one delivery with the broker.
 #[async_trait]
 pub trait Settle: Send + Sync {
+    /// Tells the broker the message is done with.
     async fn ack(self: Box<Self>) -> Result<(), BrokerError>;
     /// Gives the message back to the group for redelivery.
     async fn nack(self: Box<Self>) -> Result<(), BrokerError>;
@@ -178,10 +235,12 @@ impl Delivery {
         }
     }
 
+    /// Acknowledges the message: the broker will not deliver it again.
     pub async fn ack(self) -> Result<(), BrokerError> {
         self.settle.ack().await
     }
 
+    /// Gives the message back for redelivery, where the broker redelivers.
     pub async fn nack(self) -> Result<(), BrokerError> {
         self.settle.nack().await
     }
@@ -196,225 +255,31 @@ impl fmt::Debug for Delivery {
     }
 }
 
-/// The broker a command was asked to use.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum BrokerChoice {
-    /// No broker: records are printed only (`LOGGER_MODULE=default`).
-    None,
-    /// The embedded in-process broker (`memory://`).
-    Memory,
-    /// Redis pub/sub, with its `redis://` URL.
-    RedisPubSub(String),
-    /// Redis Streams, with a `redis://` URL.
-    RedisStreams(String),
-    /// RabbitMQ, with its `amqp://` URL.
-    Rabbit(String),
-    /// NATS JetStream, with its `nats://` URL.
-    Nats(String),
-    /// Redis fan-out: pub/sub in, one worker per message out; its `redis://` URL.
-    RedisFanout(String),
-    /// NSQ, with its `nsq://` URL (nsqd's TCP address).
-    Nsq(String),
-    /// Kafka, with its `kafka://` URL (bootstrap servers).
-    Kafka(String),
-}
-
-/// Where LOGGER_MODULE's brokers are (from REDIS_*, AMQP_* and RABBIT_*).
-#[derive(Clone, Debug, Default)]
-pub struct BrokerDefaults {
-    pub redis_url: String,
-    pub amqp_url: String,
-    pub nats_url: String,
-    pub nsq_url: String,
-    pub kafka_url: String,
-}
-
-impl BrokerChoice {
-    /// Where the broker is: its URL, `memory://` for the embedded one, empty for none.
-    pub fn url(&self) -> String {
-        match self {
-            Self::None => String::new(),
-            Self::Memory => "memory://".into(),
-            Self::RedisPubSub(u)
-            | Self::RedisStreams(u)
-            | Self::Rabbit(u)
-            | Self::Nats(u)
-            | Self::RedisFanout(u)
-            | Self::Nsq(u)
-            | Self::Kafka(u) => u.clone(),
-        }
-    }
-
-    /// Reads `--broker URL` (or SUPERHERO_BROKER), else LOGGER_MODULE, whose
-    /// brokers are at `defaults`.
-    pub fn parse(
-        url: Option<&str>,
-        logger_module: &str,
-        defaults: &BrokerDefaults,
-    ) -> Result<Self, BrokerError> {
-        if let Some(url) = url {
-            let scheme = url.split_once("://").map_or(url, |(s, _)| s);
-            return match scheme {
-                "memory" => Ok(Self::Memory),
-                "none" | "default" => Ok(Self::None),
-                "redis-streams" => Ok(Self::RedisStreams(url.replacen(
-                    "redis-streams://",
-                    "redis://",
-                    1,
-                ))),
-                "redis" | "rediss" => Ok(Self::RedisPubSub(url.to_string())),
-                "amqp" => Ok(Self::Rabbit(url.to_string())),
-                "nats" => Ok(Self::Nats(url.to_string())),
-                "redis-fanout" => Ok(Self::RedisFanout(url.replacen(
-                    "redis-fanout://",
-                    "redis://",
-                    1,
-                ))),
-                "nsq" => Ok(Self::Nsq(url.to_string())),
-                "kafka" => Ok(Self::Kafka(url.to_string())),
-                _ => Err(BrokerError::Config(format!(
-                    "unknown broker URL scheme {scheme:?}: expected memory://, redis://, \
-                     redis-fanout://, redis-streams://, amqp://, kafka://, nsq:// or nats://"
-                ))),
-            };
-        }
-        match logger_module {
-            "default" | "" => Ok(Self::None),
-            "memory" => Ok(Self::Memory),
-            "redis-streams" => Ok(Self::RedisStreams(defaults.redis_url.clone())),
-            "redis" => Ok(Self::RedisPubSub(defaults.redis_url.clone())),
-            "rabbit" => Ok(Self::Rabbit(defaults.amqp_url.clone())),
-            "nats" => Ok(Self::Nats(defaults.nats_url.clone())),
-            "redis-fanout" => Ok(Self::RedisFanout(defaults.redis_url.clone())),
-            "nsq" => Ok(Self::Nsq(defaults.nsq_url.clone())),
-            "kafka" => Ok(Self::Kafka(defaults.kafka_url.clone())),
-            other => Err(BrokerError::Config(format!(
-                "unknown LOGGER_MODULE {other:?}: expected default, memory, redis, \
-                 redis-fanout, redis-streams, rabbit, kafka, nsq or nats"
-            ))),
-        }
-    }
-}
-
-/// How to open a broker.
-#[derive(Clone, Copy, Debug)]
-pub struct ConnectOptions {
-    /// How long a message held by a consumer that died waits before another consumer
-    /// takes it, on brokers that cannot tell at once (Redis Streams, NATS JetStream).
-    pub claim_after: std::time::Duration,
-    /// Redis fan-out: run the fan-out middleware in this process (`simulate`).
-    pub embedded_fanout: bool,
-    /// Kafka: partitions of the topics created (KAFKA_PARTITIONS).
-    pub kafka_partitions: i32,
-    /// Kafka: one message per record batch (see [`KafkaOptions`]).
-    pub kafka_single_message_batches: bool,
-}
-
-/// Opens the chosen broker; `None` when records are only printed.
-pub async fn connect(
-    choice: &BrokerChoice,
-    options: ConnectOptions,
-) -> Result<Option<Arc<dyn Broker>>, BrokerError> {
-    let claim_after = options.claim_after;
-    Ok(match choice {
-        BrokerChoice::None => None,
-        BrokerChoice::Memory => Some(Arc::new(MemoryBroker::new())),
-        BrokerChoice::RedisPubSub(url) => Some(Arc::new(RedisPubSubBroker::connect(url).await?)),
-        BrokerChoice::RedisStreams(url) => Some(Arc::new(
-            RedisStreamsBroker::connect_with(url, claim_after).await?,
-        )),
-        BrokerChoice::Rabbit(url) => Some(Arc::new(RabbitBroker::connect(url).await?)),
-        BrokerChoice::Nats(url) => {
-            let options = NatsOptions {
-                ack_wait: claim_after,
-                ..NatsOptions::default()
-            };
-            Some(Arc::new(NatsBroker::connect_with(url, options).await?))
-        }
-        BrokerChoice::RedisFanout(url) => Some(Arc::new(
-            RedisFanoutBroker::connect(url, options.embedded_fanout).await?,
-        )),
-        BrokerChoice::Kafka(url) => {
-            let options = KafkaOptions {
-                partitions: options.kafka_partitions,
-                single_message_batches: options.kafka_single_message_batches,
-                ..KafkaOptions::default()
-            };
-            Some(Arc::new(KafkaBroker::connect(url, options).await?))
-        }
-        BrokerChoice::Nsq(url) => Some(Arc::new(
-            NsqBroker::connect_with(
-                url,
-                NsqOptions {
-                    msg_timeout: claim_after,
-                    ..NsqOptions::default()
-                },
-            )
-            .await?,
-        )),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn broker_choice_from_url_and_module() {
-        let redis = &BrokerDefaults {
-            redis_url: "redis://h:1/2".into(),
-            amqp_url: "amqp://guest:guest@h:5672/%2f".into(),
-            nats_url: "nats://h:4222".into(),
-            nsq_url: "nsq://h:4150".into(),
-            kafka_url: "kafka://h:9092".into(),
-        };
-        assert_eq!(
-            BrokerChoice::parse(Some("memory://"), "default", redis).unwrap(),
-            BrokerChoice::Memory
-        );
-        assert_eq!(
-            BrokerChoice::parse(None, "default", redis).unwrap(),
-            BrokerChoice::None
-        );
-        assert_eq!(
-            BrokerChoice::parse(None, "memory", redis).unwrap(),
-            BrokerChoice::Memory
-        );
-        assert_eq!(
-            BrokerChoice::parse(Some("redis-streams://:pw@x:7/3"), "default", redis).unwrap(),
-            BrokerChoice::RedisStreams("redis://:pw@x:7/3".into())
-        );
-        assert_eq!(
-            BrokerChoice::parse(None, "redis-streams", redis).unwrap(),
-            BrokerChoice::RedisStreams("redis://h:1/2".into())
-        );
-        assert_eq!(
-            BrokerChoice::parse(Some("nats://n:4222"), "default", redis).unwrap(),
-            BrokerChoice::Nats("nats://n:4222".into())
-        );
-        assert_eq!(
-            BrokerChoice::parse(None, "nats", redis).unwrap(),
-            BrokerChoice::Nats("nats://h:4222".into())
-        );
-        assert_eq!(
-            BrokerChoice::parse(None, "rabbit", redis).unwrap(),
-            BrokerChoice::Rabbit("amqp://guest:guest@h:5672/%2f".into())
-        );
-        assert_eq!(
-            BrokerChoice::parse(None, "nsq", redis).unwrap(),
-            BrokerChoice::Nsq("nsq://h:4150".into())
-        );
-        assert_eq!(
-            BrokerChoice::parse(Some("nsq://q:1"), "default", redis).unwrap(),
-            BrokerChoice::Nsq("nsq://q:1".into())
-        );
-        assert_eq!(
-            BrokerChoice::parse(None, "kafka", redis).unwrap(),
-            BrokerChoice::Kafka("kafka://h:9092".into())
-        );
-        let err = BrokerChoice::parse(Some("bogus://x"), "default", redis).unwrap_err();
-        assert!(err.to_string().contains("unknown broker URL scheme"));
-        let err = BrokerChoice::parse(None, "carrier-pigeon", redis).unwrap_err();
-        assert!(err.to_string().contains("LOGGER_MODULE"));
+    fn delivery_models_agree_with_themselves() {
+        let all = [
+            Semantics::Broadcast,
+            Semantics::Dispatch,
+            Semantics::Queue {
+                retains_unconsumed: false,
+            },
+            Semantics::Queue {
+                retains_unconsumed: true,
+            },
+            Semantics::Log,
+        ];
+        for s in all {
+            // Only what can come again can be marked as coming again.
+            assert!(!s.marks_redelivery() || s.redelivery(), "{s:?}");
+            // What is redelivered is held per group, so it is shared within one.
+            assert!(!s.redelivery() || s.work_sharing(), "{s:?}");
+        }
+        assert!(!Semantics::Broadcast.work_sharing());
+        assert!(Semantics::Dispatch.work_sharing() && !Semantics::Dispatch.redelivery());
+        assert!(Semantics::Log.redelivery() && !Semantics::Log.marks_redelivery());
     }
 }

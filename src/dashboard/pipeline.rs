@@ -20,8 +20,8 @@ use tokio::time::Instant;
 
 use crate::broker::{Broker, BrokerError, BrokerStat, Consumer};
 use crate::events::transport::{EventSink, TransportStats};
-use crate::events::{CLEANING_GAME_RECORDS, Envelope, Queue};
-use crate::worker::{self, EtlProgress};
+use crate::events::{self, CLEANING_GAME_RECORDS, Envelope, Queue};
+use crate::worker::EtlProgress;
 
 /// How often the pipeline is sampled and pages hear of it.
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(500);
@@ -304,8 +304,8 @@ impl PipelineFeed {
     }
 
     async fn read_broker_stats(&self) {
-        let topic = self.broker.topic_for(worker::CHANNEL);
-        let read = self.broker.stats(&topic, worker::GROUP);
+        let topic = self.broker.topic_for(events::WORKER_QUEUE);
+        let read = self.broker.stats(&topic, events::WORKER_GROUP);
         // Figures that cannot be read now are not shown as if they were current.
         let stats = match tokio::time::timeout(BROKER_STATS_EVERY, read).await {
             Ok(Ok(stats)) => stats,

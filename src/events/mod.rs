@@ -17,6 +17,12 @@ pub use self::transport::{
 /// participant when a game is over.
 pub const CLEANING_GAME_RECORDS: &str = "Cleaning Game Records";
 
+/// The queue whose events workers act on.
+pub const WORKER_QUEUE: &str = Queue::Lobby.name();
+
+/// The consumer group workers share, as the originals named it.
+pub const WORKER_GROUP: &str = "superhero_sim";
+
 /// The queues of the original simulator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Queue {

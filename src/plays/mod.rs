@@ -172,7 +172,7 @@ pub async fn run(
     // The processor joins first: on a broadcasting broker every thread shares one
     // subscription, elsewhere each has its own consumer in the group.
     let mut inputs = Vec::new();
-    if broker.semantics().work_sharing {
+    if broker.semantics().work_sharing() {
         for _ in 0..threads {
             let c = broker.consumer(&topic, "plays").await?;
             inputs.push(Arc::new(tokio::sync::Mutex::new(c)));

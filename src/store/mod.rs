@@ -1,5 +1,6 @@
 //! Where games live: the [`GameStore`] contract and its two implementations, the
-//! embedded in-process [`MemoryStore`] and the [`RedisStore`] on the original keyspace.
+//! embedded in-process [`MemoryStore`] and the [`RedisStore`] on the original keyspace;
+//! [`AnyStore`] is whichever of the two a command was asked for.
 //!
 //! Every operation that changes a game is atomic in the store (a lock in memory, a
 //! Lua script in Redis), so any number of server instances can share one store. Each
@@ -8,6 +9,7 @@
 //!
 //! Stores decide nothing about combat: the rules in [`crate::game::rules`] do.
 
+mod any;
 mod memory;
 mod redis;
 
@@ -22,8 +24,8 @@ use crate::game::rules::{Attack, Board, RuleError};
 use crate::game::{GameStatus, GameToken, Hero, HeroId, UserToken};
 use crate::roster::RosterHero;
 
+pub use self::any::{AnyStore, StoreChoice};
 pub use self::memory::MemoryStore;
-pub(crate) use self::redis::connection_manager;
 pub use self::redis::{RedisConfig, RedisStore};
 
 /// What can go wrong in a store operation.

@@ -20,15 +20,17 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 use tokio::sync::watch;
 
 use super::{Attacked, GameStore, Joined, Signal, SignalWatch, Snapshot, StoreError};
+use crate::backoff::Backoff;
 use crate::etl::GameExtract;
 use crate::game::protocol::{ActionRecord, to_frame};
 use crate::game::rules::{self, Board};
 use crate::game::{GameStatus, GameToken, Hero, HeroId, UserToken};
+use crate::redis_client::connection_manager;
 use crate::roster::{RosterHero, hero_from_stored};
 
 /// Where the Redis store is. The URL may hold a password, so it is never printed
@@ -49,7 +51,7 @@ impl RedisConfig {
 
 impl fmt::Display for RedisConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&crate::config::redact_url(&self.url))
+        f.write_str(&crate::url::redact(&self.url))
     }
 }
 
@@ -59,8 +61,6 @@ impl fmt::Debug for RedisConfig {
     }
 }
 
-/// How long any one Redis command may take before it counts as failed.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many times an attack is re-planned when its game changed under it.
 const CAS_ATTEMPTS: usize = 5;
 /// The pattern every game's signal channel matches.
@@ -78,24 +78,10 @@ pub struct RedisStore {
     _listener: Arc<ListenerTask>,
 }
 
-/// A reconnecting connection to Redis, as the store and the Redis brokers use it:
-/// every request answered within five seconds or failed, three reconnect attempts.
-pub(crate) async fn connection_manager(
-    client: &redis::Client,
-) -> redis::RedisResult<ConnectionManager> {
-    let config = ConnectionManagerConfig::new()
-        .set_response_timeout(Some(RESPONSE_TIMEOUT))
-        .set_connection_timeout(Some(RESPONSE_TIMEOUT))
-        .set_number_of_retries(3);
-    ConnectionManager::new_with_config(client.clone(), config).await
-}
-
 impl RedisStore {
     /// Connects, and starts the task that listens for game signals.
     pub async fn connect(config: &RedisConfig) -> Result<Self, StoreError> {
-        let client = redis::Client::open(config.url.as_str()).map_err(|e| {
-            StoreError::Unavailable(format!("bad Redis address {config}: {:?}", e.kind()))
-        })?;
+        let client = crate::redis_client::client(&config.url).map_err(StoreError::Unavailable)?;
         let conn = connection_manager(&client)
             .await
             .map_err(|e| StoreError::Unavailable(format!("cannot reach Redis at {config}: {e}")))?;
@@ -209,12 +195,12 @@ impl Drop for Registration {
 /// a lost connection it re-reads the state of every watched game, so a signal
 /// published while it was away is not missed.
 async fn listen(client: redis::Client, mut conn: ConnectionManager, registry: Weak<Registry>) {
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
     loop {
         match client.get_async_pubsub().await {
             Ok(mut pubsub) => match pubsub.psubscribe(SIGNAL_PATTERN).await {
                 Ok(()) => {
-                    backoff = Duration::from_millis(50);
+                    backoff.reset();
                     let Some(reg) = registry.upgrade() else {
                         return;
                     };
@@ -250,8 +236,7 @@ async fn listen(client: redis::Client, mut conn: ConnectionManager, registry: We
         if registry.strong_count() == 0 {
             return;
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(2));
+        backoff.wait().await;
     }
 }
 

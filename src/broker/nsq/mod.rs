@@ -25,6 +25,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
 use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -32,9 +34,25 @@ use tokio::sync::{Mutex, mpsc};
 
 use self::protocol::{Frame, Identify, Negotiated, ProtocolError};
 use super::fetched::{Feed, FetchedConsumer};
+use super::registry::Tuning;
 use super::{
     Broker, BrokerError, Consumer, Delivery, OBSERVER_GROUP, Publisher, Semantics, Settle,
 };
+use crate::backoff::{self, Backoff};
+
+const NAME: &str = "NSQ";
+
+/// Opens NSQ at `nsq://…` (its registry entry).
+pub(super) fn open(
+    url: String,
+    tuning: Tuning,
+) -> BoxFuture<'static, Result<Arc<dyn Broker>, BrokerError>> {
+    let options = NsqOptions {
+        msg_timeout: tuning.claim_after,
+        ..NsqOptions::default()
+    };
+    async move { Ok(Arc::new(NsqBroker::connect(&url, options).await?) as Arc<dyn Broker>) }.boxed()
+}
 
 /// nsqd's TCP port.
 pub const DEFAULT_PORT: u16 = 4150;
@@ -67,6 +85,7 @@ impl Default for NsqOptions {
     }
 }
 
+/// NSQ: a topic per topic, a channel per group.
 pub struct NsqBroker {
     address: String,
     options: NsqOptions,
@@ -74,7 +93,7 @@ pub struct NsqBroker {
 }
 
 fn unavailable(e: impl std::fmt::Display) -> BrokerError {
-    BrokerError::Unavailable(format!("NSQ: {e}"))
+    super::unavailable(NAME)(e)
 }
 
 fn protocol_error(e: ProtocolError) -> BrokerError {
@@ -219,11 +238,7 @@ fn hostname() -> String {
 
 impl NsqBroker {
     /// Connects to nsqd at `nsq://host:port`, failing if it does not answer.
-    pub async fn connect(url: &str) -> Result<Self, BrokerError> {
-        Self::connect_with(url, NsqOptions::default()).await
-    }
-
-    pub async fn connect_with(url: &str, options: NsqOptions) -> Result<Self, BrokerError> {
+    pub async fn connect(url: &str, options: NsqOptions) -> Result<Self, BrokerError> {
         let address = address_from_url(url)?;
         let publisher = Arc::new(NsqPublisher {
             address: address.clone(),
@@ -245,16 +260,13 @@ impl Broker for NsqBroker {
     }
 
     fn semantics(&self) -> Semantics {
-        Semantics {
-            work_sharing: true,
-            redelivery: true,
+        Semantics::Queue {
             retains_unconsumed: true,
-            marks_redelivery: true,
         }
     }
 
     async fn publisher(&self) -> Result<Box<dyn Publisher>, BrokerError> {
-        Ok(Box::new(SharedPublisher(self.publisher.clone())))
+        Ok(Box::new(self.publisher.clone()))
     }
 
     async fn observer(&self, topic: &str) -> Result<Box<dyn Consumer>, BrokerError> {
@@ -287,16 +299,9 @@ impl Broker for NsqBroker {
                         target.topic,
                         target.channel
                     );
-                    let mut backoff = Duration::from_millis(100);
-                    conn = loop {
-                        match target.open().await {
-                            Ok(c) => break c,
-                            Err(_) => {
-                                tokio::time::sleep(backoff).await;
-                                backoff = (backoff * 2).min(Duration::from_secs(5));
-                            }
-                        }
-                    };
+                    let backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+                    conn = backoff::until_ok("NSQ: subscribing again", backoff, || target.open())
+                        .await;
                 }
             },
         )))
@@ -417,19 +422,17 @@ impl NsqPublisher {
     }
 }
 
-struct SharedPublisher(Arc<NsqPublisher>);
-
 #[async_trait]
-impl Publisher for SharedPublisher {
+impl Publisher for NsqPublisher {
     async fn publish(&self, topic: &str, payloads: &[Vec<u8>]) -> Result<(), BrokerError> {
         check_name("topic", topic)?;
         if payloads.is_empty() {
             return Ok(());
         }
-        let mut state = self.0.conn.lock().await;
+        let mut state = self.conn.lock().await;
         let conn = match state.as_mut() {
             Some(conn) => conn,
-            None => state.insert(self.0.open().await?),
+            None => state.insert(self.open().await?),
         };
         let result = async {
             // Every MPUB is written before the first answer is read.

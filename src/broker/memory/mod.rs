@@ -11,9 +11,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
 use tokio::sync::Notify;
 
+use super::registry::Tuning;
 use super::{Broker, BrokerError, BrokerStat, Consumer, Delivery, Publisher, Semantics, Settle};
+
+/// Opens a new embedded broker (its registry entry: `memory://`).
+pub(super) fn open(
+    _url: String,
+    _tuning: Tuning,
+) -> BoxFuture<'static, Result<Arc<dyn Broker>, BrokerError>> {
+    async { Ok(Arc::new(MemoryBroker::new()) as Arc<dyn Broker>) }.boxed()
+}
 
 /// The embedded broker. Clones share the same topics.
 #[derive(Clone, Default)]
@@ -64,6 +75,7 @@ pub struct GroupDepth {
 }
 
 impl MemoryBroker {
+    /// A broker with no topic yet.
     pub fn new() -> Self {
         Self::default()
     }
@@ -127,11 +139,8 @@ impl Broker for MemoryBroker {
     }
 
     fn semantics(&self) -> Semantics {
-        Semantics {
-            work_sharing: true,
-            redelivery: true,
+        Semantics::Queue {
             retains_unconsumed: false,
-            marks_redelivery: true,
         }
     }
 

@@ -1,10 +1,10 @@
 //! RabbitMQ (`amqp://user:pass@host:port/vhost`).
 //!
-//! A topic is a durable fanout exchange; a group is a durable queue bound to it. The
-//! workers' group gets the queue named after the topic itself, `task_lib.server.lobby`,
-//! as the original named it, so a publisher of the original (default exchange,
-//! routing key `task_lib.server.lobby`) reaches it too; other groups get
-//! `<topic>.<group>`. Publishers declare only the exchange: what is published before a
+//! A topic is a durable fanout exchange; a group is a durable queue bound to it. One
+//! group, the workers' ([`RabbitOptions::topic_named_group`]), gets the queue named
+//! after the topic itself, `task_lib.server.lobby`, as the original named it, so a
+//! publisher of the original (default exchange, routing key `task_lib.server.lobby`)
+//! reaches it too; other groups get `<topic>.<group>`. Publishers declare only the exchange: what is published before a
 //! group's queue exists goes nowhere (records no one consumes, such as attacks, do
 //! not pile up), and once a worker has declared its durable queue, events wait there
 //! for workers however long they are away. Every queue holds at most [`QUEUE_MAX`]
@@ -19,7 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, StreamExt};
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
@@ -29,11 +30,15 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Exchange
 use tokio::sync::{Mutex, watch};
 
 use super::fetched::FetchedConsumer;
+use super::registry::Tuning;
 use super::{
     Broker, BrokerError, BrokerStat, Consumer, Delivery, OBSERVER_GROUP, Publisher, Semantics,
     Settle,
 };
-use crate::config::redact_url;
+use crate::backoff::{self, Backoff};
+use crate::url::redact;
+
+const NAME: &str = "RabbitMQ";
 
 /// Messages a queue keeps at most.
 pub const QUEUE_MAX: i64 = 1_000_000;
@@ -48,19 +53,41 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
 const STATUS_CHECK: Duration = Duration::from_secs(1);
 /// How long an observer's queue outlives its observer.
 const OBSERVER_EXPIRY: Duration = Duration::from_secs(60);
-/// The group whose queue is named after the topic (the workers').
-const DEFAULT_GROUP: &str = crate::worker::GROUP;
+/// Opens RabbitMQ at `amqp://…` (its registry entry).
+pub(super) fn open(
+    url: String,
+    tuning: Tuning,
+) -> BoxFuture<'static, Result<Arc<dyn Broker>, BrokerError>> {
+    let options = RabbitOptions {
+        expiry: None,
+        topic_named_group: tuning.topic_named_group,
+    };
+    async move { Ok(Arc::new(RabbitBroker::connect(&url, options).await?) as Arc<dyn Broker>) }
+        .boxed()
+}
 
+/// How queues are named and kept.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RabbitOptions {
+    /// Queues go when unused this long (`x-expires`; for tests and throwaway topics);
+    /// None: workers' queues stay.
+    pub expiry: Option<Duration>,
+    /// The group whose queue takes its topic's own name (the workers', so that the
+    /// original's publisher reaches it).
+    pub topic_named_group: Option<String>,
+}
+
+/// RabbitMQ: an exchange per topic, a queue per group.
 pub struct RabbitBroker {
     url: String,
     publisher: Arc<RabbitPublisher>,
-    expiry: Option<Duration>,
+    options: RabbitOptions,
     /// The connection [`Broker::stats`] reads through, kept between readings.
     stats_conn: Mutex<Option<Connection>>,
 }
 
 fn unavailable(e: lapin::Error) -> BrokerError {
-    BrokerError::Unavailable(format!("RabbitMQ: {e}"))
+    super::unavailable(NAME)(e)
 }
 
 async fn open_channel(url: &str) -> Result<(Connection, Channel), BrokerError> {
@@ -70,19 +97,21 @@ async fn open_channel(url: &str) -> Result<(Connection, Channel), BrokerError> {
         .map_err(|_| {
             BrokerError::Unavailable(format!(
                 "{} did not answer within {OPEN_TIMEOUT:?}",
-                redact_url(url)
+                redact(url)
             ))
         })?
-        .map_err(|e| BrokerError::Unavailable(format!("cannot reach {}: {e}", redact_url(url))))?;
+        .map_err(|e| BrokerError::Unavailable(format!("cannot reach {}: {e}", redact(url))))?;
     let channel = conn.create_channel().await.map_err(unavailable)?;
     Ok((conn, channel))
 }
 
-fn queue_name(topic: &str, group: &str) -> String {
-    if group == DEFAULT_GROUP {
-        topic.to_string()
-    } else {
-        format!("{topic}.{group}")
+impl RabbitOptions {
+    fn queue_name(&self, topic: &str, group: &str) -> String {
+        if self.topic_named_group.as_deref() == Some(group) {
+            topic.to_string()
+        } else {
+            format!("{topic}.{group}")
+        }
     }
 }
 
@@ -135,16 +164,7 @@ async fn declare(
 
 impl RabbitBroker {
     /// Connects to `amqp://…`; fails at once if RabbitMQ cannot be reached.
-    pub async fn connect(url: &str) -> Result<Self, BrokerError> {
-        Self::connect_with_expiry(url, None).await
-    }
-
-    /// As [`Self::connect`], with queues that go when unused for `expiry` (for tests
-    /// and throwaway topics; workers' queues normally stay).
-    pub async fn connect_with_expiry(
-        url: &str,
-        expiry: Option<Duration>,
-    ) -> Result<Self, BrokerError> {
+    pub async fn connect(url: &str, options: RabbitOptions) -> Result<Self, BrokerError> {
         let publisher = RabbitPublisher {
             url: url.to_string(),
             state: Mutex::new(None),
@@ -153,7 +173,7 @@ impl RabbitBroker {
         Ok(Self {
             url: url.to_string(),
             publisher: Arc::new(publisher),
-            expiry,
+            options,
             stats_conn: Mutex::new(None),
         })
     }
@@ -166,11 +186,8 @@ impl Broker for RabbitBroker {
     }
 
     fn semantics(&self) -> Semantics {
-        Semantics {
-            work_sharing: true,
-            redelivery: true,
+        Semantics::Queue {
             retains_unconsumed: false,
-            marks_redelivery: true,
         }
     }
 
@@ -179,19 +196,23 @@ impl Broker for RabbitBroker {
     }
 
     async fn publisher(&self) -> Result<Box<dyn Publisher>, BrokerError> {
-        Ok(Box::new(SharedPublisher(self.publisher.clone())))
+        Ok(Box::new(self.publisher.clone()))
     }
 
     async fn consumer(&self, topic: &str, group: &str) -> Result<Box<dyn Consumer>, BrokerError> {
-        self.subscribe(topic, queue_name(topic, group), self.expiry)
-            .await
+        let queue = self.options.queue_name(topic, group);
+        self.subscribe(topic, queue, self.options.expiry).await
     }
 
     async fn observer(&self, topic: &str) -> Result<Box<dyn Consumer>, BrokerError> {
         // The observer's queue goes soon after its observer, so nothing piles up in it.
-        let expiry = self.expiry.unwrap_or(OBSERVER_EXPIRY).min(OBSERVER_EXPIRY);
-        self.subscribe(topic, queue_name(topic, OBSERVER_GROUP), Some(expiry))
-            .await
+        let expiry = self
+            .options
+            .expiry
+            .unwrap_or(OBSERVER_EXPIRY)
+            .min(OBSERVER_EXPIRY);
+        let queue = self.options.queue_name(topic, OBSERVER_GROUP);
+        self.subscribe(topic, queue, Some(expiry)).await
     }
 
     async fn stats(&self, topic: &str, group: &str) -> Result<Vec<BrokerStat>, BrokerError> {
@@ -207,7 +228,7 @@ impl Broker for RabbitBroker {
             }
         };
         drop(kept);
-        let queue = queue_name(topic, group);
+        let queue = self.options.queue_name(topic, group);
         let declared = channel
             .queue_declare(
                 queue.as_str().into(),
@@ -266,19 +287,17 @@ impl RabbitBroker {
                     "RabbitMQ: lost the consumer of {}; reconnecting",
                     target.queue
                 );
-                let mut backoff = Duration::from_millis(100);
-                live = loop {
+                let backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+                live = backoff::until_ok("RabbitMQ: subscribing again", backoff, || async {
                     match tokio::time::timeout(OPEN_TIMEOUT, target.open()).await {
-                        Ok(Ok(opened)) => break opened,
-                        Ok(Err(e)) => tracing::debug!("RabbitMQ: {e}"),
-                        Err(_) => tracing::debug!(
-                            "RabbitMQ: subscribing to {} took over {OPEN_TIMEOUT:?}",
+                        Ok(opened) => opened,
+                        Err(_) => Err(BrokerError::Unavailable(format!(
+                            "subscribing to {} took over {OPEN_TIMEOUT:?}",
                             target.queue
-                        ),
+                        ))),
                     }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                };
+                })
+                .await;
                 if let Ok(mut c) = held.lock() {
                     *c = Some(live.conn.clone());
                 }
@@ -414,13 +433,11 @@ impl RabbitPublisher {
     }
 }
 
-struct SharedPublisher(Arc<RabbitPublisher>);
-
 #[async_trait]
-impl Publisher for SharedPublisher {
+impl Publisher for RabbitPublisher {
     async fn publish(&self, topic: &str, payloads: &[Vec<u8>]) -> Result<(), BrokerError> {
-        self.0.channel().await?;
-        let mut state = self.0.state.lock().await;
+        self.channel().await?;
+        let mut state = self.state.lock().await;
         let Some((_, channel, declared)) = state.as_mut() else {
             return Err(BrokerError::Unavailable("RabbitMQ: no channel".into()));
         };

@@ -11,19 +11,37 @@
 //! consumer of the group claims them; entries of a consumer whose process died are
 //! claimed once idle for the claim time (default [`ABANDONED_AFTER`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
 use redis::Value;
 use redis::aio::ConnectionManager;
 
-use super::fetched::{Feed, FetchedConsumer};
-use super::{
+use super::Link;
+use crate::backoff::Backoff;
+use crate::broker::fetched::{Feed, FetchedConsumer};
+use crate::broker::registry::Tuning;
+use crate::broker::{
     Broker, BrokerError, BrokerStat, Consumer, Delivery, OBSERVER_GROUP, Publisher, Semantics,
     Settle,
 };
-use crate::config::redact_url;
-use crate::store::connection_manager;
+
+const NAME: &str = "Redis Streams";
+
+/// Opens Redis Streams at `redis-streams://…` (its registry entry).
+pub(crate) fn open(
+    url: String,
+    tuning: Tuning,
+) -> BoxFuture<'static, Result<Arc<dyn Broker>, BrokerError>> {
+    let options = StreamsOptions {
+        claim_after: tuning.claim_after,
+    };
+    async move { Ok(Arc::new(RedisStreamsBroker::connect(&url, options).await?) as Arc<dyn Broker>) }
+        .boxed()
+}
 
 /// Idle time after which another consumer takes over a pending entry.
 pub const ABANDONED_AFTER: Duration = Duration::from_secs(30);
@@ -38,48 +56,41 @@ const CLAIM_CHECK: Duration = Duration::from_millis(100);
 pub const RETAIN_MAX: u64 = 1_000_000;
 const FIELD: &str = "data";
 
+/// How Redis Streams consumers take over what others left.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamsOptions {
+    /// Entries idle this long in another consumer's hands are taken over.
+    pub claim_after: Duration,
+}
+
+impl Default for StreamsOptions {
+    fn default() -> Self {
+        Self {
+            claim_after: ABANDONED_AFTER,
+        }
+    }
+}
+
+/// Redis Streams: a stream per topic, a consumer group per group.
 #[derive(Clone)]
 pub struct RedisStreamsBroker {
-    client: redis::Client,
+    link: Link,
     conn: ConnectionManager,
-    claim_after: Duration,
+    options: StreamsOptions,
 }
 
 fn unavailable(e: redis::RedisError) -> BrokerError {
-    BrokerError::Unavailable(format!("Redis Streams: {e}"))
-}
-
-async fn manager(client: &redis::Client) -> Result<ConnectionManager, BrokerError> {
-    connection_manager(client).await.map_err(unavailable)
+    crate::broker::unavailable(NAME)(e)
 }
 
 impl RedisStreamsBroker {
     /// Connects to `redis-streams://host:port/db` (or `redis://...`).
-    pub async fn connect(url: &str) -> Result<Self, BrokerError> {
-        Self::connect_with(url, ABANDONED_AFTER).await
-    }
-
-    /// As [`Self::connect`]; entries idle for `claim_after` in another consumer's
-    /// hands are taken over.
-    pub async fn connect_with(url: &str, claim_after: Duration) -> Result<Self, BrokerError> {
-        let redis_url = match url.strip_prefix("redis-streams://") {
-            Some(rest) => format!("redis://{rest}"),
-            None => url.to_string(),
-        };
-        let client = redis::Client::open(redis_url.as_str()).map_err(|e| {
-            BrokerError::Config(format!(
-                "bad Redis Streams address {}: {:?}",
-                redact_url(url),
-                e.kind()
-            ))
-        })?;
-        let conn = manager(&client).await.map_err(|e| {
-            BrokerError::Unavailable(format!("cannot reach {}: {e}", redact_url(url)))
-        })?;
+    pub async fn connect(url: &str, options: StreamsOptions) -> Result<Self, BrokerError> {
+        let link = Link::open(url).await?;
         Ok(Self {
-            client,
-            conn,
-            claim_after,
+            conn: link.conn.clone(),
+            link,
+            options,
         })
     }
 }
@@ -91,11 +102,8 @@ impl Broker for RedisStreamsBroker {
     }
 
     fn semantics(&self) -> Semantics {
-        Semantics {
-            work_sharing: true,
-            redelivery: true,
+        Semantics::Queue {
             retains_unconsumed: true,
-            marks_redelivery: true,
         }
     }
 
@@ -188,9 +196,9 @@ impl RedisStreamsBroker {
             topic: topic.to_string(),
             group: group.to_string(),
             name: uuid::Uuid::new_v4().simple().to_string(),
-            claim_after: self.claim_after,
+            claim_after: self.options.claim_after,
         };
-        let fetch_conn = manager(&self.client).await?;
+        let fetch_conn = self.link.own_connection(NAME).await?;
         let settle_conn = self.conn.clone();
         let consumer =
             FetchedConsumer::spawn(1, |tx| fetch(fetch_conn, stream.clone(), settle_conn, tx));
@@ -339,7 +347,9 @@ async fn fetch(
     settle_conn: ConnectionManager,
     tx: Feed,
 ) {
-    let mut failures = 0u32;
+    // A failure is reported to the consumer once, then retried quietly.
+    let mut failing = false;
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     // Claiming is checked at most every CLAIM_CHECK while entries flow, and before
     // every wait when they do not.
     let mut claimed_at: Option<std::time::Instant> = None;
@@ -350,7 +360,8 @@ async fn fetch(
         }
         match fetch_some(&mut conn, &stream, claim).await {
             Ok(entries) => {
-                failures = 0;
+                failing = false;
+                backoff.reset();
                 if entries.is_empty() {
                     claimed_at = None;
                 }
@@ -367,12 +378,10 @@ async fn fetch(
                 }
             }
             Err(e) => {
-                failures += 1;
-                if failures == 1 && tx.send(Err(e)).await.is_err() {
+                if !std::mem::replace(&mut failing, true) && tx.send(Err(e)).await.is_err() {
                     return;
                 }
-                let wait = Duration::from_millis(100 * u64::from(failures.min(50)));
-                tokio::time::sleep(wait).await;
+                backoff.wait().await;
             }
         }
     }

@@ -8,56 +8,61 @@
 //! That broadcast is what the evaluation shows: with three workers on pub/sub, every
 //! game is written three times.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, StreamExt};
 use redis::aio::ConnectionManager;
 use tokio::sync::oneshot;
 
-use super::fetched::{Feed, FetchedConsumer};
-use super::{Broker, BrokerError, BrokerStat, Consumer, Delivery, Publisher, Semantics, Settle};
-use crate::config::redact_url;
-use crate::store::connection_manager;
+use super::Link;
+use crate::backoff::Backoff;
+use crate::broker::fetched::{Feed, FetchedConsumer};
+use crate::broker::registry::Tuning;
+use crate::broker::{
+    Broker, BrokerError, BrokerStat, Consumer, Delivery, Publisher, Semantics, Settle,
+};
 
 /// Messages a subscriber buffers before it stops reading (Redis then buffers, up to
 /// its `client-output-buffer-limit pubsub`).
 const BUFFER: usize = 65_536;
 
+const NAME: &str = "Redis pub/sub";
+
+/// Opens Redis pub/sub at `redis://…` (its registry entry).
+pub(crate) fn open(
+    url: String,
+    _tuning: Tuning,
+) -> BoxFuture<'static, Result<Arc<dyn Broker>, BrokerError>> {
+    async move { Ok(Arc::new(RedisPubSubBroker::connect(&url).await?) as Arc<dyn Broker>) }.boxed()
+}
+
+/// Redis pub/sub: channels, every subscriber gets every message.
 #[derive(Clone)]
 pub struct RedisPubSubBroker {
-    client: redis::Client,
-    conn: ConnectionManager,
+    link: Link,
 }
 
 fn unavailable(e: redis::RedisError) -> BrokerError {
-    BrokerError::Unavailable(format!("Redis pub/sub: {e}"))
+    crate::broker::unavailable(NAME)(e)
 }
 
 impl RedisPubSubBroker {
     /// Connects to `redis://host:port/db`.
     pub async fn connect(url: &str) -> Result<Self, BrokerError> {
-        let client = redis::Client::open(url).map_err(|e| {
-            BrokerError::Config(format!(
-                "bad Redis address {}: {:?}",
-                redact_url(url),
-                e.kind()
-            ))
-        })?;
-        let conn = connection_manager(&client).await.map_err(|e| {
-            BrokerError::Unavailable(format!("cannot reach {}: {e}", redact_url(url)))
-        })?;
-        Ok(Self { client, conn })
+        Ok(Self {
+            link: Link::open(url).await?,
+        })
     }
-}
 
-impl RedisPubSubBroker {
     pub(super) fn client(&self) -> &redis::Client {
-        &self.client
+        &self.link.client
     }
 
     pub(super) fn connection(&self) -> ConnectionManager {
-        self.conn.clone()
+        self.link.conn.clone()
     }
 }
 
@@ -68,12 +73,7 @@ impl Broker for RedisPubSubBroker {
     }
 
     fn semantics(&self) -> Semantics {
-        Semantics {
-            work_sharing: false,
-            redelivery: false,
-            retains_unconsumed: false,
-            marks_redelivery: true,
-        }
+        Semantics::Broadcast
     }
 
     fn topic_for(&self, queue: &str) -> String {
@@ -85,13 +85,13 @@ impl Broker for RedisPubSubBroker {
     }
 
     async fn consumer(&self, topic: &str, _group: &str) -> Result<Box<dyn Consumer>, BrokerError> {
-        Ok(Box::new(subscribe(&self.client, topic).await?))
+        Ok(Box::new(subscribe(self.client(), topic).await?))
     }
 
     async fn stats(&self, topic: &str, _group: &str) -> Result<Vec<BrokerStat>, BrokerError> {
         Ok(vec![BrokerStat::new(
             "subscribers",
-            subscribers(&mut self.conn.clone(), topic).await?,
+            subscribers(&mut self.connection(), topic).await?,
         )])
     }
 }
@@ -106,7 +106,7 @@ pub(super) async fn subscribers(
         .arg(channel)
         .query_async(conn)
         .await
-        .map_err(|e| BrokerError::Unavailable(format!("Redis: {e}")))?;
+        .map_err(unavailable)?;
     Ok(match reply.get(1) {
         Some(redis::Value::Int(n)) => (*n).max(0) as u64,
         _ => 0,
@@ -139,7 +139,7 @@ impl Publisher for RedisPubSubBroker {
         for p in payloads {
             pipe.cmd("PUBLISH").arg(topic).arg(p.as_slice()).ignore();
         }
-        pipe.query_async::<()>(&mut self.conn.clone())
+        pipe.query_async::<()>(&mut self.connection())
             .await
             .map_err(unavailable)
     }
@@ -153,29 +153,26 @@ async fn listen(
     tx: Feed,
     mut subscribed: Option<oneshot::Sender<Result<(), BrokerError>>>,
 ) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
-        let mut pubsub = match client.get_async_pubsub().await {
+        let subscribing = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        let pubsub = match subscribing.await {
             Ok(p) => p,
             Err(e) => {
+                // The first subscription fails at once; later ones are retried.
                 if let Some(s) = subscribed.take() {
                     let _ = s.send(Err(unavailable(e)));
                     return;
                 }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff.wait().await;
                 continue;
             }
         };
-        if let Err(e) = pubsub.subscribe(&channel).await {
-            if let Some(s) = subscribed.take() {
-                let _ = s.send(Err(unavailable(e)));
-                return;
-            }
-            tokio::time::sleep(backoff).await;
-            continue;
-        }
-        backoff = Duration::from_millis(100);
+        backoff.reset();
         if let Some(s) = subscribed.take() {
             let _ = s.send(Ok(()));
         }

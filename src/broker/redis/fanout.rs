@@ -1,6 +1,6 @@
 //! Redis fan-out (`redis-fanout://host:port/db`), the original's answer to pub/sub
 //! duplicates: publishers publish on the plain pub/sub channel (`redis.<queue>`); a
-//! fan-out middleware ([`run_fanout`], `superhero fanout`) subscribes it and
+//! fan-out middleware ([`Fanout`], `superhero fanout`) subscribes it and
 //! republishes each message to ONE live worker, on that worker's own channel
 //! `redis.<queue>-<worker>`.
 //!
@@ -20,19 +20,48 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
-use super::redis_pubsub::{RedisPubSubBroker, subscribe, subscribers};
-use super::{Broker, BrokerError, BrokerStat, Consumer, OBSERVER_GROUP, Publisher, Semantics};
+use super::pubsub::{RedisPubSubBroker, subscribe, subscribers};
+use crate::broker::fetched::FetchedConsumer;
+use crate::broker::registry::Tuning;
+use crate::broker::{
+    Broker, BrokerError, BrokerStat, Consumer, OBSERVER_GROUP, Publisher, Semantics,
+};
+
+const NAME: &str = "Redis fan-out";
+
+/// Opens Redis fan-out at `redis-fanout://…` (its registry entry); a process that
+/// runs the whole pipeline runs the middleware too.
+pub(crate) fn open(
+    url: String,
+    tuning: Tuning,
+) -> BoxFuture<'static, Result<Arc<dyn Broker>, BrokerError>> {
+    let options = FanoutOptions {
+        run_middleware: tuning.in_process,
+    };
+    async move { Ok(Arc::new(RedisFanoutBroker::connect(&url, options).await?) as Arc<dyn Broker>) }
+        .boxed()
+}
+
+/// How a fan-out broker runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FanoutOptions {
+    /// Run the middleware in this process for every topic consumed (`simulate`,
+    /// tests); otherwise `superhero fanout` runs it.
+    pub run_middleware: bool,
+}
 
 /// How often the middleware re-reads the groups and their workers.
 const REFRESH: Duration = Duration::from_secs(1);
 
 fn unavailable(e: redis::RedisError) -> BrokerError {
-    BrokerError::Unavailable(format!("Redis fan-out: {e}"))
+    crate::broker::unavailable(NAME)(e)
 }
 
 /// The set of a group's live workers.
@@ -50,11 +79,11 @@ fn worker_channel(channel: &str, worker: &str) -> String {
     format!("{channel}-{worker}")
 }
 
+/// Redis fan-out: pub/sub in, one live worker of each group per message out.
 #[derive(Clone)]
 pub struct RedisFanoutBroker {
     pubsub: RedisPubSubBroker,
-    /// Run the middleware in this process for every topic consumed (simulate, tests).
-    embedded: bool,
+    options: FanoutOptions,
     middlewares: Arc<Mutex<HashMap<String, Arc<FanoutTask>>>>,
 }
 
@@ -69,16 +98,11 @@ impl Drop for FanoutTask {
 }
 
 impl RedisFanoutBroker {
-    /// Connects to `redis-fanout://…` or `redis://…`; with `embedded`, this process
-    /// also runs the middleware of every topic it consumes.
-    pub async fn connect(url: &str, embedded: bool) -> Result<Self, BrokerError> {
-        let redis_url = match url.strip_prefix("redis-fanout://") {
-            Some(rest) => format!("redis://{rest}"),
-            None => url.to_string(),
-        };
+    /// Connects to `redis-fanout://…` or `redis://…`.
+    pub async fn connect(url: &str, options: FanoutOptions) -> Result<Self, BrokerError> {
         Ok(Self {
-            pubsub: RedisPubSubBroker::connect(&redis_url).await?,
-            embedded,
+            pubsub: RedisPubSubBroker::connect(url).await?,
+            options,
             middlewares: Arc::default(),
         })
     }
@@ -91,12 +115,7 @@ impl Broker for RedisFanoutBroker {
     }
 
     fn semantics(&self) -> Semantics {
-        Semantics {
-            work_sharing: true,
-            redelivery: false,
-            retains_unconsumed: false,
-            marks_redelivery: true,
-        }
+        Semantics::Dispatch
     }
 
     fn topic_for(&self, queue: &str) -> String {
@@ -108,7 +127,7 @@ impl Broker for RedisFanoutBroker {
     }
 
     async fn consumer(&self, topic: &str, group: &str) -> Result<Box<dyn Consumer>, BrokerError> {
-        if self.embedded {
+        if self.options.run_middleware {
             let mut running = self.middlewares.lock().await;
             if !running.contains_key(topic) {
                 let fanout = Fanout::start(self.pubsub.client(), topic).await?;
@@ -158,6 +177,7 @@ impl Broker for RedisFanoutBroker {
 /// What the middleware did.
 #[derive(Debug, Default)]
 pub struct FanoutStats {
+    /// Messages handed to a live worker of a group (counted once per group).
     pub forwarded: AtomicU64,
     /// Messages no live worker of a group could take (lost, as pub/sub loses them).
     pub lost: AtomicU64,
@@ -166,7 +186,7 @@ pub struct FanoutStats {
 /// The fan-out middleware of one channel.
 pub struct Fanout {
     channel: String,
-    input: super::fetched::FetchedConsumer,
+    input: FetchedConsumer,
     conn: ConnectionManager,
     pub stats: Arc<FanoutStats>,
 }
@@ -174,7 +194,7 @@ pub struct Fanout {
 impl Fanout {
     /// Subscribes `channel`; from then on nothing published there is missed.
     pub async fn start(client: &redis::Client, channel: &str) -> Result<Self, BrokerError> {
-        let conn = ConnectionManager::new(client.clone())
+        let conn = crate::redis_client::connection_manager(client)
             .await
             .map_err(unavailable)?;
         Ok(Self {

@@ -15,11 +15,28 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
 use async_trait::async_trait;
-use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, StreamExt};
 
 use super::fetched::FetchedConsumer;
+use super::registry::Tuning;
 use super::{Broker, BrokerError, BrokerStat, Consumer, Delivery, Publisher, Semantics, Settle};
-use crate::config::redact_url;
+use crate::url::redact;
+
+const NAME: &str = "NATS JetStream";
+
+/// Opens NATS JetStream at `nats://…` (its registry entry).
+pub(super) fn open(
+    url: String,
+    tuning: Tuning,
+) -> BoxFuture<'static, Result<Arc<dyn Broker>, BrokerError>> {
+    let options = NatsOptions {
+        ack_wait: tuning.claim_after,
+        ..NatsOptions::default()
+    };
+    async move { Ok(Arc::new(NatsBroker::connect(&url, options).await?) as Arc<dyn Broker>) }
+        .boxed()
+}
 
 /// Messages a stream keeps at most.
 pub const STREAM_MAX: i64 = 1_000_000;
@@ -28,6 +45,7 @@ pub const ACK_WAIT: Duration = Duration::from_secs(30);
 /// Unacknowledged messages one group may have out.
 const MAX_ACK_PENDING: i64 = 10_000;
 
+/// NATS JetStream: a stream per subject, a durable pull consumer per group.
 #[derive(Clone)]
 pub struct NatsBroker {
     js: jetstream::Context,
@@ -55,7 +73,7 @@ impl Default for NatsOptions {
 }
 
 fn unavailable(e: impl std::fmt::Display) -> BrokerError {
-    BrokerError::Unavailable(format!("NATS JetStream: {e}"))
+    super::unavailable(NAME)(e)
 }
 
 /// The stream that captures a subject.
@@ -73,24 +91,19 @@ fn stream_name(subject: &str) -> String {
 }
 
 impl NatsBroker {
-    pub async fn connect(url: &str) -> Result<Self, BrokerError> {
-        Self::connect_with(url, NatsOptions::default()).await
-    }
-
-    pub async fn connect_with(url: &str, options: NatsOptions) -> Result<Self, BrokerError> {
+    /// Connects to `nats://…`, failing if the server does not answer within 5 s.
+    pub async fn connect(url: &str, options: NatsOptions) -> Result<Self, BrokerError> {
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(Duration::from_secs(5))
             .retry_on_initial_connect()
             .connect(url)
             .await
-            .map_err(|e| {
-                BrokerError::Unavailable(format!("cannot reach {}: {e}", redact_url(url)))
-            })?;
+            .map_err(|e| BrokerError::Unavailable(format!("cannot reach {}: {e}", redact(url))))?;
         // retry_on_initial_connect returns at once; make sure the server answers.
         tokio::time::timeout(Duration::from_secs(5), client.flush())
             .await
             .map_err(|_| {
-                BrokerError::Unavailable(format!("cannot reach {}: no answer", redact_url(url)))
+                BrokerError::Unavailable(format!("cannot reach {}: no answer", redact(url)))
             })?
             .map_err(unavailable)?;
         Ok(Self {
@@ -131,11 +144,8 @@ impl Broker for NatsBroker {
     }
 
     fn semantics(&self) -> Semantics {
-        Semantics {
-            work_sharing: true,
-            redelivery: true,
+        Semantics::Queue {
             retains_unconsumed: true,
-            marks_redelivery: true,
         }
     }
 

@@ -26,6 +26,8 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::ClientContext;
@@ -38,10 +40,27 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use tokio::sync::mpsc;
 
 use super::fetched::FetchedConsumer;
+use super::registry::Tuning;
 use super::{
     Broker, BrokerError, BrokerStat, Consumer, Delivery, OBSERVER_GROUP, Publisher, Semantics,
     Settle,
 };
+
+const NAME: &str = "Kafka";
+
+/// Opens Kafka at `kafka://…` (its registry entry).
+pub(super) fn open(
+    url: String,
+    tuning: Tuning,
+) -> BoxFuture<'static, Result<Arc<dyn Broker>, BrokerError>> {
+    let options = KafkaOptions {
+        partitions: tuning.partitions,
+        single_message_batches: tuning.single_message_batches,
+        ..KafkaOptions::default()
+    };
+    async move { Ok(Arc::new(KafkaBroker::connect(&url, options).await?) as Arc<dyn Broker>) }
+        .boxed()
+}
 
 /// Partitions of a topic when KAFKA_PARTITIONS does not say.
 pub const DEFAULT_PARTITIONS: i32 = 2;
@@ -76,7 +95,7 @@ impl Default for KafkaOptions {
 }
 
 fn unavailable(e: impl std::fmt::Display) -> BrokerError {
-    BrokerError::Unavailable(format!("Kafka: {e}"))
+    super::unavailable(NAME)(e)
 }
 
 /// The bootstrap servers of `kafka://host:port[,host:port...][/]`.
@@ -93,6 +112,7 @@ pub fn bootstrap_from_url(url: &str) -> Result<String, BrokerError> {
     Ok(servers.to_string())
 }
 
+/// Kafka: a topic per topic, a consumer group per group.
 pub struct KafkaBroker {
     bootstrap: String,
     options: KafkaOptions,
@@ -182,12 +202,7 @@ impl Broker for KafkaBroker {
     }
 
     fn semantics(&self) -> Semantics {
-        Semantics {
-            work_sharing: true,
-            redelivery: true,
-            retains_unconsumed: true,
-            marks_redelivery: false,
-        }
+        Semantics::Log
     }
 
     async fn publisher(&self) -> Result<Box<dyn Publisher>, BrokerError> {

@@ -1,0 +1,124 @@
+//! `superhero bench`: the evaluation, from flags over a workload file over the
+//! defaults ([`crate::bench::workload::plan`]); the report goes to `--out` and stdout.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use super::{GlobalArgs, events_sink};
+use crate::bench::{self, BenchContext, Overrides, Target, WorkloadFile};
+use crate::broker::BrokerSpec;
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Brokers to measure, comma-separated: memory, redis, redis-fanout,
+    /// redis-streams, rabbitmq, kafka, nats, nsq (at the addresses the broker
+    /// variables give), or broker URLs [default: all eight names].
+    #[arg(long, value_delimiter = ',')]
+    pub brokers: Option<Vec<String>>,
+    /// Workloads to run, comma-separated: raw (messages), game (the pipeline)
+    /// [default: raw,game].
+    #[arg(long, value_delimiter = ',')]
+    pub workloads: Option<Vec<String>>,
+    /// A TOML workload file (brokers, workloads, [raw] and [game] settings); flags
+    /// win over it.
+    #[arg(long, value_name = "FILE")]
+    pub workload: Option<PathBuf>,
+    /// Small workloads: the whole report in well under a minute.
+    #[arg(long)]
+    pub quick: bool,
+    /// Folder for report.md, report.json and report.html.
+    #[arg(long, default_value = "bench")]
+    pub out: PathBuf,
+    /// No progress bars.
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Raw: messages in all [default: 100,000; 2,000 with --quick].
+    #[arg(long, help_heading = "Raw messaging")]
+    pub messages: Option<u64>,
+    /// Raw: bytes per message, at least 16 (sequence number and send time) [default: 200].
+    #[arg(long, help_heading = "Raw messaging")]
+    pub size: Option<usize>,
+    /// Raw: producers [default: 1].
+    #[arg(long, help_heading = "Raw messaging")]
+    pub producers: Option<usize>,
+    /// Raw: consumers, in one group [default: 1].
+    #[arg(long, help_heading = "Raw messaging")]
+    pub consumers: Option<usize>,
+    /// Raw: messages per second all producers aim at together [default: as fast as
+    /// they can].
+    #[arg(long, value_name = "MSG_PER_S", help_heading = "Raw messaging")]
+    pub rate: Option<f64>,
+    /// Game: ETL workers [default: 3].
+    #[arg(long, help_heading = "Game pipeline")]
+    pub workers: Option<usize>,
+    /// Game: bots [default: 100; 20 with --quick].
+    #[arg(long, help_heading = "Game pipeline")]
+    pub bots: Option<usize>,
+    /// Game: games each bot plays [default: 10; 5 with --quick].
+    #[arg(long, help_heading = "Game pipeline")]
+    pub games: Option<u32>,
+    /// Game: about this many games per second [default: as fast as the pipeline goes].
+    #[arg(long, value_name = "GAMES_PER_S", help_heading = "Game pipeline")]
+    pub game_rate: Option<f64>,
+}
+
+impl From<&BenchArgs> for Overrides {
+    fn from(args: &BenchArgs) -> Self {
+        Self {
+            brokers: args.brokers.clone(),
+            workloads: args.workloads.clone(),
+            messages: args.messages,
+            size: args.size,
+            producers: args.producers,
+            consumers: args.consumers,
+            rate: args.rate,
+            bots: args.bots,
+            games: args.games,
+            workers: args.workers,
+            game_rate: args.game_rate,
+            quick: args.quick,
+        }
+    }
+}
+
+pub async fn run(args: &BenchArgs, g: &GlobalArgs) -> Result<ExitCode> {
+    let file = match &args.workload {
+        Some(path) => WorkloadFile::load(path)?,
+        None => WorkloadFile::default(),
+    };
+    let plan = bench::workload::plan(&file, &Overrides::from(args))?;
+    let variables = g.variables();
+    let mut targets = Vec::new();
+    for name in plan.brokers {
+        let spec = BrokerSpec::from_name(&name, &variables)?;
+        targets.push(Target { name, spec });
+    }
+    let ctx = BenchContext {
+        tuning: g.tuning(true)?,
+        sink: events_sink(),
+        scratch: args.out.join("tables.tmp"),
+        progress: !args.no_progress && !g.json,
+    };
+    let report = bench::run(&targets, &plan.workloads, &ctx).await;
+    if let Err(e) = std::fs::remove_dir(&ctx.scratch)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::debug!("leaving {}: {e}", ctx.scratch.display());
+    }
+    report
+        .write(&args.out)
+        .with_context(|| format!("writing the report to {}", args.out.display()))?;
+    if g.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.markdown());
+        println!(
+            "\nreport: {} (also report.json, report.md)",
+            args.out.join("report.html").display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

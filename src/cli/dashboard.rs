@@ -1,0 +1,91 @@
+//! The live dashboard from the command line: the `--dashboard` flags of `simulate`
+//! and `plays`, and `superhero dashboard`, which watches the game pipeline of other
+//! processes on a network broker.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use tokio::task::JoinHandle;
+
+use super::GlobalArgs;
+use crate::dashboard::pipeline::PipelineFeed;
+use crate::dashboard::{Dashboard, Sources};
+
+/// The live dashboard of a run.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Dashboard")]
+pub struct DashboardArgs {
+    /// Serve the live dashboard during the run (and after it, until Ctrl-C); its
+    /// address is printed on stderr.
+    #[arg(long)]
+    pub dashboard: bool,
+    /// Address the dashboard binds to (read-only; 0.0.0.0 exposes it).
+    #[arg(long, value_name = "H", default_value = "127.0.0.1")]
+    pub dashboard_host: String,
+    /// Port of the dashboard (0: any free port).
+    #[arg(long, value_name = "P", default_value_t = 8765)]
+    pub dashboard_port: u16,
+}
+
+/// `superhero dashboard`: watches the broker's queues as a group of its own.
+#[derive(Debug, Args)]
+pub struct DashboardServeArgs {
+    /// Address to bind to (read-only; 0.0.0.0 exposes it).
+    #[arg(long, value_name = "H", default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0: any free port).
+    #[arg(long, value_name = "P", default_value_t = 8765)]
+    pub port: u16,
+}
+
+/// A dashboard being served, until Ctrl-C.
+pub type Serving = JoinHandle<std::io::Result<()>>;
+
+/// Starts the dashboard when asked for and prints its address on stderr.
+pub async fn start(args: &DashboardArgs, sources: Sources) -> Result<Option<Serving>> {
+    if !args.dashboard {
+        return Ok(None);
+    }
+    serve(&args.dashboard_host, args.dashboard_port, sources)
+        .await
+        .map(Some)
+}
+
+async fn serve(host: &str, port: u16, sources: Sources) -> Result<Serving> {
+    let page = Dashboard::bind(host, port, sources)
+        .await
+        .with_context(|| format!("the dashboard cannot listen on {host}:{port}"))?;
+    eprintln!("dashboard: {}", page.url()?);
+    Ok(tokio::spawn(page.serve(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })))
+}
+
+/// Keeps serving a dashboard that was started until Ctrl-C.
+pub async fn stay_up(page: Option<Serving>) -> Result<()> {
+    if let Some(page) = page {
+        eprintln!("the dashboard stays up until Ctrl-C");
+        page.await.context("serving the dashboard")??;
+    }
+    Ok(())
+}
+
+pub async fn run(args: &DashboardServeArgs, g: &GlobalArgs) -> Result<ExitCode> {
+    let Some(broker) = g.network_broker("dashboard").await? else {
+        bail!(
+            "`dashboard` watches a broker: give one with --broker URL (or LOGGER_MODULE); \
+             `simulate --dashboard` and `plays --dashboard` show their own runs"
+        );
+    };
+    let feed = PipelineFeed::start(broker)
+        .await
+        .context("the dashboard cannot observe the broker")?;
+    let sources = Sources {
+        pipeline: Some(feed),
+        ..Sources::default()
+    };
+    let page = serve(&args.host, args.port, sources).await?;
+    stay_up(Some(page)).await?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,121 @@
+//! `superhero fanout`: the Redis fan-out middleware of one pub/sub channel, or, with
+//! `--to URL`, a bridge of that channel into another broker. Runs until Ctrl-C, then
+//! prints what it forwarded and lost; exits non-zero if anything was lost.
+
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde::Serialize;
+
+use super::{GlobalArgs, print_summary};
+use crate::broker::bridge::{self, BridgeStats};
+use crate::broker::{Broker, BrokerSpec, Fanout, RedisPubSubBroker};
+use crate::events;
+use crate::url::{redact, scheme, with_scheme};
+
+#[derive(Debug, Args)]
+pub struct FanoutArgs {
+    /// The Redis pub/sub channel to fan out.
+    #[arg(long, env = "WORKER_CHANNEL", default_value = "redis.lib.server.lobby")]
+    pub channel: String,
+    /// Bridge the channel into this broker (amqp://, nats://, redis-streams://, ...)
+    /// instead of fanning out to Redis workers.
+    #[arg(long, value_name = "BROKER_URL")]
+    pub to: Option<String>,
+}
+
+/// The `fanout --json` summary.
+#[derive(Serialize)]
+struct FanoutSummary {
+    channel: String,
+    to: String,
+    forwarded: u64,
+    lost: u64,
+    elapsed_s: f64,
+}
+
+/// The Redis the fan-out reads: `--broker redis://` or `redis-fanout://`, else REDIS_*.
+fn source(g: &GlobalArgs) -> Result<String> {
+    match g.broker.as_deref() {
+        None => Ok(g.redis().url),
+        Some(url) => match scheme(url) {
+            "redis" => Ok(url.to_string()),
+            "redis-fanout" => Ok(with_scheme(url, "redis")),
+            _ => bail!(
+                "`fanout` reads Redis pub/sub: --broker must be redis:// or redis-fanout://, not {}",
+                redact(url)
+            ),
+        },
+    }
+}
+
+async fn ctrl_c() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+pub async fn run(args: &FanoutArgs, g: &GlobalArgs) -> Result<ExitCode> {
+    let source = source(g)?;
+    let started = std::time::Instant::now();
+    let (forwarded, lost, to) = match &args.to {
+        None => {
+            let client = crate::redis_client::client(&source).map_err(anyhow::Error::msg)?;
+            let fanout = Fanout::start(&client, &args.channel).await?;
+            let stats = fanout.stats.clone();
+            println!(
+                "superhero fanout: {} to one live worker each, on {}",
+                args.channel,
+                redact(&source)
+            );
+            tokio::select! {
+                r = fanout.run() => r?,
+                () = ctrl_c() => {}
+            }
+            (
+                stats.forwarded.load(Ordering::Relaxed),
+                stats.lost.load(Ordering::Relaxed),
+                "workers".to_string(),
+            )
+        }
+        Some(url) => {
+            let Some(spec) = BrokerSpec::from_url(url)? else {
+                bail!("--to needs a broker URL");
+            };
+            let target = spec
+                .open(&g.tuning(false)?)
+                .await
+                .with_context(|| format!("opening {}", redact(url)))?;
+            let topic = target.topic_for(events::WORKER_QUEUE);
+            let mut input = RedisPubSubBroker::connect(&source)
+                .await?
+                .consumer(&args.channel, "fanout")
+                .await?;
+            let publisher = target.publisher().await?;
+            println!(
+                "superhero fanout: {} bridged to {} ({})",
+                args.channel,
+                topic,
+                redact(url)
+            );
+            let stats = BridgeStats::default();
+            bridge::forward(&mut *input, &*publisher, &topic, &stats, ctrl_c()).await?;
+            (stats.forwarded(), stats.lost(), redact(url))
+        }
+    };
+    print_summary(
+        &FanoutSummary {
+            channel: args.channel.clone(),
+            to,
+            forwarded,
+            lost,
+            elapsed_s: started.elapsed().as_secs_f64(),
+        },
+        g.json,
+    )?;
+    Ok(if lost == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

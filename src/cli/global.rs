@@ -1,0 +1,345 @@
+//! The options every command shares, in three groups of `--help`: where games are
+//! stored, which broker carries the events (with the original's variables for each
+//! broker), and what is written and printed.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use super::seconds;
+use crate::broker::{Broker, BrokerSpec, MemoryBroker, Tuning, Variables};
+use crate::events;
+use crate::store::{AnyStore, RedisConfig, StoreChoice};
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Game store: `memory` (embedded, in process), `redis` (REDIS_HOST/PORT/DB) or a
+    /// `redis://host:port/db` URL.
+    #[arg(
+        long,
+        global = true,
+        env = "SUPERHERO_STORE",
+        default_value = "memory",
+        help_heading = "Store"
+    )]
+    pub store: String,
+    #[arg(
+        long,
+        global = true,
+        env = "REDIS_HOST",
+        default_value = "localhost",
+        help_heading = "Store"
+    )]
+    pub redis_host: String,
+    #[arg(
+        long,
+        global = true,
+        env = "REDIS_PORT",
+        default_value_t = 6379,
+        help_heading = "Store"
+    )]
+    pub redis_port: u16,
+    #[arg(
+        long,
+        global = true,
+        env = "REDIS_DB",
+        default_value_t = 0,
+        help_heading = "Store"
+    )]
+    pub redis_db: u32,
+    /// Broker the game events are published to: memory://, redis://, redis-fanout://,
+    /// redis-streams://, amqp://, kafka://, nsq://, nats:// (overrides LOGGER_MODULE).
+    #[arg(long, global = true, env = "SUPERHERO_BROKER", help_heading = "Broker")]
+    pub broker: Option<String>,
+    /// The original's broker selector, also the first part of event names:
+    /// default (print only), memory, redis, rabbit, kafka, nsq, nats.
+    #[arg(
+        long,
+        global = true,
+        env = "LOGGER_MODULE",
+        default_value = "default",
+        help_heading = "Broker"
+    )]
+    pub logger_module: String,
+    #[arg(
+        long,
+        global = true,
+        env = "AMQP_HOST",
+        default_value = "localhost",
+        help_heading = "Broker"
+    )]
+    pub amqp_host: String,
+    #[arg(
+        long,
+        global = true,
+        env = "AMQP_PORT",
+        default_value_t = 5672,
+        help_heading = "Broker"
+    )]
+    pub amqp_port: u16,
+    #[arg(
+        long,
+        global = true,
+        env = "RABBIT_USER",
+        default_value = "guest",
+        help_heading = "Broker"
+    )]
+    pub rabbit_user: String,
+    #[arg(
+        long,
+        global = true,
+        env = "RABBIT_PASS",
+        default_value = "guest",
+        hide_env_values = true,
+        help_heading = "Broker"
+    )]
+    pub rabbit_pass: String,
+    /// NATS server for `LOGGER_MODULE=nats`.
+    #[arg(
+        long,
+        global = true,
+        env = "NATS_URL",
+        default_value = "nats://localhost:4222",
+        help_heading = "Broker"
+    )]
+    pub nats_url: String,
+    /// nsqd's TCP address for `LOGGER_MODULE=nsq`.
+    #[arg(
+        long,
+        global = true,
+        env = "NSQD_ADDRESS",
+        default_value = "localhost:4150",
+        help_heading = "Broker"
+    )]
+    pub nsqd_address: String,
+    /// Kafka broker for `LOGGER_MODULE=kafka`.
+    #[arg(
+        long,
+        global = true,
+        env = "KAFKA_HOST",
+        default_value = "localhost",
+        help_heading = "Broker"
+    )]
+    pub kafka_host: String,
+    #[arg(
+        long,
+        global = true,
+        env = "KAFKA_PORT",
+        default_value_t = 9092,
+        help_heading = "Broker"
+    )]
+    pub kafka_port: u16,
+    /// Partitions of the Kafka topics superhero creates: at most this many workers of
+    /// a group are busy at once.
+    #[arg(
+        long,
+        global = true,
+        env = "KAFKA_PARTITIONS",
+        default_value_t = 2,
+        help_heading = "Broker"
+    )]
+    pub kafka_partitions: i32,
+    /// Send each Kafka message in a record batch of its own (slower): for brokers
+    /// that cannot resume a group inside a batch, such as tansu 0.6's memory engine.
+    #[arg(
+        long,
+        global = true,
+        env = "KAFKA_SINGLE_MESSAGE_BATCHES",
+        help_heading = "Broker"
+    )]
+    pub kafka_single_message_batches: bool,
+    /// Seconds a message held by a worker that died waits before another worker takes
+    /// it (Redis Streams, NATS JetStream, NSQ). Keep it above --batch-seconds.
+    #[arg(
+        long,
+        global = true,
+        env = "SUPERHERO_CLAIM_AFTER",
+        default_value_t = 30.0,
+        help_heading = "Broker"
+    )]
+    pub claim_after: f64,
+    /// Root of the Parquet output.
+    #[arg(
+        long,
+        global = true,
+        env = "OUTPUT_DIR",
+        default_value = "./data",
+        help_heading = "Output"
+    )]
+    pub output_dir: PathBuf,
+    /// Log filter for what is printed: DEBUG, INFO, WARNING, ERROR (or a tracing
+    /// filter directive). Default INFO; WARNING for `simulate`, whose events go to the
+    /// broker whatever is printed.
+    #[arg(long, global = true, env = "LOG_LEVEL", help_heading = "Output")]
+    pub log_level: Option<String>,
+    /// Print the closing summary as one JSON object.
+    #[arg(long, global = true, help_heading = "Output")]
+    pub json: bool,
+}
+
+impl GlobalArgs {
+    /// The Redis of REDIS_HOST, REDIS_PORT and REDIS_DB.
+    pub fn redis(&self) -> RedisConfig {
+        RedisConfig::from_parts(&self.redis_host, self.redis_port, self.redis_db)
+    }
+
+    /// The store `--store` names.
+    pub fn store_choice(&self) -> Result<StoreChoice> {
+        Ok(StoreChoice::parse(&self.store, self.redis())?)
+    }
+
+    /// Opens the store `--store` names.
+    pub async fn open_store(&self) -> Result<AnyStore> {
+        Ok(self.store_choice()?.open().await?)
+    }
+
+    /// The original's broker variables, as given.
+    pub fn variables(&self) -> Variables {
+        Variables {
+            redis_host: self.redis_host.clone(),
+            redis_port: self.redis_port,
+            redis_db: self.redis_db,
+            amqp_host: self.amqp_host.clone(),
+            amqp_port: self.amqp_port,
+            rabbit_user: self.rabbit_user.clone(),
+            rabbit_pass: self.rabbit_pass.clone(),
+            nats_url: self.nats_url.clone(),
+            nsqd_address: self.nsqd_address.clone(),
+            kafka_host: self.kafka_host.clone(),
+            kafka_port: self.kafka_port,
+        }
+    }
+
+    /// How brokers are opened; `in_process`: this process runs the whole pipeline.
+    pub fn tuning(&self, in_process: bool) -> Result<Tuning> {
+        let claim_after = seconds(self.claim_after, "--claim-after")?;
+        if claim_after < Duration::from_millis(100) {
+            bail!("--claim-after must be at least 0.1 seconds");
+        }
+        if self.kafka_partitions < 1 {
+            bail!("KAFKA_PARTITIONS must be at least 1");
+        }
+        Ok(Tuning {
+            claim_after,
+            in_process,
+            partitions: self.kafka_partitions,
+            single_message_batches: self.kafka_single_message_batches,
+            topic_named_group: Some(events::WORKER_GROUP.to_string()),
+        })
+    }
+
+    /// The broker `--broker` or LOGGER_MODULE names; LOGGER_MODULE=default means
+    /// `default_module` (`simulate` publishes to the embedded broker then).
+    pub fn broker_spec(&self, default_module: &str) -> Result<Option<BrokerSpec>> {
+        let module = match self.logger_module.as_str() {
+            "default" => default_module,
+            other => other,
+        };
+        Ok(BrokerSpec::choose(
+            self.broker.as_deref(),
+            module,
+            &self.variables(),
+        )?)
+    }
+
+    /// A broker that other processes can reach, for `command` (`server`, `worker`,
+    /// `dashboard`); `None` when records are only printed.
+    pub async fn network_broker(&self, command: &str) -> Result<Option<Arc<dyn Broker>>> {
+        let Some(spec) = self.broker_spec("default")? else {
+            return Ok(None);
+        };
+        let spec = spec.shared_by(command)?;
+        let broker = spec
+            .open(&self.tuning(false)?)
+            .await
+            .with_context(|| format!("opening the broker for `{command}`"))?;
+        Ok(Some(broker))
+    }
+
+    /// The broker of a run that is all in this process (`simulate`, `plays`): the
+    /// embedded one unless another is configured.
+    pub async fn local_broker(&self) -> Result<Arc<dyn Broker>> {
+        match self.broker_spec("memory")? {
+            Some(spec) => Ok(spec.open(&self.tuning(true)?).await?),
+            None => Ok(Arc::new(MemoryBroker::new())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::Cli;
+
+    fn global(args: &[&str]) -> GlobalArgs {
+        let mut argv = vec!["superhero"];
+        argv.extend_from_slice(args);
+        argv.push("audit");
+        Cli::try_parse_from(argv).unwrap().global
+    }
+
+    #[test]
+    fn store_choices() {
+        let g = global(&[
+            "--store",
+            "redis",
+            "--redis-host",
+            "db.local",
+            "--redis-port",
+            "6380",
+            "--redis-db",
+            "3",
+        ]);
+        assert_eq!(
+            g.store_choice().unwrap(),
+            StoreChoice::Redis(RedisConfig {
+                url: "redis://db.local:6380/3".into()
+            })
+        );
+        assert_eq!(
+            global(&["--store", "memory"]).store_choice().unwrap(),
+            StoreChoice::Memory
+        );
+    }
+
+    #[test]
+    fn passwords_never_show() {
+        let err = global(&["--store", "postgres://u:pw@h/db"])
+            .store_choice()
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("pw"), "{err}");
+    }
+
+    #[test]
+    fn the_original_variables_find_logger_module_s_broker() {
+        let g = global(&[
+            "--logger-module",
+            "rabbit",
+            "--amqp-host",
+            "mq",
+            "--rabbit-pass",
+            "s3cret",
+        ]);
+        let spec = g.broker_spec("default").unwrap().unwrap();
+        assert_eq!(spec.url(), "amqp://guest:s3cret@mq:5672/%2f");
+        assert_eq!(global(&[]).broker_spec("default").unwrap(), None);
+        let memory = global(&[]).broker_spec("memory").unwrap().unwrap();
+        assert_eq!(memory.backend().name, "memory");
+    }
+
+    #[test]
+    fn bad_tuning_is_refused() {
+        assert!(global(&["--claim-after", "0.01"]).tuning(false).is_err());
+        assert!(global(&["--kafka-partitions", "0"]).tuning(false).is_err());
+        let t = global(&["--claim-after", "2"]).tuning(true).unwrap();
+        assert_eq!(t.claim_after, Duration::from_secs(2));
+        assert!(t.in_process);
+        assert_eq!(t.topic_named_group.as_deref(), Some(events::WORKER_GROUP));
+    }
+}

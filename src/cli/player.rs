@@ -1,0 +1,83 @@
+//! `superhero player`: bots playing on one or more servers.
+
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use clap::Args;
+
+use super::{GlobalArgs, print_summary};
+use crate::player::{self, PlayerSettings};
+use crate::url::redact;
+
+#[derive(Debug, Args)]
+pub struct PlayerArgs {
+    /// Server to play on; give it several times to spread each bot's connections over
+    /// several server instances (lobby on one, actions on the next).
+    #[arg(long, env = "SUPERHERO_URL", value_delimiter = ',')]
+    pub url: Vec<String>,
+    #[arg(long, env = "WEBSOCKET_HOST", default_value = "localhost")]
+    pub host: String,
+    #[arg(long, env = "WEBSOCKET_PORT", default_value_t = 5678)]
+    pub port: u16,
+    /// Bots to run in this process.
+    #[arg(long, default_value_t = 1)]
+    pub bots: usize,
+    /// Games each bot plays (-1: no limit).
+    #[arg(
+        long,
+        env = "CLIENT_GAMES",
+        default_value_t = 10,
+        allow_negative_numbers = true
+    )]
+    pub games: i64,
+    /// Seed of the bots' choices.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Number of the first bot's user name (`USER%03d`).
+    #[arg(long, default_value_t = 0)]
+    pub first_user: usize,
+    /// These bots are the only players on the servers: leave a lobby at once when too
+    /// few of them still play to fill it, instead of waiting out the lobby timeout.
+    #[arg(long)]
+    pub closed_world: bool,
+}
+
+impl TryFrom<&PlayerArgs> for PlayerSettings {
+    type Error = anyhow::Error;
+
+    fn try_from(args: &PlayerArgs) -> Result<Self> {
+        if args.bots == 0 {
+            bail!("--bots must be at least 1");
+        }
+        let urls = if args.url.is_empty() {
+            vec![format!("ws://{}:{}", args.host, args.port)]
+        } else {
+            args.url.clone()
+        };
+        if let Some(bad) = urls
+            .iter()
+            .find(|u| !u.starts_with("ws://") && !u.starts_with("wss://"))
+        {
+            bail!("--url must start with ws:// or wss://, not {}", redact(bad));
+        }
+        Ok(Self {
+            urls,
+            bots: args.bots,
+            games: args.games,
+            seed: args.seed,
+            first_user: args.first_user,
+            closed_world: args.closed_world,
+            ..Self::default()
+        })
+    }
+}
+
+pub async fn run(args: &PlayerArgs, g: &GlobalArgs) -> Result<ExitCode> {
+    let summary = player::run(PlayerSettings::try_from(args)?).await;
+    print_summary(&summary, g.json)?;
+    Ok(if summary.bot_errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,123 @@
+//! `superhero simulate`: server, bots and workers in one process; exits non-zero when
+//! a completed game is missing, an event was dropped or a bot failed.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use super::dashboard::{self, DashboardArgs};
+use super::server::GameArgs;
+use super::worker::EtlArgs;
+use super::{GlobalArgs, events_sink, print_summary, seconds};
+use crate::dashboard::Sources;
+use crate::dashboard::pipeline::{LocalPipeline, PipelineFeed};
+use crate::server::ServerSettings;
+use crate::simulate::{self, SimulateSettings};
+use crate::worker::EtlProgress;
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Bots to run (at least 2).
+    #[arg(long, default_value_t = 100)]
+    pub bots: usize,
+    /// Games each bot plays.
+    #[arg(long, env = "CLIENT_GAMES", default_value_t = 10)]
+    pub games: u32,
+    /// Seed of the synthetic roster (when the store has none) and of the bots' choices.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Heroes of the synthetic roster.
+    #[arg(long, default_value_t = 732)]
+    pub heroes: u32,
+    /// ETL workers consuming the game events.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Pace the run to about this many games per second (default: as fast as possible).
+    #[arg(long, value_name = "GAMES_PER_S")]
+    pub rate: Option<f64>,
+    /// Never draw a progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Seconds to wait for workers that make no progress at the end of the run
+    /// before counting their games as missing.
+    #[arg(long, value_name = "S", default_value_t = 10.0)]
+    pub drain_timeout: f64,
+    #[command(flatten)]
+    pub game: GameArgs,
+    #[command(flatten)]
+    pub etl: EtlArgs,
+    #[command(flatten)]
+    pub dashboard: DashboardArgs,
+}
+
+impl SimulateArgs {
+    /// The run's settings; `g` gives the output folder and whether a progress bar
+    /// may be drawn (not under `--json`).
+    pub fn settings(&self, g: &GlobalArgs) -> Result<SimulateSettings> {
+        if self.bots < 2 {
+            bail!("--bots must be at least 2: a game needs two players");
+        }
+        if self.workers == 0 {
+            bail!("--workers must be at least 1: the workers write the tables");
+        }
+        if let Some(rate) = self.rate
+            && !(rate.is_finite() && rate > 0.0)
+        {
+            bail!("--rate must be a number of games per second > 0, not {rate}");
+        }
+        Ok(SimulateSettings {
+            bots: self.bots,
+            games: i64::from(self.games),
+            seed: self.seed,
+            heroes: self.heroes,
+            server: ServerSettings::try_from(&self.game)?,
+            workers: self.workers,
+            rate: self.rate,
+            etl: self.etl.settings(&g.output_dir)?,
+            progress: !self.no_progress && !g.json,
+            drain_idle: seconds(self.drain_timeout, "--drain-timeout")?,
+        })
+    }
+}
+
+pub async fn run(args: &SimulateArgs, g: &GlobalArgs) -> Result<ExitCode> {
+    let store = g.open_store().await?;
+    let settings = args.settings(g)?;
+    let broker = g.local_broker().await?;
+    let sink = events_sink();
+    let progress = Arc::new(EtlProgress::tracking_games());
+    let mut sources = Sources::default();
+    if args.dashboard.dashboard {
+        let feed = PipelineFeed::start(broker.clone())
+            .await
+            .context("the dashboard cannot observe the broker")?;
+        feed.attach(LocalPipeline {
+            sink: sink.clone(),
+            progress: progress.clone(),
+            broadcast: !broker.semantics().work_sharing(),
+        });
+        sources.pipeline = Some(feed);
+    }
+    let page = dashboard::start(&args.dashboard, sources.clone()).await?;
+    let summary = simulate::run_with(store, broker, sink, settings, progress).await?;
+    if let Some(feed) = &sources.pipeline {
+        feed.finished();
+    }
+    print_summary(&summary, g.json)?;
+    if summary.missing_games > 0 {
+        eprintln!(
+            "error: {} completed games are missing from {}",
+            summary.missing_games, summary.output_dir
+        );
+    }
+    let clean =
+        summary.bot_errors == 0 && summary.missing_games == 0 && summary.events_dropped == 0;
+    dashboard::stay_up(page).await?;
+    Ok(if clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,31 @@
+//! Connections to Redis as the store and the Redis brokers open them: a client from a
+//! URL (errors name the address with its password masked), and a multiplexed
+//! connection that reconnects by itself, answering every request within five seconds
+//! or failing it. A leaf, beside [`crate::url`].
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+/// How long any one Redis command may take before it counts as failed.
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A client for `url` (`redis://…`); the error says what is wrong without the password.
+pub fn client(url: &str) -> Result<redis::Client, String> {
+    redis::Client::open(url).map_err(|e| {
+        format!(
+            "bad Redis address {}: {:?}",
+            crate::url::redact(url),
+            e.kind()
+        )
+    })
+}
+
+/// A reconnecting connection: three reconnect attempts per failed request.
+pub async fn connection_manager(client: &redis::Client) -> redis::RedisResult<ConnectionManager> {
+    let config = ConnectionManagerConfig::new()
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_connection_timeout(Some(RESPONSE_TIMEOUT))
+        .set_number_of_retries(3);
+    ConnectionManager::new_with_config(client.clone(), config).await
+}
