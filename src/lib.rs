@@ -3,8 +3,8 @@
 //! A streaming-data simulator and broker test bench: bots play a superhero combat
 //! game over WebSockets, and every game log record becomes an event.
 //!
-//! The parts, from the core outwards. A module uses only those above it in this list
-//! (the leaves at the end are used by all).
+//! The parts, from the core outwards: each module uses only modules listed before
+//! it, and the leaves at the end.
 //!
 //! - [`game`]: the game without I/O. Tokens and statuses, the Schema V1 wire format
 //!   (requests, replies, error strings) and the combat rules (attack, turn order,
@@ -31,7 +31,7 @@
 //!   a [`worker::Pool`] runs the workers of one process.
 //! - [`audit`]: reads the tables back and checks them.
 //! - [`simulate`]: server, bots and workers in one process, with one summary.
-//! - [`bench`]: the same workloads (raw messages, the game pipeline) on every
+//! - [`mod@bench`]: the same workloads (raw messages, the game pipeline) on every
 //!   broker, side by side, as one report in Markdown, JSON and HTML.
 //! - [`plays`]: the video plays scenario: producers, a multi-threaded processor that
 //!   counts plays, and the dashboard feed under the original's publication rules.

@@ -110,16 +110,30 @@ pub async fn every_group_gets_every_message(broker: Box<dyn Broker>) {
     }
 }
 
-/// A nacked message comes back, marked redelivered.
-pub async fn nack_redelivers(broker: Box<dyn Broker>) {
-    if !broker.semantics().redelivery() {
-        return;
+/// No message within `wait`: what a broker that keeps nothing promises.
+async fn nothing_within(consumer: &mut Box<dyn Consumer>, wait: Duration) {
+    if let Ok(got) = tokio::time::timeout(wait, consumer.next()).await {
+        let payload = got.map(|d| String::from_utf8_lossy(&d.payload).into_owned());
+        panic!("nothing was to come, got {payload:?}");
     }
+}
+
+/// A nacked message comes back, marked redelivered; on a broker that does not
+/// redeliver, the nack says the message is lost and it does not come back.
+pub async fn nack_redelivers(broker: Box<dyn Broker>) {
     let topic = topic("nack");
     let mut c = broker.consumer(&topic, "g").await.unwrap();
     publish(&*broker, &topic, &[b"once more".to_vec()]).await;
     let first = next(&mut c).await;
     assert!(!first.redelivered);
+    if !broker.semantics().redelivery() {
+        assert!(
+            first.nack().await.is_err(),
+            "a nack that cannot redeliver says so"
+        );
+        nothing_within(&mut c, Duration::from_millis(500)).await;
+        return;
+    }
     first.nack().await.unwrap();
     let again = next(&mut c).await;
     assert_eq!(again.payload, b"once more");
@@ -142,6 +156,16 @@ pub async fn unacked_messages_survive_their_consumer(broker: Box<dyn Broker>) {
 
     let mut heir = broker.consumer(&topic, "g").await.unwrap();
     if !broker.semantics().redelivery() {
+        // Nothing held comes back: the heir's first message is the next one sent.
+        publish(&*broker, &topic, &[b"sentinel".to_vec()]).await;
+        let d = next(&mut heir).await;
+        assert_eq!(
+            d.payload, b"sentinel",
+            "an unacknowledged message came back"
+        );
+        d.ack().await.unwrap();
+        nothing_within(&mut heir, Duration::from_millis(500)).await;
+        drop((second, third));
         return;
     }
     let mut back = HashSet::new();
@@ -215,10 +239,187 @@ pub async fn early_messages_follow_the_semantics(broker: Box<dyn Broker>) {
     }
 }
 
+/// Waiting messages come in batches of at most the size asked for, each message once.
+pub async fn batches_take_what_waits(broker: Box<dyn Broker>) {
+    let topic = topic("batch");
+    let mut c = broker.consumer(&topic, "g").await.unwrap();
+    let sent = payloads("b", 10);
+    publish(&*broker, &topic, &sent).await;
+    let mut got = Vec::new();
+    while got.len() < sent.len() {
+        let batch = tokio::time::timeout(WAIT, c.next_batch(3))
+            .await
+            .expect("a batch within the wait")
+            .expect("the broker failed to deliver");
+        assert!(
+            (1..=3).contains(&batch.len()),
+            "a batch of {} for at most 3",
+            batch.len()
+        );
+        for d in batch {
+            got.push(d.payload.clone());
+            d.ack().await.unwrap();
+        }
+    }
+    assert_eq!(
+        got.iter().cloned().collect::<HashSet<_>>(),
+        sent.iter().cloned().collect::<HashSet<_>>()
+    );
+    assert_eq!(got.len(), sent.len(), "each message once");
+}
+
+/// An observer sees what is published once it is watching, without taking it from
+/// the groups: the workers' group still gets every message.
+pub async fn observers_see_everything_and_take_nothing(broker: Box<dyn Broker>) {
+    let topic = topic("observe");
+    let mut group = broker.consumer(&topic, "g").await.unwrap();
+    let mut observer = broker.observer(&topic).await.unwrap();
+    // An observer watches "from now on", which some brokers settle a moment after it
+    // is made (Kafka resolves `latest` at its first fetch): probe until it sees one.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut probes = 0;
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the observer saw none of {probes} probes"
+        );
+        publish(&*broker, &topic, &[format!("probe-{probes}").into_bytes()]).await;
+        probes += 1;
+        if let Ok(d) = tokio::time::timeout(Duration::from_millis(300), observer.next()).await {
+            d.expect("the broker failed to deliver")
+                .ack()
+                .await
+                .unwrap();
+            break;
+        }
+    }
+    let sent = payloads("seen", 20);
+    publish(&*broker, &topic, &sent).await;
+    let wanted: HashSet<Vec<u8>> = sent.iter().cloned().collect();
+    for c in [&mut observer, &mut group] {
+        let mut got = HashSet::new();
+        while !wanted.is_subset(&got) {
+            let d = next(c).await;
+            got.insert(d.payload.clone());
+            d.ack().await.unwrap();
+        }
+    }
+}
+
+/// The figures each broker gives of a group (see `Figures`).
+pub async fn stats_follow_the_group(broker: Box<dyn Broker>, figures: Figures) {
+    let topic = topic("stats");
+    let consumer = broker.consumer(&topic, "g").await.unwrap();
+    publish(&*broker, &topic, &payloads("s", 3)).await;
+    let read = || async {
+        let stats = broker.stats(&topic, "g").await.expect("stats");
+        for s in &stats {
+            assert!(!s.name.is_empty());
+        }
+        let names: HashSet<&str> = stats.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names.len(),
+            stats.len(),
+            "figures are named once: {stats:?}"
+        );
+        stats
+    };
+    let value = |stats: &[superhero::broker::BrokerStat], name: &str| {
+        stats.iter().find(|s| s.name == name).map_or(0, |s| s.value)
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let stats = read().await;
+        if figures.alive.iter().all(|n| value(&stats, n) >= 1) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?} do not show the consumer: {stats:?}",
+            figures.alive
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(consumer);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let stats = read().await;
+        let backlog: u64 = figures.backlog.iter().map(|n| value(&stats, n)).sum();
+        if figures.backlog.is_empty() || backlog == 3 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?} do not add up to the 3 unacknowledged messages: {stats:?}",
+            figures.backlog
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A settle after its consumer went away, once the message went to another consumer
+/// of the group: stale where the broker can tell, else harmless; never another error.
+/// On a broker that does not redeliver, the settle has nothing to do and succeeds.
+pub async fn settles_after_the_consumer_went_away(broker: Box<dyn Broker>, figures: Figures) {
+    let topic = topic("stale");
+    let mut c = broker.consumer(&topic, "g").await.unwrap();
+    publish(&*broker, &topic, &[b"held".to_vec()]).await;
+    let held = next(&mut c).await;
+    drop(c);
+    if broker.semantics().redelivery() {
+        let mut heir = broker.consumer(&topic, "g").await.unwrap();
+        let again = next(&mut heir).await;
+        assert_eq!(again.payload, b"held");
+        let old = held.ack().await;
+        match old {
+            Err(superhero::broker::BrokerError::Stale) => {}
+            Ok(()) => assert!(
+                !figures.stale_after_drop,
+                "this broker knows the delivery is no longer held"
+            ),
+            Err(e) => panic!("a settle after the consumer went away: {e}"),
+        }
+        again.ack().await.unwrap();
+    } else {
+        held.ack().await.expect("nothing to settle");
+    }
+}
+
+/// What a broker's figures show (`Broker::stats`), by name: figures that count a live
+/// consumer of the group, figures that add up to the group's unacknowledged
+/// messages once its consumer is gone (none for brokers that keep nothing), and
+/// whether a settle after the consumer went away is known to be stale.
+#[derive(Clone, Copy)]
+pub struct Figures {
+    pub alive: &'static [&'static str],
+    pub backlog: &'static [&'static str],
+    pub stale_after_drop: bool,
+}
+
 macro_rules! broker_contract {
-    ($name:ident, $make:expr) => {
+    ($name:ident, $make:expr, $figures:expr) => {
         mod $name {
             use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn batches_take_what_waits() {
+                super::batches_take_what_waits($make).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn observers_see_everything_and_take_nothing() {
+                super::observers_see_everything_and_take_nothing($make).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn stats_follow_the_group() {
+                super::stats_follow_the_group($make, $figures).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn settles_after_the_consumer_went_away() {
+                super::settles_after_the_consumer_went_away($make, $figures).await;
+            }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn work_is_shared_within_a_group() {
@@ -253,7 +454,15 @@ macro_rules! broker_contract {
     };
 }
 
-broker_contract!(memory, Box::new(MemoryBroker::new()));
+broker_contract!(
+    memory,
+    Box::new(MemoryBroker::new()),
+    Figures {
+        alive: &[],
+        backlog: &["ready"],
+        stale_after_drop: true,
+    }
+);
 
 /// Redis Streams on the test Redis, database 0 (topics are unique per test).
 async fn redis_streams() -> Box<dyn Broker> {
@@ -265,7 +474,15 @@ async fn redis_streams() -> Box<dyn Broker> {
     )
 }
 
-broker_contract!(redis_streams, redis_streams().await);
+broker_contract!(
+    redis_streams,
+    redis_streams().await,
+    Figures {
+        alive: &["consumers"],
+        backlog: &["pending", "lag"],
+        stale_after_drop: false,
+    }
+);
 
 /// Redis pub/sub on the test Redis (channels span databases; names are unique).
 async fn redis_pubsub() -> Box<dyn Broker> {
@@ -276,7 +493,15 @@ async fn redis_pubsub() -> Box<dyn Broker> {
     )
 }
 
-broker_contract!(redis_pubsub, redis_pubsub().await);
+broker_contract!(
+    redis_pubsub,
+    redis_pubsub().await,
+    Figures {
+        alive: &["subscribers"],
+        backlog: &[],
+        stale_after_drop: false,
+    }
+);
 
 /// The embedded broker drops what no group consumes (as an exchange with no queue
 /// bound), and counts it.
@@ -313,7 +538,15 @@ async fn rabbitmq() -> Box<dyn Broker> {
     )
 }
 
-broker_contract!(rabbitmq, rabbitmq().await);
+broker_contract!(
+    rabbitmq,
+    rabbitmq().await,
+    Figures {
+        alive: &["consumers"],
+        backlog: &["messages ready"],
+        stale_after_drop: true,
+    }
+);
 
 /// NATS JetStream; the tests' messages and consumers go a minute after their last use,
 /// and held messages come back after 2 s instead of 30.
@@ -329,7 +562,15 @@ async fn nats() -> Box<dyn Broker> {
     )
 }
 
-broker_contract!(nats, nats().await);
+broker_contract!(
+    nats,
+    nats().await,
+    Figures {
+        alive: &[],
+        backlog: &["pending", "ack pending"],
+        stale_after_drop: false,
+    }
+);
 
 /// Redis fan-out, with its middleware running in this process.
 async fn redis_fanout() -> Box<dyn Broker> {
@@ -345,7 +586,15 @@ async fn redis_fanout() -> Box<dyn Broker> {
     )
 }
 
-broker_contract!(redis_fanout, redis_fanout().await);
+broker_contract!(
+    redis_fanout,
+    redis_fanout().await,
+    Figures {
+        alive: &["live workers"],
+        backlog: &[],
+        stale_after_drop: false,
+    }
+);
 
 /// The fan-out counts what no live worker could take (pub/sub keeps nothing).
 #[tokio::test]
@@ -391,7 +640,15 @@ async fn nsq() -> Box<dyn Broker> {
     )
 }
 
-broker_contract!(nsq, nsq().await);
+broker_contract!(
+    nsq,
+    nsq().await,
+    Figures {
+        alive: &[],
+        backlog: &[],
+        stale_after_drop: true,
+    }
+);
 
 /// An NSQ consumer answers nsqd's heartbeats: idle through several of them, it keeps
 /// its connection, so the message it holds can still be finished on it.
@@ -466,6 +723,29 @@ impl Broker for GroupPerTopic {
     ) -> Result<Box<dyn Consumer>, superhero::broker::BrokerError> {
         self.0.consumer(topic, &format!("{group}.{topic}")).await
     }
+
+    async fn observer(
+        &self,
+        topic: &str,
+    ) -> Result<Box<dyn Consumer>, superhero::broker::BrokerError> {
+        self.0.observer(topic).await
+    }
+
+    async fn stats(
+        &self,
+        topic: &str,
+        group: &str,
+    ) -> Result<Vec<superhero::broker::BrokerStat>, superhero::broker::BrokerError> {
+        self.0.stats(topic, &format!("{group}.{topic}")).await
+    }
 }
 
-broker_contract!(kafka, kafka().await);
+broker_contract!(
+    kafka,
+    kafka().await,
+    Figures {
+        alive: &["partitions"],
+        backlog: &["group lag"],
+        stale_after_drop: true,
+    }
+);

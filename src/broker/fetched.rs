@@ -61,3 +61,37 @@ impl Drop for FetchedConsumer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Once the task that feeds it ends, a consumer says the broker is closed, and
+    /// keeps saying so.
+    #[tokio::test]
+    async fn a_consumer_whose_feed_ended_is_closed() {
+        let mut consumer = FetchedConsumer::spawn(4, |tx| async move {
+            let delivery = Delivery::new(b"last".to_vec(), false, Box::new(Nothing));
+            let _ = tx.send(Ok(delivery)).await;
+        });
+        let last = consumer.next().await.unwrap();
+        assert_eq!(last.payload, b"last");
+        for _ in 0..2 {
+            assert!(matches!(consumer.next().await, Err(BrokerError::Closed)));
+        }
+    }
+
+    /// A delivery with nothing to settle.
+    struct Nothing;
+
+    #[async_trait]
+    impl super::super::Settle for Nothing {
+        async fn ack(self: Box<Self>) -> Result<(), BrokerError> {
+            Ok(())
+        }
+
+        async fn nack(self: Box<Self>) -> Result<(), BrokerError> {
+            Ok(())
+        }
+    }
+}

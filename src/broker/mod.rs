@@ -24,6 +24,7 @@ pub mod nsq;
 pub mod rabbitmq;
 pub mod redis;
 pub mod registry;
+pub mod tuning;
 
 use std::fmt;
 use std::sync::Arc;
@@ -39,7 +40,8 @@ pub use self::rabbitmq::{RabbitBroker, RabbitOptions};
 pub use self::redis::fanout::{Fanout, FanoutOptions, FanoutStats, RedisFanoutBroker};
 pub use self::redis::pubsub::RedisPubSubBroker;
 pub use self::redis::streams::{RedisStreamsBroker, StreamsOptions};
-pub use self::registry::{Backend, BrokerSpec, Tuning, Variables};
+pub use self::registry::{Backend, BrokerSpec, Variables};
+pub use self::tuning::Tuning;
 
 /// What can go wrong talking to a broker.
 #[derive(Debug, Error)]

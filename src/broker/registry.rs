@@ -6,11 +6,10 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
-use super::{Broker, BrokerError};
+use super::{Broker, BrokerError, Tuning};
 
 /// Opens a backend at a URL of one of its schemes.
 pub type Open = fn(String, Tuning) -> BoxFuture<'static, Result<Arc<dyn Broker>, BrokerError>>;
@@ -152,37 +151,6 @@ impl Variables {
             "redis://{}:{}/{}",
             self.redis_host, self.redis_port, self.redis_db
         )
-    }
-}
-
-/// What a command says about every broker it may open; each backend takes from it
-/// what applies to it, into its own options type.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Tuning {
-    /// How long a message held by a consumer that died waits before another consumer
-    /// takes it, on brokers that cannot tell at once (Redis Streams, NATS, NSQ).
-    pub claim_after: Duration,
-    /// The whole pipeline runs in this process (`simulate`, `bench`): a broker that
-    /// needs a middleware (Redis fan-out) runs it here.
-    pub in_process: bool,
-    /// Partitions of the topics superhero creates (Kafka's KAFKA_PARTITIONS).
-    pub partitions: i32,
-    /// Each message in a record batch of its own (Kafka; see [`super::KafkaOptions`]).
-    pub single_message_batches: bool,
-    /// The group whose queue is named after its topic on RabbitMQ (the workers', so
-    /// that the original's publisher reaches it); other groups get `<topic>.<group>`.
-    pub topic_named_group: Option<String>,
-}
-
-impl Default for Tuning {
-    fn default() -> Self {
-        Self {
-            claim_after: Duration::from_secs(30),
-            in_process: false,
-            partitions: super::kafka::DEFAULT_PARTITIONS,
-            single_message_batches: false,
-            topic_named_group: None,
-        }
     }
 }
 

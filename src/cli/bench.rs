@@ -22,7 +22,7 @@ pub struct BenchArgs {
     /// [default: raw,game].
     #[arg(long, value_delimiter = ',')]
     pub workloads: Option<Vec<String>>,
-    /// A TOML workload file (brokers, workloads, [raw] and [game] settings); flags
+    /// A TOML workload file (brokers, workloads, and raw and game sections); flags
     /// win over it.
     #[arg(long, value_name = "FILE")]
     pub workload: Option<PathBuf>,

@@ -1,8 +1,8 @@
 //! The WebSocket game server: one path per endpoint, each connection a task that
 //! answers requests in order.
 //!
-//! [`handlers`] answers the request/reply endpoints (login, find, hero, action);
-//! [`lobby`] runs the long-lived lobby session that announces the start, each turn
+//! `handlers` answers the request/reply endpoints (login, find, hero, action);
+//! `lobby` runs the long-lived lobby session that announces the start, each turn
 //! and the end of a game. Nothing a client sends can stop the server: every request is
 //! parsed before it reaches the store, and every failure becomes an error reply.
 

@@ -39,8 +39,8 @@ use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use tokio::sync::mpsc;
 
+use super::Tuning;
 use super::fetched::FetchedConsumer;
-use super::registry::Tuning;
 use super::{
     Broker, BrokerError, BrokerStat, Consumer, Delivery, OBSERVER_GROUP, Publisher, Semantics,
     Settle,
@@ -62,8 +62,7 @@ pub(super) fn open(
         .boxed()
 }
 
-/// Partitions of a topic when KAFKA_PARTITIONS does not say.
-pub const DEFAULT_PARTITIONS: i32 = 2;
+pub use super::tuning::DEFAULT_PARTITIONS;
 /// How often a consumer commits what was acknowledged.
 pub const COMMIT_INTERVAL_MS: u32 = 200;
 /// How long the broker and the client wait for each other.

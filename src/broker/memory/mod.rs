@@ -15,7 +15,7 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use tokio::sync::Notify;
 
-use super::registry::Tuning;
+use super::Tuning;
 use super::{Broker, BrokerError, BrokerStat, Consumer, Delivery, Publisher, Semantics, Settle};
 
 /// Opens a new embedded broker (its registry entry: `memory://`).

@@ -18,8 +18,8 @@ use async_trait::async_trait;
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 
+use super::Tuning;
 use super::fetched::FetchedConsumer;
-use super::registry::Tuning;
 use super::{Broker, BrokerError, BrokerStat, Consumer, Delivery, Publisher, Semantics, Settle};
 use crate::url::redact;
 

@@ -33,8 +33,8 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Mutex, mpsc};
 
 use self::protocol::{Frame, Identify, Negotiated, ProtocolError};
+use super::Tuning;
 use super::fetched::{Feed, FetchedConsumer};
-use super::registry::Tuning;
 use super::{
     Broker, BrokerError, Consumer, Delivery, OBSERVER_GROUP, Publisher, Semantics, Settle,
 };

@@ -29,8 +29,8 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use tokio::sync::{Mutex, watch};
 
+use super::Tuning;
 use super::fetched::FetchedConsumer;
-use super::registry::Tuning;
 use super::{
     Broker, BrokerError, BrokerStat, Consumer, Delivery, OBSERVER_GROUP, Publisher, Semantics,
     Settle,
@@ -362,6 +362,7 @@ impl Live {
     /// delivery stream itself is not told); `None` once the subscription has ended.
     async fn next(&mut self) -> Option<Result<Delivery, BrokerError>> {
         let lost = self.lost.clone();
+        let conn = self.conn.clone();
         tokio::select! {
             next = self.stream.next() => next.map(|d| match d {
                 Ok(d) => Ok(Delivery::new(
@@ -369,6 +370,7 @@ impl Live {
                     d.redelivered,
                     Box::new(RabbitSettle {
                         acker: d.acker,
+                        conn,
                         lost,
                     }),
                 )),
@@ -481,16 +483,32 @@ impl Publisher for RabbitPublisher {
 
 struct RabbitSettle {
     acker: lapin::Acker,
+    /// The connection the delivery came on: once it is closing, the broker gives
+    /// the message back to the queue, and lapin would report a settle sent there as
+    /// done.
+    conn: Arc<Connection>,
     lost: watch::Receiver<bool>,
+}
+
+impl RabbitSettle {
+    fn held(&self) -> Result<(), BrokerError> {
+        if self.conn.status().connected() {
+            Ok(())
+        } else {
+            Err(BrokerError::Stale)
+        }
+    }
 }
 
 #[async_trait]
 impl Settle for RabbitSettle {
     async fn ack(self: Box<Self>) -> Result<(), BrokerError> {
+        self.held()?;
         settled(self.acker.ack(BasicAckOptions::default()), self.lost).await
     }
 
     async fn nack(self: Box<Self>) -> Result<(), BrokerError> {
+        self.held()?;
         let options = BasicNackOptions {
             requeue: true,
             ..BasicNackOptions::default()

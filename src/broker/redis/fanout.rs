@@ -28,8 +28,8 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
 use super::pubsub::{RedisPubSubBroker, subscribe, subscribers};
+use crate::broker::Tuning;
 use crate::broker::fetched::FetchedConsumer;
-use crate::broker::registry::Tuning;
 use crate::broker::{
     Broker, BrokerError, BrokerStat, Consumer, OBSERVER_GROUP, Publisher, Semantics,
 };

@@ -1,7 +1,7 @@
 //! Redis as a broker, three ways, each with its own scheme: [`pubsub`] (`redis://`,
 //! the original's broadcast), [`fanout`] (`redis-fanout://`, pub/sub handed to one
 //! live worker per message) and [`streams`] (`redis-streams://`, consumer groups with
-//! acknowledgements). They reach Redis alike ([`Link`]).
+//! acknowledgements). They reach Redis alike, through one client and connection each (`Link`).
 
 pub mod fanout;
 pub mod pubsub;

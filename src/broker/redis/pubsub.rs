@@ -19,8 +19,8 @@ use tokio::sync::oneshot;
 
 use super::Link;
 use crate::backoff::Backoff;
+use crate::broker::Tuning;
 use crate::broker::fetched::{Feed, FetchedConsumer};
-use crate::broker::registry::Tuning;
 use crate::broker::{
     Broker, BrokerError, BrokerStat, Consumer, Delivery, Publisher, Semantics, Settle,
 };

@@ -22,8 +22,8 @@ use redis::aio::ConnectionManager;
 
 use super::Link;
 use crate::backoff::Backoff;
+use crate::broker::Tuning;
 use crate::broker::fetched::{Feed, FetchedConsumer};
-use crate::broker::registry::Tuning;
 use crate::broker::{
     Broker, BrokerError, BrokerStat, Consumer, Delivery, OBSERVER_GROUP, Publisher, Semantics,
     Settle,
