@@ -14,6 +14,7 @@ pub struct Backoff {
 }
 
 impl Backoff {
+    /// The first pause is `first`; none is longer than `max`.
     pub const fn new(first: Duration, max: Duration) -> Self {
         Self {
             first,

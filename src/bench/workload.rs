@@ -49,6 +49,7 @@ pub struct WorkloadFile {
     pub game: GameSection,
 }
 
+/// The `[raw]` section of a workload file.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSection {
@@ -59,6 +60,7 @@ pub struct RawSection {
     pub rate: Option<f64>,
 }
 
+/// The `[game]` section of a workload file.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GameSection {
@@ -69,6 +71,7 @@ pub struct GameSection {
     pub seed: Option<u64>,
 }
 
+/// A workload that cannot run, or a file that cannot be read.
 #[derive(Debug, Error)]
 pub enum WorkloadError {
     #[error("cannot read the workload file {path}: {source}")]
@@ -83,6 +86,7 @@ pub enum WorkloadError {
 }
 
 impl WorkloadFile {
+    /// Reads and parses a workload file.
     pub fn load(path: &Path) -> Result<Self, WorkloadError> {
         let text = std::fs::read_to_string(path).map_err(|source| WorkloadError::Read {
             path: path.display().to_string(),
@@ -94,6 +98,7 @@ impl WorkloadFile {
         })
     }
 
+    /// Parses the text of a workload file.
     pub fn parse(text: &str) -> Result<Self, String> {
         toml::from_str(text).map_err(|e| e.to_string())
     }

@@ -19,10 +19,12 @@ pub struct BridgeStats {
 }
 
 impl BridgeStats {
+    /// Messages forwarded so far.
     pub fn forwarded(&self) -> u64 {
         self.forwarded.load(Ordering::Relaxed)
     }
 
+    /// Messages lost so far.
     pub fn lost(&self) -> u64 {
         self.lost.load(Ordering::Relaxed)
     }

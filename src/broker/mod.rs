@@ -162,6 +162,7 @@ pub struct BrokerStat {
 }
 
 impl BrokerStat {
+    /// The figure `name` with `value`.
     pub fn new(name: &str, value: u64) -> Self {
         Self {
             name: name.to_string(),
@@ -229,6 +230,7 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    /// A delivery that `settle` acknowledges or gives back.
     pub fn new(payload: Vec<u8>, redelivered: bool, settle: Box<dyn Settle>) -> Self {
         Self {
             payload,

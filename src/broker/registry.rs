@@ -253,6 +253,7 @@ impl BrokerSpec {
         }
     }
 
+    /// The backend it names.
     pub fn backend(&self) -> &'static Backend {
         self.backend
     }

@@ -15,6 +15,7 @@ pub struct AuditArgs {
     pub dir: Option<PathBuf>,
 }
 
+/// Runs `superhero audit`; the exit code says whether it went cleanly.
 pub async fn run(args: &AuditArgs, g: &GlobalArgs) -> Result<ExitCode> {
     let dir = args.dir.clone().unwrap_or_else(|| g.output_dir.clone());
     if !dir.is_dir() {

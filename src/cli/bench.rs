@@ -84,6 +84,7 @@ impl From<&BenchArgs> for Overrides {
     }
 }
 
+/// Runs `superhero bench`; the exit code says whether it went cleanly.
 pub async fn run(args: &BenchArgs, g: &GlobalArgs) -> Result<ExitCode> {
     let file = match &args.workload {
         Some(path) => WorkloadFile::load(path)?,

@@ -72,6 +72,7 @@ struct BuildDbSummary {
     first_attack: u64,
 }
 
+/// Runs `superhero build-db`; the exit code says whether it went cleanly.
 pub async fn run(args: &BuildDbArgs, g: &GlobalArgs) -> Result<ExitCode> {
     let store = g.open_store().await?;
     let heroes = args.roster.load()?;

@@ -71,6 +71,7 @@ pub async fn stay_up(page: Option<Serving>) -> Result<()> {
     Ok(())
 }
 
+/// Runs `superhero dashboard`; the exit code says whether it went cleanly.
 pub async fn run(args: &DashboardServeArgs, g: &GlobalArgs) -> Result<ExitCode> {
     let Some(broker) = g.network_broker("dashboard").await? else {
         bail!(

@@ -55,6 +55,7 @@ async fn ctrl_c() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// Runs `superhero fanout`; the exit code says whether it went cleanly.
 pub async fn run(args: &FanoutArgs, g: &GlobalArgs) -> Result<ExitCode> {
     let source = source(g)?;
     let started = std::time::Instant::now();

@@ -34,6 +34,7 @@ use crate::events::{EventLayer, EventSink, Queue};
 
 pub use self::global::GlobalArgs;
 
+// The whole command line (a doc comment here would become the long help).
 #[derive(Debug, Parser)]
 #[command(
     name = "superhero",
@@ -55,6 +56,7 @@ impl Cli {
     }
 }
 
+// The commands; each variant's doc comment is its line in `--help`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Fill the store's `superheros` hash with a roster.

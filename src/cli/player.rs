@@ -72,6 +72,7 @@ impl TryFrom<&PlayerArgs> for PlayerSettings {
     }
 }
 
+/// Runs `superhero player`; the exit code says whether it went cleanly.
 pub async fn run(args: &PlayerArgs, g: &GlobalArgs) -> Result<ExitCode> {
     let summary = player::run(PlayerSettings::try_from(args)?).await;
     print_summary(&summary, g.json)?;

@@ -74,6 +74,7 @@ impl TryFrom<&PlaysArgs> for PlaysSettings {
     }
 }
 
+/// Runs `superhero plays`; the exit code says whether it went cleanly.
 pub async fn run(args: &PlaysArgs, g: &GlobalArgs) -> Result<ExitCode> {
     let settings = PlaysSettings::try_from(args)?;
     let broker = g.local_broker().await?;

@@ -59,6 +59,7 @@ impl TryFrom<&GameArgs> for ServerSettings {
     }
 }
 
+/// Runs `superhero server`; the exit code says whether it went cleanly.
 pub async fn run(args: &ServerArgs, g: &GlobalArgs) -> Result<ExitCode> {
     let settings = ServerSettings::try_from(&args.game)?;
     let store = g.open_store().await?;

@@ -82,6 +82,7 @@ impl SimulateArgs {
     }
 }
 
+/// Runs `superhero simulate`; the exit code says whether it went cleanly.
 pub async fn run(args: &SimulateArgs, g: &GlobalArgs) -> Result<ExitCode> {
     let store = g.open_store().await?;
     let settings = args.settings(g)?;

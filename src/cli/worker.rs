@@ -82,6 +82,7 @@ struct WorkerSummary {
     games_per_s: f64,
 }
 
+/// Runs `superhero worker`; the exit code says whether it went cleanly.
 pub async fn run(args: &WorkerArgs, g: &GlobalArgs) -> Result<ExitCode> {
     let AnyStore::Redis(store) = g.open_store().await? else {
         bail!(
