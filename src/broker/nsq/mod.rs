@@ -1,5 +1,5 @@
 //! NSQ (`nsq://host:port`: nsqd's TCP address, port 4150 by default), spoken over
-//! nsqd's TCP protocol ([`protocol`]).
+//! nsqd's TCP protocol (`protocol.rs`).
 //!
 //! A topic is an NSQ topic (`lib.server.lobby`) and a group is a channel of it
 //! (`superhero_sim` for the workers): every channel gets every message of its topic,
@@ -19,7 +19,7 @@
 //! Publishing batches messages into MPUB commands, pipelined, each answered `OK` once
 //! nsqd has the messages.
 
-pub mod protocol;
+mod protocol;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -111,7 +111,7 @@ fn protocol_error(e: ProtocolError) -> BrokerError {
 }
 
 /// nsqd's `host:port` from `nsq://host[:port][/]`.
-pub fn address_from_url(url: &str) -> Result<String, BrokerError> {
+fn address_from_url(url: &str) -> Result<String, BrokerError> {
     let rest = url
         .strip_prefix("nsq://")
         .ok_or_else(|| BrokerError::Config(format!("not an nsq:// URL: {url:?}")))?;
