@@ -59,6 +59,7 @@ impl Audit {
 }
 
 #[derive(Debug, Error)]
+/// Why the output could not be read.
 pub enum AuditError {
     #[error("reading {path}: {cause}")]
     Io { path: PathBuf, cause: io::Error },

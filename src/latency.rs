@@ -33,10 +33,12 @@ impl Default for LatencyRecorder {
 }
 
 impl LatencyRecorder {
+    /// A recorder with nothing recorded.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Adds one latency.
     pub fn record(&mut self, latency: Duration) {
         let micros = u64::try_from(latency.as_micros()).unwrap_or(MAX_MICROS);
         self.micros.saturating_record(micros.clamp(1, MAX_MICROS));
@@ -47,10 +49,12 @@ impl LatencyRecorder {
         self.micros.len()
     }
 
+    /// Whether nothing was recorded.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// The percentiles of what was recorded (zeros when nothing was).
     pub fn summary(&self) -> Latency {
         if self.is_empty() {
             return Latency::default();

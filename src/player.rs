@@ -99,6 +99,7 @@ pub struct PlayerSummary {
 }
 
 #[derive(Debug, Error)]
+/// Why a bot stopped.
 pub enum BotError {
     #[error("cannot connect to {url}: {source}")]
     Connect {

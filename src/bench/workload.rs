@@ -134,16 +134,27 @@ impl WorkloadFile {
 /// workload file.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Overrides {
+    /// `--brokers`.
     pub brokers: Option<Vec<String>>,
+    /// `--workloads`.
     pub workloads: Option<Vec<String>>,
+    /// Raw: `--messages`.
     pub messages: Option<u64>,
+    /// Raw: `--size`.
     pub size: Option<usize>,
+    /// Raw: `--producers`.
     pub producers: Option<usize>,
+    /// Raw: `--consumers`.
     pub consumers: Option<usize>,
+    /// Raw: `--rate`, messages per second.
     pub rate: Option<f64>,
+    /// Game: `--bots`.
     pub bots: Option<usize>,
+    /// Game: `--games`, per bot.
     pub games: Option<u32>,
+    /// Game: `--workers`.
     pub workers: Option<usize>,
+    /// Game: `--game-rate`, games per second.
     pub game_rate: Option<f64>,
     /// Small default workloads (the flags and the file still win).
     pub quick: bool,
@@ -152,7 +163,9 @@ pub struct Overrides {
 /// An evaluation to run: the brokers, as named, and the workloads.
 #[derive(Clone, Debug)]
 pub struct Plan {
+    /// The brokers, as named (a backend's name, a LOGGER_MODULE name or a URL).
     pub brokers: Vec<String>,
+    /// The workloads to run on each.
     pub workloads: Workloads,
 }
 

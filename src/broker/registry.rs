@@ -112,16 +112,27 @@ const NO_BROKER: [&str; 2] = ["default", "none"];
 /// NATS_URL and NSQD_ADDRESS of ours), from which LOGGER_MODULE's brokers are found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Variables {
+    /// REDIS_HOST.
     pub redis_host: String,
+    /// REDIS_PORT.
     pub redis_port: u16,
+    /// REDIS_DB.
     pub redis_db: u32,
+    /// AMQP_HOST.
     pub amqp_host: String,
+    /// AMQP_PORT.
     pub amqp_port: u16,
+    /// RABBIT_USER.
     pub rabbit_user: String,
+    /// RABBIT_PASS.
     pub rabbit_pass: String,
+    /// NATS_URL (`nats://host:port`).
     pub nats_url: String,
+    /// NSQD_ADDRESS (`host:port`).
     pub nsqd_address: String,
+    /// KAFKA_HOST.
     pub kafka_host: String,
+    /// KAFKA_PORT.
     pub kafka_port: u16,
 }
 

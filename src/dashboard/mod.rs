@@ -57,6 +57,7 @@ impl Dashboard {
         Ok(Self { listener, sources })
     }
 
+    /// The address it listens on.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }

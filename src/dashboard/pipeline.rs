@@ -292,6 +292,7 @@ impl PipelineFeed {
         (snapshot_of(&state), self.tx.subscribe())
     }
 
+    /// The pipeline as the page sees it now.
     pub fn snapshot(&self) -> PipelineSnapshot {
         snapshot_of(&lock(&self.state))
     }

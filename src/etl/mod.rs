@@ -54,6 +54,7 @@ pub struct GameTables {
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
+/// Why a game's records cannot become rows.
 pub enum EtlError {
     #[error("game {game}: log record {index} is not an attack record: {reason}")]
     BadLog {

@@ -28,8 +28,10 @@ pub enum Table {
 }
 
 impl Table {
+    /// Both tables, in the order they are written.
     pub const ALL: [Table; 2] = [Table::Meta, Table::Podium];
 
+    /// The table's name, also its folder under `OUTPUT_DIR/superhero/`.
     pub const fn name(self) -> &'static str {
         match self {
             Self::Meta => "GAME_META",
@@ -65,6 +67,7 @@ impl Table {
 }
 
 #[derive(Debug, Error)]
+/// Why a table file could not be encoded or written.
 pub enum TableError {
     #[error("encoding {table}: {cause}")]
     Encode {
@@ -84,6 +87,7 @@ fn strings<'a>(values: impl Iterator<Item = &'a str>) -> ArrayRef {
     Arc::new(StringArray::from_iter_values(values))
 }
 
+/// GAME_META rows as one Arrow batch, in the table's schema.
 pub fn meta_batch(rows: &[MetaRow]) -> Result<RecordBatch, TableError> {
     let columns: Vec<ArrayRef> = vec![
         strings(rows.iter().map(|r| r.game_token.as_str())),
@@ -98,6 +102,7 @@ pub fn meta_batch(rows: &[MetaRow]) -> Result<RecordBatch, TableError> {
     })
 }
 
+/// GAME_PODIUM rows as one Arrow batch, in the table's schema.
 pub fn podium_batch(rows: &[PodiumRow]) -> Result<RecordBatch, TableError> {
     let columns: Vec<ArrayRef> = vec![
         strings(rows.iter().map(|r| r.game_token.as_str())),

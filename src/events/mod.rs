@@ -32,6 +32,7 @@ pub enum Queue {
 }
 
 impl Queue {
+    /// Every queue, in [`Queue::index`] order.
     pub const ALL: [Queue; 3] = [Queue::Login, Queue::Lobby, Queue::Game];
 
     /// The queue a `tracing` target names, if any.
@@ -39,6 +40,7 @@ impl Queue {
         Self::ALL.into_iter().find(|q| q.name() == target)
     }
 
+    /// Its place in per-queue arrays.
     pub const fn index(self) -> usize {
         match self {
             Self::Login => 0,
@@ -47,6 +49,7 @@ impl Queue {
         }
     }
 
+    /// Its name, also its `tracing` target (`lib.server.lobby`).
     pub const fn name(self) -> &'static str {
         match self {
             Self::Login => "lib.server.login",

@@ -48,6 +48,7 @@ pub struct Envelope {
 
 #[derive(Debug, Error)]
 #[error("not an event envelope: {0}")]
+/// A message that is not an event envelope, and why.
 pub struct EnvelopeError(String);
 
 impl Envelope {
@@ -176,10 +177,12 @@ pub struct EventSink {
 }
 
 impl EventSink {
+    /// A sink connected to no broker yet.
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
     }
 
+    /// Its counts so far.
     pub fn stats(&self) -> TransportStats {
         self.counters.stats()
     }
@@ -204,6 +207,7 @@ pub struct EventLayer {
 }
 
 impl EventLayer {
+    /// A layer that offers every queue record to `sink`.
     pub fn new(sink: Arc<EventSink>) -> Self {
         Self { sink }
     }
@@ -267,9 +271,11 @@ pub struct EventPipe {
 
 #[derive(Debug, Error)]
 #[error("the event transport is already connected to a broker")]
+/// A sink feeds one broker at a time.
 pub struct AlreadyConnected;
 
 #[derive(Debug, Error)]
+/// Why a transport could not be connected.
 pub enum PipeError {
     #[error(transparent)]
     AlreadyConnected(#[from] AlreadyConnected),
@@ -341,6 +347,7 @@ impl EventPipe {
         })
     }
 
+    /// The sink's counts so far.
     pub fn stats(&self) -> TransportStats {
         self.sink.stats()
     }

@@ -71,6 +71,7 @@ pub struct Attack {
 }
 
 impl Attack {
+    /// Whether this attack left the enemy without health.
     pub fn enemy_died(&self) -> bool {
         self.enemy_health_post == 0
     }

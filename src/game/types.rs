@@ -22,6 +22,7 @@ impl UserToken {
     pub fn new_random() -> Self {
         Self(uuid::Uuid::new_v4().to_string())
     }
+    /// The token as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -32,6 +33,7 @@ impl GameToken {
     pub fn new_random() -> Self {
         Self(uuid::Uuid::new_v4().to_string())
     }
+    /// The token as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -58,6 +60,7 @@ pub struct Hero {
 }
 
 impl Hero {
+    /// Whether the hero has health left.
     pub fn is_alive(&self) -> bool {
         self.health > 0
     }
@@ -82,6 +85,7 @@ pub enum GameStatus {
 }
 
 impl GameStatus {
+    /// The exact string the original stores and sends.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Initializing => "Initializing",
@@ -93,6 +97,7 @@ impl GameStatus {
         }
     }
 
+    /// The status an original string names.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "Initializing" => Some(Self::Initializing),

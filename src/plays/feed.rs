@@ -156,12 +156,14 @@ pub struct ClientCounts {
 }
 
 impl ClientCounts {
+    /// A client's counts as a snapshot gives them.
     pub fn from_snapshot(s: &Snapshot) -> Self {
         Self {
             counts: s.counts.clone(),
         }
     }
 
+    /// Takes in one publication, as a client would.
     pub fn apply(&mut self, p: &Publication) {
         for v in &p.videos {
             self.counts.insert(v.video_id.clone(), v.plays);
