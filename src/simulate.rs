@@ -15,8 +15,7 @@ use tokio::sync::oneshot;
 use crate::audit;
 use crate::broker::{Broker, BrokerError};
 use crate::events::transport::{DEFAULT_BUFFER, PipeError};
-use crate::events::{self, Queue};
-use crate::events::{EventPipe, EventSink};
+use crate::events::{self, EventPipe, EventSink, Queue};
 use crate::game::GameToken;
 use crate::latency::{Latency, LatencyRecorder};
 use crate::player::{self, PlayerSettings};
@@ -188,6 +187,8 @@ pub async fn run_with<S: GameStore>(
         settings.drain_idle,
     )
     .await;
+    // A worker that had to be stopped left its games to the broker; the read-back
+    // below counts them as missing.
     workers.stop(WORKER_STOP).await;
     let elapsed_s = started.elapsed().as_secs_f64();
     bar.finish();
