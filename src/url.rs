@@ -16,6 +16,12 @@ pub fn with_scheme(url: &str, scheme: &str) -> String {
     }
 }
 
+/// `redis://host:port/db`, the Redis the original's REDIS_HOST, REDIS_PORT and
+/// REDIS_DB name.
+pub fn redis(host: &str, port: u16, db: u32) -> String {
+    format!("redis://{host}:{port}/{db}")
+}
+
 /// `url` with any password replaced by `***`.
 pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -58,5 +64,6 @@ mod tests {
             "redis://:pw@x:7/3"
         );
         assert_eq!(with_scheme("h:1", "redis"), "h:1");
+        assert_eq!(redis("h", 6380, 3), "redis://h:6380/3");
     }
 }

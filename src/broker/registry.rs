@@ -158,10 +158,7 @@ impl Default for Variables {
 impl Variables {
     /// `redis://REDIS_HOST:REDIS_PORT/REDIS_DB`.
     pub fn redis_url(&self) -> String {
-        format!(
-            "redis://{}:{}/{}",
-            self.redis_host, self.redis_port, self.redis_db
-        )
+        crate::url::redis(&self.redis_host, self.redis_port, self.redis_db)
     }
 }
 

@@ -22,6 +22,7 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
 
 use super::Queue;
+use crate::backoff::Backoff;
 use crate::broker::{Broker, BrokerError, Publisher};
 
 /// One event as published: the original's log record envelope.
@@ -259,8 +260,8 @@ impl<S: Subscriber> Layer<S> for EventLayer {
 pub const DEFAULT_BUFFER: usize = 262_144;
 /// Envelopes published in one call.
 const BATCH: usize = 1024;
-const BACKOFF_FIRST: Duration = Duration::from_millis(50);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// The pause after a failed publish, doubling while the broker stays down.
+const BACKOFF: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
 
 /// A connected transport: the publishing task of one broker.
 pub struct EventPipe {
@@ -412,7 +413,7 @@ async fn publish_with_retry(
     batch: &[Vec<u8>],
     closing: &AtomicBool,
 ) -> bool {
-    let mut backoff = BACKOFF_FIRST;
+    let mut backoff = BACKOFF;
     let mut failures = 0u32;
     loop {
         match publisher.publish(topic, batch).await {
@@ -436,8 +437,7 @@ async fn publish_with_retry(
                 if closing.load(Ordering::Relaxed) {
                     return false;
                 }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(BACKOFF_MAX);
+                backoff.wait().await;
             }
         }
     }

@@ -44,7 +44,7 @@ impl RedisConfig {
     /// `redis://host:port/db` from the original's REDIS_HOST / REDIS_PORT / REDIS_DB.
     pub fn from_parts(host: &str, port: u16, db: u32) -> Self {
         Self {
-            url: format!("redis://{host}:{port}/{db}"),
+            url: crate::url::redis(host, port, db),
         }
     }
 }
