@@ -193,7 +193,14 @@ impl GlobalArgs {
 
     /// Opens the store `--store` names.
     pub async fn open_store(&self) -> Result<AnyStore> {
-        Ok(self.store_choice()?.open().await?)
+        let choice = self.store_choice()?;
+        let opened = choice.open().await;
+        match &choice {
+            StoreChoice::Memory => Ok(opened?),
+            StoreChoice::Redis(config) => {
+                opened.with_context(|| format!("opening the Redis store at {config}"))
+            }
+        }
     }
 
     /// The original's broker variables, as given.

@@ -23,7 +23,7 @@ pub enum StoreChoice {
 impl StoreChoice {
     /// Reads `--store`: `memory`, `redis` (at `redis`, from the original's variables)
     /// or a `redis://` / `rediss://` URL.
-    pub fn parse(store: &str, redis: RedisConfig) -> Result<Self, StoreError> {
+    pub fn parse(store: &str, redis: RedisConfig) -> Result<Self, UnknownStore> {
         match store {
             "memory" | "memory://" => Ok(Self::Memory),
             "redis" => Ok(Self::Redis(redis)),
@@ -32,10 +32,7 @@ impl StoreChoice {
                     url: url.to_string(),
                 }))
             }
-            other => Err(StoreError::Unavailable(format!(
-                "unknown store {:?}: use memory, redis or redis://host:port/db",
-                crate::url::redact(other)
-            ))),
+            other => Err(UnknownStore(crate::url::redact(other))),
         }
     }
 
@@ -43,14 +40,15 @@ impl StoreChoice {
     pub async fn open(&self) -> Result<AnyStore, StoreError> {
         Ok(match self {
             Self::Memory => AnyStore::Memory(MemoryStore::new()),
-            Self::Redis(config) => {
-                AnyStore::Redis(RedisStore::connect(config).await.map_err(|e| {
-                    StoreError::Unavailable(format!("opening the Redis store at {config}: {e}"))
-                })?)
-            }
+            Self::Redis(config) => AnyStore::Redis(RedisStore::connect(config).await?),
         })
     }
 }
+
+/// A `--store` that names no store (its password masked).
+#[derive(Debug, thiserror::Error)]
+#[error("unknown store {0:?}: use memory, redis or redis://host:port/db")]
+pub struct UnknownStore(String);
 
 /// The embedded store or the Redis store.
 #[derive(Clone)]

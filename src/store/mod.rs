@@ -24,7 +24,7 @@ use crate::game::rules::{Attack, Board, RuleError};
 use crate::game::{GameStatus, GameToken, Hero, HeroId, UserToken};
 use crate::roster::RosterHero;
 
-pub use self::any::{AnyStore, StoreChoice};
+pub use self::any::{AnyStore, StoreChoice, UnknownStore};
 pub use self::memory::MemoryStore;
 pub use self::redis::{RedisConfig, RedisStore};
 
