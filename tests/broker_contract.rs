@@ -678,19 +678,17 @@ async fn nsq_consumer_survives_heartbeats() {
     d.ack().await.unwrap();
 }
 
-/// Kafka: the test broker at SUPERHERO_TEST_KAFKA_URL (scripts/test starts tansu, a
-/// Kafka-API broker, on 127.0.0.1:9092, which needs one message per batch); a member
-/// that goes away is noticed within 6 s.
+/// Kafka: the test broker at SUPERHERO_TEST_KAFKA_URL (scripts/test starts Apache
+/// Kafka on 127.0.0.1:9092); a member that goes away is noticed within 6 s.
 async fn kafka() -> Box<dyn Broker> {
     let options = KafkaOptions {
         session_timeout: Duration::from_secs(6),
-        single_message_batches: true,
         ..KafkaOptions::default()
     };
     Box::new(GroupPerTopic(Box::new(
         KafkaBroker::connect(&common::kafka_url(), options)
             .await
-            .expect("Kafka is reachable (scripts/test starts tansu)"),
+            .expect("Kafka is reachable (scripts/test starts Apache Kafka)"),
     )))
 }
 

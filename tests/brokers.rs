@@ -23,8 +23,6 @@ fn simulate(broker: &str, out: &PathBuf) -> Value {
         .env_remove("LOG_LEVEL")
         .env_remove("LOGGER_MODULE")
         .env_remove("SUPERHERO_STORE")
-        // The test Kafka is tansu, which needs one message per record batch.
-        .env("KAFKA_SINGLE_MESSAGE_BATCHES", "true")
         .output_within();
     let summary = common::summary(&output);
     assert!(output.status.success(), "{broker}: {summary}");
@@ -35,8 +33,7 @@ fn simulate(broker: &str, out: &PathBuf) -> Value {
 async fn each_broker_keeps_its_semantics() {
     let _ = common::fresh_db(0).await;
     let redis = common::redis_url(0);
-    // A private tansu unless SUPERHERO_TEST_KAFKA_URL names a broker (common::tansu).
-    let (_tansu, kafka) = common::tansu::group_test_kafka();
+    let kafka = common::kafka_url();
     let cases = [
         (redis.clone(), 3u64),
         (redis.replacen("redis://", "redis-streams://", 1), 1),

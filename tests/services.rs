@@ -20,8 +20,7 @@ async fn deployment(server_broker: &str, fanout: Option<&[&str]>, worker_broker:
     let store = redis_url(0);
     let out = std::env::temp_dir().join(format!("superhero-services-{}", uuid::Uuid::new_v4()));
     let out_arg = out.to_str().unwrap();
-    // The test Kafka is tansu, which needs one message per record batch.
-    let quiet = ["--log-level", "WARNING", "--kafka-single-message-batches"];
+    let quiet = ["--log-level", "WARNING"];
 
     let built = std::process::Command::new(env!("CARGO_BIN_EXE_superhero"))
         .args(["build-db", "--store", &store])
@@ -148,7 +147,6 @@ async fn the_original_deployments_as_processes() {
 
     deployment(&redis, Some(&[]), &fanout).await;
     deployment(&redis, Some(&["--to", &amqp]), &amqp).await;
-    // A private tansu unless SUPERHERO_TEST_KAFKA_URL names a broker (common::tansu).
-    let (_tansu, kafka) = common::tansu::group_test_kafka();
+    let kafka = common::kafka_url();
     deployment(&redis, Some(&["--to", &kafka]), &kafka).await;
 }

@@ -24,16 +24,7 @@ async fn kill_a_worker_holding_games(broker: &str) {
         .output()
         .unwrap();
     assert!(built.status.success());
-    let common_args = [
-        "--store",
-        &store,
-        "--broker",
-        broker,
-        "--claim-after",
-        "2",
-        // The test Kafka is tansu, which needs one message per record batch.
-        "--kafka-single-message-batches",
-    ];
+    let common_args = ["--store", &store, "--broker", broker, "--claim-after", "2"];
     let quiet = ["--log-level", "WARNING"];
     let server = Service::start(
         &[
@@ -83,15 +74,9 @@ async fn kill_a_worker_holding_games(broker: &str) {
         "{broker}: the first worker holds its batch"
     );
 
+    // The heir starts at once: on Kafka the group hands it the dead member's
+    // partitions when that member's session runs out.
     holder.kill();
-    if broker.starts_with("kafka://") {
-        // The test Kafka is tansu 0.6, which hands a dead member's partitions on only
-        // when a member joins after the dead one's session ran out: a group formed
-        // before that keeps them assigned to the dead member for good (Apache Kafka
-        // rebalances when the session ends). So the heir joins once it has.
-        let session = superhero::broker::KafkaOptions::default().session_timeout;
-        std::thread::sleep(session + std::time::Duration::from_secs(1));
-    }
 
     // The heir tells what its broker client does, for the failure message.
     let heir_args = [
@@ -123,9 +108,7 @@ async fn kill_a_worker_holding_games(broker: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_worker_loses_no_game() {
     let redis = redis_url(0);
-    // Kafka: the broker SUPERHERO_TEST_KAFKA_URL names, else a private tansu, whose
-    // consumer group no earlier test has used (see `common::tansu`).
-    let (_tansu, kafka) = common::tansu::group_test_kafka();
+    let kafka = common::kafka_url();
     for broker in [
         redis.replacen("redis://", "redis-streams://", 1),
         common::amqp_url(),

@@ -17,8 +17,6 @@ pub struct Tuning {
     pub in_process: bool,
     /// Partitions of the topics superhero creates (Kafka's KAFKA_PARTITIONS).
     pub partitions: i32,
-    /// Each message in a record batch of its own (Kafka; see [`super::KafkaOptions`]).
-    pub single_message_batches: bool,
     /// The group whose queue is named after its topic on RabbitMQ (the workers', so
     /// that the original's publisher reaches it); other groups get `<topic>.<group>`.
     pub topic_named_group: Option<String>,
@@ -30,7 +28,6 @@ impl Default for Tuning {
             claim_after: Duration::from_secs(30),
             in_process: false,
             partitions: DEFAULT_PARTITIONS,
-            single_message_batches: false,
             topic_named_group: None,
         }
     }

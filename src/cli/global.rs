@@ -142,15 +142,6 @@ pub struct GlobalArgs {
         help_heading = "Broker"
     )]
     pub kafka_partitions: i32,
-    /// Send each Kafka message in a record batch of its own (slower): for brokers
-    /// that cannot resume a group inside a batch, such as tansu 0.6's memory engine.
-    #[arg(
-        long,
-        global = true,
-        env = "KAFKA_SINGLE_MESSAGE_BATCHES",
-        help_heading = "Broker"
-    )]
-    pub kafka_single_message_batches: bool,
     /// Seconds a message held by a worker that died waits before another worker takes
     /// it (Redis Streams, NATS JetStream, NSQ). Keep it above --batch-seconds.
     #[arg(
@@ -233,7 +224,6 @@ impl GlobalArgs {
             claim_after,
             in_process,
             partitions: self.kafka_partitions,
-            single_message_batches: self.kafka_single_message_batches,
             topic_named_group: Some(events::WORKER_GROUP.to_string()),
         })
     }

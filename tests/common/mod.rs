@@ -10,7 +10,6 @@
 
 pub mod browser;
 pub mod nsqd;
-pub mod tansu;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

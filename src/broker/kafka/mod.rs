@@ -55,7 +55,6 @@ pub(super) fn open(
 ) -> BoxFuture<'static, Result<Arc<dyn Broker>, BrokerError>> {
     let options = KafkaOptions {
         partitions: tuning.partitions,
-        single_message_batches: tuning.single_message_batches,
         ..KafkaOptions::default()
     };
     async move { Ok(Arc::new(KafkaBroker::connect(&url, options).await?) as Arc<dyn Broker>) }
@@ -77,10 +76,6 @@ pub struct KafkaOptions {
     pub partitions: i32,
     /// How long a group member may go unheard before its partitions go to others.
     pub session_timeout: Duration,
-    /// Send every message in a record batch of its own. Slower; needed by brokers
-    /// that cannot serve a fetch starting inside a batch (tansu 0.6 with its memory
-    /// engine: a group resuming there would never get the rest of the partition).
-    pub single_message_batches: bool,
 }
 
 impl Default for KafkaOptions {
@@ -88,7 +83,6 @@ impl Default for KafkaOptions {
         Self {
             partitions: DEFAULT_PARTITIONS,
             session_timeout: Duration::from_secs(10),
-            single_message_batches: false,
         }
     }
 }
@@ -132,17 +126,12 @@ impl KafkaBroker {
                 "KAFKA_PARTITIONS must be at least 1".into(),
             ));
         }
-        let mut config = ClientConfig::new();
-        config
+        let producer: FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", &bootstrap)
             .set("acks", "all")
             .set("linger.ms", "2")
             .set("message.timeout.ms", "30000")
-            .set("queue.buffering.max.messages", "1000000");
-        if options.single_message_batches {
-            config.set("batch.num.messages", "1");
-        }
-        let producer: FutureProducer = config
+            .set("queue.buffering.max.messages", "1000000")
             .create()
             .map_err(|e| BrokerError::Config(format!("Kafka producer: {e}")))?;
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
