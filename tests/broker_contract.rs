@@ -239,6 +239,42 @@ pub async fn early_messages_follow_the_semantics(broker: Box<dyn Broker>) {
     }
 }
 
+/// A group declared before anything is published finds, at its first consumer,
+/// everything published since, on every broker that keeps messages for a group
+/// (even after another group's consumer came first: on NSQ the first channel of a
+/// topic takes what the topic held); a broker that keeps nothing gives it nothing.
+pub async fn declared_groups_keep_what_comes_next(broker: Box<dyn Broker>) {
+    let topic = topic("declared");
+    broker.declare(&topic, &["g"]).await.expect("declare");
+    broker
+        .declare(&topic, &["g"])
+        .await
+        .expect("declaring again is harmless");
+    let mut other = broker.consumer(&topic, "other").await.unwrap();
+    let sent = payloads("d", 5);
+    publish(&*broker, &topic, &sent).await;
+    let all: HashSet<Vec<u8>> = sent.iter().cloned().collect();
+    let mut got = HashSet::new();
+    for _ in 0..sent.len() {
+        let d = next(&mut other).await;
+        got.insert(d.payload.clone());
+        d.ack().await.unwrap();
+    }
+    assert_eq!(got, all, "the group that came first");
+    let mut c = broker.consumer(&topic, "g").await.unwrap();
+    if broker.semantics().redelivery() {
+        let mut got = HashSet::new();
+        for _ in 0..sent.len() {
+            let d = next(&mut c).await;
+            got.insert(d.payload.clone());
+            d.ack().await.unwrap();
+        }
+        assert_eq!(got, all, "the declared group");
+    } else {
+        nothing_within(&mut c, Duration::from_millis(500)).await;
+    }
+}
+
 /// Waiting messages come in batches of at most the size asked for, each message once.
 pub async fn batches_take_what_waits(broker: Box<dyn Broker>) {
     let topic = topic("batch");
@@ -449,6 +485,11 @@ macro_rules! broker_contract {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn early_messages_follow_the_semantics() {
                 super::early_messages_follow_the_semantics($make).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn declared_groups_keep_what_comes_next() {
+                super::declared_groups_keep_what_comes_next($make).await;
             }
         }
     };
@@ -712,6 +753,16 @@ impl Broker for GroupPerTopic {
         &self,
     ) -> Result<Box<dyn superhero::broker::Publisher>, superhero::broker::BrokerError> {
         self.0.publisher().await
+    }
+
+    async fn declare(
+        &self,
+        topic: &str,
+        groups: &[&str],
+    ) -> Result<(), superhero::broker::BrokerError> {
+        let groups: Vec<String> = groups.iter().map(|g| format!("{g}.{topic}")).collect();
+        let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
+        self.0.declare(topic, &groups).await
     }
 
     async fn consumer(

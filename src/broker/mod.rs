@@ -132,6 +132,16 @@ pub trait Broker: Send + Sync {
     /// A publisher; cheap to share between tasks.
     async fn publisher(&self) -> Result<Box<dyn Publisher>, BrokerError>;
 
+    /// Makes `topic` exist, and for each of `groups` the place that keeps the group's
+    /// messages until a consumer takes them, where the broker has such places (a
+    /// queue, a channel, a consumer group on a stream). From then on a consumer of
+    /// one of `groups` that joins later, ours or another program's, finds what was
+    /// published since. Publishers call it before their first message. Harmless to
+    /// repeat; a no-op where the broker keeps nothing for absent consumers.
+    async fn declare(&self, _topic: &str, _groups: &[&str]) -> Result<(), BrokerError> {
+        Ok(())
+    }
+
     /// A consumer of `topic` in `group`, subscribed before this returns: messages
     /// published afterwards reach the group.
     async fn consumer(&self, topic: &str, group: &str) -> Result<Box<dyn Consumer>, BrokerError>;

@@ -286,13 +286,22 @@ pub enum PipeError {
 
 impl EventPipe {
     /// Connects `sink` to a broker: from now on every queue record is published
-    /// under the name `<kind>.<queue>` to the broker's topic for its queue.
+    /// under the name `<kind>.<queue>` to the broker's topic for its queue. Each
+    /// topic is declared first, with the workers' group on theirs, so that workers,
+    /// ours or the original's, may join before the first game and miss none.
     pub async fn for_broker(
         sink: &Arc<EventSink>,
         broker: &dyn Broker,
         buffer: usize,
     ) -> Result<Self, PipeError> {
         let topics = Queue::ALL.map(|q| broker.topic_for(q.name()));
+        for (queue, topic) in Queue::ALL.iter().zip(&topics) {
+            let groups: &[&str] = match queue {
+                Queue::Lobby => &[super::WORKER_GROUP],
+                Queue::Login | Queue::Game => &[],
+            };
+            broker.declare(topic, groups).await?;
+        }
         Ok(Self::start_with_topics(
             sink,
             broker.publisher().await?,

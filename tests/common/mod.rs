@@ -246,15 +246,26 @@ impl Service {
 
     /// As [`Self::start`], waiting at most `wait` for `ready`.
     pub fn start_within(args: &[&str], ready: &str, wait: Duration) -> Self {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_superhero"));
+        command.args(args).env_remove("LOG_LEVEL");
+        Self::spawn(command, ready, wait)
+    }
+
+    /// Starts any program the same way; its standard input is a pipe, which
+    /// [`Self::close_stdin`] closes.
+    pub fn spawn(mut command: std::process::Command, ready: &str, wait: Duration) -> Self {
         use std::io::{BufRead, BufReader};
-        use std::process::{Command, Stdio};
-        let mut child = Command::new(env!("CARGO_BIN_EXE_superhero"))
-            .args(args)
-            .env_remove("LOG_LEVEL")
+        use std::process::Stdio;
+        let args: Vec<_> = std::iter::once(command.get_program())
+            .chain(command.get_args())
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let mut child = command
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("the superhero binary starts");
+            .unwrap_or_else(|e| panic!("{args:?} starts: {e}"));
         let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let streams: [Box<dyn std::io::Read + Send>; 2] = [
@@ -276,7 +287,7 @@ impl Service {
         }
         let ready_line = ready_rx.recv_timeout(wait).unwrap_or_else(|_| {
             panic!(
-                "superhero {args:?} did not print {ready:?}; output:\n{}",
+                "{args:?} did not print {ready:?} within {wait:?}; output:\n{}",
                 lines.lock().unwrap().join("\n")
             )
         });
@@ -286,6 +297,18 @@ impl Service {
             lines,
             readers,
         }
+    }
+
+    /// Everything it printed so far, standard output and error interleaved.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Closes its standard input and waits, at most [`WAIT`], for it to end; returns
+    /// whether it exited successfully and everything it printed.
+    pub fn close_stdin(mut self) -> (bool, Vec<String>) {
+        drop(self.child.stdin.take());
+        self.wait_for_exit()
     }
 
     /// The first `ws://` address in the readiness line.
@@ -312,6 +335,10 @@ impl Service {
             .status()
             .expect("kill runs");
         assert!(sent.success());
+        self.wait_for_exit()
+    }
+
+    fn wait_for_exit(&mut self) -> (bool, Vec<String>) {
         let deadline = std::time::Instant::now() + WAIT;
         let status = loop {
             if let Some(status) = self.child.try_wait().expect("waiting for the process") {

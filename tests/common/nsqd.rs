@@ -430,6 +430,9 @@ async fn serve_client(daemon: Arc<Mutex<Daemon>>, stream: TcpStream) {
                     Err(fatal(format!(
                         "E_BAD_CHANNEL SUB channel name {channel:?} is not valid"
                     )))
+                } else if !beats {
+                    // nsqd will not hand messages to a client it cannot check on.
+                    Err(fatal("E_INVALID cannot SUB with heartbeats disabled"))
                 } else {
                     let mut d = daemon.lock().unwrap();
                     if d.clients.get(&id).is_some_and(|c| c.sub.is_some()) {

@@ -206,6 +206,14 @@ impl Broker for KafkaBroker {
         }))
     }
 
+    async fn declare(&self, topic: &str, _groups: &[&str]) -> Result<(), BrokerError> {
+        // A group keeps its place by its committed offsets, made by its consumers: the
+        // topic is all there is to make, so that a consumer subscribing before the
+        // first message (the original's, reading from the latest offset) gets its
+        // partitions.
+        self.ensure_topic(topic).await
+    }
+
     async fn consumer(&self, topic: &str, group: &str) -> Result<Box<dyn Consumer>, BrokerError> {
         // A new group starts at the beginning: events published before the first
         // worker started are work too.

@@ -106,6 +106,16 @@ impl MemoryBroker {
             .unwrap_or_default()
     }
 
+    /// The group's queue, made empty if it does not exist yet.
+    fn group(&self, topic: &str, group: &str) -> Arc<Group> {
+        lock(&self.inner.topics)
+            .entry(topic.to_string())
+            .or_default()
+            .entry(group.to_string())
+            .or_default()
+            .clone()
+    }
+
     fn publish_now(&self, topic: &str, payloads: &[Vec<u8>]) {
         let groups: Vec<Arc<Group>> = lock(&self.inner.topics)
             .get(topic)
@@ -158,13 +168,15 @@ impl Broker for MemoryBroker {
         ])
     }
 
+    async fn declare(&self, topic: &str, groups: &[&str]) -> Result<(), BrokerError> {
+        for group in groups {
+            self.group(topic, group);
+        }
+        Ok(())
+    }
+
     async fn consumer(&self, topic: &str, group: &str) -> Result<Box<dyn Consumer>, BrokerError> {
-        let group = lock(&self.inner.topics)
-            .entry(topic.to_string())
-            .or_default()
-            .entry(group.to_string())
-            .or_default()
-            .clone();
+        let group = self.group(topic, group);
         let id = self.inner.next_consumer.fetch_add(1, Ordering::Relaxed);
         Ok(Box::new(MemoryConsumer { group, id }))
     }

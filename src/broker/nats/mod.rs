@@ -153,6 +153,11 @@ impl Broker for NatsBroker {
         Ok(Box::new(self.clone()))
     }
 
+    async fn declare(&self, topic: &str, _groups: &[&str]) -> Result<(), BrokerError> {
+        // The stream keeps every message for every durable consumer made later.
+        self.ensure_stream(topic).await.map(drop)
+    }
+
     async fn consumer(&self, topic: &str, group: &str) -> Result<Box<dyn Consumer>, BrokerError> {
         let config = pull::Config {
             durable_name: Some(group.to_string()),

@@ -275,6 +275,28 @@ impl Broker for NsqBroker {
             .await
     }
 
+    async fn declare(&self, topic: &str, groups: &[&str]) -> Result<(), BrokerError> {
+        // nsqd makes a topic and its channel at the first SUB. A topic with no channel
+        // keeps its messages for the first channel made, which would take them all:
+        // the groups' channels are made now, so each gets every message from here on.
+        // A connection that never sends RDY is sent nothing. (nsqd refuses SUB on a
+        // connection without heartbeats.)
+        check_name("topic", topic)?;
+        for group in groups {
+            check_name("channel", group)?;
+            let mut conn = Conn::open(
+                &self.address,
+                Some(self.options.heartbeat),
+                self.options.msg_timeout,
+            )
+            .await?;
+            conn.command(&protocol::sub(topic, group))
+                .await
+                .map_err(protocol_error)?;
+        }
+        Ok(())
+    }
+
     async fn consumer(&self, topic: &str, group: &str) -> Result<Box<dyn Consumer>, BrokerError> {
         check_name("topic", topic)?;
         check_name("channel", group)?;

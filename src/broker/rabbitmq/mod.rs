@@ -2,13 +2,17 @@
 //!
 //! A topic is a durable fanout exchange; a group is a durable queue bound to it. One
 //! group, the workers' ([`RabbitOptions::topic_named_group`]), gets the queue named
-//! after the topic itself, `task_lib.server.lobby`, as the original named it, so a
-//! publisher of the original (default exchange, routing key `task_lib.server.lobby`)
-//! reaches it too; other groups get `<topic>.<group>`. Publishers declare only the exchange: what is published before a
-//! group's queue exists goes nowhere (records no one consumes, such as attacks, do
-//! not pile up), and once a worker has declared its durable queue, events wait there
-//! for workers however long they are away. Every queue holds at most [`QUEUE_MAX`]
-//! messages (`x-max-length`; a backlog beyond that loses its oldest).
+//! after the topic itself, `task_lib.server.lobby`, declared exactly as the original's
+//! worker declares it (durable, no arguments), so that either side may declare it
+//! first, and a publisher of the original (default exchange, routing key
+//! `task_lib.server.lobby`) reaches it too; other groups get `<topic>.<group>`.
+//! [`Broker::declare`] (the server, at start) makes the exchange and binds the
+//! workers' queue to it, whoever declared that queue; consumers declare and bind
+//! their own. What is published to an exchange no queue is bound to goes nowhere
+//! (records no one consumes, such as attacks, do not pile up); a bound queue keeps
+//! its messages for its group however long the group is away. No queue has a length
+//! limit (`x-max-length` would drop the oldest messages without telling anyone):
+//! RabbitMQ's memory and disk alarms hold publishers back instead.
 //!
 //! Publishing waits for the broker's confirms. Each consumer has its own channel with
 //! a prefetch of [`PREFETCH`]: enough for a worker's writes in flight and batches
@@ -25,6 +29,7 @@ use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
+use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use tokio::sync::{Mutex, watch};
@@ -40,8 +45,6 @@ use crate::url::redact;
 
 const NAME: &str = "RabbitMQ";
 
-/// Messages a queue keeps at most.
-pub const QUEUE_MAX: i64 = 1_000_000;
 /// Unacknowledged messages one consumer may hold.
 pub const PREFETCH: u16 = 1024;
 /// How long one attempt to subscribe again may take.
@@ -113,6 +116,16 @@ impl RabbitOptions {
             format!("{topic}.{group}")
         }
     }
+
+    /// The `x-expires` of a group's queue: none for the workers' queue, which must
+    /// match the original's declaration.
+    fn queue_expiry(&self, group: &str) -> Option<Duration> {
+        if self.topic_named_group.as_deref() == Some(group) {
+            None
+        } else {
+            self.expiry
+        }
+    }
 }
 
 /// Declares a topic's exchange.
@@ -132,7 +145,8 @@ async fn declare_exchange(channel: &Channel, topic: &str) -> Result<(), BrokerEr
 }
 
 /// Declares the topic's exchange and the group's queue, bound to it; `expiry`: the
-/// queue goes when unused that long (`x-expires`).
+/// queue goes when unused that long (`x-expires`); None: a durable queue with no
+/// arguments, as the original declares its workers' queue.
 async fn declare(
     channel: &Channel,
     topic: &str,
@@ -141,7 +155,6 @@ async fn declare(
 ) -> Result<(), BrokerError> {
     declare_exchange(channel, topic).await?;
     let mut args = FieldTable::default();
-    args.insert("x-max-length".into(), AMQPValue::LongLongInt(QUEUE_MAX));
     if let Some(expiry) = expiry {
         let ms = i64::try_from(expiry.as_millis()).unwrap_or(i64::MAX);
         args.insert("x-expires".into(), AMQPValue::LongLongInt(ms));
@@ -149,7 +162,18 @@ async fn declare(
     channel
         .queue_declare(queue.into(), QueueDeclareOptions::durable(), args)
         .await
-        .map_err(unavailable)?;
+        .map_err(|e| match e.kind() {
+            lapin::ErrorKind::ProtocolError(amqp)
+                if amqp.kind() == &AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED) =>
+            {
+                BrokerError::Config(format!(
+                    "RabbitMQ queue {queue} exists with other arguments ({e}); delete it \
+                     (rabbitmqctl delete_queue {queue}) to let superhero declare it \
+                     as a durable queue with no arguments"
+                ))
+            }
+            _ => unavailable(e),
+        })?;
     channel
         .queue_bind(
             queue.into(),
@@ -199,9 +223,25 @@ impl Broker for RabbitBroker {
         Ok(Box::new(self.publisher.clone()))
     }
 
+    async fn declare(&self, topic: &str, groups: &[&str]) -> Result<(), BrokerError> {
+        let (conn, channel) = open_channel(&self.url).await?;
+        let declared = async {
+            declare_exchange(&channel, topic).await?;
+            for group in groups {
+                let queue = self.options.queue_name(topic, group);
+                declare(&channel, topic, &queue, self.options.queue_expiry(group)).await?;
+            }
+            Ok(())
+        }
+        .await;
+        let _ = conn.close(200, "declared".into()).await;
+        declared
+    }
+
     async fn consumer(&self, topic: &str, group: &str) -> Result<Box<dyn Consumer>, BrokerError> {
         let queue = self.options.queue_name(topic, group);
-        self.subscribe(topic, queue, self.options.expiry).await
+        self.subscribe(topic, queue, self.options.queue_expiry(group))
+            .await
     }
 
     async fn observer(&self, topic: &str) -> Result<Box<dyn Consumer>, BrokerError> {

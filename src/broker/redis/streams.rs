@@ -111,6 +111,15 @@ impl Broker for RedisStreamsBroker {
         Ok(Box::new(self.clone()))
     }
 
+    async fn declare(&self, topic: &str, groups: &[&str]) -> Result<(), BrokerError> {
+        // The stream keeps what no group has read; a group made now reads from its
+        // start, as a consumer's would.
+        for group in groups {
+            self.create_group(topic, group, "0").await?;
+        }
+        Ok(())
+    }
+
     async fn consumer(&self, topic: &str, group: &str) -> Result<Box<dyn Consumer>, BrokerError> {
         // From the start of the stream: what was published before the group existed
         // and not yet taken is work too.
