@@ -6,7 +6,8 @@
 //! artifacts. And from the command line: `plays --dashboard` (the address printed,
 //! the page and its JSON served, the page staying up after the run until Ctrl-C),
 //! and `superhero dashboard` watching a simulation of another process on real
-//! brokers (and on the in-test NSQ peer, nsqd not being installable here).
+//! brokers (nsqd is the real one when NSQD_ADDRESS names it, as scripts/test does,
+//! else the in-test NSQ peer).
 
 mod common;
 
@@ -508,11 +509,15 @@ fn the_dashboard_command_watches_another_processs_simulation() {
         redis.replacen("redis://", "redis-streams://", 1),
         common::amqp_url(),
         common::nats_url(),
-        // nsqd cannot be installed here: the in-test NSQ peer, unless NSQD_ADDRESS.
-        format!("nsq://{}", common::nsqd::address()),
+        // The real nsqd when NSQD_ADDRESS names it, else the in-test NSQ peer.
+        match common::nsqd::http_address() {
+            Some(http) => format!("nsq://{}?http={http}", common::nsqd::address()),
+            None => format!("nsq://{}", common::nsqd::address()),
+        },
     ] {
-        // NSQ's figures are on nsqd's HTTP port, which nsq:// does not name.
-        let has_figures = !broker.starts_with("nsq://");
+        // NSQ's figures come from nsqd's HTTP API, which the in-test peer lacks:
+        // there, the dashboard clears what it cannot read.
+        let has_figures = !broker.starts_with("nsq://") || common::nsqd::http_address().is_some();
         let dash = common::Service::start(
             &["--broker", &broker, "dashboard", "--port", "0"],
             "dashboard: ",

@@ -1,6 +1,7 @@
-//! A protocol-level NSQ daemon for the tests: a stand-in, because no nsqd can be
-//! installed on this machine (NSQ is not packaged for Debian, and building it needs
-//! Go). Set NSQD_ADDRESS to run the same tests against a real nsqd instead.
+//! A protocol-level NSQ daemon for the tests, a stand-in for machines without Go
+//! (NSQ is not packaged for Debian). scripts/test builds the real nsqd and sets
+//! NSQD_ADDRESS, which runs the same tests against it instead; the peer serves no
+//! HTTP API, so the figures nsqd gives there are checked on the real one only.
 //!
 //! It follows nsqd's published TCP protocol (V2) and the behaviour the NSQ docs give:
 //! the `"  V2"` magic; IDENTIFY with feature negotiation, heartbeat interval and
@@ -33,6 +34,21 @@ pub fn address() -> String {
         Ok(a) if !a.is_empty() => a,
         _ => start(),
     }
+}
+
+/// nsqd's HTTP API for the tests: NSQD_HTTP_ADDRESS, else port 4151 of NSQD_ADDRESS's
+/// host; none with the peer.
+pub fn http_address() -> Option<String> {
+    if let Ok(a) = std::env::var("NSQD_HTTP_ADDRESS")
+        && !a.is_empty()
+    {
+        return Some(a);
+    }
+    let tcp = std::env::var("NSQD_ADDRESS")
+        .ok()
+        .filter(|a| !a.is_empty())?;
+    let host = tcp.rsplit_once(':').map_or(tcp.as_str(), |(host, _)| host);
+    Some(format!("{host}:4151"))
 }
 
 /// Starts a peer on a thread of its own (it outlives any test runtime and serves

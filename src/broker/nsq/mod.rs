@@ -18,8 +18,12 @@
 //!
 //! Publishing batches messages into MPUB commands, pipelined, each answered `OK` once
 //! nsqd has the messages.
+//!
+//! The broker's figures of a group come from nsqd's HTTP API (`stats.rs`), at
+//! `?http=HOST:PORT` of the URL, else on nsqd's TCP host at port 4151.
 
 mod protocol;
+mod stats;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,10 +37,12 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Mutex, mpsc};
 
 use self::protocol::{Frame, Identify, Negotiated, ProtocolError};
+use self::stats::StatsReader;
 use super::Tuning;
 use super::fetched::{Feed, FetchedConsumer};
 use super::{
-    Broker, BrokerError, Consumer, Delivery, OBSERVER_GROUP, Publisher, Semantics, Settle,
+    Broker, BrokerError, BrokerStat, Consumer, Delivery, OBSERVER_GROUP, Publisher, Semantics,
+    Settle,
 };
 use crate::backoff::{self, Backoff};
 
@@ -47,15 +53,21 @@ pub(super) fn open(
     url: String,
     tuning: Tuning,
 ) -> BoxFuture<'static, Result<Arc<dyn Broker>, BrokerError>> {
-    let options = NsqOptions {
-        msg_timeout: tuning.claim_after,
-        ..NsqOptions::default()
-    };
-    async move { Ok(Arc::new(NsqBroker::connect(&url, options).await?) as Arc<dyn Broker>) }.boxed()
+    async move {
+        let options = NsqOptions {
+            msg_timeout: tuning.claim_after,
+            http_address: Some(http_address_from_url(&url)?),
+            ..NsqOptions::default()
+        };
+        Ok(Arc::new(NsqBroker::connect(&url, options).await?) as Arc<dyn Broker>)
+    }
+    .boxed()
 }
 
 /// nsqd's TCP port.
 pub const DEFAULT_PORT: u16 = 4150;
+/// nsqd's HTTP port.
+pub const DEFAULT_HTTP_PORT: u16 = 4151;
 /// Unfinished messages one consumer may hold (RDY), if nsqd allows that many.
 pub const MAX_IN_FLIGHT: i64 = 1024;
 /// How long to wait for nsqd to accept a connection and answer IDENTIFY.
@@ -65,8 +77,8 @@ const MPUB_BYTES: usize = 1 << 20;
 /// nsqd's bounds for a client's message timeout (its default maximum is 15 min).
 const MSG_TIMEOUT_MS: (u64, u64) = (1_000, 900_000);
 
-/// How consumers are set up.
-#[derive(Clone, Copy, Debug)]
+/// How consumers are set up, and where nsqd's figures are read.
+#[derive(Clone, Debug)]
 pub struct NsqOptions {
     /// How long a delivered message may stay unfinished before nsqd gives it to
     /// another client (IDENTIFY's msg_timeout, 1 s to 15 min).
@@ -74,6 +86,9 @@ pub struct NsqOptions {
     /// How often nsqd checks a consumer's connection with a heartbeat (1 s to 60 s);
     /// a consumer that misses two is disconnected.
     pub heartbeat: Duration,
+    /// nsqd's HTTP API (`host:port`), where [`Broker::stats`] reads its figures;
+    /// None: no figures.
+    pub http_address: Option<String>,
 }
 
 impl Default for NsqOptions {
@@ -81,6 +96,7 @@ impl Default for NsqOptions {
         Self {
             msg_timeout: Duration::from_secs(30),
             heartbeat: Duration::from_secs(5),
+            http_address: None,
         }
     }
 }
@@ -90,6 +106,7 @@ pub struct NsqBroker {
     address: String,
     options: NsqOptions,
     publisher: Arc<NsqPublisher>,
+    stats: Option<StatsReader>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> BrokerError {
@@ -121,14 +138,42 @@ fn address_from_url(url: &str) -> Result<String, BrokerError> {
             "an NSQ URL is nsq://host[:port] (nsqd's TCP address)".into(),
         ));
     }
+    Ok(with_port(host_port, DEFAULT_PORT))
+}
+
+/// `host_port`, with `port` added when it has none.
+fn with_port(host_port: &str, port: u16) -> String {
     let has_port = match host_port.rsplit_once(':') {
         Some((host, port)) => !host.ends_with(':') && port.parse::<u16>().is_ok(),
         None => false,
     };
-    Ok(if has_port && !host_port.ends_with(']') {
+    if has_port && !host_port.ends_with(']') {
         host_port.to_string()
     } else {
-        format!("{host_port}:{DEFAULT_PORT}")
+        format!("{host_port}:{port}")
+    }
+}
+
+/// nsqd's HTTP `host:port` from `nsq://host[:port][?http=HOST[:PORT]]`: the `http`
+/// parameter, else the TCP host on port 4151.
+fn http_address_from_url(url: &str) -> Result<String, BrokerError> {
+    let tcp = address_from_url(url)?;
+    let asked = url
+        .split_once('?')
+        .into_iter()
+        .flat_map(|(_, query)| query.split('&'))
+        .find_map(|pair| pair.strip_prefix("http="));
+    Ok(match asked {
+        Some("") => {
+            return Err(BrokerError::Config(
+                "an NSQ URL's http= names nsqd's HTTP address, HOST[:PORT]".into(),
+            ));
+        }
+        Some(address) => with_port(address, DEFAULT_HTTP_PORT),
+        None => {
+            let host = tcp.rsplit_once(':').map_or(tcp.as_str(), |(host, _)| host);
+            format!("{host}:{DEFAULT_HTTP_PORT}")
+        }
     })
 }
 
@@ -245,10 +290,12 @@ impl NsqBroker {
             conn: Mutex::new(None),
         });
         *publisher.conn.lock().await = Some(publisher.open().await?);
+        let stats = options.http_address.clone().map(StatsReader::new);
         Ok(Self {
             address,
             options,
             publisher,
+            stats,
         })
     }
 }
@@ -267,6 +314,13 @@ impl Broker for NsqBroker {
 
     async fn publisher(&self) -> Result<Box<dyn Publisher>, BrokerError> {
         Ok(Box::new(self.publisher.clone()))
+    }
+
+    async fn stats(&self, topic: &str, group: &str) -> Result<Vec<BrokerStat>, BrokerError> {
+        match &self.stats {
+            Some(reader) => reader.read(topic, group).await,
+            None => Ok(Vec::new()),
+        }
     }
 
     async fn observer(&self, topic: &str) -> Result<Box<dyn Consumer>, BrokerError> {
@@ -304,7 +358,7 @@ impl Broker for NsqBroker {
             address: self.address.clone(),
             topic: topic.to_string(),
             channel: group.to_string(),
-            options: self.options,
+            options: self.options.clone(),
         };
         // The first subscription fails fast; later ones are retried for ever.
         let mut conn = target.open().await?;
@@ -548,6 +602,22 @@ mod tests {
         assert!(address_from_url("nsq://").is_err());
         assert!(address_from_url("nsq://user:pw@h:1").is_err());
         assert!(address_from_url("nats://h:1").is_err());
+    }
+
+    #[test]
+    fn urls_give_nsqd_http_addresses() {
+        assert_eq!(http_address_from_url("nsq://h:4150").unwrap(), "h:4151");
+        assert_eq!(http_address_from_url("nsq://h:9").unwrap(), "h:4151");
+        assert_eq!(
+            http_address_from_url("nsq://[::1]:7").unwrap(),
+            "[::1]:4151"
+        );
+        assert_eq!(http_address_from_url("nsq://h:9?http=g:8").unwrap(), "g:8");
+        assert_eq!(
+            http_address_from_url("nsq://h?x=1&http=g").unwrap(),
+            "g:4151"
+        );
+        assert!(http_address_from_url("nsq://h?http=").is_err());
     }
 
     #[test]
