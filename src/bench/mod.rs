@@ -3,14 +3,14 @@
 //!
 //! Each broker is opened in turn; one that cannot be reached is listed as skipped,
 //! with the reason, and the run goes on. On every broker that opened run the raw
-//! messaging workload ([`raw`]) and the game pipeline ([`game`]). Where
-//! `redis-benchmark` is installed and a Redis broker is in the list, its PUBLISH and
-//! XADD rates are measured in the same run, as the raw client's limit. The report is
-//! a Markdown table ([`Report::markdown`]), `report.json` and a self-contained
-//! `report.html` with charts ([`html`]).
+//! messaging workload ([`raw`]), then the broker's own benchmark tool with the same
+//! messages ([`native`]), then the game pipeline ([`game`]). The report is a Markdown
+//! table ([`Report::markdown`]), `report.json` and a self-contained `report.html` with
+//! charts ([`html`]).
 
 pub mod game;
 pub mod html;
+pub mod native;
 pub mod raw;
 pub mod workload;
 
@@ -26,13 +26,12 @@ use crate::events::EventSink;
 use crate::url::redact;
 
 pub use game::{GameResult, GameWorkload};
+pub use native::{Baseline, Tools};
 pub use raw::{RawResult, RawWorkload};
 pub use workload::{Overrides, Plan, WorkloadError, WorkloadFile};
 
 /// How long opening one broker may take before it counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
-/// How long one raw-client measurement may take.
-const BASELINE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// One broker to measure: its name in the report and where it is (`None`: a name
 /// that means no broker, reported as skipped).
@@ -73,25 +72,12 @@ pub struct BrokerReport {
     pub verdict: Vec<String>,
 }
 
-/// A raw client's rate, measured in the same run, and ours next to it.
-#[derive(Clone, Debug, Serialize)]
-pub struct Baseline {
-    pub tool: String,
-    pub command: String,
-    pub per_s: f64,
-    /// The broker of this report doing the same thing through superhero.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub compared_with: Option<String>,
-    /// That broker's publish rate over the raw client's.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ratio: Option<f64>,
-}
-
 /// The whole evaluation.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     pub workloads: Workloads,
     pub brokers: Vec<BrokerReport>,
+    /// The brokers' own tools, beside our raw results.
     pub baselines: Vec<Baseline>,
 }
 
@@ -105,6 +91,8 @@ pub struct BenchContext<'a> {
     pub scratch: PathBuf,
     /// Draw progress bars on stderr.
     pub progress: bool,
+    /// Where the brokers' own benchmark tools are.
+    pub tools: Tools,
 }
 
 /// Runs the workloads on every target in turn.
@@ -114,55 +102,16 @@ pub async fn run(targets: &[Target], workloads: &Workloads, ctx: &BenchContext<'
         bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     let mut brokers = Vec::new();
+    let mut baselines = Vec::new();
     for target in targets {
-        brokers.push(measure(target, workloads, ctx, &bars).await);
+        let (report, native) = measure(target, workloads, ctx, &bars).await;
+        brokers.push(report);
+        baselines.extend(native);
     }
-    // The raw client runs against the first Redis that answered.
-    let redis = targets
-        .iter()
-        .zip(&brokers)
-        .find(|(t, b)| is_redis(t) && b.status != "skipped")
-        .and_then(|(t, _)| t.spec.as_ref().map(|s| s.url().to_string()));
-    let mut baselines = match (redis, &workloads.raw) {
-        (Some(url), Some(raw)) => redis_baselines(&url, raw).await,
-        _ => Vec::new(),
-    };
-    compare(&mut baselines, targets, &brokers);
     Report {
         workloads: workloads.clone(),
         brokers,
         baselines,
-    }
-}
-
-/// The registry name of a target's backend.
-fn backend(target: &Target) -> Option<&'static str> {
-    target.spec.as_ref().map(|s| s.backend().name)
-}
-
-fn is_redis(target: &Target) -> bool {
-    matches!(
-        backend(target),
-        Some("redis" | "redis-fanout" | "redis-streams")
-    )
-}
-
-/// Puts next to each raw-client rate the publish rate of the broker doing the same
-/// command: PUBLISH for Redis pub/sub, XADD for Redis Streams.
-fn compare(baselines: &mut [Baseline], targets: &[Target], brokers: &[BrokerReport]) {
-    for base in baselines.iter_mut() {
-        let same = targets.iter().zip(brokers).find(|(t, _)| match backend(t) {
-            Some("redis") => base.command.starts_with("PUBLISH"),
-            Some("redis-streams") => base.command.starts_with("XADD"),
-            _ => false,
-        });
-        if let Some((_, b)) = same
-            && let Some(raw) = &b.raw
-            && base.per_s > 0.0
-        {
-            base.compared_with = Some(b.broker.clone());
-            base.ratio = Some(raw.publish_per_s / base.per_s);
-        }
     }
 }
 
@@ -186,12 +135,13 @@ fn bar(bars: &MultiProgress, name: &str, len: Option<u64>, what: &str) -> Progre
     bar
 }
 
+/// Our workloads on one broker, and its own tool beside the raw one.
 async fn measure(
     target: &Target,
     workloads: &Workloads,
     ctx: &BenchContext<'_>,
     bars: &MultiProgress,
-) -> BrokerReport {
+) -> (BrokerReport, Vec<Baseline>) {
     let name = &target.name;
     let mut report = BrokerReport {
         broker: name.clone(),
@@ -213,7 +163,7 @@ async fn measure(
         report
             .verdict
             .push(format!("{name}: skipped, not a broker."));
-        return report;
+        return (report, Vec::new());
     };
     let opened = tokio::time::timeout(CONNECT_TIMEOUT, spec.open(&ctx.tuning))
         .await
@@ -227,7 +177,7 @@ async fn measure(
                 .verdict
                 .push(format!("{name}: skipped, unreachable ({e})."));
             report.reason = Some(e);
-            return report;
+            return (report, Vec::new());
         }
     };
     opening.finish_and_clear();
@@ -239,6 +189,7 @@ async fn measure(
     });
     report.status = "ok";
     let mut failures = Vec::new();
+    let mut baselines = Vec::new();
 
     if let Some(workload) = &workloads.raw {
         let progress = bar(bars, name, Some(workload.messages), "raw messages");
@@ -258,6 +209,19 @@ async fn measure(
             Err(e) => failures.push(format!("raw messaging: {e}")),
         }
         progress.finish();
+        if let Some(ours) = &report.raw {
+            let running = bar(bars, name, None, "the broker's own tool");
+            let beside = native::Beside {
+                name,
+                backend: spec.backend().name,
+                url: spec.url(),
+                broker: &*broker,
+                workload,
+                ours,
+            };
+            baselines = native::measure(&ctx.tools, &beside).await;
+            running.finish_and_clear();
+        }
     }
     if let Some(workload) = &workloads.game {
         let progress = bar(bars, name, None, "game pipeline");
@@ -283,7 +247,7 @@ async fn measure(
         ));
         report.reason = Some(failures.join("; "));
     }
-    report
+    (report, baselines)
 }
 
 /// A name fit for a folder.
@@ -322,72 +286,6 @@ pub fn raw_verdict(name: &str, r: &RawResult, broadcast: bool, consumers: usize)
         parts.push("no duplicates".into());
     }
     format!("{}.", parts.join("; "))
-}
-
-/// `redis-benchmark` PUBLISH and XADD against the Redis at `url`, pipelined like the
-/// adapters' batches; nothing when it is not installed.
-async fn redis_baselines(url: &str, workload: &RawWorkload) -> Vec<Baseline> {
-    let Some((host, port)) = redis_address(url) else {
-        return Vec::new();
-    };
-    let payload = "x".repeat(workload.size);
-    let n = workload.messages.to_string();
-    let commands: [(&str, Vec<&str>); 2] = [
-        ("PUBLISH", vec!["PUBLISH", "bench.raw", &payload]),
-        (
-            "XADD",
-            vec![
-                "XADD",
-                "bench.raw.stream",
-                "MAXLEN",
-                "~",
-                "100000",
-                "*",
-                "data",
-                &payload,
-            ],
-        ),
-    ];
-    let mut found = Vec::new();
-    for (name, args) in commands {
-        let running = tokio::process::Command::new("redis-benchmark")
-            .args([
-                "-h", &host, "-p", &port, "-q", "-P", "64", "-c", "1", "-n", &n,
-            ])
-            .args(&args)
-            .kill_on_drop(true)
-            .output();
-        // redis-benchmark waits for ever for a server that went away.
-        let Ok(Ok(out)) = tokio::time::timeout(BASELINE_TIMEOUT, running).await else {
-            return found;
-        };
-        let text = String::from_utf8_lossy(&out.stdout);
-        // "XADD ...: 123456.79 requests per second, p50=..."
-        let rate = text
-            .rsplit(':')
-            .next()
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|r| r.parse::<f64>().ok());
-        if let Some(per_s) = rate {
-            found.push(Baseline {
-                tool: "redis-benchmark".into(),
-                command: format!("{name} (-P 64, -c 1, {} bytes)", workload.size),
-                per_s,
-                compared_with: None,
-                ratio: None,
-            });
-        }
-    }
-    found
-}
-
-/// Host and port of a `redis…://host:port/db` URL.
-fn redis_address(url: &str) -> Option<(String, String)> {
-    let rest = url.split_once("://")?.1;
-    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
-    let authority = rest.split('/').next()?;
-    let (host, port) = authority.rsplit_once(':').unwrap_or((authority, "6379"));
-    Some((host.to_string(), port.to_string()))
 }
 
 impl Report {
@@ -447,22 +345,43 @@ impl Report {
             }
         }
         if !self.baselines.is_empty() {
-            md.push_str("\nRaw client in the same run:\n\n");
-            md.push_str("| tool | command | per s | compared with | ratio |\n");
-            md.push_str("|---|---|---:|---|---:|\n");
-            for base in &self.baselines {
-                md.push_str(&format!(
-                    "| {} | {} | {:.0} | {} | {} |\n",
-                    base.tool,
-                    base.command,
-                    base.per_s,
-                    base.compared_with.as_deref().unwrap_or("-"),
-                    base.ratio
-                        .map_or("-".into(), |r| format!("{:.0}%", r * 100.0))
-                ));
-            }
+            md.push_str(&self.native_table());
         }
         md.push('\n');
+        md
+    }
+
+    /// The brokers' own tools beside our raw rates.
+    fn native_table(&self) -> String {
+        let rate = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0}"));
+        let share = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.0}%", v * 100.0));
+        let mut md = String::from("\nThe brokers' own tools, in the same run:\n\n");
+        md.push_str(
+            "| broker | tool | published/s | consumed/s | ours published/s | ours consumed/s | published: ours/tool | consumed: ours/tool | what ran |\n",
+        );
+        md.push_str("|---|---|---:|---:|---:|---:|---:|---:|---|\n");
+        for base in &self.baselines {
+            let ours = self
+                .brokers
+                .iter()
+                .find(|b| b.broker == base.broker)
+                .and_then(|b| b.raw.as_ref());
+            let what = match &base.reason {
+                Some(reason) => format!("{}: {}", base.status, reason.replace('|', "/")),
+                None => base.command.replace('|', "/"),
+            };
+            md.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {what} |\n",
+                base.broker,
+                base.tool,
+                rate(base.publish_per_s),
+                rate(base.consume_per_s),
+                rate(ours.map(|r| r.publish_per_s)),
+                rate(ours.map(|r| r.consume_per_s)),
+                share(base.publish_ratio),
+                share(base.consume_ratio),
+            ));
+        }
         md
     }
 
@@ -538,18 +457,6 @@ impl BrokerReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redis_urls_give_benchmark_addresses() {
-        assert_eq!(
-            redis_address("redis://h:6380/0"),
-            Some(("h".into(), "6380".into()))
-        );
-        assert_eq!(
-            redis_address("redis-streams://:pw@h/2"),
-            Some(("h".into(), "6379".into()))
-        );
-    }
 
     #[test]
     fn verdicts_say_what_the_numbers_say() {

@@ -35,6 +35,12 @@ pub struct BenchArgs {
     /// No progress bars.
     #[arg(long)]
     pub no_progress: bool,
+    /// Where the brokers' own benchmark tools are (scripts/bench-tools installs them):
+    /// DIR/bin/nats, DIR/bin/nsq_bench_writer and nsq_bench_reader, DIR/perf-test/libs,
+    /// DIR/kafka/libs; redis-benchmark and java from the PATH
+    /// [default: ~/.cache/superhero-tools].
+    #[arg(long, value_name = "DIR", env = "SUPERHERO_TOOLS")]
+    pub tools: Option<PathBuf>,
     /// Raw: messages in all [default: 100,000; 2,000 with --quick].
     #[arg(long, help_heading = "Raw messaging")]
     pub messages: Option<u64>,
@@ -95,6 +101,8 @@ pub async fn run(args: &BenchArgs, g: &GlobalArgs) -> Result<ExitCode> {
     let mut targets = Vec::new();
     for name in plan.brokers {
         let spec = BrokerSpec::from_name(&name, &variables)?;
+        // A broker given as a URL is named by it in the report, its password masked.
+        let name = crate::url::redact(&name);
         targets.push(Target { name, spec });
     }
     let ctx = BenchContext {
@@ -102,6 +110,11 @@ pub async fn run(args: &BenchArgs, g: &GlobalArgs) -> Result<ExitCode> {
         sink: events_sink(),
         scratch: args.out.join("tables.tmp"),
         progress: !args.no_progress && !g.json,
+        tools: bench::Tools::new(
+            args.tools
+                .clone()
+                .unwrap_or_else(bench::native::default_dir),
+        ),
     };
     let report = bench::run(&targets, &plan.workloads, &ctx).await;
     if let Err(e) = std::fs::remove_dir(&ctx.scratch)
