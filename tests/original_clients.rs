@@ -111,26 +111,6 @@ fn server(store: &str, broker: Option<&str>) -> Service {
     Service::start(&args, "listening on ws://")
 }
 
-/// Bots play a few games on `server`; returns how many completed.
-fn play(server: &Service) -> u64 {
-    let player = Command::new(env!("CARGO_BIN_EXE_superhero"))
-        .args([
-            "player",
-            "--url",
-            &server.url(),
-            "--bots",
-            "12",
-            "--games",
-            "3",
-        ])
-        .args(["--closed-world", "--json", "--log-level", "WARNING"])
-        .output_within();
-    assert!(player.status.success(), "{player:?}");
-    let completed = common::n(&common::summary(&player), "games_completed");
-    assert!(completed > 0);
-    completed
-}
-
 /// Deletes the workers' queue, so that a case starts with none (or with what it
 /// declares itself).
 async fn delete_rabbit_queue() {
@@ -189,7 +169,7 @@ async fn rabbit_worker_before_the_server() {
     delete_rabbit_queue().await;
     let worker = original_worker("rabbit", &common::amqp_url());
     let server = server(&store, Some(&common::amqp_url()));
-    let games = play(&server);
+    let games = common::play(&server.url(), 12);
     until_the_original_saw(worker, games, "RabbitMQ, the original's worker first").await;
     let (ok, lines) = server.interrupt();
     assert!(ok, "{}", lines.join("\n"));
@@ -201,7 +181,7 @@ async fn rabbit_worker_after_the_games() {
     let store = fresh_store().await;
     delete_rabbit_queue().await;
     let server = server(&store, Some(&common::amqp_url()));
-    let games = play(&server);
+    let games = common::play(&server.url(), 12);
     let worker = original_worker("rabbit", &common::amqp_url());
     until_the_original_saw(worker, games, "RabbitMQ, the original's worker last").await;
     let (ok, lines) = server.interrupt();
@@ -217,7 +197,7 @@ async fn kafka_worker_before_the_first_game() {
     let kafka = common::kafka_url();
     let server = server(&store, Some(&kafka));
     let worker = original_worker("kafka", &kafka.replacen("kafka://", "", 1));
-    let games = play(&server);
+    let games = common::play(&server.url(), 12);
     until_the_original_saw(worker, games, "Kafka, the original's worker").await;
     let (ok, lines) = server.interrupt();
     assert!(ok, "{}", lines.join("\n"));
@@ -228,7 +208,7 @@ async fn kafka_worker_before_the_first_game() {
 async fn original_publisher_to_our_worker(kind: &str, address: &str, broker: &str) {
     let store = fresh_store().await;
     let server = server(&store, None);
-    let games = play(&server);
+    let games = common::play(&server.url(), 12);
     let (ok, lines) = server.interrupt();
     assert!(ok, "{}", lines.join("\n"));
 

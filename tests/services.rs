@@ -76,22 +76,7 @@ async fn deployment(server_broker: &str, fanout: Option<&[&str]>, worker_broker:
         "listening on ws://",
     );
 
-    let player = std::process::Command::new(env!("CARGO_BIN_EXE_superhero"))
-        .args([
-            "player",
-            "--url",
-            &server.url(),
-            "--bots",
-            "20",
-            "--games",
-            "3",
-        ])
-        .args(["--closed-world", "--json", "--log-level", "WARNING"])
-        .output_within();
-    assert!(player.status.success(), "{player:?}");
-    let played = common::summary(&player);
-    let completed = played["games_completed"].as_u64().unwrap();
-    assert!(completed > 0, "{played}");
+    let completed = common::play(&server.url(), 20);
 
     common::until_games_written(&out, completed, server_broker).await;
 

@@ -52,22 +52,7 @@ async fn kill_a_worker_holding_games(broker: &str) {
     .concat();
     let holder = Service::start_within(&holder_args, "superhero worker:", JOIN);
 
-    let player = std::process::Command::new(env!("CARGO_BIN_EXE_superhero"))
-        .args([
-            "player",
-            "--url",
-            &server.url(),
-            "--bots",
-            "12",
-            "--games",
-            "3",
-        ])
-        .args(["--closed-world", "--json", "--log-level", "WARNING"])
-        .output()
-        .unwrap();
-    assert!(player.status.success(), "{player:?}");
-    let completed = common::n(&common::summary(&player), "games_completed");
-    assert!(completed > 0);
+    let completed = common::play(&server.url(), 12);
     assert_eq!(
         superhero::audit::audit(&out).unwrap().report.files,
         0,

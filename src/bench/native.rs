@@ -316,14 +316,8 @@ async fn nats_bench(tools: &Tools, b: &Beside<'_>) -> Baseline {
         .args(["bench", "js", "consume", "--stream", &stream, "--doubleack"])
         .args(["--msgs", &msgs, "--size", &size, "--no-progress"])
         .args(["--clients", &w.consumers.max(1).to_string()]);
-    let result = async {
-        let (out, _) = run(publish).await?;
-        let published = parse_nats_bench(&out).ok_or("no publish rate in its output")?;
-        let (out, _) = run(consume).await?;
-        let consumed = parse_nats_bench(&out).ok_or("no consume rate in its output")?;
-        Ok::<_, String>((published, consumed))
-    }
-    .await;
+    let result =
+        publish_then_consume((publish, parse_nats_bench), (consume, parse_nats_bench)).await;
     let mut remove = tokio::process::Command::new(&nats);
     common(&mut remove);
     remove.args(["stream", "rm", &stream, "-f"]);
@@ -378,13 +372,10 @@ async fn kafka_perf(tools: &Tools, b: &Beside<'_>) -> Baseline {
         .args(["--bootstrap-server", &bootstrap, "--topic", &topic])
         .args(["--messages", &w.messages.to_string(), "--timeout", "30000"])
         .args(["--group", &format!("{topic}.group")]);
-    let result = async {
-        let (out, _) = run(produce).await?;
-        let published = parse_kafka_producer(&out).ok_or("no producer rate in its output")?;
-        let (out, _) = run(consume).await?;
-        let consumed = parse_kafka_consumer(&out).ok_or("no consumer rate in its output")?;
-        Ok::<_, String>((published, consumed))
-    }
+    let result = publish_then_consume(
+        (produce, parse_kafka_producer),
+        (consume, parse_kafka_consumer),
+    )
     .await;
     match result {
         Ok((p, c)) => base.rates(Some(p), Some(c), b.ours),
@@ -447,6 +438,19 @@ async fn nsq_bench(tools: &Tools, b: &Beside<'_>) -> Baseline {
         (Ok(p), Ok(c)) => base.rates(Some(p), Some(c), b.ours),
         (Err(e), _) | (_, Err(e)) => base.failed(e),
     }
+}
+
+/// A tool that publishes, then one that consumes what was published: their rates,
+/// each read from its standard output.
+async fn publish_then_consume(
+    (publish, publish_rate): (tokio::process::Command, fn(&str) -> Option<f64>),
+    (consume, consume_rate): (tokio::process::Command, fn(&str) -> Option<f64>),
+) -> Result<(f64, f64), String> {
+    let (out, _) = run(publish).await?;
+    let published = publish_rate(&out).ok_or("no publish rate in its output")?;
+    let (out, _) = run(consume).await?;
+    let consumed = consume_rate(&out).ok_or("no consume rate in its output")?;
+    Ok((published, consumed))
 }
 
 /// `e` with the password of `url` masked, wherever a tool repeated it.

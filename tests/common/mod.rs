@@ -366,6 +366,21 @@ impl Drop for Service {
     }
 }
 
+/// `superhero player` with `bots` bots of 3 games each, closed-world, on the server
+/// at `url`; returns how many games completed (at least one).
+pub fn play(url: &str, bots: u32) -> u64 {
+    let player = std::process::Command::new(env!("CARGO_BIN_EXE_superhero"))
+        .args(["player", "--url", url, "--bots", &bots.to_string()])
+        .args(["--games", "3", "--closed-world", "--json"])
+        .args(["--log-level", "WARNING"])
+        .output_within();
+    assert!(player.status.success(), "{player:?}");
+    let played = summary(&player);
+    let completed = n(&played, "games_completed");
+    assert!(completed > 0, "{played}");
+    completed
+}
+
 /// A TCP port nothing listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
