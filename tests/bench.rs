@@ -197,6 +197,21 @@ fn each_broker_s_own_tool_runs_beside_ours() {
             assert!(base["consume_ratio"].as_f64().unwrap() > 0.0, "{base}");
         }
     }
+    // What each broker said of the group at the end, nsqd's from its HTTP API.
+    for broker in report["brokers"].as_array().unwrap() {
+        let names: Vec<&str> = broker["raw"]["broker_stats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap())
+            .collect();
+        assert!(!names.is_empty(), "{broker}");
+        if broker["broker"].as_str().unwrap().starts_with("nsq://") {
+            for name in ["depth", "in flight", "requeued", "timed out", "clients"] {
+                assert!(names.contains(&name), "{name} in {names:?}");
+            }
+        }
+    }
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(
         stdout.contains("The brokers' own tools, in the same run:"),

@@ -317,14 +317,14 @@ impl Report {
                 .map_or(String::new(), |r| format!(", target {r:.0} msg/s"))
         );
         md.push_str(
-            "| broker | delivery | published/s | consumed/s | p50 ms | p95 ms | p99 ms | max ms | duplicates | lost | notes |\n",
+            "| broker | delivery | published/s | consumed/s | p50 ms | p95 ms | p99 ms | max ms | duplicates | lost | the broker's figures at the end | notes |\n",
         );
-        md.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+        md.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n");
         for b in &self.brokers {
             let delivery = b.delivery.unwrap_or("-");
             match &b.raw {
                 Some(r) => md.push_str(&format!(
-                    "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | |\n",
+                    "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | |\n",
                     b.broker,
                     delivery,
                     r.publish_per_s,
@@ -334,10 +334,15 @@ impl Report {
                     r.latency.p99_ms,
                     r.latency.max_ms,
                     r.duplicates,
-                    r.lost
+                    r.lost,
+                    r.broker_stats
+                        .iter()
+                        .map(|s| format!("{} {}", s.name, s.value))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )),
                 None => md.push_str(&format!(
-                    "| {} | {} | - | - | - | - | - | - | - | - | {} |\n",
+                    "| {} | {} | - | - | - | - | - | - | - | - | - | {} |\n",
                     b.broker,
                     delivery,
                     b.note()

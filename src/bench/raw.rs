@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::task::JoinSet;
 
-use crate::broker::{Broker, BrokerError};
+use crate::broker::{Broker, BrokerError, BrokerStat};
 use crate::latency::{Latency, LatencyRecorder};
 
 /// Bytes of the header every message starts with: sequence number and send time.
@@ -19,6 +19,10 @@ pub const HEADER: usize = 16;
 const BATCH: usize = 256;
 /// How long the consumers wait for one more message once publishing has ended.
 pub const DEFAULT_IDLE: Duration = Duration::from_secs(5);
+/// The consumers' group.
+const GROUP: &str = "bench";
+/// How long reading the broker's figures at the end may take.
+const STATS_WAIT: Duration = Duration::from_secs(5);
 
 /// What the raw workload runs.
 #[derive(Clone, Debug, Serialize)]
@@ -52,6 +56,9 @@ pub struct RawResult {
     pub publish_per_s: f64,
     pub consume_per_s: f64,
     pub latency: Latency,
+    /// What the broker itself said of the consumers' group at the end of the run, in
+    /// its own terms (NSQ's requeued and timed out messages, Kafka's lag...).
+    pub broker_stats: Vec<BrokerStat>,
 }
 
 /// The header and padding of message `seq`, sent `sent_ns` after the run's start.
@@ -104,7 +111,7 @@ pub async fn run(
     let progress = Arc::new(progress);
     let mut consumers = JoinSet::new();
     for _ in 0..workload.consumers.max(1) {
-        let mut consumer = broker.consumer(&topic, "bench").await?;
+        let mut consumer = broker.consumer(&topic, GROUP).await?;
         let seen = seen.clone();
         let progress = progress.clone();
         consumers.spawn(async move {
@@ -158,6 +165,18 @@ pub async fn run(
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    // The broker's own view of the group, while its consumers still hold on.
+    let broker_stats = match tokio::time::timeout(STATS_WAIT, broker.stats(&topic, GROUP)).await {
+        Ok(Ok(stats)) => stats,
+        Ok(Err(e)) => {
+            tracing::warn!("bench: the broker's figures could not be read: {e}");
+            Vec::new()
+        }
+        Err(_) => {
+            tracing::warn!("bench: the broker's figures took over {STATS_WAIT:?}");
+            Vec::new()
+        }
+    };
     consumers.abort_all();
     while consumers.join_next().await.is_some() {}
 
@@ -175,6 +194,7 @@ pub async fn run(
         publish_per_s: per_s(published, publish_s),
         consume_per_s: per_s(consumed, consume_s),
         latency: s.latency.summary(),
+        broker_stats,
     })
 }
 
