@@ -88,6 +88,12 @@ pub async fn run(args: &FanoutArgs, g: &GlobalArgs) -> Result<ExitCode> {
                 .await
                 .with_context(|| format!("opening {}", redact(url)))?;
             let topic = target.topic_for(events::WORKER_QUEUE);
+            // As a server does: the workers' share is kept from now on, whenever
+            // they join.
+            target
+                .declare(&topic, &[events::WORKER_GROUP])
+                .await
+                .with_context(|| format!("declaring {topic} on {}", redact(url)))?;
             let mut input = RedisPubSubBroker::connect(&source)
                 .await?
                 .consumer(&args.channel, "fanout")
