@@ -139,7 +139,8 @@ pub async fn run(settings: PlayerSettings) -> PlayerSummary {
     let pacer = settings
         .rate
         .filter(|r| r.is_finite() && *r > 0.0)
-        .map(|r| Pacer::new(Duration::from_secs_f64(1.0 / (r * 2.5))));
+        .and_then(|r| Duration::try_from_secs_f64(1.0 / (r * 2.5)).ok())
+        .map(Pacer::new);
     let tally = Arc::new(Tally {
         active: watch::Sender::new(settings.bots),
         completed: settings.completed.clone(),

@@ -1,6 +1,9 @@
-//! Addresses as text: masking the password of a URL for logs and errors, and
-//! changing its scheme (`redis-streams://h:6379/0` is `redis://h:6379/0` to the Redis
-//! client). A leaf: it uses nothing else of the crate.
+//! Addresses as text: masking the password of a URL for logs and errors, putting
+//! credentials into one (percent-encoded), and changing its scheme
+//! (`redis-streams://h:6379/0` is `redis://h:6379/0` to the Redis client). A leaf: it
+//! uses nothing else of the crate.
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 /// The scheme of `url` (`redis-streams` for `redis-streams://h`), or the whole text
 /// when it has none.
@@ -22,22 +25,40 @@ pub fn redis(host: &str, port: u16, db: u32) -> String {
     format!("redis://{host}:{port}/{db}")
 }
 
-/// `url` with any password replaced by `***`.
+/// `url` with any password replaced by `***`, and a user name without a password
+/// too (NATS's `nats://TOKEN@host` puts a token there).
+///
+/// The user part ends at the last `@`, not at the first `/`: a password may hold
+/// `/`, `?`, `#` or `@` unencoded, and a URL parser would then read part of it as the
+/// host or the path and show it. Masking up to an `@` of a path is the safe mistake.
 pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    let (authority, tail) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_string();
     };
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            format!("{scheme}://{user}:***@{host}{tail}")
-        }
-        None => url.to_string(),
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => format!("{scheme}://***@{host}"),
     }
+}
+
+/// Characters left as they are in a URL's user name or password: RFC 3986's
+/// unreserved ones; everything else is percent-encoded.
+const USERINFO: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `user:password`, each percent-encoded, for the user part of a URL.
+pub fn userinfo(user: &str, password: &str) -> String {
+    format!(
+        "{}:{}",
+        utf8_percent_encode(user, USERINFO),
+        utf8_percent_encode(password, USERINFO)
+    )
 }
 
 #[cfg(test)]
@@ -53,6 +74,23 @@ mod tests {
         );
         assert_eq!(redact("redis://h:6379/2"), "redis://h:6379/2");
         assert_eq!(redact("not a url"), "not a url");
+        // Passwords holding what ends a host or starts a path, query or fragment.
+        for password in ["pa/ss", "a?b", "x#y", "p@ss", "a:b", "//@@"] {
+            let url = format!("amqp://u:{password}@h:5672/%2f");
+            let shown = redact(&url);
+            assert_eq!(shown, "amqp://u:***@h:5672/%2f", "{password}");
+        }
+        // A NATS token in the user name.
+        assert_eq!(redact("nats://s3cret@h:4222"), "nats://***@h:4222");
+        assert_eq!(redact("nats://u:p@h:4222"), "nats://u:***@h:4222");
+    }
+
+    #[test]
+    fn credentials_are_percent_encoded() {
+        assert_eq!(userinfo("guest", "guest"), "guest:guest");
+        assert_eq!(userinfo("a b", "p/w@x:y%"), "a%20b:p%2Fw%40x%3Ay%25");
+        let url = format!("amqp://{}@h:5672/%2f", userinfo("me", "p/w@x:y"));
+        assert_eq!(redact(&url), "amqp://me:***@h:5672/%2f");
     }
 
     #[test]

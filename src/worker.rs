@@ -357,7 +357,8 @@ struct Worker<S> {
 impl<S: GameStore> Worker<S> {
     fn deadline(&self) -> Option<Instant> {
         let age = self.settings.batch?.max_age;
-        Some(self.oldest? + age)
+        // An age too long for the clock: the batch goes by its count only.
+        self.oldest?.checked_add(age)
     }
 
     /// Takes no message for a while after a failure; the wait doubles while

@@ -252,3 +252,71 @@ async fn bad_input_gets_clear_errors_and_writes_nothing() {
     assert_eq!(summary.bot_errors, 0);
     assert!(summary.games_completed >= 1, "{summary:?}");
 }
+
+/// Operator values beyond what the clock can hold get a clear error naming the flag,
+/// never a panic.
+#[test]
+fn operator_values_out_of_range_are_refused_clearly() {
+    use common::RunWithin;
+    let cases: [(&[&str], &str); 7] = [
+        (&["server", "--lobby-timeout", "1e30"], "--lobby-timeout"),
+        (
+            &["simulate", "--batch-games", "5", "--batch-seconds", "1e300"],
+            "--batch-seconds",
+        ),
+        (
+            &["simulate", "--redis-expiry", "18446744073709551615"],
+            "--redis-expiry",
+        ),
+        (&["simulate", "--rate", "1e-300"], "--rate"),
+        (&["simulate", "--drain-timeout", "inf"], "--drain-timeout"),
+        (&["--claim-after", "1e20", "simulate"], "--claim-after"),
+        (
+            &[
+                "bench",
+                "--brokers",
+                "memory",
+                "--workloads",
+                "raw",
+                "--rate",
+                "1e-300",
+            ],
+            "a rate must be",
+        ),
+    ];
+    for (args, says) in cases {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_superhero"))
+            .args(args)
+            .env_remove("LOG_LEVEL")
+            .output_within();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} ran");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}
+
+/// A lobby timeout too long for the clock is no timeout: the game starts as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lobby_timeout_beyond_the_clock_is_no_timeout() {
+    let store = superhero::store::MemoryStore::new();
+    store
+        .replace_roster(&uniform_roster(10, 50, 10))
+        .await
+        .unwrap();
+    let settings = ServerSettings {
+        lobby_timeout: std::time::Duration::MAX,
+        ..ServerSettings::default()
+    };
+    let server = start_server(store, settings).await;
+    let summary = player::run(PlayerSettings {
+        urls: vec![server.url.clone()],
+        bots: 4,
+        games: 2,
+        closed_world: true,
+        ..PlayerSettings::default()
+    })
+    .await;
+    assert_eq!(summary.bot_errors, 0, "{summary:?}");
+    assert!(summary.games_completed >= 1, "{summary:?}");
+}

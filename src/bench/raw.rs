@@ -229,8 +229,12 @@ async fn publish_all(
             for chunk in seqs.chunks(BATCH) {
                 if let Some(rate) = rate {
                     // Hold back until this chunk is due at the target rate.
-                    let due = Duration::from_secs_f64(ok as f64 / rate);
-                    tokio::time::sleep_until((began + due).into()).await;
+                    let due = Duration::try_from_secs_f64(ok as f64 / rate)
+                        .ok()
+                        .and_then(|d| began.checked_add(d));
+                    if let Some(due) = due {
+                        tokio::time::sleep_until(due.into()).await;
+                    }
                 }
                 let batch: Vec<Vec<u8>> = chunk
                     .iter()

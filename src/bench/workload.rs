@@ -270,10 +270,13 @@ pub fn check_game(w: &GameWorkload) -> Result<(), WorkloadError> {
     check_rate(w.rate, "games")
 }
 
+/// The lowest rate a workload takes, per second: one every 1,000 s.
+const MIN_RATE: f64 = 0.001;
+
 fn check_rate(rate: Option<f64>, what: &str) -> Result<(), WorkloadError> {
     match rate {
-        Some(r) if !(r.is_finite() && r > 0.0) => Err(WorkloadError::Invalid(format!(
-            "a rate must be a number of {what} per second > 0, not {r}"
+        Some(r) if !(r.is_finite() && r >= MIN_RATE) => Err(WorkloadError::Invalid(format!(
+            "a rate must be a number of {what} per second, at least {MIN_RATE}, not {r}"
         ))),
         _ => Ok(()),
     }

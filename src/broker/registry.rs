@@ -72,8 +72,10 @@ pub static BACKENDS: [Backend; 8] = [
         in_process: false,
         default_url: |v| {
             format!(
-                "amqp://{}:{}@{}:{}/%2f",
-                v.rabbit_user, v.rabbit_pass, v.amqp_host, v.amqp_port
+                "amqp://{}@{}:{}/%2f",
+                crate::url::userinfo(&v.rabbit_user, &v.rabbit_pass),
+                v.amqp_host,
+                v.amqp_port
             )
         },
         open: super::rabbitmq::open,
@@ -311,6 +313,21 @@ mod tests {
         BrokerSpec::choose(url, module, &vars())
             .unwrap()
             .map(|s| (s.backend().name, s.url().to_string()))
+    }
+
+    /// RABBIT_USER and RABBIT_PASS reach RabbitMQ as given, whatever they hold: the
+    /// URL carries them percent-encoded, and the AMQP client decodes them.
+    #[test]
+    fn rabbit_credentials_survive_the_url() {
+        let mut v = vars();
+        v.rabbit_user = "me@home".into();
+        v.rabbit_pass = "p/w@x:y?z#%".into();
+        let spec = BrokerSpec::choose(None, "rabbit", &v).unwrap().unwrap();
+        let uri: lapin::uri::AMQPUri = spec.url().parse().unwrap();
+        assert_eq!(uri.authority.userinfo.username, "me@home");
+        assert_eq!(uri.authority.userinfo.password, "p/w@x:y?z#%");
+        assert_eq!(uri.authority.host, "h");
+        assert!(!crate::url::redact(spec.url()).contains("p/w"));
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::io::IsTerminal;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 use serde::Serialize;
 use tracing_subscriber::Layer as _;
@@ -144,10 +144,30 @@ pub fn log_filter(level: &str) -> String {
     }
 }
 
-/// Seconds from a flag, refusing negative or non-finite values.
+/// The longest time a flag takes, in seconds: ten years, beyond any run, and far
+/// from where a deadline that far ahead would overflow the clock.
+pub const MAX_SECONDS: u64 = 315_360_000;
+/// The lowest rate a flag takes, per second: one every 1,000 s.
+pub const MIN_RATE: f64 = 0.001;
+
+/// Seconds from a flag, refusing negative, non-finite and too large values.
 pub fn seconds(value: f64, flag: &str) -> Result<Duration> {
+    if !(0.0..=MAX_SECONDS as f64).contains(&value) {
+        bail!(
+            "{flag} must be a number of seconds from 0 to {MAX_SECONDS} (ten years), not {value}"
+        );
+    }
     Duration::try_from_secs_f64(value)
         .map_err(|_| anyhow!("{flag} must be a number of seconds ≥ 0, not {value}"))
+}
+
+/// A rate from a flag, refusing what is not a number from [`MIN_RATE`] up.
+pub fn rate(value: f64, flag: &str, what: &str) -> Result<f64> {
+    if value.is_finite() && value >= MIN_RATE {
+        Ok(value)
+    } else {
+        bail!("{flag} must be a number of {what} per second, at least {MIN_RATE}, not {value}")
+    }
 }
 
 /// Prints a summary as a two-column table, or as one JSON object.
@@ -196,6 +216,20 @@ mod tests {
         assert_eq!(seconds(0.5, "--x").unwrap(), Duration::from_millis(500));
         assert!(seconds(-1.0, "--x").is_err());
         assert!(seconds(f64::NAN, "--x").is_err());
+        assert!(seconds(1e30, "--x").is_err());
+        assert!(seconds(f64::INFINITY, "--x").is_err());
+        assert_eq!(
+            seconds(MAX_SECONDS as f64, "--x").unwrap(),
+            Duration::from_secs(MAX_SECONDS)
+        );
+    }
+
+    #[test]
+    fn rates_refuse_nonsense() {
+        assert_eq!(rate(2.5, "--rate", "games").unwrap(), 2.5);
+        for bad in [0.0, -1.0, 1e-300, f64::NAN, f64::INFINITY] {
+            assert!(rate(bad, "--rate", "games").is_err(), "{bad}");
+        }
     }
 
     /// `--help` of a command: its own options first, then the groups.

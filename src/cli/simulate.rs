@@ -62,10 +62,8 @@ impl SimulateArgs {
         if self.workers == 0 {
             bail!("--workers must be at least 1: the workers write the tables");
         }
-        if let Some(rate) = self.rate
-            && !(rate.is_finite() && rate > 0.0)
-        {
-            bail!("--rate must be a number of games per second > 0, not {rate}");
+        if let Some(rate) = self.rate {
+            super::rate(rate, "--rate", "games")?;
         }
         Ok(SimulateSettings {
             bots: self.bots,

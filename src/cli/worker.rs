@@ -63,6 +63,13 @@ impl EtlArgs {
                 max_age: seconds(self.batch_seconds, "--batch-seconds")?,
             }),
         };
+        if self.redis_expiry > super::MAX_SECONDS {
+            bail!(
+                "--redis-expiry must be at most {} seconds (ten years), not {}",
+                super::MAX_SECONDS,
+                self.redis_expiry
+            );
+        }
         Ok(WorkerSettings {
             output_dir: output_dir.to_path_buf(),
             clean: self.clean,

@@ -40,7 +40,8 @@ pub(super) async fn session<S: GameStore>(
                 user: req.user_token,
                 participants,
                 watch,
-                deadline: Some(Instant::now() + app.settings.lobby_timeout),
+                // A timeout too long for the clock is no timeout.
+                deadline: Instant::now().checked_add(app.settings.lobby_timeout),
                 started: false,
                 last_turn: None,
             }

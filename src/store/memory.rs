@@ -321,7 +321,10 @@ impl GameStore for MemoryStore {
         }
         let now = Instant::now();
         let mut expiring = lock(&self.inner.expiring);
-        expiring.push_back((now + keep, game.clone()));
+        // A stay too long for the clock is for good.
+        if let Some(at) = now.checked_add(keep) {
+            expiring.push_back((at, game.clone()));
+        }
         if expiring.front().is_some_and(|(at, _)| *at <= now) {
             let mut games = self.inner.games.write().unwrap_or_else(|e| e.into_inner());
             while let Some((at, _)) = expiring.front() {

@@ -707,7 +707,8 @@ impl GameStore for RedisStore {
     async fn clean(&self, game: &GameToken, keep: Duration) -> Result<(), StoreError> {
         let _: i64 = CLEAN
             .arg(game.as_str())
-            .arg(keep.as_secs().max(1))
+            // Redis refuses an expiry past its clock's range: 136 years at most.
+            .arg(keep.as_secs().clamp(1, u64::from(u32::MAX)))
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(unavailable)?;
