@@ -268,13 +268,15 @@ impl Pool {
 
 /// A game read and transformed, waiting to be written.
 struct Pending {
-    delivery: Delivery,
+    /// The host's event, and any copy of it that came while the game waited: all
+    /// are settled with the game's write.
+    deliveries: Vec<Delivery>,
     game: GameToken,
     tables: GameTables,
 }
 
 /// Games whose files are being written, with the messages to settle after.
-type Written = (Vec<(Delivery, GameToken)>, Result<usize, String>);
+type Written = (Vec<(Vec<Delivery>, GameToken)>, Result<usize, String>);
 
 /// One worker: runs until `stop` turns true (then writes what it holds) or the broker
 /// closes. Broker and store failures are retried, never fatal.
@@ -415,11 +417,13 @@ impl<S: GameStore> Worker<S> {
                 EtlProgress::add(&self.progress.ignored, 1);
                 return self.settle(delivery, true).await;
             }
-            // The host's event again: a redelivery (the broker's ack wait ran out).
-            // It is the same message, so settling either delivery settles it: keep
-            // the newest and let the older go unsettled.
+            // The host's event again: a redelivery (the broker's ack wait ran out) or
+            // a second message (a replayed lobby). Either way it is settled with the
+            // game's write, never before it: an early ack of a redelivery would ack
+            // the message itself, and a message left unsettled would hold the
+            // broker's offset (Kafka) or a prefetch slot (RabbitMQ) for good.
             if let Some(p) = self.pending.iter_mut().find(|p| p.game == game) {
-                p.delivery = delivery;
+                p.deliveries.push(delivery);
             }
             return;
         }
@@ -446,7 +450,7 @@ impl<S: GameStore> Worker<S> {
                     self.oldest.get_or_insert_with(Instant::now);
                     self.pending_games.insert(game.clone(), user);
                     self.pending.push(Pending {
-                        delivery,
+                        deliveries: vec![delivery],
                         game,
                         tables,
                     });
@@ -493,7 +497,7 @@ impl<S: GameStore> Worker<S> {
         let mut settle = Vec::with_capacity(pending.len());
         for p in pending {
             games.push(p.tables);
-            settle.push((p.delivery, p.game));
+            settle.push((p.deliveries, p.game));
         }
         let dir = self.settings.output_dir.clone();
         self.writing.spawn(async move {
@@ -529,12 +533,16 @@ impl<S: GameStore> Worker<S> {
                 EtlProgress::add(&self.mine.files_written, files as u64);
                 let n = settle.len() as u64;
                 let durable = std::time::Instant::now();
-                for (delivery, game) in settle {
+                for (deliveries, game) in settle {
                     self.progress.record_written(&game, durable);
                     if self.settings.clean {
                         self.clean(&game).await;
                     }
-                    self.settle(delivery, true).await;
+                    // The copies of the host's event had nothing more to do.
+                    EtlProgress::add(&self.progress.ignored, deliveries.len() as u64 - 1);
+                    for delivery in deliveries {
+                        self.settle(delivery, true).await;
+                    }
                 }
                 EtlProgress::add(&self.progress.games_written, n);
                 EtlProgress::add(&self.mine.games_written, n);
@@ -545,7 +553,7 @@ impl<S: GameStore> Worker<S> {
                     self.worker_id,
                     settle.len()
                 );
-                for (delivery, _) in settle {
+                for delivery in settle.into_iter().flat_map(|(d, _)| d) {
                     self.settle(delivery, false).await;
                 }
                 self.back_off();

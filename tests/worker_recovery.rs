@@ -192,3 +192,57 @@ async fn a_failing_write_gives_the_games_back_and_cleans_nothing() {
     assert_eq!(r.duplicate_games, 0);
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+/// A game's host event that comes twice (a replayed lobby, or a redelivery) while the
+/// game waits in a batch: the game is written once, and both messages are settled
+/// with its write, none left holding the broker (an unsettled one would stop a Kafka
+/// group's offset or a RabbitMQ prefetch slot for good).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_event_that_comes_twice_is_settled_twice() {
+    let store = MemoryStore::new();
+    let broker = MemoryBroker::new();
+    let out = scratch_dir("twice");
+    let worker = start_worker(
+        &store,
+        &broker,
+        "twice",
+        &out,
+        Some(BatchPolicy {
+            games: 1000,
+            max_age: Duration::from_millis(300),
+        }),
+    )
+    .await;
+    store
+        .replace_roster(&common::uniform_roster(20, 30, 5))
+        .await
+        .unwrap();
+    let publisher = broker.publisher().await.unwrap();
+    let mut games = Vec::new();
+    for i in 0..5 {
+        let finished = fixtures::play_two_player_game(&store, i).await.unwrap();
+        // Every event of the game, twice over.
+        for _ in 0..2 {
+            publisher
+                .publish(events::WORKER_QUEUE, &finished.events)
+                .await
+                .unwrap();
+        }
+        games.push(finished.game);
+    }
+    until("every game written and every message settled", || {
+        let depth = broker.depth(events::WORKER_QUEUE, events::WORKER_GROUP);
+        worker.progress.counts().games_written == games.len() as u64
+            && depth.ready == 0
+            && depth.unacked == 0
+    })
+    .await;
+    let counts = worker.progress.counts();
+    assert_eq!(counts.settled(), counts.events, "{counts:?}");
+    worker.stop.send(true).unwrap();
+    worker.task.await.unwrap();
+    let r = audit::audit(&out).unwrap().report;
+    assert_eq!(r.games, games.len() as u64);
+    assert_eq!(r.duplicate_games, 0);
+    std::fs::remove_dir_all(&out).unwrap();
+}
