@@ -17,6 +17,8 @@ pub const MAGIC: &[u8; 4] = b"  V2";
 pub const HEARTBEAT: &[u8] = b"_heartbeat_";
 /// The largest frame read; nsqd's own limits are far smaller (1 MiB messages).
 pub const MAX_FRAME: usize = 64 << 20;
+/// What a frame's buffer starts with before its bytes come.
+const FIRST_READ: usize = 64 << 10;
 
 const FRAME_RESPONSE: u32 = 0;
 const FRAME_ERROR: u32 = 1;
@@ -102,8 +104,14 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Frame, Protoc
         )));
     }
     let frame_type = r.read_u32().await?;
-    let mut data = vec![0u8; size - 4];
-    r.read_exact(&mut data).await?;
+    // Memory follows the bytes that come, not the size announced: a peer that
+    // announces 64 MiB and sends nothing costs a little buffer, not 64 MiB.
+    let want = size - 4;
+    let mut data = Vec::with_capacity(want.min(FIRST_READ));
+    let got = r.take(want as u64).read_to_end(&mut data).await?;
+    if got < want {
+        return Err(ProtocolError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+    }
     Frame::decode(frame_type, data)
 }
 
@@ -278,6 +286,13 @@ mod tests {
             vec![0, 0, 0, 2, 0, 0],
             (MAX_FRAME as u32 + 1).to_be_bytes().to_vec(),
             vec![0, 0, 0, 9, 0, 0, 0, 0, b'O'],
+            // The largest size announced, then a few bytes and the end.
+            [
+                &(MAX_FRAME as u32).to_be_bytes()[..],
+                &[0, 0, 0, 2],
+                b"12345678",
+            ]
+            .concat(),
         ] {
             let mut r = wire.as_slice();
             assert!(read_frame(&mut r).await.is_err(), "{wire:?}");
