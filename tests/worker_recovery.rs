@@ -26,8 +26,14 @@ fn scratch_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// `n` finished games and their Cleaning events (host and guest) on the broker.
-async fn finished_games(store: &MemoryStore, broker: &MemoryBroker, n: usize) -> Vec<GameToken> {
+/// `n` finished games and their Cleaning events (host and guest) on the broker,
+/// `copies` times over.
+async fn finished_games(
+    store: &MemoryStore,
+    broker: &MemoryBroker,
+    n: usize,
+    copies: usize,
+) -> Vec<GameToken> {
     store
         .replace_roster(&common::uniform_roster(20, 30, 5))
         .await
@@ -36,10 +42,12 @@ async fn finished_games(store: &MemoryStore, broker: &MemoryBroker, n: usize) ->
     let mut games = Vec::new();
     for i in 0..n {
         let finished = fixtures::play_two_player_game(store, i).await.unwrap();
-        publisher
-            .publish(events::WORKER_QUEUE, &finished.events)
-            .await
-            .unwrap();
+        for _ in 0..copies {
+            publisher
+                .publish(events::WORKER_QUEUE, &finished.events)
+                .await
+                .unwrap();
+        }
         games.push(finished.game);
     }
     games
@@ -110,7 +118,7 @@ async fn a_worker_killed_mid_batch_loses_no_game() {
         }),
     )
     .await;
-    let games = finished_games(&store, &broker, 40).await;
+    let games = finished_games(&store, &broker, 40, 1).await;
     until("the first worker to take every event", || {
         broker
             .depth(events::WORKER_QUEUE, events::WORKER_GROUP)
@@ -165,7 +173,7 @@ async fn a_failing_write_gives_the_games_back_and_cleans_nothing() {
     let blocked = out.join("blocked");
     std::fs::write(&blocked, b"not a folder").unwrap();
     let failing = start_worker(&store, &broker, "failing", &blocked, None).await;
-    let games = finished_games(&store, &broker, 5).await;
+    let games = finished_games(&store, &broker, 5, 1).await;
     until("a failed write", || failing.progress.counts().retries > 0).await;
     failing.stop.send(true).unwrap();
     failing.task.await.unwrap();
@@ -213,23 +221,8 @@ async fn a_host_event_that_comes_twice_is_settled_twice() {
         }),
     )
     .await;
-    store
-        .replace_roster(&common::uniform_roster(20, 30, 5))
-        .await
-        .unwrap();
-    let publisher = broker.publisher().await.unwrap();
-    let mut games = Vec::new();
-    for i in 0..5 {
-        let finished = fixtures::play_two_player_game(&store, i).await.unwrap();
-        // Every event of the game, twice over.
-        for _ in 0..2 {
-            publisher
-                .publish(events::WORKER_QUEUE, &finished.events)
-                .await
-                .unwrap();
-        }
-        games.push(finished.game);
-    }
+    // Every event of each game, twice over.
+    let games = finished_games(&store, &broker, 5, 2).await;
     until("every game written and every message settled", || {
         let depth = broker.depth(events::WORKER_QUEUE, events::WORKER_GROUP);
         worker.progress.counts().games_written == games.len() as u64
