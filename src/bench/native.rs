@@ -24,7 +24,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::raw::{RawResult, RawWorkload};
-use crate::broker::Broker;
+use crate::broker::{Broker, kafka, nsq};
 use crate::url::redact;
 
 /// How long one tool may run before it counts as failed.
@@ -339,12 +339,10 @@ async fn kafka_perf(tools: &Tools, b: &Beside<'_>) -> Baseline {
     let Some((java, classpath)) = tools.java("kafka") else {
         return base.not_installed(tools.missing("Kafka's tools (kafka/libs and java)"));
     };
-    let bootstrap = b
-        .url
-        .strip_prefix("kafka://")
-        .and_then(|r| r.split(['/', '?']).next())
-        .unwrap_or_default()
-        .to_string();
+    let bootstrap = match kafka::bootstrap_from_url(b.url) {
+        Ok(servers) => servers,
+        Err(e) => return base.failed(e.to_string()),
+    };
     let topic = scratch('.');
     // Topics are declared, never left to the broker to make: as many partitions as
     // ours get.
@@ -406,18 +404,9 @@ async fn nsq_bench(tools: &Tools, b: &Beside<'_>) -> Baseline {
     ) else {
         return base.not_installed(tools.missing("nsq_bench_writer and nsq_bench_reader"));
     };
-    let Some(address) = b
-        .url
-        .strip_prefix("nsq://")
-        .and_then(|r| r.split(['/', '?']).next())
-        .filter(|a| !a.is_empty())
-    else {
-        return base.failed(format!("no nsqd address in {}", b.url));
-    };
-    let address = if address.contains(':') {
-        address.to_string()
-    } else {
-        format!("{address}:4150")
+    let address = match nsq::address_from_url(b.url) {
+        Ok(address) => address,
+        Err(e) => return base.failed(e.to_string()),
     };
     let topic = scratch('_');
     let run_for = format!("{}ms", runfor.as_millis());

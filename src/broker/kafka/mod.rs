@@ -92,7 +92,7 @@ fn unavailable(e: impl std::fmt::Display) -> BrokerError {
 }
 
 /// The bootstrap servers of `kafka://host:port[,host:port...][/]`.
-fn bootstrap_from_url(url: &str) -> Result<String, BrokerError> {
+pub(crate) fn bootstrap_from_url(url: &str) -> Result<String, BrokerError> {
     let servers = url
         .strip_prefix("kafka://")
         .map(|rest| rest.split(['/', '?']).next().unwrap_or_default())

@@ -128,7 +128,7 @@ fn protocol_error(e: ProtocolError) -> BrokerError {
 }
 
 /// nsqd's `host:port` from `nsq://host[:port][/]`.
-fn address_from_url(url: &str) -> Result<String, BrokerError> {
+pub(crate) fn address_from_url(url: &str) -> Result<String, BrokerError> {
     let rest = url
         .strip_prefix("nsq://")
         .ok_or_else(|| BrokerError::Config(format!("not an nsq:// URL: {url:?}")))?;
