@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::task::JoinSet;
 
-use crate::broker::{Broker, BrokerError, BrokerStat};
+use crate::broker::{Broker, BrokerError, BrokerStat, stats_within};
 use crate::latency::{Latency, LatencyRecorder};
 
 /// Bytes of the header every message starts with: sequence number and send time.
@@ -166,17 +166,12 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     // The broker's own view of the group, while its consumers still hold on.
-    let broker_stats = match tokio::time::timeout(STATS_WAIT, broker.stats(&topic, GROUP)).await {
-        Ok(Ok(stats)) => stats,
-        Ok(Err(e)) => {
+    let broker_stats = stats_within(broker, &topic, GROUP, STATS_WAIT)
+        .await
+        .unwrap_or_else(|e| {
             tracing::warn!("bench: the broker's figures could not be read: {e}");
             Vec::new()
-        }
-        Err(_) => {
-            tracing::warn!("bench: the broker's figures took over {STATS_WAIT:?}");
-            Vec::new()
-        }
-    };
+        });
     consumers.abort_all();
     while consumers.join_next().await.is_some() {}
 

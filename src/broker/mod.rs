@@ -161,6 +161,19 @@ pub trait Broker: Send + Sync {
     }
 }
 
+/// [`Broker::stats`] within `wait`: a broker that does not answer in time is as
+/// unavailable as one that refuses, and its figures are not to be shown.
+pub async fn stats_within(
+    broker: &dyn Broker,
+    topic: &str,
+    group: &str,
+    wait: std::time::Duration,
+) -> Result<Vec<BrokerStat>, BrokerError> {
+    tokio::time::timeout(wait, broker.stats(topic, group))
+        .await
+        .map_err(|_| BrokerError::Unavailable(format!("no figures within {wait:?}")))?
+}
+
 /// The group of [`Broker::observer`]s.
 pub const OBSERVER_GROUP: &str = "superhero_dashboard";
 

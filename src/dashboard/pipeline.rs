@@ -18,7 +18,7 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::broker::{Broker, BrokerError, BrokerStat, Consumer};
+use crate::broker::{Broker, BrokerError, BrokerStat, Consumer, stats_within};
 use crate::events::transport::{EventSink, TransportStats};
 use crate::events::{self, CLEANING_GAME_RECORDS, Envelope, Queue};
 use crate::worker::EtlProgress;
@@ -306,19 +306,17 @@ impl PipelineFeed {
 
     async fn read_broker_stats(&self) {
         let topic = self.broker.topic_for(events::WORKER_QUEUE);
-        let read = self.broker.stats(&topic, events::WORKER_GROUP);
+        let read = stats_within(
+            &*self.broker,
+            &topic,
+            events::WORKER_GROUP,
+            BROKER_STATS_EVERY,
+        );
         // Figures that cannot be read now are not shown as if they were current.
-        let stats = match tokio::time::timeout(BROKER_STATS_EVERY, read).await {
-            Ok(Ok(stats)) => stats,
-            Ok(Err(e)) => {
-                tracing::debug!("dashboard: reading the broker's figures: {e}");
-                Vec::new()
-            }
-            Err(_) => {
-                tracing::debug!("dashboard: the broker's figures took too long");
-                Vec::new()
-            }
-        };
+        let stats = read.await.unwrap_or_else(|e| {
+            tracing::debug!("dashboard: reading the broker's figures: {e}");
+            Vec::new()
+        });
         *lock(&self.stats) = stats;
     }
 
