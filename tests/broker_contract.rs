@@ -304,14 +304,10 @@ pub async fn batches_take_what_waits(broker: Box<dyn Broker>) {
     assert_eq!(got.len(), sent.len(), "each message once");
 }
 
-/// An observer sees what is published once it is watching, without taking it from
-/// the groups: the workers' group still gets every message.
-pub async fn observers_see_everything_and_take_nothing(broker: Box<dyn Broker>) {
-    let topic = topic("observe");
-    let mut group = broker.consumer(&topic, "g").await.unwrap();
-    let mut observer = broker.observer(&topic).await.unwrap();
-    // An observer watches "from now on", which some brokers settle a moment after it
-    // is made (Kafka resolves `latest` at its first fetch): probe until it sees one.
+/// Probes `topic` until `observer` sees a probe (an observer watches "from now on",
+/// which some brokers settle a moment after it is made: Kafka resolves `latest` at its
+/// first fetch), and returns the first payload it saw.
+async fn first_seen(broker: &dyn Broker, topic: &str, observer: &mut Box<dyn Consumer>) -> Vec<u8> {
     let deadline = tokio::time::Instant::now() + WAIT;
     let mut probes = 0;
     loop {
@@ -319,16 +315,25 @@ pub async fn observers_see_everything_and_take_nothing(broker: Box<dyn Broker>) 
             tokio::time::Instant::now() < deadline,
             "the observer saw none of {probes} probes"
         );
-        publish(&*broker, &topic, &[format!("probe-{probes}").into_bytes()]).await;
+        publish(broker, topic, &[format!("probe-{probes}").into_bytes()]).await;
         probes += 1;
         if let Ok(d) = tokio::time::timeout(Duration::from_millis(300), observer.next()).await {
-            d.expect("the broker failed to deliver")
-                .ack()
-                .await
-                .unwrap();
-            break;
+            let d = d.expect("the broker failed to deliver");
+            let payload = d.payload.clone();
+            d.ack().await.unwrap();
+            return payload;
         }
     }
+}
+
+/// An observer sees what is published once it is watching, without taking it from
+/// the groups: the workers' group still gets every message. What was published while
+/// no observer watched is not shown to the next one.
+pub async fn observers_see_everything_and_take_nothing(broker: Box<dyn Broker>) {
+    let topic = topic("observe");
+    let mut group = broker.consumer(&topic, "g").await.unwrap();
+    let mut observer = broker.observer(&topic).await.unwrap();
+    first_seen(&*broker, &topic, &mut observer).await;
     let sent = payloads("seen", 20);
     publish(&*broker, &topic, &sent).await;
     let wanted: HashSet<Vec<u8>> = sent.iter().cloned().collect();
@@ -340,6 +345,16 @@ pub async fn observers_see_everything_and_take_nothing(broker: Box<dyn Broker>) 
             d.ack().await.unwrap();
         }
     }
+
+    drop(observer);
+    publish(&*broker, &topic, &payloads("unwatched", 5)).await;
+    let mut next_observer = broker.observer(&topic).await.unwrap();
+    let first = first_seen(&*broker, &topic, &mut next_observer).await;
+    assert!(
+        first.starts_with(b"probe-"),
+        "a new observer was shown {:?}, published before it watched",
+        String::from_utf8_lossy(&first)
+    );
 }
 
 /// The figures each broker gives of a group (see `Figures`).

@@ -148,8 +148,8 @@ pub trait Broker: Send + Sync {
 
     /// A consumer that sees every message of `topic` published from now on, as a group
     /// of its own ([`OBSERVER_GROUP`]), for watching a pipeline without taking part:
-    /// it leaves nothing behind that would pile up once it is gone. Brokers that keep
-    /// history may still hand it older messages first.
+    /// it leaves nothing behind that would pile up once it is gone, and is not shown
+    /// what was published while no observer watched.
     async fn observer(&self, topic: &str) -> Result<Box<dyn Consumer>, BrokerError> {
         self.consumer(topic, OBSERVER_GROUP).await
     }

@@ -16,7 +16,10 @@ use futures_util::future::BoxFuture;
 use tokio::sync::Notify;
 
 use super::Tuning;
-use super::{Broker, BrokerError, BrokerStat, Consumer, Delivery, Publisher, Semantics, Settle};
+use super::{
+    Broker, BrokerError, BrokerStat, Consumer, Delivery, OBSERVER_GROUP, Publisher, Semantics,
+    Settle,
+};
 
 /// Opens a new embedded broker (its registry entry: `memory://`).
 pub(super) fn open(
@@ -178,7 +181,22 @@ impl Broker for MemoryBroker {
     async fn consumer(&self, topic: &str, group: &str) -> Result<Box<dyn Consumer>, BrokerError> {
         let group = self.group(topic, group);
         let id = self.inner.next_consumer.fetch_add(1, Ordering::Relaxed);
-        Ok(Box::new(MemoryConsumer { group, id }))
+        Ok(Box::new(MemoryConsumer {
+            group,
+            id,
+            owned: None,
+        }))
+    }
+
+    /// A group of the observer's own, gone with it.
+    async fn observer(&self, topic: &str) -> Result<Box<dyn Consumer>, BrokerError> {
+        let id = self.inner.next_consumer.fetch_add(1, Ordering::Relaxed);
+        let name = format!("{OBSERVER_GROUP}#{id}");
+        Ok(Box::new(MemoryConsumer {
+            group: self.group(topic, &name),
+            id,
+            owned: Some((self.clone(), topic.to_string(), name)),
+        }))
     }
 }
 
@@ -193,6 +211,9 @@ impl Publisher for MemoryBroker {
 struct MemoryConsumer {
     group: Arc<Group>,
     id: u64,
+    /// The broker, topic and name of a group this consumer alone reads (an
+    /// observer's), removed when it goes.
+    owned: Option<(MemoryBroker, String, String)>,
 }
 
 impl MemoryConsumer {
@@ -252,8 +273,15 @@ impl Consumer for MemoryConsumer {
 }
 
 impl Drop for MemoryConsumer {
-    /// A consumer that goes away gives back everything it did not acknowledge.
+    /// A consumer that goes away gives back everything it did not acknowledge; an
+    /// observer's group goes with it.
     fn drop(&mut self) {
+        if let Some((broker, topic, name)) = self.owned.take() {
+            if let Some(groups) = lock(&broker.inner.topics).get_mut(&topic) {
+                groups.remove(&name);
+            }
+            return;
+        }
         let mut s = lock(&self.group.state);
         let mut mine: Vec<u64> = s
             .unacked

@@ -251,7 +251,10 @@ impl Broker for RabbitBroker {
             .expiry
             .unwrap_or(OBSERVER_EXPIRY)
             .min(OBSERVER_EXPIRY);
-        let queue = self.options.queue_name(topic, OBSERVER_GROUP);
+        // A queue of its own: one left by an earlier observer holds what was published
+        // while no one watched.
+        let group = format!("{OBSERVER_GROUP}.{}", uuid::Uuid::new_v4().simple());
+        let queue = self.options.queue_name(topic, &group);
         self.subscribe(topic, queue, Some(expiry)).await
     }
 
