@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashMap;
 
 use common::{fresh_redis_store, uniform_roster};
-use superhero::game::rules::RuleError;
+use superhero::game::rules::{ForfeitReason, RuleError};
 use superhero::game::{GameStatus, GameToken, Hero, UserToken};
 use superhero::store::{GameStore, MemoryStore, StoreError};
 
@@ -73,12 +73,21 @@ async fn joins_are_atomic<S: GameStore>(store: S) {
     assert_eq!(total, 60);
     assert!(games.len() >= 20);
 
-    // A user never joins a game twice: with one open game, the same user gets another.
+    // A user holds one unfinished game at a time, and never joins a game twice: with
+    // one open game, timed out, the same user gets another.
     let solo = users(&store, "S", 1).await.remove(0);
     let first = store
         .join(&solo, 2, &GameToken::new_random(), &candidates)
         .await
         .unwrap();
+    let refused = store
+        .join(&solo, 2, &GameToken::new_random(), &candidates)
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Rule(RuleError::StillPlaying))),
+        "{refused:?}"
+    );
+    assert!(store.time_out(&first.game).await.unwrap());
     let second = store
         .join(&solo, 2, &GameToken::new_random(), &candidates)
         .await
@@ -228,6 +237,140 @@ async fn attacks_follow_the_rules<S: GameStore>(store: S) {
         Err(StoreError::Rule(RuleError::NotInProgress))
     ));
     store.finish_without_enemy(&g, &first).await.unwrap();
+}
+
+/// Forfeits eliminate only the player whose turn the caller saw (of racing referees,
+/// one lands), pass the turn without counting an attack, and free the player for
+/// another game; a player's lobby is open once at a time; the cleaning record of each
+/// participant is claimed once, only when the game is over.
+async fn forfeits_lobbies_and_claims<S: GameStore>(store: S) {
+    let p = users(&store, "F", 4).await;
+    let h = heroes(3);
+    let g = store
+        .join(&p[0], 3, &GameToken::new_random(), &h)
+        .await
+        .unwrap()
+        .game;
+    for u in &p[1..3] {
+        assert_eq!(
+            store
+                .join(u, 3, &GameToken::new_random(), &h)
+                .await
+                .unwrap()
+                .game,
+            g
+        );
+    }
+    assert!(store.enter_lobby(&g, &p[0]).await.unwrap());
+    assert!(
+        !store.enter_lobby(&g, &p[0]).await.unwrap(),
+        "a second lobby is refused"
+    );
+    store.leave_lobby(&g, &p[0]).await.unwrap();
+    assert!(
+        store.enter_lobby(&g, &p[0]).await.unwrap(),
+        "a closed lobby may reopen"
+    );
+    assert!(matches!(
+        store.enter_lobby(&GameToken::new_random(), &p[0]).await,
+        Err(StoreError::UnknownGame)
+    ));
+    assert!(
+        !store.claim_cleaning(&g, &p[0]).await.unwrap(),
+        "not over yet"
+    );
+
+    let mut order: Vec<UserToken> = p[..3].to_vec();
+    order.sort();
+    assert!(store.start(&g, &order).await.unwrap());
+    let timeout = ForfeitReason::TurnTimeout;
+    assert!(matches!(
+        store
+            .forfeit(&g, &order[1], timeout, Some((0, 0)), "t")
+            .await,
+        Err(StoreError::Rule(RuleError::NotYourTurn))
+    ));
+    let racing: Vec<_> = (0..4)
+        .map(|_| {
+            let (store, g, u) = (store.clone(), g.clone(), order[0].clone());
+            tokio::spawn(async move { store.forfeit(&g, &u, timeout, Some((0, 0)), "t").await })
+        })
+        .collect();
+    let mut landed = 0;
+    for r in racing {
+        match r.await.unwrap() {
+            Ok(f) => {
+                landed += 1;
+                assert!(f.record.contains(r#""ACTION":"FORFEIT""#), "{}", f.record);
+                assert!(
+                    f.record.contains(r#""REASON":"TURN TIMEOUT""#),
+                    "{}",
+                    f.record
+                );
+            }
+            Err(StoreError::Rule(RuleError::OutOfPlay | RuleError::NotYourTurn)) => {}
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!(landed, 1, "exactly one of the racing forfeits lands");
+    let snap = store.snapshot(&g).await.unwrap().unwrap();
+    assert_eq!(snap.board.order, order[1..].to_vec());
+    assert_eq!((snap.board.turns, snap.board.forfeits), (0, 1));
+    assert_eq!(snap.board.heroes[&order[0]].health, 0);
+    let mut watch = store.watch(&g).await.unwrap();
+    let s = watch.latest();
+    assert_eq!(
+        (s.turns, s.forfeits, s.current.clone()),
+        (0, 1, Some(order[1].clone()))
+    );
+
+    // Out of play, the player may look for another game; the others may not.
+    let elsewhere = store
+        .join(&order[0], 2, &GameToken::new_random(), &h)
+        .await
+        .unwrap();
+    assert_ne!(elsewhere.game, g);
+    assert!(matches!(
+        store.join(&order[1], 2, &GameToken::new_random(), &h).await,
+        Err(StoreError::Rule(RuleError::StillPlaying))
+    ));
+
+    // A player who left forfeits out of turn; the last one standing wins.
+    store
+        .forfeit(&g, &order[2], ForfeitReason::LeftGame, None, "t")
+        .await
+        .unwrap();
+    let snap = store.snapshot(&g).await.unwrap().unwrap();
+    assert_eq!(snap.board.status, GameStatus::Completed);
+    assert_eq!(snap.board.order, vec![order[1].clone()]);
+    let logs = store.extract(&g).await.unwrap().unwrap().logs;
+    assert_eq!(logs.len(), 2, "{logs:?}");
+    assert!(logs[1].contains(r#""REASON":"LEFT GAME""#), "{}", logs[1]);
+
+    for u in &order {
+        assert!(store.claim_cleaning(&g, u).await.unwrap(), "first claim");
+        assert!(!store.claim_cleaning(&g, u).await.unwrap(), "second claim");
+    }
+    assert!(
+        !store.claim_cleaning(&g, &p[3]).await.unwrap(),
+        "not a member"
+    );
+    assert!(
+        store
+            .join(&order[1], 2, &GameToken::new_random(), &h)
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forfeits_lobbies_and_claims_embedded() {
+    forfeits_lobbies_and_claims(MemoryStore::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forfeits_lobbies_and_claims_redis() {
+    forfeits_lobbies_and_claims(fresh_redis_store(14).await.0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -45,6 +45,10 @@ pub struct GameArgs {
     /// Attacks after which a game ends, survivors ranked by health (0: no cap).
     #[arg(long, env = "TURN_CAP", default_value_t = 1000)]
     pub turn_cap: u32,
+    /// Seconds a player has to act once its turn is announced; a player who lets
+    /// it pass forfeits, and the game goes on (0: wait for ever).
+    #[arg(long, env = "TURN_TIMEOUT", default_value_t = 5.0)]
+    pub turn_timeout: f64,
 }
 
 impl TryFrom<&GameArgs> for ServerSettings {
@@ -55,6 +59,7 @@ impl TryFrom<&GameArgs> for ServerSettings {
             lobby_timeout: seconds(game.lobby_timeout, "--lobby-timeout")?,
             server_sleep: seconds(game.server_sleep, "--server-sleep")?,
             turn_cap: game.turn_cap,
+            turn_timeout: seconds(game.turn_timeout, "--turn-timeout")?,
         })
     }
 }

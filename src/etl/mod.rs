@@ -3,7 +3,8 @@
 //!
 //! Ranks count the right way: 1 for the winner, then the survivors of a capped game by
 //! health left, then the eliminated, the last one eliminated first, so the first hero
-//! eliminated gets the last rank.
+//! eliminated gets the last rank. A player who forfeited (out of time, or gone) is
+//! eliminated at the moment of the forfeit, like a hero killed then.
 
 pub mod tables;
 
@@ -12,6 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use thiserror::Error;
 
 use crate::game::protocol::{ActionDetails, ActionRecord};
+use crate::game::rules::ForfeitReason;
 use crate::game::{GameStatus, GameToken, Hero, UserToken};
 
 /// A finished game as read from the store in one step.
@@ -85,9 +87,19 @@ pub struct AttackLog {
     pub health_post: u64,
 }
 
-/// Reads the attack records of a game's log. Records without an attack (the `NA`
-/// action of a game with no enemy left) carry no damage and are skipped.
-pub fn parse_logs(game: &GameToken, logs: &[String]) -> Result<Vec<AttackLog>, EtlError> {
+/// One record of a game's log that the tables count.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogEntry {
+    Attack(AttackLog),
+    Forfeit {
+        user: UserToken,
+        reason: ForfeitReason,
+    },
+}
+
+/// Reads the attack and forfeit records of a game's log. Records without an attack
+/// (the `NA` action of a game with no enemy left) carry no damage and are skipped.
+pub fn parse_logs(game: &GameToken, logs: &[String]) -> Result<Vec<LogEntry>, EtlError> {
     let mut out = Vec::with_capacity(logs.len());
     for (index, text) in logs.iter().enumerate() {
         let record: ActionRecord = serde_json::from_str(text).map_err(|e| EtlError::BadLog {
@@ -95,19 +107,30 @@ pub fn parse_logs(game: &GameToken, logs: &[String]) -> Result<Vec<AttackLog>, E
             index,
             reason: e.to_string(),
         })?;
-        if let ActionDetails::Attack {
-            enemy_token,
-            enemy_damage,
-            enemy_health_post,
-            ..
-        } = record.status.details
-        {
-            out.push(AttackLog {
+        match record.status.details {
+            ActionDetails::Attack {
+                enemy_token,
+                enemy_damage,
+                enemy_health_post,
+                ..
+            } => out.push(LogEntry::Attack(AttackLog {
                 attacker: record.payload.user_token,
                 enemy: enemy_token,
                 damage: enemy_damage,
                 health_post: enemy_health_post,
-            });
+            })),
+            ActionDetails::Forfeit { reason, .. } => {
+                let reason = ForfeitReason::parse(&reason).ok_or_else(|| EtlError::BadLog {
+                    game: game.to_string(),
+                    index,
+                    reason: format!("unknown forfeit reason {reason:?}"),
+                })?;
+                out.push(LogEntry::Forfeit {
+                    user: record.payload.user_token,
+                    reason,
+                });
+            }
+            ActionDetails::NoEnemy { .. } => {}
         }
     }
     Ok(out)
@@ -124,10 +147,12 @@ struct Tally {
 
 /// Turns a finished game into its rows. GAME_META has one row per participant, only
 /// for games with more than one; GAME_PODIUM one row per participant who attacked or
-/// was attacked, ranked 1..=k among those k.
+/// was attacked, ranked 1..=k among those k. In a game with forfeits, those who
+/// forfeited and every survivor are ranked too, so a game won by a forfeit has a
+/// winner.
 pub fn transform(extract: &GameExtract) -> Result<GameTables, EtlError> {
     let game = extract.game.as_str();
-    let attacks = parse_logs(&extract.game, &extract.logs)?;
+    let entries = parse_logs(&extract.game, &extract.logs)?;
 
     let mut meta = Vec::new();
     if extract.heroes.len() > 1 {
@@ -142,24 +167,50 @@ pub fn transform(extract: &GameExtract) -> Result<GameTables, EtlError> {
 
     let mut tallies: HashMap<&UserToken, Tally> = HashMap::new();
     let mut eliminations = 0usize;
-    for (index, a) in attacks.iter().enumerate() {
-        for user in [&a.attacker, &a.enemy] {
-            if !extract.heroes.contains_key(user) {
-                return Err(EtlError::Stranger {
-                    game: game.to_string(),
-                    index,
-                    user: user.to_string(),
-                });
+    let mut eliminate = |t: &mut Tally| {
+        if t.eliminated.is_none() {
+            t.eliminated = Some(eliminations);
+            eliminations += 1;
+        }
+    };
+    let stranger = |index: usize, user: &UserToken| {
+        (!extract.heroes.contains_key(user)).then(|| EtlError::Stranger {
+            game: game.to_string(),
+            index,
+            user: user.to_string(),
+        })
+    };
+    let mut forfeits = false;
+    for (index, entry) in entries.iter().enumerate() {
+        match entry {
+            LogEntry::Attack(a) => {
+                if let Some(e) = stranger(index, &a.attacker).or_else(|| stranger(index, &a.enemy))
+                {
+                    return Err(e);
+                }
+                let attacker = tallies.entry(&a.attacker).or_default();
+                attacker.rounds += 1;
+                attacker.sent = attacker.sent.saturating_add(a.damage);
+                let enemy = tallies.entry(&a.enemy).or_default();
+                enemy.received = enemy.received.saturating_add(a.damage);
+                if a.health_post == 0 {
+                    eliminate(enemy);
+                }
+            }
+            LogEntry::Forfeit { user, .. } => {
+                if let Some(e) = stranger(index, user) {
+                    return Err(e);
+                }
+                forfeits = true;
+                eliminate(tallies.entry(user).or_default());
             }
         }
-        let attacker = tallies.entry(&a.attacker).or_default();
-        attacker.rounds += 1;
-        attacker.sent = attacker.sent.saturating_add(a.damage);
-        let enemy = tallies.entry(&a.enemy).or_default();
-        enemy.received = enemy.received.saturating_add(a.damage);
-        if a.health_post == 0 && enemy.eliminated.is_none() {
-            enemy.eliminated = Some(eliminations);
-            eliminations += 1;
+    }
+    if forfeits {
+        for (user, hero) in &extract.heroes {
+            if hero.is_alive() {
+                tallies.entry(user).or_default();
+            }
         }
     }
 

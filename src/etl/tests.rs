@@ -4,14 +4,18 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::game::protocol::{ActionRecord, to_frame};
-use crate::game::rules::{self, Board, Finish};
+use crate::game::rules::{self, Board, Finish, ForfeitReason};
 
 fn user(i: usize) -> UserToken {
     UserToken(format!("user-{i}"))
 }
 
+/// A pick at or above this makes the player whose turn it is forfeit instead.
+const FORFEIT_PICK: usize = 8;
+
 /// Plays a whole game by the rules, each player attacking the living enemy `pick`
-/// chooses, and returns what the store would hold at the end plus how it finished.
+/// chooses (or forfeiting, for a pick of [`FORFEIT_PICK`] or more), and returns what
+/// the store would hold at the end plus how it finished.
 fn play(heroes: &[Hero], turn_cap: u32, picks: &[usize]) -> (GameExtract, Option<Finish>) {
     let game = GameToken("game-1".into());
     let members: BTreeMap<UserToken, Hero> = heroes
@@ -24,6 +28,7 @@ fn play(heroes: &[Hero], turn_cap: u32, picks: &[usize]) -> (GameExtract, Option
         order: rules::turn_order(members.keys()),
         heroes: members,
         turns: 0,
+        forfeits: 0,
     };
     let mut logs = Vec::new();
     let mut finish = None;
@@ -31,8 +36,22 @@ fn play(heroes: &[Hero], turn_cap: u32, picks: &[usize]) -> (GameExtract, Option
     while board.status == GameStatus::InProgress {
         let attacker = board.order[0].clone();
         let enemies: Vec<UserToken> = board.order[1..].to_vec();
-        let enemy = enemies[picks.get(step).copied().unwrap_or(0) % enemies.len()].clone();
+        let pick = picks.get(step).copied().unwrap_or(0);
         step += 1;
+        if pick >= FORFEIT_PICK {
+            let turn = Some((board.turns, board.forfeits));
+            let forfeit =
+                rules::plan_forfeit(&board, &attacker, ForfeitReason::TurnTimeout, turn).unwrap();
+            logs.push(to_frame(&ActionRecord::forfeit(
+                &game,
+                &forfeit,
+                "2026-01-01T00:00:00Z".into(),
+            )));
+            rules::apply_forfeit(&mut board, &forfeit);
+            finish = forfeit.finish.clone();
+            continue;
+        }
+        let enemy = enemies[pick % enemies.len()].clone();
         let attack = rules::plan_attack(&board, &attacker, &enemy, turn_cap).unwrap();
         logs.push(to_frame(&ActionRecord::attack(
             &game,
@@ -159,12 +178,24 @@ proptest! {
     #[test]
     fn podium_properties(
         heroes in prop::collection::vec(arb_hero(), 2..=4),
-        picks in prop::collection::vec(0usize..4, 0..64),
+        picks in prop::collection::vec(0usize..10, 0..64),
         cap in 1u32..60,
     ) {
         let (extract, finish) = play(&heroes, cap, &picks);
         let tables = transform(&extract).unwrap();
-        let attacks = parse_logs(&extract.game, &extract.logs).unwrap();
+        let entries = parse_logs(&extract.game, &extract.logs).unwrap();
+        let attacks: Vec<&AttackLog> = entries
+            .iter()
+            .filter_map(|e| match e {
+                LogEntry::Attack(a) => Some(a),
+                LogEntry::Forfeit { .. } => None,
+            })
+            .collect();
+        let first_out = entries.iter().find_map(|e| match e {
+            LogEntry::Attack(a) if a.health_post == 0 => Some(&a.enemy),
+            LogEntry::Forfeit { user, .. } => Some(user),
+            LogEntry::Attack(_) => None,
+        });
         let k = tables.podium.len();
 
         // Ranks are a permutation of 1..=k.
@@ -175,9 +206,22 @@ proptest! {
         // The winner has health left; the first eliminated ranks last.
         let winner = tables.podium.iter().find(|r| r.rank == 1).unwrap();
         prop_assert!(extract.heroes[&UserToken(winner.user_token.clone())].health > 0);
-        if let Some(first_dead) = attacks.iter().find(|a| a.health_post == 0) {
+        if let Some(first_out) = first_out {
             let last = tables.podium.iter().find(|r| r.rank as usize == k).unwrap();
-            prop_assert_eq!(&last.user_token, &first_dead.enemy.0);
+            prop_assert_eq!(&last.user_token, &first_out.0);
+        }
+        // Whoever forfeited ranks below every survivor.
+        for e in &entries {
+            if let LogEntry::Forfeit { user, .. } = e {
+                let rank = |u: &str| tables.podium.iter().find(|r| r.user_token == u).map(|r| r.rank);
+                let mine = rank(user.as_str());
+                prop_assert!(mine.is_some(), "a player who forfeited is ranked");
+                for (other, h) in &extract.heroes {
+                    if h.is_alive() {
+                        prop_assert!(rank(other.as_str()) < mine);
+                    }
+                }
+            }
         }
         if let Some(Finish::LastStanding(w)) = &finish {
             prop_assert_eq!(&winner.user_token, &w.0);
@@ -200,4 +244,27 @@ proptest! {
         // Every participant is in GAME_META once.
         prop_assert_eq!(tables.meta.len(), heroes.len());
     }
+}
+
+#[test]
+fn a_game_won_by_a_forfeit_ranks_both_players() {
+    // One attack each way would take many turns; the second player forfeits at once.
+    let (extract, finish) = play(&[hero(1, 1, 500), hero(2, 1, 500)], 0, &[0, FORFEIT_PICK]);
+    assert_eq!(finish, Some(Finish::LastStanding(user(0))));
+    let tables = transform(&extract).unwrap();
+    let mut rows = tables.podium.clone();
+    rows.sort_by_key(|r| r.rank);
+    let order: Vec<(&str, u8, u16)> = rows
+        .iter()
+        .map(|r| (r.user_token.as_str(), r.rank, r.rounds))
+        .collect();
+    assert_eq!(order, vec![("user-0", 1, 1), ("user-1", 2, 0)]);
+}
+
+#[test]
+fn an_unknown_forfeit_reason_is_a_bad_log() {
+    let game = GameToken("g".into());
+    let record = r#"{"TIMESTAMP":"2026-01-01T00:00:00Z","PAYLOAD":{"GAME_TOKEN":"g","USER_TOKEN":"u"},"STATUS":{"ACTION":"FORFEIT","DETAILS":{"REASON":"BORED","HEALTH_PRIOR":3}}}"#;
+    let err = parse_logs(&game, &[record.to_string()]).unwrap_err();
+    assert!(err.to_string().contains("BORED"), "{err}");
 }

@@ -20,6 +20,9 @@ pub const LOBBY_PATH: &str = "/api/v1/game/lobby";
 pub const HERO_PATH: &str = "/api/v1/game/hero";
 pub const ACTION_PATH: &str = "/api/v1/game/action";
 
+/// The ACTION of a forfeit's log record.
+pub const FORFEIT_ACTION: &str = "FORFEIT";
+
 /// Largest frame the server reads as a request; larger ones get `FRAME TOO LARGE`.
 pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
 /// Most players one game may ask for.
@@ -76,6 +79,8 @@ pub enum ProtocolError {
     BinaryFrame,
     #[error("LOBBY ALREADY OPEN ON THIS CONNECTION")]
     LobbyBusy,
+    #[error("LOBBY ALREADY OPEN FOR THIS PLAYER")]
+    LobbyTaken,
     #[error("STORE UNAVAILABLE")]
     StoreUnavailable,
     /// A rule refused the action (not your turn, dead attacker, ...).
@@ -492,7 +497,7 @@ pub struct ActionPayload {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActionStatus {
-    /// `ATTACK`, or `NA` when there was no enemy left.
+    /// `ATTACK`, `NA` when there was no enemy left, or `FORFEIT`.
     #[serde(rename = "ACTION")]
     pub action: String,
     #[serde(rename = "DETAILS")]
@@ -511,6 +516,12 @@ pub enum ActionDetails {
         enemy_health_prior: u64,
         #[serde(rename = "ENEMY_HEALTH_POST")]
         enemy_health_post: u64,
+    },
+    Forfeit {
+        #[serde(rename = "REASON")]
+        reason: String,
+        #[serde(rename = "HEALTH_PRIOR")]
+        health_prior: u64,
     },
     NoEnemy {
         #[serde(rename = "ENEMY_TOKEN")]
@@ -536,6 +547,24 @@ impl ActionRecord {
                     enemy_damage: attack.damage,
                     enemy_health_prior: attack.enemy_health_prior,
                     enemy_health_post: attack.enemy_health_post,
+                },
+            },
+        }
+    }
+
+    /// The record of a forfeit: the player is out, no one attacked.
+    pub fn forfeit(game: &GameToken, forfeit: &super::rules::Forfeit, timestamp: String) -> Self {
+        Self {
+            timestamp,
+            payload: ActionPayload {
+                game_token: game.clone(),
+                user_token: forfeit.user.clone(),
+            },
+            status: ActionStatus {
+                action: FORFEIT_ACTION.into(),
+                details: ActionDetails::Forfeit {
+                    reason: forfeit.reason.as_str().into(),
+                    health_prior: forfeit.health_prior,
                 },
             },
         }

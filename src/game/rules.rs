@@ -22,6 +22,8 @@ pub struct Board {
     pub heroes: BTreeMap<UserToken, Hero>,
     /// Attacks made so far.
     pub turns: u32,
+    /// Players who forfeited so far.
+    pub forfeits: u32,
 }
 
 /// Why an action is refused. Nothing is written for a refused action.
@@ -43,6 +45,10 @@ pub enum RuleError {
     EnemyDead,
     #[error("OPPONENTS STILL ALIVE")]
     OpponentsAlive,
+    #[error("PLAYER NO LONGER IN PLAY")]
+    OutOfPlay,
+    #[error("USER ALREADY IN AN UNFINISHED GAME")]
+    StillPlaying,
 }
 
 /// How a game ended.
@@ -91,6 +97,109 @@ impl Attack {
             None => self.order.first(),
         }
     }
+}
+
+/// Why a player forfeits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForfeitReason {
+    /// The player did not act before the turn's deadline.
+    TurnTimeout,
+    /// The player's lobby connection closed while the game was running.
+    LeftGame,
+}
+
+impl ForfeitReason {
+    /// The reason as the log record states it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::TurnTimeout => "TURN TIMEOUT",
+            Self::LeftGame => "LEFT GAME",
+        }
+    }
+
+    /// The reason a log record states.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "TURN TIMEOUT" => Some(Self::TurnTimeout),
+            "LEFT GAME" => Some(Self::LeftGame),
+            _ => None,
+        }
+    }
+}
+
+/// The planned result of a forfeit: the player is eliminated (health 0, out of the
+/// turn order) without anyone attacking, and the game goes on with the others.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Forfeit {
+    pub user: UserToken,
+    pub reason: ForfeitReason,
+    /// The health the player had left.
+    pub health_prior: u64,
+    /// The turn order after the forfeit; if it was the player's turn, the next
+    /// player's turn begins (the turn counter counts attacks and does not move).
+    pub order: Vec<UserToken>,
+    /// The forfeit counter after this one.
+    pub forfeits: u32,
+    /// Set when the forfeit leaves one player standing.
+    pub finish: Option<Finish>,
+}
+
+impl Forfeit {
+    /// The status the game has after this forfeit.
+    pub fn status(&self) -> GameStatus {
+        match self.finish {
+            Some(_) => GameStatus::Completed,
+            None => GameStatus::InProgress,
+        }
+    }
+}
+
+/// Plans `user` forfeiting a game in progress. With `turn`, only if it is still
+/// `user`'s turn and no attack or forfeit happened since the caller looked (a turn
+/// timeout must not hit a player who acted meanwhile); without, whenever `user` is
+/// still in play (a player who left).
+pub fn plan_forfeit(
+    board: &Board,
+    user: &UserToken,
+    reason: ForfeitReason,
+    turn: Option<(u32, u32)>,
+) -> Result<Forfeit, RuleError> {
+    if board.status != GameStatus::InProgress {
+        return Err(RuleError::NotInProgress);
+    }
+    let hero = board.heroes.get(user).ok_or(RuleError::NotInGame)?;
+    if !board.order.contains(user) {
+        return Err(RuleError::OutOfPlay);
+    }
+    if let Some(expected) = turn
+        && (board.order.first() != Some(user) || (board.turns, board.forfeits) != expected)
+    {
+        return Err(RuleError::NotYourTurn);
+    }
+    let order: Vec<UserToken> = board.order.iter().filter(|p| *p != user).cloned().collect();
+    let finish = match order.as_slice() {
+        [winner] => Some(Finish::LastStanding(winner.clone())),
+        [] => Some(Finish::TurnCap(Vec::new())),
+        _ => None,
+    };
+    Ok(Forfeit {
+        user: user.clone(),
+        reason,
+        health_prior: hero.health,
+        order,
+        forfeits: board.forfeits.saturating_add(1),
+        finish,
+    })
+}
+
+/// Applies a planned forfeit to the board it was planned on.
+pub fn apply_forfeit(board: &mut Board, forfeit: &Forfeit) {
+    if let Some(hero) = board.heroes.get_mut(&forfeit.user) {
+        hero.health = 0;
+    }
+    board.order.clone_from(&forfeit.order);
+    board.forfeits = forfeit.forfeits;
+    board.status = forfeit.status();
 }
 
 /// The turn order of a game that starts: the participants' tokens sorted, as the
@@ -231,6 +340,7 @@ mod tests {
             order: turn_order(heroes.keys()),
             heroes,
             turns: 0,
+            forfeits: 0,
         }
     }
 
@@ -311,6 +421,45 @@ mod tests {
             Some(Finish::TurnCap(vec![user(1), user(2), user(0)]))
         );
         assert_eq!(a.status(), GameStatus::Completed);
+    }
+
+    #[test]
+    fn a_forfeit_eliminates_and_passes_the_turn() {
+        let b = board(&[(1, 100), (1, 100), (1, 100)]);
+        let timeout = ForfeitReason::TurnTimeout;
+        // Only the player whose turn it is, and only at the turn the caller saw.
+        assert_eq!(
+            plan_forfeit(&b, &user(1), timeout, Some((0, 0))),
+            Err(RuleError::NotYourTurn)
+        );
+        assert_eq!(
+            plan_forfeit(&b, &user(0), timeout, Some((1, 0))),
+            Err(RuleError::NotYourTurn)
+        );
+        let f = plan_forfeit(&b, &user(0), timeout, Some((0, 0))).unwrap();
+        assert_eq!(f.order, vec![user(1), user(2)]);
+        assert_eq!(
+            (f.forfeits, f.health_prior, f.finish.clone()),
+            (1, 100, None)
+        );
+        let mut after = b.clone();
+        apply_forfeit(&mut after, &f);
+        assert_eq!(after.heroes[&user(0)].health, 0);
+        assert_eq!(after.turns, 0, "a forfeit is not an attack");
+        // A player who left forfeits whenever it is; the last one standing wins.
+        let left = plan_forfeit(&after, &user(2), ForfeitReason::LeftGame, None).unwrap();
+        assert_eq!(left.finish, Some(Finish::LastStanding(user(1))));
+        apply_forfeit(&mut after, &left);
+        assert_eq!(after.status, GameStatus::Completed);
+        assert_eq!(
+            plan_forfeit(&after, &user(1), ForfeitReason::LeftGame, None),
+            Err(RuleError::NotInProgress)
+        );
+        after.status = GameStatus::InProgress;
+        assert_eq!(
+            plan_forfeit(&after, &user(0), ForfeitReason::LeftGame, None),
+            Err(RuleError::OutOfPlay)
+        );
     }
 
     #[test]

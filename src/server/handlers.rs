@@ -18,7 +18,7 @@ use crate::store::{GameStore, StoreError};
 
 /// The frames that answer one request.
 pub(super) async fn answer<S: GameStore>(
-    app: &App<S>,
+    app: &Arc<App<S>>,
     endpoint: Endpoint,
     text: &str,
 ) -> Vec<String> {
@@ -94,7 +94,7 @@ struct JoinTask<'a> {
     participants: u8,
 }
 
-async fn find<S: GameStore>(app: &App<S>, text: &str) -> Result<String, ProtocolError> {
+async fn find<S: GameStore>(app: &Arc<App<S>>, text: &str) -> Result<String, ProtocolError> {
     let req = Find::parse(text)?;
     if !app
         .store
@@ -136,6 +136,7 @@ async fn find<S: GameStore>(app: &App<S>, text: &str) -> Result<String, Protocol
     if joined.created {
         events::emit_task(Queue::Lobby, "Game Created", &task);
     }
+    super::referee::ensure(app, &joined.game);
     events::emit_task(Queue::Lobby, "Player Joined", &task);
     Ok(to_frame(&JoinedReply::new(joined.game, joined.hero)))
 }

@@ -1,58 +1,70 @@
 //! The lobby session: from `/api/v1/game/lobby` until the game is over for this
 //! player. It waits for the players, starts the game, announces each of the player's
-//! turns exactly once, and ends with COMPLETE or TIMED OUT.
+//! turns exactly once, and ends with COMPLETE or TIMED OUT. One lobby per player and
+//! game is open at a time, on any server; a player whose lobby closes while the game
+//! runs forfeits. Deadlines that must hold with no lobby open are the referee's
+//! (`referee.rs`).
 //!
 //! It is driven by the game's signals, not by polling: every change to a game raises
 //! a signal (see [`crate::store::Signal`]), and this session reacts to the latest one.
 //! That works across server instances too, since signals travel through the store.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::extract::ws::WebSocket;
 use tokio::time::{Instant, sleep, sleep_until};
 
-use super::handlers::{cleaning_records, store_error};
-use super::{App, Flow, next_request, send};
-use crate::events::{self, GameUserTask, Queue};
+use super::handlers::store_error;
+use super::{App, Flow, next_request, referee, send};
 use crate::game::protocol::{
     GAME_COMPLETE, GAME_START, GAME_TIMED_OUT, GAME_TURN, GameStatusField, GameUser, HeroView,
     LobbyReply, ProtocolError, StartPayload, StartReply, to_frame,
 };
-use crate::game::rules::{RuleError, turn_order};
+use crate::game::rules::{ForfeitReason, RuleError};
 use crate::game::{GameStatus, GameToken, UserToken};
 use crate::store::{GameStore, Signal, SignalWatch};
 
 /// Runs one lobby request to its end.
 pub(super) async fn session<S: GameStore>(
     socket: &mut WebSocket,
-    app: &App<S>,
+    app: &Arc<App<S>>,
     text: &str,
 ) -> Flow {
     let req = match GameUser::parse(text) {
         Ok(r) => r,
         Err(e) => return send(socket, e.to_frame()).await,
     };
-    match open(app, &req).await {
-        Ok((participants, watch)) => {
-            Lobby {
-                app,
-                game: req.game_token,
-                user: req.user_token,
-                participants,
-                watch,
-                // A timeout too long for the clock is no timeout.
-                deadline: Instant::now().checked_add(app.settings.lobby_timeout),
-                started: false,
-                last_turn: None,
-            }
-            .run(socket)
-            .await
-        }
-        Err(e) => send(socket, e.to_frame()).await,
+    let (participants, watch) = match open(app, &req).await {
+        Ok(opened) => opened,
+        Err(e) => return send(socket, e.to_frame()).await,
+    };
+    referee::ensure(app, &req.game_token);
+    let flow = Lobby {
+        app,
+        game: req.game_token.clone(),
+        user: req.user_token.clone(),
+        participants,
+        watch,
+        // A timeout too long for the clock is no timeout.
+        deadline: Instant::now().checked_add(app.settings.lobby_timeout),
+        started: false,
+        last_turn: None,
     }
+    .run(socket)
+    .await;
+    if let Err(e) = app
+        .store
+        .leave_lobby(&req.game_token, &req.user_token)
+        .await
+    {
+        store_error(e);
+    }
+    flow
 }
 
-/// Checks that the game exists and the user plays in it, and subscribes to it.
+/// Checks that the game exists, the user plays in it and has no other lobby open for
+/// it, and subscribes to it.
 async fn open<S: GameStore>(
     app: &App<S>,
     req: &GameUser,
@@ -71,6 +83,14 @@ async fn open<S: GameStore>(
         .watch(&req.game_token)
         .await
         .map_err(store_error)?;
+    if !app
+        .store
+        .enter_lobby(&req.game_token, &req.user_token)
+        .await
+        .map_err(store_error)?
+    {
+        return Err(ProtocolError::LobbyTaken);
+    }
     Ok((snapshot.participants, watch))
 }
 
@@ -116,7 +136,7 @@ impl<S: GameStore> Lobby<'_, S> {
             match self.wait(socket).await {
                 Wake::Signal => {}
                 Wake::Closed => {
-                    self.left_early().await;
+                    self.left().await;
                     return Flow::Close;
                 }
                 Wake::Deadline => {
@@ -151,14 +171,27 @@ impl<S: GameStore> Lobby<'_, S> {
         }
     }
 
-    /// The client closed its lobby before the game started: it will never play, so
-    /// the game is timed out unless it filled meanwhile.
-    async fn left_early(&self) {
+    /// The client closed its lobby. Before the start the game is timed out unless it
+    /// filled meanwhile (the player will never play); once it runs, the player
+    /// forfeits and the others play on.
+    async fn left(&self) {
         if self.started {
+            let _ = referee::forfeit(
+                self.app,
+                &self.game,
+                &self.user,
+                ForfeitReason::LeftGame,
+                None,
+            )
+            .await;
             return;
         }
         match self.app.store.time_out(&self.game).await {
-            Ok(true) => cleaning_records(&self.game, &self.user),
+            Ok(true) => {
+                if let Err(e) = referee::log_cleaning(self.app, &self.game, &self.user).await {
+                    store_error(e);
+                }
+            }
             Ok(false) => {}
             Err(e) => {
                 store_error(e);
@@ -168,29 +201,7 @@ impl<S: GameStore> Lobby<'_, S> {
 
     /// A full lobby starts its game; several lobbies may try, one succeeds.
     async fn start(&self) {
-        let snapshot = match self.app.store.snapshot(&self.game).await {
-            Ok(Some(s)) if s.is_full() => s,
-            Ok(_) => return,
-            Err(e) => {
-                store_error(e);
-                return;
-            }
-        };
-        let order = turn_order(snapshot.board.heroes.keys());
-        match self.app.store.start(&self.game, &order).await {
-            Ok(true) => events::emit_task(
-                Queue::Lobby,
-                "Game Started",
-                &GameUserTask {
-                    game_token: self.game.as_str(),
-                    user_token: snapshot.host.as_str(),
-                },
-            ),
-            Ok(false) => {}
-            Err(e) => {
-                store_error(e);
-            }
-        }
+        let _ = referee::start(self.app, &self.game).await;
     }
 
     /// Sends START once, then USER'S TURN when the turn is this player's.
@@ -245,10 +256,13 @@ impl<S: GameStore> Lobby<'_, S> {
         }))
     }
 
-    /// Logs the game's end for the workers, then tells the player. In this order,
+    /// Logs the game's end for the workers (unless it was logged for this player
+    /// already: a replayed lobby logs nothing), then tells the player. In this order,
     /// whoever sees the game over can count on its event being on its way.
     async fn finish(&self, socket: &mut WebSocket, game: &'static str) -> Flow {
-        cleaning_records(&self.game, &self.user);
+        if let Err(e) = referee::log_cleaning(self.app, &self.game, &self.user).await {
+            store_error(e);
+        }
         send(socket, to_frame(&LobbyReply::new(self.game.clone(), game))).await
     }
 }

@@ -8,9 +8,11 @@
 
 mod handlers;
 mod lobby;
+mod referee;
 
+use std::collections::HashSet;
 use std::future::Future;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -21,10 +23,10 @@ use axum::routing::get;
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
-use crate::game::Hero;
 use crate::game::protocol::{
     ACTION_PATH, FIND_PATH, HERO_PATH, LOBBY_PATH, LOGIN_PATH, MAX_REQUEST_BYTES, ProtocolError,
 };
+use crate::game::{GameToken, Hero};
 use crate::store::GameStore;
 
 /// Frames above this size close the connection (WebSocket close code 1009); frames
@@ -45,6 +47,8 @@ pub struct ServerSettings {
     pub server_sleep: Duration,
     /// Attacks after which a game ends (0: no cap).
     pub turn_cap: u32,
+    /// How long a player has to act once its turn is announced (zero: no limit).
+    pub turn_timeout: Duration,
 }
 
 impl Default for ServerSettings {
@@ -53,6 +57,7 @@ impl Default for ServerSettings {
             lobby_timeout: Duration::from_secs(5),
             server_sleep: Duration::ZERO,
             turn_cap: 1000,
+            turn_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -63,6 +68,8 @@ struct App<S> {
     settings: ServerSettings,
     /// The roster as games draw from it, read from the store when first needed.
     roster: RwLock<Arc<Vec<Hero>>>,
+    /// The games this server's referees watch.
+    refereed: Mutex<HashSet<GameToken>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +87,7 @@ pub fn router<S: GameStore>(store: S, settings: ServerSettings) -> Router {
         store,
         settings,
         roster: RwLock::new(Arc::new(Vec::new())),
+        refereed: Mutex::new(HashSet::new()),
     });
     let route = |endpoint: Endpoint| {
         let app = app.clone();

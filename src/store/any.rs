@@ -5,10 +5,11 @@
 use std::time::Duration;
 
 use super::{
-    Attacked, GameStore, Joined, MemoryStore, RedisConfig, RedisStore, SignalWatch, Snapshot,
-    StoreError,
+    Attacked, Forfeited, GameStore, Joined, MemoryStore, RedisConfig, RedisStore, SignalWatch,
+    Snapshot, StoreError,
 };
 use crate::etl::GameExtract;
+use crate::game::rules::ForfeitReason;
 use crate::game::{GameToken, Hero, UserToken};
 use crate::roster::RosterHero;
 
@@ -127,6 +128,29 @@ impl GameStore for AnyStore {
         user: &UserToken,
     ) -> Result<(), StoreError> {
         each!(self, s => s.finish_without_enemy(game, user).await)
+    }
+
+    async fn forfeit(
+        &self,
+        game: &GameToken,
+        user: &UserToken,
+        reason: ForfeitReason,
+        turn: Option<(u32, u32)>,
+        timestamp: &str,
+    ) -> Result<Forfeited, StoreError> {
+        each!(self, s => s.forfeit(game, user, reason, turn, timestamp).await)
+    }
+
+    async fn enter_lobby(&self, game: &GameToken, user: &UserToken) -> Result<bool, StoreError> {
+        each!(self, s => s.enter_lobby(game, user).await)
+    }
+
+    async fn leave_lobby(&self, game: &GameToken, user: &UserToken) -> Result<(), StoreError> {
+        each!(self, s => s.leave_lobby(game, user).await)
+    }
+
+    async fn claim_cleaning(&self, game: &GameToken, user: &UserToken) -> Result<bool, StoreError> {
+        each!(self, s => s.claim_cleaning(game, user).await)
     }
 
     async fn extract(&self, game: &GameToken) -> Result<Option<GameExtract>, StoreError> {

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::{Attacked, GameStore, Joined, Signal, SignalWatch, Snapshot, StoreError};
+use super::{Attacked, Forfeited, GameStore, Joined, Signal, SignalWatch, Snapshot, StoreError};
 use crate::etl::GameExtract;
 use crate::game::protocol::{ActionRecord, to_frame};
-use crate::game::rules::{self, Board};
+use crate::game::rules::{self, Board, ForfeitReason, RuleError};
 use crate::game::{GameStatus, GameToken, Hero, HeroId, UserToken};
 use crate::roster::RosterHero;
 
@@ -40,6 +40,8 @@ struct Inner {
 struct Users {
     by_name: HashMap<String, UserToken>,
     tokens: HashSet<UserToken>,
+    /// The game each user joined last: the only one that may still hold them.
+    last_game: HashMap<UserToken, GameToken>,
 }
 
 struct GameRecord {
@@ -50,6 +52,10 @@ struct GameRecord {
     logs: Vec<String>,
     /// Set by `clean`: the game is no longer extracted and goes after its expiry.
     cleaned: bool,
+    /// Players whose lobby is open.
+    lobbies: HashSet<UserToken>,
+    /// Players whose `Cleaning Game Records` was claimed.
+    cleaning_claimed: HashSet<UserToken>,
     signal: watch::Sender<Signal>,
 }
 
@@ -62,6 +68,11 @@ impl GameRecord {
         self.board.status.is_open()
             && self.joined() < usize::from(self.participants)
             && !self.board.heroes.contains_key(user)
+    }
+
+    /// Whether `user` still plays here: in the lobby, or alive in a running game.
+    fn holds(&self, user: &UserToken) -> bool {
+        !self.board.status.is_over() && self.board.heroes.get(user).is_some_and(Hero::is_alive)
     }
 
     fn raise(&self) {
@@ -110,6 +121,7 @@ impl MemoryStore {
             order: Vec::new(),
             heroes: BTreeMap::new(),
             turns: 0,
+            forfeits: 0,
         };
         let (signal, _) = watch::channel(Signal::of(GameStatus::WaitingLobby, 0, &board));
         let record = Arc::new(Mutex::new(GameRecord {
@@ -118,6 +130,8 @@ impl MemoryStore {
             board,
             logs: Vec::new(),
             cleaned: false,
+            lobbies: HashSet::new(),
+            cleaning_claimed: HashSet::new(),
             signal,
         }));
         let mut games = self.inner.games.write().unwrap_or_else(|e| e.into_inner());
@@ -164,6 +178,16 @@ impl GameStore for MemoryStore {
         candidates: &[Hero],
     ) -> Result<Joined, StoreError> {
         let mut open = lock(&self.inner.open);
+        // Under the index lock, so one user's concurrent finds cannot both join.
+        let mut users = lock(&self.inner.users);
+        let holding = users
+            .last_game
+            .get(user)
+            .and_then(|g| self.game(g))
+            .is_some_and(|r| lock(&r).holds(user));
+        if holding {
+            return Err(RuleError::StillPlaying.into());
+        }
         let list = open.entry(participants).or_default();
         // Drop games that filled or left their lobby; pick a random joinable one.
         list.retain(|g| {
@@ -200,6 +224,7 @@ impl GameStore for MemoryStore {
             .find(|h| !taken.contains(&h.id))
             .ok_or_else(|| StoreError::Unavailable("no free hero among the candidates".into()))?;
         r.board.heroes.insert(user.clone(), hero);
+        users.last_game.insert(user.clone(), game.clone());
         let joined = r.joined();
         if joined >= usize::from(r.participants) {
             list.retain(|g| *g != game);
@@ -287,6 +312,52 @@ impl GameStore for MemoryStore {
         r.board.status = GameStatus::Completed;
         r.raise();
         Ok(())
+    }
+
+    async fn forfeit(
+        &self,
+        game: &GameToken,
+        user: &UserToken,
+        reason: ForfeitReason,
+        turn: Option<(u32, u32)>,
+        timestamp: &str,
+    ) -> Result<Forfeited, StoreError> {
+        let record = self.game(game).ok_or(StoreError::UnknownGame)?;
+        let mut r = lock(&record);
+        let forfeit = rules::plan_forfeit(&r.board, user, reason, turn)?;
+        let log = to_frame(&ActionRecord::forfeit(
+            game,
+            &forfeit,
+            timestamp.to_string(),
+        ));
+        rules::apply_forfeit(&mut r.board, &forfeit);
+        r.logs.push(log.clone());
+        r.raise();
+        Ok(Forfeited {
+            forfeit,
+            record: log,
+        })
+    }
+
+    async fn enter_lobby(&self, game: &GameToken, user: &UserToken) -> Result<bool, StoreError> {
+        let record = self.game(game).ok_or(StoreError::UnknownGame)?;
+        Ok(lock(&record).lobbies.insert(user.clone()))
+    }
+
+    async fn leave_lobby(&self, game: &GameToken, user: &UserToken) -> Result<(), StoreError> {
+        if let Some(record) = self.game(game) {
+            lock(&record).lobbies.remove(user);
+        }
+        Ok(())
+    }
+
+    async fn claim_cleaning(&self, game: &GameToken, user: &UserToken) -> Result<bool, StoreError> {
+        let Some(record) = self.game(game) else {
+            return Ok(false);
+        };
+        let mut r = lock(&record);
+        let due = r.board.status.is_over() && r.board.heroes.contains_key(user);
+        Ok(due && r.cleaning_claimed.insert(user.clone()))
     }
 
     async fn extract(&self, game: &GameToken) -> Result<Option<GameExtract>, StoreError> {

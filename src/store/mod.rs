@@ -20,7 +20,7 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 use crate::etl::GameExtract;
-use crate::game::rules::{Attack, Board, RuleError};
+use crate::game::rules::{Attack, Board, Forfeit, ForfeitReason, RuleError};
 use crate::game::{GameStatus, GameToken, Hero, HeroId, UserToken};
 use crate::roster::RosterHero;
 
@@ -52,15 +52,24 @@ pub struct Signal {
     pub joined: u32,
     /// Attacks made so far.
     pub turns: u32,
+    /// Players who forfeited so far.
+    pub forfeits: u32,
     /// Whose turn it is, while the game is in progress.
     pub current: Option<UserToken>,
 }
 
 impl Signal {
-    /// Signals of one game are ordered: later life-cycle phases, more turns and more
-    /// players only ever grow, so a late or repeated delivery can be recognised.
-    fn order_key(&self) -> (u8, u32, u32) {
-        (self.status.phase(), self.turns, self.joined)
+    /// Signals of one game are ordered: later life-cycle phases, more turns, more
+    /// forfeits and more players only ever grow, so a late or repeated delivery can be
+    /// recognised.
+    fn order_key(&self) -> (u8, u32, u32, u32) {
+        (self.status.phase(), self.turns, self.forfeits, self.joined)
+    }
+
+    /// Which turn this is: a new pair means a new turn began (an attack was made or
+    /// the player whose turn it was forfeited), even for the same player.
+    pub fn turn(&self) -> (u32, u32) {
+        (self.turns, self.forfeits)
     }
 
     /// Whether `self` describes a later state than `other`.
@@ -68,22 +77,25 @@ impl Signal {
         self.order_key() > other.order_key()
     }
 
-    /// The compact text form carried on Redis pub/sub: `status|joined|turns|current`.
+    /// The compact text form carried on Redis pub/sub:
+    /// `status|joined|turns|forfeits|current`.
     pub fn encode(&self) -> String {
         format!(
-            "{}|{}|{}|{}",
+            "{}|{}|{}|{}|{}",
             self.status,
             self.joined,
             self.turns,
+            self.forfeits,
             self.current.as_ref().map_or("", |u| u.as_str())
         )
     }
 
     pub fn decode(text: &str) -> Option<Self> {
-        let mut parts = text.splitn(4, '|');
+        let mut parts = text.splitn(5, '|');
         let status = GameStatus::parse(parts.next()?)?;
         let joined = parts.next()?.parse().ok()?;
         let turns = parts.next()?.parse().ok()?;
+        let forfeits = parts.next()?.parse().ok()?;
         let current = match parts.next()? {
             "" => None,
             token => Some(UserToken(token.to_string())),
@@ -92,6 +104,7 @@ impl Signal {
             status,
             joined,
             turns,
+            forfeits,
             current,
         })
     }
@@ -106,6 +119,7 @@ impl Signal {
             status,
             joined: u32::try_from(joined).unwrap_or(u32::MAX),
             turns: board.turns,
+            forfeits: board.forfeits,
             current,
         }
     }
@@ -186,6 +200,13 @@ pub struct Attacked {
     pub record: String,
 }
 
+/// The result of an accepted forfeit and its log record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Forfeited {
+    pub forfeit: Forfeit,
+    pub record: String,
+}
+
 /// The contract both stores fulfil; `tests/store_contract.rs` runs one suite on each.
 pub trait GameStore: Clone + Send + Sync + 'static {
     /// Replaces the hero collection (the `superheros` hash).
@@ -212,7 +233,9 @@ pub trait GameStore: Clone + Send + Sync + 'static {
     /// Joins a random open game for `participants` players that `user` is not in yet,
     /// or creates one with the token `new_game`. The hero is the first of `candidates`
     /// (distinct roster heroes, at least `participants` of them) not taken in that
-    /// game. Atomic: a game never gets more players than it was created for.
+    /// game. Atomic: a game never gets more players than it was created for. Refused
+    /// with [`RuleError::StillPlaying`] while the user is still in play in another
+    /// game (in its lobby, or alive in a game in progress).
     fn join(
         &self,
         user: &UserToken,
@@ -265,6 +288,39 @@ pub trait GameStore: Clone + Send + Sync + 'static {
         user: &UserToken,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Eliminates a player who is out of time or gone, as planned by
+    /// [`crate::game::rules::plan_forfeit`], with its log record stamped `timestamp`.
+    fn forfeit(
+        &self,
+        game: &GameToken,
+        user: &UserToken,
+        reason: ForfeitReason,
+        turn: Option<(u32, u32)>,
+        timestamp: &str,
+    ) -> impl Future<Output = Result<Forfeited, StoreError>> + Send;
+
+    /// Marks a player's lobby as open; false if it already is (on any server).
+    fn enter_lobby(
+        &self,
+        game: &GameToken,
+        user: &UserToken,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Marks a player's lobby as closed.
+    fn leave_lobby(
+        &self,
+        game: &GameToken,
+        user: &UserToken,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Claims the right to log `Cleaning Game Records` for one participant of a game
+    /// that is over: true exactly once per participant and game, whoever asks.
+    fn claim_cleaning(
+        &self,
+        game: &GameToken,
+        user: &UserToken,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// Reads a game and its log in one atomic step, for its ETL. `None` for an unknown
     /// game or one already cleaned.
     fn extract(
@@ -297,6 +353,7 @@ mod tests {
             status: GameStatus::InProgress,
             joined: 3,
             turns: 12,
+            forfeits: 1,
             current: Some(UserToken("abc".into())),
         };
         assert_eq!(Signal::decode(&s.encode()), Some(s.clone()));
@@ -304,6 +361,7 @@ mod tests {
             status: GameStatus::WaitingLobby,
             joined: 1,
             turns: 0,
+            forfeits: 0,
             current: None,
         };
         assert_eq!(Signal::decode(&w.encode()), Some(w.clone()));

@@ -2,11 +2,14 @@
 //! with redis-cli exactly as before (`LLEN games:players:2`, `GET games:<g>:status`,
 //! `SMEMBERS games:<g>`, `HGETALL games:<g>:superheros:<p>`, `HGET superheros <id>`).
 //!
-//! Three keys are added to the original's, each documented in the README:
-//! `users:tokens` (token → name, so an unknown token is told in O(1)),
+//! Keys added to the original's, each documented in the README: `users:tokens`
+//! (token → name, so an unknown token is told in O(1)), `users:games` (token → the
+//! game the user joined last, so a user holds one unfinished game at a time),
 //! `games:open:<n>` (the set of joinable games, so finding a game does not scan every
-//! game ever played) and `games:<g>:turns` (the attack counter behind the turn cap and
-//! the compare-and-set below).
+//! game ever played), `games:<g>:turns` (the attack counter behind the turn cap and
+//! the compare-and-set below), `games:<g>:forfeits` (who forfeited),
+//! `games:<g>:lobbies` (whose lobby is open) and `games:<g>:cleaned` (whose
+//! `Cleaning Game Records` was logged).
 //!
 //! Every change is one Lua script, so it is atomic however many servers share the
 //! store, and each script publishes the game's new [`Signal`] on the channel
@@ -24,11 +27,11 @@ use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 use tokio::sync::watch;
 
-use super::{Attacked, GameStore, Joined, Signal, SignalWatch, Snapshot, StoreError};
+use super::{Attacked, Forfeited, GameStore, Joined, Signal, SignalWatch, Snapshot, StoreError};
 use crate::backoff::Backoff;
 use crate::etl::GameExtract;
 use crate::game::protocol::{ActionRecord, to_frame};
-use crate::game::rules::{self, Board};
+use crate::game::rules::{self, Board, ForfeitReason, RuleError};
 use crate::game::{GameStatus, GameToken, Hero, HeroId, UserToken};
 use crate::redis_client::connection_manager;
 use crate::roster::{RosterHero, hero_from_stored};
@@ -141,6 +144,7 @@ impl Registry {
                 status: GameStatus::Initializing,
                 joined: 0,
                 turns: 0,
+                forfeits: 0,
                 current: None,
             };
             (watch::channel(unknown).0, 0)
@@ -243,7 +247,8 @@ async fn listen(client: redis::Client, mut conn: ConnectionManager, registry: We
 // Lua scripts. Keys are built inside the scripts from the game token, as the
 // original's names demand; this store targets a single Redis server, not a cluster.
 
-/// Shared helpers: whether a game is still in its lobby, and how many joined it.
+/// Shared helpers: whether a game is still in its lobby, how many joined it, and
+/// how to give a key added to a game after its cleaning the same time to live.
 const LUA_HELPERS: &str = r"
 local function is_open(st)
   return st == 'Initializing' or st == 'Waiting Lobby' or st == 'Time Out'
@@ -253,7 +258,14 @@ local function joined(g)
   if s then return tonumber(s) end
   return 0
 end
+local function expire_like_status(p, key)
+  local ttl = redis.call('PTTL', p .. ':status')
+  if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+end
 ";
+
+/// The error code of a find refused because the user still plays another game.
+const STILL_PLAYING: &str = "STILL_PLAYING";
 
 static LOGIN: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
     Script::new(
@@ -272,6 +284,16 @@ static JOIN: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
     Script::new(&format!(
         r"{LUA_HELPERS}
 local user, n, fresh = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local last = redis.call('HGET', 'users:games', user)
+if last then
+  local st = redis.call('GET', 'games:' .. last .. ':status')
+  if st and st ~= 'Completed' and st ~= 'Timed Out' then
+    local hp = redis.call('HGET', 'games:' .. last .. ':superheros:' .. user, 'health')
+    if hp and tonumber(hp) > 0 then
+      return redis.error_reply('{STILL_PLAYING} the user still plays game ' .. last)
+    end
+  end
+end
 local open_key = 'games:open:' .. n
 local game = false
 local created = 0
@@ -307,14 +329,15 @@ redis.call('HSET', 'games:' .. game .. ':superheros:' .. user,
   'id', ARGV[pick], 'attack', ARGV[pick + 1], 'health', ARGV[pick + 2])
 redis.call('SADD', 'games:' .. game .. ':superheros', ARGV[pick])
 if count >= n then redis.call('SREM', open_key, game) end
-redis.call('PUBLISH', 'games:' .. game .. ':signal', 'Waiting Lobby|' .. count .. '|0|')
+redis.call('HSET', 'users:games', user, game)
+redis.call('PUBLISH', 'games:' .. game .. ':signal', 'Waiting Lobby|' .. count .. '|0|0|')
 return {{game, ARGV[pick], count, created}}
 "
     ))
 });
 
-/// `snapshot(g)`: participants, status, turns, host, order and the members' heroes as
-/// flat (token, id, attack, health) quadruples; false for an unknown game.
+/// `snapshot(g)`: participants, status, turns, forfeits, host, order and the members'
+/// heroes as flat (token, id, attack, health) quadruples; false for an unknown game.
 const LUA_SNAPSHOT: &str = r"
 local function snapshot(g)
   local p = 'games:' .. g
@@ -329,7 +352,7 @@ local function snapshot(g)
     heroes[#heroes + 1] = h[3] or ''
   end
   return {n, redis.call('GET', p .. ':status') or '', redis.call('GET', p .. ':turns') or '0',
-    redis.call('GET', p .. ':host') or '', redis.call('LRANGE', p .. ':order', 0, -1), heroes}
+    tostring(redis.call('SCARD', p .. ':forfeits')), redis.call('GET', p .. ':host') or '', redis.call('LRANGE', p .. ':order', 0, -1), heroes}
 end
 ";
 
@@ -365,7 +388,7 @@ for _, m in ipairs(redis.call('SMEMBERS', p)) do
   redis.call('EXPIRE', p .. ':superheros:' .. m, ttl)
 end
 for _, k in ipairs({p .. ':order', p .. ':status', p .. ':participants', p .. ':host', p,
-    p .. ':superheros', p .. ':turns'}) do
+    p .. ':superheros', p .. ':turns', p .. ':forfeits', p .. ':lobbies', p .. ':cleaned'}) do
   redis.call('EXPIRE', k, ttl)
 end
 redis.call('ZREM', 'games:participants', g)
@@ -393,7 +416,7 @@ redis.call('DEL', p .. ':order')
 redis.call('RPUSH', p .. ':order', unpack(ARGV, 2))
 redis.call('SET', p .. ':turns', 0)
 redis.call('SET', p .. ':status', 'In-Progress')
-redis.call('PUBLISH', p .. ':signal', 'In-Progress|' .. count .. '|0|' .. ARGV[2])
+redis.call('PUBLISH', p .. ':signal', 'In-Progress|' .. count .. '|0|0|' .. ARGV[2])
 return 1
 "
     ))
@@ -410,48 +433,103 @@ local count = joined(g)
 if not is_open(redis.call('GET', p .. ':status')) or count >= n then return 0 end
 redis.call('SET', p .. ':status', 'Timed Out')
 redis.call('SREM', 'games:open:' .. n, g)
-redis.call('PUBLISH', p .. ':signal', 'Timed Out|' .. count .. '|0|')
+redis.call('PUBLISH', p .. ':signal', 'Timed Out|' .. count .. '|0|0|')
 return 1
 "
     ))
 });
 
-/// ARGV: game, expected turns, enemy, enemy health after, log record, new status,
-/// signal, then the new turn order. Applies only if the game is still in progress at
-/// the expected turn.
+/// Whether a game is still in progress at the turn (attacks, forfeits) it was
+/// planned on, ARGV[2] and ARGV[3]: the compare of every compare-and-set below.
+const LUA_AT_TURN: &str = r"
+local function at_turn(p)
+  return redis.call('GET', p .. ':status') == 'In-Progress'
+    and (redis.call('GET', p .. ':turns') or '0') == ARGV[2]
+    and redis.call('SCARD', p .. ':forfeits') == tonumber(ARGV[3])
+end
+";
+
+/// ARGV: game, expected turns, expected forfeits, enemy, enemy health after, log
+/// record, new status, signal, then the new turn order.
 static APPLY_ATTACK: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
-    Script::new(
-        r"
+    Script::new(&format!(
+        r"{LUA_AT_TURN}
 local p = 'games:' .. ARGV[1]
-if redis.call('GET', p .. ':status') ~= 'In-Progress' then return 0 end
-if (redis.call('GET', p .. ':turns') or '0') ~= ARGV[2] then return 0 end
-redis.call('HSET', p .. ':superheros:' .. ARGV[3], 'health', ARGV[4])
+if not at_turn(p) then return 0 end
+redis.call('HSET', p .. ':superheros:' .. ARGV[4], 'health', ARGV[5])
+redis.call('RPUSH', p .. ':logs', ARGV[6])
+redis.call('DEL', p .. ':order')
+if #ARGV >= 9 then redis.call('RPUSH', p .. ':order', unpack(ARGV, 9)) end
+redis.call('SET', p .. ':turns', tonumber(ARGV[2]) + 1)
+redis.call('SET', p .. ':status', ARGV[7])
+redis.call('PUBLISH', p .. ':signal', ARGV[8])
+return 1
+"
+    ))
+});
+
+/// ARGV: game, expected turns, expected forfeits, the player, log record, new status,
+/// signal, then the new turn order.
+static APPLY_FORFEIT: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
+    Script::new(&format!(
+        r"{LUA_AT_TURN}
+local p = 'games:' .. ARGV[1]
+if not at_turn(p) then return 0 end
+redis.call('HSET', p .. ':superheros:' .. ARGV[4], 'health', 0)
+redis.call('SADD', p .. ':forfeits', ARGV[4])
 redis.call('RPUSH', p .. ':logs', ARGV[5])
 redis.call('DEL', p .. ':order')
 if #ARGV >= 8 then redis.call('RPUSH', p .. ':order', unpack(ARGV, 8)) end
-redis.call('SET', p .. ':turns', tonumber(ARGV[2]) + 1)
 redis.call('SET', p .. ':status', ARGV[6])
 redis.call('PUBLISH', p .. ':signal', ARGV[7])
 return 1
-",
-    )
+"
+    ))
 });
 
-/// ARGV: game, expected turns, signal. Completes a game still in progress at the
-/// expected turn; a game already completed is left as it is.
+/// ARGV: game, expected turns, expected forfeits, signal. Completes a game still in
+/// progress at the expected turn; a game already completed is left as it is.
 static FINISH: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
-    Script::new(
-        r"
+    Script::new(&format!(
+        r"{LUA_AT_TURN}
+local p = 'games:' .. ARGV[1]
+if redis.call('GET', p .. ':status') == 'Completed' then return 1 end
+if not at_turn(p) then return 0 end
+redis.call('SET', p .. ':status', 'Completed')
+redis.call('PUBLISH', p .. ':signal', ARGV[4])
+return 1
+"
+    ))
+});
+
+/// ARGV: game, user. 1 if the user's lobby was marked open, 0 if it already was,
+/// -1 for an unknown game.
+static ENTER_LOBBY: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
+    Script::new(&format!(
+        r"{LUA_HELPERS}
+local p = 'games:' .. ARGV[1]
+if redis.call('EXISTS', p .. ':status') == 0 then return -1 end
+local added = redis.call('SADD', p .. ':lobbies', ARGV[2])
+expire_like_status(p, p .. ':lobbies')
+return added
+"
+    ))
+});
+
+/// ARGV: game, user. 1 the first time it is asked for a member of a game that is
+/// over, 0 otherwise.
+static CLAIM_CLEANING: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
+    Script::new(&format!(
+        r"{LUA_HELPERS}
 local p = 'games:' .. ARGV[1]
 local st = redis.call('GET', p .. ':status')
-if st == 'Completed' then return 1 end
-if st ~= 'In-Progress' then return 0 end
-if (redis.call('GET', p .. ':turns') or '0') ~= ARGV[2] then return 0 end
-redis.call('SET', p .. ':status', 'Completed')
-redis.call('PUBLISH', p .. ':signal', ARGV[3])
-return 1
-",
-    )
+if st ~= 'Completed' and st ~= 'Timed Out' then return 0 end
+if redis.call('SISMEMBER', p, ARGV[2]) == 0 then return 0 end
+local added = redis.call('SADD', p .. ':cleaned', ARGV[2])
+expire_like_status(p, p .. ':cleaned')
+return added
+"
+    ))
 });
 
 /// ARGV: game. The game's current signal, or nil for an unknown game.
@@ -463,13 +541,23 @@ local st = redis.call('GET', p .. ':status')
 if not st then return false end
 local cur = ''
 if st == 'In-Progress' then cur = redis.call('LINDEX', p .. ':order', 0) or '' end
-return st .. '|' .. joined(ARGV[1]) .. '|' .. (redis.call('GET', p .. ':turns') or '0') .. '|' .. cur
+return st .. '|' .. joined(ARGV[1]) .. '|' .. (redis.call('GET', p .. ':turns') or '0') .. '|'
+  .. redis.call('SCARD', p .. ':forfeits') .. '|' .. cur
 "
     ))
 });
 
-type RawSnapshot = (String, String, String, String, Vec<String>, Vec<String>);
+type RawSnapshot = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    Vec<String>,
+    Vec<String>,
+);
 type RawExtract = (
+    String,
     String,
     String,
     String,
@@ -480,11 +568,12 @@ type RawExtract = (
 );
 
 fn parse_snapshot(raw: RawSnapshot) -> Result<Snapshot, StoreError> {
-    let (participants, status, turns, host, order, heroes) = raw;
+    let (participants, status, turns, forfeits, host, order, heroes) = raw;
     let corrupt = |what: &str| StoreError::Unavailable(format!("unreadable game record: {what}"));
     let participants = participants.parse().map_err(|_| corrupt("participants"))?;
     let status = GameStatus::parse(&status).ok_or_else(|| corrupt("status"))?;
     let turns = turns.parse().map_err(|_| corrupt("turns"))?;
+    let forfeits = forfeits.parse().map_err(|_| corrupt("forfeits"))?;
     let mut map = BTreeMap::new();
     for chunk in heroes.chunks_exact(4) {
         let hero = Hero {
@@ -502,6 +591,7 @@ fn parse_snapshot(raw: RawSnapshot) -> Result<Snapshot, StoreError> {
             order: order.into_iter().map(UserToken).collect(),
             heroes: map,
             turns,
+            forfeits,
         },
     })
 }
@@ -569,7 +659,10 @@ impl GameStore for RedisStore {
         let (game, hero, joined, created): (String, HeroId, u32, i64) = call
             .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| match e.code() {
+                Some(STILL_PLAYING) => RuleError::StillPlaying.into(),
+                _ => unavailable(e),
+            })?;
         Ok(Joined {
             game: GameToken(game),
             hero,
@@ -642,6 +735,7 @@ impl GameStore for RedisStore {
             let mut call = APPLY_ATTACK.prepare_invoke();
             call.arg(game.as_str())
                 .arg(snap.board.turns)
+                .arg(snap.board.forfeits)
                 .arg(enemy.as_str())
                 .arg(attack.enemy_health_post)
                 .arg(&record)
@@ -673,6 +767,7 @@ impl GameStore for RedisStore {
             let done: i64 = FINISH
                 .arg(game.as_str())
                 .arg(snap.board.turns)
+                .arg(snap.board.forfeits)
                 .arg(signal.encode())
                 .invoke_async(&mut conn)
                 .await
@@ -684,16 +779,86 @@ impl GameStore for RedisStore {
         Err(StoreError::Contended)
     }
 
+    async fn forfeit(
+        &self,
+        game: &GameToken,
+        user: &UserToken,
+        reason: ForfeitReason,
+        turn: Option<(u32, u32)>,
+        timestamp: &str,
+    ) -> Result<Forfeited, StoreError> {
+        let mut conn = self.conn.clone();
+        for _ in 0..CAS_ATTEMPTS {
+            let snap = self.snapshot(game).await?.ok_or(StoreError::UnknownGame)?;
+            let forfeit = rules::plan_forfeit(&snap.board, user, reason, turn)?;
+            let record = to_frame(&ActionRecord::forfeit(
+                game,
+                &forfeit,
+                timestamp.to_string(),
+            ));
+            let mut after = snap.board.clone();
+            rules::apply_forfeit(&mut after, &forfeit);
+            let signal = Signal::of(after.status, snap.joined(), &after);
+            let mut call = APPLY_FORFEIT.prepare_invoke();
+            call.arg(game.as_str())
+                .arg(snap.board.turns)
+                .arg(snap.board.forfeits)
+                .arg(user.as_str())
+                .arg(&record)
+                .arg(after.status.as_str())
+                .arg(signal.encode());
+            for u in &forfeit.order {
+                call.arg(u.as_str());
+            }
+            let applied: i64 = call.invoke_async(&mut conn).await.map_err(unavailable)?;
+            if applied == 1 {
+                return Ok(Forfeited { forfeit, record });
+            }
+        }
+        Err(StoreError::Contended)
+    }
+
+    async fn enter_lobby(&self, game: &GameToken, user: &UserToken) -> Result<bool, StoreError> {
+        let entered: i64 = ENTER_LOBBY
+            .arg(game.as_str())
+            .arg(user.as_str())
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        match entered {
+            -1 => Err(StoreError::UnknownGame),
+            n => Ok(n == 1),
+        }
+    }
+
+    async fn leave_lobby(&self, game: &GameToken, user: &UserToken) -> Result<(), StoreError> {
+        self.conn
+            .clone()
+            .srem(format!("games:{game}:lobbies"), user.as_str())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn claim_cleaning(&self, game: &GameToken, user: &UserToken) -> Result<bool, StoreError> {
+        let claimed: i64 = CLAIM_CLEANING
+            .arg(game.as_str())
+            .arg(user.as_str())
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(claimed == 1)
+    }
+
     async fn extract(&self, game: &GameToken) -> Result<Option<GameExtract>, StoreError> {
         let raw: Option<RawExtract> = EXTRACT
             .arg(game.as_str())
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(unavailable)?;
-        let Some((n, status, turns, host, order, heroes, logs)) = raw else {
+        let Some((n, status, turns, forfeits, host, order, heroes, logs)) = raw else {
             return Ok(None);
         };
-        let snap = parse_snapshot((n, status, turns, host, order, heroes))?;
+        let snap = parse_snapshot((n, status, turns, forfeits, host, order, heroes))?;
         Ok(Some(GameExtract {
             game: game.clone(),
             status: snap.board.status,
