@@ -57,6 +57,7 @@ pub mod events;
 pub mod fixtures;
 pub mod game;
 pub mod latency;
+pub mod net;
 pub mod player;
 pub mod plays;
 pub mod redis_client;

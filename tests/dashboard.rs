@@ -77,7 +77,7 @@ impl PlaysPage {
         .unwrap();
         let url = page.url().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(page.serve(async {
+        let server = tokio::spawn(page.serve(Default::default(), async {
             let _ = stopped.await;
         }));
         let browser = Browser::start().await;

@@ -8,9 +8,10 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use tokio::task::JoinHandle;
 
-use super::GlobalArgs;
+use super::{GlobalArgs, seconds};
 use crate::dashboard::pipeline::PipelineFeed;
 use crate::dashboard::{Dashboard, Sources};
+use crate::net::ConnectionLimits;
 
 /// The live dashboard of a run.
 #[derive(Debug, Args)]
@@ -26,6 +27,29 @@ pub struct DashboardArgs {
     /// Port of the dashboard (0: any free port).
     #[arg(long, value_name = "P", default_value_t = 8765)]
     pub dashboard_port: u16,
+    /// Open connections the dashboard holds at most; more are answered 503.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub dashboard_max_connections: usize,
+    /// Seconds a dashboard client has to send a request's headers.
+    #[arg(long, value_name = "S", default_value_t = 10.0)]
+    pub dashboard_header_timeout: f64,
+}
+
+/// Open connections a dashboard holds by default: pages, their event streams and
+/// API readers of a few people.
+const DEFAULT_MAX_CONNECTIONS: usize = 1_000;
+
+/// The bounds of a dashboard's connections.
+fn limits(max_connections: usize, header_timeout: f64) -> Result<ConnectionLimits> {
+    let header_timeout = seconds(header_timeout, "the dashboard's header timeout")?;
+    if max_connections == 0 || header_timeout.is_zero() {
+        bail!("a dashboard needs at least one connection and a header timeout above 0");
+    }
+    Ok(ConnectionLimits {
+        max_connections,
+        max_per_peer: 0,
+        header_timeout,
+    })
 }
 
 /// `superhero dashboard`: watches the broker's queues as a group of its own.
@@ -37,6 +61,12 @@ pub struct DashboardServeArgs {
     /// Port to listen on (0: any free port).
     #[arg(long, value_name = "P", default_value_t = 8765)]
     pub port: u16,
+    /// Open connections held at most; more are answered 503.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers.
+    #[arg(long, value_name = "S", default_value_t = 10.0)]
+    pub header_timeout: f64,
 }
 
 /// A dashboard being served, until Ctrl-C.
@@ -47,17 +77,26 @@ pub async fn start(args: &DashboardArgs, sources: Sources) -> Result<Option<Serv
     if !args.dashboard {
         return Ok(None);
     }
-    serve(&args.dashboard_host, args.dashboard_port, sources)
+    let limits = limits(
+        args.dashboard_max_connections,
+        args.dashboard_header_timeout,
+    )?;
+    serve(&args.dashboard_host, args.dashboard_port, limits, sources)
         .await
         .map(Some)
 }
 
-async fn serve(host: &str, port: u16, sources: Sources) -> Result<Serving> {
+async fn serve(
+    host: &str,
+    port: u16,
+    limits: ConnectionLimits,
+    sources: Sources,
+) -> Result<Serving> {
     let page = Dashboard::bind(host, port, sources)
         .await
         .with_context(|| format!("the dashboard cannot listen on {host}:{port}"))?;
     eprintln!("dashboard: {}", page.url()?);
-    Ok(tokio::spawn(page.serve(async {
+    Ok(tokio::spawn(page.serve(limits, async {
         let _ = tokio::signal::ctrl_c().await;
     })))
 }
@@ -86,7 +125,8 @@ pub async fn run(args: &DashboardServeArgs, g: &GlobalArgs) -> Result<ExitCode> 
         pipeline: Some(feed),
         ..Sources::default()
     };
-    let page = serve(&args.host, args.port, sources).await?;
+    let limits = limits(args.max_connections, args.header_timeout)?;
+    let page = serve(&args.host, args.port, limits, sources).await?;
     stay_up(Some(page)).await?;
     Ok(ExitCode::SUCCESS)
 }

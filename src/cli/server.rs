@@ -12,7 +12,9 @@ use super::build_db::RosterArgs;
 use super::{GlobalArgs, events_sink, seconds};
 use crate::events::EventPipe;
 use crate::events::transport::DEFAULT_BUFFER;
-use crate::server::{self, ServerSettings};
+use crate::game::protocol::MAX_REQUEST_BYTES;
+use crate::net::ConnectionLimits;
+use crate::server::{self, MAX_MESSAGE_BYTES, ServerSettings};
 use crate::store::{AnyStore, GameStore};
 
 /// How long a broker that is down gets, at Ctrl-C, to take the buffered events.
@@ -49,6 +51,56 @@ pub struct GameArgs {
     /// it pass forfeits, and the game goes on (0: wait for ever).
     #[arg(long, env = "TURN_TIMEOUT", default_value_t = 5.0)]
     pub turn_timeout: f64,
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
+}
+
+/// The bounds that protect a server from its clients (`server`, `simulate`,
+/// `dashboard`).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Connections")]
+pub struct ConnectionArgs {
+    /// Open connections a server holds at most; more are answered 503.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 100_000)]
+    pub max_connections: usize,
+    /// Open connections from one address at most (0: no limit of its own).
+    #[arg(long, env = "MAX_CONNECTIONS_PER_PEER", default_value_t = 0)]
+    pub max_connections_per_peer: usize,
+    /// Seconds a client has to send a request's headers (the WebSocket handshake, or
+    /// the next request of a kept-alive connection).
+    #[arg(long, env = "HEADER_TIMEOUT", default_value_t = 10.0)]
+    pub header_timeout: f64,
+    /// Seconds a WebSocket outside a lobby may stay silent before it is closed
+    /// (0: never).
+    #[arg(long, env = "IDLE_TIMEOUT", default_value_t = 60.0)]
+    pub idle_timeout: f64,
+    /// Seconds between pings on a lobby connection; one that answers nothing between
+    /// two pings is closed (0: no pings).
+    #[arg(long, env = "PING_INTERVAL", default_value_t = 20.0)]
+    pub ping_interval: f64,
+    /// Largest WebSocket message read, in bytes; larger ones close the connection with
+    /// code 1009.
+    #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = MAX_MESSAGE_BYTES)]
+    pub max_message_bytes: usize,
+}
+
+impl TryFrom<&ConnectionArgs> for ConnectionLimits {
+    type Error = anyhow::Error;
+
+    fn try_from(c: &ConnectionArgs) -> Result<Self> {
+        if c.max_connections == 0 {
+            anyhow::bail!("--max-connections must be at least 1");
+        }
+        let header_timeout = seconds(c.header_timeout, "--header-timeout")?;
+        if header_timeout.is_zero() {
+            anyhow::bail!("--header-timeout must be more than 0 seconds");
+        }
+        Ok(Self {
+            max_connections: c.max_connections,
+            max_per_peer: c.max_connections_per_peer,
+            header_timeout,
+        })
+    }
 }
 
 impl TryFrom<&GameArgs> for ServerSettings {
@@ -60,7 +112,23 @@ impl TryFrom<&GameArgs> for ServerSettings {
             server_sleep: seconds(game.server_sleep, "--server-sleep")?,
             turn_cap: game.turn_cap,
             turn_timeout: seconds(game.turn_timeout, "--turn-timeout")?,
+            limits: ConnectionLimits::try_from(&game.connections)?,
+            idle_timeout: seconds(game.connections.idle_timeout, "--idle-timeout")?,
+            ping_interval: seconds(game.connections.ping_interval, "--ping-interval")?,
+            max_message_bytes: message_limit(game.connections.max_message_bytes)?,
         })
+    }
+}
+
+/// A message limit that lets every request through and stays bounded.
+fn message_limit(bytes: usize) -> Result<usize> {
+    const MOST: usize = 64 * 1024 * 1024;
+    if (MAX_REQUEST_BYTES..=MOST).contains(&bytes) {
+        Ok(bytes)
+    } else {
+        anyhow::bail!(
+            "--max-message-bytes must be from {MAX_REQUEST_BYTES} (the request limit) to {MOST}, not {bytes}"
+        )
     }
 }
 

@@ -30,6 +30,7 @@ use tokio::net::TcpListener;
 use tokio::sync::broadcast::error::RecvError;
 
 use self::pipeline::PipelineFeed;
+use crate::net::{ConnectionLimits, ConnectionStats};
 use crate::plays::feed::PlaysFeed;
 
 /// How often the page hears of changes at most.
@@ -67,14 +68,14 @@ impl Dashboard {
         Ok(format!("http://{}/", self.local_addr()?))
     }
 
-    /// Serves until `shutdown` completes.
+    /// Serves within `limits` until `shutdown` completes.
     pub async fn serve(
         self,
+        limits: ConnectionLimits,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(self.listener, router(self.sources))
-            .with_graceful_shutdown(shutdown)
-            .await
+        let stats = Arc::new(ConnectionStats::default());
+        crate::net::serve(self.listener, router(self.sources), limits, stats, shutdown).await
     }
 }
 

@@ -12,11 +12,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::ws::WebSocket;
+use axum::extract::ws::{Message, WebSocket, close_code};
 use tokio::time::{Instant, sleep, sleep_until};
 
 use super::handlers::store_error;
-use super::{App, Flow, next_request, referee, send};
+use super::{App, Flow, close, next_request, referee, send};
 use crate::game::protocol::{
     GAME_COMPLETE, GAME_START, GAME_TIMED_OUT, GAME_TURN, GameStatusField, GameUser, HeroView,
     LobbyReply, ProtocolError, StartPayload, StartReply, to_frame,
@@ -30,6 +30,7 @@ pub(super) async fn session<S: GameStore>(
     socket: &mut WebSocket,
     app: &Arc<App<S>>,
     text: &str,
+    heard: &mut Instant,
 ) -> Flow {
     let req = match GameUser::parse(text) {
         Ok(r) => r,
@@ -50,6 +51,8 @@ pub(super) async fn session<S: GameStore>(
         deadline: Instant::now().checked_add(app.settings.lobby_timeout),
         started: false,
         last_turn: None,
+        heard,
+        pinged: None,
     }
     .run(socket)
     .await;
@@ -105,6 +108,10 @@ struct Lobby<'a, S> {
     started: bool,
     /// The turn number of the last USER'S TURN sent, so each turn is announced once.
     last_turn: Option<u32>,
+    /// When the client last sent anything.
+    heard: &'a mut Instant,
+    /// When the last ping went out.
+    pinged: Option<Instant>,
 }
 
 /// What woke the session up.
@@ -113,6 +120,7 @@ enum Wake {
     Deadline,
     Closed,
     Request,
+    Ping,
 }
 
 impl<S: GameStore> Lobby<'_, S> {
@@ -150,21 +158,43 @@ impl<S: GameStore> Lobby<'_, S> {
                         return Flow::Close;
                     }
                 }
+                Wake::Ping => {
+                    // Nothing heard since the last ping: the client is gone.
+                    if self.pinged.is_some_and(|at| *self.heard < at) {
+                        close(socket, close_code::POLICY, "no answer to ping").await;
+                        self.left().await;
+                        return Flow::Close;
+                    }
+                    self.pinged = Some(Instant::now());
+                    if socket
+                        .send(Message::Ping(Default::default()))
+                        .await
+                        .is_err()
+                    {
+                        self.left().await;
+                        return Flow::Close;
+                    }
+                }
             }
         }
     }
 
     /// Waits for the next signal, the lobby deadline (while the game has not
-    /// started), or the client.
+    /// started), the client, or the time to ping it.
     async fn wait(&mut self, socket: &mut WebSocket) -> Wake {
         let deadline = self.deadline.filter(|_| !self.started);
+        let every = self.app.settings.ping_interval;
+        let ping = (!every.is_zero())
+            .then(|| self.pinged.unwrap_or(*self.heard).checked_add(every))
+            .flatten();
         tokio::select! {
+            _ = async { sleep_until(ping.unwrap_or_else(Instant::now)).await }, if ping.is_some() => Wake::Ping,
             changed = self.watch.changed() => match changed {
                 Ok(()) => Wake::Signal,
                 Err(_) => Wake::Closed,
             },
             _ = async { sleep_until(deadline.unwrap_or_else(Instant::now)).await }, if deadline.is_some() => Wake::Deadline,
-            request = next_request(socket) => match request {
+            request = next_request(socket, self.heard) => match request {
                 Some(_) => Wake::Request,
                 None => Wake::Closed,
             },

@@ -17,21 +17,19 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::WebSocketUpgrade;
+use axum::extract::ws::{CloseFrame, close_code};
 use axum::extract::ws::{Message, WebSocket};
 use axum::response::Response;
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
+use tokio::time::Instant;
 
 use crate::game::protocol::{
     ACTION_PATH, FIND_PATH, HERO_PATH, LOBBY_PATH, LOGIN_PATH, MAX_REQUEST_BYTES, ProtocolError,
 };
 use crate::game::{GameToken, Hero};
+use crate::net::{ConnectionLimits, ConnectionStats};
 use crate::store::GameStore;
-
-/// Frames above this size close the connection (WebSocket close code 1009); frames
-/// between [`MAX_REQUEST_BYTES`] and this get a `FRAME TOO LARGE` reply instead.
-const MAX_WS_MESSAGE: usize = 1024 * 1024;
 
 /// Requests and replies are a few hundred bytes. The WebSocket library fills its read
 /// buffer with zeros before each read, so a small buffer saves most of the CPU a
@@ -49,7 +47,20 @@ pub struct ServerSettings {
     pub turn_cap: u32,
     /// How long a player has to act once its turn is announced (zero: no limit).
     pub turn_timeout: Duration,
+    /// Open connections and header read time.
+    pub limits: ConnectionLimits,
+    /// How long a connection outside a lobby may stay silent before it is closed.
+    pub idle_timeout: Duration,
+    /// How often a lobby connection is pinged; one that answers nothing between two
+    /// pings is closed (zero: no pings).
+    pub ping_interval: Duration,
+    /// Largest WebSocket message read; larger ones close the connection with code
+    /// 1009. Messages between [`MAX_REQUEST_BYTES`] and this get `FRAME TOO LARGE`.
+    pub max_message_bytes: usize,
 }
+
+/// The default of [`ServerSettings::max_message_bytes`]: four times the request limit.
+pub const MAX_MESSAGE_BYTES: usize = 4 * MAX_REQUEST_BYTES;
 
 impl Default for ServerSettings {
     fn default() -> Self {
@@ -58,6 +69,10 @@ impl Default for ServerSettings {
             server_sleep: Duration::ZERO,
             turn_cap: 1000,
             turn_timeout: Duration::from_secs(5),
+            limits: ConnectionLimits::default(),
+            idle_timeout: Duration::from_secs(60),
+            ping_interval: Duration::from_secs(20),
+            max_message_bytes: MAX_MESSAGE_BYTES,
         }
     }
 }
@@ -108,15 +123,27 @@ pub async fn serve<S: GameStore>(
     settings: ServerSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // Every request is a small frame waiting on its reply: send it at once.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("cannot set TCP_NODELAY: {e}");
-        }
-    });
-    axum::serve(listener, router(store, settings))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = settings.limits;
+    let stats = Arc::new(ConnectionStats::default());
+    crate::net::serve(
+        listener,
+        router(store, settings),
+        limits,
+        stats.clone(),
+        shutdown,
+    )
+    .await?;
+    let refused = stats.refused.load(std::sync::atomic::Ordering::Relaxed);
+    let failed = stats
+        .accept_errors
+        .load(std::sync::atomic::Ordering::Relaxed);
+    if refused + failed > 0 {
+        tracing::warn!(
+            "{refused} connections refused at the cap ({} open at most), {failed} accepts failed",
+            limits.max_connections
+        );
+    }
+    Ok(())
 }
 
 async fn upgrade<S: GameStore>(
@@ -124,9 +151,10 @@ async fn upgrade<S: GameStore>(
     app: Arc<App<S>>,
     endpoint: Endpoint,
 ) -> Response {
+    let max = app.settings.max_message_bytes;
     ws.read_buffer_size(READ_BUFFER_BYTES)
-        .max_message_size(MAX_WS_MESSAGE)
-        .max_frame_size(MAX_WS_MESSAGE)
+        .max_message_size(max)
+        .max_frame_size(max)
         .on_upgrade(move |socket| connection(socket, app, endpoint))
 }
 
@@ -144,29 +172,76 @@ async fn send(socket: &mut WebSocket, frame: String) -> Flow {
 }
 
 /// Reads the next request: the text of a frame, or the error reply it deserves.
-/// `None` when the client closed or the connection failed.
+/// `None` when the client closed or the connection failed; a message over the size
+/// limit is answered with close code 1009 first. `heard` is when the client last sent
+/// anything, pongs included.
 async fn next_request(
     socket: &mut WebSocket,
+    heard: &mut Instant,
 ) -> Option<Result<axum::extract::ws::Utf8Bytes, ProtocolError>> {
     loop {
-        match socket.recv().await? {
+        let message = socket.recv().await?;
+        *heard = Instant::now();
+        match message {
             Ok(Message::Text(text)) if text.len() > MAX_REQUEST_BYTES => {
                 return Some(Err(ProtocolError::FrameTooLarge));
             }
             Ok(Message::Text(text)) => return Some(Ok(text)),
             Ok(Message::Binary(_)) => return Some(Err(ProtocolError::BinaryFrame)),
-            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(Message::Close(_)) => return None,
+            Err(e) => {
+                if is_too_big(e) {
+                    close(socket, close_code::SIZE, "message too big").await;
+                }
+                return None;
+            }
             Ok(Message::Ping(_) | Message::Pong(_)) => {}
         }
     }
 }
 
+/// Whether a read failed on the message size limit.
+fn is_too_big(e: axum::Error) -> bool {
+    use tokio_tungstenite::tungstenite::Error;
+    matches!(
+        e.into_inner().downcast_ref::<Error>(),
+        Some(Error::Capacity(_))
+    )
+}
+
+/// Ends a connection with a close frame saying why.
+async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    let _ = socket.send(Message::Close(Some(frame))).await;
+}
+
 async fn connection<S: GameStore>(mut socket: WebSocket, app: Arc<App<S>>, endpoint: Endpoint) {
-    while let Some(request) = next_request(&mut socket).await {
+    let mut heard = Instant::now();
+    loop {
+        // A lobby session has a timer of its own; between requests, silence ends it.
+        let idle = app.settings.idle_timeout;
+        let next = next_request(&mut socket, &mut heard);
+        let request = if idle.is_zero() {
+            next.await
+        } else {
+            match tokio::time::timeout(idle, next).await {
+                Ok(request) => request,
+                Err(_) => {
+                    close(&mut socket, close_code::NORMAL, "idle").await;
+                    break;
+                }
+            }
+        };
+        let Some(request) = request else {
+            break;
+        };
         let flow = match request {
             Err(e) => send(&mut socket, e.to_frame()).await,
             Ok(text) if endpoint == Endpoint::Lobby => {
-                lobby::session(&mut socket, &app, &text).await
+                lobby::session(&mut socket, &app, &text, &mut heard).await
             }
             Ok(text) => {
                 let mut flow = Flow::Continue;

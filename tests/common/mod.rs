@@ -104,7 +104,7 @@ pub async fn start_server<S: GameStore>(store: S, settings: ServerSettings) -> T
 
 /// A WebSocket client for one endpoint.
 pub struct Client {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
 }
 
 impl Client {
@@ -148,6 +148,13 @@ impl Client {
                 return serde_json::from_str(&text).expect("the server sends JSON");
             }
         }
+    }
+
+    /// Sends a text frame as is and returns the next frame.
+    #[allow(dead_code)]
+    pub async fn ask_text(&mut self, text: &str) -> Value {
+        self.send_text(text).await;
+        self.recv().await
     }
 
     /// Sends a request and returns the next frame.

@@ -1,0 +1,291 @@
+//! Serving HTTP and WebSockets with bounds a public server needs: a cap on open
+//! connections (in all, and per peer address), a time limit on reading a request's
+//! headers (the WebSocket handshake, and a kept-alive connection waiting for its next
+//! request), and counts of what was refused. The game server and the dashboard both
+//! serve through [`serve`].
+//!
+//! A connection counts until its socket closes, upgraded to a WebSocket or not: the
+//! slot is held by the socket itself ([`Counted`]), which the WebSocket takes over.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+
+/// How many connections a server holds open, and how long a client may take to send
+/// a request's headers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Open connections in all; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// Open connections from one peer address (0: no limit of its own).
+    pub max_per_peer: usize,
+    /// Time to send a request's headers once connected or after a reply, so that
+    /// neither a handshake nor an idle kept-alive connection holds a slot for ever.
+    pub header_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 100_000,
+            max_per_peer: 0,
+            header_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What a server refused, for its summary.
+#[derive(Debug, Default)]
+pub struct ConnectionStats {
+    pub accepted: AtomicU64,
+    /// Answered 503: the server or the peer was at its cap.
+    pub refused: AtomicU64,
+    /// `accept` failed (out of descriptors, mostly).
+    pub accept_errors: AtomicU64,
+}
+
+/// Open connections in all and by peer.
+#[derive(Debug, Default)]
+struct Slots {
+    total: usize,
+    by_peer: HashMap<IpAddr, usize>,
+}
+
+#[derive(Debug)]
+struct Gate {
+    limits: ConnectionLimits,
+    slots: Mutex<Slots>,
+}
+
+impl Gate {
+    /// Takes a slot for a connection from `peer`, or `None` at a cap.
+    fn enter(self: &Arc<Self>, peer: IpAddr) -> Option<Slot> {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let mine = slots.by_peer.get(&peer).copied().unwrap_or(0);
+        let per_peer_full = self.limits.max_per_peer > 0 && mine >= self.limits.max_per_peer;
+        if slots.total >= self.limits.max_connections || per_peer_full {
+            return None;
+        }
+        slots.total += 1;
+        *slots.by_peer.entry(peer).or_default() += 1;
+        Some(Slot {
+            gate: self.clone(),
+            peer,
+        })
+    }
+}
+
+/// One open connection's place; given back when dropped.
+#[derive(Debug)]
+struct Slot {
+    gate: Arc<Gate>,
+    peer: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut slots = self.gate.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots.total = slots.total.saturating_sub(1);
+        if let Some(n) = slots.by_peer.get_mut(&self.peer) {
+            *n -= 1;
+            if *n == 0 {
+                slots.by_peer.remove(&self.peer);
+            }
+        }
+    }
+}
+
+/// A socket holding its connection's slot until it is dropped.
+struct Counted {
+    io: TcpStream,
+    _slot: Slot,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
+/// The reply to a connection over a cap.
+const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\
+Content-Length: 21\r\nRetry-After: 1\r\nConnection: close\r\n\r\ntoo many connections\n";
+
+/// How long a refused client gets to take its 503.
+const REFUSAL_WRITE: Duration = Duration::from_secs(1);
+
+/// How long requests being answered get to finish once the server stops.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// How long the accept loop pauses after `accept` failed, so that running out of
+/// descriptors does not spin.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
+
+/// Serves `router` on `listener` within `limits` until `shutdown` completes, then
+/// waits for the connections still answering a request (WebSockets run on by
+/// themselves; their handlers decide when they end).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    stats: Arc<ConnectionStats>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let gate = Arc::new(Gate {
+        limits,
+        slots: Mutex::new(Slots::default()),
+    });
+    // Each connection's task holds a sender: when all are gone, so are they.
+    let (alive, mut all_gone) = tokio::sync::mpsc::channel::<()>(1);
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer): (TcpStream, SocketAddr) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    if stats.accept_errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                        tracing::warn!("cannot accept a connection: {e} (counted from now on)");
+                    }
+                    tokio::time::sleep(ACCEPT_PAUSE).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Some(slot) = gate.enter(peer.ip()) else {
+            stats.refused.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(refuse(tcp));
+            continue;
+        };
+        stats.accepted.fetch_add(1, Ordering::Relaxed);
+        // Every request is a small frame waiting on its reply: send it at once.
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+        let io = TokioIo::new(Counted {
+            io: tcp,
+            _slot: slot,
+        });
+        let service = TowerToHyperService::new(router.clone());
+        let conn = http.serve_connection(io, service).with_upgrades();
+        let (alive, mut stopping) = (alive.clone(), stopping.clone());
+        tokio::spawn(async move {
+            tokio::pin!(conn);
+            let ended = tokio::select! {
+                ended = conn.as_mut() => ended,
+                () = async { let _ = stopping.wait_for(|s| *s).await; } => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = ended {
+                tracing::debug!("connection from {peer} ended: {e}");
+            }
+            drop(alive);
+        });
+    }
+    drop(listener);
+    let _ = stop.send(true);
+    drop(alive);
+    // A request that streams for ever (the dashboard's events) does not hold the
+    // shutdown past the grace.
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, all_gone.recv()).await;
+    Ok(())
+}
+
+/// Tells a client over a cap why it is turned away, briefly, and closes.
+async fn refuse(mut tcp: TcpStream) {
+    let _ = tokio::time::timeout(REFUSAL_WRITE, async {
+        tcp.write_all(REFUSAL).await?;
+        tcp.shutdown().await
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_cap_in_all_and_per_peer() {
+        let gate = Arc::new(Gate {
+            limits: ConnectionLimits {
+                max_connections: 3,
+                max_per_peer: 2,
+                header_timeout: Duration::from_secs(1),
+            },
+            slots: Mutex::new(Slots::default()),
+        });
+        let a: IpAddr = [10, 0, 0, 1].into();
+        let b: IpAddr = [10, 0, 0, 2].into();
+        let a1 = gate.enter(a).unwrap();
+        let _a2 = gate.enter(a).unwrap();
+        assert!(gate.enter(a).is_none(), "per peer");
+        let b1 = gate.enter(b).unwrap();
+        assert!(gate.enter(b).is_none(), "in all");
+        drop(a1);
+        assert!(gate.enter(a).is_some(), "a slot given back is free again");
+        drop(b1);
+        let slots = gate.slots.lock().unwrap();
+        assert_eq!(slots.total, 1);
+        assert!(!slots.by_peer.contains_key(&b), "no peer left behind");
+    }
+
+    #[test]
+    fn the_refusal_is_a_whole_http_reply() {
+        let text = std::str::from_utf8(REFUSAL).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 503 "));
+        assert!(head.contains(&format!("Content-Length: {}", body.len())));
+    }
+}
