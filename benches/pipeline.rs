@@ -118,6 +118,7 @@ async fn etl_rate(dir: &Path, games: usize, batch: Option<BatchPolicy>) -> (f64,
         clean: true,
         keep: Duration::from_secs(30),
         batch,
+        shared: true,
     };
     let started = Instant::now();
     let task = tokio::spawn(worker::run(

@@ -67,6 +67,9 @@ pub struct SimulateSummary {
     pub events_dropped: u64,
     /// Events the workers could not use (not an envelope, or a corrupt game).
     pub events_rejected: u64,
+    /// Events the broker lost before a worker could use them (see
+    /// [`crate::worker::EtlProgress::lost`]).
+    pub events_lost: u64,
     pub bot_errors: u64,
     pub lobbies_abandoned: u64,
     pub games_skipped: u64,
@@ -193,11 +196,17 @@ pub async fn run_with<S: GameStore>(
     let elapsed_s = started.elapsed().as_secs_f64();
     bar.finish();
 
-    // Read back what this run's workers wrote.
+    // Read back what this run's workers wrote: files named after their worker (a
+    // batch, or a copy of a broadcast), or after one of this run's games.
     let dir = settings.etl.output_dir.clone();
     let marker = format!("_{run_id}-");
+    let ours: std::collections::HashSet<String> = bots
+        .completed_games
+        .iter()
+        .map(|g| format!("{g}.{}", crate::etl::tables::EXTENSION))
+        .collect();
     let found = tokio::task::spawn_blocking(move || {
-        audit::audit_matching(&dir, |name| name.contains(&marker))
+        audit::audit_matching(&dir, |name| name.contains(&marker) || ours.contains(name))
     })
     .await;
     let found = match found {
@@ -258,6 +267,7 @@ pub async fn run_with<S: GameStore>(
         events_published: transport.published,
         events_dropped: transport.dropped,
         events_rejected: etl.rejected,
+        events_lost: etl.lost,
         bot_errors: bots.bot_errors,
         lobbies_abandoned: bots.lobbies_abandoned,
         games_skipped: bots.games_skipped,

@@ -51,6 +51,11 @@ pub struct WorkerSettings {
     pub keep: Duration,
     /// `None`: one file per game.
     pub batch: Option<BatchPolicy>,
+    /// Whether the workers share the games (every broker but Redis pub/sub, where
+    /// each worker gets every event): then each game is written once whatever
+    /// crashes (see the README). [`Pool::start`] sets it from the
+    /// broker.
+    pub shared: bool,
 }
 
 /// What the workers of one process did, counted live.
@@ -62,13 +67,18 @@ pub struct EtlProgress {
     pub events: AtomicU64,
     /// Events acknowledged with nothing to do: other records, and guests' events.
     pub ignored: AtomicU64,
-    /// Games acknowledged without tables: timed out, already cleaned or unknown.
+    /// Games acknowledged without tables: timed out, already cleaned or unknown, or
+    /// already written by a worker that died before it acknowledged them.
     pub games_skipped: AtomicU64,
     /// Messages that were not event envelopes, and games whose records could not be
     /// turned into rows; acknowledged and reported, since a retry cannot help.
     pub rejected: AtomicU64,
     /// Writes or store reads that failed and were retried.
     pub retries: AtomicU64,
+    /// Events the broker lost: dropped because a worker fell behind a broker that
+    /// does not wait (Redis pub/sub), or given back by a failed write to a broker
+    /// that cannot deliver them again.
+    pub lost: AtomicU64,
     /// The games written so far and when each was first durable, if asked for (see
     /// [`EtlProgress::tracking_games`]).
     written: Option<std::sync::Mutex<HashMap<GameToken, std::time::Instant>>>,
@@ -103,12 +113,14 @@ pub struct EtlCounts {
     pub games_skipped: u64,
     pub rejected: u64,
     pub retries: u64,
+    pub lost: u64,
 }
 
 impl EtlCounts {
-    /// Events settled for good; a worker that retries without end does not move it.
+    /// Events settled for good (or lost for good); a worker that retries without end
+    /// does not move it.
     pub fn settled(&self) -> u64 {
-        self.games_written + self.ignored + self.games_skipped + self.rejected
+        self.games_written + self.ignored + self.games_skipped + self.rejected + self.lost
     }
 }
 
@@ -183,6 +195,7 @@ impl EtlProgress {
             games_skipped: get(&self.games_skipped),
             rejected: get(&self.rejected),
             retries: get(&self.retries),
+            lost: get(&self.lost),
         }
     }
 
@@ -222,6 +235,10 @@ impl Pool {
     ) -> Result<Self, BrokerError> {
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
+        let settings = WorkerSettings {
+            shared: broker.semantics().work_sharing(),
+            ..settings.clone()
+        };
         for i in 0..assignment.workers {
             let consumer = broker
                 .consumer(&assignment.topic, &assignment.group)
@@ -302,7 +319,11 @@ pub async fn run<S: GameStore>(
         resume_at: None,
     };
     let batch_games = w.settings.batch.map_or(1, |b| b.games.max(1));
+    let mut overflowed = 0;
     loop {
+        let now = consumer.overflowed();
+        EtlProgress::add(&w.progress.lost, now.saturating_sub(overflowed));
+        overflowed = overflowed.max(now);
         let deadline = w.deadline();
         tokio::select! {
             biased;
@@ -378,8 +399,13 @@ impl<S: GameStore> Worker<S> {
         } else {
             delivery.nack().await
         };
-        if let Err(e) = result {
-            tracing::warn!("worker {}: settling a message: {e}", self.worker_id);
+        match result {
+            Ok(()) => {}
+            Err(BrokerError::Lost(why)) => {
+                EtlProgress::add(&self.progress.lost, 1);
+                tracing::error!("worker {}: {why}", self.worker_id);
+            }
+            Err(e) => tracing::warn!("worker {}: settling a message: {e}", self.worker_id),
         }
     }
 
@@ -444,6 +470,13 @@ impl<S: GameStore> Worker<S> {
             EtlProgress::add(&self.progress.ignored, 1);
             return self.settle(delivery, true).await;
         }
+        if self.committed_before(&game, extract.batch.as_deref()) {
+            if self.settings.clean {
+                self.clean(&game).await;
+            }
+            EtlProgress::add(&self.progress.games_skipped, 1);
+            return self.settle(delivery, true).await;
+        }
         match extract.status {
             GameStatus::Completed => match etl::transform(&extract) {
                 Ok(tables) => {
@@ -472,6 +505,35 @@ impl<S: GameStore> Worker<S> {
         }
     }
 
+    /// Whether a worker that died between its write and its acknowledgement wrote
+    /// `game` already (workers sharing the games only). A game written alone has a
+    /// file named after it; a game of a batch was marked in the store with its batch
+    /// before the batch was written. Either is committed once its GAME_PODIUM file,
+    /// renamed last, exists. What a write that died between its renames left is
+    /// hidden, and the game is written again.
+    fn committed_before(&self, game: &GameToken, batch: Option<&str>) -> bool {
+        if !self.settings.shared {
+            return false;
+        }
+        let dir = &self.settings.output_dir;
+        let stem = match self.settings.batch {
+            None => game.as_str(),
+            Some(_) => match batch {
+                Some(b) => b,
+                None => return false,
+            },
+        };
+        if tables::committed(dir, stem) {
+            return true;
+        }
+        if self.settings.batch.is_some()
+            && let Err(e) = tables::hide_uncommitted(dir, stem)
+        {
+            tracing::warn!("worker {}: {e}", self.worker_id);
+        }
+        false
+    }
+
     async fn clean(&self, game: &GameToken) {
         if let Err(e) = self.store.clean(game, self.settings.keep).await {
             tracing::warn!(
@@ -489,10 +551,27 @@ impl<S: GameStore> Worker<S> {
         }
         self.pending_games.clear();
         let pending = std::mem::take(&mut self.pending);
+        // Shared games written alone are named after the game, so a game written
+        // again replaces its file; on a broadcast each worker writes its own copy.
         let stem = match (self.settings.batch, pending.first()) {
+            (None, Some(p)) if self.settings.shared => p.game.to_string(),
             (None, Some(p)) => format!("{}_{}", p.game, self.worker_id),
             _ => format!("batch-{}_{}", uuid::Uuid::new_v4(), self.worker_id),
         };
+        if self.settings.shared && self.settings.batch.is_some() {
+            let games: Vec<GameToken> = pending.iter().map(|p| p.game.clone()).collect();
+            if let Err(e) = self.store.mark_batch(&games, &stem).await {
+                tracing::warn!(
+                    "worker {}: marking a batch: {e}; {} games go back to the broker",
+                    self.worker_id,
+                    games.len()
+                );
+                for delivery in pending.into_iter().flat_map(|p| p.deliveries) {
+                    self.settle(delivery, false).await;
+                }
+                return self.back_off();
+            }
+        }
         let mut games = Vec::with_capacity(pending.len());
         let mut settle = Vec::with_capacity(pending.len());
         for p in pending {

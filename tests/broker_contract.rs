@@ -127,9 +127,10 @@ pub async fn nack_redelivers(broker: Box<dyn Broker>) {
     let first = next(&mut c).await;
     assert!(!first.redelivered);
     if !broker.semantics().redelivery() {
+        let nacked = first.nack().await;
         assert!(
-            first.nack().await.is_err(),
-            "a nack that cannot redeliver says so"
+            matches!(nacked, Err(superhero::broker::BrokerError::Lost(_))),
+            "a nack that cannot redeliver says so: {nacked:?}"
         );
         nothing_within(&mut c, Duration::from_millis(500)).await;
         return;
@@ -679,6 +680,48 @@ async fn fanout_counts_messages_no_worker_takes() {
         0
     );
     task.abort();
+}
+
+/// A pub/sub subscriber that does not keep up holds a bounded number of messages and
+/// counts the ones it had to drop: received and dropped add up to what was published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pubsub_subscriber_that_falls_behind_counts_what_it_drops() {
+    let channel = topic("overflow");
+    let broker = RedisPubSubBroker::connect(&common::redis_url(0))
+        .await
+        .unwrap();
+    let mut slow = broker.consumer(&channel, "g").await.unwrap();
+    let sent = 70_000;
+    for chunk in payloads("flood", sent).chunks(5_000) {
+        publish(&broker, &channel, chunk).await;
+    }
+    // Nothing is read yet: once the subscriber has taken what Redis pushed, it has
+    // had to drop some.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while slow.overflowed() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing dropped: the flood did not fill the buffer"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut received = 0;
+    while received + slow.overflowed() < sent as u64 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{received} received and {} dropped of {sent}",
+            slow.overflowed()
+        );
+        if let Ok(Ok(d)) = tokio::time::timeout(Duration::from_millis(100), slow.next()).await {
+            d.ack().await.unwrap();
+            received += 1;
+        }
+    }
+    assert!(
+        slow.overflowed() > 0,
+        "nothing dropped: the flood did not fill the buffer"
+    );
+    assert_eq!(received + slow.overflowed(), sent as u64);
 }
 
 /// NSQ: the real nsqd at NSQD_ADDRESS (scripts/test builds and starts it), its

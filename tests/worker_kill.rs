@@ -1,7 +1,8 @@
 //! A worker process killed with SIGKILL while it holds games loses none of them, on
 //! every broker that redelivers: the first worker batches everything and never gets
 //! to write; it is killed; a second worker takes its games over. The audit then finds
-//! every completed game once.
+//! every completed game once. Then workers are killed at random points of their cycle
+//! while games finish, and again every game is written once.
 //!
 //! Uses Redis database 0 (one test, brokers in turn). NSQ is the tests' protocol-level
 //! peer unless NSQD_ADDRESS names a real nsqd (see `common::nsqd`).
@@ -93,6 +94,7 @@ async fn kill_a_worker_holding_games(broker: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_worker_loses_no_game() {
     let redis = redis_url(0);
+    let seed: u64 = rand::random();
     let kafka = common::kafka_url();
     for broker in [
         redis.replacen("redis://", "redis-streams://", 1),
@@ -103,6 +105,75 @@ async fn a_killed_worker_loses_no_game() {
     ] {
         let started = std::time::Instant::now();
         kill_a_worker_holding_games(&broker).await;
+        kill_workers_at_random(&broker, seed).await;
         eprintln!("{broker}: {:?}", started.elapsed());
     }
+}
+
+/// Workers killed with SIGKILL at random points of their cycle (taking, writing,
+/// renaming, acknowledging), alone and in batches, one after another while games
+/// finish; an heir finishes. Every completed game is in the tables once.
+async fn kill_workers_at_random(broker: &str, seed: u64) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+    let _ = fresh_db(0).await;
+    let store = redis_url(0);
+    let out = std::env::temp_dir().join(format!("superhero-kills-{}", uuid::Uuid::new_v4()));
+    let out_arg = out.to_str().unwrap().to_string();
+    let built = std::process::Command::new(env!("CARGO_BIN_EXE_superhero"))
+        .args(["build-db", "--store", &store])
+        .output()
+        .unwrap();
+    assert!(built.status.success());
+    let common_args = ["--store", &store, "--broker", broker, "--claim-after", "2"];
+    let quiet = ["--log-level", "WARNING"];
+    // A pause before each turn spreads the games over the kills.
+    let server = Service::start(
+        &[
+            &["server", "--host", "127.0.0.1", "--port", "0"][..],
+            &["--server-sleep", "0.03"][..],
+            &common_args[..],
+            &quiet[..],
+        ]
+        .concat(),
+        "listening on ws://",
+    );
+    let url = server.url();
+    let bots = std::thread::spawn(move || common::play(&url, 12));
+    for round in 0..3 {
+        let batch: &[&str] = if round % 2 == 0 {
+            &[]
+        } else {
+            &["--batch-games", "4", "--batch-seconds", "0.2"]
+        };
+        let args = [
+            &["worker", "--clean", "--output-dir", &out_arg][..],
+            batch,
+            &common_args[..],
+            &quiet[..],
+        ]
+        .concat();
+        let victim = Service::start_within(&args, "superhero worker:", JOIN);
+        std::thread::sleep(std::time::Duration::from_millis(rng.random_range(200..900)));
+        victim.kill();
+    }
+    let completed = bots.join().unwrap();
+    let heir_args = [
+        &["worker", "--clean", "--json", "--output-dir", &out_arg][..],
+        &common_args[..],
+        &quiet[..],
+    ]
+    .concat();
+    let heir = Service::start_within(&heir_args, "superhero worker:", JOIN);
+    let written = common::games_written_within(&out, completed).await;
+    let (ok, lines) = heir.interrupt();
+    assert_eq!(written, completed, "{broker}: {}", lines.join("\n"));
+    assert!(ok, "{}", lines.join("\n"));
+    let (ok, lines) = server.interrupt();
+    assert!(ok, "{}", lines.join("\n"));
+    let report = superhero::audit::audit(&out).unwrap().report;
+    assert_eq!(report.games, completed, "{broker}");
+    assert_eq!(report.duplicate_games, 0, "{broker} (seed {seed})");
+    assert_eq!(report.incomplete_games, 0, "{broker} (seed {seed})");
+    std::fs::remove_dir_all(&out).unwrap();
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use superhero::audit;
 use superhero::broker::{Broker, MemoryBroker};
+use superhero::etl::{self, tables};
 use superhero::events;
 use superhero::fixtures;
 use superhero::game::GameToken;
@@ -77,6 +78,7 @@ async fn start_worker(
         clean: true,
         keep: Duration::from_secs(30),
         batch,
+        shared: true,
     };
     let task = tokio::spawn({
         let (store, progress, id) = (store.clone(), progress.clone(), id.to_string());
@@ -238,4 +240,81 @@ async fn a_host_event_that_comes_twice_is_settled_twice() {
     assert_eq!(r.games, games.len() as u64);
     assert_eq!(r.duplicate_games, 0);
     std::fs::remove_dir_all(&out).unwrap();
+}
+
+/// A worker that died after renaming its files but before acknowledging left games
+/// the broker hands over again; one that died between its two renames left a
+/// GAME_META file without its GAME_PODIUM. Written alone or in batches, every game
+/// ends up in the tables once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_died_before_its_acknowledgement_is_not_repeated() {
+    for batch in [
+        None,
+        Some(BatchPolicy {
+            games: 1000,
+            max_age: Duration::from_millis(200),
+        }),
+    ] {
+        let store = MemoryStore::new();
+        let broker = MemoryBroker::new();
+        let out = scratch_dir("died-after-rename");
+        // The group keeps the events until a worker comes, as the dead one's did.
+        broker
+            .declare(events::WORKER_QUEUE, &[events::WORKER_GROUP])
+            .await
+            .unwrap();
+        let games = finished_games(&store, &broker, 4, 1).await;
+        let tables = |g: &GameToken| {
+            let store = store.clone();
+            let g = g.clone();
+            async move { etl::transform(&store.extract(&g).await.unwrap().unwrap()).unwrap() }
+        };
+        let (t0, t1, t2) = (
+            tables(&games[0]).await,
+            tables(&games[1]).await,
+            tables(&games[2]).await,
+        );
+        // What the dead workers left.
+        let (done, done_games, half) = match batch {
+            None => (games[0].to_string(), vec![t0], games[2].to_string()),
+            Some(_) => (
+                "batch-dead_x-0".to_string(),
+                vec![t0, t1],
+                "batch-half_x-0".into(),
+            ),
+        };
+        if batch.is_some() {
+            store.mark_batch(&games[..2], &done).await.unwrap();
+            store.mark_batch(&games[2..3], &half).await.unwrap();
+        }
+        let files = tables::encode_games(&done_games).unwrap();
+        tables::write_durable(&out, &done, &files).unwrap();
+        let files = tables::encode_games(&[t2]).unwrap();
+        tables::write_durable(&out, &half, &files[..1]).unwrap();
+
+        let heir = start_worker(&store, &broker, "heir", &out, batch).await;
+        until("every message settled", || {
+            let depth = broker.depth(events::WORKER_QUEUE, events::WORKER_GROUP);
+            let counts = heir.progress.counts();
+            depth.ready == 0 && depth.unacked == 0 && counts.settled() == counts.events
+        })
+        .await;
+        heir.stop.send(true).unwrap();
+        heir.task.await.unwrap();
+        let counts = heir.progress.counts();
+        let already = done_games.len() as u64;
+        // Guests' events of games cleaned meanwhile are skipped too.
+        assert!(counts.games_skipped >= already, "{batch:?}: {counts:?}");
+        assert_eq!(counts.games_written, 4 - already, "{batch:?}: {counts:?}");
+
+        let r = audit::audit(&out).unwrap().report;
+        assert_eq!(r.games, 4, "{batch:?}");
+        assert_eq!(
+            (r.duplicate_games, r.incomplete_games),
+            (0, 0),
+            "{batch:?}: {r:?}"
+        );
+        assert!(r.schema_ok, "{:?}", r.bad_files);
+        std::fs::remove_dir_all(&out).unwrap();
+    }
 }

@@ -101,6 +101,7 @@ pub async fn run(
             clean: false,
             keep: Duration::from_secs(30),
             batch: None,
+            shared: true,
         },
         progress: false,
         drain_idle: workload.drain_idle,

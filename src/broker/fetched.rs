@@ -4,6 +4,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
@@ -19,6 +21,34 @@ pub(super) struct FetchedConsumer {
     rx: mpsc::Receiver<Result<Delivery, BrokerError>>,
     task: JoinHandle<()>,
     cleanup: Option<Cleanup>,
+    /// Messages the task could not hand over because the buffer was full and its
+    /// broker cannot wait (see [`FetchedConsumer::spawn_lossy`]).
+    overflowed: Arc<AtomicU64>,
+}
+
+/// Hands deliveries over without waiting: what does not fit is counted, not kept.
+pub(super) struct LossyFeed {
+    tx: Feed,
+    overflowed: Arc<AtomicU64>,
+}
+
+impl LossyFeed {
+    /// Hands `delivery` over, or counts it when the buffer is full. False once the
+    /// consumer is gone.
+    pub(super) fn offer(&self, delivery: Delivery) -> bool {
+        match self.tx.try_send(Ok(delivery)) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if self.overflowed.fetch_add(1, Ordering::Relaxed) == 0 {
+                    tracing::warn!(
+                        "a consumer fell behind its broker: messages are dropped and counted"
+                    );
+                }
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
 }
 
 impl FetchedConsumer {
@@ -34,7 +64,28 @@ impl FetchedConsumer {
             rx,
             task: tokio::spawn(fetch(tx)),
             cleanup: None,
+            overflowed: Arc::default(),
         }
+    }
+
+    /// Like [`FetchedConsumer::spawn`], for a broker that pushes and cannot be made
+    /// to wait (Redis pub/sub: its client would buffer without bound instead): at most
+    /// `buffer` deliveries wait, and the ones that do not fit are counted in
+    /// [`Consumer::overflowed`].
+    pub(super) fn spawn_lossy<F, Fut>(buffer: usize, fetch: F) -> Self
+    where
+        F: FnOnce(LossyFeed) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let overflowed = Arc::new(AtomicU64::new(0));
+        let mut consumer = Self::spawn(buffer, |tx| {
+            fetch(LossyFeed {
+                tx,
+                overflowed: overflowed.clone(),
+            })
+        });
+        consumer.overflowed = overflowed;
+        consumer
     }
 
     /// Runs `cleanup` on the runtime once the consumer is dropped.
@@ -48,6 +99,10 @@ impl FetchedConsumer {
 impl Consumer for FetchedConsumer {
     async fn next(&mut self) -> Result<Delivery, BrokerError> {
         self.rx.recv().await.unwrap_or(Err(BrokerError::Closed))
+    }
+
+    fn overflowed(&self) -> u64 {
+        self.overflowed.load(Ordering::Relaxed)
     }
 }
 

@@ -55,6 +55,9 @@ pub enum BrokerError {
     /// The broker shut down; nothing more will arrive.
     #[error("the broker is closed")]
     Closed,
+    /// A message given back cannot be delivered again: it is lost (Redis pub/sub).
+    #[error("{0}")]
+    Lost(String),
     /// The broker URL or setting is not usable.
     #[error("{0}")]
     Config(String),
@@ -230,6 +233,12 @@ pub trait Consumer: Send {
             }
         }
         Ok(batch)
+    }
+
+    /// Messages lost because this consumer did not keep up with a broker that does
+    /// not wait (Redis pub/sub), counted since it was made.
+    fn overflowed(&self) -> u64 {
+        0
     }
 }
 

@@ -75,6 +75,7 @@ impl EtlArgs {
             clean: self.clean,
             keep: Duration::from_secs(self.redis_expiry),
             batch,
+            shared: true,
         })
     }
 }

@@ -27,6 +27,8 @@ pub struct GameExtract {
     pub heroes: BTreeMap<UserToken, Hero>,
     /// The records of `games:<game>:logs`, oldest first.
     pub logs: Vec<String>,
+    /// The batch a worker put the game in before writing it, if one did.
+    pub batch: Option<String>,
 }
 
 /// A GAME_META row: who played which hero.

@@ -155,6 +155,30 @@ pub fn encode_games(games: &[GameTables]) -> Result<[(Table, Vec<u8>); 2], Table
     ])
 }
 
+/// Whether the files of `stem` were committed: GAME_PODIUM is renamed last, so its
+/// file exists only once every table's does.
+pub fn committed(output_dir: &Path, stem: &str) -> bool {
+    Table::Podium
+        .dir(output_dir)
+        .join(format!("{stem}.{EXTENSION}"))
+        .exists()
+}
+
+/// Hides what a write that died between its renames left of `stem` (the tables
+/// renamed before it died), so that readers do not count those games twice once they
+/// are written again: the file goes to a hidden name, as the temporaries have.
+pub fn hide_uncommitted(output_dir: &Path, stem: &str) -> Result<(), TableError> {
+    for table in Table::ALL {
+        let dir = table.dir(output_dir);
+        let path = dir.join(format!("{stem}.{EXTENSION}"));
+        if path.exists() {
+            let hidden = dir.join(format!(".{stem}.{EXTENSION}.uncommitted"));
+            fs::rename(&path, &hidden).map_err(|cause| TableError::Io { path, cause })?;
+        }
+    }
+    Ok(())
+}
+
 /// Writes each table's bytes to `OUTPUT_DIR/superhero/<TABLE>/<stem>.gz` durably:
 /// every file goes to a temporary name and is fsynced first, then all are renamed and
 /// their folders fsynced. A crash leaves either a complete file or a hidden temporary.

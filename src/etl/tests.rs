@@ -68,6 +68,7 @@ fn play(heroes: &[Hero], turn_cap: u32, picks: &[usize]) -> (GameExtract, Option
         host: user(0),
         heroes: board.heroes,
         logs,
+        batch: None,
     };
     (extract, finish)
 }
@@ -141,6 +142,7 @@ fn single_player_games_have_no_meta_and_no_podium() {
         host: user(0),
         heroes: [(user(0), hero(1, 1, 1))].into_iter().collect(),
         logs: vec![],
+        batch: None,
     };
     assert_eq!(transform(&extract).unwrap(), GameTables::default());
 }

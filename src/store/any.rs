@@ -157,6 +157,10 @@ impl GameStore for AnyStore {
         each!(self, s => s.extract(game).await)
     }
 
+    async fn mark_batch(&self, games: &[GameToken], batch: &str) -> Result<(), StoreError> {
+        each!(self, s => s.mark_batch(games, batch).await)
+    }
+
     async fn clean(&self, game: &GameToken, keep: Duration) -> Result<(), StoreError> {
         each!(self, s => s.clean(game, keep).await)
     }

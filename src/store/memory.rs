@@ -56,6 +56,8 @@ struct GameRecord {
     lobbies: HashSet<UserToken>,
     /// Players whose `Cleaning Game Records` was claimed.
     cleaning_claimed: HashSet<UserToken>,
+    /// The batch a worker put the game in.
+    batch: Option<String>,
     signal: watch::Sender<Signal>,
 }
 
@@ -132,6 +134,7 @@ impl MemoryStore {
             cleaned: false,
             lobbies: HashSet::new(),
             cleaning_claimed: HashSet::new(),
+            batch: None,
             signal,
         }));
         let mut games = self.inner.games.write().unwrap_or_else(|e| e.into_inner());
@@ -370,8 +373,18 @@ impl GameStore for MemoryStore {
                 host: r.host.clone(),
                 heroes: r.board.heroes.clone(),
                 logs: r.logs.clone(),
+                batch: r.batch.clone(),
             })
         }))
+    }
+
+    async fn mark_batch(&self, games: &[GameToken], batch: &str) -> Result<(), StoreError> {
+        for game in games {
+            if let Some(record) = self.game(game) {
+                lock(&record).batch = Some(batch.to_string());
+            }
+        }
+        Ok(())
     }
 
     async fn clean(&self, game: &GameToken, keep: Duration) -> Result<(), StoreError> {

@@ -328,6 +328,14 @@ pub trait GameStore: Clone + Send + Sync + 'static {
         game: &GameToken,
     ) -> impl Future<Output = Result<Option<GameExtract>, StoreError>> + Send;
 
+    /// Notes that `games` go into the batch `batch` (a file stem), before the batch is
+    /// written: a worker that takes one of them over later knows where to look.
+    fn mark_batch(
+        &self,
+        games: &[GameToken],
+        batch: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Cleans a game after its ETL: its log goes at once, it leaves the game
     /// indexes, and its other records are kept for `keep` (REDIS_EXPIRY), then go.
     fn clean(

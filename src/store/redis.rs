@@ -360,8 +360,8 @@ end
 static SNAPSHOT: std::sync::LazyLock<Script> =
     std::sync::LazyLock::new(|| Script::new(&format!("{LUA_SNAPSHOT}\nreturn snapshot(ARGV[1])")));
 
-/// ARGV: game. The snapshot with the log list appended; nil for an unknown game or
-/// one already cleaned (no longer in `games:participants`).
+/// ARGV: game. The snapshot with the log list and the batch mark appended; nil for
+/// an unknown game or one already cleaned (no longer in `games:participants`).
 static EXTRACT: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
     Script::new(&format!(
         r"{LUA_SNAPSHOT}
@@ -369,6 +369,7 @@ if not redis.call('ZSCORE', 'games:participants', ARGV[1]) then return false end
 local snap = snapshot(ARGV[1])
 if not snap then return false end
 snap[#snap + 1] = redis.call('LRANGE', 'games:' .. ARGV[1] .. ':logs', 0, -1)
+snap[#snap + 1] = redis.call('GET', 'games:' .. ARGV[1] .. ':batch') or ''
 return snap
 "
     ))
@@ -388,7 +389,8 @@ for _, m in ipairs(redis.call('SMEMBERS', p)) do
   redis.call('EXPIRE', p .. ':superheros:' .. m, ttl)
 end
 for _, k in ipairs({p .. ':order', p .. ':status', p .. ':participants', p .. ':host', p,
-    p .. ':superheros', p .. ':turns', p .. ':forfeits', p .. ':lobbies', p .. ':cleaned'}) do
+    p .. ':superheros', p .. ':turns', p .. ':forfeits', p .. ':lobbies', p .. ':cleaned',
+    p .. ':batch'}) do
   redis.call('EXPIRE', k, ttl)
 end
 redis.call('ZREM', 'games:participants', g)
@@ -565,6 +567,7 @@ type RawExtract = (
     Vec<String>,
     Vec<String>,
     Vec<String>,
+    String,
 );
 
 fn parse_snapshot(raw: RawSnapshot) -> Result<Snapshot, StoreError> {
@@ -855,7 +858,7 @@ impl GameStore for RedisStore {
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(unavailable)?;
-        let Some((n, status, turns, forfeits, host, order, heroes, logs)) = raw else {
+        let Some((n, status, turns, forfeits, host, order, heroes, logs, batch)) = raw else {
             return Ok(None);
         };
         let snap = parse_snapshot((n, status, turns, forfeits, host, order, heroes))?;
@@ -866,7 +869,18 @@ impl GameStore for RedisStore {
             host: snap.host,
             heroes: snap.board.heroes,
             logs,
+            batch: (!batch.is_empty()).then_some(batch),
         }))
+    }
+
+    async fn mark_batch(&self, games: &[GameToken], batch: &str) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        for game in games {
+            pipe.set(format!("games:{game}:batch"), batch).ignore();
+        }
+        pipe.query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)
     }
 
     async fn clean(&self, game: &GameToken, keep: Duration) -> Result<(), StoreError> {

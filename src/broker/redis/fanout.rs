@@ -208,8 +208,15 @@ impl Fanout {
     /// Dispatches until the subscription ends.
     pub async fn run(mut self) -> Result<(), BrokerError> {
         let mut groups = Groups::default();
+        let mut overflowed = 0;
         loop {
             let delivery = self.input.next().await?;
+            // What the subscription itself dropped, falling behind, is lost too.
+            let now = self.input.overflowed();
+            self.stats
+                .lost
+                .fetch_add(now.saturating_sub(overflowed), Ordering::Relaxed);
+            overflowed = overflowed.max(now);
             groups.refresh(&mut self.conn, &self.channel).await;
             if groups.by_name.is_empty() {
                 // No worker seen yet: one may have come since the last look.

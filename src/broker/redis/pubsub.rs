@@ -20,13 +20,15 @@ use tokio::sync::oneshot;
 use super::Link;
 use crate::backoff::Backoff;
 use crate::broker::Tuning;
-use crate::broker::fetched::{Feed, FetchedConsumer};
+use crate::broker::fetched::{FetchedConsumer, LossyFeed};
 use crate::broker::{
     Broker, BrokerError, BrokerStat, Consumer, Delivery, Publisher, Semantics, Settle,
 };
 
-/// Messages a subscriber buffers before it stops reading (Redis then buffers, up to
-/// its `client-output-buffer-limit pubsub`).
+/// Messages a subscriber holds for its consumer. Redis pushes whatever is published
+/// and the client library reads it all into a buffer of its own, so a subscriber
+/// cannot make Redis wait: past this many, messages are dropped and counted
+/// ([`Consumer::overflowed`]).
 const BUFFER: usize = 65_536;
 
 const NAME: &str = "Redis pub/sub";
@@ -120,7 +122,7 @@ pub(super) async fn subscribe(
 ) -> Result<FetchedConsumer, BrokerError> {
     let (subscribed_tx, subscribed) = oneshot::channel();
     let (client, channel) = (client.clone(), channel.to_string());
-    let consumer = FetchedConsumer::spawn(BUFFER, |tx| {
+    let consumer = FetchedConsumer::spawn_lossy(BUFFER, |tx| {
         listen(client, channel, tx, Some(subscribed_tx))
     });
     match subscribed.await {
@@ -150,7 +152,7 @@ impl Publisher for RedisPubSubBroker {
 async fn listen(
     client: redis::Client,
     channel: String,
-    tx: Feed,
+    tx: LossyFeed,
     mut subscribed: Option<oneshot::Sender<Result<(), BrokerError>>>,
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
@@ -179,7 +181,7 @@ async fn listen(
         let mut messages = pubsub.into_on_message();
         while let Some(msg) = messages.next().await {
             let delivery = Delivery::new(msg.get_payload_bytes().to_vec(), false, Box::new(NoAck));
-            if tx.send(Ok(delivery)).await.is_err() {
+            if !tx.offer(delivery) {
                 return;
             }
         }
@@ -197,7 +199,7 @@ impl Settle for NoAck {
     }
 
     async fn nack(self: Box<Self>) -> Result<(), BrokerError> {
-        Err(BrokerError::Unavailable(
+        Err(BrokerError::Lost(
             "Redis pub/sub cannot redeliver: this message is lost".into(),
         ))
     }
