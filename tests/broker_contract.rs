@@ -724,6 +724,63 @@ async fn a_pubsub_subscriber_that_falls_behind_counts_what_it_drops() {
     assert_eq!(received + slow.overflowed(), sent as u64);
 }
 
+/// Redis Streams trims what every group acknowledged and nothing else: entries
+/// pending or unread stay and are still delivered; a group that read nothing keeps the
+/// whole stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_streams_trims_only_what_every_group_acknowledged() {
+    let broker = RedisStreamsBroker::connect(&common::redis_url(0), StreamsOptions::default())
+        .await
+        .unwrap();
+    let conn = redis::Client::open(common::redis_url(0))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let length = |topic: String| {
+        let mut conn = conn.clone();
+        async move {
+            redis::cmd("XLEN")
+                .arg(topic)
+                .query_async::<u64>(&mut conn)
+                .await
+                .unwrap()
+        }
+    };
+    for idle_group in [false, true] {
+        let topic = topic("trim");
+        let mut c = broker.consumer(&topic, "g").await.unwrap();
+        let _idle = if idle_group {
+            Some(broker.consumer(&topic, "idle").await.unwrap())
+        } else {
+            None
+        };
+        publish(&broker, &topic, &payloads("entry", 100)).await;
+        let mut held = Vec::new();
+        for i in 0..60 {
+            let d = next(&mut c).await;
+            if i < 50 {
+                d.ack().await.unwrap();
+            } else {
+                held.push(d);
+            }
+        }
+        broker.trim_consumed(&topic).await.unwrap();
+        let left = length(topic.clone()).await;
+        if idle_group {
+            assert_eq!(left, 100, "a group that read nothing keeps everything");
+        } else {
+            assert_eq!(left, 50, "10 pending and 40 unread stay");
+        }
+        for _ in 0..40 {
+            next(&mut c).await.ack().await.unwrap();
+        }
+        for d in held {
+            d.ack().await.unwrap();
+        }
+    }
+}
+
 /// NSQ: the real nsqd at NSQD_ADDRESS (scripts/test builds and starts it), its
 /// figures read from its HTTP API; else the tests' protocol-level peer
 /// (`common::nsqd`, for machines without Go). Held messages come back after 2 s

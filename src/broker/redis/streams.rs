@@ -2,17 +2,20 @@
 //! consumer group created at the start of the stream, so events published before any
 //! worker started wait for it.
 //!
-//! Each entry holds the payload in the field `data`. A stream keeps at most about
-//! [`RETAIN_MAX`] entries, acknowledged or not (other groups may still read them);
-//! a backlog beyond that loses its oldest entries. A consumer fetches in a task of its
+//! Each entry holds the payload in the field `data`. A stream is trimmed only of what
+//! every group (observers aside) has acknowledged, by its publishers, every
+//! [`TRIM_EVERY`]: nothing unread is lost, and a backlog is bounded by Redis's memory
+//! (a publish Redis refuses is counted as dropped by the event transport). A stream
+//! no group reads keeps about [`RETAIN_MAX`] entries. A consumer fetches in a task of its
 //! own, up to [`FETCH_COUNT`] entries per XREADGROUP, and regularly first claims
 //! entries other consumers left (XAUTOCLAIM). Entries a consumer nacks, or
 //! holds when it is dropped, are marked idle at once, so the next fetch of any
 //! consumer of the group claims them; entries of a consumer whose process died are
 //! claimed once idle for the claim time (default [`ABANDONED_AFTER`]).
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures_util::FutureExt;
@@ -52,8 +55,11 @@ const BLOCK_MS: u64 = 1000;
 pub const FETCH_COUNT: usize = 64;
 /// How often a busy consumer looks for entries other consumers left.
 const CLAIM_CHECK: Duration = Duration::from_millis(100);
-/// Entries a stream keeps, approximately (XADD MAXLEN ~).
+/// Entries kept, approximately, of a stream no group reads (what only observers
+/// watch: there is no one to lose them).
 pub const RETAIN_MAX: u64 = 1_000_000;
+/// How often a publisher trims what every group has acknowledged.
+const TRIM_EVERY: Duration = Duration::from_secs(1);
 const FIELD: &str = "data";
 
 /// How Redis Streams consumers take over what others left.
@@ -77,6 +83,8 @@ pub struct RedisStreamsBroker {
     link: Link,
     conn: ConnectionManager,
     options: StreamsOptions,
+    /// When each topic was last trimmed by this publisher.
+    trimmed: Arc<std::sync::Mutex<HashMap<String, Instant>>>,
 }
 
 fn unavailable(e: redis::RedisError) -> BrokerError {
@@ -91,8 +99,88 @@ impl RedisStreamsBroker {
             conn: link.conn.clone(),
             link,
             options,
+            trimmed: Arc::default(),
         })
     }
+
+    /// Trims from `topic` what every group has acknowledged, and nothing more: the
+    /// oldest entry a group still holds (pending) or has yet to read stays, with all
+    /// after it. A stream no group reads keeps its last [`RETAIN_MAX`] entries. Returns
+    /// how many entries went.
+    pub async fn trim_consumed(&self, topic: &str) -> Result<u64, BrokerError> {
+        let mut conn = self.conn.clone();
+        let groups: Value = match redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(topic)
+            .query_async(&mut conn)
+            .await
+        {
+            Ok(v) => v,
+            // No stream yet.
+            Err(_) => return Ok(0),
+        };
+        let mut floor: Option<(u64, u64)> = None;
+        let mut readers = 0;
+        for g in items(&groups) {
+            let fields = pairs(g);
+            let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
+            let Some(name) = field("name").and_then(text) else {
+                continue;
+            };
+            // An observer loses what it does not read in time; it holds nothing back.
+            if name == OBSERVER_GROUP {
+                continue;
+            }
+            readers += 1;
+            let pending = matches!(field("pending"), Some(Value::Int(n)) if *n > 0);
+            let oldest = if pending {
+                let summary: Value = redis::cmd("XPENDING")
+                    .arg(topic)
+                    .arg(&name)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(unavailable)?;
+                items(&summary).get(1).and_then(text)
+            } else {
+                field("last-delivered-id").and_then(text)
+            };
+            // An id that cannot be read keeps everything.
+            let Some(id) = oldest.as_deref().and_then(parse_id) else {
+                return Ok(0);
+            };
+            floor = Some(floor.map_or(id, |f| f.min(id)));
+        }
+        let mut trim = redis::cmd("XTRIM");
+        trim.arg(topic);
+        match floor {
+            Some((ms, seq)) => trim.arg("MINID").arg(format!("{ms}-{seq}")),
+            None if readers == 0 => trim.arg("MAXLEN").arg("~").arg(RETAIN_MAX),
+            None => return Ok(0),
+        };
+        trim.query_async(&mut conn).await.map_err(unavailable)
+    }
+
+    /// Trims `topic` if this publisher has not for [`TRIM_EVERY`].
+    async fn trim_now_and_then(&self, topic: &str) {
+        let now = Instant::now();
+        {
+            let mut trimmed = self.trimmed.lock().unwrap_or_else(|e| e.into_inner());
+            let last = trimmed.entry(topic.to_string()).or_insert(now);
+            if now.duration_since(*last) < TRIM_EVERY {
+                return;
+            }
+            *last = now;
+        }
+        if let Err(e) = self.trim_consumed(topic).await {
+            tracing::debug!("Redis Streams: trimming {topic}: {e}");
+        }
+    }
+}
+
+/// A stream entry id, `ms-seq`.
+fn parse_id(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
 }
 
 #[async_trait]
@@ -237,9 +325,6 @@ impl Publisher for RedisStreamsBroker {
         for p in payloads {
             pipe.cmd("XADD")
                 .arg(topic)
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(RETAIN_MAX)
                 .arg("*")
                 .arg(FIELD)
                 .arg(p.as_slice())
@@ -247,7 +332,9 @@ impl Publisher for RedisStreamsBroker {
         }
         pipe.query_async::<()>(&mut self.conn.clone())
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        self.trim_now_and_then(topic).await;
+        Ok(())
     }
 }
 
