@@ -25,7 +25,8 @@
 //!   the workers' group, `Cleaning Game Records`) and the transport that publishes
 //!   the records as event envelopes to a broker.
 //! - [`server`]: the WebSocket endpoints (`/api/v1/login`, `/api/v1/game/find`,
-//!   `/lobby`, `/hero`, `/action`), answering bad input with clear errors.
+//!   `/lobby`, `/hero`, `/action`), answering bad input with clear errors, and a
+//!   referee per game that makes every game end (turn deadlines, forfeits).
 //! - [`player`]: bots that play like the original client, thousands per process.
 //! - [`worker`]: consumes `Cleaning Game Records`, writes the tables durably, cleans;
 //!   a [`worker::Pool`] runs the workers of one process.
@@ -42,8 +43,9 @@
 //!   binary (`src/main.rs`) only parses and dispatches.
 //! - Leaves: [`latency`] (percentiles from an HDR histogram, for every report),
 //!   [`backoff`] (pauses that double between attempts), [`url`] (passwords masked,
-//!   schemes rewritten) and [`redis_client`] (Redis connections as the store and the
-//!   Redis brokers open them).
+//!   schemes rewritten), [`redis_client`] (Redis connections as the store and the
+//!   Redis brokers open them) and [`net`] (serving HTTP within connection caps and
+//!   header timeouts, for the game server and the dashboard).
 
 pub mod audit;
 pub mod backoff;

@@ -320,3 +320,73 @@ async fn a_lobby_timeout_beyond_the_clock_is_no_timeout() {
     assert_eq!(summary.bot_errors, 0, "{summary:?}");
     assert!(summary.games_completed >= 1, "{summary:?}");
 }
+
+/// The socket-less answerer the fuzz targets drive replies as a connection does, the
+/// fuzz corpus's sequences included: every committed input runs here without a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fuzzed_answerer_replies_as_a_connection_does() {
+    use superhero::server::Answerer;
+    use superhero::store::MemoryStore;
+    let store = MemoryStore::new();
+    store
+        .replace_roster(&uniform_roster(5, 30, 10))
+        .await
+        .unwrap();
+    let server = Answerer::new(store, ServerSettings::default());
+    let created = server
+        .answer("/api/v1/login", r#"{"PAYLOAD": {"USER": "FUZZ"}}"#)
+        .await
+        .unwrap();
+    assert_eq!(created[0], error("USER CREATED").to_string());
+    let user =
+        serde_json::from_str::<serde_json::Value>(&created[1]).unwrap()["PAYLOAD"]["USER_TOKEN"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let joined = server
+        .answer(
+            "/api/v1/game/find",
+            &json!({"PAYLOAD": {"USER_TOKEN": user, "PARTICIPANTS": 2}}).to_string(),
+        )
+        .await
+        .unwrap();
+    let joined: serde_json::Value = serde_json::from_str(&joined[0]).unwrap();
+    assert_eq!(joined["STATUS"], json!({"JOINED": "SUCCESS"}));
+    let game = joined["PAYLOAD"]["GAME_TOKEN"].as_str().unwrap();
+    let lobby = json!({"PAYLOAD": {"GAME_TOKEN": game, "USER_TOKEN": user}}).to_string();
+    assert_eq!(
+        server.answer("/api/v1/game/lobby", &lobby).await,
+        Some(vec![]),
+        "a lobby that would open"
+    );
+    assert_eq!(
+        server.answer("/api/v1/game/lobby", "{").await,
+        Some(vec![error("MALFORMED JSON IN MESSAGE").to_string()])
+    );
+    assert_eq!(server.answer("/elsewhere", "{}").await, None);
+    let huge = "x".repeat(20_000);
+    assert_eq!(
+        server.answer("/api/v1/login", &huge).await,
+        Some(vec![error("FRAME TOO LARGE").to_string()])
+    );
+
+    // The committed fuzz corpus: one request per line, its first byte the endpoint.
+    let paths = [
+        "/api/v1/login",
+        "/api/v1/game/find",
+        "/api/v1/game/lobby",
+        "/api/v1/game/hero",
+        "/api/v1/game/action",
+        "/nowhere",
+    ];
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/requests");
+    for entry in std::fs::read_dir(corpus).unwrap() {
+        let data = std::fs::read(entry.unwrap().path()).unwrap();
+        for line in data.split(|b| *b == b'\n').take(64) {
+            if let Some((&which, frame)) = line.split_first() {
+                let path = paths[usize::from(which) % paths.len()];
+                let _ = server.answer(path, &String::from_utf8_lossy(frame)).await;
+            }
+        }
+    }
+}

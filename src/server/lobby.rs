@@ -66,6 +66,28 @@ pub(super) async fn session<S: GameStore>(
     flow
 }
 
+/// What a lobby request gets before its session starts: an error frame, or nothing
+/// when a session would start (see [`super::Answerer`]).
+pub(super) async fn check<S: GameStore>(app: &App<S>, text: &str) -> Option<String> {
+    let req = match GameUser::parse(text) {
+        Ok(r) => r,
+        Err(e) => return Some(e.to_frame()),
+    };
+    match open(app, &req).await {
+        Ok(_) => {
+            if let Err(e) = app
+                .store
+                .leave_lobby(&req.game_token, &req.user_token)
+                .await
+            {
+                store_error(e);
+            }
+            None
+        }
+        Err(e) => Some(e.to_frame()),
+    }
+}
+
 /// Checks that the game exists, the user plays in it and has no other lobby open for
 /// it, and subscribes to it.
 async fn open<S: GameStore>(

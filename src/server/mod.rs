@@ -87,6 +87,17 @@ struct App<S> {
     refereed: Mutex<HashSet<GameToken>>,
 }
 
+impl<S> App<S> {
+    fn new(store: S, settings: ServerSettings) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            settings,
+            roster: RwLock::new(Arc::new(Vec::new())),
+            refereed: Mutex::new(HashSet::new()),
+        })
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Endpoint {
     Login,
@@ -98,12 +109,7 @@ enum Endpoint {
 
 /// The router with the five endpoints; any other path answers 404 before upgrading.
 pub fn router<S: GameStore>(store: S, settings: ServerSettings) -> Router {
-    let app = Arc::new(App {
-        store,
-        settings,
-        roster: RwLock::new(Arc::new(Vec::new())),
-        refereed: Mutex::new(HashSet::new()),
-    });
+    let app = App::new(store, settings);
     let route = |endpoint: Endpoint| {
         let app = app.clone();
         get(move |ws: WebSocketUpgrade| upgrade(ws, app, endpoint))
@@ -114,6 +120,41 @@ pub fn router<S: GameStore>(store: S, settings: ServerSettings) -> Router {
         .route(LOBBY_PATH, route(Endpoint::Lobby))
         .route(HERO_PATH, route(Endpoint::Hero))
         .route(ACTION_PATH, route(Endpoint::Action))
+}
+
+/// Answers request frames as a connection of the server does, without a socket: what
+/// the fuzz targets drive (`fuzz/`). A lobby request is checked as a lobby connection
+/// checks it, but no session is run.
+pub struct Answerer<S> {
+    app: Arc<App<S>>,
+}
+
+impl<S: GameStore> Answerer<S> {
+    pub fn new(store: S, settings: ServerSettings) -> Self {
+        Self {
+            app: App::new(store, settings),
+        }
+    }
+
+    /// The frames that answer `frame` sent on `path`; `None` for a path the server
+    /// does not serve (HTTP 404).
+    pub async fn answer(&self, path: &str, frame: &str) -> Option<Vec<String>> {
+        let endpoint = match path {
+            LOGIN_PATH => Endpoint::Login,
+            FIND_PATH => Endpoint::Find,
+            LOBBY_PATH => Endpoint::Lobby,
+            HERO_PATH => Endpoint::Hero,
+            ACTION_PATH => Endpoint::Action,
+            _ => return None,
+        };
+        if frame.len() > MAX_REQUEST_BYTES {
+            return Some(vec![ProtocolError::FrameTooLarge.to_frame()]);
+        }
+        Some(match endpoint {
+            Endpoint::Lobby => lobby::check(&self.app, frame).await.into_iter().collect(),
+            _ => handlers::answer(&self.app, endpoint, frame).await,
+        })
+    }
 }
 
 /// Serves games on `listener` until `shutdown` completes.

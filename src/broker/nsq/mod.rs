@@ -22,7 +22,7 @@
 //! The broker's figures of a group come from nsqd's HTTP API (`stats.rs`), at
 //! `?http=HOST:PORT` of the URL, else on nsqd's TCP host at port 4151.
 
-mod protocol;
+pub mod protocol;
 mod stats;
 
 use std::sync::Arc;
