@@ -173,6 +173,9 @@ pub struct Sample {
     pub unreadable: u64,
     /// Events this process could not publish (local publisher only).
     pub events_dropped: Option<u64>,
+    /// Events the broker lost before this process's workers could use them (local
+    /// workers only; see [`crate::worker::EtlProgress::lost`]).
+    pub events_lost: Option<u64>,
     pub workers: Vec<WorkerSample>,
     /// Lobby events published that no worker has taken yet (local pipeline on a
     /// work-sharing broker).
@@ -341,6 +344,7 @@ impl PipelineFeed {
         let lobby_published = transport.map(|t| t.published_by_queue[Queue::Lobby.index()]);
         let mut workers = Vec::new();
         let mut group_lag = None;
+        let events_lost = local.as_ref().map(|a| a.local.progress.counts().lost);
         if let (Some(a), Some(published)) = (local.as_ref(), lobby_published) {
             let rows = a.local.progress.workers();
             let taken: u64 = rows.iter().map(|w| w.events).sum();
@@ -369,6 +373,7 @@ impl PipelineFeed {
             games,
             unreadable: self.observed.unreadable.load(Ordering::Relaxed),
             events_dropped: transport.map(|t| t.dropped),
+            events_lost,
             workers,
             group_lag,
             broker_stats: lock(&self.stats).clone(),

@@ -5,6 +5,11 @@
 //! Inside a group each message goes to one consumer. A delivery stays with its
 //! consumer until acked; a nack, or the consumer being dropped, puts it back at the
 //! front of the group's queue, marked redelivered.
+//!
+//! Every group is bounded: a group holds at most [`GROUP_CAPACITY`] messages, waiting
+//! or unacknowledged. A publish that would overfill a group is refused as a whole
+//! (the publisher retries, and what its own buffer cannot hold is counted as dropped);
+//! an observer's group, which must not hold publishers back, drops and counts instead.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,12 +47,19 @@ struct Inner {
     published: AtomicU64,
     unrouted: AtomicU64,
     next_consumer: AtomicU64,
+    /// Messages a group holds at most; [`GROUP_CAPACITY`] unless set.
+    capacity: Option<usize>,
 }
+
+/// Messages one group holds at most, waiting or unacknowledged.
+pub const GROUP_CAPACITY: usize = 1_000_000;
 
 #[derive(Default)]
 struct Group {
     state: Mutex<GroupState>,
     ready: Notify,
+    /// Messages an observer's group could not hold.
+    overflowed: AtomicU64,
 }
 
 #[derive(Default)]
@@ -62,6 +74,13 @@ struct GroupState {
 struct Message {
     payload: Arc<[u8]>,
     redelivered: bool,
+}
+
+/// Whether a group is an observer's own (`superhero_dashboard#<n>`).
+fn is_observers(group: &str) -> bool {
+    group
+        .strip_prefix(OBSERVER_GROUP)
+        .is_some_and(|rest| rest.starts_with('#'))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -81,6 +100,16 @@ impl MemoryBroker {
     /// A broker with no topic yet.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A broker whose groups hold at most `capacity` messages each.
+    pub fn with_group_capacity(capacity: usize) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                capacity: Some(capacity.max(1)),
+                ..Inner::default()
+            }),
+        }
     }
 
     /// Messages published so far (routed or not).
@@ -119,29 +148,51 @@ impl MemoryBroker {
             .clone()
     }
 
-    fn publish_now(&self, topic: &str, payloads: &[Vec<u8>]) {
-        let groups: Vec<Arc<Group>> = lock(&self.inner.topics)
+    fn publish_now(&self, topic: &str, payloads: &[Vec<u8>]) -> Result<(), BrokerError> {
+        // Each group with whether it is an observer's.
+        let groups: Vec<(Arc<Group>, bool)> = lock(&self.inner.topics)
             .get(topic)
-            .map(|g| g.values().cloned().collect())
+            .map(|g| {
+                g.iter()
+                    .map(|(name, group)| (group.clone(), is_observers(name)))
+                    .collect()
+            })
             .unwrap_or_default();
-        let n = payloads.len() as u64;
-        self.inner.published.fetch_add(n, Ordering::Relaxed);
-        if groups.is_empty() {
-            self.inner.unrouted.fetch_add(n, Ordering::Relaxed);
-            return;
+        let n = payloads.len();
+        let capacity = self.inner.capacity.unwrap_or(GROUP_CAPACITY);
+        for (group, observer) in &groups {
+            let s = lock(&group.state);
+            if !observer && s.queue.len() + s.unacked.len() + n > capacity {
+                return Err(BrokerError::Unavailable(format!(
+                    "the embedded broker: a group of {topic} holds {capacity} messages; \
+                     publish again once its consumers have taken some"
+                )));
+            }
         }
-        for group in groups {
-            {
+        self.inner.published.fetch_add(n as u64, Ordering::Relaxed);
+        if groups.is_empty() {
+            self.inner.unrouted.fetch_add(n as u64, Ordering::Relaxed);
+            return Ok(());
+        }
+        for (group, _) in groups {
+            let taken = {
                 let mut s = lock(&group.state);
-                s.queue.extend(payloads.iter().map(|p| Message {
+                let room = capacity.saturating_sub(s.queue.len() + s.unacked.len());
+                let taken = n.min(room);
+                s.queue.extend(payloads[..taken].iter().map(|p| Message {
                     payload: Arc::from(p.as_slice()),
                     redelivered: false,
                 }));
-            }
-            for _ in 0..payloads.len() {
+                taken
+            };
+            group
+                .overflowed
+                .fetch_add((n - taken) as u64, Ordering::Relaxed);
+            for _ in 0..taken {
                 group.ready.notify_one();
             }
         }
+        Ok(())
     }
 }
 
@@ -203,8 +254,7 @@ impl Broker for MemoryBroker {
 #[async_trait]
 impl Publisher for MemoryBroker {
     async fn publish(&self, topic: &str, payloads: &[Vec<u8>]) -> Result<(), BrokerError> {
-        self.publish_now(topic, payloads);
-        Ok(())
+        self.publish_now(topic, payloads)
     }
 }
 
@@ -270,6 +320,10 @@ impl Consumer for MemoryConsumer {
     async fn next_batch(&mut self, max: usize) -> Result<Vec<Delivery>, BrokerError> {
         Ok(self.wait_for(max.max(1)).await)
     }
+
+    fn overflowed(&self) -> u64 {
+        self.group.overflowed.load(Ordering::Relaxed)
+    }
 }
 
 impl Drop for MemoryConsumer {
@@ -322,5 +376,41 @@ impl Settle for MemorySettle {
         drop(s);
         self.group.ready.notify_one();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn messages(n: usize) -> Vec<Vec<u8>> {
+        (0..n).map(|i| i.to_string().into_bytes()).collect()
+    }
+
+    /// A full group refuses a publish as a whole and takes it again once drained; an
+    /// observer's group never holds the publisher back, and counts what it drops.
+    #[tokio::test]
+    async fn groups_are_bounded() {
+        let broker = MemoryBroker::with_group_capacity(10);
+        let mut group = broker.consumer("t", "g").await.unwrap();
+        let observer = broker.observer("t").await.unwrap();
+        broker.publish("t", &messages(8)).await.unwrap();
+        assert!(matches!(
+            broker.publish("t", &messages(3)).await,
+            Err(BrokerError::Unavailable(_))
+        ));
+        assert_eq!(
+            broker.depth("t", "g").ready,
+            8,
+            "nothing of a refused publish"
+        );
+        for _ in 0..4 {
+            group.next().await.unwrap().ack().await.unwrap();
+        }
+        broker.publish("t", &messages(3)).await.unwrap();
+        assert_eq!(broker.depth("t", "g").ready, 7);
+        // The observer read nothing: it held 10 of the 11 and dropped one.
+        assert_eq!(observer.overflowed(), 1);
+        assert_eq!(broker.published(), 11);
     }
 }
