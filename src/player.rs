@@ -28,11 +28,16 @@ use crate::game::protocol::{
     ACTION_PATH, FIND_PATH, GAME_COMPLETE, GAME_START, GAME_TIMED_OUT, GAME_TURN, HERO_PATH,
     LOBBY_PATH, LOGIN_PATH, ServerFrame,
 };
+use crate::game::rules::RuleError;
 use crate::game::{GameToken, UserToken};
 use crate::server::READ_BUFFER_BYTES;
 
 /// With this many bots or fewer still playing in the process, bots ask for 2 players.
 const ENDGAME_BOTS: usize = 5;
+/// How often, and how far apart, a bot asks again for a game while the server says it
+/// still plays the one it just left (its lobby not yet closed there).
+const FIND_RETRIES: usize = 50;
+const FIND_RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 /// How the bots play.
 #[derive(Clone, Debug)]
@@ -238,6 +243,12 @@ impl Conn {
         Ok(self.ws.send(Message::text(frame)).await?)
     }
 
+    /// Sends a request and reads its reply.
+    async fn ask(&mut self, frame: &str) -> Result<ServerFrame, BotError> {
+        self.send(frame.to_string()).await?;
+        self.recv().await
+    }
+
     async fn recv(&mut self) -> Result<ServerFrame, BotError> {
         loop {
             let msg = tokio::time::timeout(self.timeout, self.ws.next())
@@ -335,11 +346,18 @@ async fn play_game(
         pacer.wait().await;
     }
     let participants = choose_participants(tally, rng);
-    links
-        .find
-        .send(json!({"PAYLOAD": {"USER_TOKEN": me, "PARTICIPANTS": participants}}).to_string())
-        .await?;
-    let joined = links.find.recv().await?;
+    let find = json!({"PAYLOAD": {"USER_TOKEN": me, "PARTICIPANTS": participants}}).to_string();
+    let mut joined = links.find.ask(&find).await?;
+    // A lobby this bot just left may not be closed on the server yet (its game not
+    // yet timed out): the server then says the bot still plays there. Ask again.
+    let still_playing = RuleError::StillPlaying.to_string();
+    for _ in 0..FIND_RETRIES {
+        if joined.message() != Some(still_playing.as_str()) {
+            break;
+        }
+        tokio::time::sleep(FIND_RETRY_PAUSE).await;
+        joined = links.find.ask(&find).await?;
+    }
     let Some(game) = joined.payload.game_token.clone() else {
         return Err(BotError::Unexpected(format!(
             "find: {:?}",

@@ -148,7 +148,7 @@ async fn hostile_clients_cannot_stop_the_games() {
         lobby
             .send(json!({"PAYLOAD": {"GAME_TOKEN": game, "USER_TOKEN": token}}))
             .await;
-        afk.push((game, lobby));
+        afk.push((game, token, lobby));
     }
 
     // Every half-open socket and silent WebSocket is closed within the timeouts.
@@ -162,7 +162,7 @@ async fn hostile_clients_cannot_stop_the_games() {
     // Games with players who never act, nor answer a ping (a client that does not
     // read sends no pong), end: they forfeit or leave. Then their lobbies close.
     let deadline = tokio::time::Instant::now() + common::WAIT;
-    for (game, mut lobby) in afk {
+    for (game, token, mut lobby) in afk {
         let game = superhero::game::GameToken(game);
         while !store
             .snapshot(&game)
@@ -180,6 +180,14 @@ async fn hostile_clients_cannot_stop_the_games() {
             close_code(&mut lobby).await.is_some(),
             "{game}: lobby left open"
         );
+        // Replaying the finished game's lobby answers its end again, over and over.
+        let mut replay = Client::connect(&base, "/api/v1/game/lobby").await;
+        for _ in 0..20 {
+            let end = replay
+                .ask(json!({"PAYLOAD": {"GAME_TOKEN": game, "USER_TOKEN": token}}))
+                .await;
+            assert!(end["STATUS"]["GAME"].is_string(), "{end}");
+        }
     }
 
     let run = bots.await.unwrap();
