@@ -5,7 +5,7 @@
 //! serve through [`serve`].
 //!
 //! A connection counts until its socket closes, upgraded to a WebSocket or not: the
-//! slot is held by the socket itself ([`Counted`]), which the WebSocket takes over.
+//! slot is held by the socket itself, which the WebSocket takes over.
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -3,8 +3,8 @@
 //! worker started wait for it.
 //!
 //! Each entry holds the payload in the field `data`. A stream is trimmed only of what
-//! every group (observers aside) has acknowledged, by its publishers, every
-//! [`TRIM_EVERY`]: nothing unread is lost, and a backlog is bounded by Redis's memory
+//! every group (observers aside) has acknowledged, by its publishers, once a second:
+//! nothing unread is lost, and a backlog is bounded by Redis's memory
 //! (a publish Redis refuses is counted as dropped by the event transport). A stream
 //! no group reads keeps about [`RETAIN_MAX`] entries. A consumer fetches in a task of its
 //! own, up to [`FETCH_COUNT`] entries per XREADGROUP, and regularly first claims
