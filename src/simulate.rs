@@ -56,6 +56,10 @@ pub struct SimulateSummary {
     pub workers: usize,
     pub games_completed: u64,
     pub games_timed_out: u64,
+    /// Games neither completed nor timed out when the run ended (embedded store only):
+    /// every game ends, so this is 0 once the players are gone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub games_unfinished: Option<u64>,
     /// Completed games of this run found in both tables on disk.
     pub games_written: u64,
     /// Completed games of this run found in more than one file of a table.
@@ -92,6 +96,25 @@ pub enum SimulateError {
     Transport(#[from] PipeError),
     #[error("cannot open a local port for the game server: {0}")]
     Bind(std::io::Error),
+}
+
+/// How long the games left by bots that stopped take to end at most: a lobby's
+/// back-stop, then a turn timeout for each player; none without turn timeouts.
+fn ending_time(server: &server::ServerSettings) -> Duration {
+    if server.turn_timeout.is_zero() {
+        return Duration::ZERO;
+    }
+    let players = u32::from(crate::game::protocol::MAX_PARTICIPANTS);
+    server
+        .lobby_timeout
+        .saturating_mul(2)
+        .saturating_add(
+            server
+                .server_sleep
+                .saturating_add(server.turn_timeout)
+                .saturating_mul(players),
+        )
+        .min(Duration::from_secs(120))
 }
 
 /// Runs the simulation to its end. A store without heroes gets the synthetic roster.
@@ -149,6 +172,8 @@ pub async fn run_with<S: GameStore>(
         .map_err(SimulateError::Bind)?;
     let addr = listener.local_addr().map_err(SimulateError::Bind)?;
     let (stop, stopped) = oneshot::channel::<()>();
+    // Asked at the end how many games did not end.
+    let unfinished = store.clone();
     let server = tokio::spawn(server::serve(
         listener,
         store,
@@ -169,6 +194,15 @@ pub async fn run_with<S: GameStore>(
         completed,
     })
     .await;
+    // The games of bots that stopped (a connection refused, a timeout) end by
+    // forfeits and time-outs: the server stays up for as long as that takes.
+    let ending = ending_time(&settings.server);
+    let deadline = std::time::Instant::now() + ending;
+    while unfinished.unfinished_games().await.is_some_and(|n| n > 0)
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let _ = stop.send(());
     if let Err(e) = server.await {
         tracing::warn!("the game server task ended badly: {e}");
@@ -248,6 +282,7 @@ pub async fn run_with<S: GameStore>(
     }
 
     let etl = progress.counts();
+    let games_unfinished = unfinished.unfinished_games().await;
     let per_s = |n: u64| {
         if elapsed_s > 0.0 {
             n as f64 / elapsed_s
@@ -260,6 +295,7 @@ pub async fn run_with<S: GameStore>(
         workers: settings.workers,
         games_completed: bots.games_completed,
         games_timed_out: bots.games_timed_out,
+        games_unfinished,
         games_written: written,
         duplicate_games: duplicates,
         missing_games: bots.games_completed.saturating_sub(written),

@@ -243,6 +243,7 @@ fn simulate_writes_every_completed_game_once() {
     assert_eq!(n(&s, "duplicate_games"), 0);
     assert_eq!(n(&s, "events_dropped"), 0);
     assert_eq!(n(&s, "bot_errors"), 0);
+    assert_eq!(n(&s, "games_unfinished"), 0, "{s}");
     assert!(n(&s, "events_published") > completed * 4, "{s}");
     for field in ["elapsed_s", "games_per_s", "events_per_s"] {
         assert!(s[field].as_f64().unwrap() > 0.0, "{field}: {s}");

@@ -165,6 +165,10 @@ impl GameStore for AnyStore {
         each!(self, s => s.clean(game, keep).await)
     }
 
+    async fn unfinished_games(&self) -> Option<u64> {
+        each!(self, s => s.unfinished_games().await)
+    }
+
     async fn watch(&self, game: &GameToken) -> Result<SignalWatch, StoreError> {
         each!(self, s => s.watch(game).await)
     }

@@ -423,6 +423,16 @@ impl GameStore for MemoryStore {
         Ok(())
     }
 
+    async fn unfinished_games(&self) -> Option<u64> {
+        let games = self.inner.games.read().unwrap_or_else(|e| e.into_inner());
+        Some(
+            games
+                .values()
+                .filter(|g| !lock(g).board.status.is_over())
+                .count() as u64,
+        )
+    }
+
     async fn watch(&self, game: &GameToken) -> Result<SignalWatch, StoreError> {
         let record = self.game(game).ok_or(StoreError::UnknownGame)?;
         let rx = lock(&record).signal.subscribe();

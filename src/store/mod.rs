@@ -344,6 +344,12 @@ pub trait GameStore: Clone + Send + Sync + 'static {
         keep: Duration,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// How many games are neither completed nor timed out, where the store can tell
+    /// at no cost: the embedded store can; Redis would have to scan every game.
+    fn unfinished_games(&self) -> impl Future<Output = Option<u64>> + Send {
+        async { None }
+    }
+
     /// Subscribes to a game's signals; the first one is its current state.
     fn watch(
         &self,
