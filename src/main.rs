@@ -19,6 +19,10 @@ fn main() -> ExitCode {
         .as_deref()
         .unwrap_or(cli.command.default_log_level());
     cli::init_logging(level, cli.command.logs_to_stderr());
+    // Sockets count against the open-file limit: take all the system allows.
+    if let Err(e) = superhero::net::raise_file_limit() {
+        tracing::warn!("cannot raise the open-file limit: {e}");
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -23,6 +23,55 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
+/// The open-file limits of this process (sockets count as files).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileLimit {
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// Raises this process's soft limit on open files to its hard limit, as far as the
+/// system allows, and returns the limits then in force. Every command calls it at
+/// start: a default soft limit (often 1,024) is far below what bots and servers need.
+pub fn raise_file_limit() -> io::Result<FileLimit> {
+    let (_, hard) = rlimit::Resource::NOFILE.get()?;
+    let soft = rlimit::increase_nofile_limit(hard)?;
+    Ok(FileLimit { soft, hard })
+}
+
+/// Sockets one bot keeps open: one per endpoint it uses (login, find, lobby, hero,
+/// action).
+pub const SOCKETS_PER_BOT: u64 = 5;
+
+/// Files a process needs beside its bots' sockets: the runtime, the store, the broker,
+/// table files being written, a margin.
+pub const FILES_BESIDE_BOTS: u64 = 512;
+
+/// Whether `bots` fit in `limit`, their server's side of each socket too when the
+/// server runs in the same process; otherwise why not, with the numbers.
+pub fn bots_fit(bots: u64, with_server: bool, limit: FileLimit) -> Result<(), String> {
+    let sides = if with_server { 2 } else { 1 };
+    let needed = bots
+        .saturating_mul(SOCKETS_PER_BOT * sides)
+        .saturating_add(FILES_BESIDE_BOTS);
+    if needed <= limit.soft {
+        return Ok(());
+    }
+    let fit = limit.soft.saturating_sub(FILES_BESIDE_BOTS) / (SOCKETS_PER_BOT * sides);
+    Err(format!(
+        "{bots} bots need about {needed} open files ({SOCKETS_PER_BOT} sockets each{}, \
+         and {FILES_BESIDE_BOTS} more), but this process may open {} (hard limit {}): \
+         ask for at most {fit} bots, or raise the limit (ulimit -n)",
+        if with_server {
+            ", and the server's side of each"
+        } else {
+            ""
+        },
+        limit.soft,
+        limit.hard,
+    ))
+}
+
 /// How many connections a server holds open, and how long a client may take to send
 /// a request's headers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -279,6 +328,24 @@ mod tests {
         let slots = gate.slots.lock().unwrap();
         assert_eq!(slots.total, 1);
         assert!(!slots.by_peer.contains_key(&b), "no peer left behind");
+    }
+
+    #[test]
+    fn bots_fit_their_files() {
+        let limit = FileLimit {
+            soft: 10_512,
+            hard: 20_000,
+        };
+        assert!(bots_fit(2_000, false, limit).is_ok());
+        assert!(bots_fit(1_000, true, limit).is_ok());
+        let err = bots_fit(1_001, true, limit).unwrap_err();
+        assert!(
+            err.contains("1001 bots need about 10522 open files"),
+            "{err}"
+        );
+        assert!(err.contains("ask for at most 1000 bots"), "{err}");
+        assert!(err.contains("may open 10512 (hard limit 20000)"), "{err}");
+        assert!(bots_fit(u64::MAX, true, limit).is_err(), "no overflow");
     }
 
     #[test]

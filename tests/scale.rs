@@ -1,7 +1,8 @@
 //! 300 bots on two `superhero server` processes sharing one Redis. Each bot's lobby
 //! sits on one instance and its hero look-ups and actions on the other, so every turn
 //! crosses instances through the store. No game may get more players than it asked
-//! for, every game must complete or time out, and no server may panic.
+//! for, every game must complete or time out, and no server may panic. And bots the
+//! open-file limit cannot hold are refused up front.
 
 mod common;
 
@@ -138,4 +139,35 @@ async fn bots_on_two_servers_sharing_redis() {
             panic!("a server panicked: {line}");
         }
     }
+}
+
+/// Bots that the open-file limit cannot hold are refused up front, with the numbers;
+/// a soft limit below the hard one is raised first, so the same run then fits.
+#[test]
+fn bots_beyond_the_open_file_limit_are_refused_up_front() {
+    let bin = env!("CARGO_BIN_EXE_superhero");
+    let out = std::env::temp_dir().join(format!("superhero-fds-{}", uuid::Uuid::new_v4()));
+    let run = |ulimit: &str| {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "{ulimit} && exec {bin} --json --output-dir {} simulate --bots 200 --games 1",
+                out.display()
+            ))
+            .env_remove("LOG_LEVEL")
+            .output_within()
+    };
+    // Soft and hard limit 1,024: 200 bots and their server need about 2,512.
+    let refused = run("ulimit -n 1024");
+    assert!(!refused.status.success(), "{refused:?}");
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("200 bots need about 2512 open files"), "{err}");
+    assert!(err.contains("may open 1024 (hard limit 1024)"), "{err}");
+    assert!(err.contains("ask for at most 51 bots"), "{err}");
+    // Only the soft limit at 1,024: raised to the hard one, the run fits.
+    let fits = run("ulimit -Sn 1024");
+    assert!(fits.status.success(), "{fits:?}");
+    let summary = common::summary(&fits);
+    assert_eq!(common::n(&summary, "bot_errors"), 0, "{summary}");
+    let _ = std::fs::remove_dir_all(&out);
 }

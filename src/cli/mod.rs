@@ -161,6 +161,21 @@ pub fn seconds(value: f64, flag: &str) -> Result<Duration> {
         .map_err(|_| anyhow!("{flag} must be a number of seconds ≥ 0, not {value}"))
 }
 
+/// Refuses to start `bots` bots (and their server, when it runs in this process)
+/// that the open-file limit cannot hold, saying so with the numbers, instead of
+/// failing bot by bot.
+pub fn check_bots_fit(bots: usize, with_server: bool) -> Result<()> {
+    match crate::net::raise_file_limit() {
+        Ok(limit) => {
+            crate::net::bots_fit(bots as u64, with_server, limit).map_err(|why| anyhow!(why))
+        }
+        Err(e) => {
+            tracing::warn!("cannot read the open-file limit: {e}");
+            Ok(())
+        }
+    }
+}
+
 /// A rate from a flag, refusing what is not a number from [`MIN_RATE`] up.
 pub fn rate(value: f64, flag: &str, what: &str) -> Result<f64> {
     if value.is_finite() && value >= MIN_RATE {

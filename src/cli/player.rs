@@ -74,7 +74,9 @@ impl TryFrom<&PlayerArgs> for PlayerSettings {
 
 /// Runs `superhero player`; the exit code says whether it went cleanly.
 pub async fn run(args: &PlayerArgs, g: &GlobalArgs) -> Result<ExitCode> {
-    let summary = player::run(PlayerSettings::try_from(args)?).await;
+    let settings = PlayerSettings::try_from(args)?;
+    super::check_bots_fit(settings.bots, false)?;
+    let summary = player::run(settings).await;
     print_summary(&summary, g.json)?;
     Ok(if summary.bot_errors == 0 {
         ExitCode::SUCCESS

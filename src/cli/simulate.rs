@@ -84,6 +84,7 @@ impl SimulateArgs {
 pub async fn run(args: &SimulateArgs, g: &GlobalArgs) -> Result<ExitCode> {
     let store = g.open_store().await?;
     let settings = args.settings(g)?;
+    super::check_bots_fit(settings.bots, true)?;
     let broker = g.local_broker().await?;
     let sink = events_sink();
     let progress = Arc::new(EtlProgress::tracking_games());
