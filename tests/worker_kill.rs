@@ -15,16 +15,60 @@ use common::{Service, fresh_db, redis_url};
 /// member's session (10 s) before it hands the partitions to the heir.
 const JOIN: std::time::Duration = std::time::Duration::from_secs(60);
 
-async fn kill_a_worker_holding_games(broker: &str) {
+/// An empty Redis database 0 with the roster, and a fresh output folder (and its
+/// path as an argument).
+async fn fresh_run(name: &str) -> (String, std::path::PathBuf, String) {
     let _ = fresh_db(0).await;
     let store = redis_url(0);
-    let out = std::env::temp_dir().join(format!("superhero-kill-{}", uuid::Uuid::new_v4()));
+    let out = std::env::temp_dir().join(format!("superhero-{name}-{}", uuid::Uuid::new_v4()));
     let out_arg = out.to_str().unwrap().to_string();
     let built = std::process::Command::new(env!("CARGO_BIN_EXE_superhero"))
         .args(["build-db", "--store", &store])
         .output()
         .unwrap();
     assert!(built.status.success());
+    (store, out, out_arg)
+}
+
+/// A worker that outlives the killed ones writes every game they left; then the
+/// server stops cleanly and the audit finds each of the `completed` games once.
+async fn heir_writes_the_rest(
+    context: &str,
+    common_args: &[&str],
+    out: &std::path::Path,
+    completed: u64,
+    server: Service,
+) {
+    let out_arg = out.to_str().unwrap();
+    // The heir tells what its broker client does, for the failure message.
+    let heir_args = [
+        &["worker", "--clean", "--json", "--output-dir", out_arg][..],
+        common_args,
+        &["--log-level", "warn,superhero::broker=debug"][..],
+    ]
+    .concat();
+    let heir = Service::start_within(&heir_args, "superhero worker:", JOIN);
+    let written = common::games_written_within(out, completed).await;
+    let (ok, lines) = heir.interrupt();
+    assert_eq!(
+        written,
+        completed,
+        "{context}, after the kill: games written; the heir printed:\n{}",
+        lines.join("\n")
+    );
+    assert!(ok, "{}", lines.join("\n"));
+    let (ok, lines) = server.interrupt();
+    assert!(ok, "{}", lines.join("\n"));
+
+    let report = superhero::audit::audit(out).unwrap().report;
+    assert_eq!(report.games, completed, "{context}");
+    assert_eq!(report.duplicate_games, 0, "{context}");
+    assert_eq!(report.incomplete_games, 0, "{context}");
+    std::fs::remove_dir_all(out).unwrap();
+}
+
+async fn kill_a_worker_holding_games(broker: &str) {
+    let (store, out, out_arg) = fresh_run("kill").await;
     let common_args = ["--store", &store, "--broker", broker, "--claim-after", "2"];
     let quiet = ["--log-level", "WARNING"];
     let server = Service::start(
@@ -64,31 +108,7 @@ async fn kill_a_worker_holding_games(broker: &str) {
     // partitions when that member's session runs out.
     holder.kill();
 
-    // The heir tells what its broker client does, for the failure message.
-    let heir_args = [
-        &["worker", "--clean", "--json", "--output-dir", &out_arg][..],
-        &common_args[..],
-        &["--log-level", "warn,superhero::broker=debug"][..],
-    ]
-    .concat();
-    let heir = Service::start_within(&heir_args, "superhero worker:", JOIN);
-    let written = common::games_written_within(&out, completed).await;
-    let (ok, lines) = heir.interrupt();
-    assert_eq!(
-        written,
-        completed,
-        "{broker}, after the kill: games written; the heir printed:\n{}",
-        lines.join("\n")
-    );
-    assert!(ok, "{}", lines.join("\n"));
-    let (ok, lines) = server.interrupt();
-    assert!(ok, "{}", lines.join("\n"));
-
-    let report = superhero::audit::audit(&out).unwrap().report;
-    assert_eq!(report.games, completed, "{broker}");
-    assert_eq!(report.duplicate_games, 0, "{broker}");
-    assert_eq!(report.incomplete_games, 0, "{broker}");
-    std::fs::remove_dir_all(&out).unwrap();
+    heir_writes_the_rest(broker, &common_args, &out, completed, server).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,15 +136,7 @@ async fn a_killed_worker_loses_no_game() {
 async fn kill_workers_at_random(broker: &str, seed: u64) {
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
-    let _ = fresh_db(0).await;
-    let store = redis_url(0);
-    let out = std::env::temp_dir().join(format!("superhero-kills-{}", uuid::Uuid::new_v4()));
-    let out_arg = out.to_str().unwrap().to_string();
-    let built = std::process::Command::new(env!("CARGO_BIN_EXE_superhero"))
-        .args(["build-db", "--store", &store])
-        .output()
-        .unwrap();
-    assert!(built.status.success());
+    let (store, out, out_arg) = fresh_run("kills").await;
     let common_args = ["--store", &store, "--broker", broker, "--claim-after", "2"];
     let quiet = ["--log-level", "WARNING"];
     // A pause before each turn spreads the games over the kills.
@@ -158,22 +170,6 @@ async fn kill_workers_at_random(broker: &str, seed: u64) {
         victim.kill();
     }
     let completed = bots.join().unwrap();
-    let heir_args = [
-        &["worker", "--clean", "--json", "--output-dir", &out_arg][..],
-        &common_args[..],
-        &quiet[..],
-    ]
-    .concat();
-    let heir = Service::start_within(&heir_args, "superhero worker:", JOIN);
-    let written = common::games_written_within(&out, completed).await;
-    let (ok, lines) = heir.interrupt();
-    assert_eq!(written, completed, "{broker}: {}", lines.join("\n"));
-    assert!(ok, "{}", lines.join("\n"));
-    let (ok, lines) = server.interrupt();
-    assert!(ok, "{}", lines.join("\n"));
-    let report = superhero::audit::audit(&out).unwrap().report;
-    assert_eq!(report.games, completed, "{broker}");
-    assert_eq!(report.duplicate_games, 0, "{broker} (seed {seed})");
-    assert_eq!(report.incomplete_games, 0, "{broker} (seed {seed})");
-    std::fs::remove_dir_all(&out).unwrap();
+    let context = format!("{broker} (seed {seed})");
+    heir_writes_the_rest(&context, &common_args, &out, completed, server).await;
 }

@@ -109,15 +109,9 @@ impl RedisStreamsBroker {
     /// how many entries went.
     pub async fn trim_consumed(&self, topic: &str) -> Result<u64, BrokerError> {
         let mut conn = self.conn.clone();
-        let groups: Value = match redis::cmd("XINFO")
-            .arg("GROUPS")
-            .arg(topic)
-            .query_async(&mut conn)
-            .await
-        {
-            Ok(v) => v,
-            // No stream yet.
-            Err(_) => return Ok(0),
+        // No stream yet: nothing to trim.
+        let Some(groups) = groups_of(&mut conn, topic).await else {
+            return Ok(0);
         };
         let mut floor: Option<(u64, u64)> = None;
         let mut readers = 0;
@@ -175,6 +169,16 @@ impl RedisStreamsBroker {
             tracing::debug!("Redis Streams: trimming {topic}: {e}");
         }
     }
+}
+
+/// What XINFO GROUPS says of `topic`'s groups; `None` when the stream does not exist.
+async fn groups_of(conn: &mut ConnectionManager, topic: &str) -> Option<Value> {
+    redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(topic)
+        .query_async(conn)
+        .await
+        .ok()
 }
 
 /// A stream entry id, `ms-seq`.
@@ -239,15 +243,9 @@ impl Broker for RedisStreamsBroker {
             .await
             .map_err(unavailable)?;
         let mut stats = vec![BrokerStat::new("length", length)];
-        let groups: Value = match redis::cmd("XINFO")
-            .arg("GROUPS")
-            .arg(topic)
-            .query_async(&mut conn)
-            .await
-        {
-            Ok(v) => v,
-            // No stream yet: nothing to tell of its groups.
-            Err(_) => return Ok(stats),
+        // No stream yet: nothing to tell of its groups.
+        let Some(groups) = groups_of(&mut conn, topic).await else {
+            return Ok(stats);
         };
         for g in items(&groups) {
             let fields = pairs(g);
