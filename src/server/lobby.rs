@@ -32,12 +32,8 @@ pub(super) async fn session<S: GameStore>(
     text: &str,
     heard: &mut Instant,
 ) -> Flow {
-    let req = match GameUser::parse(text) {
-        Ok(r) => r,
-        Err(e) => return send(socket, e.to_frame()).await,
-    };
-    let (participants, watch) = match open(app, &req).await {
-        Ok(opened) => opened,
+    let (req, participants, watch) = match enter(app, text).await {
+        Ok(entered) => entered,
         Err(e) => return send(socket, e.to_frame()).await,
     };
     referee::ensure(app, &req.game_token);
@@ -56,35 +52,40 @@ pub(super) async fn session<S: GameStore>(
     }
     .run(socket)
     .await;
-    if let Err(e) = app
-        .store
-        .leave_lobby(&req.game_token, &req.user_token)
-        .await
-    {
-        store_error(e);
-    }
+    leave(app, &req).await;
     flow
 }
 
 /// What a lobby request gets before its session starts: an error frame, or nothing
 /// when a session would start (see [`super::Answerer`]).
 pub(super) async fn check<S: GameStore>(app: &App<S>, text: &str) -> Option<String> {
-    let req = match GameUser::parse(text) {
-        Ok(r) => r,
-        Err(e) => return Some(e.to_frame()),
-    };
-    match open(app, &req).await {
-        Ok(_) => {
-            if let Err(e) = app
-                .store
-                .leave_lobby(&req.game_token, &req.user_token)
-                .await
-            {
-                store_error(e);
-            }
+    match enter(app, text).await {
+        Ok((req, _, _)) => {
+            leave(app, &req).await;
             None
         }
         Err(e) => Some(e.to_frame()),
+    }
+}
+
+/// Reads a lobby request and opens the player's lobby (see [`open`]).
+async fn enter<S: GameStore>(
+    app: &App<S>,
+    text: &str,
+) -> Result<(GameUser, u8, SignalWatch), ProtocolError> {
+    let req = GameUser::parse(text)?;
+    let (participants, watch) = open(app, &req).await?;
+    Ok((req, participants, watch))
+}
+
+/// Marks the player's lobby closed again.
+async fn leave<S: GameStore>(app: &App<S>, req: &GameUser) {
+    if let Err(e) = app
+        .store
+        .leave_lobby(&req.game_token, &req.user_token)
+        .await
+    {
+        store_error(e);
     }
 }
 

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
-use redis::{AsyncCommands, Script};
+use redis::{AsyncCommands, Script, ScriptInvocation};
 use tokio::sync::watch;
 
 use super::{Attacked, Forfeited, GameStore, Joined, Signal, SignalWatch, Snapshot, StoreError};
@@ -100,6 +100,32 @@ impl RedisStore {
     /// The underlying connection, for callers that read the keyspace directly.
     pub fn connection(&self) -> ConnectionManager {
         self.conn.clone()
+    }
+
+    /// Reads the game, plans a change on what it read, and applies it with `script`
+    /// only if no attack or forfeit came in between (the script's compare on its first
+    /// three arguments, which this passes: game, turns, forfeits; `plan` adds the
+    /// rest); re-plans on a lost race, up to [`CAS_ATTEMPTS`] times.
+    async fn compare_and_set<T>(
+        &self,
+        game: &GameToken,
+        script: &'static Script,
+        plan: impl Fn(&Snapshot, &mut ScriptInvocation<'static>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn.clone();
+        for _ in 0..CAS_ATTEMPTS {
+            let snap = self.snapshot(game).await?.ok_or(StoreError::UnknownGame)?;
+            let mut call = script.prepare_invoke();
+            call.arg(game.as_str())
+                .arg(snap.board.turns)
+                .arg(snap.board.forfeits);
+            let planned = plan(&snap, &mut call)?;
+            let applied: i64 = call.invoke_async(&mut conn).await.map_err(unavailable)?;
+            if applied == 1 {
+                return Ok(planned);
+            }
+        }
+        Err(StoreError::Contended)
     }
 
     async fn fetch_signal(
@@ -727,19 +753,13 @@ impl GameStore for RedisStore {
         turn_cap: u32,
         timestamp: &str,
     ) -> Result<Attacked, StoreError> {
-        let mut conn = self.conn.clone();
-        for _ in 0..CAS_ATTEMPTS {
-            let snap = self.snapshot(game).await?.ok_or(StoreError::UnknownGame)?;
+        self.compare_and_set(game, &APPLY_ATTACK, |snap, call| {
             let attack = rules::plan_attack(&snap.board, attacker, enemy, turn_cap)?;
             let record = to_frame(&ActionRecord::attack(game, &attack, timestamp.to_string()));
             let mut after = snap.board.clone();
             rules::apply(&mut after, &attack);
             let signal = Signal::of(after.status, snap.joined(), &after);
-            let mut call = APPLY_ATTACK.prepare_invoke();
-            call.arg(game.as_str())
-                .arg(snap.board.turns)
-                .arg(snap.board.forfeits)
-                .arg(enemy.as_str())
+            call.arg(enemy.as_str())
                 .arg(attack.enemy_health_post)
                 .arg(&record)
                 .arg(after.status.as_str())
@@ -747,12 +767,9 @@ impl GameStore for RedisStore {
             for u in &attack.order {
                 call.arg(u.as_str());
             }
-            let applied: i64 = call.invoke_async(&mut conn).await.map_err(unavailable)?;
-            if applied == 1 {
-                return Ok(Attacked { attack, record });
-            }
-        }
-        Err(StoreError::Contended)
+            Ok(Attacked { attack, record })
+        })
+        .await
     }
 
     async fn finish_without_enemy(
@@ -760,26 +777,14 @@ impl GameStore for RedisStore {
         game: &GameToken,
         user: &UserToken,
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        for _ in 0..CAS_ATTEMPTS {
-            let snap = self.snapshot(game).await?.ok_or(StoreError::UnknownGame)?;
+        self.compare_and_set(game, &FINISH, |snap, call| {
             rules::plan_no_enemy(&snap.board, user)?;
             let mut after = snap.board.clone();
             after.status = GameStatus::Completed;
-            let signal = Signal::of(after.status, snap.joined(), &after);
-            let done: i64 = FINISH
-                .arg(game.as_str())
-                .arg(snap.board.turns)
-                .arg(snap.board.forfeits)
-                .arg(signal.encode())
-                .invoke_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
-            if done == 1 {
-                return Ok(());
-            }
-        }
-        Err(StoreError::Contended)
+            call.arg(Signal::of(after.status, snap.joined(), &after).encode());
+            Ok(())
+        })
+        .await
     }
 
     async fn forfeit(
@@ -790,9 +795,7 @@ impl GameStore for RedisStore {
         turn: Option<(u32, u32)>,
         timestamp: &str,
     ) -> Result<Forfeited, StoreError> {
-        let mut conn = self.conn.clone();
-        for _ in 0..CAS_ATTEMPTS {
-            let snap = self.snapshot(game).await?.ok_or(StoreError::UnknownGame)?;
+        self.compare_and_set(game, &APPLY_FORFEIT, |snap, call| {
             let forfeit = rules::plan_forfeit(&snap.board, user, reason, turn)?;
             let record = to_frame(&ActionRecord::forfeit(
                 game,
@@ -802,23 +805,16 @@ impl GameStore for RedisStore {
             let mut after = snap.board.clone();
             rules::apply_forfeit(&mut after, &forfeit);
             let signal = Signal::of(after.status, snap.joined(), &after);
-            let mut call = APPLY_FORFEIT.prepare_invoke();
-            call.arg(game.as_str())
-                .arg(snap.board.turns)
-                .arg(snap.board.forfeits)
-                .arg(user.as_str())
+            call.arg(user.as_str())
                 .arg(&record)
                 .arg(after.status.as_str())
                 .arg(signal.encode());
             for u in &forfeit.order {
                 call.arg(u.as_str());
             }
-            let applied: i64 = call.invoke_async(&mut conn).await.map_err(unavailable)?;
-            if applied == 1 {
-                return Ok(Forfeited { forfeit, record });
-            }
-        }
-        Err(StoreError::Contended)
+            Ok(Forfeited { forfeit, record })
+        })
+        .await
     }
 
     async fn enter_lobby(&self, game: &GameToken, user: &UserToken) -> Result<bool, StoreError> {
