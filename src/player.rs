@@ -12,17 +12,15 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use serde_json::json;
 use thiserror::Error;
-use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::game::protocol::{
     ACTION_PATH, FIND_PATH, GAME_COMPLETE, GAME_START, GAME_TIMED_OUT, GAME_TURN, HERO_PATH,
@@ -30,7 +28,18 @@ use crate::game::protocol::{
 };
 use crate::game::rules::RuleError;
 use crate::game::{GameToken, UserToken};
+use crate::net::{ClientSocket, Dial, DialError};
 use crate::server::READ_BUFFER_BYTES;
+
+/// The default of [`PlayerSettings::concurrent_bots`]. A few hundred bots in games
+/// keep a server's cores busy; many more only lengthen every turn's wait, past the
+/// turn timeout when tens of thousands start at once.
+pub const CONCURRENT_BOTS: usize = 1000;
+
+/// Bots logging in and opening their connections at the same time, at most: every
+/// handshake in progress holds buffers on both sides, so tens of thousands at once
+/// cost gigabytes for a moment and gain nothing.
+const CONNECTING_BOTS: usize = 256;
 
 /// With this many bots or fewer still playing in the process, bots ask for 2 players.
 const ENDGAME_BOTS: usize = 5;
@@ -42,8 +51,8 @@ const FIND_RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// How the bots play.
 #[derive(Clone, Debug)]
 pub struct PlayerSettings {
-    /// Base URLs (`ws://host:port`) of the server instances.
-    pub urls: Vec<String>,
+    /// The server instances: `ws://host:port` base URLs, or a server in this process.
+    pub servers: Vec<Dial>,
     pub bots: usize,
     /// Games per bot; negative: no limit.
     pub games: i64,
@@ -61,6 +70,9 @@ pub struct PlayerSettings {
     /// About this many games per second in all (None: as fast as possible). Bots
     /// pace their requests to join a game accordingly.
     pub rate: Option<f64>,
+    /// Bots in a game at once, at most (0: all of them); the others wait, first come
+    /// first served, before they look for one.
+    pub concurrent_bots: usize,
     /// Completed games, counted live (for progress bars).
     pub completed: Arc<AtomicU64>,
 }
@@ -68,7 +80,7 @@ pub struct PlayerSettings {
 impl Default for PlayerSettings {
     fn default() -> Self {
         Self {
-            urls: vec!["ws://localhost:5678".into()],
+            servers: vec![Dial::Url("ws://localhost:5678".into())],
             bots: 1,
             games: 10,
             seed: 0,
@@ -76,6 +88,7 @@ impl Default for PlayerSettings {
             idle_timeout: Duration::from_secs(60),
             closed_world: false,
             rate: None,
+            concurrent_bots: CONCURRENT_BOTS,
             completed: Arc::default(),
         }
     }
@@ -93,6 +106,9 @@ pub struct PlayerSummary {
     /// games not played because no other bot was left.
     pub lobbies_abandoned: u64,
     pub games_skipped: u64,
+    /// Connections the server had closed for idleness (between games, or while a
+    /// bot waited in a lobby) and that a bot opened again before its next request.
+    pub connections_reopened: u64,
     pub elapsed_s: f64,
     pub games_per_s: f64,
     /// The tokens of the completed games (not part of the printed summary).
@@ -107,10 +123,7 @@ pub struct PlayerSummary {
 /// Why a bot stopped.
 pub enum BotError {
     #[error("cannot connect to {url}: {source}")]
-    Connect {
-        url: String,
-        source: tokio_tungstenite::tungstenite::Error,
-    },
+    Connect { url: String, source: DialError },
     #[error("connection lost: {0}")]
     Lost(#[from] tokio_tungstenite::tungstenite::Error),
     #[error("the server closed the connection")]
@@ -128,6 +141,16 @@ struct Tally {
     completed_games: Mutex<Vec<(GameToken, Instant)>>,
     pacer: Option<Pacer>,
     errors: AtomicU64,
+    reopened: AtomicU64,
+    /// Places in a game, one per bot playing (None: no cap).
+    places: Option<Semaphore>,
+    /// Bots still logging in and opening their connections: no bot plays before
+    /// all are done, so that games are not slowed down by a crowd still connecting.
+    connecting: AtomicUsize,
+    /// Turns true when no bot is connecting any more.
+    all_connected: watch::Sender<bool>,
+    /// Places for bots logging in and connecting at the same time.
+    handshakes: Option<Semaphore>,
     /// Bots still playing in this process.
     active: watch::Sender<usize>,
     abandoned: AtomicU64,
@@ -148,6 +171,13 @@ pub async fn run(settings: PlayerSettings) -> PlayerSummary {
         .map(Pacer::new);
     let tally = Arc::new(Tally {
         active: watch::Sender::new(settings.bots),
+        connecting: AtomicUsize::new(settings.bots),
+        all_connected: watch::Sender::new(settings.bots == 0),
+        handshakes: Some(Semaphore::new(CONNECTING_BOTS)),
+        // At least 5: the server keeps one open game of 2 and one of 3 players, which
+        // can hold 3 waiting bots; 2 more fill them.
+        places: (settings.concurrent_bots > 0)
+            .then(|| Semaphore::new(settings.concurrent_bots.clamp(5, Semaphore::MAX_PERMITS))),
         completed: settings.completed.clone(),
         pacer,
         ..Tally::default()
@@ -182,6 +212,7 @@ pub async fn run(settings: PlayerSettings) -> PlayerSummary {
         bot_errors: tally.errors.load(Ordering::Relaxed),
         lobbies_abandoned: tally.abandoned.load(Ordering::Relaxed),
         games_skipped: tally.skipped.load(Ordering::Relaxed),
+        connections_reopened: tally.reopened.load(Ordering::Relaxed),
         elapsed_s,
         games_per_s: if elapsed_s > 0.0 {
             games_completed as f64 / elapsed_s
@@ -222,31 +253,79 @@ impl Pacer {
 
 /// One WebSocket connection to one endpoint.
 struct Conn {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    ws: ClientSocket,
     timeout: Duration,
+    server: Dial,
+    path: &'static str,
 }
 
 impl Conn {
-    async fn open(base: &str, path: &str, timeout: Duration) -> Result<Self, BotError> {
-        let url = format!("{}{path}", base.trim_end_matches('/'));
+    async fn open(server: &Dial, path: &'static str, timeout: Duration) -> Result<Self, BotError> {
         let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER_BYTES);
-        let connect =
-            tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true);
-        let (ws, _) = tokio::time::timeout(timeout, connect)
+        let ws = tokio::time::timeout(timeout, server.open(path, config))
             .await
             .map_err(|_| BotError::Timeout(timeout))?
-            .map_err(|source| BotError::Connect { url, source })?;
-        Ok(Self { ws, timeout })
+            .map_err(|source| BotError::Connect {
+                url: format!("{server}{path}"),
+                source,
+            })?;
+        Ok(Self {
+            ws,
+            timeout,
+            server: server.clone(),
+            path,
+        })
+    }
+
+    /// Opens the connection again if the server closed it since it was last used, as
+    /// a server does with a connection left idle (its close frame, or the end of the
+    /// stream, is then already waiting here); says whether it did. A request sent
+    /// after this check reaches the server, unless it closes the connection in the
+    /// very moment between.
+    async fn revive(&mut self) -> Result<bool, BotError> {
+        loop {
+            match self.ws.next().now_or_never() {
+                None => return Ok(false),
+                Some(Some(Ok(Message::Text(text)))) => {
+                    return Err(BotError::Unexpected(text.to_string()));
+                }
+                Some(Some(Ok(Message::Close(_)) | Err(_)) | None) => break,
+                Some(Some(Ok(_))) => {}
+            }
+        }
+        *self = Self::open(&self.server.clone(), self.path, self.timeout).await?;
+        Ok(true)
     }
 
     async fn send(&mut self, frame: String) -> Result<(), BotError> {
         Ok(self.ws.send(Message::text(frame)).await?)
     }
 
-    /// Sends a request and reads its reply.
-    async fn ask(&mut self, frame: &str) -> Result<ServerFrame, BotError> {
-        self.send(frame.to_string()).await?;
-        self.recv().await
+    /// Sends requests (pipelined) and reads their replies, on a connection opened
+    /// again first if the server had closed it.
+    async fn ask_all(
+        &mut self,
+        frames: Vec<String>,
+        tally: &Tally,
+    ) -> Result<Vec<ServerFrame>, BotError> {
+        if self.revive().await? {
+            tally.reopened.fetch_add(1, Ordering::Relaxed);
+        }
+        let n = frames.len();
+        for frame in frames {
+            self.send(frame).await?;
+        }
+        let mut replies = Vec::with_capacity(n);
+        for _ in 0..n {
+            replies.push(self.recv().await?);
+        }
+        Ok(replies)
+    }
+
+    /// Sends a request and reads its reply (see [`Self::ask_all`]).
+    async fn ask(&mut self, frame: String, tally: &Tally) -> Result<ServerFrame, BotError> {
+        let mut replies = self.ask_all(vec![frame], tally).await?;
+        replies.pop().ok_or(BotError::Closed)
     }
 
     async fn recv(&mut self) -> Result<ServerFrame, BotError> {
@@ -278,17 +357,29 @@ struct Links {
 async fn bot(index: usize, settings: &PlayerSettings, tally: &Tally) -> Result<(), BotError> {
     let mut rng =
         SmallRng::seed_from_u64(settings.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let home = &settings.urls[index % settings.urls.len()];
-    let away = &settings.urls[(index + 1) % settings.urls.len()];
+    let home = &settings.servers[index % settings.servers.len()];
+    let away = &settings.servers[(index + 1) % settings.servers.len()];
     let t = settings.idle_timeout;
     let name = format!("USER{:03}", settings.first_user + index);
-    let me = login(&mut Conn::open(home, LOGIN_PATH, t).await?, &name).await?;
-    let mut links = Links {
-        find: Conn::open(home, FIND_PATH, t).await?,
-        lobby: Conn::open(home, LOBBY_PATH, t).await?,
-        hero: Conn::open(away, HERO_PATH, t).await?,
-        action: Conn::open(away, ACTION_PATH, t).await?,
+    let connecting = Connecting(tally);
+    let handshake = match &tally.handshakes {
+        Some(handshakes) => handshakes.acquire().await.ok(),
+        None => None,
     };
+    // Boxed, like a game below: what connecting takes is freed once connected.
+    let (me, mut links) = Box::pin(async {
+        let me = login(&mut Conn::open(home, LOGIN_PATH, t).await?, &name).await?;
+        let links = Links {
+            find: Conn::open(home, FIND_PATH, t).await?,
+            lobby: Conn::open(home, LOBBY_PATH, t).await?,
+            hero: Conn::open(away, HERO_PATH, t).await?,
+            action: Conn::open(away, ACTION_PATH, t).await?,
+        };
+        Ok::<_, BotError>((me, links))
+    })
+    .await?;
+    drop((handshake, connecting));
+    let _ = tally.all_connected.subscribe().wait_for(|all| *all).await;
     let mut played = 0i64;
     while settings.games < 0 || played < settings.games {
         if settings.closed_world && *tally.active.borrow() < 2 {
@@ -302,9 +393,17 @@ async fn bot(index: usize, settings: &PlayerSettings, tally: &Tally) -> Result<(
                 .fetch_add(left.unsigned_abs(), Ordering::Relaxed);
             break;
         }
-        if let Lobby::Abandoned = play_game(&mut links, &me, &mut rng, tally, settings).await? {
+        // Held until this bot's part in the game is over.
+        let place = match &tally.places {
+            Some(places) => places.acquire().await.ok(),
+            None => None,
+        };
+        // Boxed: a bot waiting for its place holds a small future, not a game's.
+        let game = Box::pin(play_game(&mut links, &me, &mut rng, tally, settings)).await;
+        drop(place);
+        if let Lobby::Abandoned = game? {
             // The server still holds the left lobby on that connection: use a new one.
-            links.lobby = Conn::open(home, LOBBY_PATH, t).await?;
+            links.lobby = Box::pin(Conn::open(home, LOBBY_PATH, t)).await?;
         }
         played += 1;
     }
@@ -329,6 +428,18 @@ async fn login(conn: &mut Conn, name: &str) -> Result<UserToken, BotError> {
     }
 }
 
+/// Counts a bot as connecting until dropped, whether it connected or failed to.
+struct Connecting<'a>(&'a Tally);
+
+impl Drop for Connecting<'_> {
+    fn drop(&mut self) {
+        // Only the last one wakes the waiting bots, once.
+        if self.0.connecting.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.all_connected.send_replace(true);
+        }
+    }
+}
+
 /// How a bot's part in a game ended.
 enum Lobby {
     Over,
@@ -347,7 +458,7 @@ async fn play_game(
     }
     let participants = choose_participants(tally, rng);
     let find = json!({"PAYLOAD": {"USER_TOKEN": me, "PARTICIPANTS": participants}}).to_string();
-    let mut joined = links.find.ask(&find).await?;
+    let mut joined = links.find.ask(find.clone(), tally).await?;
     // A lobby this bot just left may not be closed on the server yet (its game not
     // yet timed out): the server then says the bot still plays there. Ask again.
     let still_playing = RuleError::StillPlaying.to_string();
@@ -356,7 +467,7 @@ async fn play_game(
             break;
         }
         tokio::time::sleep(FIND_RETRY_PAUSE).await;
-        joined = links.find.ask(&find).await?;
+        joined = links.find.ask(find.clone(), tally).await?;
     }
     let Some(game) = joined.payload.game_token.clone() else {
         return Err(BotError::Unexpected(format!(
@@ -451,7 +562,7 @@ async fn lobby(
                 let all = frame.payload.participants.unwrap_or_default();
                 opponents = all.into_iter().filter(|p| p != me).collect();
             }
-            Some(GAME_TURN) => take_turn(links, &game.token, me, &opponents, rng).await?,
+            Some(GAME_TURN) => take_turn(links, &game.token, me, &opponents, rng, tally).await?,
             Some(GAME_COMPLETE) => {
                 // Each game is counted once, by the bot with the lowest token, wherever
                 // that bot runs.
@@ -487,37 +598,29 @@ async fn take_turn(
     me: &UserToken,
     opponents: &[UserToken],
     rng: &mut SmallRng,
+    tally: &Tally,
 ) -> Result<(), BotError> {
-    for p in opponents {
-        links
-            .hero
-            .send(json!({"PAYLOAD": {"GAME_TOKEN": game, "USER_TOKEN": p}}).to_string())
-            .await?;
-    }
+    let lookups = opponents
+        .iter()
+        .map(|p| json!({"PAYLOAD": {"GAME_TOKEN": game, "USER_TOKEN": p}}).to_string())
+        .collect();
     let mut alive = Vec::with_capacity(opponents.len());
-    for _ in opponents {
-        let frame = links.hero.recv().await?;
-        let Some(hero) = frame.payload.hero.clone() else {
+    for frame in links.hero.ask_all(lookups, tally).await? {
+        let Some(hero) = &frame.payload.hero else {
             return Err(BotError::Unexpected(format!("hero: {:?}", frame.message())));
         };
         if hero.id.is_some() && hero.health > 0 {
-            alive.push(hero.token);
+            alive.push(hero.token.clone());
         }
     }
     let enemy = match alive.len() {
         0 => None,
         n => Some(alive.swap_remove(rng.random_range(0..n))),
     };
-    links
-        .action
-        .send(
-            json!({"PAYLOAD": {
-                "GAME_TOKEN": game, "USER_TOKEN": me, "ENEMY_TOKEN": enemy, "ACTION": "ATTACK"
-            }})
-            .to_string(),
-        )
-        .await?;
-    let reply = links.action.recv().await?;
+    let attack = json!({"PAYLOAD": {
+        "GAME_TOKEN": game, "USER_TOKEN": me, "ENEMY_TOKEN": enemy, "ACTION": "ATTACK"
+    }});
+    let reply = links.action.ask(attack.to_string(), tally).await?;
     match reply.message() {
         None => Ok(()),
         Some(error) => Err(BotError::Unexpected(format!("action: {error}"))),

@@ -18,6 +18,7 @@ use crate::events::transport::{DEFAULT_BUFFER, PipeError};
 use crate::events::{self, EventPipe, EventSink, Queue};
 use crate::game::GameToken;
 use crate::latency::{Latency, LatencyRecorder};
+use crate::net::{self, Dial, Listeners};
 use crate::player::{self, PlayerSettings};
 use crate::roster;
 use crate::server::{self, ServerSettings};
@@ -29,6 +30,16 @@ const PUBLISH_GRACE: Duration = Duration::from_secs(10);
 /// How long the workers get to finish their batches once told to stop.
 const WORKER_STOP: Duration = Duration::from_secs(30);
 
+/// How a simulation's bots reach its game server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Transport {
+    /// In-process streams: the same HTTP upgrade and WebSocket frames, no sockets.
+    #[default]
+    InProcess,
+    /// Loopback TCP sockets, as separate processes would connect.
+    Tcp,
+}
+
 /// What a simulation runs.
 #[derive(Clone, Debug)]
 pub struct SimulateSettings {
@@ -38,9 +49,13 @@ pub struct SimulateSettings {
     /// Heroes of the synthetic roster used when the store has none.
     pub heroes: u32,
     pub server: ServerSettings,
+    /// How the bots reach the server.
+    pub transport: Transport,
     pub workers: usize,
     /// About this many games per second; None: as fast as possible.
     pub rate: Option<f64>,
+    /// Bots in a game at once, at most (0: all).
+    pub concurrent_bots: usize,
     pub etl: WorkerSettings,
     /// Draw a progress bar on stderr (only where stderr is a terminal).
     pub progress: bool,
@@ -77,6 +92,8 @@ pub struct SimulateSummary {
     pub bot_errors: u64,
     pub lobbies_abandoned: u64,
     pub games_skipped: u64,
+    /// Bot connections the server had closed for idleness, opened again.
+    pub connections_reopened: u64,
     pub output_dir: String,
     pub elapsed_s: f64,
     pub games_per_s: f64,
@@ -125,17 +142,19 @@ pub async fn run<S: GameStore>(
     settings: SimulateSettings,
 ) -> Result<SimulateSummary, SimulateError> {
     let progress = Arc::new(EtlProgress::tracking_games());
-    run_with(store, broker, sink, settings, progress).await
+    run_with(store, broker, sink, settings, progress, None).await
 }
 
 /// As [`run`], with the workers counting into `progress` (which must track games),
-/// so that others can follow them live.
+/// so that others can follow them live, and the game server also serving clients
+/// from outside on `outside` while the run lasts.
 pub async fn run_with<S: GameStore>(
     store: S,
     broker: Arc<dyn Broker>,
     sink: &Arc<EventSink>,
     settings: SimulateSettings,
     progress: Arc<EtlProgress>,
+    outside: Option<TcpListener>,
 ) -> Result<SimulateSummary, SimulateError> {
     if store.roster().await?.is_empty() {
         store
@@ -167,15 +186,12 @@ pub async fn run_with<S: GameStore>(
     let completed = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let bar = Bar::start(settings.progress, completed.clone(), progress.clone(), sink);
 
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(SimulateError::Bind)?;
-    let addr = listener.local_addr().map_err(SimulateError::Bind)?;
+    let (listeners, bots_dial) = listeners(settings.transport, outside).await?;
     let (stop, stopped) = oneshot::channel::<()>();
     // Asked at the end how many games did not end.
     let unfinished = store.clone();
     let server = tokio::spawn(server::serve(
-        listener,
+        listeners,
         store,
         settings.server.clone(),
         async {
@@ -183,7 +199,7 @@ pub async fn run_with<S: GameStore>(
         },
     ));
     let bots = player::run(PlayerSettings {
-        urls: vec![format!("ws://{addr}")],
+        servers: vec![bots_dial],
         bots: settings.bots,
         games: settings.games,
         seed: settings.seed,
@@ -191,6 +207,7 @@ pub async fn run_with<S: GameStore>(
         idle_timeout: Duration::from_secs(60),
         closed_world: true,
         rate: settings.rate,
+        concurrent_bots: settings.concurrent_bots,
         completed,
     })
     .await;
@@ -307,12 +324,49 @@ pub async fn run_with<S: GameStore>(
         bot_errors: bots.bot_errors,
         lobbies_abandoned: bots.lobbies_abandoned,
         games_skipped: bots.games_skipped,
+        connections_reopened: bots.connections_reopened,
         output_dir: settings.etl.output_dir.display().to_string(),
         elapsed_s,
         games_per_s: per_s(bots.games_completed),
         events_per_s: per_s(transport.published),
         completion_to_parquet: latency.summary(),
     })
+}
+
+/// What the game server listens on, and how the bots reach it: in-process, or through
+/// the outside listener (or a loopback port of their own) over TCP.
+async fn listeners(
+    transport: Transport,
+    outside: Option<TcpListener>,
+) -> Result<(Listeners, Dial), SimulateError> {
+    match transport {
+        Transport::InProcess => {
+            let (dialer, local) = net::local();
+            let listeners = Listeners {
+                tcp: outside,
+                local: Some(local),
+            };
+            Ok((listeners, Dial::Local(dialer)))
+        }
+        Transport::Tcp => {
+            let tcp = match outside {
+                Some(tcp) => tcp,
+                None => TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .map_err(SimulateError::Bind)?,
+            };
+            let mut addr = tcp.local_addr().map_err(SimulateError::Bind)?;
+            // Listening on every interface: the bots take the loopback one.
+            if addr.ip().is_unspecified() {
+                addr.set_ip(if addr.is_ipv4() {
+                    std::net::Ipv4Addr::LOCALHOST.into()
+                } else {
+                    std::net::Ipv6Addr::LOCALHOST.into()
+                });
+            }
+            Ok((Listeners::from(tcp), Dial::Url(format!("ws://{addr}"))))
+        }
+    }
 }
 
 /// Waits until the workers have written every one of `games` and settled `events`

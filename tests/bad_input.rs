@@ -241,7 +241,7 @@ async fn bad_input_gets_clear_errors_and_writes_nothing() {
 
     // And the server serves full games to bots.
     let summary = player::run(PlayerSettings {
-        urls: vec![server.url.clone()],
+        servers: vec![server.dial()],
         bots: 6,
         games: 3,
         first_user: 500,
@@ -310,7 +310,7 @@ async fn a_lobby_timeout_beyond_the_clock_is_no_timeout() {
     };
     let server = start_server(store, settings).await;
     let summary = player::run(PlayerSettings {
-        urls: vec![server.url.clone()],
+        servers: vec![server.dial()],
         bots: 4,
         games: 2,
         closed_world: true,

@@ -1,12 +1,15 @@
 //! Every endpoint's reply shapes and every error message of Schema V1, over real
-//! WebSockets, on the embedded store and on a real Redis.
+//! WebSockets, on the embedded store and on a real Redis, through TCP sockets and
+//! through the in-process streams `simulate`'s bots use.
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{Client, error, fresh_redis_store, login, start_server, uniform_roster};
+use common::{
+    Client, Transport, error, fresh_redis_store, login, start_server_over, uniform_roster,
+};
 use serde_json::{Value, json};
 use superhero::game::GameToken;
 use superhero::server::ServerSettings;
@@ -136,13 +139,13 @@ pub async fn start_game(
     (game, lobbies, heroes)
 }
 
-async fn endpoints_reply_as_specified<S: GameStore>(store: S) {
+async fn endpoints_reply_as_specified<S: GameStore>(store: S, transport: Transport) {
     // Every hero: attack 50, health 100: each enemy falls on the second hit.
     store
         .replace_roster(&uniform_roster(10, 50, 10))
         .await
         .unwrap();
-    let server = start_server(store.clone(), ServerSettings::default()).await;
+    let server = start_server_over(store.clone(), ServerSettings::default(), transport).await;
     let base = server.url.as_str();
 
     // Login: a new user hears USER CREATED first; the same name gets the same token.
@@ -209,8 +212,8 @@ async fn endpoints_reply_as_specified<S: GameStore>(store: S) {
     assert_eq!(snap.board.turns, 3);
 }
 
-async fn original_error_messages<S: GameStore>(store: S) {
-    let server = start_server(store.clone(), ServerSettings::default()).await;
+async fn original_error_messages<S: GameStore>(store: S, transport: Transport) {
+    let server = start_server_over(store.clone(), ServerSettings::default(), transport).await;
     let base = server.url.as_str();
     let user = login(base, "USER007").await;
 
@@ -280,7 +283,7 @@ async fn original_error_messages<S: GameStore>(store: S) {
     assert_eq!(joined["STATUS"], json!({"JOINED": "SUCCESS"}));
 }
 
-async fn lobby_times_out<S: GameStore>(store: S) {
+async fn lobby_times_out<S: GameStore>(store: S, transport: Transport) {
     store
         .replace_roster(&uniform_roster(5, 1, 1))
         .await
@@ -289,7 +292,7 @@ async fn lobby_times_out<S: GameStore>(store: S) {
         lobby_timeout: Duration::from_millis(300),
         ..ServerSettings::default()
     };
-    let server = start_server(store.clone(), settings).await;
+    let server = start_server_over(store.clone(), settings, transport).await;
     let base = server.url.as_str();
     let alone = login(base, "USER100").await;
     let mut find = Client::connect(base, "/api/v1/game/find").await;
@@ -323,7 +326,7 @@ async fn lobby_times_out<S: GameStore>(store: S) {
     assert_ne!(joined["PAYLOAD"]["GAME_TOKEN"], json!(game));
 }
 
-async fn turn_cap_ends_pathological_games<S: GameStore>(store: S) {
+async fn turn_cap_ends_pathological_games<S: GameStore>(store: S, transport: Transport) {
     // Attack 1 against health 1,000: a thousand turns without a cap.
     store
         .replace_roster(&uniform_roster(5, 1, 100))
@@ -333,7 +336,7 @@ async fn turn_cap_ends_pathological_games<S: GameStore>(store: S) {
         turn_cap: 6,
         ..ServerSettings::default()
     };
-    let server = start_server(store.clone(), settings).await;
+    let server = start_server_over(store.clone(), settings, transport).await;
     let base = server.url.as_str();
     let (game, mut lobbies, _) = start_game(base, &["USER200", "USER201"]).await;
     let tokens: Vec<String> = lobbies.keys().cloned().collect();
@@ -359,40 +362,72 @@ async fn turn_cap_ends_pathological_games<S: GameStore>(store: S) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoints_reply_as_specified_embedded() {
-    endpoints_reply_as_specified(MemoryStore::new()).await;
+    endpoints_reply_as_specified(MemoryStore::new(), Transport::Tcp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_reply_as_specified_embedded_in_process() {
+    endpoints_reply_as_specified(MemoryStore::new(), Transport::InProcess).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoints_reply_as_specified_redis() {
-    endpoints_reply_as_specified(fresh_redis_store(1).await.0).await;
+    // One database, so one transport after the other.
+    for transport in [Transport::Tcp, Transport::InProcess] {
+        endpoints_reply_as_specified(fresh_redis_store(1).await.0, transport).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn original_error_messages_embedded() {
-    original_error_messages(MemoryStore::new()).await;
+    original_error_messages(MemoryStore::new(), Transport::Tcp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn original_error_messages_embedded_in_process() {
+    original_error_messages(MemoryStore::new(), Transport::InProcess).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn original_error_messages_redis() {
-    original_error_messages(fresh_redis_store(10).await.0).await;
+    // One database, so one transport after the other.
+    for transport in [Transport::Tcp, Transport::InProcess] {
+        original_error_messages(fresh_redis_store(10).await.0, transport).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lobby_times_out_embedded() {
-    lobby_times_out(MemoryStore::new()).await;
+    lobby_times_out(MemoryStore::new(), Transport::Tcp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lobby_times_out_embedded_in_process() {
+    lobby_times_out(MemoryStore::new(), Transport::InProcess).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lobby_times_out_redis() {
-    lobby_times_out(fresh_redis_store(11).await.0).await;
+    // One database, so one transport after the other.
+    for transport in [Transport::Tcp, Transport::InProcess] {
+        lobby_times_out(fresh_redis_store(11).await.0, transport).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn turn_cap_ends_pathological_games_embedded() {
-    turn_cap_ends_pathological_games(MemoryStore::new()).await;
+    turn_cap_ends_pathological_games(MemoryStore::new(), Transport::Tcp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turn_cap_ends_pathological_games_embedded_in_process() {
+    turn_cap_ends_pathological_games(MemoryStore::new(), Transport::InProcess).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn turn_cap_ends_pathological_games_redis() {
-    turn_cap_ends_pathological_games(fresh_redis_store(12).await.0).await;
+    // One database, so one transport after the other.
+    for transport in [Transport::Tcp, Transport::InProcess] {
+        turn_cap_ends_pathological_games(fresh_redis_store(12).await.0, transport).await;
+    }
 }

@@ -1,8 +1,9 @@
 //! 300 bots on two `superhero server` processes sharing one Redis. Each bot's lobby
 //! sits on one instance and its hero look-ups and actions on the other, so every turn
 //! crosses instances through the store. No game may get more players than it asked
-//! for, every game must complete or time out, and no server may panic. And bots the
-//! open-file limit cannot hold are refused up front.
+//! for, every game must complete or time out, and no server may panic. Bots the
+//! open-file limit cannot hold over TCP are refused up front; in-process bots hold
+//! none, and `simulate --listen` lets outside clients in while they play.
 
 mod common;
 
@@ -12,7 +13,9 @@ use std::sync::mpsc;
 
 use common::{RunWithin, WAIT, fresh_db, redis_url};
 use redis::AsyncCommands;
+use superhero::net::Dial;
 use superhero::player::{self, PlayerSettings};
+use superhero::store::GameStore;
 
 /// A `superhero server` process; killed when dropped.
 struct ServerProcess {
@@ -93,7 +96,7 @@ async fn bots_on_two_servers_sharing_redis() {
     let mut a = ServerProcess::start(&store);
     let mut b = ServerProcess::start(&store);
     let summary = player::run(PlayerSettings {
-        urls: vec![a.url.clone(), b.url.clone()],
+        servers: vec![Dial::Url(a.url.clone()), Dial::Url(b.url.clone())],
         bots: 300,
         games: 3,
         seed: 11,
@@ -141,33 +144,151 @@ async fn bots_on_two_servers_sharing_redis() {
     }
 }
 
-/// Bots that the open-file limit cannot hold are refused up front, with the numbers;
-/// a soft limit below the hard one is raised first, so the same run then fits.
-#[test]
-fn bots_beyond_the_open_file_limit_are_refused_up_front() {
+/// Runs `superhero --json --output-dir OUT ARGS` under a shell's `ulimit` setting.
+fn simulate_under(ulimit: &str, out: &std::path::Path, args: &str) -> std::process::Output {
     let bin = env!("CARGO_BIN_EXE_superhero");
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{ulimit} && exec {bin} --json --output-dir {} simulate {args}",
+            out.display()
+        ))
+        .env_remove("LOG_LEVEL")
+        .output_within()
+}
+
+/// Bots that the open-file limit cannot hold over TCP are refused up front, with the
+/// numbers; a soft limit below the hard one is raised first, so the same run then
+/// fits.
+#[test]
+fn tcp_bots_beyond_the_open_file_limit_are_refused_up_front() {
     let out = std::env::temp_dir().join(format!("superhero-fds-{}", uuid::Uuid::new_v4()));
-    let run = |ulimit: &str| {
-        std::process::Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "{ulimit} && exec {bin} --json --output-dir {} simulate --bots 200 --games 1",
-                out.display()
-            ))
-            .env_remove("LOG_LEVEL")
-            .output_within()
-    };
+    let args = "--transport tcp --bots 200 --games 1";
     // Soft and hard limit 1,024: 200 bots and their server need about 2,512.
-    let refused = run("ulimit -n 1024");
+    let refused = simulate_under("ulimit -n 1024", &out, args);
     assert!(!refused.status.success(), "{refused:?}");
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(err.contains("200 bots need about 2512 open files"), "{err}");
     assert!(err.contains("may open 1024 (hard limit 1024)"), "{err}");
     assert!(err.contains("ask for at most 51 bots"), "{err}");
     // Only the soft limit at 1,024: raised to the hard one, the run fits.
-    let fits = run("ulimit -Sn 1024");
+    let fits = simulate_under("ulimit -Sn 1024", &out, args);
     assert!(fits.status.success(), "{fits:?}");
     let summary = common::summary(&fits);
     assert_eq!(common::n(&summary, "bot_errors"), 0, "{summary}");
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// In-process bots hold no descriptors: thousands of them play under a hard limit
+/// of 1,024 open files, which over TCP would hold 51, and every completed game is
+/// written.
+#[test]
+fn thousands_of_in_process_bots_need_no_descriptors() {
+    let out = std::env::temp_dir().join(format!("superhero-many-{}", uuid::Uuid::new_v4()));
+    let run = simulate_under(
+        "ulimit -n 1024",
+        &out,
+        "--bots 3000 --games 1 --batch-games 1000 --batch-seconds 1",
+    );
+    let summary = common::summary(&run);
+    assert!(run.status.success(), "{summary}");
+    assert_eq!(common::n(&summary, "bots"), 3000, "{summary}");
+    assert_eq!(common::n(&summary, "bot_errors"), 0, "{summary}");
+    let completed = common::n(&summary, "games_completed");
+    // 3,000 bots × 1 game, 2.5 players a game, less the few left without partners.
+    assert!(completed >= 1000, "{summary}");
+    assert_eq!(common::n(&summary, "games_written"), completed, "{summary}");
+    assert_eq!(common::n(&summary, "games_unfinished"), 0, "{summary}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// `simulate --listen` serves the running simulation to clients from outside: one
+/// logs in over TCP while the bots play in-process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_simulation_serves_outside_clients() {
+    let out = std::env::temp_dir().join(format!("superhero-listen-{}", uuid::Uuid::new_v4()));
+    let out_arg = out.display().to_string();
+    // About 3 s of games at 10 a second: time for the outside client.
+    let args = [
+        "--json",
+        "--output-dir",
+        &out_arg,
+        "simulate",
+        "--listen",
+        "127.0.0.1:0",
+        "--bots",
+        "4",
+        "--games",
+        "20",
+        "--rate",
+        "10",
+    ];
+    let sim = common::Service::start(&args, "game server: ws://");
+    let token = common::login(&sim.url(), "OUTSIDER").await;
+    assert_eq!(token.len(), 36, "a user token: {token}");
+    let (ok, lines) = sim.wait();
+    let summary = common::last_json(&lines);
+    assert!(ok, "{lines:?}");
+    assert_eq!(common::n(&summary, "bot_errors"), 0, "{summary}");
+    assert!(common::n(&summary, "games_written") > 0, "{summary}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// A server may close connections left idle; bots open them again before their next
+/// request instead of failing. Here a game outlasts the idle timeout, so every bot's
+/// find connection is closed while it plays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bots_reopen_connections_the_server_closed_for_idleness() {
+    let store = superhero::store::MemoryStore::new();
+    // Attack 1 against health 10: a game of 2 is 19 turns of at least 30 ms.
+    store
+        .replace_roster(&common::uniform_roster(10, 1, 1))
+        .await
+        .unwrap();
+    let settings = superhero::server::ServerSettings {
+        idle_timeout: std::time::Duration::from_millis(200),
+        server_sleep: std::time::Duration::from_millis(30),
+        ..Default::default()
+    };
+    let server = common::start_server_over(store, settings, common::Transport::InProcess).await;
+    let summary = player::run(PlayerSettings {
+        servers: vec![server.dial()],
+        bots: 4,
+        games: 3,
+        closed_world: true,
+        ..PlayerSettings::default()
+    })
+    .await;
+    assert_eq!(summary.bot_errors, 0, "{summary:?}");
+    assert!(summary.games_completed >= 4, "{summary:?}");
+    assert!(summary.connections_reopened >= 4, "{summary:?}");
+}
+
+/// With fewer places in games than bots, bots wait their turn; the fewest places
+/// allowed still fill every lobby.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bots_beyond_the_concurrency_cap_wait_their_turn() {
+    let store = superhero::store::MemoryStore::new();
+    store
+        .replace_roster(&common::uniform_roster(10, 50, 1))
+        .await
+        .unwrap();
+    let server = common::start_server_over(
+        store,
+        superhero::server::ServerSettings::default(),
+        common::Transport::InProcess,
+    )
+    .await;
+    let summary = player::run(PlayerSettings {
+        servers: vec![server.dial()],
+        bots: 30,
+        games: 2,
+        closed_world: true,
+        concurrent_bots: 1,
+        ..PlayerSettings::default()
+    })
+    .await;
+    assert_eq!(summary.bot_errors, 0, "{summary:?}");
+    assert_eq!(summary.games_timed_out, 0, "{summary:?}");
+    assert!(summary.games_completed >= 20, "{summary:?}");
 }

@@ -13,8 +13,9 @@ use serde::Serialize;
 use crate::broker::Broker;
 use crate::events::EventSink;
 use crate::latency::Latency;
+use crate::player;
 use crate::server::ServerSettings;
-use crate::simulate::{self, SimulateError, SimulateSettings};
+use crate::simulate::{self, SimulateError, SimulateSettings, Transport};
 use crate::store::MemoryStore;
 use crate::worker::WorkerSettings;
 
@@ -94,8 +95,10 @@ pub async fn run(
         seed: workload.seed,
         heroes: 732,
         server: ServerSettings::default(),
+        transport: Transport::default(),
         workers: workload.workers,
         rate: workload.rate,
+        concurrent_bots: player::CONCURRENT_BOTS,
         etl: WorkerSettings {
             output_dir: scratch.to_path_buf(),
             clean: false,

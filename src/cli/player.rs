@@ -6,6 +6,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 
 use super::{GlobalArgs, print_summary};
+use crate::net::Dial;
 use crate::player::{self, PlayerSettings};
 use crate::url::redact;
 
@@ -30,6 +31,10 @@ pub struct PlayerArgs {
         allow_negative_numbers = true
     )]
     pub games: i64,
+    /// Bots in a game at once, at most; the others wait their turn, first come first
+    /// served (0: all at once).
+    #[arg(long, value_name = "N", default_value_t = player::CONCURRENT_BOTS)]
+    pub concurrent_bots: usize,
     /// Seed of the bots' choices.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -54,19 +59,21 @@ impl TryFrom<&PlayerArgs> for PlayerSettings {
         } else {
             args.url.clone()
         };
-        if let Some(bad) = urls
-            .iter()
-            .find(|u| !u.starts_with("ws://") && !u.starts_with("wss://"))
-        {
-            bail!("--url must start with ws:// or wss://, not {}", redact(bad));
+        if let Some(bad) = urls.iter().find(|u| !u.starts_with("ws://")) {
+            bail!(
+                "--url must start with ws:// (TLS is not built in: put a TLS proxy in \
+                 front of the server), not {}",
+                redact(bad)
+            );
         }
         Ok(Self {
-            urls,
+            servers: urls.into_iter().map(Dial::Url).collect(),
             bots: args.bots,
             games: args.games,
             seed: args.seed,
             first_user: args.first_user,
             closed_world: args.closed_world,
+            concurrent_bots: args.concurrent_bots,
             ..Self::default()
         })
     }

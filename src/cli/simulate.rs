@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use tokio::net::TcpListener;
 
 use super::dashboard::{self, DashboardArgs};
 use super::server::GameArgs;
@@ -13,8 +14,9 @@ use super::worker::EtlArgs;
 use super::{GlobalArgs, events_sink, print_summary, seconds};
 use crate::dashboard::Sources;
 use crate::dashboard::pipeline::{LocalPipeline, PipelineFeed};
+use crate::player;
 use crate::server::ServerSettings;
-use crate::simulate::{self, SimulateSettings};
+use crate::simulate::{self, SimulateSettings, Transport};
 use crate::worker::EtlProgress;
 
 #[derive(Debug, Args)]
@@ -37,6 +39,20 @@ pub struct SimulateArgs {
     /// Pace the run to about this many games per second (default: as fast as possible).
     #[arg(long, value_name = "GAMES_PER_S")]
     pub rate: Option<f64>,
+    /// How the bots reach the game server: through in-process streams (no sockets,
+    /// the same HTTP upgrade and WebSocket frames) or through loopback TCP sockets.
+    #[arg(long, value_enum, default_value_t = TransportArg::InProcess)]
+    pub transport: TransportArg,
+    /// Also serve the game to outside clients on this address (HOST:PORT, port 0 for
+    /// any free one) while the simulation runs; with `--transport tcp` the bots use
+    /// it too.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: Option<String>,
+    /// Bots in a game at once, at most; the others wait their turn, first come first
+    /// served, so that a crowd of bots does not stretch every turn past the turn
+    /// timeout (0: all at once).
+    #[arg(long, value_name = "N", default_value_t = player::CONCURRENT_BOTS)]
+    pub concurrent_bots: usize,
     /// Never draw a progress bar.
     #[arg(long)]
     pub no_progress: bool,
@@ -50,6 +66,22 @@ pub struct SimulateArgs {
     pub etl: EtlArgs,
     #[command(flatten)]
     pub dashboard: DashboardArgs,
+}
+
+/// The values of `--transport`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TransportArg {
+    InProcess,
+    Tcp,
+}
+
+impl From<TransportArg> for Transport {
+    fn from(arg: TransportArg) -> Self {
+        match arg {
+            TransportArg::InProcess => Transport::InProcess,
+            TransportArg::Tcp => Transport::Tcp,
+        }
+    }
 }
 
 impl SimulateArgs {
@@ -71,8 +103,10 @@ impl SimulateArgs {
             seed: self.seed,
             heroes: self.heroes,
             server: ServerSettings::try_from(&self.game)?,
+            transport: self.transport.into(),
             workers: self.workers,
             rate: self.rate,
+            concurrent_bots: self.concurrent_bots,
             etl: self.etl.settings(&g.output_dir)?,
             progress: !self.no_progress && !g.json,
             drain_idle: seconds(self.drain_timeout, "--drain-timeout")?,
@@ -84,7 +118,20 @@ impl SimulateArgs {
 pub async fn run(args: &SimulateArgs, g: &GlobalArgs) -> Result<ExitCode> {
     let store = g.open_store().await?;
     let settings = args.settings(g)?;
-    super::check_bots_fit(settings.bots, true)?;
+    // In-process bots need no descriptors; over TCP each socket has two ends here.
+    if settings.transport == Transport::Tcp {
+        super::check_bots_fit(settings.bots, true)?;
+    }
+    let outside = match &args.listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("simulate cannot listen on {addr}"))?;
+            eprintln!("game server: ws://{}", listener.local_addr()?);
+            Some(listener)
+        }
+        None => None,
+    };
     let broker = g.local_broker().await?;
     let sink = events_sink();
     let progress = Arc::new(EtlProgress::tracking_games());
@@ -101,7 +148,7 @@ pub async fn run(args: &SimulateArgs, g: &GlobalArgs) -> Result<ExitCode> {
         sources.pipeline = Some(feed);
     }
     let page = dashboard::start(&args.dashboard, sources.clone()).await?;
-    let summary = simulate::run_with(store, broker, sink, settings, progress).await?;
+    let summary = simulate::run_with(store, broker, sink, settings, progress, outside).await?;
     if let Some(feed) = &sources.pipeline {
         feed.finished();
     }

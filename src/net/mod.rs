@@ -6,8 +6,18 @@
 //!
 //! A connection counts until its socket closes, upgraded to a WebSocket or not: the
 //! slot is held by the socket itself, which the WebSocket takes over.
+//!
+//! A server also takes connections from clients in its own process ([`local`]), served
+//! the same way over in-process streams; clients open either kind through [`Dial`].
+
+mod dial;
+mod local;
+
+pub use dial::{ClientSocket, Dial, DialError, Stream};
+pub use local::{LOCAL_BUFFER_BYTES, LocalDialer, LocalListener, local};
 
 use std::collections::HashMap;
+use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -20,7 +30,7 @@ use std::time::Duration;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
 /// The open-file limits of this process (sockets count as files).
@@ -216,16 +226,64 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// descriptors does not spin.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
 
-/// Serves `router` on `listener` within `limits` until `shutdown` completes, then
-/// waits for the connections still answering a request (WebSockets run on by
-/// themselves; their handlers decide when they end).
+/// What a server accepts connections from: a TCP listener, in-process clients, or
+/// both at once.
+#[derive(Debug, Default)]
+pub struct Listeners {
+    pub tcp: Option<TcpListener>,
+    pub local: Option<LocalListener>,
+}
+
+impl From<TcpListener> for Listeners {
+    fn from(tcp: TcpListener) -> Self {
+        Self {
+            tcp: Some(tcp),
+            local: None,
+        }
+    }
+}
+
+impl From<LocalListener> for Listeners {
+    fn from(local: LocalListener) -> Self {
+        Self {
+            tcp: None,
+            local: Some(local),
+        }
+    }
+}
+
+/// The next socket of `tcp`; never, without one.
+async fn accept_tcp(tcp: Option<&TcpListener>) -> io::Result<(TcpStream, SocketAddr)> {
+    match tcp {
+        Some(tcp) => tcp.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next in-process connection; never, without a listener or once its dialers
+/// are all gone.
+async fn accept_local(local: &mut Option<LocalListener>) -> DuplexStream {
+    if let Some(listener) = local {
+        if let Some(io) = listener.accept().await {
+            return io;
+        }
+        *local = None;
+    }
+    std::future::pending().await
+}
+
+/// Serves `router` on `listeners` until `shutdown` completes, then waits for the
+/// connections still answering a request (WebSockets run on by themselves; their
+/// handlers decide when they end). TCP connections count against `limits`;
+/// in-process ones come from this process's own clients and are bounded by them.
 pub async fn serve(
-    listener: TcpListener,
+    listeners: impl Into<Listeners>,
     router: Router,
     limits: ConnectionLimits,
     stats: Arc<ConnectionStats>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    let Listeners { tcp, mut local } = listeners.into();
     let gate = Arc::new(Gate {
         limits,
         slots: Mutex::new(Slots::default()),
@@ -236,10 +294,16 @@ pub async fn serve(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
+    let connections = Connections {
+        http,
+        router,
+        alive,
+        stopping,
+    };
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer): (TcpStream, SocketAddr) = tokio::select! {
-            accepted = listener.accept() => match accepted {
+            accepted = accept_tcp(tcp.as_ref()) => match accepted {
                 Ok(a) => a,
                 Err(e) => {
                     if stats.accept_errors.fetch_add(1, Ordering::Relaxed) == 0 {
@@ -249,6 +313,11 @@ pub async fn serve(
                     continue;
                 }
             },
+            io = accept_local(&mut local) => {
+                stats.accepted.fetch_add(1, Ordering::Relaxed);
+                connections.spawn(io, "in-process");
+                continue;
+            }
             () = &mut shutdown => break,
         };
         let Some(slot) = gate.enter(peer.ip()) else {
@@ -261,13 +330,46 @@ pub async fn serve(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!("cannot set TCP_NODELAY: {e}");
         }
-        let io = TokioIo::new(Counted {
-            io: tcp,
-            _slot: slot,
-        });
-        let service = TowerToHyperService::new(router.clone());
-        let conn = http.serve_connection(io, service).with_upgrades();
-        let (alive, mut stopping) = (alive.clone(), stopping.clone());
+        connections.spawn(
+            Counted {
+                io: tcp,
+                _slot: slot,
+            },
+            peer,
+        );
+    }
+    drop((tcp, local));
+    let _ = stop.send(true);
+    drop(connections);
+    // A request that streams for ever (the dashboard's events) does not hold the
+    // shutdown past the grace.
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, all_gone.recv()).await;
+    Ok(())
+}
+
+/// What every accepted connection is served with.
+struct Connections {
+    http: hyper::server::conn::http1::Builder,
+    router: Router,
+    /// Held by each connection's task.
+    alive: tokio::sync::mpsc::Sender<()>,
+    /// Turns true when the server stops.
+    stopping: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Connections {
+    /// Serves HTTP on `io` in a task of its own, with upgrades to WebSockets, until
+    /// the client is done or the server stops.
+    fn spawn<I>(&self, io: I, peer: impl fmt::Display + Send + 'static)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let service = TowerToHyperService::new(self.router.clone());
+        let conn = self
+            .http
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades();
+        let (alive, mut stopping) = (self.alive.clone(), self.stopping.clone());
         tokio::spawn(async move {
             tokio::pin!(conn);
             let ended = tokio::select! {
@@ -283,13 +385,6 @@ pub async fn serve(
             drop(alive);
         });
     }
-    drop(listener);
-    let _ = stop.send(true);
-    drop(alive);
-    // A request that streams for ever (the dashboard's events) does not hold the
-    // shutdown past the grace.
-    let _ = tokio::time::timeout(SHUTDOWN_GRACE, all_gone.recv()).await;
-    Ok(())
 }
 
 /// Tells a client over a cap why it is turned away, briefly, and closes.

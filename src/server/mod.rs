@@ -21,20 +21,21 @@ use axum::extract::ws::{CloseFrame, close_code};
 use axum::extract::ws::{Message, WebSocket};
 use axum::response::Response;
 use axum::routing::get;
-use tokio::net::TcpListener;
 use tokio::time::Instant;
 
 use crate::game::protocol::{
     ACTION_PATH, FIND_PATH, HERO_PATH, LOBBY_PATH, LOGIN_PATH, MAX_REQUEST_BYTES, ProtocolError,
 };
 use crate::game::{GameToken, Hero};
-use crate::net::{ConnectionLimits, ConnectionStats};
+use crate::net::{ConnectionLimits, ConnectionStats, Listeners};
 use crate::store::GameStore;
 
 /// Requests and replies are a few hundred bytes. The WebSocket library fills its read
 /// buffer with zeros before each read, so a small buffer saves most of the CPU a
-/// connection costs (the default, 128 KiB, made memset the server's top cost).
-pub const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// connection costs (the default, 128 KiB, made memset the server's top cost); and it
+/// allocates the buffer up front, on each side of each connection, so its size is most
+/// of what an idle bot costs in memory. A larger frame takes more than one read.
+pub const READ_BUFFER_BYTES: usize = 1024;
 
 /// How the server runs games.
 #[derive(Clone, Debug)]
@@ -157,9 +158,10 @@ impl<S: GameStore> Answerer<S> {
     }
 }
 
-/// Serves games on `listener` until `shutdown` completes.
+/// Serves games on `listeners` (a TCP listener, in-process clients, or both) until
+/// `shutdown` completes.
 pub async fn serve<S: GameStore>(
-    listener: TcpListener,
+    listeners: impl Into<Listeners>,
     store: S,
     settings: ServerSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -167,7 +169,7 @@ pub async fn serve<S: GameStore>(
     let limits = settings.limits;
     let stats = Arc::new(ConnectionStats::default());
     crate::net::serve(
-        listener,
+        listeners,
         router(store, settings),
         limits,
         stats.clone(),
@@ -279,14 +281,16 @@ async fn connection<S: GameStore>(mut socket: WebSocket, app: Arc<App<S>>, endpo
         let Some(request) = request else {
             break;
         };
+        // Answering is boxed: a connection waiting for its next request, as most do
+        // most of the time, then holds a small future instead of the largest one.
         let flow = match request {
             Err(e) => send(&mut socket, e.to_frame()).await,
             Ok(text) if endpoint == Endpoint::Lobby => {
-                lobby::session(&mut socket, &app, &text, &mut heard).await
+                Box::pin(lobby::session(&mut socket, &app, &text, &mut heard)).await
             }
             Ok(text) => {
                 let mut flow = Flow::Continue;
-                for frame in handlers::answer(&app, endpoint, &text).await {
+                for frame in Box::pin(handlers::answer(&app, endpoint, &text)).await {
                     flow = send(&mut socket, frame).await;
                     if matches!(flow, Flow::Close) {
                         break;

@@ -17,12 +17,13 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use redis::AsyncCommands;
 use serde_json::Value;
+use superhero::net::{ClientSocket, Dial, Listeners, LocalDialer};
 use superhero::server::{self, ServerSettings};
 use superhero::store::{GameStore, RedisConfig, RedisStore};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// How long any single wait in a test may take.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -75,8 +76,23 @@ pub async fn fresh_redis_store(db: u32) -> (RedisStore, redis::aio::MultiplexedC
 #[allow(unused_imports)]
 pub use superhero::fixtures::uniform_roster;
 
+/// How a test reaches its in-process game server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// A real socket on an ephemeral loopback port.
+    Tcp,
+    /// In-process streams (`superhero::net::local`), as `simulate`'s bots use.
+    InProcess,
+}
+
+/// The in-process servers of this test binary, by the `inproc://` base URL their
+/// [`TestServer`] gives, so that code taking a base URL reaches them too.
+static LOCAL_SERVERS: std::sync::LazyLock<std::sync::Mutex<BTreeMap<String, LocalDialer>>> =
+    std::sync::LazyLock::new(Default::default);
+
 /// A game server running in this process until dropped.
 pub struct TestServer {
+    /// `ws://127.0.0.1:PORT`, or `inproc://ID` for an in-process server.
     pub url: String,
     stop: Option<oneshot::Sender<()>>,
 }
@@ -86,36 +102,70 @@ impl Drop for TestServer {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        if let Ok(mut servers) = LOCAL_SERVERS.lock() {
+            servers.remove(&self.url);
+        }
+    }
+}
+
+impl TestServer {
+    /// How bots reach this server.
+    pub fn dial(&self) -> Dial {
+        dial(&self.url)
+    }
+}
+
+/// How to reach the server at `base`: over TCP, or in-process for `inproc://`.
+pub fn dial(base: &str) -> Dial {
+    match LOCAL_SERVERS.lock().unwrap().get(base) {
+        Some(dialer) => Dial::Local(dialer.clone()),
+        None => Dial::Url(base.to_string()),
     }
 }
 
 pub async fn start_server<S: GameStore>(store: S, settings: ServerSettings) -> TestServer {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
-    let addr = listener.local_addr().expect("a local address");
+    start_server_over(store, settings, Transport::Tcp).await
+}
+
+pub async fn start_server_over<S: GameStore>(
+    store: S,
+    settings: ServerSettings,
+    transport: Transport,
+) -> TestServer {
+    let (listeners, url) = match transport {
+        Transport::Tcp => {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+            let addr = listener.local_addr().expect("a local address");
+            (Listeners::from(listener), format!("ws://{addr}"))
+        }
+        Transport::InProcess => {
+            let (dialer, listener) = superhero::net::local();
+            let url = format!("inproc://{}", uuid::Uuid::new_v4().simple());
+            LOCAL_SERVERS.lock().unwrap().insert(url.clone(), dialer);
+            (Listeners::from(listener), url)
+        }
+    };
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(server::serve(listener, store, settings, async {
+    tokio::spawn(server::serve(listeners, store, settings, async {
         let _ = stopped.await;
     }));
     TestServer {
-        url: format!("ws://{addr}"),
+        url,
         stop: Some(stop),
     }
 }
 
 /// A WebSocket client for one endpoint.
 pub struct Client {
-    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub ws: ClientSocket,
 }
 
 impl Client {
     pub async fn connect(base: &str, path: &str) -> Self {
-        let (ws, _) = tokio::time::timeout(
-            WAIT,
-            tokio_tungstenite::connect_async(format!("{base}{path}")),
-        )
-        .await
-        .expect("connect in time")
-        .expect("the WebSocket handshake succeeds");
+        let ws = tokio::time::timeout(WAIT, dial(base).open(path, WebSocketConfig::default()))
+            .await
+            .expect("connect in time")
+            .expect("the WebSocket handshake succeeds");
         Self { ws }
     }
 
@@ -342,6 +392,12 @@ impl Service {
             .status()
             .expect("kill runs");
         assert!(sent.success());
+        self.wait_for_exit()
+    }
+
+    /// Waits, at most [`WAIT`], for it to end by itself; returns whether it exited
+    /// successfully and everything it printed.
+    pub fn wait(mut self) -> (bool, Vec<String>) {
         self.wait_for_exit()
     }
 
