@@ -325,7 +325,10 @@ impl Broker for NsqBroker {
 
     async fn observer(&self, topic: &str) -> Result<Box<dyn Consumer>, BrokerError> {
         // An ephemeral channel goes with its last client, and keeps no backlog on disk.
-        self.consumer(topic, &format!("{OBSERVER_GROUP}#ephemeral"))
+        // Each observer has its own: nsqd deletes a channel its last client left in
+        // the background, and refuses a SUB to it until it is gone (E_SUB_FAILED).
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        self.consumer(topic, &format!("{OBSERVER_GROUP}.{}#ephemeral", &id[..12]))
             .await
     }
 
