@@ -623,11 +623,45 @@ pub struct ServerPayload {
     pub hero: Option<HeroView>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Clone, Debug)]
 pub enum StatusValue {
     Message(String),
     Fields(StatusFields),
+}
+
+/// A string or an object, told apart by what the parser meets first. (Serde's
+/// untagged enums first copy the whole value, DETAILS included, into a buffer of
+/// their own, and try each variant on it: most of what a bot spent reading replies.)
+impl<'de> Deserialize<'de> for StatusValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Either;
+
+        impl<'de> serde::de::Visitor<'de> for Either {
+            type Value = StatusValue;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a status message or an object of status fields")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<StatusValue, E> {
+                Ok(StatusValue::Message(v.to_owned()))
+            }
+
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<StatusValue, E> {
+                Ok(StatusValue::Message(v))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<StatusValue, A::Error> {
+                let fields = serde::de::value::MapAccessDeserializer::new(map);
+                StatusFields::deserialize(fields).map(StatusValue::Fields)
+            }
+        }
+
+        deserializer.deserialize_any(Either)
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -872,5 +906,20 @@ mod tests {
         .unwrap();
         assert_eq!(f.game(), Some("COMPLETE"));
         assert_eq!(f.payload.game_token, Some(GameToken("g".into())));
+        let f = ServerFrame::parse(
+            r#"{"PAYLOAD": {"GAME_TOKEN": "g"}, "STATUS": {"ACTION": "ATTACK",
+                "DETAILS": {"ENEMY_TOKEN": "e", "ENEMY_DAMAGE": 3}}}"#,
+        )
+        .unwrap();
+        assert_eq!(f.message(), None, "an action's reply is no error");
+        assert!(
+            matches!(&f.status, Some(StatusValue::Fields(s)) if s.action.as_deref() == Some("ATTACK"))
+        );
+        let f = ServerFrame::parse(r#"{"PAYLOAD": {}, "STATUS": null}"#).unwrap();
+        assert!(f.status.is_none());
+        for odd in ["1", "[]", "true"] {
+            let frame = format!(r#"{{"PAYLOAD": {{}}, "STATUS": {odd}}}"#);
+            assert!(ServerFrame::parse(&frame).is_none(), "{frame}");
+        }
     }
 }
