@@ -301,6 +301,15 @@ impl Conn {
         Ok(self.ws.send(Message::text(frame)).await?)
     }
 
+    /// Sends a request whose answers come later, on a connection opened again first
+    /// if the server had closed it.
+    async fn post(&mut self, frame: String, tally: &Tally) -> Result<(), BotError> {
+        if self.revive().await? {
+            tally.reopened.fetch_add(1, Ordering::Relaxed);
+        }
+        self.send(frame).await
+    }
+
     /// Sends requests (pipelined) and reads their replies, on a connection opened
     /// again first if the server had closed it.
     async fn ask_all(
@@ -308,10 +317,11 @@ impl Conn {
         frames: Vec<String>,
         tally: &Tally,
     ) -> Result<Vec<ServerFrame>, BotError> {
-        if self.revive().await? {
-            tally.reopened.fetch_add(1, Ordering::Relaxed);
-        }
         let n = frames.len();
+        let mut frames = frames.into_iter();
+        if let Some(first) = frames.next() {
+            self.post(first, tally).await?;
+        }
         for frame in frames {
             self.send(frame).await?;
         }
@@ -476,10 +486,9 @@ async fn play_game(
         )));
     };
 
-    links
-        .lobby
-        .send(json!({"PAYLOAD": {"GAME_TOKEN": game, "USER_TOKEN": me}}).to_string())
-        .await?;
+    // A lobby connection is idle until its first game: the server may have closed it.
+    let join = json!({"PAYLOAD": {"GAME_TOKEN": game, "USER_TOKEN": me}}).to_string();
+    links.lobby.post(join, tally).await?;
     let waiting = Waiting::new(&tally.waiting[usize::from(participants - 2)]);
     let game = GameRun {
         token: game,

@@ -68,32 +68,45 @@ impl Dial {
         path: &str,
         config: WebSocketConfig,
     ) -> Result<ClientSocket, DialError> {
-        let (io, host) = match self {
+        let (io, host, target) = match self {
             Dial::Url(base) => {
                 let url = format!("{}{path}", base.trim_end_matches('/'));
-                let uri: Uri = url.parse().map_err(|_| DialError::Url(url.clone()))?;
+                let bad = || DialError::Url(crate::url::redact(&url));
+                let uri: Uri = url.parse().map_err(|_| bad())?;
                 let host = match (uri.scheme_str(), uri.host()) {
                     (Some("ws"), Some(host)) => host,
-                    _ => return Err(DialError::Url(url)),
+                    _ => return Err(bad()),
                 };
                 let port = uri.port_u16().unwrap_or(80);
                 let tcp = TcpStream::connect((host.trim_matches(['[', ']']), port)).await?;
                 // Requests are small frames waiting on their reply: send them at once.
                 tcp.set_nodelay(true)?;
-                let authority = uri.authority().map_or(host, |a| a.as_str()).to_string();
-                (Stream::Tcp(tcp), authority)
+                // Host and port, never credentials.
+                let authority = match uri.port_u16() {
+                    Some(port) => format!("{host}:{port}"),
+                    None => host.to_string(),
+                };
+                // The base URL's own path, if any, comes before the endpoint's.
+                let target = uri
+                    .path_and_query()
+                    .map_or(path, |p| p.as_str())
+                    .to_string();
+                (Stream::Tcp(tcp), authority, target)
             }
-            Dial::Local(dialer) => (Stream::Local(dialer.connect().await?), "localhost".into()),
+            Dial::Local(dialer) => {
+                let io = Stream::Local(dialer.connect().await?);
+                (io, "localhost".to_string(), path.to_string())
+            }
         };
         let key = generate_key();
-        let request = Request::get(path)
+        let request = Request::get(target.as_str())
             .header(HOST, host)
             .header(CONNECTION, "Upgrade")
             .header(UPGRADE, "websocket")
             .header(SEC_WEBSOCKET_VERSION, "13")
             .header(SEC_WEBSOCKET_KEY, &key)
             .body(Empty::<Bytes>::new())
-            .map_err(|_| DialError::Url(path.to_string()))?;
+            .map_err(|_| DialError::Url(target.clone()))?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
         // The connection is driven until the upgrade takes it over.
         let upgrade = async {
@@ -165,5 +178,45 @@ impl AsyncWrite for Stream {
             Stream::Tcp(io) => Pin::new(io).poll_shutdown(cx),
             Stream::Local(io) => Pin::new(io).poll_shutdown(cx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn only_ws_urls_with_a_host_are_dialed() {
+        for bad in [
+            "http://localhost:1",
+            "wss://localhost:1",
+            "ws://",
+            "not a url",
+        ] {
+            let err = Dial::Url(bad.into())
+                .open("/api/v1/login", WebSocketConfig::default())
+                .await
+                .unwrap_err();
+            assert!(matches!(err, DialError::Url(_)), "{bad}: {err}");
+        }
+        let err = Dial::Url("wss://user:secret@localhost:1".into())
+            .open("/", WebSocketConfig::default())
+            .await
+            .unwrap_err();
+        assert!(!err.to_string().contains("secret"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_stopped_in_process_server_refuses() {
+        let (dialer, listener) = super::super::local();
+        drop(listener);
+        let err = Dial::Local(dialer)
+            .open("/api/v1/login", WebSocketConfig::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, DialError::Io(e) if e.kind() == io::ErrorKind::ConnectionRefused),
+            "{err}"
+        );
     }
 }
