@@ -135,7 +135,6 @@ pub enum BotError {
 }
 
 /// What all bots of a run count together.
-#[derive(Default)]
 struct Tally {
     completed: Arc<AtomicU64>,
     completed_games: Mutex<Vec<(GameToken, Instant)>>,
@@ -150,7 +149,7 @@ struct Tally {
     /// Turns true when no bot is connecting any more.
     all_connected: watch::Sender<bool>,
     /// Places for bots logging in and connecting at the same time.
-    handshakes: Option<Semaphore>,
+    handshakes: Semaphore,
     /// Bots still playing in this process.
     active: watch::Sender<usize>,
     abandoned: AtomicU64,
@@ -170,17 +169,23 @@ pub async fn run(settings: PlayerSettings) -> PlayerSummary {
         .and_then(|r| Duration::try_from_secs_f64(1.0 / (r * 2.5)).ok())
         .map(Pacer::new);
     let tally = Arc::new(Tally {
-        active: watch::Sender::new(settings.bots),
-        connecting: AtomicUsize::new(settings.bots),
-        all_connected: watch::Sender::new(settings.bots == 0),
-        handshakes: Some(Semaphore::new(CONNECTING_BOTS)),
+        completed: settings.completed.clone(),
+        completed_games: Mutex::default(),
+        pacer,
+        errors: AtomicU64::default(),
+        reopened: AtomicU64::default(),
         // At least 5: the server keeps one open game of 2 and one of 3 players, which
         // can hold 3 waiting bots; 2 more fill them.
         places: (settings.concurrent_bots > 0)
             .then(|| Semaphore::new(settings.concurrent_bots.clamp(5, Semaphore::MAX_PERMITS))),
-        completed: settings.completed.clone(),
-        pacer,
-        ..Tally::default()
+        connecting: AtomicUsize::new(settings.bots),
+        all_connected: watch::Sender::new(settings.bots == 0),
+        handshakes: Semaphore::new(CONNECTING_BOTS),
+        active: watch::Sender::new(settings.bots),
+        abandoned: AtomicU64::default(),
+        skipped: AtomicU64::default(),
+        waiting: Default::default(),
+        timed_out: Mutex::default(),
     });
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -334,8 +339,8 @@ impl Conn {
 
     /// Sends a request and reads its reply (see [`Self::ask_all`]).
     async fn ask(&mut self, frame: String, tally: &Tally) -> Result<ServerFrame, BotError> {
-        let mut replies = self.ask_all(vec![frame], tally).await?;
-        replies.pop().ok_or(BotError::Closed)
+        self.post(frame, tally).await?;
+        self.recv().await
     }
 
     async fn recv(&mut self) -> Result<ServerFrame, BotError> {
@@ -372,10 +377,7 @@ async fn bot(index: usize, settings: &PlayerSettings, tally: &Tally) -> Result<(
     let t = settings.idle_timeout;
     let name = format!("USER{:03}", settings.first_user + index);
     let connecting = Connecting(tally);
-    let handshake = match &tally.handshakes {
-        Some(handshakes) => handshakes.acquire().await.ok(),
-        None => None,
-    };
+    let handshake = tally.handshakes.acquire().await.ok();
     // Boxed, like a game below: what connecting takes is freed once connected.
     let (me, mut links) = Box::pin(async {
         let me = login(&mut Conn::open(home, LOGIN_PATH, t).await?, &name).await?;

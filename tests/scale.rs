@@ -241,27 +241,19 @@ async fn a_live_simulation_serves_outside_clients() {
 /// before their first game.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bots_reopen_connections_the_server_closed_for_idleness() {
-    let store = superhero::store::MemoryStore::new();
     // Attack 1 against health 10: a game of 2 is 19 turns of at least 30 ms.
-    store
-        .replace_roster(&common::uniform_roster(10, 1, 1))
-        .await
-        .unwrap();
     let settings = superhero::server::ServerSettings {
         idle_timeout: std::time::Duration::from_millis(200),
         server_sleep: std::time::Duration::from_millis(30),
         ..Default::default()
     };
-    let server = common::start_server_over(store, settings, common::Transport::InProcess).await;
-    let summary = player::run(PlayerSettings {
-        servers: vec![server.dial()],
+    let bots = PlayerSettings {
         bots: 10,
         games: 2,
-        closed_world: true,
         concurrent_bots: 5,
         ..PlayerSettings::default()
-    })
-    .await;
+    };
+    let summary = play_in_process((1, 1), settings, bots).await;
     assert_eq!(summary.bot_errors, 0, "{summary:?}");
     assert!(summary.games_completed >= 6, "{summary:?}");
     // Each of the 5 late bots reopens at least its find and lobby connections.
@@ -272,27 +264,35 @@ async fn bots_reopen_connections_the_server_closed_for_idleness() {
 /// allowed still fill every lobby.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bots_beyond_the_concurrency_cap_wait_their_turn() {
-    let store = superhero::store::MemoryStore::new();
-    store
-        .replace_roster(&common::uniform_roster(10, 50, 1))
-        .await
-        .unwrap();
-    let server = common::start_server_over(
-        store,
-        superhero::server::ServerSettings::default(),
-        common::Transport::InProcess,
-    )
-    .await;
-    let summary = player::run(PlayerSettings {
-        servers: vec![server.dial()],
+    let bots = PlayerSettings {
         bots: 30,
         games: 2,
-        closed_world: true,
         concurrent_bots: 1,
         ..PlayerSettings::default()
-    })
-    .await;
+    };
+    let summary = play_in_process((50, 1), Default::default(), bots).await;
     assert_eq!(summary.bot_errors, 0, "{summary:?}");
     assert_eq!(summary.games_timed_out, 0, "{summary:?}");
     assert!(summary.games_completed >= 20, "{summary:?}");
+}
+
+/// Closed-world `bots` on an in-process server with `settings`, on the embedded store
+/// with a roster of identical heroes of `(attack_stat, health_stat)`.
+async fn play_in_process(
+    (attack, health): (u64, u64),
+    settings: superhero::server::ServerSettings,
+    bots: PlayerSettings,
+) -> player::PlayerSummary {
+    let store = superhero::store::MemoryStore::new();
+    store
+        .replace_roster(&common::uniform_roster(10, attack, health))
+        .await
+        .unwrap();
+    let server = common::start_server_over(store, settings, common::Transport::InProcess).await;
+    player::run(PlayerSettings {
+        servers: vec![server.dial()],
+        closed_world: true,
+        ..bots
+    })
+    .await
 }
