@@ -509,27 +509,26 @@ impl<S: GameStore> Worker<S> {
     /// `game` already (workers sharing the games only). A game written alone has a
     /// file named after it; a game of a batch was marked in the store with its batch
     /// before the batch was written. Either is committed once its GAME_PODIUM file,
-    /// renamed last, exists. What a write that died between its renames left is
-    /// hidden, and the game is written again.
+    /// renamed last, exists. Both are looked for whatever this worker's own mode, since
+    /// the dead worker may have batched when this one does not, or the other way
+    /// round. What a write that died between its renames left is hidden, unless this
+    /// worker's rewrite goes to the same name and replaces it, and the game is written
+    /// again.
     fn committed_before(&self, game: &GameToken, batch: Option<&str>) -> bool {
         if !self.settings.shared {
             return false;
         }
         let dir = &self.settings.output_dir;
-        let stem = match self.settings.batch {
-            None => game.as_str(),
-            Some(_) => match batch {
-                Some(b) => b,
-                None => return false,
-            },
-        };
-        if tables::committed(dir, stem) {
+        if tables::committed(dir, game.as_str()) || batch.is_some_and(|b| tables::committed(dir, b))
+        {
             return true;
         }
-        if self.settings.batch.is_some()
-            && let Err(e) = tables::hide_uncommitted(dir, stem)
-        {
-            tracing::warn!("worker {}: {e}", self.worker_id);
+        let rewritten_alone = self.settings.batch.is_none();
+        let left = [batch, (!rewritten_alone).then_some(game.as_str())];
+        for stem in left.into_iter().flatten() {
+            if let Err(e) = tables::hide_uncommitted(dir, stem) {
+                tracing::warn!("worker {}: {e}", self.worker_id);
+            }
         }
         false
     }

@@ -244,17 +244,22 @@ async fn a_host_event_that_comes_twice_is_settled_twice() {
 
 /// A worker that died after renaming its files but before acknowledging left games
 /// the broker hands over again; one that died between its two renames left a
-/// GAME_META file without its GAME_PODIUM. Written alone or in batches, every game
-/// ends up in the tables once.
+/// GAME_META file without its GAME_PODIUM. Written alone or in batches, by an heir
+/// that batches or not (workers of both kinds may share a group), every game ends up
+/// in the tables once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_that_died_before_its_acknowledgement_is_not_repeated() {
-    for batch in [
-        None,
-        Some(BatchPolicy {
-            games: 1000,
-            max_age: Duration::from_millis(200),
-        }),
+    let batching = Some(BatchPolicy {
+        games: 1000,
+        max_age: Duration::from_millis(200),
+    });
+    for (dead, heir) in [
+        (None, None),
+        (batching, batching),
+        (None, batching),
+        (batching, None),
     ] {
+        let modes = format!("dead {dead:?}, heir {heir:?}");
         let store = MemoryStore::new();
         let broker = MemoryBroker::new();
         let out = scratch_dir("died-after-rename");
@@ -275,7 +280,7 @@ async fn a_write_that_died_before_its_acknowledgement_is_not_repeated() {
             tables(&games[2]).await,
         );
         // What the dead workers left.
-        let (done, done_games, half) = match batch {
+        let (done, done_games, half) = match dead {
             None => (games[0].to_string(), vec![t0], games[2].to_string()),
             Some(_) => (
                 "batch-dead_x-0".to_string(),
@@ -283,7 +288,7 @@ async fn a_write_that_died_before_its_acknowledgement_is_not_repeated() {
                 "batch-half_x-0".into(),
             ),
         };
-        if batch.is_some() {
+        if dead.is_some() {
             store.mark_batch(&games[..2], &done).await.unwrap();
             store.mark_batch(&games[2..3], &half).await.unwrap();
         }
@@ -292,7 +297,7 @@ async fn a_write_that_died_before_its_acknowledgement_is_not_repeated() {
         let files = tables::encode_games(&[t2]).unwrap();
         tables::write_durable(&out, &half, &files[..1]).unwrap();
 
-        let heir = start_worker(&store, &broker, "heir", &out, batch).await;
+        let heir = start_worker(&store, &broker, "heir", &out, heir).await;
         until("every message settled", || {
             let depth = broker.depth(events::WORKER_QUEUE, events::WORKER_GROUP);
             let counts = heir.progress.counts();
@@ -304,15 +309,15 @@ async fn a_write_that_died_before_its_acknowledgement_is_not_repeated() {
         let counts = heir.progress.counts();
         let already = done_games.len() as u64;
         // Guests' events of games cleaned meanwhile are skipped too.
-        assert!(counts.games_skipped >= already, "{batch:?}: {counts:?}");
-        assert_eq!(counts.games_written, 4 - already, "{batch:?}: {counts:?}");
+        assert!(counts.games_skipped >= already, "{modes}: {counts:?}");
+        assert_eq!(counts.games_written, 4 - already, "{modes}: {counts:?}");
 
         let r = audit::audit(&out).unwrap().report;
-        assert_eq!(r.games, 4, "{batch:?}");
+        assert_eq!(r.games, 4, "{modes}");
         assert_eq!(
             (r.duplicate_games, r.incomplete_games),
             (0, 0),
-            "{batch:?}: {r:?}"
+            "{modes}: {r:?}"
         );
         assert!(r.schema_ok, "{:?}", r.bad_files);
         std::fs::remove_dir_all(&out).unwrap();
