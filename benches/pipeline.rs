@@ -12,13 +12,15 @@
 //! Run: `cargo bench --bench pipeline` (SUPERHERO_BENCH_DIR picks the folder written
 //! to, default ./bench-data; it must be on the disk to measure, not a tmpfs).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use superhero::broker::{Broker, MemoryBroker};
 use superhero::dashboard::pipeline::PipelineFeed;
-use superhero::etl::tables::{self, Table};
+use superhero::etl::tables;
 use superhero::events::{
     self, CLEANING_GAME_RECORDS, EventLayer, EventPipe, EventSink, GameUserTask, Queue,
 };
@@ -67,11 +69,6 @@ fn sizes() -> Sizes {
     }
 }
 
-fn bench_dir() -> PathBuf {
-    let root = std::env::var("SUPERHERO_BENCH_DIR").unwrap_or_else(|_| "./bench-data".into());
-    PathBuf::from(root).join(uuid::Uuid::new_v4().simple().to_string())
-}
-
 /// Heroes that finish a game in two attacks, so games are cheap to make.
 fn roster() -> Vec<RosterHero> {
     fixtures::uniform_roster(50, 30, 5)
@@ -82,16 +79,6 @@ struct Row {
     value: f64,
     unit: &'static str,
     note: String,
-}
-
-/// The durable write of `n` files the size of one game's table file.
-fn disk_rate(dir: &Path, bytes: &[u8], n: usize) -> f64 {
-    let started = Instant::now();
-    for i in 0..n {
-        tables::write_durable(dir, &format!("disk-{i}"), &[(Table::Meta, bytes.to_vec())])
-            .expect("the bench folder is writable");
-    }
-    n as f64 / started.elapsed().as_secs_f64()
 }
 
 /// Runs one worker over `games` finished games; returns games/s and files written.
@@ -249,7 +236,7 @@ fn main() {
         events,
         dashboard_games,
     } = sizes();
-    let dir = bench_dir();
+    let dir = common::bench_dir();
     std::fs::create_dir_all(&dir).expect("creating the bench folder");
     let mut rows = Vec::new();
 
@@ -264,7 +251,7 @@ fn main() {
         tables::encode_games(&[t]).unwrap()[1].1.clone()
     });
 
-    let disk = disk_rate(&dir.join("disk"), &sample, disk_files);
+    let disk = common::disk_rate(&dir.join("disk"), &sample, disk_files);
     rows.push(Row {
         what: "disk: write + fsync + rename + folder fsync",
         value: disk,

@@ -111,6 +111,9 @@ pub struct PlayerSummary {
     pub connections_reopened: u64,
     pub elapsed_s: f64,
     pub games_per_s: f64,
+    /// Completed games per second from the first game's end to the last's: the
+    /// pace itself, without the start and the end of the run (what `--rate` sets).
+    pub completion_rate: f64,
     /// The tokens of the completed games (not part of the printed summary).
     #[serde(skip)]
     pub completed_games: Vec<GameToken>,
@@ -162,11 +165,10 @@ struct Tally {
 
 /// Runs the bots to the end and sums up.
 pub async fn run(settings: PlayerSettings) -> PlayerSummary {
-    // A game takes 2.5 joins on average (bots ask for 2 or 3 players).
     let pacer = settings
         .rate
         .filter(|r| r.is_finite() && *r > 0.0)
-        .and_then(|r| Duration::try_from_secs_f64(1.0 / (r * 2.5)).ok())
+        .and_then(|r| Duration::try_from_secs_f64(1.0 / r).ok())
         .map(Pacer::new);
     let tally = Arc::new(Tally {
         completed: settings.completed.clone(),
@@ -224,35 +226,81 @@ pub async fn run(settings: PlayerSettings) -> PlayerSummary {
         } else {
             0.0
         },
+        completion_rate: completion_rate(completed.iter().map(|(_, at)| *at)),
         completed_games: completed.iter().map(|(g, _)| g.clone()).collect(),
         completed_at: completed.iter().map(|(_, at)| *at).collect(),
     }
 }
 
-/// Spaces events evenly: each `wait` returns one interval after the previous one.
+/// Games per second between the first and the last of these ends (0 for fewer
+/// than two).
+pub fn completion_rate(ends: impl IntoIterator<Item = Instant>) -> f64 {
+    let mut n = 0u64;
+    let mut span: Option<(Instant, Instant)> = None;
+    for at in ends {
+        n += 1;
+        span = Some(span.map_or((at, at), |(first, last)| (first.min(at), last.max(at))));
+    }
+    match span {
+        Some((first, last)) if n > 1 && last > first => {
+            (n - 1) as f64 / (last - first).as_secs_f64()
+        }
+        _ => 0.0,
+    }
+}
+
+/// Paces the bots' joins so that games start at a set rate: a join into a game of
+/// `n` players is `1/n` of a game, so the games started follow the rate exactly
+/// whatever mix of game sizes the bots choose. A join takes its turn before the bot
+/// chooses the size, at the average share (5/12 of a game: half the joins go to games
+/// of 2, half to games of 3), and the difference is settled once it has chosen. A
+/// pacer that fell behind (every bot busy) catches up by at most [`Pacer::CATCH_UP`].
 struct Pacer {
-    interval: Duration,
+    per_game: Duration,
     next: Mutex<tokio::time::Instant>,
 }
 
 impl Pacer {
-    fn new(interval: Duration) -> Self {
+    /// The most a pacer that fell behind makes up for, in a burst.
+    const CATCH_UP: Duration = Duration::from_secs(1);
+
+    fn new(per_game: Duration) -> Self {
         Self {
-            interval,
+            per_game,
             next: Mutex::new(tokio::time::Instant::now()),
         }
     }
 
+    fn average_join(&self) -> Duration {
+        self.per_game * 5 / 12
+    }
+
+    /// Waits for the next join's turn.
     async fn wait(&self) {
         let slot = {
             let Ok(mut next) = self.next.lock() else {
                 return;
             };
-            let slot = (*next).max(tokio::time::Instant::now());
-            *next = slot + self.interval;
+            let now = tokio::time::Instant::now();
+            let earliest = now.checked_sub(Self::CATCH_UP).unwrap_or(now);
+            let slot = (*next).max(earliest);
+            *next = slot + self.average_join();
             slot
         };
         tokio::time::sleep_until(slot).await;
+    }
+
+    /// Settles a join into a game of `players`, which took its turn at the average.
+    fn joined(&self, players: u8) {
+        let share = self.per_game / u32::from(players.max(1));
+        let average = self.average_join();
+        if let Ok(mut next) = self.next.lock() {
+            if share >= average {
+                *next += share - average;
+            } else {
+                *next = next.checked_sub(average - share).unwrap_or(*next);
+            }
+        }
     }
 }
 
@@ -469,6 +517,9 @@ async fn play_game(
         pacer.wait().await;
     }
     let participants = choose_participants(tally, rng);
+    if let Some(pacer) = &tally.pacer {
+        pacer.joined(participants);
+    }
     let find = json!({"PAYLOAD": {"USER_TOKEN": me, "PARTICIPANTS": participants}}).to_string();
     let mut joined = links.find.ask(find.clone(), tally).await?;
     // A lobby this bot just left may not be closed on the server yet (its game not

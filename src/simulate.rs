@@ -97,6 +97,9 @@ pub struct SimulateSummary {
     pub output_dir: String,
     pub elapsed_s: f64,
     pub games_per_s: f64,
+    /// Completed games per second from the first game's end to the last's (the pace
+    /// `--rate` sets; `games_per_s` also counts the start and the drain).
+    pub completion_rate: f64,
     pub events_per_s: f64,
     /// From a game's end (its last player told) to its rows durably on disk, over
     /// the games written.
@@ -328,6 +331,7 @@ pub async fn run_with<S: GameStore>(
         output_dir: settings.etl.output_dir.display().to_string(),
         elapsed_s,
         games_per_s: per_s(bots.games_completed),
+        completion_rate: bots.completion_rate,
         events_per_s: per_s(transport.published),
         completion_to_parquet: latency.summary(),
     })

@@ -460,11 +460,13 @@ fn rate_paces_the_run() {
     assert!(ok, "{s}");
     let completed = n(&s, "games_completed");
     assert!(completed > 0, "{s}");
-    // Joins are spaced for 8 games/s at 2.5 players a game; even if every game had
-    // 2 players the run could not go much faster than 10 games/s (unpaced, this run
-    // goes at hundreds).
-    let rate = s["games_per_s"].as_f64().unwrap();
-    assert!(rate <= 12.0, "{rate} games/s with --rate 8: {s}");
+    // Joins are spaced for 8 games/s, each counting its share of its game (unpaced,
+    // this run goes at hundreds of games/s). How closely the pace holds is measured
+    // by `cargo bench --bench generator`, not here.
+    for field in ["games_per_s", "completion_rate"] {
+        let rate = s[field].as_f64().unwrap();
+        assert!(rate <= 12.0, "{field} {rate} with --rate 8: {s}");
+    }
     assert_eq!(n(&s, "games_written"), completed);
     std::fs::remove_dir_all(&out).unwrap();
 }

@@ -148,8 +148,8 @@ pub async fn run(args: &ServerArgs, g: &GlobalArgs) -> Result<ExitCode> {
     if let AnyStore::Memory(_) = store {
         let heroes = args.roster.load()?;
         store.replace_roster(&heroes).await?;
-        tracing::info!(
-            "serving on ws://{local} with the embedded store ({} heroes)",
+        println!(
+            "superhero server listening on ws://{local} (embedded store, {} heroes)",
             heroes.len()
         );
     } else {

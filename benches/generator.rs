@@ -1,0 +1,465 @@
+//! Speed of the game generator end to end, each figure beside the limit measured in
+//! the same run:
+//!
+//! - `simulate` on the embedded store and broker with batch tables: games/s and
+//!   events/s until the tables are on disk, beside the CPU the run used;
+//! - `simulate` with per-game tables (two durable files per game), beside the disk's
+//!   rate for such files measured just before and just after;
+//! - `simulate --store redis`: games/s beside Redis's own CPU time over the run and
+//!   the commands it processed per game;
+//! - `server` and `player --closed-world` as separate processes over TCP: games/s
+//!   beside the CPU each process used;
+//! - `simulate --rate R` for R from 10 to 10,000 games/s: the pace held
+//!   (`completion_rate`) against the rate asked.
+//!
+//! Every row runs the `superhero` binary as a user would and reads its `--json`
+//! summary. Run: `cargo bench --bench generator`. SUPERHERO_BENCH_DIR picks the folder
+//! written to (default ./bench-data; on the disk, not a tmpfs);
+//! SUPERHERO_TEST_REDIS_HOST and SUPERHERO_TEST_REDIS_PORT say where Redis is (default
+//! 127.0.0.1:6379): its database 15 is flushed and used, and without a Redis that row
+//! is reported and skipped.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Bots and games per bot of a run.
+#[derive(Clone, Copy)]
+struct Load {
+    bots: usize,
+    games: usize,
+}
+
+impl Load {
+    fn args(self) -> Vec<String> {
+        vec![
+            "--bots".into(),
+            self.bots.to_string(),
+            "--games".into(),
+            self.games.to_string(),
+        ]
+    }
+
+    fn describe(self) -> String {
+        format!("{} bots × {} games", self.bots, self.games)
+    }
+}
+
+/// How much each measure does.
+struct Sizes {
+    batch: Load,
+    per_game: Load,
+    disk_files: usize,
+    redis: Load,
+    tcp: Load,
+    /// Rates asked, and about how long each is held.
+    rates: Vec<f64>,
+    rate_seconds: f64,
+    /// The fewest and the most games a rate run plays.
+    rate_games: (f64, f64),
+}
+
+/// `cargo bench` passes `--bench`; `cargo test --all-targets` runs this file without
+/// it, and then a quick pass only checks that every measure works.
+fn sizes() -> Sizes {
+    if std::env::args().any(|a| a == "--bench") {
+        Sizes {
+            batch: Load {
+                bots: 200,
+                games: 100,
+            },
+            per_game: Load {
+                bots: 200,
+                games: 20,
+            },
+            disk_files: 1_000,
+            redis: Load {
+                bots: 200,
+                games: 30,
+            },
+            tcp: Load {
+                bots: 200,
+                games: 50,
+            },
+            rates: vec![10.0, 100.0, 1_000.0, 10_000.0],
+            rate_seconds: 5.0,
+            rate_games: (100.0, 20_000.0),
+        }
+    } else {
+        let small = Load { bots: 10, games: 2 };
+        Sizes {
+            batch: small,
+            per_game: small,
+            disk_files: 10,
+            redis: small,
+            tcp: small,
+            rates: vec![20.0],
+            rate_seconds: 1.0,
+            rate_games: (10.0, 20.0),
+        }
+    }
+}
+
+struct Row {
+    what: String,
+    value: f64,
+    unit: &'static str,
+    limit: String,
+    share: Option<f64>,
+    note: String,
+}
+
+fn superhero() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_superhero"));
+    c.env_remove("LOG_LEVEL");
+    c
+}
+
+/// CPU seconds of this process's waited-for children, from /proc (0 elsewhere).
+fn children_cpu() -> f64 {
+    proc_cpu("self", 13)
+}
+
+/// CPU seconds of process `pid` so far.
+fn process_cpu(pid: u32) -> f64 {
+    proc_cpu(&pid.to_string(), 11)
+}
+
+/// Two adjacent tick counters of /proc/<pid>/stat (user and system), counted from
+/// the field after the process's state, in seconds.
+fn proc_cpu(pid: &str, first: usize) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    let Some((_, fields)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = fields.split_whitespace().collect();
+    let ticks: f64 = (first..first + 2)
+        .filter_map(|i| fields.get(i)?.parse::<f64>().ok())
+        .sum();
+    ticks / clock_ticks()
+}
+
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Runs `superhero --json <args>` to the end: its summary and the CPU seconds it used.
+fn run_json(args: &[String]) -> (Value, f64) {
+    let cpu = children_cpu();
+    let out = superhero()
+        .arg("--json")
+        .args(args)
+        .output()
+        .expect("the superhero binary runs");
+    let used = children_cpu() - cpu;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary = stdout
+        .lines()
+        .rev()
+        .find_map(|l| {
+            serde_json::from_str::<Value>(l)
+                .ok()
+                .filter(Value::is_object)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "superhero {args:?} printed no summary; stdout:\n{stdout}\nstderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    if !out.status.success() {
+        eprintln!(
+            "superhero {args:?} reported a problem: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    (summary, used)
+}
+
+fn number(summary: &Value, field: &str) -> f64 {
+    summary[field].as_f64().unwrap_or_else(|| {
+        panic!("the summary has no number {field}: {summary}");
+    })
+}
+
+/// `simulate` with `args` writing into `out`.
+fn simulate(out: &Path, load: Load, args: &[&str]) -> (Value, f64) {
+    let mut all: Vec<String> = vec!["simulate".into(), "--output-dir".into()];
+    all.push(out.display().to_string());
+    all.extend(load.args());
+    all.extend(args.iter().map(|a| a.to_string()));
+    let (summary, cpu) = run_json(&all);
+    let problems = number(&summary, "bot_errors") + number(&summary, "missing_games");
+    if problems > 0.0 {
+        eprintln!("simulate {args:?}: bot errors or missing games: {summary}");
+    }
+    (summary, cpu)
+}
+
+const BATCH: [&str; 5] = ["--batch-games", "10000", "--batch-seconds", "1", "--clean"];
+
+fn cpu_note(cpu: f64, summary: &Value) -> String {
+    format!(
+        "CPU {:.2} of {} cores",
+        cpu / number(summary, "elapsed_s"),
+        cores()
+    )
+}
+
+fn embedded_batch(dir: &Path, load: Load) -> Row {
+    let (s, cpu) = simulate(&dir.join("batch"), load, &BATCH);
+    Row {
+        what: "simulate, embedded store and broker, batch tables".into(),
+        value: number(&s, "games_per_s"),
+        unit: "games/s",
+        limit: cpu_note(cpu, &s),
+        share: None,
+        note: format!(
+            "{}; {:.0} games, {:.0} events/s",
+            load.describe(),
+            number(&s, "games_completed"),
+            number(&s, "events_per_s")
+        ),
+    }
+}
+
+fn per_game(dir: &Path, load: Load, disk_files: usize) -> Row {
+    // A file the size of one game's GAME_META table file.
+    let sample = vec![0x5a_u8; 3_000];
+    let before = common::disk_rate(&dir.join("disk-before"), &sample, disk_files);
+    let (s, cpu) = simulate(&dir.join("per-game"), load, &[]);
+    let after = common::disk_rate(&dir.join("disk-after"), &sample, disk_files);
+    let disk = (before + after) / 2.0;
+    let games = number(&s, "games_per_s");
+    Row {
+        what: "simulate, embedded, per-game tables (2 durable files a game)".into(),
+        value: games,
+        unit: "games/s",
+        limit: format!("disk {disk:.0} files/s ({before:.0} before, {after:.0} after)"),
+        share: Some(2.0 * games / disk),
+        note: format!(
+            "{}; {:.0} games; {}",
+            load.describe(),
+            number(&s, "games_completed"),
+            cpu_note(cpu, &s)
+        ),
+    }
+}
+
+/// Redis's INFO fields as numbers.
+fn redis_info(c: &mut redis::Connection) -> std::collections::HashMap<String, f64> {
+    let info: String = redis::cmd("INFO").arg("everything").query(c).unwrap();
+    info.lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            // `cmdstat_<command>:calls=N,usec=…` counts as `cmdstat_<command>_calls`.
+            match v.strip_prefix("calls=") {
+                Some(calls) => Some((format!("{k}_calls"), calls.split(',').next()?.parse().ok()?)),
+                None => Some((k.to_string(), v.trim().parse().ok()?)),
+            }
+        })
+        .collect()
+}
+
+fn redis_store(dir: &Path, load: Load) -> Result<Row, String> {
+    let host = std::env::var("SUPERHERO_TEST_REDIS_HOST").unwrap_or_else(|_| "127.0.0.1".into());
+    let port = std::env::var("SUPERHERO_TEST_REDIS_PORT").unwrap_or_else(|_| "6379".into());
+    let url = format!("redis://{host}:{port}/15");
+    let mut c = redis::Client::open(url.as_str())
+        .and_then(|c| c.get_connection())
+        .map_err(|e| format!("no Redis at {url}: {e}"))?;
+    let _: () = redis::cmd("FLUSHDB")
+        .query(&mut c)
+        .map_err(|e| e.to_string())?;
+    let before = redis_info(&mut c);
+    let (s, cpu) = simulate(
+        &dir.join("redis"),
+        load,
+        &[&["--store", &url][..], &BATCH].concat(),
+    );
+    let after = redis_info(&mut c);
+    let delta = |k: &str| after.get(k).unwrap_or(&0.0) - before.get(k).unwrap_or(&0.0);
+    let redis_cpu = delta("used_cpu_user") + delta("used_cpu_sys");
+    let elapsed = number(&s, "elapsed_s");
+    let games = number(&s, "games_completed");
+    let _: () = redis::cmd("FLUSHDB")
+        .query(&mut c)
+        .map_err(|e| e.to_string())?;
+    Ok(Row {
+        what: "simulate --store redis, batch tables".into(),
+        value: number(&s, "games_per_s"),
+        unit: "games/s",
+        limit: format!("Redis CPU {:.2} of its 1 core", redis_cpu / elapsed),
+        share: Some(redis_cpu / elapsed),
+        note: format!(
+            "{}; {games:.0} games, {:.0} Redis commands a game ({:.0} calls of scripts); {}",
+            load.describe(),
+            delta("total_commands_processed") / games,
+            (delta("cmdstat_evalsha_calls") + delta("cmdstat_fcall_calls")) / games,
+            cpu_note(cpu, &s)
+        ),
+    })
+}
+
+/// A running `superhero server`, stopped when dropped.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A `superhero server` on a free port, and its URL once it listens.
+fn start_server() -> (Server, String) {
+    let mut server = Server(
+        superhero()
+            .args(["server", "--host", "127.0.0.1", "--port", "0"])
+            .args(["--log-level", "WARNING"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the server starts"),
+    );
+    let (tx, rx) = mpsc::channel();
+    let streams: [Box<dyn std::io::Read + Send>; 2] = [
+        Box::new(server.0.stdout.take().unwrap()),
+        Box::new(server.0.stderr.take().unwrap()),
+    ];
+    for stream in streams {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .expect("the server says where it listens");
+        if let Some(at) = line.find("ws://") {
+            let url = line[at..].split_whitespace().next().unwrap().to_string();
+            return (server, url);
+        }
+    }
+}
+
+fn server_and_player(load: Load) -> Row {
+    let (server, url) = start_server();
+    let server_cpu = process_cpu(server.0.id());
+    let started = Instant::now();
+    let mut args: Vec<String> = ["player", "--url", &url, "--closed-world"]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    args.extend(load.args());
+    let (s, player_cpu) = run_json(&args);
+    let elapsed = started.elapsed().as_secs_f64();
+    let server_cpu = process_cpu(server.0.id()) - server_cpu;
+    drop(server);
+    Row {
+        what: "server + player --closed-world, separate processes, TCP".into(),
+        value: number(&s, "games_per_s"),
+        unit: "games/s",
+        limit: format!(
+            "CPU: server {:.2} + player {:.2} of {} cores",
+            server_cpu / elapsed,
+            player_cpu / elapsed,
+            cores()
+        ),
+        share: None,
+        note: format!(
+            "{}; {:.0} games, embedded store, no broker",
+            load.describe(),
+            number(&s, "games_completed")
+        ),
+    }
+}
+
+/// `simulate --rate` held for about `seconds`.
+fn rate(dir: &Path, asked: f64, seconds: f64, (fewest, most): (f64, f64)) -> Row {
+    let games = (asked * seconds).clamp(fewest, most);
+    // Enough bots for the games in flight; a game takes 2.4 joins on average.
+    let bots = (asked / 5.0).clamp(20.0, 2_000.0) as usize;
+    let load = Load {
+        bots,
+        games: (games * 2.4 / bots as f64).ceil() as usize + 1,
+    };
+    let asked_arg = asked.to_string();
+    let (s, cpu) = simulate(
+        &dir.join(format!("rate-{asked}")),
+        load,
+        &[&["--rate", &asked_arg][..], &BATCH].concat(),
+    );
+    let held = number(&s, "completion_rate");
+    Row {
+        what: format!("simulate --rate {asked}, batch tables"),
+        value: held,
+        unit: "games/s",
+        limit: format!("{asked} games/s asked"),
+        share: Some(held / asked),
+        note: format!(
+            "{}; {:.0} games in {:.1} s; {}",
+            load.describe(),
+            number(&s, "games_completed"),
+            number(&s, "elapsed_s"),
+            cpu_note(cpu, &s)
+        ),
+    }
+}
+
+fn main() {
+    let sizes = sizes();
+    let dir = common::bench_dir();
+    std::fs::create_dir_all(&dir).expect("creating the bench folder");
+    let mut rows = vec![
+        embedded_batch(&dir, sizes.batch),
+        per_game(&dir, sizes.per_game, sizes.disk_files),
+    ];
+    match redis_store(&dir, sizes.redis) {
+        Ok(row) => rows.push(row),
+        Err(why) => eprintln!("skipped the Redis store: {why}"),
+    }
+    rows.push(server_and_player(sizes.tcp));
+    for asked in &sizes.rates {
+        rows.push(rate(&dir, *asked, sizes.rate_seconds, sizes.rate_games));
+    }
+
+    println!(
+        "\n| measure | result | unit | the limit, same run | share of the limit | notes |\n|---|---:|---|---|---:|---|"
+    );
+    for r in rows {
+        let share = r
+            .share
+            .map_or(String::new(), |s| format!("{:.0}%", 100.0 * s));
+        println!(
+            "| {} | {:.0} | {} | {} | {share} | {} |",
+            r.what, r.value, r.unit, r.limit, r.note
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
