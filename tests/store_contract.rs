@@ -239,6 +239,48 @@ async fn attacks_follow_the_rules<S: GameStore>(store: S) {
     store.finish_without_enemy(&g, &first).await.unwrap();
 }
 
+/// Two servers on one store take turns on one game: each plans on what it last saw
+/// of the game (the Redis store remembers the board its last change left), which the
+/// other's attacks have made stale; every attack still lands on the game as it is,
+/// and none is refused for a turn that has passed.
+async fn servers_take_turns<S: GameStore>(a: S, b: S) {
+    let p = users(&a, "T", 2).await;
+    let h: Vec<Hero> = uniform_roster(2, 10, 10).iter().map(|h| h.hero()).collect();
+    let g = a
+        .join(&p[0], 2, &GameToken::new_random(), &h)
+        .await
+        .unwrap()
+        .game;
+    b.join(&p[1], 2, &GameToken::new_random(), &h)
+        .await
+        .unwrap();
+    let mut order = p.clone();
+    order.sort();
+    assert!(a.start(&g, &order).await.unwrap());
+    let (first, second) = (&order[0], &order[1]);
+    let hit = |(store, attacker, enemy): (&S, &UserToken, &UserToken)| {
+        let (store, g) = (store.clone(), g.clone());
+        let (attacker, enemy) = (attacker.clone(), enemy.clone());
+        async move {
+            let a = store.attack(&g, &attacker, &enemy, 0, "t").await.unwrap();
+            (a.attack.enemy_health_prior, a.attack.enemy_health_post)
+        }
+    };
+    assert_eq!(hit((&a, first, second)).await, (100, 90));
+    assert_eq!(hit((&b, second, first)).await, (100, 90));
+    assert_eq!(hit((&b, first, second)).await, (90, 80));
+    // `a` last saw the game after the first attack, with the second player to act
+    // and the first at full health.
+    assert_eq!(hit((&a, second, first)).await, (90, 80));
+    // `b` last saw the second player to act.
+    assert_eq!(hit((&b, first, second)).await, (80, 70));
+    let snap = a.snapshot(&g).await.unwrap().unwrap();
+    assert_eq!(snap.board.turns, 5);
+    assert_eq!(snap.board.heroes[first].health, 80);
+    assert_eq!(snap.board.heroes[second].health, 70);
+    assert_eq!(snap.board.order.first(), Some(second));
+}
+
 /// Forfeits eliminate only the player whose turn the caller saw (of racing referees,
 /// one lands), pass the turn without counting an attack, and free the player for
 /// another game; a player's lobby is open once at a time; the cleaning record of each
@@ -411,4 +453,21 @@ async fn attacks_follow_the_rules_embedded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attacks_follow_the_rules_redis() {
     attacks_follow_the_rules(fresh_redis_store(9).await.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_take_turns_embedded() {
+    let store = MemoryStore::new();
+    servers_take_turns(store.clone(), store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_take_turns_redis() {
+    let (a, _) = fresh_redis_store(12).await;
+    let b = superhero::store::RedisStore::connect(&superhero::store::RedisConfig {
+        url: common::redis_url(12),
+    })
+    .await
+    .unwrap();
+    servers_take_turns(a, b).await;
 }

@@ -245,7 +245,9 @@ async fn clean_up<S: GameStore>(app: &App<S>, game: &GameToken) {
             };
             log_cleaning(app, game, &snapshot.host).await?;
             for user in snapshot.board.heroes.keys() {
-                log_cleaning(app, game, user).await?;
+                if *user != snapshot.host {
+                    log_cleaning(app, game, user).await?;
+                }
             }
             Ok::<(), StoreError>(())
         }

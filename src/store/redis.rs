@@ -15,7 +15,11 @@
 //! store, and each script publishes the game's new [`Signal`] on the channel
 //! `games:<g>:signal`. An attack reads the board in one script, plans it with the pure
 //! rules, and applies it with a script that first checks that the turn counter has
-//! not moved (compare-and-set), so the rules exist once, in Rust.
+//! not moved (compare-and-set), so the rules exist once, in Rust. A store remembers
+//! the board its last change of a game left ([`Boards`]), and plans the game's next
+//! change on it without reading the game again: the same compare-and-set tells
+//! whether anything changed meanwhile (another server's attack), and then the change
+//! is planned again on a fresh read.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -73,59 +77,141 @@ fn unavailable(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-/// The Redis store. Clones share one multiplexed connection and one signal listener.
+/// The Redis store. Clones share a few multiplexed connections, one signal listener
+/// and one memory of boards.
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conns: Arc<Connections>,
     registry: Arc<Registry>,
+    boards: Arc<Boards>,
     _listener: Arc<ListenerTask>,
+}
+
+/// The boards of games in progress as this process's last change left them. A game's
+/// state in progress is fixed by its turn and forfeit counters, which every change
+/// moves and the compare-and-set checks, so a remembered board is either still the
+/// game's or refused by the script: it can cost a wasted call, never a wrong change.
+#[derive(Default)]
+struct Boards(Mutex<HashMap<GameToken, Snapshot>>);
+
+impl Boards {
+    /// Games remembered at most; past that the memory starts afresh (games whose
+    /// server went away would otherwise stay for ever).
+    const MOST: usize = 100_000;
+
+    fn take(&self, game: &GameToken) -> Option<Snapshot> {
+        self.0.lock().ok()?.remove(game)
+    }
+
+    /// Remembers the board a change left, while its game is in progress.
+    fn keep(&self, game: &GameToken, snapshot: Snapshot) {
+        let Ok(mut boards) = self.0.lock() else {
+            return;
+        };
+        if snapshot.board.status != GameStatus::InProgress {
+            boards.remove(game);
+            return;
+        }
+        if boards.len() >= Self::MOST {
+            boards.clear();
+        }
+        boards.insert(game.clone(), snapshot);
+    }
+}
+
+/// The store's connections, taken in turn. One multiplexed connection carries any
+/// number of requests, but its replies are read and parsed by one task, which a busy
+/// server outruns; a few spread that work over the runtime's threads (and Redis reads
+/// more requests per wake-up).
+struct Connections {
+    all: Vec<ConnectionManager>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl Connections {
+    /// How many connections a store opens.
+    const COUNT: usize = 4;
+
+    fn next(&self) -> ConnectionManager {
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.all[i % self.all.len()].clone()
+    }
 }
 
 impl RedisStore {
     /// Connects, and starts the task that listens for game signals.
     pub async fn connect(config: &RedisConfig) -> Result<Self, StoreError> {
         let client = crate::redis_client::client(&config.url).map_err(StoreError::Unavailable)?;
-        let conn = connection_manager(&client)
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("cannot reach Redis at {config}: {e}")))?;
+        let mut all = Vec::with_capacity(Connections::COUNT);
+        for _ in 0..Connections::COUNT {
+            all.push(connection_manager(&client).await.map_err(|e| {
+                StoreError::Unavailable(format!("cannot reach Redis at {config}: {e}"))
+            })?);
+        }
+        let conns = Arc::new(Connections {
+            all,
+            next: Default::default(),
+        });
         let registry = Arc::new(Registry::default());
-        let listener = tokio::spawn(listen(client, conn.clone(), Arc::downgrade(&registry)));
+        let listener = tokio::spawn(listen(client, conns.next(), Arc::downgrade(&registry)));
         Ok(Self {
-            conn,
+            conns,
             registry,
+            boards: Arc::default(),
             _listener: Arc::new(ListenerTask(listener.abort_handle())),
         })
     }
 
     /// The underlying connection, for callers that read the keyspace directly.
     pub fn connection(&self) -> ConnectionManager {
-        self.conn.clone()
+        self.conns.next()
     }
 
     /// Reads the game, plans a change on what it read, and applies it with `script`
     /// only if no attack or forfeit came in between (the script's compare on its first
     /// three arguments, which this passes: game, turns, forfeits; `plan` adds the
-    /// rest); re-plans on a lost race, up to [`CAS_ATTEMPTS`] times.
+    /// rest, and gives the board the change leaves); re-plans on a lost race, up to
+    /// [`CAS_ATTEMPTS`] times. The board this process's last change of the game left
+    /// is tried first, without a read; a plan refused on it (it may be out of date)
+    /// or a compare that fails is tried again on a fresh read.
     async fn compare_and_set<T>(
         &self,
         game: &GameToken,
         script: &'static Script,
-        plan: impl Fn(&Snapshot, &mut ScriptInvocation<'static>) -> Result<T, StoreError>,
+        plan: impl Fn(&Snapshot, &mut ScriptInvocation<'static>) -> Result<(T, Board), StoreError>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.conn.clone();
-        for _ in 0..CAS_ATTEMPTS {
-            let snap = self.snapshot(game).await?.ok_or(StoreError::UnknownGame)?;
+        let mut conn = self.conns.next();
+        let mut remembered = self.boards.take(game);
+        let mut reads = 0;
+        loop {
+            let from_memory = remembered.is_some();
+            let snap = match remembered.take() {
+                Some(snap) => snap,
+                None if reads == CAS_ATTEMPTS => return Err(StoreError::Contended),
+                None => {
+                    reads += 1;
+                    self.snapshot(game).await?.ok_or(StoreError::UnknownGame)?
+                }
+            };
             let mut call = script.prepare_invoke();
             call.arg(game.as_str())
                 .arg(snap.board.turns)
                 .arg(snap.board.forfeits);
-            let planned = plan(&snap, &mut call)?;
+            let (planned, after) = match plan(&snap, &mut call) {
+                Ok(p) => p,
+                Err(_) if from_memory => continue,
+                Err(e) => return Err(e),
+            };
             let applied: i64 = call.invoke_async(&mut conn).await.map_err(unavailable)?;
             if applied == 1 {
+                let board = Snapshot {
+                    board: after,
+                    ..snap
+                };
+                self.boards.keep(game, board);
                 return Ok(planned);
             }
         }
-        Err(StoreError::Contended)
     }
 
     async fn fetch_signal(
@@ -633,15 +719,15 @@ impl GameStore for RedisStore {
         for chunk in items.chunks(500) {
             pipe.hset_multiple("superheros", chunk).ignore();
         }
-        pipe.query_async::<()>(&mut self.conn.clone())
+        pipe.query_async::<()>(&mut self.conns.next())
             .await
             .map_err(unavailable)
     }
 
     async fn roster(&self) -> Result<Vec<Hero>, StoreError> {
         let all: HashMap<String, String> = self
-            .conn
-            .clone()
+            .conns
+            .next()
             .hgetall("superheros")
             .await
             .map_err(unavailable)?;
@@ -657,15 +743,15 @@ impl GameStore for RedisStore {
         let (token, created): (String, i64) = LOGIN
             .arg(name)
             .arg(UserToken::new_random().as_str())
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conns.next())
             .await
             .map_err(unavailable)?;
         Ok((UserToken(token), created == 1))
     }
 
     async fn user_exists(&self, user: &UserToken) -> Result<bool, StoreError> {
-        self.conn
-            .clone()
+        self.conns
+            .next()
             .hexists("users:tokens", user.as_str())
             .await
             .map_err(unavailable)
@@ -686,7 +772,7 @@ impl GameStore for RedisStore {
             call.arg(h.id).arg(h.attack).arg(h.health);
         }
         let (game, hero, joined, created): (String, HeroId, u32, i64) = call
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conns.next())
             .await
             .map_err(|e| match e.code() {
                 Some(STILL_PLAYING) => RuleError::StillPlaying.into(),
@@ -703,7 +789,7 @@ impl GameStore for RedisStore {
     async fn snapshot(&self, game: &GameToken) -> Result<Option<Snapshot>, StoreError> {
         let raw: Option<RawSnapshot> = SNAPSHOT
             .arg(game.as_str())
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conns.next())
             .await
             .map_err(unavailable)?;
         raw.map(parse_snapshot).transpose()
@@ -716,7 +802,7 @@ impl GameStore for RedisStore {
             call.arg(u.as_str());
         }
         let started: i64 = call
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conns.next())
             .await
             .map_err(unavailable)?;
         Ok(started == 1)
@@ -725,7 +811,7 @@ impl GameStore for RedisStore {
     async fn time_out(&self, game: &GameToken) -> Result<bool, StoreError> {
         let timed_out: i64 = TIME_OUT
             .arg(game.as_str())
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conns.next())
             .await
             .map_err(unavailable)?;
         Ok(timed_out == 1)
@@ -734,8 +820,8 @@ impl GameStore for RedisStore {
     async fn hero(&self, game: &GameToken, user: &UserToken) -> Result<Option<Hero>, StoreError> {
         let key = format!("games:{game}:superheros:{user}");
         let (id, attack, health): (Option<HeroId>, Option<u64>, Option<u64>) = self
-            .conn
-            .clone()
+            .conns
+            .next()
             .hmget(key, &["id", "attack", "health"])
             .await
             .map_err(unavailable)?;
@@ -767,7 +853,7 @@ impl GameStore for RedisStore {
             for u in &attack.order {
                 call.arg(u.as_str());
             }
-            Ok(Attacked { attack, record })
+            Ok((Attacked { attack, record }, after))
         })
         .await
     }
@@ -782,7 +868,7 @@ impl GameStore for RedisStore {
             let mut after = snap.board.clone();
             after.status = GameStatus::Completed;
             call.arg(Signal::of(after.status, snap.joined(), &after).encode());
-            Ok(())
+            Ok(((), after))
         })
         .await
     }
@@ -812,7 +898,7 @@ impl GameStore for RedisStore {
             for u in &forfeit.order {
                 call.arg(u.as_str());
             }
-            Ok(Forfeited { forfeit, record })
+            Ok((Forfeited { forfeit, record }, after))
         })
         .await
     }
@@ -821,7 +907,7 @@ impl GameStore for RedisStore {
         let entered: i64 = ENTER_LOBBY
             .arg(game.as_str())
             .arg(user.as_str())
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conns.next())
             .await
             .map_err(unavailable)?;
         match entered {
@@ -831,8 +917,8 @@ impl GameStore for RedisStore {
     }
 
     async fn leave_lobby(&self, game: &GameToken, user: &UserToken) -> Result<(), StoreError> {
-        self.conn
-            .clone()
+        self.conns
+            .next()
             .srem(format!("games:{game}:lobbies"), user.as_str())
             .await
             .map_err(unavailable)
@@ -842,7 +928,7 @@ impl GameStore for RedisStore {
         let claimed: i64 = CLAIM_CLEANING
             .arg(game.as_str())
             .arg(user.as_str())
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conns.next())
             .await
             .map_err(unavailable)?;
         Ok(claimed == 1)
@@ -851,7 +937,7 @@ impl GameStore for RedisStore {
     async fn extract(&self, game: &GameToken) -> Result<Option<GameExtract>, StoreError> {
         let raw: Option<RawExtract> = EXTRACT
             .arg(game.as_str())
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conns.next())
             .await
             .map_err(unavailable)?;
         let Some((n, status, turns, forfeits, host, order, heroes, logs, batch)) = raw else {
@@ -874,7 +960,7 @@ impl GameStore for RedisStore {
         for game in games {
             pipe.set(format!("games:{game}:batch"), batch).ignore();
         }
-        pipe.query_async::<()>(&mut self.conn.clone())
+        pipe.query_async::<()>(&mut self.conns.next())
             .await
             .map_err(unavailable)
     }
@@ -884,7 +970,7 @@ impl GameStore for RedisStore {
             .arg(game.as_str())
             // Redis refuses an expiry past its clock's range: 136 years at most.
             .arg(keep.as_secs().clamp(1, u64::from(u32::MAX)))
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conns.next())
             .await
             .map_err(unavailable)?;
         Ok(())
@@ -893,7 +979,7 @@ impl GameStore for RedisStore {
     async fn watch(&self, game: &GameToken) -> Result<SignalWatch, StoreError> {
         // Register before reading, so that no signal falls between the two.
         let (rx, registration) = self.registry.register(game);
-        let signal = Self::fetch_signal(&mut self.conn.clone(), game)
+        let signal = Self::fetch_signal(&mut self.conns.next(), game)
             .await?
             .ok_or(StoreError::UnknownGame)?;
         self.registry.deliver(game, signal);
