@@ -312,10 +312,13 @@ fn redis_store(dir: &Path, load: Load) -> Result<Row, String> {
         limit: format!("Redis CPU {:.2} of its 1 core", redis_cpu / elapsed),
         share: Some(redis_cpu / elapsed),
         note: format!(
-            "{}; {games:.0} games, {:.0} Redis commands a game ({:.0} calls of scripts); {}",
+            "{}; {games:.0} games; a game: {:.0} Redis commands ({:.0} script calls), \
+             Redis CPU {:.0} µs, simulate CPU {:.0} µs; {}",
             load.describe(),
             delta("total_commands_processed") / games,
             (delta("cmdstat_evalsha_calls") + delta("cmdstat_fcall_calls")) / games,
+            redis_cpu / games * 1e6,
+            cpu / games * 1e6,
             cpu_note(cpu, &s)
         ),
     })
@@ -455,7 +458,7 @@ fn main() {
     for r in rows {
         let share = r
             .share
-            .map_or(String::new(), |s| format!("{:.0}%", 100.0 * s));
+            .map_or(String::new(), |s| format!("{:.1}%", 100.0 * s));
         println!(
             "| {} | {:.0} | {} | {} | {share} | {} |",
             r.what, r.value, r.unit, r.limit, r.note
