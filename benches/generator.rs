@@ -163,15 +163,32 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// Runs `superhero --json <args>` to the end: its summary and the CPU seconds it used.
-fn run_json(args: &[String]) -> (Value, f64) {
+/// The CPU time a process used, and the wall-clock time it ran.
+#[derive(Clone, Copy)]
+struct Used {
+    cpu_s: f64,
+    wall_s: f64,
+}
+
+impl Used {
+    fn cores(self) -> f64 {
+        self.cpu_s / self.wall_s
+    }
+}
+
+/// Runs `superhero --json <args>` to the end: its summary and what it used.
+fn run_json(args: &[String]) -> (Value, Used) {
     let cpu = children_cpu();
+    let started = Instant::now();
     let out = superhero()
         .arg("--json")
         .args(args)
         .output()
         .expect("the superhero binary runs");
-    let used = children_cpu() - cpu;
+    let used = Used {
+        cpu_s: children_cpu() - cpu,
+        wall_s: started.elapsed().as_secs_f64(),
+    };
     let stdout = String::from_utf8_lossy(&out.stdout);
     let summary = stdout
         .lines()
@@ -203,7 +220,7 @@ fn number(summary: &Value, field: &str) -> f64 {
 }
 
 /// `simulate` with `args` writing into `out`.
-fn simulate(out: &Path, load: Load, args: &[&str]) -> (Value, f64) {
+fn simulate(out: &Path, load: Load, args: &[&str]) -> (Value, Used) {
     let mut all: Vec<String> = vec!["simulate".into(), "--output-dir".into()];
     all.push(out.display().to_string());
     all.extend(load.args());
@@ -218,12 +235,8 @@ fn simulate(out: &Path, load: Load, args: &[&str]) -> (Value, f64) {
 
 const BATCH: [&str; 5] = ["--batch-games", "10000", "--batch-seconds", "1", "--clean"];
 
-fn cpu_note(cpu: f64, summary: &Value) -> String {
-    format!(
-        "CPU {:.2} of {} cores",
-        cpu / number(summary, "elapsed_s"),
-        cores()
-    )
+fn cpu_note(used: Used) -> String {
+    format!("CPU {:.2} of {} cores", used.cores(), cores())
 }
 
 fn embedded_batch(dir: &Path, load: Load) -> Row {
@@ -232,7 +245,7 @@ fn embedded_batch(dir: &Path, load: Load) -> Row {
         what: "simulate, embedded store and broker, batch tables".into(),
         value: number(&s, "games_per_s"),
         unit: "games/s",
-        limit: cpu_note(cpu, &s),
+        limit: cpu_note(cpu),
         share: None,
         note: format!(
             "{}; {:.0} games, {:.0} events/s",
@@ -261,7 +274,7 @@ fn per_game(dir: &Path, load: Load, disk_files: usize) -> Row {
             "{}; {:.0} games; {}",
             load.describe(),
             number(&s, "games_completed"),
-            cpu_note(cpu, &s)
+            cpu_note(cpu)
         ),
     }
 }
@@ -300,7 +313,7 @@ fn redis_store(dir: &Path, load: Load) -> Result<Row, String> {
     let after = redis_info(&mut c);
     let delta = |k: &str| after.get(k).unwrap_or(&0.0) - before.get(k).unwrap_or(&0.0);
     let redis_cpu = delta("used_cpu_user") + delta("used_cpu_sys");
-    let elapsed = number(&s, "elapsed_s");
+    let elapsed = cpu.wall_s;
     let games = number(&s, "games_completed");
     let _: () = redis::cmd("FLUSHDB")
         .query(&mut c)
@@ -318,8 +331,8 @@ fn redis_store(dir: &Path, load: Load) -> Result<Row, String> {
             delta("total_commands_processed") / games,
             (delta("cmdstat_evalsha_calls") + delta("cmdstat_fcall_calls")) / games,
             redis_cpu / games * 1e6,
-            cpu / games * 1e6,
-            cpu_note(cpu, &s)
+            cpu.cpu_s / games * 1e6,
+            cpu_note(cpu)
         ),
     })
 }
@@ -391,7 +404,7 @@ fn server_and_player(load: Load) -> Row {
         limit: format!(
             "CPU: server {:.2} + player {:.2} of {} cores",
             server_cpu / elapsed,
-            player_cpu / elapsed,
+            player_cpu.cpu_s / elapsed,
             cores()
         ),
         share: None,
@@ -430,7 +443,7 @@ fn rate(dir: &Path, asked: f64, seconds: f64, (fewest, most): (f64, f64)) -> Row
             load.describe(),
             number(&s, "games_completed"),
             number(&s, "elapsed_s"),
-            cpu_note(cpu, &s)
+            cpu_note(cpu)
         ),
     }
 }
