@@ -70,9 +70,10 @@ struct Sizes {
 fn sizes() -> Sizes {
     if std::env::args().any(|a| a == "--bench") {
         Sizes {
+            // Long enough that the last batch's wait (up to a second) is a small part.
             batch: Load {
                 bots: 200,
-                games: 100,
+                games: 500,
             },
             per_game: Load {
                 bots: 200,

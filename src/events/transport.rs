@@ -110,11 +110,9 @@ fn raw_null() -> Box<RawValue> {
     RawValue::from_string("null".into()).unwrap_or_else(|_| unreachable!("null is JSON"))
 }
 
-/// ISO 8601 in UTC with milliseconds.
+/// ISO 8601 in UTC with milliseconds, `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 fn now_iso() -> String {
-    chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// Counts of a transport, since its sink was created.
@@ -455,6 +453,16 @@ async fn publish_with_retry(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_are_iso_8601_with_milliseconds() {
+        let t = now_iso();
+        assert_eq!(t.len(), 24, "{t}");
+        assert!(
+            chrono::NaiveDateTime::parse_from_str(&t, "%Y-%m-%dT%H:%M:%S%.3fZ").is_ok(),
+            "{t}"
+        );
+    }
 
     #[test]
     fn envelope_has_the_original_fields() {

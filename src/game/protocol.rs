@@ -589,9 +589,10 @@ impl ActionRecord {
     }
 }
 
-/// The record time format, `YYYY-MM-DDTHH:MM:SSZ` in UTC.
+/// The record time format, `YYYY-MM-DDTHH:MM:SSZ` in UTC (written directly, without
+/// parsing a format string on every record).
 pub fn timestamp_now() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 // ---------------------------------------------------------------------------------
