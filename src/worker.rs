@@ -25,7 +25,7 @@ use crate::broker::{Broker, BrokerError, Consumer, Delivery};
 use crate::etl::{self, GameTables, tables};
 use crate::events::{CLEANING_GAME_RECORDS, Envelope};
 use crate::game::{GameStatus, GameToken, UserToken};
-use crate::store::GameStore;
+use crate::store::{Extracted, GameStore};
 
 /// The pause after a failure, doubling while failures go on.
 const BACKOFF: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
@@ -453,23 +453,23 @@ impl<S: GameStore> Worker<S> {
             }
             return;
         }
-        let extract = match self.store.extract(&game).await {
-            Ok(e) => e,
+        let extract = match self.store.extract_for(&game, &user).await {
+            Ok(Extracted::Game(e)) => e,
+            Ok(Extracted::Guest) => {
+                EtlProgress::add(&self.progress.ignored, 1);
+                return self.settle(delivery, true).await;
+            }
+            Ok(Extracted::Gone) => {
+                // Unknown or already cleaned: written before, or never a real game.
+                EtlProgress::add(&self.progress.games_skipped, 1);
+                return self.settle(delivery, true).await;
+            }
             Err(e) => {
                 tracing::warn!("worker {}: reading game {game}: {e}", self.worker_id);
                 self.settle(delivery, false).await;
                 return self.back_off();
             }
         };
-        let Some(extract) = extract else {
-            // Unknown or already cleaned: written before, or never a real game.
-            EtlProgress::add(&self.progress.games_skipped, 1);
-            return self.settle(delivery, true).await;
-        };
-        if extract.host != user {
-            EtlProgress::add(&self.progress.ignored, 1);
-            return self.settle(delivery, true).await;
-        }
         if self.committed_before(&game, extract.batch.as_deref()) {
             if self.settings.clean {
                 self.clean(&game).await;

@@ -4,11 +4,12 @@
 mod common;
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use common::{fresh_redis_store, uniform_roster};
 use superhero::game::rules::{ForfeitReason, RuleError};
 use superhero::game::{GameStatus, GameToken, Hero, UserToken};
-use superhero::store::{GameStore, MemoryStore, StoreError};
+use superhero::store::{Extracted, GameStore, MemoryStore, StoreError};
 
 fn heroes(n: u32) -> Vec<Hero> {
     uniform_roster(n, 50, 10).iter().map(|h| h.hero()).collect()
@@ -388,6 +389,21 @@ async fn forfeits_lobbies_and_claims<S: GameStore>(store: S) {
     let logs = store.extract(&g).await.unwrap().unwrap().logs;
     assert_eq!(logs.len(), 2, "{logs:?}");
     assert!(logs[1].contains(r#""REASON":"LEFT GAME""#), "{}", logs[1]);
+    // A worker's read: the host's event gets the game, a guest's is told so.
+    let Extracted::Game(extract) = store.extract_for(&g, &snap.host).await.unwrap() else {
+        panic!("the host's event reads the game");
+    };
+    assert_eq!(extract.logs, logs);
+    let guest = order.iter().find(|u| **u != snap.host).unwrap();
+    assert_eq!(
+        store.extract_for(&g, guest).await.unwrap(),
+        Extracted::Guest
+    );
+    let unknown = GameToken::new_random();
+    assert_eq!(
+        store.extract_for(&unknown, guest).await.unwrap(),
+        Extracted::Gone
+    );
 
     for u in &order {
         assert!(store.claim_cleaning(&g, u).await.unwrap(), "first claim");
@@ -403,6 +419,12 @@ async fn forfeits_lobbies_and_claims<S: GameStore>(store: S) {
             .await
             .is_ok()
     );
+
+    // Once cleaned, the game is gone for every participant's event.
+    store.clean(&g, Duration::from_secs(30)).await.unwrap();
+    for u in &order {
+        assert_eq!(store.extract_for(&g, u).await.unwrap(), Extracted::Gone);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use super::{
-    Attacked, Forfeited, GameStore, Joined, MemoryStore, RedisConfig, RedisStore, SignalWatch,
-    Snapshot, StoreError,
+    Attacked, Extracted, Forfeited, GameStore, Joined, MemoryStore, RedisConfig, RedisStore,
+    SignalWatch, Snapshot, StoreError,
 };
 use crate::etl::GameExtract;
 use crate::game::rules::ForfeitReason;
@@ -155,6 +155,14 @@ impl GameStore for AnyStore {
 
     async fn extract(&self, game: &GameToken) -> Result<Option<GameExtract>, StoreError> {
         each!(self, s => s.extract(game).await)
+    }
+
+    async fn extract_for(
+        &self,
+        game: &GameToken,
+        user: &UserToken,
+    ) -> Result<Extracted, StoreError> {
+        each!(self, s => s.extract_for(game, user).await)
     }
 
     async fn mark_batch(&self, games: &[GameToken], batch: &str) -> Result<(), StoreError> {

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::{Attacked, Forfeited, GameStore, Joined, Signal, SignalWatch, Snapshot, StoreError};
+use super::{
+    Attacked, Extracted, Forfeited, GameStore, Joined, Signal, SignalWatch, Snapshot, StoreError,
+};
 use crate::etl::GameExtract;
 use crate::game::protocol::{ActionRecord, to_frame};
 use crate::game::rules::{self, Board, ForfeitReason, RuleError};
@@ -62,6 +64,19 @@ struct GameRecord {
 }
 
 impl GameRecord {
+    /// The game and its log, for its ETL.
+    fn extract(&self, game: &GameToken) -> GameExtract {
+        GameExtract {
+            game: game.clone(),
+            status: self.board.status,
+            participants: self.participants,
+            host: self.host.clone(),
+            heroes: self.board.heroes.clone(),
+            logs: self.logs.clone(),
+            batch: self.batch.clone(),
+        }
+    }
+
     fn joined(&self) -> usize {
         self.board.heroes.len()
     }
@@ -366,16 +381,26 @@ impl GameStore for MemoryStore {
     async fn extract(&self, game: &GameToken) -> Result<Option<GameExtract>, StoreError> {
         Ok(self.game(game).and_then(|r| {
             let r = lock(&r);
-            (!r.cleaned).then(|| GameExtract {
-                game: game.clone(),
-                status: r.board.status,
-                participants: r.participants,
-                host: r.host.clone(),
-                heroes: r.board.heroes.clone(),
-                logs: r.logs.clone(),
-                batch: r.batch.clone(),
-            })
+            (!r.cleaned).then(|| r.extract(game))
         }))
+    }
+
+    async fn extract_for(
+        &self,
+        game: &GameToken,
+        user: &UserToken,
+    ) -> Result<Extracted, StoreError> {
+        let Some(record) = self.game(game) else {
+            return Ok(Extracted::Gone);
+        };
+        let r = lock(&record);
+        Ok(if r.cleaned {
+            Extracted::Gone
+        } else if r.host != *user {
+            Extracted::Guest
+        } else {
+            Extracted::Game(Box::new(r.extract(game)))
+        })
     }
 
     async fn mark_batch(&self, games: &[GameToken], batch: &str) -> Result<(), StoreError> {

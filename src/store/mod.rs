@@ -181,6 +181,17 @@ impl Snapshot {
     }
 }
 
+/// What a worker holding one participant's `Cleaning Game Records` event finds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Extracted {
+    /// An unknown game, or one already cleaned.
+    Gone,
+    /// The event is a guest's: the game goes with its host's event, and was not read.
+    Guest,
+    /// The host's: the game and its log, read in one atomic step.
+    Game(Box<GameExtract>),
+}
+
 /// The result of `/api/v1/game/find`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Joined {
@@ -327,6 +338,23 @@ pub trait GameStore: Clone + Send + Sync + 'static {
         &self,
         game: &GameToken,
     ) -> impl Future<Output = Result<Option<GameExtract>, StoreError>> + Send;
+
+    /// [`Self::extract`] for the worker holding `user`'s event: a guest's event gets
+    /// [`Extracted::Guest`], and a store that can tell the host first does not read the
+    /// game for it.
+    fn extract_for(
+        &self,
+        game: &GameToken,
+        user: &UserToken,
+    ) -> impl Future<Output = Result<Extracted, StoreError>> + Send {
+        async move {
+            Ok(match self.extract(game).await? {
+                None => Extracted::Gone,
+                Some(e) if e.host != *user => Extracted::Guest,
+                Some(e) => Extracted::Game(Box::new(e)),
+            })
+        }
+    }
 
     /// Notes that `games` go into the batch `batch` (a file stem), before the batch is
     /// written: a worker that takes one of them over later knows where to look.

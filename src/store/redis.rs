@@ -31,7 +31,9 @@ use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script, ScriptInvocation};
 use tokio::sync::watch;
 
-use super::{Attacked, Forfeited, GameStore, Joined, Signal, SignalWatch, Snapshot, StoreError};
+use super::{
+    Attacked, Extracted, Forfeited, GameStore, Joined, Signal, SignalWatch, Snapshot, StoreError,
+};
 use crate::backoff::Backoff;
 use crate::etl::GameExtract;
 use crate::game::protocol::{ActionRecord, to_frame};
@@ -472,17 +474,34 @@ end
 static SNAPSHOT: std::sync::LazyLock<Script> =
     std::sync::LazyLock::new(|| Script::new(&format!("{LUA_SNAPSHOT}\nreturn snapshot(ARGV[1])")));
 
-/// ARGV: game. The snapshot with the log list and the batch mark appended; nil for
-/// an unknown game or one already cleaned (no longer in `games:participants`).
+/// The game's snapshot with its log list and batch mark appended; nil for an unknown
+/// game or one already cleaned (no longer in `games:participants`).
+const LUA_EXTRACT: &str = r"
+local function extract(g)
+  if not redis.call('ZSCORE', 'games:participants', g) then return false end
+  local snap = snapshot(g)
+  if not snap then return false end
+  snap[#snap + 1] = redis.call('LRANGE', 'games:' .. g .. ':logs', 0, -1)
+  snap[#snap + 1] = redis.call('GET', 'games:' .. g .. ':batch') or ''
+  return snap
+end
+";
+
+/// ARGV: game. Its extract.
 static EXTRACT: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
     Script::new(&format!(
-        r"{LUA_SNAPSHOT}
-if not redis.call('ZSCORE', 'games:participants', ARGV[1]) then return false end
-local snap = snapshot(ARGV[1])
-if not snap then return false end
-snap[#snap + 1] = redis.call('LRANGE', 'games:' .. ARGV[1] .. ':logs', 0, -1)
-snap[#snap + 1] = redis.call('GET', 'games:' .. ARGV[1] .. ':batch') or ''
-return snap
+        "{LUA_SNAPSHOT}{LUA_EXTRACT}\nreturn extract(ARGV[1])"
+    ))
+});
+
+/// ARGV: game, user. 0 when the user is not the game's host (nothing else is read),
+/// else the game's extract.
+static EXTRACT_FOR: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
+    Script::new(&format!(
+        r"{LUA_SNAPSHOT}{LUA_EXTRACT}
+if redis.call('ZSCORE', 'games:participants', ARGV[1])
+    and redis.call('GET', 'games:' .. ARGV[1] .. ':host') ~= ARGV[2] then return 0 end
+return extract(ARGV[1])
 "
     ))
 });
@@ -681,6 +700,20 @@ type RawExtract = (
     Vec<String>,
     String,
 );
+
+fn parse_extract(game: &GameToken, raw: RawExtract) -> Result<GameExtract, StoreError> {
+    let (n, status, turns, forfeits, host, order, heroes, logs, batch) = raw;
+    let snap = parse_snapshot((n, status, turns, forfeits, host, order, heroes))?;
+    Ok(GameExtract {
+        game: game.clone(),
+        status: snap.board.status,
+        participants: snap.participants,
+        host: snap.host,
+        heroes: snap.board.heroes,
+        logs,
+        batch: (!batch.is_empty()).then_some(batch),
+    })
+}
 
 fn parse_snapshot(raw: RawSnapshot) -> Result<Snapshot, StoreError> {
     let (participants, status, turns, forfeits, host, order, heroes) = raw;
@@ -940,19 +973,29 @@ impl GameStore for RedisStore {
             .invoke_async(&mut self.conns.next())
             .await
             .map_err(unavailable)?;
-        let Some((n, status, turns, forfeits, host, order, heroes, logs, batch)) = raw else {
-            return Ok(None);
-        };
-        let snap = parse_snapshot((n, status, turns, forfeits, host, order, heroes))?;
-        Ok(Some(GameExtract {
-            game: game.clone(),
-            status: snap.board.status,
-            participants: snap.participants,
-            host: snap.host,
-            heroes: snap.board.heroes,
-            logs,
-            batch: (!batch.is_empty()).then_some(batch),
-        }))
+        raw.map(|raw| parse_extract(game, raw)).transpose()
+    }
+
+    async fn extract_for(
+        &self,
+        game: &GameToken,
+        user: &UserToken,
+    ) -> Result<Extracted, StoreError> {
+        let reply: redis::Value = EXTRACT_FOR
+            .arg(game.as_str())
+            .arg(user.as_str())
+            .invoke_async(&mut self.conns.next())
+            .await
+            .map_err(unavailable)?;
+        match reply {
+            redis::Value::Int(0) => Ok(Extracted::Guest),
+            redis::Value::Nil => Ok(Extracted::Gone),
+            reply => {
+                let raw = <RawExtract as redis::FromRedisValue>::from_redis_value(reply)
+                    .map_err(|e| StoreError::Unavailable(format!("game {game}: {e}")))?;
+                Ok(Extracted::Game(Box::new(parse_extract(game, raw)?)))
+            }
+        }
     }
 
     async fn mark_batch(&self, games: &[GameToken], batch: &str) -> Result<(), StoreError> {
