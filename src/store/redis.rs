@@ -164,6 +164,21 @@ impl RedisStore {
         })
     }
 
+    /// Runs `script` with a game and a user as its arguments.
+    async fn game_user_script<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        game: &GameToken,
+        user: &UserToken,
+    ) -> Result<T, StoreError> {
+        script
+            .arg(game.as_str())
+            .arg(user.as_str())
+            .invoke_async(&mut self.conns.next())
+            .await
+            .map_err(unavailable)
+    }
+
     /// The underlying connection, for callers that read the keyspace directly.
     pub fn connection(&self) -> ConnectionManager {
         self.conns.next()
@@ -937,12 +952,7 @@ impl GameStore for RedisStore {
     }
 
     async fn enter_lobby(&self, game: &GameToken, user: &UserToken) -> Result<bool, StoreError> {
-        let entered: i64 = ENTER_LOBBY
-            .arg(game.as_str())
-            .arg(user.as_str())
-            .invoke_async(&mut self.conns.next())
-            .await
-            .map_err(unavailable)?;
+        let entered: i64 = self.game_user_script(&ENTER_LOBBY, game, user).await?;
         match entered {
             -1 => Err(StoreError::UnknownGame),
             n => Ok(n == 1),
@@ -958,12 +968,7 @@ impl GameStore for RedisStore {
     }
 
     async fn claim_cleaning(&self, game: &GameToken, user: &UserToken) -> Result<bool, StoreError> {
-        let claimed: i64 = CLAIM_CLEANING
-            .arg(game.as_str())
-            .arg(user.as_str())
-            .invoke_async(&mut self.conns.next())
-            .await
-            .map_err(unavailable)?;
+        let claimed: i64 = self.game_user_script(&CLAIM_CLEANING, game, user).await?;
         Ok(claimed == 1)
     }
 
@@ -981,12 +986,7 @@ impl GameStore for RedisStore {
         game: &GameToken,
         user: &UserToken,
     ) -> Result<Extracted, StoreError> {
-        let reply: redis::Value = EXTRACT_FOR
-            .arg(game.as_str())
-            .arg(user.as_str())
-            .invoke_async(&mut self.conns.next())
-            .await
-            .map_err(unavailable)?;
+        let reply: redis::Value = self.game_user_script(&EXTRACT_FOR, game, user).await?;
         match reply {
             redis::Value::Int(0) => Ok(Extracted::Guest),
             redis::Value::Nil => Ok(Extracted::Gone),
