@@ -75,6 +75,9 @@ pub struct PlayerSettings {
     pub concurrent_bots: usize,
     /// Completed games, counted live (for progress bars).
     pub completed: Arc<AtomicU64>,
+    /// While this says true, no bot starts looking for a game (a run's tables fall
+    /// behind: see `simulate`'s backlog limit).
+    pub hold: Option<watch::Receiver<bool>>,
 }
 
 impl Default for PlayerSettings {
@@ -90,6 +93,7 @@ impl Default for PlayerSettings {
             rate: None,
             concurrent_bots: CONCURRENT_BOTS,
             completed: Arc::default(),
+            hold: None,
         }
     }
 }
@@ -513,6 +517,10 @@ async fn play_game(
     tally: &Tally,
     settings: &PlayerSettings,
 ) -> Result<Lobby, BotError> {
+    if let Some(hold) = &settings.hold {
+        // A closed hold channel (its run ending) holds no one.
+        let _ = hold.clone().wait_for(|held| !*held).await;
+    }
     if let Some(pacer) = &tally.pacer {
         pacer.wait().await;
     }

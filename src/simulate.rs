@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use crate::audit;
 use crate::broker::{Broker, BrokerError};
@@ -29,6 +29,10 @@ use crate::worker::{self, EtlProgress, WorkerSettings};
 const PUBLISH_GRACE: Duration = Duration::from_secs(10);
 /// How long the workers get to finish their batches once told to stop.
 const WORKER_STOP: Duration = Duration::from_secs(30);
+
+/// Completed games waiting for their tables, at most, by default (`--max-backlog`):
+/// some 100 MB of events and game records.
+pub const MAX_BACKLOG: u64 = 10_000;
 
 /// How a simulation's bots reach its game server.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -56,6 +60,10 @@ pub struct SimulateSettings {
     pub rate: Option<f64>,
     /// Bots in a game at once, at most (0: all).
     pub concurrent_bots: usize,
+    /// Completed games not yet in the tables, at most, before bots wait to start
+    /// more (0: no limit): when the workers fall behind (per-game tables on a slow
+    /// disk), the run goes at their pace instead of holding the difference in memory.
+    pub max_backlog: u64,
     pub etl: WorkerSettings,
     /// Draw a progress bar on stderr (only where stderr is a terminal).
     pub progress: bool,
@@ -104,6 +112,11 @@ pub struct SimulateSummary {
     /// From a game's end (its last player told) to its rows durably on disk, over
     /// the games written.
     pub completion_to_parquet: Latency,
+    /// The most completed games seen waiting for their tables at once (sampled every
+    /// 10 ms).
+    pub backlog_peak: u64,
+    /// Seconds the bots waited for the tables to catch up (`max_backlog`).
+    pub held_s: f64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -189,6 +202,27 @@ pub async fn run_with<S: GameStore>(
     let completed = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let bar = Bar::start(settings.progress, completed.clone(), progress.clone(), sink);
 
+    // Every worker writes every game on a broadcasting broker.
+    let copies = if broker.semantics().work_sharing() {
+        1
+    } else {
+        settings.workers as u64
+    };
+    let (hold, held) = watch::channel(false);
+    let batch_wait = settings.etl.batch.map_or(Duration::ZERO, |b| b.max_age);
+    let (end_backlog, backlog_ended) = oneshot::channel();
+    let backlog = tokio::spawn(watch_backlog(
+        Backlog {
+            completed: completed.clone(),
+            progress: progress.clone(),
+            copies,
+            max: settings.max_backlog,
+            stalled: batch_wait.saturating_add(STALLED).min(STALLED_MOST),
+        },
+        hold,
+        backlog_ended,
+    ));
+
     let (listeners, bots_dial) = listeners(settings.transport, outside).await?;
     let (stop, stopped) = oneshot::channel::<()>();
     // Asked at the end how many games did not end.
@@ -212,8 +246,11 @@ pub async fn run_with<S: GameStore>(
         rate: settings.rate,
         concurrent_bots: settings.concurrent_bots,
         completed,
+        hold: (settings.max_backlog > 0).then_some(held),
     })
     .await;
+    let _ = end_backlog.send(());
+    let (backlog_peak, held_s) = backlog.await.unwrap_or_default();
     // The games of bots that stopped (a connection refused, a timeout) end by
     // forfeits and time-outs: the server stays up for as long as that takes.
     let ending = ending_time(&settings.server);
@@ -232,11 +269,6 @@ pub async fn run_with<S: GameStore>(
     // Every worker sees every event on a broadcasting broker, one worker each on the
     // others: the work is done when the workers settled that many events.
     let lobby_events = transport.published_by_queue[Queue::Lobby.index()];
-    let copies = if broker.semantics().work_sharing() {
-        1
-    } else {
-        settings.workers as u64
-    };
     drain(
         &progress,
         &bots.completed_games,
@@ -334,6 +366,8 @@ pub async fn run_with<S: GameStore>(
         completion_rate: bots.completion_rate,
         events_per_s: per_s(transport.published),
         completion_to_parquet: latency.summary(),
+        backlog_peak,
+        held_s,
     })
 }
 
@@ -376,6 +410,79 @@ async fn listeners(
 /// Waits until the workers have written every one of `games` and settled `events`
 /// events (redeliveries and retried publishes can add events, never games), or have
 /// settled none for `idle`.
+/// How long the workers may write nothing, past their batches' wait, before a hold
+/// is lifted: a backlog that does not drain (events lost on a broker that keeps
+/// nothing) is no reason to wait.
+const STALLED: Duration = Duration::from_secs(1);
+/// The longest such wait, however long batches wait.
+const STALLED_MOST: Duration = Duration::from_secs(10);
+
+/// What [`watch_backlog`] follows.
+struct Backlog {
+    /// Games the bots completed.
+    completed: Arc<std::sync::atomic::AtomicU64>,
+    progress: Arc<EtlProgress>,
+    /// Copies of each game the workers write (all of them on a broadcast).
+    copies: u64,
+    /// Games waiting for their tables, at most (0: no limit).
+    max: u64,
+    /// Writing nothing for this long lifts a hold.
+    stalled: Duration,
+}
+
+/// Follows the completed games waiting for their tables until `end`; while more than
+/// `max` wait, holds the bots, until the backlog is down to three quarters of that,
+/// as long as the workers keep writing. Returns the largest backlog seen and the
+/// seconds the bots were held.
+async fn watch_backlog(
+    backlog: Backlog,
+    hold: watch::Sender<bool>,
+    mut end: oneshot::Receiver<()>,
+) -> (u64, f64) {
+    let mut written = 0;
+    let mut wrote_at = Instant::now();
+    let mut peak = 0;
+    let mut held_since: Option<Instant> = None;
+    let mut held_for = Duration::ZERO;
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = &mut end => break,
+            _ = tick.tick() => {}
+        }
+        let now_written = backlog.progress.counts().games_written / backlog.copies.max(1);
+        if now_written != written {
+            written = now_written;
+            wrote_at = Instant::now();
+        }
+        let waiting = backlog
+            .completed
+            .load(Ordering::Relaxed)
+            .saturating_sub(written);
+        peak = peak.max(waiting);
+        let limit = match held_since {
+            Some(_) => backlog.max / 4 * 3,
+            None => backlog.max,
+        };
+        let hold_now = backlog.max > 0 && waiting > limit && wrote_at.elapsed() < backlog.stalled;
+        match (hold_now, held_since) {
+            (true, None) => held_since = Some(Instant::now()),
+            (false, Some(since)) => {
+                held_for += since.elapsed();
+                held_since = None;
+            }
+            _ => {}
+        }
+        hold.send_if_modified(|h| std::mem::replace(h, hold_now) != hold_now);
+    }
+    if let Some(since) = held_since {
+        held_for += since.elapsed();
+    }
+    hold.send_replace(false);
+    (peak, held_for.as_secs_f64())
+}
+
 async fn drain(progress: &EtlProgress, games: &[GameToken], events: u64, idle: Duration) {
     let mut last = u64::MAX;
     let mut idle_since = Instant::now();
@@ -453,5 +560,74 @@ impl Bar {
         if let Some(b) = self.bar {
             b.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Waits until the hold says `want`.
+    async fn until_held(hold: &mut watch::Receiver<bool>, want: bool) {
+        tokio::time::timeout(Duration::from_secs(10), hold.wait_for(|h| *h == want))
+            .await
+            .expect("the hold changes")
+            .expect("the backlog watch runs");
+    }
+
+    #[tokio::test]
+    async fn a_backlog_holds_the_bots_until_the_tables_catch_up() {
+        let completed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let progress = Arc::new(EtlProgress::default());
+        let (hold, mut held) = watch::channel(false);
+        let (end, ended) = oneshot::channel();
+        let task = tokio::spawn(watch_backlog(
+            Backlog {
+                completed: completed.clone(),
+                progress: progress.clone(),
+                copies: 1,
+                max: 8,
+                stalled: Duration::from_secs(60),
+            },
+            hold,
+            ended,
+        ));
+        completed.store(8, Ordering::Relaxed);
+        completed.store(9, Ordering::Relaxed);
+        until_held(&mut held, true).await;
+        // Released at three quarters of the limit, not before.
+        progress.games_written.store(2, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(*held.borrow(), "7 games still wait");
+        progress.games_written.store(3, Ordering::Relaxed);
+        until_held(&mut held, false).await;
+        let _ = end.send(());
+        let (peak, held_s) = task.await.unwrap();
+        assert_eq!(peak, 9);
+        assert!(held_s > 0.0);
+    }
+
+    #[tokio::test]
+    async fn workers_that_write_nothing_hold_no_one() {
+        let completed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (hold, mut held) = watch::channel(false);
+        let (end, ended) = oneshot::channel();
+        let task = tokio::spawn(watch_backlog(
+            Backlog {
+                completed: completed.clone(),
+                progress: Arc::default(),
+                copies: 1,
+                max: 1,
+                stalled: Duration::from_secs(2),
+            },
+            hold,
+            ended,
+        ));
+        completed.store(5, Ordering::Relaxed);
+        until_held(&mut held, true).await;
+        // Nothing is written (the events were lost): the hold is lifted.
+        until_held(&mut held, false).await;
+        let _ = end.send(());
+        assert_eq!(task.await.unwrap().0, 5);
     }
 }

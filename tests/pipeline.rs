@@ -450,6 +450,33 @@ async fn cleaning_on_redis_removes_logs_and_sets_expiry() {
     std::fs::remove_dir_all(&out).unwrap();
 }
 
+/// With a backlog limit of one game, bots wait for the tables after nearly every
+/// game: the run still completes and writes every game.
+#[test]
+fn a_backlog_limit_holds_the_bots_and_loses_nothing() {
+    let out = scratch_dir("backlog");
+    let (ok, s) = simulate(
+        &out,
+        &[
+            "--bots",
+            "20",
+            "--games",
+            "4",
+            "--workers",
+            "1",
+            "--max-backlog",
+            "1",
+        ],
+    );
+    assert!(ok, "{s}");
+    assert_eq!(n(&s, "bot_errors"), 0, "{s}");
+    let completed = n(&s, "games_completed");
+    assert!(completed > 0, "{s}");
+    assert_eq!(n(&s, "games_written"), completed, "{s}");
+    assert!(n(&s, "backlog_peak") <= completed, "{s}");
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
 #[test]
 fn rate_paces_the_run() {
     let out = scratch_dir("rate");

@@ -99,6 +99,7 @@ pub async fn run(
         workers: workload.workers,
         rate: workload.rate,
         concurrent_bots: player::CONCURRENT_BOTS,
+        max_backlog: simulate::MAX_BACKLOG,
         etl: WorkerSettings {
             output_dir: scratch.to_path_buf(),
             clean: false,

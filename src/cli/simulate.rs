@@ -53,6 +53,11 @@ pub struct SimulateArgs {
     /// timeout (0: all at once).
     #[arg(long, value_name = "N", default_value_t = player::CONCURRENT_BOTS)]
     pub concurrent_bots: usize,
+    /// Completed games not yet in the tables, at most, before bots wait to start more
+    /// (0: no limit): when the workers fall behind, the run goes at their pace instead
+    /// of holding the difference in memory.
+    #[arg(long, value_name = "GAMES", default_value_t = simulate::MAX_BACKLOG)]
+    pub max_backlog: u64,
     /// Never draw a progress bar.
     #[arg(long)]
     pub no_progress: bool,
@@ -107,6 +112,7 @@ impl SimulateArgs {
             workers: self.workers,
             rate: self.rate,
             concurrent_bots: self.concurrent_bots,
+            max_backlog: self.max_backlog,
             etl: self.etl.settings(&g.output_dir)?,
             progress: !self.no_progress && !g.json,
             drain_idle: seconds(self.drain_timeout, "--drain-timeout")?,
