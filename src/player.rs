@@ -238,7 +238,7 @@ pub async fn run(settings: PlayerSettings) -> PlayerSummary {
 
 /// Games per second between the first and the last of these ends (0 for fewer
 /// than two).
-pub fn completion_rate(ends: impl IntoIterator<Item = Instant>) -> f64 {
+fn completion_rate(ends: impl IntoIterator<Item = Instant>) -> f64 {
     let mut n = 0u64;
     let mut span: Option<(Instant, Instant)> = None;
     for at in ends {
