@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -293,6 +294,9 @@ struct Pending {
 }
 
 /// Games whose files are being written, with the messages to settle after.
+/// Games of a written batch cleaned at once, at most.
+const CLEANS_IN_FLIGHT: usize = 64;
+
 type Written = (Vec<(Vec<Delivery>, GameToken)>, Result<usize, String>);
 
 /// One worker: runs until `stop` turns true (then writes what it holds) or the broker
@@ -611,11 +615,14 @@ impl<S: GameStore> Worker<S> {
                 EtlProgress::add(&self.mine.files_written, files as u64);
                 let n = settle.len() as u64;
                 let durable = std::time::Instant::now();
+                if self.settings.clean {
+                    // Many at once: on Redis the requests share round trips.
+                    futures_util::stream::iter(&settle)
+                        .for_each_concurrent(CLEANS_IN_FLIGHT, |(_, game)| self.clean(game))
+                        .await;
+                }
                 for (deliveries, game) in settle {
                     self.progress.record_written(&game, durable);
-                    if self.settings.clean {
-                        self.clean(&game).await;
-                    }
                     // The copies of the host's event had nothing more to do.
                     EtlProgress::add(&self.progress.ignored, deliveries.len() as u64 - 1);
                     for delivery in deliveries {
