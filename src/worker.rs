@@ -293,10 +293,10 @@ struct Pending {
     tables: GameTables,
 }
 
-/// Games whose files are being written, with the messages to settle after.
 /// Games of a written batch cleaned at once, at most.
 const CLEANS_IN_FLIGHT: usize = 64;
 
+/// Games whose files are being written, with the messages to settle after.
 type Written = (Vec<(Vec<Delivery>, GameToken)>, Result<usize, String>);
 
 /// One worker: runs until `stop` turns true (then writes what it holds) or the broker
