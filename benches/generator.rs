@@ -179,7 +179,7 @@ impl Used {
 
 /// Runs `superhero --json <args>` to the end: its summary and what it used.
 fn run_json(args: &[String]) -> (Value, Used) {
-    let cpu = children_cpu();
+    let cpu_before = children_cpu();
     let started = Instant::now();
     let out = superhero()
         .arg("--json")
@@ -187,7 +187,7 @@ fn run_json(args: &[String]) -> (Value, Used) {
         .output()
         .expect("the superhero binary runs");
     let used = Used {
-        cpu_s: children_cpu() - cpu,
+        cpu_s: children_cpu() - cpu_before,
         wall_s: started.elapsed().as_secs_f64(),
     };
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -226,12 +226,12 @@ fn simulate(out: &Path, load: Load, args: &[&str]) -> (Value, Used) {
     all.push(out.display().to_string());
     all.extend(load.args());
     all.extend(args.iter().map(|a| a.to_string()));
-    let (summary, cpu) = run_json(&all);
+    let (summary, used) = run_json(&all);
     let problems = number(&summary, "bot_errors") + number(&summary, "missing_games");
     if problems > 0.0 {
         eprintln!("simulate {args:?}: bot errors or missing games: {summary}");
     }
-    (summary, cpu)
+    (summary, used)
 }
 
 const BATCH: [&str; 5] = ["--batch-games", "10000", "--batch-seconds", "1", "--clean"];
@@ -241,12 +241,12 @@ fn cpu_note(used: Used) -> String {
 }
 
 fn embedded_batch(dir: &Path, load: Load) -> Row {
-    let (s, cpu) = simulate(&dir.join("batch"), load, &BATCH);
+    let (s, used) = simulate(&dir.join("batch"), load, &BATCH);
     Row {
         what: "simulate, embedded store and broker, batch tables".into(),
         value: number(&s, "games_per_s"),
         unit: "games/s",
-        limit: cpu_note(cpu),
+        limit: cpu_note(used),
         share: None,
         note: format!(
             "{}; {:.0} games, {:.0} events/s",
@@ -261,7 +261,7 @@ fn per_game(dir: &Path, load: Load, disk_files: usize) -> Row {
     // A file the size of one game's GAME_META table file.
     let sample = vec![0x5a_u8; 3_000];
     let before = common::disk_rate(&dir.join("disk-before"), &sample, disk_files);
-    let (s, cpu) = simulate(&dir.join("per-game"), load, &[]);
+    let (s, used) = simulate(&dir.join("per-game"), load, &[]);
     let after = common::disk_rate(&dir.join("disk-after"), &sample, disk_files);
     let disk = (before + after) / 2.0;
     let games = number(&s, "games_per_s");
@@ -275,7 +275,7 @@ fn per_game(dir: &Path, load: Load, disk_files: usize) -> Row {
             "{}; {:.0} games; {}",
             load.describe(),
             number(&s, "games_completed"),
-            cpu_note(cpu)
+            cpu_note(used)
         ),
     }
 }
@@ -306,7 +306,7 @@ fn redis_store(dir: &Path, load: Load) -> Result<Row, String> {
         .query(&mut c)
         .map_err(|e| e.to_string())?;
     let before = redis_info(&mut c);
-    let (s, cpu) = simulate(
+    let (s, used) = simulate(
         &dir.join("redis"),
         load,
         &[&["--store", &url][..], &BATCH].concat(),
@@ -314,7 +314,7 @@ fn redis_store(dir: &Path, load: Load) -> Result<Row, String> {
     let after = redis_info(&mut c);
     let delta = |k: &str| after.get(k).unwrap_or(&0.0) - before.get(k).unwrap_or(&0.0);
     let redis_cpu = delta("used_cpu_user") + delta("used_cpu_sys");
-    let elapsed = cpu.wall_s;
+    let redis_cores = redis_cpu / used.wall_s;
     let games = number(&s, "games_completed");
     let _: () = redis::cmd("FLUSHDB")
         .query(&mut c)
@@ -323,8 +323,8 @@ fn redis_store(dir: &Path, load: Load) -> Result<Row, String> {
         what: "simulate --store redis, batch tables".into(),
         value: number(&s, "games_per_s"),
         unit: "games/s",
-        limit: format!("Redis CPU {:.2} of its 1 core", redis_cpu / elapsed),
-        share: Some(redis_cpu / elapsed),
+        limit: format!("Redis CPU {redis_cores:.2} of its 1 core"),
+        share: Some(redis_cores),
         note: format!(
             "{}; {games:.0} games; a game: {:.0} Redis commands ({:.0} script calls), \
              Redis CPU {:.0} µs, simulate CPU {:.0} µs; {}",
@@ -332,8 +332,8 @@ fn redis_store(dir: &Path, load: Load) -> Result<Row, String> {
             delta("total_commands_processed") / games,
             (delta("cmdstat_evalsha_calls") + delta("cmdstat_fcall_calls")) / games,
             redis_cpu / games * 1e6,
-            cpu.cpu_s / games * 1e6,
-            cpu_note(cpu)
+            used.cpu_s / games * 1e6,
+            cpu_note(used)
         ),
     })
 }
@@ -427,7 +427,7 @@ fn rate(dir: &Path, asked: f64, seconds: f64, (fewest, most): (f64, f64)) -> Row
         games: (games * 2.4 / bots as f64).ceil() as usize + 1,
     };
     let asked_arg = asked.to_string();
-    let (s, cpu) = simulate(
+    let (s, used) = simulate(
         &dir.join(format!("rate-{asked}")),
         load,
         &[&["--rate", &asked_arg][..], &BATCH].concat(),
@@ -444,7 +444,7 @@ fn rate(dir: &Path, asked: f64, seconds: f64, (fewest, most): (f64, f64)) -> Row
             load.describe(),
             number(&s, "games_completed"),
             number(&s, "elapsed_s"),
-            cpu_note(cpu)
+            cpu_note(used)
         ),
     }
 }
