@@ -340,21 +340,12 @@ pub trait GameStore: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<GameExtract>, StoreError>> + Send;
 
     /// [`Self::extract`] for the worker holding `user`'s event: a guest's event gets
-    /// [`Extracted::Guest`], and a store that can tell the host first does not read the
-    /// game for it.
+    /// [`Extracted::Guest`], told by the game's host without reading the game.
     fn extract_for(
         &self,
         game: &GameToken,
         user: &UserToken,
-    ) -> impl Future<Output = Result<Extracted, StoreError>> + Send {
-        async move {
-            Ok(match self.extract(game).await? {
-                None => Extracted::Gone,
-                Some(e) if e.host != *user => Extracted::Guest,
-                Some(e) => Extracted::Game(Box::new(e)),
-            })
-        }
-    }
+    ) -> impl Future<Output = Result<Extracted, StoreError>> + Send;
 
     /// Notes that `games` go into the batch `batch` (a file stem), before the batch is
     /// written: a worker that takes one of them over later knows where to look.
