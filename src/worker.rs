@@ -33,6 +33,9 @@ const BACKOFF: Backoff = Backoff::new(Duration::from_millis(200), Duration::from
 /// Writes one worker keeps going at once: durable writes wait on the disk, and
 /// several in flight let it commit them together.
 const WRITES_IN_FLIGHT: usize = 8;
+/// Messages a worker takes at once at most; those with nothing to write are
+/// acknowledged together.
+const TAKE: usize = 256;
 
 /// Writing one file per batch of games instead of one per game.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -321,6 +324,7 @@ pub async fn run<S: GameStore>(
         oldest: None,
         backoff: BACKOFF,
         resume_at: None,
+        acks: Vec::new(),
     };
     let batch_games = w.settings.batch.map_or(1, |b| b.games.max(1));
     let mut overflowed = 0;
@@ -335,9 +339,17 @@ pub async fn run<S: GameStore>(
             Some(done) = w.writing.join_next() => w.written(done).await,
             _ = sleep_until(deadline), if deadline.is_some() => w.flush().await,
             _ = sleep_until(w.resume_at), if w.resume_at.is_some() => w.resume_at = None,
-            next = consumer.next(), if w.resume_at.is_none() && w.writing.len() < WRITES_IN_FLIGHT => {
+            next = consumer.next_batch(TAKE), if w.resume_at.is_none() && w.writing.len() < WRITES_IN_FLIGHT => {
                 match next {
-                    Ok(delivery) => w.handle(delivery).await,
+                    Ok(taken) => {
+                        for delivery in taken {
+                            w.handle(delivery).await;
+                            if w.pending.len() >= batch_games {
+                                w.flush().await;
+                            }
+                        }
+                        w.ack_held().await;
+                    }
                     Err(BrokerError::Closed) => break,
                     Err(e) => {
                         tracing::warn!("worker {}: {e}; retrying", w.worker_id);
@@ -379,6 +391,8 @@ struct Worker<S> {
     backoff: Backoff,
     /// While backing off, no message is taken.
     resume_at: Option<Instant>,
+    /// Messages done with, acknowledged together by [`Self::ack_held`].
+    acks: Vec<Delivery>,
 }
 
 impl<S: GameStore> Worker<S> {
@@ -397,19 +411,29 @@ impl<S: GameStore> Worker<S> {
         }
     }
 
-    async fn settle(&self, delivery: Delivery, ok: bool) {
-        let result = if ok {
-            delivery.ack().await
-        } else {
-            delivery.nack().await
-        };
-        match result {
+    /// Acknowledges the delivery with the next [`Self::ack_held`], or gives it back
+    /// now.
+    async fn settle(&mut self, delivery: Delivery, ok: bool) {
+        if ok {
+            return self.acks.push(delivery);
+        }
+        match delivery.nack().await {
             Ok(()) => {}
             Err(BrokerError::Lost(why)) => {
                 EtlProgress::add(&self.progress.lost, 1);
                 tracing::error!("worker {}: {why}", self.worker_id);
             }
-            Err(e) => tracing::warn!("worker {}: settling a message: {e}", self.worker_id),
+            Err(e) => tracing::warn!("worker {}: giving a message back: {e}", self.worker_id),
+        }
+    }
+
+    /// Acknowledges what [`Self::settle`] held, together: one exchange with the
+    /// broker where it allows. What fails to be acknowledged comes again and is
+    /// found done.
+    async fn ack_held(&mut self) {
+        let acks = std::mem::take(&mut self.acks);
+        if let Err(e) = Delivery::ack_all(acks).await {
+            tracing::warn!("worker {}: acknowledging messages: {e}", self.worker_id);
         }
     }
 
@@ -629,6 +653,7 @@ impl<S: GameStore> Worker<S> {
                         self.settle(delivery, true).await;
                     }
                 }
+                self.ack_held().await;
                 EtlProgress::add(&self.progress.games_written, n);
                 EtlProgress::add(&self.mine.games_written, n);
             }

@@ -11,7 +11,7 @@ mod common;
 use superhero::broker::{
     Broker, Consumer, Delivery, FanoutOptions, KafkaBroker, KafkaOptions, MemoryBroker, NatsBroker,
     NatsOptions, NsqBroker, NsqOptions, RabbitBroker, RabbitOptions, RedisFanoutBroker,
-    RedisPubSubBroker, RedisStreamsBroker, StreamsOptions,
+    RedisPubSubBroker, RedisStreamsBroker, Semantics, StreamsOptions,
 };
 
 /// Longest wait for one message; a healthy broker answers in milliseconds.
@@ -191,6 +191,75 @@ pub async fn unacked_messages_survive_their_consumer(broker: Box<dyn Broker>) {
     let d = next(&mut heir).await;
     assert_eq!(d.payload, b"sentinel");
     d.ack().await.unwrap();
+}
+
+/// Acknowledging many messages together settles those and nothing else: with a
+/// message held back after a run of acknowledged ones (where one RabbitMQ ack with
+/// `multiple` could cover too much) and between others, the ones held back come
+/// back when their consumer goes away, and the acknowledged ones do not.
+pub async fn batched_acks_settle_only_those(broker: Box<dyn Broker>) {
+    let topic = topic("batch-ack");
+    let mut doomed = broker.consumer(&topic, "g").await.unwrap();
+    let sent = payloads("b", 30);
+    publish(&*broker, &topic, &sent).await;
+    let mut taken = Vec::new();
+    while taken.len() < sent.len() {
+        let batch = tokio::time::timeout(WAIT, doomed.next_batch(sent.len() - taken.len()))
+            .await
+            .expect("no message within the wait")
+            .expect("the broker failed to deliver");
+        taken.extend(batch);
+    }
+    let (mut held, mut done) = (Vec::new(), Vec::new());
+    for (i, d) in taken.into_iter().enumerate() {
+        if i % 7 == 6 {
+            held.push(d)
+        } else {
+            done.push(d)
+        }
+    }
+    let held_back: HashSet<Vec<u8>> = held.iter().map(|d| d.payload.clone()).collect();
+    assert_eq!(held_back.len(), 4);
+    Delivery::ack_all(done)
+        .await
+        .expect("acknowledging a batch");
+    drop(doomed);
+    if !broker.semantics().redelivery() {
+        drop(held);
+        return;
+    }
+
+    let mut heir = broker.consumer(&topic, "g").await.unwrap();
+    let mut back = HashSet::new();
+    let mut again = Vec::new();
+    while !held_back.is_subset(&back) {
+        let d = next(&mut heir).await;
+        back.insert(d.payload.clone());
+        again.push(d);
+    }
+    if broker.semantics() != Semantics::Log {
+        // A log starts again from the oldest message not acknowledged, so it may
+        // send acknowledged ones again; a queue sends back only what was held.
+        assert_eq!(back, held_back, "an acknowledged message came back");
+    }
+    Delivery::ack_all(again)
+        .await
+        .expect("acknowledging a batch");
+    drop(held);
+    publish(&*broker, &topic, &[b"sentinel".to_vec()]).await;
+    loop {
+        let d = next(&mut heir).await;
+        let sentinel = d.payload == b"sentinel";
+        assert!(
+            sentinel || broker.semantics() == Semantics::Log,
+            "a message acknowledged in a batch came back: {:?}",
+            String::from_utf8_lossy(&d.payload)
+        );
+        d.ack().await.unwrap();
+        if sentinel {
+            break;
+        }
+    }
 }
 
 /// Bytes arrive as sent: binary, multi-byte text, large.
@@ -491,6 +560,11 @@ macro_rules! broker_contract {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn unacked_messages_survive_their_consumer() {
                 super::unacked_messages_survive_their_consumer($make).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn batched_acks_settle_only_those() {
+                super::batched_acks_settle_only_those($make).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,6 +15,11 @@ use super::{BrokerError, Consumer, Delivery};
 
 pub(super) type Feed = mpsc::Sender<Result<Delivery, BrokerError>>;
 
+/// Deliveries a consumer's task may hand over ahead of `next`, so that
+/// [`Consumer::next_batch`] finds a batch waiting and its acks can go together. They
+/// are held by the consumer already, as a broker's prefetch holds them.
+pub(super) const FEED: usize = 256;
+
 type Cleanup = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 pub(super) struct FetchedConsumer {

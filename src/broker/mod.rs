@@ -26,6 +26,7 @@ pub mod redis;
 pub mod registry;
 pub mod tuning;
 
+use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
@@ -244,11 +245,64 @@ pub trait Consumer: Send {
 
 /// Settles one delivery with the broker.
 #[async_trait]
-pub trait Settle: Send + Sync {
+pub trait Settle: AsAny + Sync {
     /// Tells the broker the message is done with.
     async fn ack(self: Box<Self>) -> Result<(), BrokerError>;
     /// Gives the message back to the group for redelivery.
     async fn nack(self: Box<Self>) -> Result<(), BrokerError>;
+    /// Tells the broker this message and `more` are done with, in as few exchanges
+    /// as the broker allows, and never settles a message that is not among them. The
+    /// default acknowledges each, all at once (pipelined where they share a
+    /// connection). On error, some of them may have been acknowledged; the others
+    /// come back as unacknowledged messages do.
+    async fn ack_with(self: Box<Self>, more: Vec<Box<dyn Settle>>) -> Result<(), BrokerError> {
+        let (first, rest) = futures_util::join!(self.ack(), ack_each(more));
+        first.and(rest)
+    }
+}
+
+/// Lets a backend find its own settles among those handed to [`Settle::ack_with`].
+pub trait AsAny: Send {
+    fn as_any(&self) -> &dyn Any;
+    fn into_any(self: Box<Self>) -> Box<dyn Any + Send>;
+}
+
+impl<T: Any + Send> AsAny for T {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
+        self
+    }
+}
+
+/// Acknowledges each of `settles`, all at once; the first error, if any.
+pub(crate) async fn ack_each(settles: Vec<Box<dyn Settle>>) -> Result<(), BrokerError> {
+    futures_util::future::join_all(settles.into_iter().map(|s| s.ack()))
+        .await
+        .into_iter()
+        .collect()
+}
+
+/// Splits `settles` into those of type `T` for which `same` holds, and the others.
+pub(crate) fn split_own<T: Settle + 'static>(
+    settles: Vec<Box<dyn Settle>>,
+    same: impl Fn(&T) -> bool,
+) -> (Vec<T>, Vec<Box<dyn Settle>>) {
+    let (mut own, mut others) = (Vec::new(), Vec::new());
+    for settle in settles {
+        // Through the trait object: `settle.as_any()` would be the box's own.
+        if (*settle).as_any().downcast_ref::<T>().is_some_and(&same) {
+            // Always a T, as just checked.
+            if let Ok(mine) = settle.into_any().downcast::<T>() {
+                own.push(*mine);
+            }
+        } else {
+            others.push(settle);
+        }
+    }
+    (own, others)
 }
 
 /// One message as delivered to a consumer; settle it with [`Delivery::ack`] or
@@ -279,6 +333,17 @@ impl Delivery {
     /// Gives the message back for redelivery, where the broker redelivers.
     pub async fn nack(self) -> Result<(), BrokerError> {
         self.settle.nack().await
+    }
+
+    /// Acknowledges every one of `deliveries` in as few exchanges as their broker
+    /// allows (one XACK, one `basic.ack` with `multiple`, pipelined JetStream acks,
+    /// one write of FINs...); the first error, if any. Nothing else is acknowledged.
+    pub async fn ack_all(deliveries: Vec<Delivery>) -> Result<(), BrokerError> {
+        let mut settles = deliveries.into_iter().map(|d| d.settle);
+        match settles.next() {
+            Some(first) => first.ack_with(settles.collect()).await,
+            None => Ok(()),
+        }
     }
 }
 

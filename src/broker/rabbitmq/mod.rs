@@ -19,6 +19,7 @@
 //! (the original's prefetch of 1 would allow one game at a time). Unacknowledged
 //! messages go back to the queue when their channel closes; nack requeues.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,10 +36,10 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Exchange
 use tokio::sync::{Mutex, watch};
 
 use super::Tuning;
-use super::fetched::FetchedConsumer;
+use super::fetched::{FEED, FetchedConsumer};
 use super::{
     Broker, BrokerError, BrokerStat, Consumer, Delivery, OBSERVER_GROUP, Publisher, Semantics,
-    Settle,
+    Settle, ack_each, split_own,
 };
 use crate::backoff::{self, Backoff};
 use crate::url::redact;
@@ -313,7 +314,7 @@ impl RabbitBroker {
         let mut live = target.open().await?;
         let current = Arc::new(std::sync::Mutex::new(Some(live.conn.clone())));
         let held = current.clone();
-        let consumer = FetchedConsumer::spawn(1, |tx| async move {
+        let consumer = FetchedConsumer::spawn(FEED, |tx| async move {
             loop {
                 while let Some(item) = live.next().await {
                     let failed = item.is_err();
@@ -388,7 +389,12 @@ impl Subscription {
             )
             .await
             .map_err(unavailable)?;
-        Ok(Live { conn, stream, lost })
+        Ok(Live {
+            conn,
+            stream,
+            lost,
+            unsettled: Arc::default(),
+        })
     }
 }
 
@@ -398,7 +404,13 @@ struct Live {
     stream: lapin::Consumer,
     /// Turns true once the connection is known to be lost (see [`watch_connection`]).
     lost: watch::Receiver<bool>,
+    /// The delivery tags of the channel not settled yet.
+    unsettled: Unsettled,
 }
+
+/// The delivery tags of one channel not settled yet, so that one `basic.ack` with
+/// `multiple` is sent only where it covers nothing but the messages to acknowledge.
+type Unsettled = Arc<std::sync::Mutex<BTreeSet<u64>>>;
 
 impl Live {
     /// The next delivery, or an error once the connection has failed (even when the
@@ -406,17 +418,25 @@ impl Live {
     async fn next(&mut self) -> Option<Result<Delivery, BrokerError>> {
         let lost = self.lost.clone();
         let conn = self.conn.clone();
+        let unsettled = self.unsettled.clone();
         tokio::select! {
             next = self.stream.next() => next.map(|d| match d {
-                Ok(d) => Ok(Delivery::new(
-                    d.data,
-                    d.redelivered,
-                    Box::new(RabbitSettle {
-                        acker: d.acker,
-                        conn,
-                        lost,
-                    }),
-                )),
+                Ok(d) => {
+                    if let Ok(mut tags) = unsettled.lock() {
+                        tags.insert(d.delivery_tag);
+                    }
+                    Ok(Delivery::new(
+                        d.data,
+                        d.redelivered,
+                        Box::new(RabbitSettle {
+                            acker: d.acker,
+                            tag: d.delivery_tag,
+                            unsettled,
+                            conn,
+                            lost,
+                        }),
+                    ))
+                }
                 Err(e) => Err(unavailable(e)),
             }),
             _ = self.lost.wait_for(|l| *l) => Some(Err(BrokerError::Unavailable(
@@ -526,6 +546,8 @@ impl Publisher for RabbitPublisher {
 
 struct RabbitSettle {
     acker: lapin::Acker,
+    tag: u64,
+    unsettled: Unsettled,
     /// The connection the delivery came on: once it is closing, the broker gives
     /// the message back to the queue, and lapin would report a settle sent there as
     /// done.
@@ -541,17 +563,87 @@ impl RabbitSettle {
             Err(BrokerError::Stale)
         }
     }
+
+    /// Counts the message as settled on its channel.
+    fn forget(&self) {
+        if let Ok(mut tags) = self.unsettled.lock() {
+            tags.remove(&self.tag);
+        }
+    }
+}
+
+/// Of `tags` (sorted) to acknowledge on a channel whose unsettled tags are
+/// `unsettled`, the highest one that a `multiple` acknowledgement may carry: every
+/// unsettled tag up to it is among `tags`. `None` when the lowest unsettled tag is not.
+fn covered_up_to(tags: &[u64], unsettled: &BTreeSet<u64>) -> Option<u64> {
+    let mut top = None;
+    for (want, held) in tags.iter().zip(unsettled) {
+        if want != held {
+            break;
+        }
+        top = Some(*want);
+    }
+    top
 }
 
 #[async_trait]
 impl Settle for RabbitSettle {
     async fn ack(self: Box<Self>) -> Result<(), BrokerError> {
         self.held()?;
+        self.forget();
         settled(self.acker.ack(BasicAckOptions::default()), self.lost).await
+    }
+
+    /// One `basic.ack` with `multiple` for the longest run of the channel's oldest
+    /// unsettled deliveries that are all among these; the others one by one (an ack
+    /// has no reply, so these cost a frame each, not a round trip).
+    async fn ack_with(self: Box<Self>, more: Vec<Box<dyn Settle>>) -> Result<(), BrokerError> {
+        self.held()?;
+        let (mut mine, others) = split_own(more, |s: &RabbitSettle| {
+            Arc::ptr_eq(&s.unsettled, &self.unsettled)
+        });
+        let unsettled = self.unsettled.clone();
+        mine.push(*self);
+        mine.sort_unstable_by_key(|s| s.tag);
+        let top = {
+            let Ok(mut held) = unsettled.lock() else {
+                return Err(BrokerError::Stale);
+            };
+            let tags: Vec<u64> = mine.iter().map(|s| s.tag).collect();
+            let top = covered_up_to(&tags, &held);
+            for tag in &tags {
+                held.remove(tag);
+            }
+            top
+        };
+        let split = top.map_or(0, |top| mine.partition_point(|s| s.tag <= top));
+        let single = mine.split_off(split);
+        let multiple = mine.pop().map(|last| {
+            let options = BasicAckOptions { multiple: true };
+            settled(async move { last.acker.ack(options).await }, last.lost)
+        });
+        let each = single.into_iter().map(|s| {
+            settled(
+                async move { s.acker.ack(BasicAckOptions::default()).await },
+                s.lost,
+            )
+        });
+        let (first, rest, others) = futures_util::join!(
+            async {
+                match multiple {
+                    Some(m) => m.await,
+                    None => Ok(()),
+                }
+            },
+            futures_util::future::join_all(each),
+            ack_each(others)
+        );
+        rest.into_iter().fold(first.and(others), Result::and)
     }
 
     async fn nack(self: Box<Self>) -> Result<(), BrokerError> {
         self.held()?;
+        self.forget();
         let options = BasicNackOptions {
             requeue: true,
             ..BasicNackOptions::default()

@@ -29,7 +29,7 @@ use crate::broker::Tuning;
 use crate::broker::fetched::{Feed, FetchedConsumer};
 use crate::broker::{
     Broker, BrokerError, BrokerStat, Consumer, Delivery, OBSERVER_GROUP, Publisher, Semantics,
-    Settle,
+    Settle, ack_each, split_own,
 };
 
 const NAME: &str = "Redis Streams";
@@ -53,6 +53,8 @@ const HANDED_BACK_IDLE_MS: u64 = 24 * 3600 * 1000;
 const BLOCK_MS: u64 = 1000;
 /// Entries read or claimed in one call.
 pub const FETCH_COUNT: usize = 64;
+/// Ids one XACK acknowledges at most.
+const ACK_RUN: usize = 1024;
 /// How often a busy consumer looks for entries other consumers left.
 const CLAIM_CHECK: Duration = Duration::from_millis(100);
 /// Entries kept, approximately, of a stream no group reads (what only observers
@@ -295,8 +297,9 @@ impl RedisStreamsBroker {
         };
         let fetch_conn = self.link.own_connection(NAME).await?;
         let settle_conn = self.conn.clone();
-        let consumer =
-            FetchedConsumer::spawn(1, |tx| fetch(fetch_conn, stream.clone(), settle_conn, tx));
+        let consumer = FetchedConsumer::spawn(FETCH_COUNT, |tx| {
+            fetch(fetch_conn, stream.clone(), settle_conn, tx)
+        });
         // Hands back whatever this consumer holds, fetched or delivered, so another
         // consumer takes it at once rather than after the claim time.
         let mut conn = self.conn.clone();
@@ -447,6 +450,7 @@ async fn fetch(
     // Claiming is checked at most every CLAIM_CHECK while entries flow, and before
     // every wait when they do not.
     let mut claimed_at: Option<std::time::Instant> = None;
+    let shared = Arc::new(stream.clone());
     loop {
         let claim = claimed_at.is_none_or(|t| t.elapsed() >= CLAIM_CHECK);
         if claim {
@@ -462,7 +466,7 @@ async fn fetch(
                 for (id, payload, redelivered) in entries {
                     let settle = StreamsSettle {
                         conn: settle_conn.clone(),
-                        stream: stream.clone(),
+                        stream: shared.clone(),
                         id,
                     };
                     let delivery = Delivery::new(payload, redelivered, Box::new(settle));
@@ -564,7 +568,8 @@ async fn ack_ids(
 
 struct StreamsSettle {
     conn: ConnectionManager,
-    stream: Stream,
+    /// The consumer's stream, shared by its deliveries.
+    stream: Arc<Stream>,
     id: String,
 }
 
@@ -573,6 +578,26 @@ impl Settle for StreamsSettle {
     async fn ack(self: Box<Self>) -> Result<(), BrokerError> {
         let mut conn = self.conn.clone();
         ack_ids(&mut conn, &self.stream, std::slice::from_ref(&self.id)).await
+    }
+
+    /// One XACK for the ids of this consumer's stream, in runs of [`ACK_RUN`].
+    async fn ack_with(self: Box<Self>, more: Vec<Box<dyn Settle>>) -> Result<(), BrokerError> {
+        let (mine, others) = split_own(more, |s: &StreamsSettle| {
+            Arc::ptr_eq(&s.stream, &self.stream)
+        });
+        let mut ids = Vec::with_capacity(mine.len() + 1);
+        ids.push(self.id);
+        ids.extend(mine.into_iter().map(|s| s.id));
+        let mut conn = self.conn;
+        let stream = self.stream;
+        let ours = async {
+            for run in ids.chunks(ACK_RUN) {
+                ack_ids(&mut conn, &stream, run).await?;
+            }
+            Ok(())
+        };
+        let (ours, rest) = futures_util::join!(ours, ack_each(others));
+        ours.and(rest)
     }
 
     async fn nack(self: Box<Self>) -> Result<(), BrokerError> {
