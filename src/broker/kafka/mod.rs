@@ -336,6 +336,7 @@ impl KafkaBroker {
             partitions,
             retry,
         });
+        let topic_name = topic.to_string();
         let consumer = FetchedConsumer::spawn(1, |tx| async move {
             loop {
                 let item = tokio::select! {
@@ -350,6 +351,16 @@ impl KafkaBroker {
                             };
                             shared.track(&message);
                             Ok(shared.delivery(message, false))
+                        }
+                        // A topic just created (ensured above) may not be known to
+                        // every part of the cluster yet: it soon is, and the consumer
+                        // goes on by itself.
+                        Err(KafkaError::MessageConsumption(
+                            RDKafkaErrorCode::UnknownTopicOrPartition,
+                        )) => {
+                            tracing::debug!("Kafka: {topic_name} is not known everywhere yet");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            continue;
                         }
                         Err(e) => Err(unavailable(e)),
                     },
