@@ -2,10 +2,12 @@
 //! duplicates: publishers publish on the plain pub/sub channel (`redis.<queue>`); a
 //! fan-out middleware ([`Fanout`], `superhero fanout`) subscribes it and
 //! republishes each message to ONE live worker, on that worker's own channel
-//! `redis.<queue>-<worker>`.
+//! `redis.<queue>-<worker>`. It forwards what has arrived together, up to
+//! [`DISPATCH_BATCH`] messages in one pipeline of PUBLISHes.
 //!
 //! Workers register in the set `<channel>:fanout:<group>` (and their group in
-//! `<channel>:fanout-groups`) when they subscribe, and leave when they go. The middleware takes the group's workers in turn; PUBLISH
+//! `<channel>:fanout-groups`) when they subscribe, and leave when they go. The
+//! middleware takes the group's workers in turn; PUBLISH
 //! tells how many subscribers got a message, so a worker that died without leaving
 //! is noticed at its first message, dropped from the set, and the message goes to the
 //! next one. A message with no live worker is lost, counted and logged. Nothing is
@@ -59,6 +61,8 @@ pub struct FanoutOptions {
 
 /// How often the middleware re-reads the groups and their workers.
 const REFRESH: Duration = Duration::from_secs(1);
+/// Messages the middleware takes at once at most and forwards in one pipeline.
+const DISPATCH_BATCH: usize = 512;
 
 fn unavailable(e: redis::RedisError) -> BrokerError {
     crate::broker::unavailable(NAME)(e)
@@ -210,7 +214,7 @@ impl Fanout {
         let mut groups = Groups::default();
         let mut overflowed = 0;
         loop {
-            let delivery = self.input.next().await?;
+            let batch = self.input.next_batch(DISPATCH_BATCH).await?;
             // What the subscription itself dropped, falling behind, is lost too.
             let now = self.input.overflowed();
             self.stats
@@ -224,60 +228,83 @@ impl Fanout {
                 groups.refresh(&mut self.conn, &self.channel).await;
             }
             if groups.by_name.is_empty() {
-                self.stats.lost.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(
-                    "Redis fan-out: no worker listens on {}; a message is lost",
-                    self.channel
+                self.lose(
+                    batch.len(),
+                    &format!("no worker listens on {}", self.channel),
                 );
                 continue;
             }
-            let mut reread = false;
+            let payloads: Vec<&[u8]> = batch.iter().map(|d| d.payload.as_slice()).collect();
             for (group, workers) in &mut groups.by_name {
-                let mut sent = self.dispatch(group, workers, &delivery.payload).await;
-                if !sent && !reread {
-                    // Every worker we knew is gone: a new one may have come since.
-                    reread = true;
-                    *workers = Groups::workers(&mut self.conn, &self.channel, group, 0).await;
-                    sent = self.dispatch(group, workers, &delivery.payload).await;
-                }
-                if sent {
-                    self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    self.stats.lost.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(
-                        "Redis fan-out: no live worker in group {group} of {}; a message is lost",
-                        self.channel
-                    );
+                let mut todo = payloads.clone();
+                let mut reread = false;
+                while !todo.is_empty() {
+                    if workers.ids.is_empty() && !reread {
+                        // Every worker we knew is gone: a new one may have come since.
+                        reread = true;
+                        *workers = Groups::workers(&mut self.conn, &self.channel, group, 0).await;
+                    }
+                    if workers.ids.is_empty() {
+                        let why = format!("no live worker in group {group} of {}", self.channel);
+                        self.lose(todo.len(), &why);
+                        break;
+                    }
+                    match self.dispatch(group, workers, &todo).await {
+                        Ok(refused) => todo = refused,
+                        Err(e) => {
+                            let why = format!("publishing to the workers of group {group}: {e}");
+                            self.lose(todo.len(), &why);
+                            break;
+                        }
+                    }
                 }
             }
         }
     }
 
-    /// Publishes to the next live worker of a group; false if none is left.
-    async fn dispatch(&mut self, group: &str, workers: &mut Workers, payload: &[u8]) -> bool {
-        while !workers.ids.is_empty() {
+    fn lose(&self, messages: usize, why: &str) {
+        self.stats
+            .lost
+            .fetch_add(messages as u64, Ordering::Relaxed);
+        tracing::warn!("Redis fan-out: {why}; {messages} message(s) lost");
+    }
+
+    /// Publishes `payloads` to a group's workers in turn, in one pipeline; returns
+    /// those that reached no subscriber, whose workers are forgotten (gone without
+    /// leaving).
+    async fn dispatch<'p>(
+        &mut self,
+        group: &str,
+        workers: &mut Workers,
+        payloads: &[&'p [u8]],
+    ) -> Result<Vec<&'p [u8]>, redis::RedisError> {
+        let mut pipe = redis::pipe();
+        let mut sent_to = Vec::with_capacity(payloads.len());
+        for payload in payloads {
             let i = workers.next % workers.ids.len();
             workers.next = workers.next.wrapping_add(1);
-            let id = workers.ids[i].clone();
-            let received: Result<i64, _> = self
-                .conn
-                .publish(worker_channel(&self.channel, &id), payload)
-                .await;
-            match received {
-                Ok(n) if n > 0 => return true,
-                Ok(_) => {
-                    // Gone without leaving: forget it.
-                    workers.ids.remove(i);
-                    let _: Result<(), _> =
-                        self.conn.srem(registry(&self.channel, group), &id).await;
-                }
-                Err(e) => {
-                    tracing::warn!("Redis fan-out: publishing to worker {id}: {e}");
-                    return false;
+            pipe.publish(worker_channel(&self.channel, &workers.ids[i]), payload);
+            sent_to.push(i);
+        }
+        let received: Vec<i64> = pipe.query_async(&mut self.conn).await?;
+        let mut refused = Vec::new();
+        let mut gone = Vec::new();
+        for ((payload, i), n) in payloads.iter().zip(sent_to).zip(received) {
+            if n > 0 {
+                self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
+            } else {
+                refused.push(*payload);
+                if !gone.contains(&i) {
+                    gone.push(i);
                 }
             }
         }
-        false
+        gone.sort_unstable();
+        for i in gone.into_iter().rev() {
+            let id = workers.ids.remove(i);
+            let _: Result<(), _> = self.conn.srem(registry(&self.channel, group), &id).await;
+        }
+        Ok(refused)
     }
 }
 
