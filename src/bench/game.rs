@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::process::ProcessUsage;
 use crate::broker::Broker;
 use crate::events::EventSink;
 use crate::latency::Latency;
@@ -17,7 +18,12 @@ use crate::player;
 use crate::server::ServerSettings;
 use crate::simulate::{self, SimulateError, SimulateSettings, Transport};
 use crate::store::MemoryStore;
-use crate::worker::WorkerSettings;
+use crate::worker::{BatchPolicy, WorkerSettings};
+
+/// Games per table file unless the workload says.
+pub const BATCH_GAMES: usize = 1_000;
+/// The longest a batch's first game waits unless the workload says, in seconds.
+pub const BATCH_SECONDS: f64 = 1.0;
 
 /// What the game pipeline workload runs.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -29,6 +35,11 @@ pub struct GameWorkload {
     /// About this many games per second; none: as fast as the pipeline goes.
     pub rate: Option<f64>,
     pub seed: u64,
+    /// Games per table file (0: one pair of files per game, bound by the disk's rate
+    /// for durable files rather than by the broker).
+    pub batch_games: usize,
+    /// ...or when a batch's first game has waited this long, in seconds.
+    pub batch_seconds: f64,
     /// How long the workers may settle nothing before their games count as missing.
     #[serde(skip)]
     pub drain_idle: Duration,
@@ -42,12 +53,22 @@ impl Default for GameWorkload {
             workers: 3,
             rate: None,
             seed: 42,
+            batch_games: BATCH_GAMES,
+            batch_seconds: BATCH_SECONDS,
             drain_idle: Duration::from_secs(10),
         }
     }
 }
 
 impl GameWorkload {
+    /// How the workers batch their tables; none: a pair of files per game.
+    pub fn batch_policy(&self) -> Option<BatchPolicy> {
+        (self.batch_games > 0).then(|| BatchPolicy {
+            games: self.batch_games,
+            max_age: Duration::try_from_secs_f64(self.batch_seconds).unwrap_or(Duration::MAX),
+        })
+    }
+
     /// A run of a few seconds.
     pub fn quick() -> Self {
         Self {
@@ -79,6 +100,9 @@ pub struct GameResult {
     pub elapsed_s: f64,
     /// From a game's end to its rows durably on disk.
     pub completion_to_parquet: Latency,
+    /// What the broker's process used meanwhile, when it runs on this machine.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broker_process: Option<ProcessUsage>,
 }
 
 /// Runs the game pipeline once on `broker`; the tables go to `scratch`, which is
@@ -104,7 +128,7 @@ pub async fn run(
             output_dir: scratch.to_path_buf(),
             clean: false,
             keep: Duration::from_secs(30),
-            batch: None,
+            batch: workload.batch_policy(),
             shared: true,
         },
         progress: false,
@@ -130,6 +154,7 @@ pub async fn run(
         games_per_s: s.games_per_s,
         elapsed_s: s.elapsed_s,
         completion_to_parquet: s.completion_to_parquet,
+        broker_process: None,
     })
 }
 

@@ -11,6 +11,7 @@
 pub mod game;
 pub mod html;
 pub mod native;
+pub mod process;
 pub mod raw;
 pub mod workload;
 
@@ -27,6 +28,7 @@ use crate::url::redact;
 
 pub use game::{GameResult, GameWorkload};
 pub use native::{Baseline, Tools};
+pub use process::{BrokerProcess, ProcessUsage};
 pub use raw::{RawResult, RawWorkload};
 pub use workload::{Overrides, Plan, WorkloadError, WorkloadFile};
 
@@ -188,6 +190,8 @@ async fn measure(
         "work sharing"
     });
     report.status = "ok";
+    // The broker's own process, when it runs here, watched during each workload.
+    let process = BrokerProcess::find(spec.url());
     let mut failures = Vec::new();
     let mut baselines = Vec::new();
 
@@ -199,14 +203,16 @@ async fn measure(
             1
         };
         let shown = progress.clone();
-        match raw::run(&*broker, workload, copies, move |n| shown.inc(n)).await {
-            Ok(r) => {
+        let running = raw::run(&*broker, workload, copies, move |n| shown.inc(n));
+        match process::watch(process.as_ref(), running).await {
+            (Ok(mut r), usage) => {
+                r.broker_process = usage;
                 report
                     .verdict
                     .push(raw_verdict(name, &r, broadcast, workload.consumers));
                 report.raw = Some(r);
             }
-            Err(e) => failures.push(format!("raw messaging: {e}")),
+            (Err(e), _) => failures.push(format!("raw messaging: {e}")),
         }
         progress.finish();
         if let Some(ours) = &report.raw {
@@ -230,12 +236,14 @@ async fn measure(
             sanitize(name),
             uuid::Uuid::new_v4().simple()
         ));
-        match game::run(broker.clone(), ctx.sink, workload, &scratch).await {
-            Ok(r) => {
+        let running = game::run(broker.clone(), ctx.sink, workload, &scratch);
+        match process::watch(process.as_ref(), running).await {
+            (Ok(mut r), usage) => {
+                r.broker_process = usage;
                 report.verdict.push(game::verdict(name, &r));
                 report.game = Some(r);
             }
-            Err(e) => failures.push(format!("game pipeline: {e}")),
+            (Err(e), _) => failures.push(format!("game pipeline: {e}")),
         }
         progress.finish_with_message("game pipeline done");
     }
@@ -308,23 +316,26 @@ impl Report {
 
     fn raw_table(&self, w: &RawWorkload) -> String {
         let mut md = format!(
-            "Raw messaging: {} messages of {} bytes, {} producer(s), {} consumer(s){}\n\n",
+            "Raw messaging: {} messages of {} bytes, {} producer(s) sending {} before \
+             waiting for confirms, {} consumer(s) acknowledging up to {} together{}\n\n",
             w.messages,
             w.size,
             w.producers,
+            w.publish_batch,
             w.consumers,
+            w.ack_batch,
             w.rate
                 .map_or(String::new(), |r| format!(", target {r:.0} msg/s"))
         );
         md.push_str(
-            "| broker | delivery | published/s | consumed/s | p50 ms | p95 ms | p99 ms | max ms | duplicates | lost | the broker's figures at the end | notes |\n",
+            "| broker | delivery | published/s | consumed/s | p50 ms | p95 ms | p99 ms | max ms | duplicates | lost | broker CPU, cores (peak) | broker RSS MiB | the broker's figures at the end | notes |\n",
         );
-        md.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n");
+        md.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n");
         for b in &self.brokers {
             let delivery = b.delivery.unwrap_or("-");
             match &b.raw {
                 Some(r) => md.push_str(&format!(
-                    "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | |\n",
+                    "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} | {} | |\n",
                     b.broker,
                     delivery,
                     r.publish_per_s,
@@ -335,6 +346,8 @@ impl Report {
                     r.latency.max_ms,
                     r.duplicates,
                     r.lost,
+                    cpu_cell(r.broker_process.as_ref()),
+                    rss_cell(r.broker_process.as_ref()),
                     r.broker_stats
                         .iter()
                         .map(|s| format!("{} {}", s.name, s.value))
@@ -342,7 +355,7 @@ impl Report {
                         .join(", ")
                 )),
                 None => md.push_str(&format!(
-                    "| {} | {} | - | - | - | - | - | - | - | - | - | {} |\n",
+                    "| {} | {} | - | - | - | - | - | - | - | - | - | - | - | {} |\n",
                     b.broker,
                     delivery,
                     b.note()
@@ -391,8 +404,16 @@ impl Report {
     }
 
     fn game_table(&self, w: &GameWorkload) -> String {
+        let tables = match w.batch_policy() {
+            Some(b) => format!(
+                "tables in batches of {} games or {} s",
+                b.games,
+                b.max_age.as_secs_f64()
+            ),
+            None => "a pair of table files per game".into(),
+        };
         let mut md = format!(
-            "Game pipeline: {} bots playing {} games each, {} worker(s){}\n\n",
+            "Game pipeline: {} bots playing {} games each, {} worker(s), {tables}{}\n\n",
             w.bots,
             w.games_per_bot,
             w.workers,
@@ -400,9 +421,9 @@ impl Report {
                 .map_or(String::new(), |r| format!(", target {r:.0} games/s"))
         );
         md.push_str(
-            "| broker | games simulated | games written | duplicate games | missing games | events/s | games/s | end to Parquet p50 ms | p95 ms | p99 ms | max ms | notes |\n",
+            "| broker | games simulated | games written | duplicate games | missing games | events/s | games/s | end to Parquet p50 ms | p95 ms | p99 ms | max ms | broker CPU, cores (peak) | broker RSS MiB | notes |\n",
         );
-        md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+        md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
         for b in &self.brokers {
             match &b.game {
                 Some(g) => {
@@ -413,7 +434,7 @@ impl Report {
                         String::new()
                     };
                     md.push_str(&format!(
-                        "| {} | {} | {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {note} |\n",
+                        "| {} | {} | {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {note} |\n",
                         b.broker,
                         g.games_simulated,
                         g.games_written,
@@ -424,11 +445,13 @@ impl Report {
                         l.p50_ms,
                         l.p95_ms,
                         l.p99_ms,
-                        l.max_ms
+                        l.max_ms,
+                        cpu_cell(g.broker_process.as_ref()),
+                        rss_cell(g.broker_process.as_ref()),
                     ))
                 }
                 None => md.push_str(&format!(
-                    "| {} | - | - | - | - | - | - | - | - | - | - | {} |\n",
+                    "| {} | - | - | - | - | - | - | - | - | - | - | - | - | {} |\n",
                     b.broker,
                     b.note()
                 )),
@@ -446,6 +469,18 @@ impl Report {
         std::fs::write(dir.join("report.md"), self.markdown())?;
         std::fs::write(dir.join("report.html"), html::render(self))
     }
+}
+
+/// A broker process's mean CPU with its peak, for a table cell; `-` when not measured.
+fn cpu_cell(usage: Option<&ProcessUsage>) -> String {
+    usage.map_or("-".into(), |u| {
+        format!("{:.2} ({:.2})", u.cpu_cores, u.cpu_cores_peak)
+    })
+}
+
+/// A broker process's highest resident memory, for a table cell.
+fn rss_cell(usage: Option<&ProcessUsage>) -> String {
+    usage.map_or("-".into(), |u| format!("{:.0}", u.rss_mib_max))
 }
 
 impl BrokerReport {

@@ -588,6 +588,8 @@ mod tests {
             producers: 1,
             consumers: 1,
             rate: None,
+            ack_batch: crate::bench::raw::ACK_BATCH,
+            publish_batch: crate::bench::raw::PUBLISH_BATCH,
             idle: Duration::from_secs(1),
         };
         let broker = crate::broker::MemoryBroker::new();

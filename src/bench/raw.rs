@@ -10,13 +10,16 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::task::JoinSet;
 
-use crate::broker::{Broker, BrokerError, BrokerStat, stats_within};
+use super::process::ProcessUsage;
+use crate::broker::{Broker, BrokerError, BrokerStat, Delivery, stats_within};
 use crate::latency::{Latency, LatencyRecorder};
 
 /// Bytes of the header every message starts with: sequence number and send time.
 pub const HEADER: usize = 16;
-/// Messages one publish call sends at most.
-const BATCH: usize = 256;
+/// Messages a consumer acknowledges together at most, unless the workload says.
+pub const ACK_BATCH: usize = 256;
+/// Messages a producer sends before waiting for confirms, unless the workload says.
+pub const PUBLISH_BATCH: usize = 256;
 /// How long the consumers wait for one more message once publishing has ended.
 pub const DEFAULT_IDLE: Duration = Duration::from_secs(5);
 /// The consumers' group.
@@ -35,6 +38,11 @@ pub struct RawWorkload {
     pub consumers: usize,
     /// Messages per second all producers together aim at; none: as fast as they can.
     pub rate: Option<f64>,
+    /// Messages a consumer takes and acknowledges together at most (the broker's
+    /// batched acknowledgement: one XACK, `basic.ack` with `multiple`...).
+    pub ack_batch: usize,
+    /// Messages a producer sends before it waits for the broker's confirms.
+    pub publish_batch: usize,
     /// How long consumers wait for a next message after publishing ended.
     #[serde(skip)]
     pub idle: Duration,
@@ -59,6 +67,9 @@ pub struct RawResult {
     /// What the broker itself said of the consumers' group at the end of the run, in
     /// its own terms (NSQ's requeued and timed out messages, Kafka's lag...).
     pub broker_stats: Vec<BrokerStat>,
+    /// What the broker's process used meanwhile, when it runs on this machine.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broker_process: Option<ProcessUsage>,
 }
 
 /// The header and padding of message `seq`, sent `sent_ns` after the run's start.
@@ -114,10 +125,11 @@ pub async fn run(
         let mut consumer = broker.consumer(&topic, GROUP).await?;
         let seen = seen.clone();
         let progress = progress.clone();
+        let ack_batch = workload.ack_batch.max(1);
         consumers.spawn(async move {
             loop {
-                let delivery = match consumer.next().await {
-                    Ok(d) => d,
+                let batch = match consumer.next_batch(ack_batch).await {
+                    Ok(batch) => batch,
                     Err(BrokerError::Closed) => return,
                     // The broker hiccuped: the consumer resubscribes by itself; what
                     // never comes back is counted as lost.
@@ -127,18 +139,23 @@ pub async fn run(
                     }
                 };
                 let now = start.elapsed().as_nanos() as u64;
-                let decoded = decode(&delivery.payload);
-                let _ = delivery.ack().await;
-                let Some((seq, sent)) = decoded else { continue };
+                let decoded: Vec<_> = batch.iter().map(|d| decode(&d.payload)).collect();
+                // What is not acknowledged comes again and shows as a duplicate.
+                let _ = Delivery::ack_all(batch).await;
                 let Ok(mut s) = seen.lock() else { return };
-                if s.ids.insert(seq) {
-                    s.latency
-                        .record(Duration::from_nanos(now.saturating_sub(sent)));
-                    progress(1);
-                } else {
-                    s.duplicates += 1;
+                let mut new = 0;
+                for (seq, sent) in decoded.into_iter().flatten() {
+                    if s.ids.insert(seq) {
+                        s.latency
+                            .record(Duration::from_nanos(now.saturating_sub(sent)));
+                        new += 1;
+                    } else {
+                        s.duplicates += 1;
+                    }
                 }
                 s.last = Some(Instant::now());
+                drop(s);
+                progress(new);
             }
         });
     }
@@ -190,6 +207,7 @@ pub async fn run(
         consume_per_s: per_s(consumed, consume_s),
         latency: s.latency.summary(),
         broker_stats,
+        broker_process: None,
     })
 }
 
@@ -218,10 +236,11 @@ async fn publish_all(
         // Producer p sends the sequence numbers p, p + P, p + 2P, ...
         let seqs: Vec<u64> = (p..workload.messages).step_by(producers as usize).collect();
         let rate = workload.rate.map(|r| r / producers as f64);
+        let window = workload.publish_batch.max(1);
         tasks.spawn(async move {
             let began = Instant::now();
             let (mut ok, mut failed) = (0u64, 0u64);
-            for chunk in seqs.chunks(BATCH) {
+            for chunk in seqs.chunks(window) {
                 if let Some(rate) = rate {
                     // Hold back until this chunk is due at the target rate.
                     let due = Duration::try_from_secs_f64(ok as f64 / rate)
@@ -278,6 +297,8 @@ mod tests {
             producers: 2,
             consumers: 3,
             rate: None,
+            ack_batch: 100,
+            publish_batch: 64,
             idle: Duration::from_secs(2),
         };
         let r = run(&MemoryBroker::new(), &workload, 1, |_| {})

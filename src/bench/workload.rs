@@ -15,12 +15,16 @@
 //! producers = 2
 //! consumers = 2
 //! rate = 50000        # messages per second, all producers together
+//! ack_batch = 256      # messages a consumer acknowledges together at most
+//! publish_batch = 256  # messages a producer sends before waiting for confirms
 //!
 //! [game]
 //! bots = 200
 //! games_per_bot = 10
 //! workers = 3
 //! rate = 100          # games per second
+//! batch_games = 1000  # games per table file; 0: two files per game
+//! batch_seconds = 1.0 # or when a batch's first game has waited this long
 //! ```
 
 use std::path::Path;
@@ -31,7 +35,7 @@ use thiserror::Error;
 
 use super::Workloads;
 use super::game::GameWorkload;
-use super::raw::{DEFAULT_IDLE, HEADER, RawWorkload};
+use super::raw::{ACK_BATCH, DEFAULT_IDLE, HEADER, PUBLISH_BATCH, RawWorkload};
 use crate::broker::registry::BACKENDS;
 
 /// The workloads `superhero bench` knows.
@@ -58,6 +62,8 @@ pub struct RawSection {
     pub producers: Option<usize>,
     pub consumers: Option<usize>,
     pub rate: Option<f64>,
+    pub ack_batch: Option<usize>,
+    pub publish_batch: Option<usize>,
 }
 
 /// The `[game]` section of a workload file.
@@ -69,6 +75,8 @@ pub struct GameSection {
     pub workers: Option<usize>,
     pub rate: Option<f64>,
     pub seed: Option<u64>,
+    pub batch_games: Option<usize>,
+    pub batch_seconds: Option<f64>,
 }
 
 /// A workload that cannot run, or a file that cannot be read.
@@ -112,6 +120,8 @@ impl WorkloadFile {
             producers: r.producers.unwrap_or(base.producers),
             consumers: r.consumers.unwrap_or(base.consumers),
             rate: r.rate.or(base.rate),
+            ack_batch: r.ack_batch.unwrap_or(base.ack_batch),
+            publish_batch: r.publish_batch.unwrap_or(base.publish_batch),
             idle: base.idle,
         }
     }
@@ -125,6 +135,8 @@ impl WorkloadFile {
             workers: g.workers.unwrap_or(base.workers),
             rate: g.rate.or(base.rate),
             seed: g.seed.unwrap_or(base.seed),
+            batch_games: g.batch_games.unwrap_or(base.batch_games),
+            batch_seconds: g.batch_seconds.unwrap_or(base.batch_seconds),
             drain_idle: base.drain_idle,
         }
     }
@@ -148,6 +160,10 @@ pub struct Overrides {
     pub consumers: Option<usize>,
     /// Raw: `--rate`, messages per second.
     pub rate: Option<f64>,
+    /// Raw: `--ack-batch`.
+    pub ack_batch: Option<usize>,
+    /// Raw: `--publish-batch`.
+    pub publish_batch: Option<usize>,
     /// Game: `--bots`.
     pub bots: Option<usize>,
     /// Game: `--games`, per bot.
@@ -156,6 +172,10 @@ pub struct Overrides {
     pub workers: Option<usize>,
     /// Game: `--game-rate`, games per second.
     pub game_rate: Option<f64>,
+    /// Game: `--batch-games`.
+    pub batch_games: Option<usize>,
+    /// Game: `--batch-seconds`.
+    pub batch_seconds: Option<f64>,
     /// Small default workloads (the flags and the file still win).
     pub quick: bool,
 }
@@ -196,6 +216,8 @@ pub fn plan(file: &WorkloadFile, flags: &Overrides) -> Result<Plan, WorkloadErro
         producers: 1,
         consumers: 1,
         rate: None,
+        ack_batch: ACK_BATCH,
+        publish_batch: PUBLISH_BATCH,
         idle: if flags.quick {
             Duration::from_secs(2)
         } else {
@@ -208,6 +230,8 @@ pub fn plan(file: &WorkloadFile, flags: &Overrides) -> Result<Plan, WorkloadErro
         producers: flags.producers.unwrap_or(raw.producers),
         consumers: flags.consumers.unwrap_or(raw.consumers),
         rate: flags.rate.or(raw.rate),
+        ack_batch: flags.ack_batch.unwrap_or(raw.ack_batch),
+        publish_batch: flags.publish_batch.unwrap_or(raw.publish_batch),
         idle: raw.idle,
     };
     let game = file.game(if flags.quick {
@@ -220,6 +244,8 @@ pub fn plan(file: &WorkloadFile, flags: &Overrides) -> Result<Plan, WorkloadErro
         games_per_bot: flags.games.unwrap_or(game.games_per_bot),
         workers: flags.workers.unwrap_or(game.workers),
         rate: flags.game_rate.or(game.rate),
+        batch_games: flags.batch_games.unwrap_or(game.batch_games),
+        batch_seconds: flags.batch_seconds.unwrap_or(game.batch_seconds),
         ..game
     };
     let workloads = Workloads {
@@ -252,6 +278,11 @@ pub fn check_raw(w: &RawWorkload) -> Result<(), WorkloadError> {
             "the raw workload needs at least 1 producer and 1 consumer".into(),
         ));
     }
+    if w.ack_batch == 0 || w.publish_batch == 0 {
+        return Err(WorkloadError::Invalid(
+            "ack_batch and publish_batch count messages: at least 1".into(),
+        ));
+    }
     check_rate(w.rate, "messages")
 }
 
@@ -266,6 +297,12 @@ pub fn check_game(w: &GameWorkload) -> Result<(), WorkloadError> {
         return Err(WorkloadError::Invalid(
             "the game workload needs at least 1 worker".into(),
         ));
+    }
+    if !(w.batch_seconds.is_finite() && w.batch_seconds > 0.0) {
+        return Err(WorkloadError::Invalid(format!(
+            "batch_seconds must be a positive number of seconds, not {}",
+            w.batch_seconds
+        )));
     }
     check_rate(w.rate, "games")
 }
@@ -307,6 +344,8 @@ mod tests {
             producers: 1,
             consumers: 1,
             rate: None,
+            ack_batch: 1,
+            publish_batch: 1,
             idle: Duration::from_secs(1),
         }
     }
@@ -324,6 +363,33 @@ mod tests {
         assert_eq!(game.workers, 5);
         assert_eq!(game.bots, GameWorkload::quick().bots);
         assert_eq!(WorkloadFile::parse("").unwrap(), WorkloadFile::default());
+
+        let f = WorkloadFile::parse(
+            "[raw]\nack_batch = 1\npublish_batch = 1000\n[game]\nbatch_games = 0\n",
+        )
+        .unwrap();
+        let raw = f.raw(base_raw());
+        assert_eq!((raw.ack_batch, raw.publish_batch), (1, 1000));
+        let game = f.game(GameWorkload::default());
+        assert_eq!(game.batch_policy(), None, "a pair of files per game");
+        let batched = GameWorkload::default().batch_policy().unwrap();
+        assert_eq!(batched.games, 1_000);
+        assert_eq!(batched.max_age, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn batch_settings_are_checked() {
+        let raw = RawWorkload {
+            ack_batch: 0,
+            ..base_raw()
+        };
+        assert!(check_raw(&raw).is_err());
+        let game = GameWorkload {
+            batch_seconds: 0.0,
+            ..GameWorkload::default()
+        };
+        assert!(check_game(&game).is_err());
+        assert!(check_game(&GameWorkload::default()).is_ok());
     }
 
     #[test]

@@ -57,6 +57,15 @@ pub struct BenchArgs {
     /// they can].
     #[arg(long, value_name = "MSG_PER_S", help_heading = "Raw messaging")]
     pub rate: Option<f64>,
+    /// Raw: messages a consumer takes and acknowledges together at most, in one
+    /// exchange where the broker allows (one XACK, `basic.ack` with `multiple`,
+    /// pipelined JetStream acks) [default: 256].
+    #[arg(long, value_name = "MESSAGES", help_heading = "Raw messaging")]
+    pub ack_batch: Option<usize>,
+    /// Raw: messages a producer sends before waiting for the broker's confirms
+    /// [default: 256].
+    #[arg(long, value_name = "MESSAGES", help_heading = "Raw messaging")]
+    pub publish_batch: Option<usize>,
     /// Game: ETL workers [default: 3].
     #[arg(long, help_heading = "Game pipeline")]
     pub workers: Option<usize>,
@@ -69,6 +78,13 @@ pub struct BenchArgs {
     /// Game: about this many games per second [default: as fast as the pipeline goes].
     #[arg(long, value_name = "GAMES_PER_S", help_heading = "Game pipeline")]
     pub game_rate: Option<f64>,
+    /// Game: games per table file, so the disk is not the limit; 0 writes a pair of
+    /// durable files per game [default: 1,000].
+    #[arg(long, value_name = "GAMES", help_heading = "Game pipeline")]
+    pub batch_games: Option<usize>,
+    /// Game: the longest a batch's first game waits for its file [default: 1].
+    #[arg(long, value_name = "SECONDS", help_heading = "Game pipeline")]
+    pub batch_seconds: Option<f64>,
 }
 
 impl From<&BenchArgs> for Overrides {
@@ -81,10 +97,14 @@ impl From<&BenchArgs> for Overrides {
             producers: args.producers,
             consumers: args.consumers,
             rate: args.rate,
+            ack_batch: args.ack_batch,
+            publish_batch: args.publish_batch,
             bots: args.bots,
             games: args.games,
             workers: args.workers,
             game_rate: args.game_rate,
+            batch_games: args.batch_games,
+            batch_seconds: args.batch_seconds,
             quick: args.quick,
         }
     }

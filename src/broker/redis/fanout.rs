@@ -3,7 +3,7 @@
 //! fan-out middleware ([`Fanout`], `superhero fanout`) subscribes it and
 //! republishes each message to ONE live worker, on that worker's own channel
 //! `redis.<queue>-<worker>`. It forwards what has arrived together, up to
-//! [`DISPATCH_BATCH`] messages in one pipeline of PUBLISHes.
+//! 512 messages in one pipeline of PUBLISHes.
 //!
 //! Workers register in the set `<channel>:fanout:<group>` (and their group in
 //! `<channel>:fanout-groups`) when they subscribe, and leave when they go. The

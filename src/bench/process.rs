@@ -1,0 +1,230 @@
+//! The broker's own process, watched while a workload runs: found by the TCP port it
+//! listens on, on this machine, its CPU time and resident memory read from /proc. A
+//! broker on another host, one this user may not look into, or a system without
+//! /proc shows no figures rather than wrong ones.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+/// How often the process is sampled while a workload runs.
+const EVERY: Duration = Duration::from_millis(250);
+
+/// What the broker's process used while one workload ran.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ProcessUsage {
+    pub pid: i32,
+    /// Its command name (`redis-server`, `beam.smp`, `java`, ...).
+    pub command: String,
+    /// CPU time over wall time: 1.0 is one core kept busy, on average.
+    pub cpu_cores: f64,
+    /// The busiest sampling interval's share, the same way.
+    pub cpu_cores_peak: f64,
+    /// Resident memory at its highest, in MiB.
+    pub rss_mib_max: f64,
+}
+
+/// The process listening on a broker's port on this machine.
+#[derive(Debug)]
+pub struct BrokerProcess {
+    process: procfs::process::Process,
+    command: String,
+}
+
+/// One reading of a process: CPU seconds so far and resident bytes.
+struct Reading {
+    at: Instant,
+    cpu_s: f64,
+    rss: u64,
+}
+
+impl BrokerProcess {
+    /// The local process behind `url` (`redis://127.0.0.1:6379/0`, `amqp://...`), if
+    /// the broker is on this machine and its listener can be found.
+    pub fn find(url: &str) -> Option<Self> {
+        let (host, port) = host_port(url)?;
+        if !is_local(&host) {
+            return None;
+        }
+        let pid = listener_pid(port)?;
+        let process = procfs::process::Process::new(pid).ok()?;
+        let command = process.stat().ok()?.comm;
+        Some(Self { process, command })
+    }
+
+    fn read(&self) -> Option<Reading> {
+        let stat = self.process.stat().ok()?;
+        let ticks = procfs::ticks_per_second() as f64;
+        Some(Reading {
+            at: Instant::now(),
+            cpu_s: (stat.utime + stat.stime) as f64 / ticks,
+            rss: stat.rss * procfs::page_size(),
+        })
+    }
+}
+
+/// Runs `work`, sampling `process` (if any) meanwhile; what it used, if it could be
+/// read from start to end.
+pub async fn watch<T>(
+    process: Option<&BrokerProcess>,
+    work: impl Future<Output = T>,
+) -> (T, Option<ProcessUsage>) {
+    let Some(process) = process else {
+        return (work.await, None);
+    };
+    let Some(first) = process.read() else {
+        return (work.await, None);
+    };
+    let mut usage = ProcessUsage {
+        pid: process.process.pid(),
+        command: process.command.clone(),
+        rss_mib_max: mib(first.rss),
+        ..ProcessUsage::default()
+    };
+    let mut last = first;
+    let (start, start_cpu) = (last.at, last.cpu_s);
+    // The first sample one interval in: a share over a sliver of time would be
+    // all rounding (the kernel counts CPU time in ticks of 10 ms or so).
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + EVERY, EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(work);
+    let out = loop {
+        tokio::select! {
+            out = &mut work => break out,
+            _ = ticks.tick() => {
+                let Some(now) = process.read() else { return (work.await, None) };
+                usage.cpu_cores_peak = usage.cpu_cores_peak.max(share(&last, &now));
+                usage.rss_mib_max = usage.rss_mib_max.max(mib(now.rss));
+                last = now;
+            }
+        }
+    };
+    let Some(end) = process.read() else {
+        return (out, None);
+    };
+    usage.rss_mib_max = usage.rss_mib_max.max(mib(end.rss));
+    let wall = end.at.duration_since(start).as_secs_f64();
+    if wall > 0.0 {
+        usage.cpu_cores = (end.cpu_s - start_cpu) / wall;
+    }
+    (out, Some(usage))
+}
+
+/// CPU share between two readings.
+fn share(before: &Reading, after: &Reading) -> f64 {
+    let wall = after.at.duration_since(before.at).as_secs_f64();
+    if wall > 0.0 {
+        (after.cpu_s - before.cpu_s) / wall
+    } else {
+        0.0
+    }
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// The host and port a broker URL names (the first address of a list), with the
+/// scheme's usual port when it names none.
+fn host_port(url: &str) -> Option<(String, u16)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', ',']).next()?;
+    let address = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    let default = match scheme {
+        "redis" | "redis-streams" | "redis-fanout" => 6379,
+        "amqp" => 5672,
+        "nats" => 4222,
+        "kafka" => 9092,
+        "nsq" => 4150,
+        _ => return None,
+    };
+    let (host, port) = match address.rsplit_once(':') {
+        // An IPv6 address in brackets without a port has colons of its own.
+        Some((host, port)) if !port.contains(']') => (host, port.parse().ok()?),
+        _ => (address, default),
+    };
+    Some((host.trim_matches(['[', ']']).to_string(), port))
+}
+
+/// Whether `host` names this machine's loopback.
+fn is_local(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified())
+}
+
+/// The process holding the listening socket of `port` (IPv4 or IPv6).
+fn listener_pid(port: u16) -> Option<i32> {
+    let listening =
+        |entries: procfs::ProcResult<Vec<procfs::net::TcpNetEntry>>| {
+            entries.ok().into_iter().flatten().find(|e| {
+                e.state == procfs::net::TcpState::Listen && e.local_address.port() == port
+            })
+        };
+    let inode = listening(procfs::net::tcp())
+        .or_else(|| listening(procfs::net::tcp6()))?
+        .inode;
+    procfs::process::all_processes()
+        .ok()?
+        .flatten()
+        .find_map(|p| {
+            let holds =
+                p.fd().ok()?.flatten().any(
+                    |fd| matches!(fd.target, procfs::process::FDTarget::Socket(i) if i == inode),
+                );
+            holds.then(|| p.pid())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_urls_give_their_address() {
+        let hp = |u: &str| host_port(u);
+        assert_eq!(
+            hp("redis://127.0.0.1:6380/0"),
+            Some(("127.0.0.1".into(), 6380))
+        );
+        assert_eq!(hp("redis-streams://h/3"), Some(("h".into(), 6379)));
+        assert_eq!(
+            hp("amqp://u:p@localhost:5673/%2f"),
+            Some(("localhost".into(), 5673))
+        );
+        assert_eq!(hp("kafka://a:9093,b:9094"), Some(("a".into(), 9093)));
+        assert_eq!(hp("nsq://[::1]"), Some(("::1".into(), 4150)));
+        assert_eq!(hp("nats://[::1]:4223"), Some(("::1".into(), 4223)));
+        assert_eq!(hp("memory://"), None);
+        assert!(is_local("localhost") && is_local("::1") && is_local("127.0.0.1"));
+        assert!(!is_local("10.1.2.3") && !is_local("broker.example"));
+    }
+
+    /// A listener of this very process is found, and watching it while it works
+    /// measures its CPU.
+    #[tokio::test]
+    async fn the_process_behind_a_port_is_found_and_measured() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let found = BrokerProcess::find(&format!("redis://127.0.0.1:{port}/0"))
+            .expect("this process listens on the port");
+        assert_eq!(found.process.pid(), std::process::id() as i32);
+        let busy = async {
+            let until = Instant::now() + Duration::from_millis(600);
+            let mut x = 0u64;
+            while Instant::now() < until {
+                x = x.wrapping_mul(31).wrapping_add(7);
+                tokio::task::yield_now().await;
+            }
+            x
+        };
+        let (_, usage) = watch(Some(&found), busy).await;
+        let usage = usage.expect("figures");
+        // Busy for 600 ms: some CPU time, however loaded the machine.
+        assert!(usage.cpu_cores > 0.0, "{usage:?}");
+        assert!(usage.rss_mib_max > 1.0, "{usage:?}");
+        assert!(BrokerProcess::find("redis://10.255.255.1:1/0").is_none());
+    }
+}
