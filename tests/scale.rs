@@ -272,7 +272,10 @@ async fn bots_beyond_the_concurrency_cap_wait_their_turn() {
     };
     let summary = play_in_process((50, 1), Default::default(), bots).await;
     assert_eq!(summary.bot_errors, 0, "{summary:?}");
-    assert_eq!(summary.games_timed_out, 0, "{summary:?}");
+    // At the closed world's end the last two bots may have chosen a game of three
+    // just as the third one finished: that one lobby times out. Any other would
+    // be a lobby the cap kept from filling.
+    assert!(summary.games_timed_out <= 1, "{summary:?}");
     assert!(summary.games_completed >= 20, "{summary:?}");
 }
 
