@@ -358,9 +358,6 @@ pub async fn run<S: GameStore>(
                 }
             }
         }
-        if w.pending.len() >= batch_games {
-            w.flush().await;
-        }
     }
     w.flush().await;
     while let Some(done) = w.writing.join_next().await {
@@ -649,9 +646,7 @@ impl<S: GameStore> Worker<S> {
                     self.progress.record_written(&game, durable);
                     // The copies of the host's event had nothing more to do.
                     EtlProgress::add(&self.progress.ignored, deliveries.len() as u64 - 1);
-                    for delivery in deliveries {
-                        self.settle(delivery, true).await;
-                    }
+                    self.acks.extend(deliveries);
                 }
                 self.ack_held().await;
                 EtlProgress::add(&self.progress.games_written, n);

@@ -28,6 +28,13 @@ async fn next(consumer: &mut Box<dyn Consumer>) -> Delivery {
         .expect("the broker failed to deliver")
 }
 
+async fn next_batch(consumer: &mut Box<dyn Consumer>, max: usize) -> Vec<Delivery> {
+    tokio::time::timeout(WAIT, consumer.next_batch(max))
+        .await
+        .expect("no batch within the wait")
+        .expect("the broker failed to deliver")
+}
+
 fn payloads(prefix: &str, n: usize) -> Vec<Vec<u8>> {
     (0..n)
         .map(|i| format!("{prefix}-{i}").into_bytes())
@@ -204,10 +211,7 @@ pub async fn batched_acks_settle_only_those(broker: Box<dyn Broker>) {
     publish(&*broker, &topic, &sent).await;
     let mut taken = Vec::new();
     while taken.len() < sent.len() {
-        let batch = tokio::time::timeout(WAIT, doomed.next_batch(sent.len() - taken.len()))
-            .await
-            .expect("no message within the wait")
-            .expect("the broker failed to deliver");
+        let batch = next_batch(&mut doomed, sent.len() - taken.len()).await;
         taken.extend(batch);
     }
     let (mut held, mut done) = (Vec::new(), Vec::new());
@@ -353,10 +357,7 @@ pub async fn batches_take_what_waits(broker: Box<dyn Broker>) {
     publish(&*broker, &topic, &sent).await;
     let mut got = Vec::new();
     while got.len() < sent.len() {
-        let batch = tokio::time::timeout(WAIT, c.next_batch(3))
-            .await
-            .expect("a batch within the wait")
-            .expect("the broker failed to deliver");
+        let batch = next_batch(&mut c, 3).await;
         assert!(
             (1..=3).contains(&batch.len()),
             "a batch of {} for at most 3",

@@ -250,14 +250,19 @@ pub trait Settle: AsAny + Sync {
     async fn ack(self: Box<Self>) -> Result<(), BrokerError>;
     /// Gives the message back to the group for redelivery.
     async fn nack(self: Box<Self>) -> Result<(), BrokerError>;
-    /// Tells the broker this message and `more` are done with, in as few exchanges
-    /// as the broker allows, and never settles a message that is not among them. The
-    /// default acknowledges each, all at once (pipelined where they share a
-    /// connection). On error, some of them may have been acknowledged; the others
-    /// come back as unacknowledged messages do.
-    async fn ack_with(self: Box<Self>, more: Vec<Box<dyn Settle>>) -> Result<(), BrokerError> {
-        let (first, rest) = futures_util::join!(self.ack(), ack_each(more));
-        first.and(rest)
+    /// Tells the broker this message and those of `more` it can take with it are
+    /// done with, in as few exchanges as the broker allows, and never settles a
+    /// message that is not among them; returns the settles it left untouched (another
+    /// consumer's, another broker's). The default acknowledges all of them, all at
+    /// once (pipelined where they share a connection). On error, some may have been
+    /// acknowledged; the others come back as unacknowledged messages do.
+    async fn ack_with(
+        self: Box<Self>,
+        more: Vec<Box<dyn Settle>>,
+    ) -> (Result<(), BrokerError>, Vec<Box<dyn Settle>>) {
+        let all = std::iter::once(self.ack()).chain(more.into_iter().map(|s| s.ack()));
+        let results = futures_util::future::join_all(all).await;
+        (results.into_iter().collect(), Vec::new())
     }
 }
 
@@ -275,14 +280,6 @@ impl<T: Any + Send> AsAny for T {
     fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
         self
     }
-}
-
-/// Acknowledges each of `settles`, all at once; the first error, if any.
-pub(crate) async fn ack_each(settles: Vec<Box<dyn Settle>>) -> Result<(), BrokerError> {
-    futures_util::future::join_all(settles.into_iter().map(|s| s.ack()))
-        .await
-        .into_iter()
-        .collect()
 }
 
 /// Splits `settles` into those of type `T` for which `same` holds, and the others.
@@ -339,11 +336,17 @@ impl Delivery {
     /// allows (one XACK, one `basic.ack` with `multiple`, pipelined JetStream acks,
     /// one write of FINs...); the first error, if any. Nothing else is acknowledged.
     pub async fn ack_all(deliveries: Vec<Delivery>) -> Result<(), BrokerError> {
-        let mut settles = deliveries.into_iter().map(|d| d.settle);
-        match settles.next() {
-            Some(first) => first.ack_with(settles.collect()).await,
-            None => Ok(()),
+        let mut left: Vec<Box<dyn Settle>> = deliveries.into_iter().map(|d| d.settle).collect();
+        let mut result = Ok(());
+        // Each round, the first one left settles those of its kind it can take.
+        while !left.is_empty() {
+            let mut settles = left.into_iter();
+            let Some(first) = settles.next() else { break };
+            let (done, untouched) = first.ack_with(settles.collect()).await;
+            result = result.and(done);
+            left = untouched;
         }
+        result
     }
 }
 

@@ -21,8 +21,7 @@ use futures_util::{FutureExt, StreamExt};
 use super::Tuning;
 use super::fetched::{FEED, FetchedConsumer};
 use super::{
-    Broker, BrokerError, BrokerStat, Consumer, Delivery, Publisher, Semantics, Settle, ack_each,
-    split_own,
+    Broker, BrokerError, BrokerStat, Consumer, Delivery, Publisher, Semantics, Settle, split_own,
 };
 use crate::url::redact;
 
@@ -275,15 +274,18 @@ impl Settle for NatsSettle {
 
     /// Every ack sent at once, each asking for the server's word on one inbox, then
     /// all the words awaited: one round trip for the lot instead of one each.
-    async fn ack_with(self: Box<Self>, more: Vec<Box<dyn Settle>>) -> Result<(), BrokerError> {
+    async fn ack_with(
+        self: Box<Self>,
+        more: Vec<Box<dyn Settle>>,
+    ) -> (Result<(), BrokerError>, Vec<Box<dyn Settle>>) {
         let (mine, others) = split_own(more, |_: &NatsSettle| true);
         let client = self.msg.context.client();
         let replies = std::iter::once(*self)
             .chain(mine)
             .map(|s| s.msg.message.reply)
-            .collect::<Option<Vec<_>>>()
-            .ok_or(BrokerError::Stale)?;
+            .collect::<Option<Vec<_>>>();
         let ours = async {
+            let replies = replies.ok_or(BrokerError::Stale)?;
             let inbox = client.new_inbox();
             let mut words = client.subscribe(inbox.clone()).await.map_err(unavailable)?;
             for reply in &replies {
@@ -310,8 +312,7 @@ impl Settle for NatsSettle {
             }
             Ok(())
         };
-        let (ours, rest) = futures_util::join!(ours, ack_each(others));
-        ours.and(rest)
+        (ours.await, others)
     }
 
     async fn nack(self: Box<Self>) -> Result<(), BrokerError> {

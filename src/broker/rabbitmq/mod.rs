@@ -39,7 +39,7 @@ use super::Tuning;
 use super::fetched::{FEED, FetchedConsumer};
 use super::{
     Broker, BrokerError, BrokerStat, Consumer, Delivery, OBSERVER_GROUP, Publisher, Semantics,
-    Settle, ack_each, split_own,
+    Settle, split_own,
 };
 use crate::backoff::{self, Backoff};
 use crate::url::redact;
@@ -597,17 +597,22 @@ impl Settle for RabbitSettle {
     /// One `basic.ack` with `multiple` for the longest run of the channel's oldest
     /// unsettled deliveries that are all among these; the others one by one (an ack
     /// has no reply, so these cost a frame each, not a round trip).
-    async fn ack_with(self: Box<Self>, more: Vec<Box<dyn Settle>>) -> Result<(), BrokerError> {
-        self.held()?;
+    async fn ack_with(
+        self: Box<Self>,
+        more: Vec<Box<dyn Settle>>,
+    ) -> (Result<(), BrokerError>, Vec<Box<dyn Settle>>) {
         let (mut mine, others) = split_own(more, |s: &RabbitSettle| {
             Arc::ptr_eq(&s.unsettled, &self.unsettled)
         });
+        if let Err(e) = self.held() {
+            return (Err(e), others);
+        }
         let unsettled = self.unsettled.clone();
         mine.push(*self);
         mine.sort_unstable_by_key(|s| s.tag);
         let top = {
             let Ok(mut held) = unsettled.lock() else {
-                return Err(BrokerError::Stale);
+                return (Err(BrokerError::Stale), others);
             };
             let tags: Vec<u64> = mine.iter().map(|s| s.tag).collect();
             let top = covered_up_to(&tags, &held);
@@ -616,29 +621,21 @@ impl Settle for RabbitSettle {
             }
             top
         };
+        // The last of the covered run carries `multiple`; the ones before it need
+        // no frame of their own.
         let split = top.map_or(0, |top| mine.partition_point(|s| s.tag <= top));
         let single = mine.split_off(split);
-        let multiple = mine.pop().map(|last| {
-            let options = BasicAckOptions { multiple: true };
-            settled(async move { last.acker.ack(options).await }, last.lost)
-        });
-        let each = single.into_iter().map(|s| {
-            settled(
-                async move { s.acker.ack(BasicAckOptions::default()).await },
-                s.lost,
-            )
-        });
-        let (first, rest, others) = futures_util::join!(
-            async {
-                match multiple {
-                    Some(m) => m.await,
-                    None => Ok(()),
-                }
-            },
-            futures_util::future::join_all(each),
-            ack_each(others)
-        );
-        rest.into_iter().fold(first.and(others), Result::and)
+        let acks = mine
+            .pop()
+            .map(|last| (last, true))
+            .into_iter()
+            .chain(single.into_iter().map(|s| (s, false)))
+            .map(|(s, multiple)| {
+                let options = BasicAckOptions { multiple };
+                settled(async move { s.acker.ack(options).await }, s.lost)
+            });
+        let results = futures_util::future::join_all(acks).await;
+        (results.into_iter().collect(), others)
     }
 
     async fn nack(self: Box<Self>) -> Result<(), BrokerError> {

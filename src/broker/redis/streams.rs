@@ -29,7 +29,7 @@ use crate::broker::Tuning;
 use crate::broker::fetched::{Feed, FetchedConsumer};
 use crate::broker::{
     Broker, BrokerError, BrokerStat, Consumer, Delivery, OBSERVER_GROUP, Publisher, Semantics,
-    Settle, ack_each, split_own,
+    Settle, split_own,
 };
 
 const NAME: &str = "Redis Streams";
@@ -581,7 +581,10 @@ impl Settle for StreamsSettle {
     }
 
     /// One XACK for the ids of this consumer's stream, in runs of [`ACK_RUN`].
-    async fn ack_with(self: Box<Self>, more: Vec<Box<dyn Settle>>) -> Result<(), BrokerError> {
+    async fn ack_with(
+        self: Box<Self>,
+        more: Vec<Box<dyn Settle>>,
+    ) -> (Result<(), BrokerError>, Vec<Box<dyn Settle>>) {
         let (mine, others) = split_own(more, |s: &StreamsSettle| {
             Arc::ptr_eq(&s.stream, &self.stream)
         });
@@ -589,15 +592,14 @@ impl Settle for StreamsSettle {
         ids.push(self.id);
         ids.extend(mine.into_iter().map(|s| s.id));
         let mut conn = self.conn;
-        let stream = self.stream;
-        let ours = async {
-            for run in ids.chunks(ACK_RUN) {
-                ack_ids(&mut conn, &stream, run).await?;
+        let mut result = Ok(());
+        for run in ids.chunks(ACK_RUN) {
+            result = ack_ids(&mut conn, &self.stream, run).await;
+            if result.is_err() {
+                break;
             }
-            Ok(())
-        };
-        let (ours, rest) = futures_util::join!(ours, ack_each(others));
-        ours.and(rest)
+        }
+        (result, others)
     }
 
     async fn nack(self: Box<Self>) -> Result<(), BrokerError> {
