@@ -158,6 +158,12 @@ pub trait Broker: Send + Sync {
         self.consumer(topic, OBSERVER_GROUP).await
     }
 
+    /// The server's name and version as it tells them (`Redis 7.0.15`, `NATS
+    /// 2.10.24`...); none where its protocol does not say, or it cannot be asked.
+    async fn version(&self) -> Option<String> {
+        None
+    }
+
     /// What the broker says about `group`'s share of `topic` (messages waiting,
     /// unacknowledged, subscribers...), in its own terms; empty where it tells nothing.
     async fn stats(&self, _topic: &str, _group: &str) -> Result<Vec<BrokerStat>, BrokerError> {

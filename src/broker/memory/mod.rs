@@ -212,6 +212,13 @@ impl Broker for MemoryBroker {
         Ok(Box::new(self.clone()))
     }
 
+    async fn version(&self) -> Option<String> {
+        Some(format!(
+            "the embedded broker of superhero {} (in process)",
+            env!("CARGO_PKG_VERSION")
+        ))
+    }
+
     async fn stats(&self, topic: &str, group: &str) -> Result<Vec<BrokerStat>, BrokerError> {
         let depth = self.depth(topic, group);
         Ok(vec![

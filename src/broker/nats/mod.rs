@@ -188,6 +188,11 @@ impl Broker for NatsBroker {
         self.subscribe(topic, config).await
     }
 
+    async fn version(&self) -> Option<String> {
+        let info = self.js.client().server_info();
+        (!info.version.is_empty()).then(|| format!("NATS {}", info.version))
+    }
+
     async fn stats(&self, topic: &str, group: &str) -> Result<Vec<BrokerStat>, BrokerError> {
         let mut stream = self.ensure_stream(topic).await?;
         let messages = stream.info().await.map_err(unavailable)?.state.messages;

@@ -316,6 +316,11 @@ impl Broker for NsqBroker {
         Ok(Box::new(self.publisher.clone()))
     }
 
+    async fn version(&self) -> Option<String> {
+        let reader = self.stats.as_ref()?;
+        reader.version().await.map(|v| format!("nsqd {v}"))
+    }
+
     async fn stats(&self, topic: &str, group: &str) -> Result<Vec<BrokerStat>, BrokerError> {
         match &self.stats {
             Some(reader) => reader.read(topic, group).await,

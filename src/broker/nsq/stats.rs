@@ -85,21 +85,37 @@ impl StatsReader {
         Ok(figures(&stats, topic, channel))
     }
 
+    /// nsqd's version, from `/info`.
+    pub(super) async fn version(&self) -> Option<String> {
+        #[derive(serde::Deserialize)]
+        struct Info {
+            version: String,
+        }
+        let uri: hyper::Uri = format!("http://{}/info", self.address).parse().ok()?;
+        let body = tokio::time::timeout(TIMEOUT, self.get(uri))
+            .await
+            .ok()?
+            .ok()?;
+        let info: Info = serde_json::from_slice(&body).ok()?;
+        Some(info.version)
+    }
+
     async fn get(&self, uri: hyper::Uri) -> Result<Bytes, BrokerError> {
+        let path = uri.path().to_string();
         let answer = self
             .client
             .get(uri)
             .await
-            .map_err(|e| unavailable(format!("GET /stats at {}: {e}", self.address)))?;
+            .map_err(|e| unavailable(format!("GET {path} at {}: {e}", self.address)))?;
         let status = answer.status();
         let body = Limited::new(answer.into_body(), MAX_ANSWER)
             .collect()
             .await
-            .map_err(|e| unavailable(format!("reading /stats: {e}")))?
+            .map_err(|e| unavailable(format!("reading {path}: {e}")))?
             .to_bytes();
         if !status.is_success() {
             return Err(unavailable(format!(
-                "GET /stats answered {status}: {}",
+                "GET {path} answered {status}: {}",
                 String::from_utf8_lossy(&body[..body.len().min(200)])
             )));
         }

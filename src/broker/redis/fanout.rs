@@ -165,6 +165,10 @@ impl Broker for RedisFanoutBroker {
         self.pubsub.consumer(topic, OBSERVER_GROUP).await
     }
 
+    async fn version(&self) -> Option<String> {
+        super::server_version(&mut self.pubsub.connection()).await
+    }
+
     async fn stats(&self, topic: &str, group: &str) -> Result<Vec<BrokerStat>, BrokerError> {
         let mut conn = self.pubsub.connection();
         let workers: u64 = conn

@@ -45,3 +45,15 @@ impl Link {
             .map_err(super::unavailable(broker))
     }
 }
+
+/// The Redis server's version, from `INFO server`.
+pub(crate) async fn server_version(conn: &mut ConnectionManager) -> Option<String> {
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query_async(conn)
+        .await
+        .ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("redis_version:"))
+        .map(|v| format!("Redis {}", v.trim()))
+}

@@ -90,6 +90,10 @@ impl Broker for RedisPubSubBroker {
         Ok(Box::new(subscribe(self.client(), topic).await?))
     }
 
+    async fn version(&self) -> Option<String> {
+        super::server_version(&mut self.connection()).await
+    }
+
     async fn stats(&self, topic: &str, _group: &str) -> Result<Vec<BrokerStat>, BrokerError> {
         Ok(vec![BrokerStat::new(
             "subscribers",

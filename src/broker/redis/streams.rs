@@ -237,6 +237,10 @@ impl Broker for RedisStreamsBroker {
         self.subscribe(topic, OBSERVER_GROUP).await
     }
 
+    async fn version(&self) -> Option<String> {
+        super::server_version(&mut self.conn.clone()).await
+    }
+
     async fn stats(&self, topic: &str, group: &str) -> Result<Vec<BrokerStat>, BrokerError> {
         let mut conn = self.conn.clone();
         let length: u64 = redis::cmd("XLEN")
