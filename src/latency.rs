@@ -12,7 +12,14 @@ pub struct Latency {
     pub p50_ms: f64,
     pub p95_ms: f64,
     pub p99_ms: f64,
+    #[serde(default)]
+    pub p99_9_ms: f64,
+    #[serde(default)]
+    pub p99_99_ms: f64,
     pub max_ms: f64,
+    /// How many latencies the percentiles come from.
+    #[serde(default)]
+    pub count: u64,
 }
 
 /// Records durations from 1 µs to an hour with 3 significant figures; longer ones
@@ -40,8 +47,20 @@ impl LatencyRecorder {
 
     /// Adds one latency.
     pub fn record(&mut self, latency: Duration) {
+        self.record_n(latency, 1);
+    }
+
+    /// Adds the same latency `count` times (the messages of one batch).
+    pub fn record_n(&mut self, latency: Duration, count: u64) {
         let micros = u64::try_from(latency.as_micros()).unwrap_or(MAX_MICROS);
-        self.micros.saturating_record(micros.clamp(1, MAX_MICROS));
+        // Within the histogram's bounds, so a count can only saturate, not fail.
+        let _ = self.micros.record_n(micros.clamp(1, MAX_MICROS), count);
+    }
+
+    /// Adds everything `other` recorded.
+    pub fn merge(&mut self, other: &LatencyRecorder) {
+        // Both share the bounds of `default`, so adding cannot fail.
+        let _ = self.micros.add(&other.micros);
     }
 
     /// How many durations were recorded.
@@ -64,7 +83,10 @@ impl LatencyRecorder {
             p50_ms: ms(self.micros.value_at_quantile(0.50)),
             p95_ms: ms(self.micros.value_at_quantile(0.95)),
             p99_ms: ms(self.micros.value_at_quantile(0.99)),
+            p99_9_ms: ms(self.micros.value_at_quantile(0.999)),
+            p99_99_ms: ms(self.micros.value_at_quantile(0.9999)),
             max_ms: ms(self.micros.max()),
+            count: self.len(),
         }
     }
 }
@@ -87,6 +109,24 @@ mod tests {
         assert!((s.p95_ms - 95.0).abs() < 0.1, "{s:?}");
         assert!((s.p99_ms - 99.0).abs() < 0.1, "{s:?}");
         assert!((s.max_ms - 100.0).abs() < 0.1, "{s:?}");
+        assert_eq!(s.count, 100);
+    }
+
+    #[test]
+    fn the_far_tail_and_merged_recorders() {
+        let mut r = LatencyRecorder::new();
+        r.record_n(Duration::from_millis(1), 99_980);
+        r.record_n(Duration::from_millis(50), 15);
+        let mut other = LatencyRecorder::new();
+        other.record_n(Duration::from_millis(900), 5);
+        r.merge(&other);
+        let s = r.summary();
+        assert_eq!(s.count, 100_000);
+        assert!((s.p99_ms - 1.0).abs() < 0.01, "{s:?}");
+        // 99.9%: still the 1 ms bulk; 99.99%: past the 50 ms ones into the 900s.
+        assert!((s.p99_9_ms - 1.0).abs() < 0.01, "{s:?}");
+        assert!((s.p99_99_ms - 50.0).abs() < 0.1, "{s:?}");
+        assert!((s.max_ms - 900.0).abs() < 1.0, "{s:?}");
     }
 
     #[test]

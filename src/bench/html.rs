@@ -9,6 +9,7 @@
 use std::fmt::Write as _;
 
 use super::Report;
+use super::raw::RawResult;
 
 /// Width of a chart, its label column and its bar area, in pixels.
 const WIDTH: f64 = 860.0;
@@ -87,6 +88,65 @@ pub fn render(report: &Report) -> String {
                 .collect(),
         });
     }
+    let searched: Vec<_> = report
+        .brokers
+        .iter()
+        .filter_map(|b| b.sustainable.as_ref().map(|s| (b, s)))
+        .collect();
+    if !searched.is_empty() {
+        charts.push(Chart {
+            id: "sustainable",
+            title: "Highest sustainable rate, beside the throughput run's consumed/s \
+                    (messages/s, log scale)"
+                .into(),
+            log: true,
+            series: series(&[("sustainable", GREEN), ("throughput run", ORANGE)]),
+            rows: searched
+                .iter()
+                .map(|(b, s)| {
+                    (
+                        b.broker.clone(),
+                        vec![s.rate_per_s, b.raw.as_ref().map(|r| r.consume_per_s)],
+                    )
+                })
+                .collect(),
+        });
+    }
+    let fixed: Vec<_> = report
+        .brokers
+        .iter()
+        .flat_map(|b| b.latency.iter().map(move |run| (b, run)))
+        .collect();
+    if !fixed.is_empty() {
+        charts.push(Chart {
+            id: "fixed-rate-latency",
+            title: "Latency at fixed rates, from the intended send time (ms, log scale)".into(),
+            log: true,
+            series: series(&[
+                ("p50", GREEN),
+                ("p99", BLUE),
+                ("p99.9", ORANGE),
+                ("p99.99", PURPLE),
+                ("max", RED),
+            ]),
+            rows: fixed
+                .iter()
+                .map(|(b, run)| {
+                    let l = &run.result.latency;
+                    (
+                        format!("{} at {}/s", b.broker, human(run.rate)),
+                        vec![
+                            Some(l.p50_ms),
+                            Some(l.p99_ms),
+                            Some(l.p99_9_ms),
+                            Some(l.p99_99_ms),
+                            Some(l.max_ms),
+                        ],
+                    )
+                })
+                .collect(),
+        });
+    }
     if !games.is_empty() {
         charts.push(Chart {
             id: "game-throughput",
@@ -141,8 +201,53 @@ pub fn render(report: &Report) -> String {
         });
     }
 
+    let mut timelines = Vec::new();
+    if !raw.is_empty() {
+        let runs: Vec<_> = raw.iter().map(|(n, r)| (n.as_str(), *r)).collect();
+        timelines.push(Timeline::rate(
+            "raw-rate-over-time",
+            "Throughput run: messages consumed per second over the run".into(),
+            &runs,
+        ));
+        timelines.push(Timeline::backlog(
+            "raw-backlog-over-time",
+            "Throughput run: backlog (published, not yet consumed) over the run".into(),
+            &runs,
+        ));
+    }
+    // The heaviest fixed-rate run of each broker: does the broker keep pace?
+    let heaviest: Vec<_> = report
+        .brokers
+        .iter()
+        .filter_map(|b| {
+            b.latency
+                .iter()
+                .max_by(|x, y| x.rate.total_cmp(&y.rate))
+                .map(|run| (b.broker.as_str(), &run.result))
+        })
+        .collect();
+    if !heaviest.is_empty() {
+        timelines.push(Timeline::backlog(
+            "fixed-rate-backlog-over-time",
+            "Heaviest fixed-rate run: backlog over the run".into(),
+            &heaviest,
+        ));
+    }
+
     let mut page = String::from(HEAD);
     page.push_str("<h1>superhero bench</h1>\n");
+    page.push_str(&environment(&report.environment));
+    page.push_str("<section id=\"recommendation\"><h2>Recommendation</h2><ul>\n");
+    for r in &report.recommendation {
+        let _ = writeln!(
+            page,
+            "<li><strong>{}</strong>: <span class=\"broker\">{}</span> ({})</li>",
+            escape(r.criterion),
+            escape(r.broker.as_deref().unwrap_or("none")),
+            escape(&r.why)
+        );
+    }
+    page.push_str("</ul></section>\n");
     page.push_str("<section id=\"verdicts\"><h2>Verdicts</h2><ul>\n");
     for line in report.brokers.iter().flat_map(|b| &b.verdict) {
         let _ = writeln!(page, "<li>{}</li>", escape(line));
@@ -150,6 +255,9 @@ pub fn render(report: &Report) -> String {
     page.push_str("</ul></section>\n<section id=\"charts\"><h2>Charts</h2>\n");
     for chart in &charts {
         page.push_str(&draw(chart));
+    }
+    for timeline in &timelines {
+        page.push_str(&timeline.draw());
     }
     page.push_str("</section>\n<section id=\"tables\"><h2>Tables</h2>\n");
     page.push_str(&markdown_tables(&report.markdown()));
@@ -345,6 +453,168 @@ fn draw(chart: &Chart) -> String {
     svg
 }
 
+/// The machine and the brokers the numbers come from.
+fn environment(env: &super::Environment) -> String {
+    let mut html = String::from("<section id=\"environment\"><h2>Environment</h2><dl>\n");
+    for (term, value) in env.lines() {
+        let _ = writeln!(
+            html,
+            "<dt>{}</dt><dd>{}</dd>",
+            escape(&term),
+            escape(&value)
+        );
+    }
+    html.push_str("</dl></section>\n");
+    html
+}
+
+/// Colours told apart for one line per broker.
+const PALETTE: [&str; 8] = [BLUE, ORANGE, GREEN, RED, PURPLE, GREY, "#b7791f", "#00838f"];
+
+/// A line chart over a run's time: one line per broker, linear axes.
+struct Timeline {
+    id: &'static str,
+    title: String,
+    y_label: &'static str,
+    lines: Vec<(String, Vec<(f64, f64)>)>,
+}
+
+/// Samples a rate is taken over: half a second at the raw run's sampling.
+const RATE_SPAN: usize = 5;
+
+impl Timeline {
+    fn rate(id: &'static str, title: String, runs: &[(&str, &RawResult)]) -> Self {
+        let lines = runs
+            .iter()
+            .map(|(name, r)| {
+                // A short run's rate over what samples it has.
+                let span = RATE_SPAN.min(r.series.len().saturating_sub(1)).max(1);
+                let points = r
+                    .series
+                    .windows(span + 1)
+                    .filter_map(|w| {
+                        let (a, b) = (w[0], w[span]);
+                        let dt = b.t_s - a.t_s;
+                        (dt > 0.0).then(|| (b.t_s, (b.consumed - a.consumed) as f64 / dt))
+                    })
+                    .collect();
+                (name.to_string(), points)
+            })
+            .collect();
+        Self {
+            id,
+            title,
+            y_label: "msg/s",
+            lines,
+        }
+    }
+
+    fn backlog(id: &'static str, title: String, runs: &[(&str, &RawResult)]) -> Self {
+        let lines = runs
+            .iter()
+            .map(|(name, r)| {
+                let points = r
+                    .series
+                    .iter()
+                    .map(|s| (s.t_s, s.published.saturating_sub(s.consumed) as f64))
+                    .collect();
+                (name.to_string(), points)
+            })
+            .collect();
+        Self {
+            id,
+            title,
+            y_label: "messages",
+            lines,
+        }
+    }
+
+    fn draw(&self) -> String {
+        const LEFT: f64 = 70.0;
+        const KEY_W: f64 = 190.0;
+        const KEYS_PER_ROW: usize = 4;
+        const PLOT_W: f64 = WIDTH - LEFT - 20.0;
+        const PLOT_H: f64 = 180.0;
+        let key_rows = self.lines.len().div_ceil(KEYS_PER_ROW).max(1);
+        let legend_y = TOP + PLOT_H + 32.0;
+        let height = legend_y + key_rows as f64 * 18.0 + 6.0;
+        let points = || self.lines.iter().flat_map(|(_, p)| p.iter());
+        let x_max = nice_ceiling(points().map(|p| p.0).fold(0.0, f64::max));
+        let y = Scale::new(false, points().map(|p| p.1));
+        let x = |t: f64| LEFT + (t / x_max).clamp(0.0, 1.0) * PLOT_W;
+        let yy = |v: f64| TOP + (1.0 - y.at(v)) * PLOT_H;
+        let mut svg = String::new();
+        let _ = writeln!(
+            svg,
+            "<figure class=\"chart timeline\" id=\"{}\"><figcaption>{}</figcaption>\n\
+             <svg class=\"chart-svg\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" \
+             height=\"{height}\" viewBox=\"0 0 {WIDTH} {height}\" role=\"img\" aria-label=\"{}\">",
+            self.id,
+            escape(&self.title),
+            escape(&self.title)
+        );
+        for tick in y.ticks() {
+            let _ = writeln!(
+                svg,
+                "<line class=\"grid\" x1=\"{LEFT}\" y1=\"{0:.1}\" x2=\"{1:.1}\" y2=\"{0:.1}\"/>\
+                 <text class=\"tick\" x=\"{2:.1}\" y=\"{3:.1}\" text-anchor=\"end\">{4}</text>",
+                yy(tick),
+                LEFT + PLOT_W,
+                LEFT - 6.0,
+                yy(tick) + 4.0,
+                human(tick)
+            );
+        }
+        for i in 0..=5 {
+            let t = x_max * i as f64 / 5.0;
+            let _ = writeln!(
+                svg,
+                "<text class=\"tick\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{} s</text>",
+                x(t),
+                TOP + PLOT_H + 16.0,
+                human(t)
+            );
+        }
+        let _ = writeln!(
+            svg,
+            "<text class=\"tick\" x=\"{LEFT}\" y=\"{:.1}\">{}</text>",
+            TOP - 10.0,
+            self.y_label
+        );
+        for (i, (name, points)) in self.lines.iter().enumerate() {
+            let color = PALETTE[i % PALETTE.len()];
+            let path: Vec<String> = points
+                .iter()
+                .map(|&(t, v)| format!("{:.1},{:.1}", x(t), yy(v)))
+                .collect();
+            let _ = writeln!(
+                svg,
+                "<polyline class=\"line\" data-broker=\"{}\" fill=\"none\" stroke=\"{color}\" \
+                 stroke-width=\"1.5\" points=\"{}\"><title>{}</title></polyline>",
+                escape(name),
+                path.join(" "),
+                escape(name)
+            );
+        }
+        for (i, (name, _)) in self.lines.iter().enumerate() {
+            let name = shorten(name, 24);
+            let lx = LEFT + (i % KEYS_PER_ROW) as f64 * KEY_W;
+            let ly = legend_y + (i / KEYS_PER_ROW) as f64 * 18.0;
+            let _ = writeln!(
+                svg,
+                "<rect class=\"key\" x=\"{lx:.1}\" y=\"{ly:.1}\" width=\"12\" height=\"12\" fill=\"{}\"/>\
+                 <text class=\"legend\" x=\"{:.1}\" y=\"{:.1}\">{}</text>",
+                PALETTE[i % PALETTE.len()],
+                lx + 16.0,
+                ly + 10.0,
+                escape(&name)
+            );
+        }
+        svg.push_str("</svg></figure>\n");
+        svg
+    }
+}
+
 fn shorten(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         s.to_string()
@@ -386,6 +656,12 @@ fn markdown_tables(md: &str) -> String {
                 html.push_str("</tr>\n");
             }
             html.push_str("</table>\n");
+        } else if line.starts_with("Environment:") || line.starts_with("Recommendation:") {
+            // The page shows them in sections of their own.
+            while lines
+                .next_if(|l| l.trim().is_empty() || l.starts_with("- "))
+                .is_some()
+            {}
         } else if line.starts_with("Verdicts:") {
             // The verdicts open the page already.
             while lines.next_if(|l| !l.starts_with('|')).is_some() {}
@@ -432,6 +708,9 @@ svg.chart-svg { max-width: 100%; height: auto; font-size: 11px; }
 svg .grid { stroke: #e2e8f0; stroke-width: 1; }
 svg .tick, svg .value, svg .legend { fill: #4a5568; }
 svg .label { fill: #1a202c; font-size: 12px; }
+dl { display: grid; grid-template-columns: max-content auto; gap: 0.2rem 1rem; }
+dt { font-weight: 600; }
+dd { margin: 0; }
 table { border-collapse: collapse; margin: 0.5rem 0 1.5rem; font-size: 12px; }
 th, td { border: 1px solid #e2e8f0; padding: 0.25rem 0.5rem; text-align: left; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
@@ -476,7 +755,7 @@ mod tests {
     #[test]
     fn tables_become_html_and_text_is_escaped() {
         let html = markdown_tables(
-            "Title <x>\n\n| a | b |\n|---|---:|\n| m&n | 5 |\n\nVerdicts:\n\n- skip me\n",
+            "Environment:\n\n- host: h\n\nTitle <x>\n\n| a | b |\n|---|---:|\n| m&n | 5 |\n\nVerdicts:\n\n- skip me\n",
         );
         assert!(html.contains("<p>Title &lt;x&gt;</p>"), "{html}");
         assert!(html.contains("<th>a</th><th>b</th>"), "{html}");
@@ -485,5 +764,6 @@ mod tests {
             "{html}"
         );
         assert!(!html.contains("skip me"), "{html}");
+        assert!(!html.contains("host"), "{html}");
     }
 }

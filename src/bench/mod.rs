@@ -8,11 +8,14 @@
 //! table ([`Report::markdown`]), `report.json` and a self-contained `report.html` with
 //! charts ([`html`]).
 
+pub mod environment;
 pub mod game;
 pub mod html;
 pub mod native;
 pub mod process;
+pub mod rates;
 pub mod raw;
+pub mod recommend;
 pub mod workload;
 
 use std::path::{Path, PathBuf};
@@ -26,10 +29,13 @@ use crate::broker::{Broker, BrokerSpec, Tuning};
 use crate::events::EventSink;
 use crate::url::redact;
 
+pub use environment::Environment;
 pub use game::{GameResult, GameWorkload};
 pub use native::{Baseline, Tools};
 pub use process::{BrokerProcess, ProcessUsage};
+pub use rates::{FixedRateRun, LatencyWorkload, SustainableResult, SustainableWorkload};
 pub use raw::{RawResult, RawWorkload};
+pub use recommend::Recommendation;
 pub use workload::{Overrides, Plan, WorkloadError, WorkloadFile};
 
 /// How long opening one broker may take before it counts as unreachable.
@@ -46,10 +52,20 @@ pub struct Target {
 /// The workloads of one evaluation; a workload left out is not run.
 #[derive(Clone, Debug, Serialize)]
 pub struct Workloads {
+    /// Throughput: the messages as fast as they go.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub raw: Option<RawWorkload>,
+    /// The search for the highest sustainable rate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sustainable: Option<SustainableWorkload>,
+    /// Runs at fixed rates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency: Option<LatencyWorkload>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub game: Option<GameWorkload>,
+    /// The messages, producers, consumers and batches of the paced workloads (the
+    /// throughput workload's, paced).
+    pub messages: RawWorkload,
 }
 
 /// What was measured on one broker.
@@ -63,11 +79,19 @@ pub struct BrokerReport {
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The embedded broker, inside this process (never recommended: it serves one
+    /// command's processes only).
+    pub in_process: bool,
     /// `broadcast` (every consumer gets every message) or `work sharing`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delivery: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub raw: Option<RawResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sustainable: Option<SustainableResult>,
+    /// The runs at fixed rates.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub latency: Vec<FixedRateRun>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub game: Option<GameResult>,
     /// Sentences written from the numbers, one per workload.
@@ -77,10 +101,14 @@ pub struct BrokerReport {
 /// The whole evaluation.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
+    /// The machine, the program and the brokers' servers.
+    pub environment: Environment,
     pub workloads: Workloads,
     pub brokers: Vec<BrokerReport>,
     /// The brokers' own tools, beside our raw results.
     pub baselines: Vec<Baseline>,
+    /// The best broker measured for each criterion, and why.
+    pub recommendation: Vec<Recommendation>,
 }
 
 /// Where and how the evaluation runs.
@@ -103,18 +131,29 @@ pub async fn run(targets: &[Target], workloads: &Workloads, ctx: &BenchContext<'
     if !ctx.progress {
         bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
+    let mut environment = Environment::here();
     let mut brokers = Vec::new();
     let mut baselines = Vec::new();
     for target in targets {
-        let (report, native) = measure(target, workloads, ctx, &bars).await;
+        let (report, native, version) = measure(target, workloads, ctx, &bars).await;
+        if report.status != "skipped" {
+            environment.brokers.push(environment::BrokerVersion {
+                broker: report.broker.clone(),
+                version: version.unwrap_or_else(|| "version not told by the broker".into()),
+            });
+        }
         brokers.push(report);
         baselines.extend(native);
     }
-    Report {
+    let mut report = Report {
+        environment,
         workloads: workloads.clone(),
         brokers,
         baselines,
-    }
+        recommendation: Vec::new(),
+    };
+    report.recommendation = recommend::recommend(&report);
+    report
 }
 
 fn bar(bars: &MultiProgress, name: &str, len: Option<u64>, what: &str) -> ProgressBar {
@@ -137,13 +176,14 @@ fn bar(bars: &MultiProgress, name: &str, len: Option<u64>, what: &str) -> Progre
     bar
 }
 
-/// Our workloads on one broker, and its own tool beside the raw one.
+/// Our workloads on one broker, its own tool beside the raw one, and its server's
+/// version.
 async fn measure(
     target: &Target,
     workloads: &Workloads,
     ctx: &BenchContext<'_>,
     bars: &MultiProgress,
-) -> (BrokerReport, Vec<Baseline>) {
+) -> (BrokerReport, Vec<Baseline>, Option<String>) {
     let name = &target.name;
     let mut report = BrokerReport {
         broker: name.clone(),
@@ -153,8 +193,11 @@ async fn measure(
             .map_or_else(String::new, |s| redact(s.url())),
         status: "skipped",
         reason: None,
+        in_process: false,
         delivery: None,
         raw: None,
+        sustainable: None,
+        latency: Vec::new(),
         game: None,
         verdict: Vec::new(),
     };
@@ -165,7 +208,7 @@ async fn measure(
         report
             .verdict
             .push(format!("{name}: skipped, not a broker."));
-        return (report, Vec::new());
+        return (report, Vec::new(), None);
     };
     let opened = tokio::time::timeout(CONNECT_TIMEOUT, spec.open(&ctx.tuning))
         .await
@@ -179,10 +222,14 @@ async fn measure(
                 .verdict
                 .push(format!("{name}: skipped, unreachable ({e})."));
             report.reason = Some(e);
-            return (report, Vec::new());
+            return (report, Vec::new(), None);
         }
     };
     opening.finish_and_clear();
+    let version = tokio::time::timeout(CONNECT_TIMEOUT, broker.version())
+        .await
+        .ok()
+        .flatten();
     let broadcast = !broker.semantics().work_sharing();
     report.delivery = Some(if broadcast {
         "broadcast"
@@ -190,6 +237,7 @@ async fn measure(
         "work sharing"
     });
     report.status = "ok";
+    report.in_process = spec.backend().name == "memory";
     // The broker's own process, when it runs here, watched during each workload.
     let process = BrokerProcess::find(spec.url());
     let mut failures = Vec::new();
@@ -229,6 +277,61 @@ async fn measure(
             running.finish_and_clear();
         }
     }
+    let copies = if broadcast {
+        workloads.messages.consumers as u64
+    } else {
+        1
+    };
+    if let Some(search) = &workloads.sustainable {
+        let probing = bar(bars, name, None, "sustainable rate");
+        let start = report.raw.as_ref().map(|r| r.consume_per_s);
+        let shown = probing.clone();
+        let found = rates::sustainable(
+            &*broker,
+            &workloads.messages,
+            search,
+            copies,
+            start,
+            move |rate| shown.set_message(format!("sustainable rate: probing {rate:.0} msg/s")),
+        );
+        match found.await {
+            Ok(found) => {
+                report
+                    .verdict
+                    .push(rates::sustainable_verdict(name, search, &found));
+                report.sustainable = Some(found);
+            }
+            Err(e) => failures.push(format!("sustainable rate: {e}")),
+        }
+        probing.finish_and_clear();
+    }
+    if let Some(latency) = &workloads.latency {
+        let running = bar(bars, name, None, "fixed rates");
+        // Fractions of the sustainable rate; of the throughput when none was found.
+        let reference = report
+            .sustainable
+            .as_ref()
+            .and_then(|s| s.rate_per_s)
+            .or_else(|| report.raw.as_ref().map(|r| r.consume_per_s));
+        let shown = running.clone();
+        let runs = rates::fixed_rates(
+            &*broker,
+            &workloads.messages,
+            latency,
+            copies,
+            reference,
+            process.as_ref(),
+            move |rate| shown.set_message(format!("latency at {rate:.0} msg/s")),
+        );
+        match runs.await {
+            Ok(runs) => {
+                report.verdict.extend(rates::latency_verdict(name, &runs));
+                report.latency = runs;
+            }
+            Err(e) => failures.push(format!("latency at fixed rates: {e}")),
+        }
+        running.finish_and_clear();
+    }
     if let Some(workload) = &workloads.game {
         let progress = bar(bars, name, None, "game pipeline");
         let scratch = ctx.scratch.join(format!(
@@ -255,7 +358,7 @@ async fn measure(
         ));
         report.reason = Some(failures.join("; "));
     }
-    (report, baselines)
+    (report, baselines, version)
 }
 
 /// A name fit for a folder.
@@ -300,14 +403,29 @@ impl Report {
     /// The results as Markdown: a table per workload, the raw client's rates next to
     /// ours, and the verdicts.
     pub fn markdown(&self) -> String {
-        let mut md = String::new();
+        let mut md = self.environment.markdown();
         if let Some(w) = &self.workloads.raw {
             md.push_str(&self.raw_table(w));
+        }
+        if let Some(w) = &self.workloads.sustainable {
+            md.push_str(&self.sustainable_table(w));
+        }
+        if let Some(w) = &self.workloads.latency {
+            md.push_str(&self.latency_table(w));
         }
         if let Some(w) = &self.workloads.game {
             md.push_str(&self.game_table(w));
         }
-        md.push_str("Verdicts:\n\n");
+        md.push_str("Recommendation:\n\n");
+        for r in &self.recommendation {
+            md.push_str(&format!(
+                "- {}: {} ({})\n",
+                r.criterion,
+                r.broker.as_deref().unwrap_or("none"),
+                r.why
+            ));
+        }
+        md.push_str("\nVerdicts:\n\n");
         for line in self.brokers.iter().flat_map(|b| &b.verdict) {
             md.push_str(&format!("- {line}\n"));
         }
@@ -400,6 +518,109 @@ impl Report {
                 share(base.consume_ratio),
             ));
         }
+        md
+    }
+
+    fn sustainable_table(&self, w: &SustainableWorkload) -> String {
+        let m = &self.workloads.messages;
+        let mut md = format!(
+            "Highest sustainable rate: messages of {} bytes, {} producer(s) paced, {} \
+             consumer(s); each probe publishes for {} s and is sustained when the producers \
+             keep up, the backlog does not grow and p99 stays under {} ms; the search ends \
+             within {:.0}%\n\n",
+            m.size,
+            m.producers,
+            m.consumers,
+            w.probe_seconds,
+            w.p99_bound_ms,
+            w.precision * 100.0
+        );
+        md.push_str(
+            "| broker | sustainable msg/s | not sustained at msg/s | p99 ms | probes (msg/s: ✓ sustained, ✗ not) | notes |\n",
+        );
+        md.push_str("|---|---:|---:|---:|---|---|\n");
+        let rate = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0}"));
+        for b in &self.brokers {
+            match &b.sustainable {
+                Some(r) => {
+                    let probes = r
+                        .probes
+                        .iter()
+                        .map(|p| format!("{:.0} {}", p.rate, if p.sustained { "✓" } else { "✗" }))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let note = if r.converged {
+                        String::new()
+                    } else {
+                        "not converged".into()
+                    };
+                    md.push_str(&format!(
+                        "| {} | {} | {} | {} | {probes} | {note} |\n",
+                        b.broker,
+                        rate(r.rate_per_s),
+                        rate(r.fails_at),
+                        r.p99_ms.map_or("-".into(), |v| format!("{v:.2}")),
+                    ));
+                }
+                None => md.push_str(&format!(
+                    "| {} | - | - | - | - | {} |\n",
+                    b.broker,
+                    b.note()
+                )),
+            }
+        }
+        md.push('\n');
+        md
+    }
+
+    fn latency_table(&self, w: &LatencyWorkload) -> String {
+        let m = &self.workloads.messages;
+        let mut md = format!(
+            "Latency at fixed rates: messages of {} bytes, {} producer(s) paced, {} \
+             consumer(s), {} s per run; latencies count from each message's intended send \
+             time (so a stalled producer's wait is in them: no coordinated omission), the \
+             run's first tenth left out\n\n",
+            m.size, m.producers, m.consumers, w.seconds
+        );
+        md.push_str(
+            "| broker | rate msg/s | of reference | published/s | consumed/s | p50 ms | p99 ms | p99.9 ms | p99.99 ms | max ms | publish p50 ms | publish p99 ms | lost | duplicates | broker CPU, cores (peak) |\n",
+        );
+        md.push_str(
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        );
+        for b in &self.brokers {
+            if b.latency.is_empty() {
+                md.push_str(&format!(
+                    "| {} | - | - | - | - | - | - | - | - | - | - | - | - | - | {} |\n",
+                    b.broker,
+                    b.note()
+                ));
+            }
+            for run in &b.latency {
+                let r = &run.result;
+                let (l, p) = (&r.latency, &r.publish_latency);
+                md.push_str(&format!(
+                    "| {} | {:.0} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} |\n",
+                    b.broker,
+                    run.rate,
+                    run.fraction
+                        .map_or("-".into(), |f| format!("{:.0}%", f * 100.0)),
+                    r.publish_per_s,
+                    r.consume_per_s,
+                    l.p50_ms,
+                    l.p99_ms,
+                    l.p99_9_ms,
+                    l.p99_99_ms,
+                    l.max_ms,
+                    p.p50_ms,
+                    p.p99_ms,
+                    r.lost,
+                    r.duplicates,
+                    cpu_cell(r.broker_process.as_ref()),
+                ));
+            }
+        }
+        md.push('\n');
         md
     }
 

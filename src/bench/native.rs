@@ -585,12 +585,8 @@ mod tests {
         let workload = RawWorkload {
             messages: 10,
             size: 16,
-            producers: 1,
-            consumers: 1,
-            rate: None,
-            ack_batch: crate::bench::raw::ACK_BATCH,
-            publish_batch: crate::bench::raw::PUBLISH_BATCH,
             idle: Duration::from_secs(1),
+            ..RawWorkload::default()
         };
         let broker = crate::broker::MemoryBroker::new();
         let ours = RawResult::default();

@@ -1,9 +1,18 @@
 //! The raw messaging workload: P producers publish N messages of S bytes to a fresh
-//! topic while C consumers of one group take them, acknowledging each. Every message
-//! carries its sequence number and its send time, so the consumers tell losses,
-//! duplicates and the end-to-end latency without any help from the broker.
+//! topic while C consumers of one group take them, acknowledging them in batches.
+//! Every message carries its sequence number and its send time, so the consumers
+//! tell losses, duplicates and the end-to-end latency without any help from the
+//! broker.
+//!
+//! Unpaced, the producers send as fast as the broker confirms (the throughput
+//! workload). Paced at a rate, each message has an intended send time, and that is
+//! the time it carries: a producer held up by a slow confirm sends what fell due
+//! meanwhile at once, and the wait counts in those messages' latency instead of
+//! vanishing from it (coordinated omission). The other workloads ([`super::rates`])
+//! are paced runs of this one.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -11,7 +20,7 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 
 use super::process::ProcessUsage;
-use crate::broker::{Broker, BrokerError, BrokerStat, Delivery, stats_within};
+use crate::broker::{Broker, BrokerError, BrokerStat, Delivery, Publisher, stats_within};
 use crate::latency::{Latency, LatencyRecorder};
 
 /// Bytes of the header every message starts with: sequence number and send time.
@@ -22,6 +31,8 @@ pub const ACK_BATCH: usize = 256;
 pub const PUBLISH_BATCH: usize = 256;
 /// How long the consumers wait for one more message once publishing has ended.
 pub const DEFAULT_IDLE: Duration = Duration::from_secs(5);
+/// How often a run notes what was published and consumed so far.
+pub const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 /// The consumers' group.
 const GROUP: &str = "bench";
 /// How long reading the broker's figures at the end may take.
@@ -46,6 +57,50 @@ pub struct RawWorkload {
     /// How long consumers wait for a next message after publishing ended.
     #[serde(skip)]
     pub idle: Duration,
+    /// Messages meant to be sent in this first part of the run count in every total
+    /// but not in the latencies (consumers joining, connections warming up).
+    #[serde(skip)]
+    pub warmup: Duration,
+    /// Publishing stops this long after it began, sent or not (a paced run at a rate
+    /// the broker cannot take still ends); none: when every message is sent.
+    #[serde(skip)]
+    pub deadline: Option<Duration>,
+    /// The longest the run waits for the consumers once publishing has ended; what
+    /// has not come by then is reported as not consumed. None: until `idle` passes
+    /// with nothing new.
+    #[serde(skip)]
+    pub drain: Option<Duration>,
+}
+
+impl Default for RawWorkload {
+    /// The throughput workload of a full run: 100,000 messages of 200 bytes, one
+    /// producer and one consumer, unpaced.
+    fn default() -> Self {
+        Self {
+            messages: 100_000,
+            size: 200,
+            producers: 1,
+            consumers: 1,
+            rate: None,
+            ack_batch: ACK_BATCH,
+            publish_batch: PUBLISH_BATCH,
+            idle: DEFAULT_IDLE,
+            warmup: Duration::ZERO,
+            deadline: None,
+            drain: None,
+        }
+    }
+}
+
+/// One point of a run's time series.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Sample {
+    /// Seconds since publishing began.
+    pub t_s: f64,
+    /// Messages the broker had confirmed by then.
+    pub published: u64,
+    /// Distinct messages consumed by then.
+    pub consumed: u64,
 }
 
 /// What one broker did with the raw workload.
@@ -63,13 +118,33 @@ pub struct RawResult {
     pub publish_errors: u64,
     pub publish_per_s: f64,
     pub consume_per_s: f64,
+    /// How long publishing took, in seconds.
+    pub publish_s: f64,
+    /// From a message's send time (its intended one when paced) to its first
+    /// delivery, past the warm-up.
     pub latency: Latency,
+    /// From a message's send time (intended when paced) to the broker's confirm.
+    pub publish_latency: Latency,
     /// What the broker itself said of the consumers' group at the end of the run, in
     /// its own terms (NSQ's requeued and timed out messages, Kafka's lag...).
     pub broker_stats: Vec<BrokerStat>,
     /// What the broker's process used meanwhile, when it runs on this machine.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub broker_process: Option<ProcessUsage>,
+    /// Published and consumed so far, every [`SAMPLE_EVERY`].
+    pub series: Vec<Sample>,
+}
+
+impl RawResult {
+    /// Messages published but not consumed by `t_s` seconds into the run, read from
+    /// the last sample taken by then.
+    pub fn backlog_at(&self, t_s: f64) -> Option<u64> {
+        self.series
+            .iter()
+            .take_while(|s| s.t_s <= t_s)
+            .last()
+            .map(|s| s.published.saturating_sub(s.consumed))
+    }
 }
 
 /// The header and padding of message `seq`, sent `sent_ns` after the run's start.
@@ -89,6 +164,7 @@ pub fn decode(payload: &[u8]) -> Option<(u64, u64)> {
 }
 
 /// What the consumers saw.
+#[derive(Default)]
 struct Seen {
     ids: HashSet<u64>,
     duplicates: u64,
@@ -96,15 +172,11 @@ struct Seen {
     last: Option<Instant>,
 }
 
-impl Seen {
-    fn new() -> Self {
-        Self {
-            ids: HashSet::new(),
-            duplicates: 0,
-            latency: LatencyRecorder::new(),
-            last: None,
-        }
-    }
+/// Counters the consumers, producers and the sampler share.
+#[derive(Default)]
+struct Counts {
+    published: AtomicU64,
+    consumed: AtomicU64,
 }
 
 /// Runs the workload on `broker`; `progress` is told of every message consumed.
@@ -117,13 +189,24 @@ pub async fn run(
     progress: impl Fn(u64) + Send + Sync + 'static,
 ) -> Result<RawResult, BrokerError> {
     let topic = format!("bench.{}", uuid::Uuid::new_v4().simple());
+    let mut subscribed = Vec::new();
+    for _ in 0..workload.consumers.max(1) {
+        subscribed.push(broker.consumer(&topic, GROUP).await?);
+    }
+    let mut publishers = Vec::new();
+    for _ in 0..workload.producers.max(1) {
+        publishers.push(broker.publisher().await?);
+    }
+    // Every time in the run counts from here, when the first message may go.
     let start = Instant::now();
-    let seen = Arc::new(Mutex::new(Seen::new()));
+    let warm_ns = workload.warmup.as_nanos() as u64;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let counts = Arc::new(Counts::default());
     let progress = Arc::new(progress);
     let mut consumers = JoinSet::new();
-    for _ in 0..workload.consumers.max(1) {
-        let mut consumer = broker.consumer(&topic, GROUP).await?;
+    for mut consumer in subscribed {
         let seen = seen.clone();
+        let counts = counts.clone();
         let progress = progress.clone();
         let ack_batch = workload.ack_batch.max(1);
         consumers.spawn(async move {
@@ -146,8 +229,10 @@ pub async fn run(
                 let mut new = 0;
                 for (seq, sent) in decoded.into_iter().flatten() {
                     if s.ids.insert(seq) {
-                        s.latency
-                            .record(Duration::from_nanos(now.saturating_sub(sent)));
+                        if sent >= warm_ns {
+                            s.latency
+                                .record(Duration::from_nanos(now.saturating_sub(sent)));
+                        }
                         new += 1;
                     } else {
                         s.duplicates += 1;
@@ -155,29 +240,37 @@ pub async fn run(
                 }
                 s.last = Some(Instant::now());
                 drop(s);
+                counts.consumed.fetch_add(new, Ordering::Relaxed);
                 progress(new);
             }
         });
     }
+    let (stop_sampling, stopped) = tokio::sync::oneshot::channel();
+    let sampler = tokio::spawn(sample(counts.clone(), start, stopped));
 
-    let publishing = Instant::now();
-    let (published, publish_errors) = publish_all(broker, &topic, workload, start).await?;
-    let publish_s = publishing.elapsed().as_secs_f64();
+    let published = publish_all(publishers, &topic, workload, start, &counts).await?;
+    let publish_s = start.elapsed().as_secs_f64();
 
-    // Consume until every copy of every message has come, or none came for `idle`.
-    let mut waited_since = Instant::now();
+    // Consume until every copy of every message has come, none came for `idle`, or
+    // the drain time is up.
+    let publishing_ended = Instant::now();
+    let mut waited_since = publishing_ended;
     loop {
         let (deliveries, last) = {
             let s = seen.lock().map_err(|_| BrokerError::Closed)?;
             (s.ids.len() as u64 + s.duplicates, s.last)
         };
-        if deliveries >= published * copies.max(1) {
+        if deliveries >= published.ok * copies.max(1) {
             break;
         }
         if let Some(last) = last {
             waited_since = waited_since.max(last);
         }
-        if waited_since.elapsed() >= workload.idle {
+        if waited_since.elapsed() >= workload.idle
+            || workload
+                .drain
+                .is_some_and(|d| publishing_ended.elapsed() >= d)
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -191,24 +284,56 @@ pub async fn run(
         });
     consumers.abort_all();
     while consumers.join_next().await.is_some() {}
+    let _ = stop_sampling.send(());
+    let mut series = sampler.await.unwrap_or_default();
+    series.push(Sample {
+        t_s: start.elapsed().as_secs_f64(),
+        published: counts.published.load(Ordering::Relaxed),
+        consumed: counts.consumed.load(Ordering::Relaxed),
+    });
 
     let s = seen.lock().map_err(|_| BrokerError::Closed)?;
     let consumed = s.ids.len() as u64;
     let consume_s = s
         .last
-        .map_or(0.0, |last| last.duration_since(publishing).as_secs_f64());
+        .map_or(0.0, |last| last.duration_since(start).as_secs_f64());
     Ok(RawResult {
-        published,
+        published: published.ok,
         consumed,
         duplicates: s.duplicates,
-        lost: published.saturating_sub(consumed),
-        publish_errors,
-        publish_per_s: per_s(published, publish_s),
+        lost: published.ok.saturating_sub(consumed),
+        publish_errors: published.failed,
+        publish_per_s: per_s(published.ok, publish_s),
         consume_per_s: per_s(consumed, consume_s),
+        publish_s,
         latency: s.latency.summary(),
+        publish_latency: published.latency.summary(),
         broker_stats,
         broker_process: None,
+        series,
     })
+}
+
+/// Notes the counts every [`SAMPLE_EVERY`] until told to stop.
+async fn sample(
+    counts: Arc<Counts>,
+    start: Instant,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) -> Vec<Sample> {
+    let mut series = Vec::new();
+    let mut tick = tokio::time::interval(SAMPLE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = &mut stop => return series,
+        }
+        series.push(Sample {
+            t_s: start.elapsed().as_secs_f64(),
+            published: counts.published.load(Ordering::Relaxed),
+            consumed: counts.consumed.load(Ordering::Relaxed),
+        });
+    }
 }
 
 fn per_s(n: u64, seconds: f64) -> f64 {
@@ -219,60 +344,120 @@ fn per_s(n: u64, seconds: f64) -> f64 {
     }
 }
 
-/// Publishes the workload's messages from its producers; returns how many the broker
-/// confirmed and how many failed.
+/// What the producers did.
+#[derive(Default)]
+struct Published {
+    ok: u64,
+    failed: u64,
+    latency: LatencyRecorder,
+}
+
+/// Publishes the workload's messages from its producers.
 async fn publish_all(
-    broker: &dyn Broker,
+    publishers: Vec<Box<dyn Publisher>>,
     topic: &str,
     workload: &RawWorkload,
     start: Instant,
-) -> Result<(u64, u64), BrokerError> {
-    let producers = workload.producers.max(1) as u64;
+    counts: &Arc<Counts>,
+) -> Result<Published, BrokerError> {
+    let producers = publishers.len().max(1) as u64;
     let mut tasks = JoinSet::new();
-    for p in 0..producers {
-        let publisher = broker.publisher().await?;
-        let topic = topic.to_string();
-        let size = workload.size;
+    for (p, publisher) in (0u64..).zip(publishers) {
         // Producer p sends the sequence numbers p, p + P, p + 2P, ...
         let seqs: Vec<u64> = (p..workload.messages).step_by(producers as usize).collect();
-        let rate = workload.rate.map(|r| r / producers as f64);
-        let window = workload.publish_batch.max(1);
-        tasks.spawn(async move {
-            let began = Instant::now();
-            let (mut ok, mut failed) = (0u64, 0u64);
-            for chunk in seqs.chunks(window) {
-                if let Some(rate) = rate {
-                    // Hold back until this chunk is due at the target rate.
-                    let due = Duration::try_from_secs_f64(ok as f64 / rate)
-                        .ok()
-                        .and_then(|d| began.checked_add(d));
-                    if let Some(due) = due {
-                        tokio::time::sleep_until(due.into()).await;
+        let producer = Producer {
+            topic: topic.to_string(),
+            size: workload.size,
+            rate: workload.rate.map(|r| r / producers as f64),
+            window: workload.publish_batch.max(1),
+            deadline: workload.deadline.and_then(|d| start.checked_add(d)),
+            start,
+            counts: counts.clone(),
+        };
+        tasks.spawn(async move { producer.send(&*publisher, &seqs).await });
+    }
+    let mut all = Published::default();
+    while let Some(done) = tasks.join_next().await {
+        let one = done.map_err(|e| BrokerError::Unavailable(format!("a producer failed: {e}")))?;
+        all.ok += one.ok;
+        all.failed += one.failed;
+        all.latency.merge(&one.latency);
+    }
+    Ok(all)
+}
+
+/// One producer's settings.
+struct Producer {
+    topic: String,
+    size: usize,
+    /// This producer's share of the rate.
+    rate: Option<f64>,
+    window: usize,
+    start: Instant,
+    /// When to stop sending, sent or not.
+    deadline: Option<Instant>,
+    counts: Arc<Counts>,
+}
+
+impl Producer {
+    /// When message `k` of this producer is due, paced from `began`.
+    fn due(began: Instant, k: usize, rate: f64) -> Instant {
+        Duration::try_from_secs_f64(k as f64 / rate)
+            .ok()
+            .and_then(|d| began.checked_add(d))
+            .unwrap_or(began + Duration::from_secs(365 * 24 * 3600))
+    }
+
+    /// Sends `seqs`: unpaced, a window at a time; paced, what has fallen due (at most a
+    /// window), each stamped with its intended time.
+    async fn send(&self, publisher: &dyn Publisher, seqs: &[u64]) -> Published {
+        let began = Instant::now();
+        let stamp = |at: Instant| at.saturating_duration_since(self.start).as_nanos() as u64;
+        let mut done = Published::default();
+        let mut next = 0;
+        while next < seqs.len() && self.deadline.is_none_or(|d| Instant::now() < d) {
+            let upto = match self.rate {
+                None => (next + self.window).min(seqs.len()),
+                Some(rate) => {
+                    // Messages 0..=floor(elapsed × rate) are due by now.
+                    let due = (began.elapsed().as_secs_f64() * rate) as usize + 1;
+                    if due <= next {
+                        let at = Self::due(began, next, rate);
+                        let at = self.deadline.map_or(at, |d| at.min(d));
+                        tokio::time::sleep_until(at.into()).await;
+                        continue;
                     }
+                    due.min(next + self.window).min(seqs.len())
                 }
-                let batch: Vec<Vec<u8>> = chunk
-                    .iter()
-                    .map(|&seq| encode(seq, start.elapsed().as_nanos() as u64, size))
-                    .collect();
-                match publisher.publish(&topic, &batch).await {
-                    Ok(()) => ok += chunk.len() as u64,
-                    Err(e) => {
-                        tracing::warn!("bench: publishing failed: {e}");
-                        failed += chunk.len() as u64;
+            };
+            let sent = Instant::now();
+            let intended = |k: usize| match self.rate {
+                Some(rate) => Self::due(began, k, rate),
+                None => sent,
+            };
+            let batch: Vec<Vec<u8>> = (next..upto)
+                .map(|k| encode(seqs[k], stamp(intended(k)), self.size))
+                .collect();
+            let n = (upto - next) as u64;
+            match publisher.publish(&self.topic, &batch).await {
+                Ok(()) => {
+                    let confirmed = Instant::now();
+                    for k in next..upto {
+                        done.latency
+                            .record(confirmed.saturating_duration_since(intended(k)));
                     }
+                    done.ok += n;
+                    self.counts.published.fetch_add(n, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::warn!("bench: publishing failed: {e}");
+                    done.failed += n;
                 }
             }
-            (ok, failed)
-        });
+            next = upto;
+        }
+        done
     }
-    let (mut ok, mut failed) = (0, 0);
-    while let Some(done) = tasks.join_next().await {
-        let (o, f) =
-            done.map_err(|e| BrokerError::Unavailable(format!("a producer failed: {e}")))?;
-        ok += o;
-        failed += f;
-    }
-    Ok((ok, failed))
 }
 
 #[cfg(test)]
@@ -296,10 +481,10 @@ mod tests {
             size: 64,
             producers: 2,
             consumers: 3,
-            rate: None,
             ack_batch: 100,
             publish_batch: 64,
             idle: Duration::from_secs(2),
+            ..RawWorkload::default()
         };
         let r = run(&MemoryBroker::new(), &workload, 1, |_| {})
             .await

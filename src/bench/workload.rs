@@ -18,6 +18,18 @@
 //! ack_batch = 256      # messages a consumer acknowledges together at most
 //! publish_batch = 256  # messages a producer sends before waiting for confirms
 //!
+//! [sustainable]         # the highest rate the broker sustains
+//! p99_bound_ms = 100   # ...with the p99 latency under this
+//! probe_seconds = 5    # each probe publishes this long
+//! max_probes = 10
+//! precision = 0.1      # the search ends within 10%
+//! start_rate = 20000   # first probe [default: the raw workload's consumed/s]
+//!
+//! [latency]             # runs at fixed rates
+//! fractions = [0.1, 0.5, 0.9]  # of the sustainable rate
+//! rates = [1000]       # and at these rates outright
+//! seconds = 10         # each run publishes this long
+//!
 //! [game]
 //! bots = 200
 //! games_per_bot = 10
@@ -35,11 +47,12 @@ use thiserror::Error;
 
 use super::Workloads;
 use super::game::GameWorkload;
-use super::raw::{ACK_BATCH, DEFAULT_IDLE, HEADER, PUBLISH_BATCH, RawWorkload};
+use super::rates::{LatencyWorkload, SustainableWorkload};
+use super::raw::{HEADER, RawWorkload};
 use crate::broker::registry::BACKENDS;
 
-/// The workloads `superhero bench` knows.
-pub const WORKLOADS: [&str; 2] = ["raw", "game"];
+/// The workloads `superhero bench` knows, in the order they run.
+pub const WORKLOADS: [&str; 4] = ["raw", "sustainable", "latency", "game"];
 
 /// A workload file as written.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -50,7 +63,31 @@ pub struct WorkloadFile {
     #[serde(default)]
     pub raw: RawSection,
     #[serde(default)]
+    pub sustainable: SustainableSection,
+    #[serde(default)]
+    pub latency: LatencySection,
+    #[serde(default)]
     pub game: GameSection,
+}
+
+/// The `[sustainable]` section of a workload file.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SustainableSection {
+    pub p99_bound_ms: Option<f64>,
+    pub probe_seconds: Option<f64>,
+    pub max_probes: Option<usize>,
+    pub precision: Option<f64>,
+    pub start_rate: Option<f64>,
+}
+
+/// The `[latency]` section of a workload file.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LatencySection {
+    pub fractions: Option<Vec<f64>>,
+    pub rates: Option<Vec<f64>>,
+    pub seconds: Option<f64>,
 }
 
 /// The `[raw]` section of a workload file.
@@ -122,7 +159,29 @@ impl WorkloadFile {
             rate: r.rate.or(base.rate),
             ack_batch: r.ack_batch.unwrap_or(base.ack_batch),
             publish_batch: r.publish_batch.unwrap_or(base.publish_batch),
-            idle: base.idle,
+            ..base
+        }
+    }
+
+    /// `base` with what the file sets.
+    pub fn sustainable(&self, base: SustainableWorkload) -> SustainableWorkload {
+        let s = &self.sustainable;
+        SustainableWorkload {
+            p99_bound_ms: s.p99_bound_ms.unwrap_or(base.p99_bound_ms),
+            probe_seconds: s.probe_seconds.unwrap_or(base.probe_seconds),
+            max_probes: s.max_probes.unwrap_or(base.max_probes),
+            precision: s.precision.unwrap_or(base.precision),
+            start_rate: s.start_rate.or(base.start_rate),
+        }
+    }
+
+    /// `base` with what the file sets.
+    pub fn latency(&self, base: LatencyWorkload) -> LatencyWorkload {
+        let l = &self.latency;
+        LatencyWorkload {
+            fractions: l.fractions.clone().unwrap_or(base.fractions),
+            rates: l.rates.clone().unwrap_or(base.rates),
+            seconds: l.seconds.unwrap_or(base.seconds),
         }
     }
 
@@ -164,6 +223,18 @@ pub struct Overrides {
     pub ack_batch: Option<usize>,
     /// Raw: `--publish-batch`.
     pub publish_batch: Option<usize>,
+    /// Sustainable: `--p99-bound`, milliseconds.
+    pub p99_bound_ms: Option<f64>,
+    /// Sustainable: `--probe-seconds`.
+    pub probe_seconds: Option<f64>,
+    /// Sustainable: `--max-probes`.
+    pub max_probes: Option<usize>,
+    /// Latency: `--fractions`.
+    pub fractions: Option<Vec<f64>>,
+    /// Latency: `--rates`.
+    pub rates: Option<Vec<f64>>,
+    /// Latency: `--run-seconds`.
+    pub run_seconds: Option<f64>,
     /// Game: `--bots`.
     pub bots: Option<usize>,
     /// Game: `--games`, per bot.
@@ -210,19 +281,14 @@ pub fn plan(file: &WorkloadFile, flags: &Overrides) -> Result<Plan, WorkloadErro
         .unwrap_or_else(|| WORKLOADS.map(String::from).to_vec());
     check_workloads(&which)?;
 
-    let raw = file.raw(RawWorkload {
-        messages: if flags.quick { 2_000 } else { 100_000 },
-        size: 200,
-        producers: 1,
-        consumers: 1,
-        rate: None,
-        ack_batch: ACK_BATCH,
-        publish_batch: PUBLISH_BATCH,
-        idle: if flags.quick {
-            Duration::from_secs(2)
-        } else {
-            DEFAULT_IDLE
-        },
+    let raw = file.raw(if flags.quick {
+        RawWorkload {
+            messages: 2_000,
+            idle: Duration::from_secs(2),
+            ..RawWorkload::default()
+        }
+    } else {
+        RawWorkload::default()
     });
     let raw = RawWorkload {
         messages: flags.messages.unwrap_or(raw.messages),
@@ -232,7 +298,28 @@ pub fn plan(file: &WorkloadFile, flags: &Overrides) -> Result<Plan, WorkloadErro
         rate: flags.rate.or(raw.rate),
         ack_batch: flags.ack_batch.unwrap_or(raw.ack_batch),
         publish_batch: flags.publish_batch.unwrap_or(raw.publish_batch),
-        idle: raw.idle,
+        ..raw
+    };
+    let sustainable = file.sustainable(if flags.quick {
+        SustainableWorkload::quick()
+    } else {
+        SustainableWorkload::full()
+    });
+    let sustainable = SustainableWorkload {
+        p99_bound_ms: flags.p99_bound_ms.unwrap_or(sustainable.p99_bound_ms),
+        probe_seconds: flags.probe_seconds.unwrap_or(sustainable.probe_seconds),
+        max_probes: flags.max_probes.unwrap_or(sustainable.max_probes),
+        ..sustainable
+    };
+    let latency = file.latency(if flags.quick {
+        LatencyWorkload::quick()
+    } else {
+        LatencyWorkload::full()
+    });
+    let latency = LatencyWorkload {
+        fractions: flags.fractions.clone().unwrap_or(latency.fractions),
+        rates: flags.rates.clone().unwrap_or(latency.rates),
+        seconds: flags.run_seconds.unwrap_or(latency.seconds),
     };
     let game = file.game(if flags.quick {
         GameWorkload::quick()
@@ -248,12 +335,26 @@ pub fn plan(file: &WorkloadFile, flags: &Overrides) -> Result<Plan, WorkloadErro
         batch_seconds: flags.batch_seconds.unwrap_or(game.batch_seconds),
         ..game
     };
+    let runs = |name: &str| which.iter().any(|w| w == name);
     let workloads = Workloads {
-        raw: which.iter().any(|w| w == "raw").then_some(raw),
-        game: which.iter().any(|w| w == "game").then_some(game),
+        raw: runs("raw").then(|| raw.clone()),
+        sustainable: runs("sustainable").then_some(sustainable),
+        latency: runs("latency").then_some(latency),
+        game: runs("game").then_some(game),
+        messages: raw,
     };
-    if let Some(raw) = &workloads.raw {
-        check_raw(raw)?;
+    // The paced workloads send the raw workload's messages.
+    if workloads.raw.is_some() || workloads.sustainable.is_some() || workloads.latency.is_some() {
+        check_raw(&workloads.messages)?;
+    }
+    if let Some(s) = &workloads.sustainable {
+        check_sustainable(s)?;
+    }
+    if let Some(l) = &workloads.latency {
+        check_latency(
+            l,
+            workloads.sustainable.is_some() || workloads.raw.is_some(),
+        )?;
     }
     if let Some(game) = &workloads.game {
         check_game(game)?;
@@ -284,6 +385,61 @@ pub fn check_raw(w: &RawWorkload) -> Result<(), WorkloadError> {
         ));
     }
     check_rate(w.rate, "messages")
+}
+
+/// Checks a search before anything runs.
+pub fn check_sustainable(w: &SustainableWorkload) -> Result<(), WorkloadError> {
+    check_seconds(w.probe_seconds, "probe_seconds")?;
+    if !(w.p99_bound_ms.is_finite() && w.p99_bound_ms > 0.0) {
+        return Err(WorkloadError::Invalid(format!(
+            "p99_bound_ms must be a positive number of milliseconds, not {}",
+            w.p99_bound_ms
+        )));
+    }
+    if w.max_probes == 0 {
+        return Err(WorkloadError::Invalid(
+            "max_probes must be at least 1".into(),
+        ));
+    }
+    if !(w.precision.is_finite() && w.precision > 0.0) {
+        return Err(WorkloadError::Invalid(format!(
+            "precision is a fraction above 0 (0.1: within 10%), not {}",
+            w.precision
+        )));
+    }
+    check_rate(w.start_rate, "messages")
+}
+
+/// Checks the latency runs before anything runs; `reference`: whether a rate their
+/// fractions apply to is measured before them.
+pub fn check_latency(w: &LatencyWorkload, reference: bool) -> Result<(), WorkloadError> {
+    check_seconds(w.seconds, "the latency runs' seconds")?;
+    if let Some(f) = w.fractions.iter().find(|f| !(f.is_finite() && **f > 0.0)) {
+        return Err(WorkloadError::Invalid(format!(
+            "a latency fraction must be above 0 (0.5: half the sustainable rate), not {f}"
+        )));
+    }
+    for &rate in &w.rates {
+        check_rate(Some(rate), "messages")?;
+    }
+    if w.rates.is_empty() && (w.fractions.is_empty() || !reference) {
+        return Err(WorkloadError::Invalid(
+            "the latency workload needs rates, or fractions of a rate the same run measures \
+             (with the sustainable or raw workload)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+fn check_seconds(seconds: f64, what: &str) -> Result<(), WorkloadError> {
+    if seconds.is_finite() && (0.1..=86_400.0).contains(&seconds) {
+        Ok(())
+    } else {
+        Err(WorkloadError::Invalid(format!(
+            "{what} must be between 0.1 and 86,400 seconds, not {seconds}"
+        )))
+    }
 }
 
 /// Checks a game workload before anything runs.
@@ -341,12 +497,10 @@ mod tests {
         RawWorkload {
             messages: 10,
             size: 100,
-            producers: 1,
-            consumers: 1,
-            rate: None,
             ack_batch: 1,
             publish_batch: 1,
             idle: Duration::from_secs(1),
+            ..RawWorkload::default()
         }
     }
 

@@ -18,8 +18,9 @@ pub struct BenchArgs {
     /// variables give), or broker URLs [default: all eight names].
     #[arg(long, value_delimiter = ',')]
     pub brokers: Option<Vec<String>>,
-    /// Workloads to run, comma-separated: raw (messages), game (the pipeline)
-    /// [default: raw,game].
+    /// Workloads to run, comma-separated: raw (throughput: messages as fast as they
+    /// go), sustainable (the highest rate the broker sustains), latency (at fixed
+    /// rates), game (the pipeline) [default: all four].
     #[arg(long, value_delimiter = ',')]
     pub workloads: Option<Vec<String>>,
     /// A TOML workload file (brokers, workloads, and raw and game sections); flags
@@ -66,6 +67,31 @@ pub struct BenchArgs {
     /// [default: 256].
     #[arg(long, value_name = "MESSAGES", help_heading = "Raw messaging")]
     pub publish_batch: Option<usize>,
+    /// Sustainable: the p99 latency a sustained rate stays under, in milliseconds
+    /// [default: 100].
+    #[arg(long, value_name = "MS", help_heading = "Sustainable rate")]
+    pub p99_bound: Option<f64>,
+    /// Sustainable: how long each probe publishes [default: 5; 1 with --quick].
+    #[arg(long, value_name = "SECONDS", help_heading = "Sustainable rate")]
+    pub probe_seconds: Option<f64>,
+    /// Sustainable: probes at most [default: 10; 8 with --quick].
+    #[arg(long, value_name = "N", help_heading = "Sustainable rate")]
+    pub max_probes: Option<usize>,
+    /// Latency: fractions of the sustainable rate to run at, comma-separated
+    /// [default: 0.1,0.5,0.9].
+    #[arg(long, value_delimiter = ',', help_heading = "Latency at fixed rates")]
+    pub fractions: Option<Vec<f64>>,
+    /// Latency: rates to run at outright, messages per second, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "MSG_PER_S",
+        help_heading = "Latency at fixed rates"
+    )]
+    pub rates: Option<Vec<f64>>,
+    /// Latency: how long each run publishes [default: 10; 2 with --quick].
+    #[arg(long, value_name = "SECONDS", help_heading = "Latency at fixed rates")]
+    pub run_seconds: Option<f64>,
     /// Game: ETL workers [default: 3].
     #[arg(long, help_heading = "Game pipeline")]
     pub workers: Option<usize>,
@@ -99,6 +125,12 @@ impl From<&BenchArgs> for Overrides {
             rate: args.rate,
             ack_batch: args.ack_batch,
             publish_batch: args.publish_batch,
+            p99_bound_ms: args.p99_bound,
+            probe_seconds: args.probe_seconds,
+            max_probes: args.max_probes,
+            fractions: args.fractions.clone(),
+            rates: args.rates.clone(),
+            run_seconds: args.run_seconds,
             bots: args.bots,
             games: args.games,
             workers: args.workers,
