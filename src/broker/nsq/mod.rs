@@ -76,6 +76,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const MPUB_BYTES: usize = 1 << 20;
 /// nsqd's bounds for a client's message timeout (its default maximum is 15 min).
 const MSG_TIMEOUT_MS: (u64, u64) = (1_000, 900_000);
+/// How long nsqd may hold a consumer's messages to send them together: the least
+/// nsqd allows by default (`--min-output-buffer-timeout`), not its 250 ms default,
+/// which a quiet topic's last messages would otherwise wait out.
+const OUTPUT_BUFFER_TIMEOUT_MS: i64 = 25;
 
 /// How consumers are set up, and where nsqd's figures are read.
 #[derive(Clone, Debug)]
@@ -219,6 +223,7 @@ impl Conn {
                     .map_or(-1, |h| h.as_millis().clamp(1_000, 60_000) as i64),
                 msg_timeout: (msg_timeout.as_millis() as u64)
                     .clamp(MSG_TIMEOUT_MS.0, MSG_TIMEOUT_MS.1),
+                output_buffer_timeout: OUTPUT_BUFFER_TIMEOUT_MS,
             };
             conn.writer.write_all(protocol::MAGIC).await?;
             conn.writer

@@ -154,6 +154,9 @@ pub struct Identify {
     /// Milliseconds before nsqd gives an unfinished message to another client; 0 for
     /// nsqd's default.
     pub msg_timeout: u64,
+    /// Milliseconds nsqd may hold messages for this client to send them together
+    /// (nsqd's default is 250).
+    pub output_buffer_timeout: i64,
 }
 
 /// IDENTIFY's answer with feature negotiation (the fields this client reads).
@@ -334,6 +337,7 @@ mod tests {
             feature_negotiation: true,
             heartbeat_interval: -1,
             msg_timeout: 2000,
+            output_buffer_timeout: 25,
         });
         assert!(id.starts_with(b"IDENTIFY\n"));
         let size = u32::from_be_bytes(id[9..13].try_into().unwrap()) as usize;
@@ -341,6 +345,7 @@ mod tests {
         assert_eq!(size, id.len() - 13);
         assert_eq!(json["feature_negotiation"], true);
         assert_eq!(json["msg_timeout"], 2000);
+        assert_eq!(json["output_buffer_timeout"], 25);
     }
 
     #[test]
