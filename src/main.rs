@@ -51,6 +51,7 @@ async fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(args) => cli::audit::run(args, g).await,
         Command::Fanout(args) => cli::fanout::run(args, g).await,
         Command::Bench(args) => cli::bench::run(args, g).await,
+        Command::BenchConsumer(args) => cli::bench::consume(args, g).await,
         Command::Plays(args) => cli::plays::run(args, g).await,
         Command::Dashboard(args) => cli::dashboard::run(args, g).await,
     }

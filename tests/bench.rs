@@ -284,6 +284,47 @@ fn the_sustainable_rate_is_found_and_latency_measured_at_fractions_of_it() {
     }
 }
 
+/// A consumer killed mid-run: the embedded broker's (a task) loses nothing, Redis
+/// pub/sub's (a process of its own, SIGKILLed) loses what was published while no
+/// subscriber listened, and both serve the next consumer; the counts add up.
+#[test]
+fn a_killed_consumer_is_audited() {
+    let (out, run) = quick_report();
+    let report = report_json(out);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(stdout.contains("Faults: one producer paced"), "{stdout}");
+    let brokers = report["brokers"].as_array().unwrap();
+    for b in brokers {
+        let f = &b["faults"];
+        let n = |k: &str| common::n(f, k);
+        assert!(n("published") > 0, "{b}");
+        assert_eq!(n("consumed") + n("lost"), n("published"), "{f}");
+        let fault = &f["faults"][0];
+        assert!(fault["resumed_after_s"].as_f64().is_some(), "{f}");
+        // The rate is the asked share of the sustainable rate.
+        let sustainable = b["sustainable"]["rate_per_s"].as_f64().unwrap();
+        let fraction = report["workloads"]["faults"]["fraction"].as_f64().unwrap();
+        assert!((f["rate"].as_f64().unwrap() - sustainable * fraction).abs() < 1e-6 * sustainable);
+    }
+    let memory = &brokers[0]["faults"];
+    assert_eq!(memory["lost"], 0, "{memory}");
+    assert!(
+        memory["faults"][0]["fault"]
+            .as_str()
+            .unwrap()
+            .contains("task aborted"),
+        "{memory}"
+    );
+    let redis = &brokers[1]["faults"];
+    assert!(
+        redis["faults"][0]["fault"]
+            .as_str()
+            .unwrap()
+            .starts_with("SIGKILL of the consumer process"),
+        "{redis}"
+    );
+}
+
 /// The recommendation names, per criterion, a broker that was measured and is not
 /// the embedded one, the same in the JSON, the Markdown and the page.
 #[test]
@@ -340,14 +381,23 @@ fn the_recommendation_names_measured_brokers_alike_everywhere() {
     // Redis lost nothing, so it has the headroom; it is the only broker process.
     assert_eq!(recommendation[1]["broker"], redis);
     assert_eq!(recommendation[4]["broker"], redis);
-    assert!(
-        recommendation[3]["why"]
-            .as_str()
-            .unwrap()
-            .starts_with("not measured"),
-        "{}",
-        recommendation[3]
-    );
+    // Faults: pub/sub loses what is published while no subscriber listens, and the
+    // embedded broker is no candidate.
+    let redis_faults = &report["brokers"][1]["faults"];
+    if common::n(redis_faults, "lost") > 0 {
+        assert!(
+            recommendation[3]["broker"].is_null(),
+            "{}",
+            recommendation[3]
+        );
+        assert!(
+            recommendation[3]["why"].as_str().unwrap().contains("lost"),
+            "{}",
+            recommendation[3]
+        );
+    } else {
+        assert_eq!(recommendation[3]["broker"], redis);
+    }
 }
 
 #[test]
@@ -494,8 +544,8 @@ async fn the_html_report_renders_its_charts_in_chromium() {
         )
         .await
         .unwrap();
-    // Per broker: throughput, sustainable rate, three fixed rates, the game.
-    assert_eq!(verdicts, 12);
+    // Per broker: throughput, sustainable rate, three fixed rates, faults, the game.
+    assert_eq!(verdicts, 14);
     let shot = browser.screenshot("bench-report").await;
     assert!(std::fs::metadata(shot).unwrap().len() > 10_000);
     browser.close().await;

@@ -9,6 +9,7 @@
 //! charts ([`html`]).
 
 pub mod environment;
+pub mod faults;
 pub mod game;
 pub mod html;
 pub mod native;
@@ -30,6 +31,7 @@ use crate::events::EventSink;
 use crate::url::redact;
 
 pub use environment::Environment;
+pub use faults::{FaultsResult, FaultsWorkload};
 pub use game::{GameResult, GameWorkload};
 pub use native::{Baseline, Tools};
 pub use process::{BrokerProcess, ProcessUsage};
@@ -61,6 +63,9 @@ pub struct Workloads {
     /// Runs at fixed rates.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency: Option<LatencyWorkload>,
+    /// A consumer killed mid-run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub faults: Option<FaultsWorkload>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub game: Option<GameWorkload>,
     /// The messages, producers, consumers and batches of the paced workloads (the
@@ -92,6 +97,8 @@ pub struct BrokerReport {
     /// The runs at fixed rates.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub latency: Vec<FixedRateRun>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub faults: Option<FaultsResult>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub game: Option<GameResult>,
     /// Sentences written from the numbers, one per workload.
@@ -198,6 +205,7 @@ async fn measure(
         raw: None,
         sustainable: None,
         latency: Vec::new(),
+        faults: None,
         game: None,
         verdict: Vec::new(),
     };
@@ -237,7 +245,7 @@ async fn measure(
         "work sharing"
     });
     report.status = "ok";
-    report.in_process = spec.backend().name == "memory";
+    report.in_process = spec.backend().in_process;
     // The broker's own process, when it runs here, watched during each workload.
     let process = BrokerProcess::find(spec.url());
     let mut failures = Vec::new();
@@ -332,6 +340,48 @@ async fn measure(
         }
         running.finish_and_clear();
     }
+    if let Some(w) = &workloads.faults {
+        let running = bar(bars, name, None, "faults: a consumer killed");
+        let reference = report
+            .sustainable
+            .as_ref()
+            .and_then(|s| s.rate_per_s)
+            .or_else(|| report.raw.as_ref().map(|r| r.consume_per_s))
+            .filter(|r| *r > 0.0);
+        let backend = spec.backend();
+        // A consumer of the embedded broker, or one served by a middleware running
+        // here, must live in this process; the others get processes of their own.
+        let how = if backend.in_process || backend.middleware {
+            faults::Consumers::Tasks
+        } else {
+            faults::Consumers::Processes {
+                url: spec.url(),
+                claim_after: ctx.tuning.claim_after,
+            }
+        };
+        // A broker that hands a dead consumer's messages on only after a while
+        // (Redis Streams, NATS, NSQ, Kafka) needs that while before the run ends.
+        let idle = if broker.semantics().redelivery() {
+            ctx.tuning.claim_after + Duration::from_secs(5)
+        } else {
+            workloads.messages.idle
+        };
+        match reference {
+            Some(reference) => {
+                let rate = reference * w.fraction;
+                running.set_message(format!("faults at {rate:.0} msg/s"));
+                match faults::run(&*broker, &how, &workloads.messages, w, rate, idle).await {
+                    Ok(r) => {
+                        report.verdict.push(faults::verdict(name, &r));
+                        report.faults = Some(r);
+                    }
+                    Err(e) => failures.push(format!("faults: {e}")),
+                }
+            }
+            None => failures.push("faults: no measured rate to run at".into()),
+        }
+        running.finish_and_clear();
+    }
     if let Some(workload) = &workloads.game {
         let progress = bar(bars, name, None, "game pipeline");
         let scratch = ctx.scratch.join(format!(
@@ -412,6 +462,9 @@ impl Report {
         }
         if let Some(w) = &self.workloads.latency {
             md.push_str(&self.latency_table(w));
+        }
+        if let Some(w) = &self.workloads.faults {
+            md.push_str(&self.faults_table(w));
         }
         if let Some(w) = &self.workloads.game {
             md.push_str(&self.game_table(w));
@@ -618,6 +671,57 @@ impl Report {
                     r.duplicates,
                     cpu_cell(r.broker_process.as_ref()),
                 ));
+            }
+        }
+        md.push('\n');
+        md
+    }
+
+    fn faults_table(&self, w: &FaultsWorkload) -> String {
+        let m = &self.workloads.messages;
+        let mut md = format!(
+            "Faults: one producer paced at {:.0}% of the sustainable rate for {} s, messages \
+             of {} bytes, one consumer at a time acknowledging up to {} together, killed \
+             {:.0}% of the way through and replaced; order audited over {} keys of the \
+             audit's own (sequence number modulo {}), which the brokers are not told, so a \
+             broker that spreads a topic over partitions interleaves them even without a \
+             fault\n\n",
+            w.fraction * 100.0,
+            w.seconds,
+            m.size,
+            m.ack_batch,
+            w.kill_at * 100.0,
+            faults::KEYS,
+            faults::KEYS
+        );
+        md.push_str(
+            "| broker | rate msg/s | published | consumed | lost | duplicates | reordered | fault | next consumer served after s | notes |\n",
+        );
+        md.push_str("|---|---:|---:|---:|---:|---:|---:|---|---:|---|\n");
+        for b in &self.brokers {
+            match &b.faults {
+                Some(r) => {
+                    let fault = r.faults.first();
+                    md.push_str(&format!(
+                        "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | |\n",
+                        b.broker,
+                        r.rate,
+                        r.published,
+                        r.consumed,
+                        r.lost,
+                        r.duplicates,
+                        r.reordered,
+                        fault.map_or("-".into(), |f| format!("{} at {:.1} s", f.fault, f.at_s)),
+                        fault
+                            .and_then(|f| f.resumed_after_s)
+                            .map_or("never".into(), |s| format!("{s:.2}")),
+                    ));
+                }
+                None => md.push_str(&format!(
+                    "| {} | - | - | - | - | - | - | - | - | {} |\n",
+                    b.broker,
+                    b.note()
+                )),
             }
         }
         md.push('\n');

@@ -143,7 +143,7 @@ pub struct FixedRateRun {
 /// first tenth of it (at most a second) left out of the latencies, publishing cut at
 /// a fifth over time so a rate beyond the broker ends anyway, and at most as long
 /// again to drain.
-fn paced(base: &RawWorkload, rate: f64, seconds: f64) -> RawWorkload {
+pub(super) fn paced(base: &RawWorkload, rate: f64, seconds: f64) -> RawWorkload {
     let span = Duration::from_secs_f64(seconds.max(0.001));
     RawWorkload {
         messages: ((rate * seconds).ceil() as u64).max(1),

@@ -174,9 +174,9 @@ struct Seen {
 
 /// Counters the consumers, producers and the sampler share.
 #[derive(Default)]
-struct Counts {
-    published: AtomicU64,
-    consumed: AtomicU64,
+pub(super) struct Counts {
+    pub(super) published: AtomicU64,
+    pub(super) consumed: AtomicU64,
 }
 
 /// Runs the workload on `broker`; `progress` is told of every message consumed.
@@ -315,7 +315,7 @@ pub async fn run(
 }
 
 /// Notes the counts every [`SAMPLE_EVERY`] until told to stop.
-async fn sample(
+pub(super) async fn sample(
     counts: Arc<Counts>,
     start: Instant,
     mut stop: tokio::sync::oneshot::Receiver<()>,
@@ -336,7 +336,7 @@ async fn sample(
     }
 }
 
-fn per_s(n: u64, seconds: f64) -> f64 {
+pub(super) fn per_s(n: u64, seconds: f64) -> f64 {
     if seconds > 0.0 {
         n as f64 / seconds
     } else {
@@ -346,14 +346,14 @@ fn per_s(n: u64, seconds: f64) -> f64 {
 
 /// What the producers did.
 #[derive(Default)]
-struct Published {
-    ok: u64,
-    failed: u64,
-    latency: LatencyRecorder,
+pub(super) struct Published {
+    pub(super) ok: u64,
+    pub(super) failed: u64,
+    pub(super) latency: LatencyRecorder,
 }
 
 /// Publishes the workload's messages from its producers.
-async fn publish_all(
+pub(super) async fn publish_all(
     publishers: Vec<Box<dyn Publisher>>,
     topic: &str,
     workload: &RawWorkload,

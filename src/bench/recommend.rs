@@ -34,7 +34,7 @@ pub fn recommend(report: &Report) -> Vec<Recommendation> {
         exactly_once(report),
         headroom(report),
         latency_at_load(report),
-        faults(),
+        faults(report),
         weight(report),
     ]
 }
@@ -153,20 +153,53 @@ fn latency_at_load(report: &Report) -> Recommendation {
                 run.fraction.unwrap_or(0.0) * 100.0
             ),
         },
-        None => not_measured(
-            CRITERION,
-            "no fixed-rate run at half a sustainable rate or more kept up without loss",
-        ),
+        None if report.workloads.latency.is_none() => {
+            not_measured(CRITERION, "the latency workload did not run")
+        }
+        None => Recommendation {
+            criterion: CRITERION,
+            broker: None,
+            why: "no fixed-rate run at half a sustainable rate or more kept up without loss".into(),
+        },
     }
 }
 
-/// Behaviour under faults: not measured by these workloads.
-fn faults() -> Recommendation {
-    not_measured(
-        "behaviour under faults",
-        "no workload of this run kills a consumer or restarts a broker; the contract \
-         tests check each broker's redelivery",
-    )
+/// Behaviour under faults: nothing lost when a consumer was killed, then the fewest
+/// duplicates, then the quickest to serve the next consumer.
+fn faults(report: &Report) -> Recommendation {
+    const CRITERION: &str = "behaviour under faults";
+    let runs = candidates(report).filter_map(|b| {
+        let r = b.faults.as_ref()?;
+        let resumed = r.faults.first()?.resumed_after_s?;
+        (r.lost == 0 && r.published > 0).then_some((b, r, resumed))
+    });
+    // Fewest duplicates first, then the quickest.
+    let chosen = runs.min_by(|x, y| {
+        x.1.duplicates
+            .cmp(&y.1.duplicates)
+            .then(x.2.total_cmp(&y.2))
+    });
+    match chosen {
+        Some((b, r, resumed)) => Recommendation {
+            criterion: CRITERION,
+            broker: Some(b.broker.clone()),
+            why: format!(
+                "lost none of {} messages when its consumer was killed, delivered {} twice, \
+                 and served the next consumer after {resumed:.2} s",
+                r.published, r.duplicates
+            ),
+        },
+        None if report.workloads.faults.is_none() => {
+            not_measured(CRITERION, "the faults workload did not run")
+        }
+        None => Recommendation {
+            criterion: CRITERION,
+            broker: None,
+            why: "every broker measured lost messages when its consumer was killed, or \
+                  never served the next one"
+                .into(),
+        },
+    }
 }
 
 /// Operational weight: the broker process with the smallest peak memory, with its

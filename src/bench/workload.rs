@@ -30,6 +30,11 @@
 //! rates = [1000]       # and at these rates outright
 //! seconds = 10         # each run publishes this long
 //!
+//! [faults]              # a consumer killed mid-run
+//! seconds = 20         # the producer publishes this long
+//! fraction = 0.5       # at this share of the sustainable rate
+//! kill_at = 0.3        # the consumer dies this far into the run
+//!
 //! [game]
 //! bots = 200
 //! games_per_bot = 10
@@ -46,13 +51,14 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use super::Workloads;
+use super::faults::FaultsWorkload;
 use super::game::GameWorkload;
 use super::rates::{LatencyWorkload, SustainableWorkload};
 use super::raw::{HEADER, RawWorkload};
 use crate::broker::registry::BACKENDS;
 
 /// The workloads `superhero bench` knows, in the order they run.
-pub const WORKLOADS: [&str; 4] = ["raw", "sustainable", "latency", "game"];
+pub const WORKLOADS: [&str; 5] = ["raw", "sustainable", "latency", "faults", "game"];
 
 /// A workload file as written.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -67,7 +73,18 @@ pub struct WorkloadFile {
     #[serde(default)]
     pub latency: LatencySection,
     #[serde(default)]
+    pub faults: FaultsSection,
+    #[serde(default)]
     pub game: GameSection,
+}
+
+/// The `[faults]` section of a workload file.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultsSection {
+    pub seconds: Option<f64>,
+    pub fraction: Option<f64>,
+    pub kill_at: Option<f64>,
 }
 
 /// The `[sustainable]` section of a workload file.
@@ -186,6 +203,16 @@ impl WorkloadFile {
     }
 
     /// `base` with what the file sets.
+    pub fn faults(&self, base: FaultsWorkload) -> FaultsWorkload {
+        let f = &self.faults;
+        FaultsWorkload {
+            seconds: f.seconds.unwrap_or(base.seconds),
+            fraction: f.fraction.unwrap_or(base.fraction),
+            kill_at: f.kill_at.unwrap_or(base.kill_at),
+        }
+    }
+
+    /// `base` with what the file sets.
     pub fn game(&self, base: GameWorkload) -> GameWorkload {
         let g = &self.game;
         GameWorkload {
@@ -235,6 +262,8 @@ pub struct Overrides {
     pub rates: Option<Vec<f64>>,
     /// Latency: `--run-seconds`.
     pub run_seconds: Option<f64>,
+    /// Faults: `--fault-seconds`.
+    pub fault_seconds: Option<f64>,
     /// Game: `--bots`.
     pub bots: Option<usize>,
     /// Game: `--games`, per bot.
@@ -321,6 +350,15 @@ pub fn plan(file: &WorkloadFile, flags: &Overrides) -> Result<Plan, WorkloadErro
         rates: flags.rates.clone().unwrap_or(latency.rates),
         seconds: flags.run_seconds.unwrap_or(latency.seconds),
     };
+    let faults = file.faults(if flags.quick {
+        FaultsWorkload::quick()
+    } else {
+        FaultsWorkload::full()
+    });
+    let faults = FaultsWorkload {
+        seconds: flags.fault_seconds.unwrap_or(faults.seconds),
+        ..faults
+    };
     let game = file.game(if flags.quick {
         GameWorkload::quick()
     } else {
@@ -340,6 +378,7 @@ pub fn plan(file: &WorkloadFile, flags: &Overrides) -> Result<Plan, WorkloadErro
         raw: runs("raw").then(|| raw.clone()),
         sustainable: runs("sustainable").then_some(sustainable),
         latency: runs("latency").then_some(latency),
+        faults: runs("faults").then_some(faults),
         game: runs("game").then_some(game),
         messages: raw,
     };
@@ -426,6 +465,32 @@ pub fn check_latency(w: &LatencyWorkload, reference: bool) -> Result<(), Workloa
         return Err(WorkloadError::Invalid(
             "the latency workload needs rates, or fractions of a rate the same run measures \
              (with the sustainable or raw workload)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the faults workload before anything runs; `reference`: whether a rate its
+/// fraction applies to is measured before it.
+pub fn check_faults(w: &FaultsWorkload, reference: bool) -> Result<(), WorkloadError> {
+    check_seconds(w.seconds, "the faults run's seconds")?;
+    if !(w.fraction.is_finite() && w.fraction > 0.0) {
+        return Err(WorkloadError::Invalid(format!(
+            "the faults run's fraction must be above 0, not {}",
+            w.fraction
+        )));
+    }
+    if !(w.kill_at.is_finite() && (0.0..1.0).contains(&w.kill_at)) {
+        return Err(WorkloadError::Invalid(format!(
+            "kill_at is a share of the run from 0 to below 1, not {}",
+            w.kill_at
+        )));
+    }
+    if !reference {
+        return Err(WorkloadError::Invalid(
+            "the faults workload runs at a fraction of a rate the same run measures: \
+             add the sustainable or raw workload"
                 .into(),
         ));
     }

@@ -25,6 +25,9 @@ pub struct Backend {
     /// It lives inside one process (the embedded broker), so separate processes
     /// cannot share it.
     pub in_process: bool,
+    /// Its consumers are served by a middleware that runs in the process opened with
+    /// [`super::Tuning::in_process`] (else `superhero fanout`).
+    pub middleware: bool,
     /// Its URL when only LOGGER_MODULE names it, from the original's variables.
     pub default_url: fn(&Variables) -> String,
     /// Opens it.
@@ -38,6 +41,7 @@ pub static BACKENDS: [Backend; 8] = [
         module: "memory",
         schemes: &["memory"],
         in_process: true,
+        middleware: false,
         default_url: |_| "memory://".into(),
         open: super::memory::open,
     },
@@ -46,6 +50,7 @@ pub static BACKENDS: [Backend; 8] = [
         module: "redis",
         schemes: &["redis", "rediss"],
         in_process: false,
+        middleware: false,
         default_url: Variables::redis_url,
         open: super::redis::pubsub::open,
     },
@@ -54,6 +59,7 @@ pub static BACKENDS: [Backend; 8] = [
         module: "redis-fanout",
         schemes: &["redis-fanout"],
         in_process: false,
+        middleware: true,
         default_url: |v| crate::url::with_scheme(&v.redis_url(), "redis-fanout"),
         open: super::redis::fanout::open,
     },
@@ -62,6 +68,7 @@ pub static BACKENDS: [Backend; 8] = [
         module: "redis-streams",
         schemes: &["redis-streams"],
         in_process: false,
+        middleware: false,
         default_url: |v| crate::url::with_scheme(&v.redis_url(), "redis-streams"),
         open: super::redis::streams::open,
     },
@@ -70,6 +77,7 @@ pub static BACKENDS: [Backend; 8] = [
         module: "rabbit",
         schemes: &["amqp"],
         in_process: false,
+        middleware: false,
         default_url: |v| {
             format!(
                 "amqp://{}@{}:{}/%2f",
@@ -85,6 +93,7 @@ pub static BACKENDS: [Backend; 8] = [
         module: "kafka",
         schemes: &["kafka"],
         in_process: false,
+        middleware: false,
         default_url: |v| format!("kafka://{}:{}", v.kafka_host, v.kafka_port),
         open: super::kafka::open,
     },
@@ -93,6 +102,7 @@ pub static BACKENDS: [Backend; 8] = [
         module: "nats",
         schemes: &["nats"],
         in_process: false,
+        middleware: false,
         default_url: |v| v.nats_url.clone(),
         open: super::nats::open,
     },
@@ -101,6 +111,7 @@ pub static BACKENDS: [Backend; 8] = [
         module: "nsq",
         schemes: &["nsq"],
         in_process: false,
+        middleware: false,
         default_url: |v| format!("nsq://{}", v.nsqd_address),
         open: super::nsq::open,
     },

@@ -20,7 +20,7 @@ pub struct BenchArgs {
     pub brokers: Option<Vec<String>>,
     /// Workloads to run, comma-separated: raw (throughput: messages as fast as they
     /// go), sustainable (the highest rate the broker sustains), latency (at fixed
-    /// rates), game (the pipeline) [default: all four].
+    /// rates), faults (a consumer killed mid-run), game (the pipeline) [default: all].
     #[arg(long, value_delimiter = ',')]
     pub workloads: Option<Vec<String>>,
     /// A TOML workload file (brokers, workloads, and raw and game sections); flags
@@ -92,6 +92,10 @@ pub struct BenchArgs {
     /// Latency: how long each run publishes [default: 10; 2 with --quick].
     #[arg(long, value_name = "SECONDS", help_heading = "Latency at fixed rates")]
     pub run_seconds: Option<f64>,
+    /// Faults: how long the producer publishes while a consumer is killed and
+    /// replaced [default: 20; 3 with --quick].
+    #[arg(long, value_name = "SECONDS", help_heading = "Faults")]
+    pub fault_seconds: Option<f64>,
     /// Game: ETL workers [default: 3].
     #[arg(long, help_heading = "Game pipeline")]
     pub workers: Option<usize>,
@@ -131,6 +135,7 @@ impl From<&BenchArgs> for Overrides {
             fractions: args.fractions.clone(),
             rates: args.rates.clone(),
             run_seconds: args.run_seconds,
+            fault_seconds: args.fault_seconds,
             bots: args.bots,
             games: args.games,
             workers: args.workers,
@@ -186,5 +191,27 @@ pub async fn run(args: &BenchArgs, g: &GlobalArgs) -> Result<ExitCode> {
             args.out.join("report.html").display()
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The consumer process of the faults workload (`superhero bench-consumer`), started
+/// by `superhero bench`; the broker's URL comes in the environment.
+#[derive(Debug, Args)]
+pub struct ConsumerArgs {
+    pub topic: String,
+    pub group: String,
+    #[arg(long, default_value_t = crate::bench::raw::ACK_BATCH)]
+    pub ack_batch: usize,
+}
+
+/// Runs a faults workload's consumer until it is killed or its broker closes.
+pub async fn consume(args: &ConsumerArgs, g: &GlobalArgs) -> Result<ExitCode> {
+    let url = std::env::var(crate::bench::faults::BROKER_VAR)
+        .with_context(|| format!("{} names no broker", crate::bench::faults::BROKER_VAR))?;
+    let spec = BrokerSpec::from_url(&url)?.context("the bench consumer needs a broker")?;
+    // The bench's process runs any middleware; this one only consumes.
+    let broker = spec.open(&g.tuning(false)?).await?;
+    let consumer = broker.consumer(&args.topic, &args.group).await?;
+    crate::bench::faults::serve_consumer(consumer, args.ack_batch, tokio::io::stdout()).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -76,6 +76,9 @@ pub enum Command {
     Fanout(fanout::FanoutArgs),
     /// Measure the brokers side by side and report which suits the pipeline.
     Bench(bench::BenchArgs),
+    /// The consumer process `superhero bench` kills in its faults workload.
+    #[command(hide = true)]
+    BenchConsumer(bench::ConsumerArgs),
     /// The video plays scenario: producers, a multi-threaded processor, live counts.
     Plays(plays::PlaysArgs),
     /// Serve the live dashboard of a game pipeline running on a network broker.
@@ -87,14 +90,19 @@ impl Command {
     /// would drown their report in the game's records.
     pub fn default_log_level(&self) -> &'static str {
         match self {
-            Self::Simulate(_) | Self::Bench(_) | Self::Plays(_) => "WARNING",
+            Self::Simulate(_) | Self::Bench(_) | Self::BenchConsumer(_) | Self::Plays(_) => {
+                "WARNING"
+            }
             _ => "INFO",
         }
     }
 
     /// Commands whose stdout is a report log to stderr.
     pub fn logs_to_stderr(&self) -> bool {
-        matches!(self, Self::Bench(_) | Self::Plays(_))
+        matches!(
+            self,
+            Self::Bench(_) | Self::BenchConsumer(_) | Self::Plays(_)
+        )
     }
 }
 

@@ -1,0 +1,495 @@
+//! The faults workload: one producer paced at a share of the broker's sustainable
+//! rate while one consumer at a time takes the messages; part way through, the
+//! consumer is killed without warning and a new one joins the group. The audit counts
+//! what was lost (confirmed by the broker, never delivered), delivered twice, and
+//! delivered out of order per key, and how long the new consumer took to get its
+//! first message.
+//!
+//! On a network broker the consumer is a process of its own (this program's hidden
+//! `bench-consumer` command), killed with SIGKILL: its connections drop as a crashed
+//! worker's do, with whatever it held unacknowledged. It writes the sequence numbers
+//! of each batch to its stdout before acknowledging the batch, so nothing it
+//! acknowledged escapes the audit. The embedded broker lives in this process, so its
+//! consumer is a task, aborted instead.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::io::{AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::task::JoinHandle;
+
+use super::rates::paced;
+use super::raw::{self, Counts, RawWorkload, Sample, decode};
+use crate::broker::{Broker, BrokerError, Consumer, Delivery};
+
+/// Keys the audit of order spreads messages over: a message's key is its sequence
+/// number modulo this.
+pub const KEYS: u64 = 16;
+/// The environment variable that gives a consumer process its broker's URL (not an
+/// argument: the URL may hold a password, and arguments are public).
+pub const BROKER_VAR: &str = "SUPERHERO_BENCH_BROKER";
+/// The consumers' group.
+const GROUP: &str = "bench-faults";
+/// How long a consumer process may take to subscribe.
+const READY_WAIT: Duration = Duration::from_secs(30);
+
+/// What the faults workload runs.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FaultsWorkload {
+    /// How long the producer publishes, in seconds.
+    pub seconds: f64,
+    /// The producer's rate, as a share of the sustainable rate (of the throughput
+    /// run's consumed/s when the search did not run).
+    pub fraction: f64,
+    /// When the consumer is killed, as a share of `seconds`.
+    pub kill_at: f64,
+}
+
+impl FaultsWorkload {
+    /// The run of a full evaluation.
+    pub fn full() -> Self {
+        Self {
+            seconds: 20.0,
+            fraction: 0.5,
+            kill_at: 0.3,
+        }
+    }
+
+    /// A run of a few seconds.
+    pub fn quick() -> Self {
+        Self {
+            seconds: 3.0,
+            ..Self::full()
+        }
+    }
+}
+
+/// A fault and what followed it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Recovery {
+    /// What was done (`SIGKILL of the consumer process 1234`...).
+    pub fault: String,
+    /// When, in seconds from the start of publishing.
+    pub at_s: f64,
+    /// From the fault to the first message the replacing consumer got; none if it
+    /// got none.
+    pub resumed_after_s: Option<f64>,
+}
+
+/// What one broker did under the faults workload.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct FaultsResult {
+    /// The producer's rate, messages per second.
+    pub rate: f64,
+    /// Messages the broker confirmed.
+    pub published: u64,
+    pub publish_errors: u64,
+    /// Distinct messages delivered.
+    pub consumed: u64,
+    /// Confirmed, never delivered.
+    pub lost: u64,
+    /// Deliveries beyond a message's first.
+    pub duplicates: u64,
+    /// First deliveries that came after a later message of the same key.
+    pub reordered: u64,
+    pub faults: Vec<Recovery>,
+    pub series: Vec<Sample>,
+}
+
+/// How the workload reaches the broker's consumers.
+pub enum Consumers<'a> {
+    /// Consumer processes of this program, on the broker at `url`.
+    Processes {
+        url: &'a str,
+        /// `--claim-after`, handed on.
+        claim_after: Duration,
+    },
+    /// Consumer tasks in this process.
+    Tasks,
+}
+
+/// What the consumers delivered, as the audit sees it.
+#[derive(Default)]
+struct Audit {
+    seen: HashSet<u64>,
+    duplicates: u64,
+    reordered: u64,
+    /// The highest sequence number first delivered, per key.
+    highest: Vec<Option<u64>>,
+    /// When each consumer (by its number) delivered first.
+    first: Vec<Option<Instant>>,
+    last: Option<Instant>,
+}
+
+impl Audit {
+    fn record(&mut self, consumer: usize, seqs: &[u64], counts: &Counts) {
+        let now = Instant::now();
+        if self.first.len() <= consumer {
+            self.first.resize(consumer + 1, None);
+        }
+        self.first[consumer].get_or_insert(now);
+        self.last = Some(now);
+        if self.highest.is_empty() {
+            self.highest = vec![None; KEYS as usize];
+        }
+        let mut new = 0;
+        for &seq in seqs {
+            if !self.seen.insert(seq) {
+                self.duplicates += 1;
+                continue;
+            }
+            new += 1;
+            let highest = &mut self.highest[(seq % KEYS) as usize];
+            match highest {
+                Some(h) if seq < *h => self.reordered += 1,
+                _ => *highest = Some(seq),
+            }
+        }
+        counts.consumed.fetch_add(new, Ordering::Relaxed);
+    }
+}
+
+/// A consumer the workload can kill.
+enum Running {
+    Process {
+        child: tokio::process::Child,
+        reader: JoinHandle<()>,
+    },
+    Task(JoinHandle<()>),
+}
+
+impl Running {
+    /// Kills it without warning; what it was (for the report).
+    async fn kill(self) -> String {
+        match self {
+            Self::Process { mut child, reader } => {
+                let pid = child.id().unwrap_or(0);
+                // SIGKILL: tokio's kill sends it on Unix.
+                if let Err(e) = child.kill().await {
+                    tracing::warn!("bench: killing consumer process {pid}: {e}");
+                }
+                // What it wrote before dying is still in the pipe: read it all.
+                let _ = reader.await;
+                format!("SIGKILL of the consumer process {pid}")
+            }
+            Self::Task(task) => {
+                task.abort();
+                let _ = task.await;
+                "the consumer task aborted (the broker runs in this process)".into()
+            }
+        }
+    }
+}
+
+/// Starts consumer number `n` and waits until it is subscribed.
+async fn start(
+    broker: &dyn Broker,
+    how: &Consumers<'_>,
+    topic: &str,
+    ack_batch: usize,
+    n: usize,
+    audit: &Arc<Mutex<Audit>>,
+    counts: &Arc<Counts>,
+) -> Result<Running, BrokerError> {
+    match how {
+        Consumers::Tasks => {
+            let mut consumer = broker.consumer(topic, GROUP).await?;
+            let (audit, counts) = (audit.clone(), counts.clone());
+            Ok(Running::Task(tokio::spawn(async move {
+                loop {
+                    let batch = match consumer.next_batch(ack_batch).await {
+                        Ok(batch) => batch,
+                        Err(BrokerError::Closed) => return,
+                        Err(_) => {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let seqs = sequence_numbers(&batch);
+                    if let Ok(mut a) = audit.lock() {
+                        a.record(n, &seqs, &counts);
+                    }
+                    let _ = Delivery::ack_all(batch).await;
+                }
+            })))
+        }
+        Consumers::Processes { url, claim_after } => {
+            let exe = std::env::current_exe().map_err(|e| {
+                BrokerError::Unavailable(format!("cannot find this program to run a consumer: {e}"))
+            })?;
+            let mut child = tokio::process::Command::new(exe)
+                .arg("--claim-after")
+                .arg(claim_after.as_secs_f64().to_string())
+                .args(["bench-consumer", topic, GROUP, "--ack-batch"])
+                .arg(ack_batch.to_string())
+                .env(BROKER_VAR, url)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|e| {
+                    BrokerError::Unavailable(format!("cannot start a consumer process: {e}"))
+                })?;
+            let stdout = child.stdout.take().ok_or_else(|| {
+                BrokerError::Unavailable("the consumer process has no stdout".into())
+            })?;
+            let mut lines = BufReader::new(stdout).lines();
+            let ready = tokio::time::timeout(READY_WAIT, lines.next_line()).await;
+            match ready {
+                Ok(Ok(Some(line))) if line == "ready" => {}
+                Ok(Ok(other)) => {
+                    return Err(BrokerError::Unavailable(format!(
+                        "the consumer process did not subscribe ({})",
+                        other.unwrap_or_else(|| "it ended; see its errors above".into())
+                    )));
+                }
+                Ok(Err(e)) => {
+                    return Err(BrokerError::Unavailable(format!(
+                        "reading the consumer process: {e}"
+                    )));
+                }
+                Err(_) => {
+                    return Err(BrokerError::Unavailable(format!(
+                        "the consumer process did not subscribe within {READY_WAIT:?}"
+                    )));
+                }
+            }
+            let (audit, counts) = (audit.clone(), counts.clone());
+            let reader = tokio::spawn(async move {
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let seqs: Vec<u64> = line
+                        .strip_prefix("d ")
+                        .unwrap_or("")
+                        .split(' ')
+                        .filter_map(|s| s.parse().ok())
+                        .collect();
+                    if let Ok(mut a) = audit.lock() {
+                        a.record(n, &seqs, &counts);
+                    }
+                }
+            });
+            Ok(Running::Process { child, reader })
+        }
+    }
+}
+
+fn sequence_numbers(batch: &[Delivery]) -> Vec<u64> {
+    batch
+        .iter()
+        .filter_map(|d| decode(&d.payload).map(|(seq, _)| seq))
+        .collect()
+}
+
+/// The consumer process's side (`superhero bench-consumer`): says `ready` once
+/// subscribed, then for each batch writes `d` and its messages' sequence numbers on
+/// one line, flushed, before it acknowledges the batch.
+pub async fn serve_consumer(
+    mut consumer: Box<dyn Consumer>,
+    ack_batch: usize,
+    mut out: impl AsyncWrite + Unpin,
+) -> Result<(), BrokerError> {
+    let gone = |e: std::io::Error| BrokerError::Unavailable(format!("writing to the bench: {e}"));
+    out.write_all(b"ready\n").await.map_err(gone)?;
+    out.flush().await.map_err(gone)?;
+    loop {
+        let batch = match consumer.next_batch(ack_batch.max(1)).await {
+            Ok(batch) => batch,
+            Err(BrokerError::Closed) => return Ok(()),
+            Err(e) => {
+                tracing::warn!("bench consumer: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let mut line = String::from("d");
+        for seq in sequence_numbers(&batch) {
+            line.push(' ');
+            line.push_str(&seq.to_string());
+        }
+        line.push('\n');
+        out.write_all(line.as_bytes()).await.map_err(gone)?;
+        out.flush().await.map_err(gone)?;
+        let _ = Delivery::ack_all(batch).await;
+    }
+}
+
+/// Runs the faults workload on `broker` at `rate` messages/s. `base` gives the
+/// messages and batches (one producer, one consumer at a time); `idle`: how long the
+/// run waits for a next delivery once publishing ended (a broker that redelivers a
+/// dead consumer's messages only after a while needs that while).
+pub async fn run(
+    broker: &dyn Broker,
+    how: &Consumers<'_>,
+    base: &RawWorkload,
+    w: &FaultsWorkload,
+    rate: f64,
+    idle: Duration,
+) -> Result<FaultsResult, BrokerError> {
+    let topic = format!("bench.faults.{}", uuid::Uuid::new_v4().simple());
+    let workload = RawWorkload {
+        producers: 1,
+        consumers: 1,
+        ..paced(base, rate, w.seconds)
+    };
+    let audit = Arc::new(Mutex::new(Audit::default()));
+    let counts = Arc::new(Counts::default());
+    let ack_batch = workload.ack_batch.max(1);
+    let first = start(broker, how, &topic, ack_batch, 0, &audit, &counts).await?;
+    let publisher = broker.publisher().await?;
+    let began = Instant::now();
+    let (stop_sampling, stopped) = tokio::sync::oneshot::channel();
+    let sampler = tokio::spawn(raw::sample(counts.clone(), began, stopped));
+
+    let kill_at = Duration::from_secs_f64(w.seconds * w.kill_at.clamp(0.0, 1.0));
+    let fault = async {
+        tokio::time::sleep_until((began + kill_at).into()).await;
+        let killed = Instant::now();
+        let what = first.kill().await;
+        let second = start(broker, how, &topic, ack_batch, 1, &audit, &counts).await;
+        (killed, what, second)
+    };
+    let (published, (killed, what, second)) = tokio::join!(
+        raw::publish_all(vec![publisher], &topic, &workload, began, &counts),
+        fault
+    );
+    let published = published?;
+    let second = second?;
+
+    // Wait for every message, or until nothing came for `idle`.
+    let mut waited_since = Instant::now();
+    loop {
+        let (seen, last) = match audit.lock() {
+            Ok(a) => (a.seen.len() as u64, a.last),
+            Err(_) => break,
+        };
+        if seen >= published.ok {
+            break;
+        }
+        if let Some(last) = last {
+            waited_since = waited_since.max(last);
+        }
+        if waited_since.elapsed() >= idle {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    second.kill().await;
+    let _ = stop_sampling.send(());
+    let mut series = sampler.await.unwrap_or_default();
+    series.push(Sample {
+        t_s: began.elapsed().as_secs_f64(),
+        published: counts.published.load(Ordering::Relaxed),
+        consumed: counts.consumed.load(Ordering::Relaxed),
+    });
+
+    let a = audit
+        .lock()
+        .map_err(|_| BrokerError::Unavailable("the audit was poisoned".into()))?;
+    let consumed = a.seen.len() as u64;
+    let resumed = a
+        .first
+        .get(1)
+        .copied()
+        .flatten()
+        .map(|t| t.saturating_duration_since(killed).as_secs_f64());
+    Ok(FaultsResult {
+        rate,
+        published: published.ok,
+        publish_errors: published.failed,
+        consumed,
+        lost: published.ok.saturating_sub(consumed),
+        duplicates: a.duplicates,
+        reordered: a.reordered,
+        faults: vec![Recovery {
+            fault: what,
+            at_s: killed.saturating_duration_since(began).as_secs_f64(),
+            resumed_after_s: resumed,
+        }],
+        series,
+    })
+}
+
+/// A sentence on one broker's faults run.
+pub fn verdict(name: &str, r: &FaultsResult) -> String {
+    let mut parts = Vec::new();
+    for f in &r.faults {
+        parts.push(match f.resumed_after_s {
+            Some(s) => format!(
+                "{} at {:.1} s, the next consumer served after {s:.2} s",
+                f.fault, f.at_s
+            ),
+            None => format!(
+                "{} at {:.1} s, and no message reached the next consumer",
+                f.fault, f.at_s
+            ),
+        });
+    }
+    parts.push(if r.lost == 0 {
+        "nothing lost".into()
+    } else {
+        format!("{} of {} messages lost", r.lost, r.published)
+    });
+    parts.push(format!("{} delivered twice", r.duplicates));
+    parts.push(format!("{} out of order per key", r.reordered));
+    format!(
+        "{name} (faults, {:.0} msg/s): {}.",
+        r.rate,
+        parts.join("; ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::MemoryBroker;
+
+    #[test]
+    fn the_audit_counts_duplicates_and_order_per_key() {
+        let counts = Counts::default();
+        let mut a = Audit::default();
+        a.record(0, &[0, 1, 16, 2], &counts);
+        // 16 and 0 share a key: 0 again is a duplicate, not a reordering.
+        a.record(1, &[0, 32, 17], &counts);
+        assert_eq!((a.duplicates, a.reordered), (1, 0));
+        // 49 and 33 share key 1 with 17: 33 after 49 is out of order.
+        a.record(1, &[49, 33], &counts);
+        assert_eq!(a.reordered, 1);
+        assert_eq!(counts.consumed.load(Ordering::Relaxed), 8);
+        assert!(a.first[0].is_some() && a.first[1].is_some());
+    }
+
+    #[tokio::test]
+    async fn a_killed_consumer_loses_nothing_on_a_work_queue() {
+        let base = RawWorkload {
+            size: 32,
+            ack_batch: 32,
+            publish_batch: 32,
+            ..RawWorkload::default()
+        };
+        let w = FaultsWorkload {
+            seconds: 1.0,
+            fraction: 0.5,
+            kill_at: 0.4,
+        };
+        let r = run(
+            &MemoryBroker::new(),
+            &Consumers::Tasks,
+            &base,
+            &w,
+            2_000.0,
+            Duration::from_secs(2),
+        )
+        .await
+        .unwrap();
+        assert!(r.published >= 1_500, "{r:?}");
+        assert_eq!(r.lost, 0, "{r:?}");
+        assert_eq!(r.consumed, r.published);
+        let fault = &r.faults[0];
+        assert!(fault.fault.contains("aborted"), "{fault:?}");
+        assert!((0.3..0.6).contains(&fault.at_s), "{fault:?}");
+        assert!(fault.resumed_after_s.is_some(), "{fault:?}");
+    }
+}
