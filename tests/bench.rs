@@ -486,6 +486,7 @@ async fn the_html_report_renders_its_charts_in_chromium() {
             "raw-rate-over-time",
             "raw-backlog-over-time",
             "fixed-rate-backlog-over-time",
+            "faults-rate-over-time",
         ]
     );
     for chart in charts {
@@ -513,6 +514,7 @@ async fn the_html_report_renders_its_charts_in_chromium() {
         "raw-rate-over-time",
         "raw-backlog-over-time",
         "fixed-rate-backlog-over-time",
+        "faults-rate-over-time",
     ] {
         let chart = charts.iter().find(|c| c["id"] == id).unwrap();
         assert_eq!(chart["lines"], 2, "{chart}");

@@ -9,7 +9,7 @@
 use std::fmt::Write as _;
 
 use super::Report;
-use super::raw::RawResult;
+use super::raw::Sample;
 
 /// Width of a chart, its label column and its bar area, in pixels.
 const WIDTH: f64 = 860.0;
@@ -203,7 +203,10 @@ pub fn render(report: &Report) -> String {
 
     let mut timelines = Vec::new();
     if !raw.is_empty() {
-        let runs: Vec<_> = raw.iter().map(|(n, r)| (n.as_str(), *r)).collect();
+        let runs: Vec<_> = raw
+            .iter()
+            .map(|(n, r)| (n.as_str(), r.series.as_slice()))
+            .collect();
         timelines.push(Timeline::rate(
             "raw-rate-over-time",
             "Throughput run: messages consumed per second over the run".into(),
@@ -223,7 +226,7 @@ pub fn render(report: &Report) -> String {
             b.latency
                 .iter()
                 .max_by(|x, y| x.rate.total_cmp(&y.rate))
-                .map(|run| (b.broker.as_str(), &run.result))
+                .map(|run| (b.broker.as_str(), run.result.series.as_slice()))
         })
         .collect();
     if !heaviest.is_empty() {
@@ -231,6 +234,24 @@ pub fn render(report: &Report) -> String {
             "fixed-rate-backlog-over-time",
             "Heaviest fixed-rate run: backlog over the run".into(),
             &heaviest,
+        ));
+    }
+
+    // The faults run: the dip when the consumer died, and the catching up.
+    let faulted: Vec<_> = report
+        .brokers
+        .iter()
+        .filter_map(|b| b.faults.as_ref().map(|f| (b.broker.as_str(), f)))
+        .collect();
+    if !faulted.is_empty() {
+        let runs: Vec<_> = faulted
+            .iter()
+            .map(|(name, f)| (*name, f.series.as_slice()))
+            .collect();
+        timelines.push(Timeline::rate(
+            "faults-rate-over-time",
+            "Faults run: messages consumed per second, the consumer killed and replaced".into(),
+            &runs,
         ));
     }
 
@@ -483,14 +504,13 @@ struct Timeline {
 const RATE_SPAN: usize = 5;
 
 impl Timeline {
-    fn rate(id: &'static str, title: String, runs: &[(&str, &RawResult)]) -> Self {
+    fn rate(id: &'static str, title: String, runs: &[(&str, &[Sample])]) -> Self {
         let lines = runs
             .iter()
-            .map(|(name, r)| {
+            .map(|(name, series)| {
                 // A short run's rate over what samples it has.
-                let span = RATE_SPAN.min(r.series.len().saturating_sub(1)).max(1);
-                let points = r
-                    .series
+                let span = RATE_SPAN.min(series.len().saturating_sub(1)).max(1);
+                let points = series
                     .windows(span + 1)
                     .filter_map(|w| {
                         let (a, b) = (w[0], w[span]);
@@ -509,12 +529,11 @@ impl Timeline {
         }
     }
 
-    fn backlog(id: &'static str, title: String, runs: &[(&str, &RawResult)]) -> Self {
+    fn backlog(id: &'static str, title: String, runs: &[(&str, &[Sample])]) -> Self {
         let lines = runs
             .iter()
-            .map(|(name, r)| {
-                let points = r
-                    .series
+            .map(|(name, series)| {
+                let points = series
                     .iter()
                     .map(|s| (s.t_s, s.published.saturating_sub(s.consumed) as f64))
                     .collect();
