@@ -33,6 +33,8 @@ pub const KEYS: u64 = 16;
 pub const BROKER_VAR: &str = "SUPERHERO_BENCH_BROKER";
 /// The consumers' group.
 const GROUP: &str = "bench-faults";
+/// This process's own program, as the kernel holds it.
+const SELF_EXE: &str = "/proc/self/exe";
 /// How long a consumer process may take to subscribe.
 const READY_WAIT: Duration = Duration::from_secs(30);
 
@@ -217,10 +219,9 @@ async fn start(
             })))
         }
         Consumers::Processes { url, claim_after } => {
-            let exe = std::env::current_exe().map_err(|e| {
-                BrokerError::Unavailable(format!("cannot find this program to run a consumer: {e}"))
-            })?;
-            let mut child = tokio::process::Command::new(exe)
+            // This very program, even if its file was replaced since it started (a
+            // rebuild): the kernel keeps the running image at /proc/self/exe.
+            let mut child = tokio::process::Command::new(SELF_EXE)
                 .arg("--claim-after")
                 .arg(claim_after.as_secs_f64().to_string())
                 .args(["bench-consumer", topic, GROUP, "--ack-batch"])

@@ -26,7 +26,7 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use crate::broker::{Broker, BrokerSpec, Tuning};
+use crate::broker::{Broker, BrokerError, BrokerSpec, Tuning};
 use crate::events::EventSink;
 use crate::url::redact;
 
@@ -246,159 +246,48 @@ async fn measure(
     });
     report.status = "ok";
     report.in_process = spec.backend().in_process;
-    // The broker's own process, when it runs here, watched during each workload.
-    let process = BrokerProcess::find(spec.url());
-    let mut failures = Vec::new();
-    let mut baselines = Vec::new();
-
-    if let Some(workload) = &workloads.raw {
-        let progress = bar(bars, name, Some(workload.messages), "raw messages");
-        let copies = if broadcast {
-            workload.consumers as u64
+    let on = OnBroker {
+        name,
+        spec,
+        broker,
+        // The broker's own process, when it runs here, watched during each workload.
+        process: BrokerProcess::find(spec.url()),
+        broadcast,
+        copies: if broadcast {
+            workloads.messages.consumers as u64
         } else {
             1
-        };
-        let shown = progress.clone();
-        let running = raw::run(&*broker, workload, copies, move |n| shown.inc(n));
-        match process::watch(process.as_ref(), running).await {
-            (Ok(mut r), usage) => {
-                r.broker_process = usage;
-                report
-                    .verdict
-                    .push(raw_verdict(name, &r, broadcast, workload.consumers));
-                report.raw = Some(r);
-            }
-            (Err(e), _) => failures.push(format!("raw messaging: {e}")),
-        }
-        progress.finish();
-        if let Some(ours) = &report.raw {
-            let running = bar(bars, name, None, "the broker's own tool");
-            let beside = native::Beside {
-                name,
-                backend: spec.backend().name,
-                url: spec.url(),
-                broker: &*broker,
-                workload,
-                ours,
-            };
-            baselines = native::measure(&ctx.tools, &beside).await;
-            running.finish_and_clear();
-        }
-    }
-    let copies = if broadcast {
-        workloads.messages.consumers as u64
-    } else {
-        1
+        },
+        ctx,
+        bars,
     };
-    if let Some(search) = &workloads.sustainable {
-        let probing = bar(bars, name, None, "sustainable rate");
-        let start = report.raw.as_ref().map(|r| r.consume_per_s);
-        let shown = probing.clone();
-        let found = rates::sustainable(
-            &*broker,
-            &workloads.messages,
-            search,
-            copies,
-            start,
-            move |rate| shown.set_message(format!("sustainable rate: probing {rate:.0} msg/s")),
-        );
-        match found.await {
-            Ok(found) => {
-                report
-                    .verdict
-                    .push(rates::sustainable_verdict(name, search, &found));
-                report.sustainable = Some(found);
-            }
-            Err(e) => failures.push(format!("sustainable rate: {e}")),
+    let mut failures = Vec::new();
+    let mut baselines = Vec::new();
+    if let Some(w) = &workloads.raw {
+        match on.throughput(w, &mut report).await {
+            Ok(tools) => baselines = tools,
+            Err(e) => failures.push(format!("raw messaging: {e}")),
         }
-        probing.finish_and_clear();
     }
-    if let Some(latency) = &workloads.latency {
-        let running = bar(bars, name, None, "fixed rates");
-        // Fractions of the sustainable rate; of the throughput when none was found.
-        let reference = report
-            .sustainable
-            .as_ref()
-            .and_then(|s| s.rate_per_s)
-            .or_else(|| report.raw.as_ref().map(|r| r.consume_per_s));
-        let shown = running.clone();
-        let runs = rates::fixed_rates(
-            &*broker,
-            &workloads.messages,
-            latency,
-            copies,
-            reference,
-            process.as_ref(),
-            move |rate| shown.set_message(format!("latency at {rate:.0} msg/s")),
-        );
-        match runs.await {
-            Ok(runs) => {
-                report.verdict.extend(rates::latency_verdict(name, &runs));
-                report.latency = runs;
-            }
-            Err(e) => failures.push(format!("latency at fixed rates: {e}")),
-        }
-        running.finish_and_clear();
+    if let Some(w) = &workloads.sustainable
+        && let Err(e) = on.sustainable(w, &workloads.messages, &mut report).await
+    {
+        failures.push(format!("sustainable rate: {e}"));
     }
-    if let Some(w) = &workloads.faults {
-        let running = bar(bars, name, None, "faults: a consumer killed");
-        let reference = report
-            .sustainable
-            .as_ref()
-            .and_then(|s| s.rate_per_s)
-            .or_else(|| report.raw.as_ref().map(|r| r.consume_per_s))
-            .filter(|r| *r > 0.0);
-        let backend = spec.backend();
-        // A consumer of the embedded broker, or one served by a middleware running
-        // here, must live in this process; the others get processes of their own.
-        let how = if backend.in_process || backend.middleware {
-            faults::Consumers::Tasks
-        } else {
-            faults::Consumers::Processes {
-                url: spec.url(),
-                claim_after: ctx.tuning.claim_after,
-            }
-        };
-        // A broker that hands a dead consumer's messages on only after a while
-        // (Redis Streams, NATS, NSQ, Kafka) needs that while before the run ends.
-        let idle = if broker.semantics().redelivery() {
-            ctx.tuning.claim_after + Duration::from_secs(5)
-        } else {
-            workloads.messages.idle
-        };
-        match reference {
-            Some(reference) => {
-                let rate = reference * w.fraction;
-                running.set_message(format!("faults at {rate:.0} msg/s"));
-                match faults::run(&*broker, &how, &workloads.messages, w, rate, idle).await {
-                    Ok(r) => {
-                        report.verdict.push(faults::verdict(name, &r));
-                        report.faults = Some(r);
-                    }
-                    Err(e) => failures.push(format!("faults: {e}")),
-                }
-            }
-            None => failures.push("faults: no measured rate to run at".into()),
-        }
-        running.finish_and_clear();
+    if let Some(w) = &workloads.latency
+        && let Err(e) = on.fixed_rates(w, &workloads.messages, &mut report).await
+    {
+        failures.push(format!("latency at fixed rates: {e}"));
     }
-    if let Some(workload) = &workloads.game {
-        let progress = bar(bars, name, None, "game pipeline");
-        let scratch = ctx.scratch.join(format!(
-            "{}-{}",
-            sanitize(name),
-            uuid::Uuid::new_v4().simple()
-        ));
-        let running = game::run(broker.clone(), ctx.sink, workload, &scratch);
-        match process::watch(process.as_ref(), running).await {
-            (Ok(mut r), usage) => {
-                r.broker_process = usage;
-                report.verdict.push(game::verdict(name, &r));
-                report.game = Some(r);
-            }
-            (Err(e), _) => failures.push(format!("game pipeline: {e}")),
-        }
-        progress.finish_with_message("game pipeline done");
+    if let Some(w) = &workloads.faults
+        && let Err(e) = on.faults(w, &workloads.messages, &mut report).await
+    {
+        failures.push(format!("faults: {e}"));
+    }
+    if let Some(w) = &workloads.game
+        && let Err(e) = on.game(w, &mut report).await
+    {
+        failures.push(format!("game pipeline: {e}"));
     }
     if !failures.is_empty() {
         report.status = "failed";
@@ -409,6 +298,183 @@ async fn measure(
         report.reason = Some(failures.join("; "));
     }
     (report, baselines, version)
+}
+
+/// One opened broker, and what each workload run on it needs.
+struct OnBroker<'a> {
+    name: &'a str,
+    spec: &'a BrokerSpec,
+    broker: Arc<dyn Broker>,
+    process: Option<BrokerProcess>,
+    /// Every consumer gets every message.
+    broadcast: bool,
+    /// Deliveries each message should get (the consumers, on a broadcast; else 1).
+    copies: u64,
+    ctx: &'a BenchContext<'a>,
+    bars: &'a MultiProgress,
+}
+
+impl OnBroker<'_> {
+    /// The throughput workload, then the broker's own tool beside it.
+    async fn throughput(
+        &self,
+        w: &RawWorkload,
+        report: &mut BrokerReport,
+    ) -> Result<Vec<Baseline>, BrokerError> {
+        let progress = bar(self.bars, self.name, Some(w.messages), "raw messages");
+        let shown = progress.clone();
+        let running = raw::run(&*self.broker, w, self.copies, move |n| shown.inc(n));
+        let (result, usage) = process::watch(self.process.as_ref(), running).await;
+        progress.finish();
+        let ours = RawResult {
+            broker_process: usage,
+            ..result?
+        };
+        report
+            .verdict
+            .push(raw_verdict(self.name, &ours, self.broadcast, w.consumers));
+        let running = bar(self.bars, self.name, None, "the broker's own tool");
+        let beside = native::Beside {
+            name: self.name,
+            backend: self.spec.backend().name,
+            url: self.spec.url(),
+            broker: &*self.broker,
+            workload: w,
+            ours: &ours,
+        };
+        let tools = native::measure(&self.ctx.tools, &beside).await;
+        running.finish_and_clear();
+        report.raw = Some(ours);
+        Ok(tools)
+    }
+
+    /// The search for the highest sustainable rate, from the throughput's consumed/s.
+    async fn sustainable(
+        &self,
+        w: &SustainableWorkload,
+        messages: &RawWorkload,
+        report: &mut BrokerReport,
+    ) -> Result<(), BrokerError> {
+        let probing = bar(self.bars, self.name, None, "sustainable rate");
+        let start = report.raw.as_ref().map(|r| r.consume_per_s);
+        let shown = probing.clone();
+        let probe = move |rate: f64| {
+            shown.set_message(format!("sustainable rate: probing {rate:.0} msg/s"));
+        };
+        let found = rates::sustainable(&*self.broker, messages, w, self.copies, start, probe).await;
+        probing.finish_and_clear();
+        let found = found?;
+        report
+            .verdict
+            .push(rates::sustainable_verdict(self.name, w, &found));
+        report.sustainable = Some(found);
+        Ok(())
+    }
+
+    /// The runs at fixed rates.
+    async fn fixed_rates(
+        &self,
+        w: &LatencyWorkload,
+        messages: &RawWorkload,
+        report: &mut BrokerReport,
+    ) -> Result<(), BrokerError> {
+        let running = bar(self.bars, self.name, None, "fixed rates");
+        let shown = running.clone();
+        let runs = rates::fixed_rates(
+            &*self.broker,
+            messages,
+            w,
+            self.copies,
+            reference_rate(report),
+            self.process.as_ref(),
+            move |rate| shown.set_message(format!("latency at {rate:.0} msg/s")),
+        )
+        .await;
+        running.finish_and_clear();
+        let runs = runs?;
+        report
+            .verdict
+            .extend(rates::latency_verdict(self.name, &runs));
+        report.latency = runs;
+        Ok(())
+    }
+
+    /// A consumer killed mid-run.
+    async fn faults(
+        &self,
+        w: &FaultsWorkload,
+        messages: &RawWorkload,
+        report: &mut BrokerReport,
+    ) -> Result<(), BrokerError> {
+        let Some(reference) = reference_rate(report) else {
+            return Err(BrokerError::Unavailable(
+                "no measured rate to run at".into(),
+            ));
+        };
+        let rate = reference * w.fraction;
+        let running = bar(self.bars, self.name, None, "faults");
+        running.set_message(format!("faults: a consumer killed at {rate:.0} msg/s"));
+        let backend = self.spec.backend();
+        let tuning = &self.ctx.tuning;
+        // A consumer of the embedded broker, or one served by a middleware running
+        // here, must live in this process; the others get processes of their own.
+        let how = if backend.in_process || backend.middleware {
+            faults::Consumers::Tasks
+        } else {
+            faults::Consumers::Processes {
+                url: self.spec.url(),
+                claim_after: tuning.claim_after,
+            }
+        };
+        // A broker that hands a dead consumer's messages on only after a while
+        // (Redis Streams, NATS, NSQ, Kafka) needs that while before the run ends.
+        let idle = if self.broker.semantics().redelivery() {
+            tuning.claim_after + Duration::from_secs(5)
+        } else {
+            messages.idle
+        };
+        let result = faults::run(&*self.broker, &how, messages, w, rate, idle).await;
+        running.finish_and_clear();
+        let result = result?;
+        report.verdict.push(faults::verdict(self.name, &result));
+        report.faults = Some(result);
+        Ok(())
+    }
+
+    /// The game pipeline, its tables in a scratch folder of their own.
+    async fn game(
+        &self,
+        w: &GameWorkload,
+        report: &mut BrokerReport,
+    ) -> Result<(), crate::simulate::SimulateError> {
+        let progress = bar(self.bars, self.name, None, "game pipeline");
+        let scratch = self.ctx.scratch.join(format!(
+            "{}-{}",
+            sanitize(self.name),
+            uuid::Uuid::new_v4().simple()
+        ));
+        let running = game::run(self.broker.clone(), self.ctx.sink, w, &scratch);
+        let (result, usage) = process::watch(self.process.as_ref(), running).await;
+        progress.finish_with_message("game pipeline done");
+        let result = GameResult {
+            broker_process: usage,
+            ..result?
+        };
+        report.verdict.push(game::verdict(self.name, &result));
+        report.game = Some(result);
+        Ok(())
+    }
+}
+
+/// The rate the paced workloads' fractions apply to: the highest sustainable one, or
+/// the throughput run's consumed/s when the search found none or did not run.
+fn reference_rate(report: &BrokerReport) -> Option<f64> {
+    report
+        .sustainable
+        .as_ref()
+        .and_then(|s| s.rate_per_s)
+        .or_else(|| report.raw.as_ref().map(|r| r.consume_per_s))
+        .filter(|r| *r > 0.0)
 }
 
 /// A name fit for a folder.
