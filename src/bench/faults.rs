@@ -22,12 +22,9 @@ use tokio::io::{AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::task::JoinHandle;
 
 use super::rates::paced;
-use super::raw::{self, Counts, RawWorkload, Sample, decode};
+use super::raw::{self, Counts, KeyOrder, RawWorkload, Sample, decode};
 use crate::broker::{Broker, BrokerError, Consumer, Delivery};
 
-/// Keys the audit of order spreads messages over: a message's key is its sequence
-/// number modulo this.
-pub const KEYS: u64 = 16;
 /// The environment variable that gives a consumer process its broker's URL (not an
 /// argument: the URL may hold a password, and arguments are public).
 pub const BROKER_VAR: &str = "SUPERHERO_BENCH_BROKER";
@@ -114,16 +111,26 @@ pub enum Consumers<'a> {
 }
 
 /// What the consumers delivered, as the audit sees it.
-#[derive(Default)]
 struct Audit {
     seen: HashSet<u64>,
     duplicates: u64,
-    reordered: u64,
-    /// The highest sequence number first delivered, per key.
-    highest: Vec<Option<u64>>,
+    /// One producer's keys.
+    order: KeyOrder,
     /// When each consumer (by its number) delivered first.
     first: Vec<Option<Instant>>,
     last: Option<Instant>,
+}
+
+impl Default for Audit {
+    fn default() -> Self {
+        Self {
+            seen: HashSet::new(),
+            duplicates: 0,
+            order: KeyOrder::new(1),
+            first: Vec::new(),
+            last: None,
+        }
+    }
 }
 
 impl Audit {
@@ -134,20 +141,13 @@ impl Audit {
         }
         self.first[consumer].get_or_insert(now);
         self.last = Some(now);
-        if self.highest.is_empty() {
-            self.highest = vec![None; KEYS as usize];
-        }
         let mut new = 0;
         for &seq in seqs {
-            if !self.seen.insert(seq) {
+            if self.seen.insert(seq) {
+                new += 1;
+                self.order.first_delivery(seq);
+            } else {
                 self.duplicates += 1;
-                continue;
-            }
-            new += 1;
-            let highest = &mut self.highest[(seq % KEYS) as usize];
-            match highest {
-                Some(h) if seq < *h => self.reordered += 1,
-                _ => *highest = Some(seq),
             }
         }
         counts.consumed.fetch_add(new, Ordering::Relaxed);
@@ -403,7 +403,7 @@ pub async fn run(
         consumed,
         lost: published.ok.saturating_sub(consumed),
         duplicates: a.duplicates,
-        reordered: a.reordered,
+        reordered: a.order.reordered,
         faults: vec![Recovery {
             fault: what,
             at_s: killed.saturating_duration_since(began).as_secs_f64(),
@@ -454,10 +454,10 @@ mod tests {
         a.record(0, &[0, 1, 16, 2], &counts);
         // 16 and 0 share a key: 0 again is a duplicate, not a reordering.
         a.record(1, &[0, 32, 17], &counts);
-        assert_eq!((a.duplicates, a.reordered), (1, 0));
+        assert_eq!((a.duplicates, a.order.reordered), (1, 0));
         // 49 and 33 share key 1 with 17: 33 after 49 is out of order.
         a.record(1, &[49, 33], &counts);
-        assert_eq!(a.reordered, 1);
+        assert_eq!(a.order.reordered, 1);
         assert_eq!(counts.consumed.load(Ordering::Relaxed), 8);
         assert!(a.first[0].is_some() && a.first[1].is_some());
     }

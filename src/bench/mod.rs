@@ -512,6 +512,9 @@ pub fn raw_verdict(name: &str, r: &RawResult, broadcast: bool, consumers: usize)
     } else {
         parts.push("no duplicates".into());
     }
+    if r.reordered > 0 {
+        parts.push(format!("{} delivered out of order per key", r.reordered));
+    }
     format!("{}.", parts.join("; "))
 }
 
@@ -565,14 +568,14 @@ impl Report {
                 .map_or(String::new(), |r| format!(", target {r:.0} msg/s"))
         );
         md.push_str(
-            "| broker | delivery | published/s | consumed/s | p50 ms | p95 ms | p99 ms | max ms | duplicates | lost | broker CPU, cores (peak) | broker RSS MiB | the broker's figures at the end | notes |\n",
+            "| broker | delivery | published/s | consumed/s | p50 ms | p95 ms | p99 ms | max ms | duplicates | lost | reordered | broker CPU, cores (peak) | broker RSS MiB | the broker's figures at the end | notes |\n",
         );
-        md.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n");
+        md.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n");
         for b in &self.brokers {
             let delivery = b.delivery.unwrap_or("-");
             match &b.raw {
                 Some(r) => md.push_str(&format!(
-                    "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} | {} | |\n",
+                    "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} | |\n",
                     b.broker,
                     delivery,
                     r.publish_per_s,
@@ -583,6 +586,7 @@ impl Report {
                     r.latency.max_ms,
                     r.duplicates,
                     r.lost,
+                    r.reordered,
                     cpu_cell(r.broker_process.as_ref()),
                     rss_cell(r.broker_process.as_ref()),
                     r.broker_stats
@@ -592,7 +596,7 @@ impl Report {
                         .join(", ")
                 )),
                 None => md.push_str(&format!(
-                    "| {} | {} | - | - | - | - | - | - | - | - | - | - | - | {} |\n",
+                    "| {} | {} | - | - | - | - | - | - | - | - | - | - | - | - | {} |\n",
                     b.broker,
                     delivery,
                     b.note()
@@ -702,15 +706,15 @@ impl Report {
             m.size, m.producers, m.consumers, w.seconds
         );
         md.push_str(
-            "| broker | rate msg/s | of reference | published/s | consumed/s | p50 ms | p99 ms | p99.9 ms | p99.99 ms | max ms | publish p50 ms | publish p99 ms | lost | duplicates | broker CPU, cores (peak) |\n",
+            "| broker | rate msg/s | of reference | published/s | consumed/s | p50 ms | p99 ms | p99.9 ms | p99.99 ms | max ms | publish p50 ms | publish p99 ms | lost | duplicates | reordered | broker CPU, cores (peak) |\n",
         );
         md.push_str(
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         for b in &self.brokers {
             if b.latency.is_empty() {
                 md.push_str(&format!(
-                    "| {} | - | - | - | - | - | - | - | - | - | - | - | - | - | {} |\n",
+                    "| {} | - | - | - | - | - | - | - | - | - | - | - | - | - | - | {} |\n",
                     b.broker,
                     b.note()
                 ));
@@ -719,7 +723,7 @@ impl Report {
                 let r = &run.result;
                 let (l, p) = (&r.latency, &r.publish_latency);
                 md.push_str(&format!(
-                    "| {} | {:.0} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} |\n",
+                    "| {} | {:.0} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} |\n",
                     b.broker,
                     run.rate,
                     run.fraction
@@ -735,6 +739,7 @@ impl Report {
                     p.p99_ms,
                     r.lost,
                     r.duplicates,
+                    r.reordered,
                     cpu_cell(r.broker_process.as_ref()),
                 ));
             }
@@ -757,8 +762,8 @@ impl Report {
             m.size,
             m.ack_batch,
             w.kill_at * 100.0,
-            faults::KEYS,
-            faults::KEYS
+            raw::KEYS,
+            raw::KEYS
         );
         md.push_str(
             "| broker | rate msg/s | published | consumed | lost | duplicates | reordered | fault | next consumer served after s | notes |\n",

@@ -31,6 +31,10 @@ pub const ACK_BATCH: usize = 256;
 pub const PUBLISH_BATCH: usize = 256;
 /// How long the consumers wait for one more message once publishing has ended.
 pub const DEFAULT_IDLE: Duration = Duration::from_secs(5);
+/// Keys per producer the audit of order spreads messages over: message `seq` of P
+/// producers has key `seq mod (KEYS × P)`, so that every key is one producer's and
+/// its messages go out in order. The brokers are not told these keys.
+pub const KEYS: u64 = 16;
 /// How often a run notes what was published and consumed so far.
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 /// The consumers' group.
@@ -114,6 +118,8 @@ pub struct RawResult {
     pub duplicates: u64,
     /// Published messages no consumer received.
     pub lost: u64,
+    /// First deliveries that came after a later message of the same key ([`KEYS`]).
+    pub reordered: u64,
     /// Messages whose publishing failed.
     pub publish_errors: u64,
     pub publish_per_s: f64,
@@ -163,11 +169,40 @@ pub fn decode(payload: &[u8]) -> Option<(u64, u64)> {
     Some((seq, sent))
 }
 
+/// The audit of order per key: a message first delivered after a later message of
+/// its key is out of order.
+#[derive(Clone, Debug)]
+pub(super) struct KeyOrder {
+    /// The highest sequence number first delivered, per key.
+    highest: Vec<Option<u64>>,
+    pub(super) reordered: u64,
+}
+
+impl KeyOrder {
+    /// The audit of the messages of `producers` producers.
+    pub(super) fn new(producers: usize) -> Self {
+        Self {
+            highest: vec![None; (KEYS * producers.max(1) as u64) as usize],
+            reordered: 0,
+        }
+    }
+
+    /// Message `seq`, delivered for the first time.
+    pub(super) fn first_delivery(&mut self, seq: u64) {
+        let keys = self.highest.len() as u64;
+        let highest = &mut self.highest[(seq % keys) as usize];
+        match highest {
+            Some(h) if seq < *h => self.reordered += 1,
+            _ => *highest = Some(seq),
+        }
+    }
+}
+
 /// What the consumers saw.
-#[derive(Default)]
 struct Seen {
     ids: HashSet<u64>,
     duplicates: u64,
+    order: KeyOrder,
     latency: LatencyRecorder,
     last: Option<Instant>,
 }
@@ -200,7 +235,13 @@ pub async fn run(
     // Every time in the run counts from here, when the first message may go.
     let start = Instant::now();
     let warm_ns = workload.warmup.as_nanos() as u64;
-    let seen = Arc::new(Mutex::new(Seen::default()));
+    let seen = Arc::new(Mutex::new(Seen {
+        ids: HashSet::new(),
+        duplicates: 0,
+        order: KeyOrder::new(workload.producers),
+        latency: LatencyRecorder::new(),
+        last: None,
+    }));
     let counts = Arc::new(Counts::default());
     let progress = Arc::new(progress);
     let mut consumers = JoinSet::new();
@@ -229,6 +270,7 @@ pub async fn run(
                 let mut new = 0;
                 for (seq, sent) in decoded.into_iter().flatten() {
                     if s.ids.insert(seq) {
+                        s.order.first_delivery(seq);
                         if sent >= warm_ns {
                             s.latency
                                 .record(Duration::from_nanos(now.saturating_sub(sent)));
@@ -302,6 +344,7 @@ pub async fn run(
         consumed,
         duplicates: s.duplicates,
         lost: published.ok.saturating_sub(consumed),
+        reordered: s.order.reordered,
         publish_errors: published.failed,
         publish_per_s: per_s(published.ok, publish_s),
         consume_per_s: per_s(consumed, consume_s),
@@ -472,6 +515,36 @@ mod tests {
         assert_eq!(decode(&m), Some((7, 123_456)));
         assert_eq!(encode(1, 2, 3).len(), HEADER);
         assert_eq!(decode(b"short"), None);
+    }
+
+    #[test]
+    fn order_is_audited_per_key_of_one_producer() {
+        // Two producers: 32 keys; 0, 32 and 64 share key 0.
+        let mut order = KeyOrder::new(2);
+        for seq in [0, 1, 64, 33, 32, 65] {
+            order.first_delivery(seq);
+        }
+        // 32 came after 64 (key 0); 65 after 33 (key 1) is in order.
+        assert_eq!(order.reordered, 1);
+    }
+
+    #[tokio::test]
+    async fn one_consumer_gets_each_producer_s_keys_in_order() {
+        let workload = RawWorkload {
+            messages: 3_000,
+            size: 32,
+            producers: 3,
+            consumers: 1,
+            ack_batch: 50,
+            publish_batch: 40,
+            idle: Duration::from_secs(2),
+            ..RawWorkload::default()
+        };
+        let r = run(&MemoryBroker::new(), &workload, 1, |_| {})
+            .await
+            .unwrap();
+        assert_eq!(r.consumed, 3_000);
+        assert_eq!(r.reordered, 0, "the embedded broker keeps publishing order");
     }
 
     #[tokio::test]
