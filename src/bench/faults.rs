@@ -22,7 +22,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::task::JoinHandle;
 
 use super::rates::paced;
-use super::raw::{self, Counts, KeyOrder, RawWorkload, Sample, decode};
+use super::raw::{self, Counts, KeyOrder, RawWorkload, Sample, Sampler, decode};
 use crate::broker::{Broker, BrokerError, Consumer, Delivery};
 
 /// The environment variable that gives a consumer process its broker's URL (not an
@@ -201,15 +201,7 @@ async fn start(
             let mut consumer = broker.consumer(topic, GROUP).await?;
             let (audit, counts) = (audit.clone(), counts.clone());
             Ok(Running::Task(tokio::spawn(async move {
-                loop {
-                    let batch = match consumer.next_batch(ack_batch).await {
-                        Ok(batch) => batch,
-                        Err(BrokerError::Closed) => return,
-                        Err(_) => {
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
+                while let Some(batch) = raw::next_batch(consumer.as_mut(), ack_batch).await {
                     let seqs = sequence_numbers(&batch);
                     if let Ok(mut a) = audit.lock() {
                         a.record(n, &seqs, &counts);
@@ -295,16 +287,7 @@ pub async fn serve_consumer(
     let gone = |e: std::io::Error| BrokerError::Unavailable(format!("writing to the bench: {e}"));
     out.write_all(b"ready\n").await.map_err(gone)?;
     out.flush().await.map_err(gone)?;
-    loop {
-        let batch = match consumer.next_batch(ack_batch.max(1)).await {
-            Ok(batch) => batch,
-            Err(BrokerError::Closed) => return Ok(()),
-            Err(e) => {
-                tracing::warn!("bench consumer: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+    while let Some(batch) = raw::next_batch(consumer.as_mut(), ack_batch).await {
         let mut line = String::from("d");
         for seq in sequence_numbers(&batch) {
             line.push(' ');
@@ -315,6 +298,7 @@ pub async fn serve_consumer(
         out.flush().await.map_err(gone)?;
         let _ = Delivery::ack_all(batch).await;
     }
+    Ok(())
 }
 
 /// Runs the faults workload on `broker` at `rate` messages/s. `base` gives the
@@ -341,8 +325,7 @@ pub async fn run(
     let first = start(broker, how, &topic, ack_batch, 0, &audit, &counts).await?;
     let publisher = broker.publisher().await?;
     let began = Instant::now();
-    let (stop_sampling, stopped) = tokio::sync::oneshot::channel();
-    let sampler = tokio::spawn(raw::sample(counts.clone(), began, stopped));
+    let sampler = Sampler::start(&counts, began);
 
     let kill_at = Duration::from_secs_f64(w.seconds * w.kill_at.clamp(0.0, 1.0));
     let fault = async {
@@ -360,31 +343,13 @@ pub async fn run(
     let second = second?;
 
     // Wait for every message, or until nothing came for `idle`.
-    let mut waited_since = Instant::now();
-    loop {
-        let (seen, last) = match audit.lock() {
-            Ok(a) => (a.seen.len() as u64, a.last),
-            Err(_) => break,
-        };
-        if seen >= published.ok {
-            break;
-        }
-        if let Some(last) = last {
-            waited_since = waited_since.max(last);
-        }
-        if waited_since.elapsed() >= idle {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let delivered = || {
+        let a = audit.lock().ok()?;
+        Some((a.seen.len() as u64, a.last))
+    };
+    raw::wait_for_deliveries(published.ok, idle, None, delivered).await;
     second.kill().await;
-    let _ = stop_sampling.send(());
-    let mut series = sampler.await.unwrap_or_default();
-    series.push(Sample {
-        t_s: began.elapsed().as_secs_f64(),
-        published: counts.published.load(Ordering::Relaxed),
-        consumed: counts.consumed.load(Ordering::Relaxed),
-    });
+    let series = sampler.finish().await;
 
     let a = audit
         .lock()

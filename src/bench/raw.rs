@@ -20,7 +20,7 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 
 use super::process::ProcessUsage;
-use crate::broker::{Broker, BrokerError, BrokerStat, Delivery, Publisher, stats_within};
+use crate::broker::{Broker, BrokerError, BrokerStat, Consumer, Delivery, Publisher, stats_within};
 use crate::latency::{Latency, LatencyRecorder};
 
 /// Bytes of the header every message starts with: sequence number and send time.
@@ -41,6 +41,10 @@ pub const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 const GROUP: &str = "bench";
 /// How long reading the broker's figures at the end may take.
 const STATS_WAIT: Duration = Duration::from_secs(5);
+/// How long a consumer waits before it asks a hiccuping broker again.
+const RETRY_AFTER: Duration = Duration::from_millis(50);
+/// How often the end of a run looks at what was delivered.
+const POLL_EVERY: Duration = Duration::from_millis(5);
 
 /// What the raw workload runs.
 #[derive(Clone, Debug, Serialize)]
@@ -251,17 +255,7 @@ pub async fn run(
         let progress = progress.clone();
         let ack_batch = workload.ack_batch.max(1);
         consumers.spawn(async move {
-            loop {
-                let batch = match consumer.next_batch(ack_batch).await {
-                    Ok(batch) => batch,
-                    Err(BrokerError::Closed) => return,
-                    // The broker hiccuped: the consumer resubscribes by itself; what
-                    // never comes back is counted as lost.
-                    Err(_) => {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
+            while let Some(batch) = next_batch(consumer.as_mut(), ack_batch).await {
                 let now = start.elapsed().as_nanos() as u64;
                 let decoded: Vec<_> = batch.iter().map(|d| decode(&d.payload)).collect();
                 // What is not acknowledged comes again and shows as a duplicate.
@@ -287,36 +281,24 @@ pub async fn run(
             }
         });
     }
-    let (stop_sampling, stopped) = tokio::sync::oneshot::channel();
-    let sampler = tokio::spawn(sample(counts.clone(), start, stopped));
+    let sampler = Sampler::start(&counts, start);
 
     let published = publish_all(publishers, &topic, workload, start, &counts).await?;
     let publish_s = start.elapsed().as_secs_f64();
 
     // Consume until every copy of every message has come, none came for `idle`, or
     // the drain time is up.
-    let publishing_ended = Instant::now();
-    let mut waited_since = publishing_ended;
-    loop {
-        let (deliveries, last) = {
-            let s = seen.lock().map_err(|_| BrokerError::Closed)?;
-            (s.ids.len() as u64 + s.duplicates, s.last)
-        };
-        if deliveries >= published.ok * copies.max(1) {
-            break;
-        }
-        if let Some(last) = last {
-            waited_since = waited_since.max(last);
-        }
-        if waited_since.elapsed() >= workload.idle
-            || workload
-                .drain
-                .is_some_and(|d| publishing_ended.elapsed() >= d)
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let deliveries = || {
+        let s = seen.lock().ok()?;
+        Some((s.ids.len() as u64 + s.duplicates, s.last))
+    };
+    wait_for_deliveries(
+        published.ok * copies.max(1),
+        workload.idle,
+        workload.drain,
+        deliveries,
+    )
+    .await;
     // The broker's own view of the group, while its consumers still hold on.
     let broker_stats = stats_within(broker, &topic, GROUP, STATS_WAIT)
         .await
@@ -326,13 +308,7 @@ pub async fn run(
         });
     consumers.abort_all();
     while consumers.join_next().await.is_some() {}
-    let _ = stop_sampling.send(());
-    let mut series = sampler.await.unwrap_or_default();
-    series.push(Sample {
-        t_s: start.elapsed().as_secs_f64(),
-        published: counts.published.load(Ordering::Relaxed),
-        consumed: counts.consumed.load(Ordering::Relaxed),
-    });
+    let series = sampler.finish().await;
 
     let s = seen.lock().map_err(|_| BrokerError::Closed)?;
     let consumed = s.ids.len() as u64;
@@ -357,25 +333,98 @@ pub async fn run(
     })
 }
 
-/// Notes the counts every [`SAMPLE_EVERY`] until told to stop.
-pub(super) async fn sample(
+/// Notes the counts every [`SAMPLE_EVERY`] while a run goes on.
+pub(super) struct Sampler {
     counts: Arc<Counts>,
     start: Instant,
-    mut stop: tokio::sync::oneshot::Receiver<()>,
-) -> Vec<Sample> {
-    let mut series = Vec::new();
-    let mut tick = tokio::time::interval(SAMPLE_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = &mut stop => return series,
-        }
-        series.push(Sample {
-            t_s: start.elapsed().as_secs_f64(),
-            published: counts.published.load(Ordering::Relaxed),
-            consumed: counts.consumed.load(Ordering::Relaxed),
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Vec<Sample>>,
+}
+
+impl Sampler {
+    /// Starts sampling `counts`, times counted from `start`.
+    pub(super) fn start(counts: &Arc<Counts>, start: Instant) -> Self {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn({
+            let counts = counts.clone();
+            async move {
+                let mut series = Vec::new();
+                let mut tick = tokio::time::interval(SAMPLE_EVERY);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = &mut stopped => return series,
+                    }
+                    series.push(counts.sample(start));
+                }
+            }
         });
+        Self {
+            counts: counts.clone(),
+            start,
+            stop,
+            task,
+        }
+    }
+
+    /// Stops sampling; the series, ending with the counts as they are now.
+    pub(super) async fn finish(self) -> Vec<Sample> {
+        let _ = self.stop.send(());
+        let mut series = self.task.await.unwrap_or_default();
+        series.push(self.counts.sample(self.start));
+        series
+    }
+}
+
+impl Counts {
+    fn sample(&self, start: Instant) -> Sample {
+        Sample {
+            t_s: start.elapsed().as_secs_f64(),
+            published: self.published.load(Ordering::Relaxed),
+            consumed: self.consumed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The consumer's next batch of at most `n` messages; none once the consumer is
+/// closed. When the broker hiccups, the consumer resubscribes by itself and this
+/// tries again a moment later: what never comes back shows as lost in the audit.
+pub(super) async fn next_batch(consumer: &mut dyn Consumer, n: usize) -> Option<Vec<Delivery>> {
+    loop {
+        match consumer.next_batch(n.max(1)).await {
+            Ok(batch) => return Some(batch),
+            Err(BrokerError::Closed) => return None,
+            Err(e) => {
+                tracing::debug!("bench consumer: {e}");
+                tokio::time::sleep(RETRY_AFTER).await;
+            }
+        }
+    }
+}
+
+/// Waits until `delivered` (deliveries so far and when the last came; none when the
+/// consumers' record is gone) reaches `target`, nothing more came for `idle`, or
+/// `drain` has passed since the call.
+pub(super) async fn wait_for_deliveries(
+    target: u64,
+    idle: Duration,
+    drain: Option<Duration>,
+    delivered: impl Fn() -> Option<(u64, Option<Instant>)>,
+) {
+    let called = Instant::now();
+    let mut waited_since = called;
+    while let Some((count, last)) = delivered() {
+        if count >= target {
+            return;
+        }
+        if let Some(last) = last {
+            waited_since = waited_since.max(last);
+        }
+        if waited_since.elapsed() >= idle || drain.is_some_and(|d| called.elapsed() >= d) {
+            return;
+        }
+        tokio::time::sleep(POLL_EVERY).await;
     }
 }
 
