@@ -616,3 +616,73 @@ fn an_unreachable_broker_is_skipped_with_its_reason() {
     assert!(brokers[1].get("raw").is_none(), "{report}");
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+/// Prefetch, acks and batches reach each broker as the flags and the workload file's
+/// `[settings]` say, a backend's own section first, and the report prints what each
+/// broker made of them.
+#[test]
+fn each_broker_runs_with_its_own_settings() {
+    let out = scratch();
+    let file = out.with_extension("toml");
+    std::fs::write(
+        &file,
+        "workloads = [\"raw\"]\n[raw]\nmessages = 2000\n[settings]\nprefetch = 64\n\
+         [settings.rabbitmq]\nacks = \"none\"\n[settings.kafka]\nacks = \"leader\"\nack_batch = 32\n",
+    )
+    .unwrap();
+    let brokers = format!("{},{}", common::amqp_url(), common::kafka_url());
+    let run = superhero()
+        .args(["bench", "--no-progress", "--json", "--workload"])
+        .arg(&file)
+        .args(["--publish-batch", "50", "--brokers", &brokers, "--out"])
+        .arg(&out)
+        .output_within();
+    assert!(run.status.success(), "{run:?}");
+    let report = common::summary(&run);
+    let brokers = report["brokers"].as_array().unwrap();
+    let settings = |i: usize| &brokers[i]["settings"];
+    let (rabbit, kafka) = (settings(0), settings(1));
+    assert_eq!(rabbit["prefetch_asked"], 64, "{rabbit}");
+    assert!(
+        rabbit["prefetch"].as_str().unwrap().starts_with("64 "),
+        "{rabbit}"
+    );
+    assert_eq!(rabbit["acks_asked"], "none");
+    assert!(
+        rabbit["acks"]
+            .as_str()
+            .unwrap()
+            .contains("no publisher confirms"),
+        "{rabbit}"
+    );
+    assert_eq!(
+        (&rabbit["ack_batch"], &rabbit["publish_batch"]),
+        (&256.into(), &50.into())
+    );
+    assert!(
+        kafka["prefetch"].as_str().unwrap().starts_with("64 "),
+        "{kafka}"
+    );
+    assert_eq!(kafka["acks"], "acks=1");
+    assert_eq!(
+        (&kafka["ack_batch"], &kafka["publish_batch"]),
+        (&32.into(), &50.into())
+    );
+    for b in brokers {
+        let raw = &b["raw"];
+        assert_eq!(b["status"], "ok", "{b}");
+        assert_eq!(
+            raw["consumed"].as_u64().unwrap() + raw["lost"].as_u64().unwrap(),
+            raw["published"].as_u64().unwrap(),
+            "{raw}"
+        );
+    }
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains("| broker | prefetch | publisher acknowledgement |"),
+        "{md}"
+    );
+    assert!(md.contains("| acks=1 | 32 | 50 |"), "{md}");
+    std::fs::remove_file(&file).unwrap();
+    std::fs::remove_dir_all(&out).unwrap();
+}

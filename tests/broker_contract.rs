@@ -686,6 +686,7 @@ async fn nats() -> Box<dyn Broker> {
     let options = NatsOptions {
         expiry: Some(Duration::from_secs(60)),
         ack_wait: Duration::from_secs(2),
+        ..NatsOptions::default()
     };
     Box::new(
         NatsBroker::connect(&common::nats_url(), options)
@@ -953,6 +954,10 @@ impl Broker for GroupPerTopic {
         self.0.semantics()
     }
 
+    fn flow(&self) -> superhero::broker::FlowSettings {
+        self.0.flow()
+    }
+
     async fn publisher(
         &self,
     ) -> Result<Box<dyn superhero::broker::Publisher>, superhero::broker::BrokerError> {
@@ -1002,3 +1007,74 @@ broker_contract!(
         stale_after_drop: true,
     }
 );
+
+/// A consumer that acknowledges nothing holds at most its prefetch: the rest of the
+/// group's messages go to the other consumer. Where the broker bounds what it sends
+/// ahead (RabbitMQ's basic.qos, nsqd's RDY), the bench's `--prefetch` must reach it.
+async fn prefetch_bounds_what_a_consumer_holds(broker: Box<dyn Broker>, prefetch: usize) {
+    let topic = topic("prefetch");
+    broker.declare(&topic, &["g"]).await.unwrap();
+    let mut holder = broker.consumer(&topic, "g").await.unwrap();
+    let mut worker = broker.consumer(&topic, "g").await.unwrap();
+    let sent = payloads("p", 40);
+    publish(&*broker, &topic, &sent).await;
+    let mut held = Vec::new();
+    let mut done = HashSet::new();
+    // The holder takes what it was sent and acknowledges none of it; the worker
+    // acknowledges each message, so it keeps taking the rest.
+    while held.len() + done.len() < sent.len() {
+        tokio::select! {
+            d = next(&mut holder) => held.push(d),
+            d = next(&mut worker) => {
+                done.insert(d.payload.clone());
+                d.ack().await.unwrap();
+            }
+        }
+    }
+    assert!(
+        held.len() <= prefetch,
+        "the holder got {} messages with a prefetch of {prefetch}",
+        held.len()
+    );
+    assert_eq!(held.len() + done.len(), sent.len());
+    for d in held {
+        d.ack().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_prefetch_bounds_what_a_consumer_holds() {
+    let broker = RabbitBroker::connect(
+        &common::amqp_url(),
+        RabbitOptions {
+            expiry: Some(Duration::from_secs(60)),
+            prefetch: 3,
+            ..RabbitOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        broker.flow().prefetch.starts_with("3 "),
+        "{:?}",
+        broker.flow()
+    );
+    prefetch_bounds_what_a_consumer_holds(Box::new(broker), 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nsq_prefetch_bounds_what_a_consumer_holds() {
+    let options = NsqOptions {
+        msg_timeout: Duration::from_secs(30),
+        max_in_flight: 3,
+        ..NsqOptions::default()
+    };
+    let url = format!("nsq://{}", common::nsqd::address());
+    let broker = NsqBroker::connect(&url, options).await.unwrap();
+    assert!(
+        broker.flow().prefetch.starts_with("3 "),
+        "{:?}",
+        broker.flow()
+    );
+    prefetch_bounds_what_a_consumer_holds(Box::new(broker), 3).await;
+}

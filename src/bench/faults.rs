@@ -105,6 +105,8 @@ pub enum Consumers<'a> {
         url: &'a str,
         /// `--claim-after`, handed on.
         claim_after: Duration,
+        /// `--prefetch`, handed on.
+        prefetch: Option<usize>,
     },
     /// Consumer tasks in this process.
     Tasks,
@@ -210,14 +212,23 @@ async fn start(
                 }
             })))
         }
-        Consumers::Processes { url, claim_after } => {
+        Consumers::Processes {
+            url,
+            claim_after,
+            prefetch,
+        } => {
             // This very program, even if its file was replaced since it started (a
             // rebuild): the kernel keeps the running image at /proc/self/exe.
-            let mut child = tokio::process::Command::new(SELF_EXE)
+            let mut command = tokio::process::Command::new(SELF_EXE);
+            command
                 .arg("--claim-after")
                 .arg(claim_after.as_secs_f64().to_string())
                 .args(["bench-consumer", topic, GROUP, "--ack-batch"])
-                .arg(ack_batch.to_string())
+                .arg(ack_batch.to_string());
+            if let Some(n) = prefetch {
+                command.arg("--prefetch").arg(n.to_string());
+            }
+            let mut child = command
                 .env(BROKER_VAR, url)
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::piped())

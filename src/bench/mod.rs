@@ -17,6 +17,7 @@ pub mod process;
 pub mod rates;
 pub mod raw;
 pub mod recommend;
+pub mod settings;
 pub mod workload;
 
 use std::path::{Path, PathBuf};
@@ -29,6 +30,7 @@ use serde::Serialize;
 use crate::broker::{Broker, BrokerError, BrokerSpec, Tuning};
 use crate::events::EventSink;
 use crate::url::redact;
+use settings::{Applied, Resolved, Settings};
 
 pub use environment::Environment;
 pub use faults::{FaultsResult, FaultsWorkload};
@@ -71,6 +73,8 @@ pub struct Workloads {
     /// The messages, producers, consumers and batches of the paced workloads (the
     /// throughput workload's, paced).
     pub messages: RawWorkload,
+    /// Prefetch, batches and acks, for every broker or one backend.
+    pub settings: Settings,
 }
 
 /// What was measured on one broker.
@@ -87,6 +91,9 @@ pub struct BrokerReport {
     /// The embedded broker, inside this process (never recommended: it serves one
     /// command's processes only).
     pub in_process: bool,
+    /// The prefetch, acknowledgements and batches it ran with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settings: Option<Applied>,
     /// `broadcast` (every consumer gets every message) or `work sharing`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delivery: Option<&'static str>,
@@ -201,6 +208,7 @@ async fn measure(
         status: "skipped",
         reason: None,
         in_process: false,
+        settings: None,
         delivery: None,
         raw: None,
         sustainable: None,
@@ -218,7 +226,20 @@ async fn measure(
             .push(format!("{name}: skipped, not a broker."));
         return (report, Vec::new(), None);
     };
-    let opened = tokio::time::timeout(CONNECT_TIMEOUT, spec.open(&ctx.tuning))
+    // This broker's prefetch, acks and batches.
+    let resolved = workloads
+        .settings
+        .resolve(spec.backend().name, &workloads.messages);
+    let workloads = &Workloads {
+        raw: workloads.raw.as_ref().map(|w| resolved.batches(w)),
+        messages: resolved.batches(&workloads.messages),
+        ..workloads.clone()
+    };
+    let tuning = Tuning {
+        flow: resolved.flow,
+        ..ctx.tuning.clone()
+    };
+    let opened = tokio::time::timeout(CONNECT_TIMEOUT, spec.open(&tuning))
         .await
         .map_err(|_| format!("no answer within {CONNECT_TIMEOUT:?}"))
         .and_then(|r| r.map_err(|e| e.to_string()));
@@ -246,6 +267,7 @@ async fn measure(
     });
     report.status = "ok";
     report.in_process = spec.backend().in_process;
+    report.settings = Some(Applied::new(&resolved, broker.flow()));
     let on = OnBroker {
         name,
         spec,
@@ -259,6 +281,7 @@ async fn measure(
             1
         },
         ctx,
+        resolved,
         bars,
     };
     let mut failures = Vec::new();
@@ -311,6 +334,8 @@ struct OnBroker<'a> {
     /// Deliveries each message should get (the consumers, on a broadcast; else 1).
     copies: u64,
     ctx: &'a BenchContext<'a>,
+    /// The prefetch, acks and batches it runs with.
+    resolved: Resolved,
     bars: &'a MultiProgress,
 }
 
@@ -424,6 +449,7 @@ impl OnBroker<'_> {
             faults::Consumers::Processes {
                 url: self.spec.url(),
                 claim_after: tuning.claim_after,
+                prefetch: self.resolved.flow.prefetch,
             }
         };
         // A broker that hands a dead consumer's messages on only after a while
@@ -523,6 +549,7 @@ impl Report {
     /// ours, and the verdicts.
     pub fn markdown(&self) -> String {
         let mut md = self.environment.markdown();
+        md.push_str(&self.settings_table());
         if let Some(w) = &self.workloads.raw {
             md.push_str(&self.raw_table(w));
         }
@@ -551,6 +578,26 @@ impl Report {
         for line in self.brokers.iter().flat_map(|b| &b.verdict) {
             md.push_str(&format!("- {line}\n"));
         }
+        md
+    }
+
+    /// Each broker's prefetch, acknowledgements and batches, as it ran them.
+    fn settings_table(&self) -> String {
+        let mut md = String::from(
+            "Settings (`--prefetch`, `--acks`, `--ack-batch`, `--publish-batch`, or the \
+             workload file's [settings]):\n\n\
+             | broker | prefetch | publisher acknowledgement | ack batch | publish batch (confirm window) |\n\
+             |---|---|---|---:|---:|\n",
+        );
+        for b in &self.brokers {
+            if let Some(s) = &b.settings {
+                md.push_str(&format!(
+                    "| {} | {} | {} | {} | {} |\n",
+                    b.broker, s.broker.prefetch, s.broker.acks, s.ack_batch, s.publish_batch
+                ));
+            }
+        }
+        md.push('\n');
         md
     }
 

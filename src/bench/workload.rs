@@ -35,6 +35,10 @@
 //! fraction = 0.5       # at this share of the sustainable rate
 //! kill_at = 0.3        # the consumer dies this far into the run
 //!
+//! [settings]          # every broker (and [settings.<backend>] one: see settings.rs)
+//! prefetch = 1024     # messages a consumer is sent ahead of its acks
+//! acks = "all"        # all, leader or none: what a publisher waits for
+//!
 //! [game]
 //! bots = 200
 //! games_per_bot = 10
@@ -55,6 +59,7 @@ use super::faults::FaultsWorkload;
 use super::game::GameWorkload;
 use super::rates::{LatencyWorkload, SustainableWorkload};
 use super::raw::{HEADER, RawWorkload};
+use super::settings::{BrokerSettings, Settings, SettingsSection};
 use crate::broker::registry::BACKENDS;
 
 /// The workloads `superhero bench` knows, in the order they run.
@@ -76,6 +81,8 @@ pub struct WorkloadFile {
     pub faults: FaultsSection,
     #[serde(default)]
     pub game: GameSection,
+    #[serde(default)]
+    pub settings: SettingsSection,
 }
 
 /// The `[faults]` section of a workload file.
@@ -250,6 +257,10 @@ pub struct Overrides {
     pub ack_batch: Option<usize>,
     /// Raw: `--publish-batch`.
     pub publish_batch: Option<usize>,
+    /// Every broker: `--prefetch`.
+    pub prefetch: Option<usize>,
+    /// Every broker: `--acks`.
+    pub acks: Option<crate::broker::Acks>,
     /// Sustainable: `--p99-bound`, milliseconds.
     pub p99_bound_ms: Option<f64>,
     /// Sustainable: `--probe-seconds`.
@@ -373,6 +384,15 @@ pub fn plan(file: &WorkloadFile, flags: &Overrides) -> Result<Plan, WorkloadErro
         batch_seconds: flags.batch_seconds.unwrap_or(game.batch_seconds),
         ..game
     };
+    let settings = Settings::plan(
+        &file.settings,
+        &BrokerSettings {
+            prefetch: flags.prefetch,
+            acks: flags.acks,
+            ack_batch: flags.ack_batch,
+            publish_batch: flags.publish_batch,
+        },
+    )?;
     let runs = |name: &str| which.iter().any(|w| w == name);
     let workloads = Workloads {
         raw: runs("raw").then(|| raw.clone()),
@@ -381,6 +401,7 @@ pub fn plan(file: &WorkloadFile, flags: &Overrides) -> Result<Plan, WorkloadErro
         faults: runs("faults").then_some(faults),
         game: runs("game").then_some(game),
         messages: raw,
+        settings,
     };
     // The paced workloads send the raw workload's messages.
     if workloads.raw.is_some() || workloads.sustainable.is_some() || workloads.latency.is_some() {

@@ -42,7 +42,7 @@ pub use self::redis::fanout::{Fanout, FanoutOptions, FanoutStats, RedisFanoutBro
 pub use self::redis::pubsub::RedisPubSubBroker;
 pub use self::redis::streams::{RedisStreamsBroker, StreamsOptions};
 pub use self::registry::{Backend, BrokerSpec, Variables};
-pub use self::tuning::Tuning;
+pub use self::tuning::{Acks, Flow, FlowSettings, Tuning};
 
 /// What can go wrong talking to a broker.
 #[derive(Debug, Error)]
@@ -163,6 +163,10 @@ pub trait Broker: Send + Sync {
     async fn version(&self) -> Option<String> {
         None
     }
+
+    /// The prefetch and publisher acknowledgement it runs with, in its own terms
+    /// ([`Flow`] is what was asked; this is what the broker made of it).
+    fn flow(&self) -> FlowSettings;
 
     /// What the broker says about `group`'s share of `topic` (messages waiting,
     /// unacknowledged, subscribers...), in its own terms; empty where it tells nothing.

@@ -63,10 +63,21 @@ pub struct BenchArgs {
     /// pipelined JetStream acks) [default: 256].
     #[arg(long, value_name = "MESSAGES", help_heading = "Raw messaging")]
     pub ack_batch: Option<usize>,
-    /// Raw: messages a producer sends before waiting for the broker's confirms
-    /// [default: 256].
+    /// Raw: messages a producer sends before waiting for the broker's confirms (its
+    /// confirm window) [default: 256].
     #[arg(long, value_name = "MESSAGES", help_heading = "Raw messaging")]
     pub publish_batch: Option<usize>,
+    /// Every broker: messages it sends a consumer ahead of the consumer's
+    /// acknowledgements: RabbitMQ's basic.qos, nsqd's RDY, a JetStream pull's batch,
+    /// an XREADGROUP's COUNT, librdkafka's queued.min.messages [default: each
+    /// broker's, printed in the report: 1024, 1024, 16, 64, 100,000].
+    #[arg(long, value_name = "MESSAGES", help_heading = "Broker settings")]
+    pub prefetch: Option<usize>,
+    /// Every broker: what a publisher waits for: all (the broker's word that it
+    /// stored the message), leader (Kafka's acks=1; elsewhere as all), none (nothing;
+    /// the audit shows what that loses) [default: all].
+    #[arg(long, value_name = "POLICY", help_heading = "Broker settings")]
+    pub acks: Option<crate::broker::Acks>,
     /// Sustainable: the p99 latency a sustained rate stays under, in milliseconds
     /// [default: 100].
     #[arg(long, value_name = "MS", help_heading = "Sustainable rate")]
@@ -129,6 +140,8 @@ impl From<&BenchArgs> for Overrides {
             rate: args.rate,
             ack_batch: args.ack_batch,
             publish_batch: args.publish_batch,
+            prefetch: args.prefetch,
+            acks: args.acks,
             p99_bound_ms: args.p99_bound,
             probe_seconds: args.probe_seconds,
             max_probes: args.max_probes,
@@ -202,6 +215,9 @@ pub struct ConsumerArgs {
     pub group: String,
     #[arg(long, default_value_t = crate::bench::raw::ACK_BATCH)]
     pub ack_batch: usize,
+    /// Messages the broker sends ahead of acknowledgements [default: the broker's].
+    #[arg(long)]
+    pub prefetch: Option<usize>,
 }
 
 /// Runs a faults workload's consumer until it is killed or its broker closes.
@@ -210,7 +226,9 @@ pub async fn consume(args: &ConsumerArgs, g: &GlobalArgs) -> Result<ExitCode> {
         .with_context(|| format!("{} names no broker", crate::bench::faults::BROKER_VAR))?;
     let spec = BrokerSpec::from_url(&url)?.context("the bench consumer needs a broker")?;
     // The bench's process runs any middleware; this one only consumes.
-    let broker = spec.open(&g.tuning(false)?).await?;
+    let mut tuning = g.tuning(false)?;
+    tuning.flow.prefetch = args.prefetch;
+    let broker = spec.open(&tuning).await?;
     let consumer = broker.consumer(&args.topic, &args.group).await?;
     crate::bench::faults::serve_consumer(consumer, args.ack_batch, tokio::io::stdout()).await?;
     Ok(ExitCode::SUCCESS)

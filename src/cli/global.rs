@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use super::seconds;
-use crate::broker::{Broker, BrokerSpec, MemoryBroker, Tuning, Variables};
+use crate::broker::{Broker, BrokerSpec, Flow, MemoryBroker, Tuning, Variables};
 use crate::events;
 use crate::store::{AnyStore, RedisConfig, StoreChoice};
 
@@ -225,6 +225,7 @@ impl GlobalArgs {
             in_process,
             partitions: self.kafka_partitions,
             topic_named_group: Some(events::WORKER_GROUP.to_string()),
+            flow: Flow::default(),
         })
     }
 

@@ -39,8 +39,8 @@ use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use tokio::sync::mpsc;
 
-use super::Tuning;
 use super::fetched::FetchedConsumer;
+use super::{Acks, Flow, FlowSettings, Tuning};
 use super::{
     Broker, BrokerError, BrokerStat, Consumer, Delivery, OBSERVER_GROUP, Publisher, Semantics,
     Settle,
@@ -55,6 +55,7 @@ pub(super) fn open(
 ) -> BoxFuture<'static, Result<Arc<dyn Broker>, BrokerError>> {
     let options = KafkaOptions {
         partitions: tuning.partitions,
+        flow: tuning.flow,
         ..KafkaOptions::default()
     };
     async move { Ok(Arc::new(KafkaBroker::connect(&url, options).await?) as Arc<dyn Broker>) }
@@ -76,6 +77,9 @@ pub struct KafkaOptions {
     pub partitions: i32,
     /// How long a group member may go unheard before its partitions go to others.
     pub session_timeout: Duration,
+    /// The producer's `acks`, and the consumers' `queued.min.messages` when a
+    /// prefetch is given.
+    pub flow: Flow,
 }
 
 impl Default for KafkaOptions {
@@ -83,7 +87,20 @@ impl Default for KafkaOptions {
         Self {
             partitions: DEFAULT_PARTITIONS,
             session_timeout: Duration::from_secs(10),
+            flow: Flow::default(),
         }
+    }
+}
+
+/// librdkafka's own `queued.min.messages`, kept unless a prefetch is given.
+const QUEUED_MIN_MESSAGES: usize = 100_000;
+
+/// The producer's `acks` for a policy.
+fn producer_acks(acks: Acks) -> &'static str {
+    match acks {
+        Acks::All => "all",
+        Acks::Leader => "1",
+        Acks::None => "0",
     }
 }
 
@@ -128,7 +145,7 @@ impl KafkaBroker {
         }
         let producer: FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", &bootstrap)
-            .set("acks", "all")
+            .set("acks", producer_acks(options.flow.acks))
             .set("linger.ms", "2")
             .set("message.timeout.ms", "30000")
             .set("queue.buffering.max.messages", "1000000")
@@ -152,6 +169,14 @@ impl KafkaBroker {
             topics: Arc::default(),
             offset_readers: Arc::default(),
         })
+    }
+
+    fn queued_min_messages(&self) -> usize {
+        self.options
+            .flow
+            .prefetch
+            .unwrap_or(QUEUED_MIN_MESSAGES)
+            .max(1)
     }
 
     /// Creates the topic with the configured partitions unless it exists.
@@ -191,6 +216,17 @@ impl Broker for KafkaBroker {
 
     fn semantics(&self) -> Semantics {
         Semantics::Log
+    }
+
+    fn flow(&self) -> FlowSettings {
+        FlowSettings {
+            prefetch: format!(
+                "{} messages queued ahead per partition (queued.min.messages); \
+                 offsets committed every {COMMIT_INTERVAL_MS} ms",
+                self.queued_min_messages()
+            ),
+            acks: format!("acks={}", producer_acks(self.options.flow.acks)),
+        }
     }
 
     async fn publisher(&self) -> Result<Box<dyn Publisher>, BrokerError> {
@@ -326,6 +362,10 @@ impl KafkaBroker {
                 self.options.session_timeout.as_millis().to_string(),
             )
             .set("heartbeat.interval.ms", "1000")
+            .set(
+                "queued.min.messages",
+                self.queued_min_messages().to_string(),
+            )
             .create_with_context(context)
             .map_err(|e| BrokerError::Config(format!("Kafka consumer: {e}")))?;
         consumer.subscribe(&[topic]).map_err(unavailable)?;

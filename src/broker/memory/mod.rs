@@ -22,8 +22,8 @@ use tokio::sync::Notify;
 
 use super::Tuning;
 use super::{
-    Broker, BrokerError, BrokerStat, Consumer, Delivery, OBSERVER_GROUP, Publisher, Semantics,
-    Settle,
+    Broker, BrokerError, BrokerStat, Consumer, Delivery, FlowSettings, OBSERVER_GROUP, Publisher,
+    Semantics, Settle,
 };
 
 /// Opens a new embedded broker (its registry entry: `memory://`).
@@ -210,6 +210,13 @@ impl Broker for MemoryBroker {
 
     async fn publisher(&self) -> Result<Box<dyn Publisher>, BrokerError> {
         Ok(Box::new(self.clone()))
+    }
+
+    fn flow(&self) -> FlowSettings {
+        FlowSettings {
+            prefetch: "none: a consumer takes what it asks for from its group's queue".into(),
+            acks: "none needed: a publish returns once the message is queued in memory".into(),
+        }
     }
 
     async fn version(&self) -> Option<String> {

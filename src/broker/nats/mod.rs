@@ -18,8 +18,8 @@ use async_trait::async_trait;
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 
-use super::Tuning;
 use super::fetched::{FEED, FetchedConsumer};
+use super::{Acks, FlowSettings, Tuning};
 use super::{
     Broker, BrokerError, BrokerStat, Consumer, Delivery, Publisher, Semantics, Settle, split_own,
 };
@@ -34,6 +34,8 @@ pub(super) fn open(
 ) -> BoxFuture<'static, Result<Arc<dyn Broker>, BrokerError>> {
     let options = NatsOptions {
         ack_wait: tuning.claim_after,
+        pull_batch: tuning.flow.prefetch.unwrap_or(PULL_BATCH).max(1),
+        await_publish_acks: tuning.flow.acks != Acks::None,
         ..NatsOptions::default()
     };
     async move { Ok(Arc::new(NatsBroker::connect(&url, options).await?) as Arc<dyn Broker>) }
@@ -46,8 +48,10 @@ pub const STREAM_MAX: i64 = 1_000_000;
 pub const ACK_WAIT: Duration = Duration::from_secs(30);
 /// How long the server's word on a batch of acks may take.
 const ACK_REPLY_WAIT: Duration = Duration::from_secs(10);
-/// Unacknowledged messages one group may have out.
+/// Unacknowledged messages one group may have out, at least.
 const MAX_ACK_PENDING: i64 = 10_000;
+/// Messages one pull asks for, unless the tuning's prefetch says.
+pub const PULL_BATCH: usize = 16;
 
 /// NATS JetStream: a stream per subject, a durable pull consumer per group.
 #[derive(Clone)]
@@ -65,6 +69,10 @@ pub struct NatsOptions {
     pub expiry: Option<Duration>,
     /// How long a delivered message may stay unacknowledged before redelivery.
     pub ack_wait: Duration,
+    /// Messages one pull asks for at most (the consumer's prefetch).
+    pub pull_batch: usize,
+    /// Publishers wait for the stream's acknowledgement of each message.
+    pub await_publish_acks: bool,
 }
 
 impl Default for NatsOptions {
@@ -72,6 +80,8 @@ impl Default for NatsOptions {
         Self {
             expiry: None,
             ack_wait: ACK_WAIT,
+            pull_batch: PULL_BATCH,
+            await_publish_acks: true,
         }
     }
 }
@@ -167,7 +177,7 @@ impl Broker for NatsBroker {
             durable_name: Some(group.to_string()),
             ack_policy: jetstream::consumer::AckPolicy::Explicit,
             ack_wait: self.options.ack_wait,
-            max_ack_pending: MAX_ACK_PENDING,
+            max_ack_pending: self.max_ack_pending(),
             inactive_threshold: self.options.expiry.unwrap_or_default(),
             ..pull::Config::default()
         };
@@ -181,11 +191,26 @@ impl Broker for NatsBroker {
             deliver_policy: jetstream::consumer::DeliverPolicy::New,
             ack_policy: jetstream::consumer::AckPolicy::Explicit,
             ack_wait: self.options.ack_wait,
-            max_ack_pending: MAX_ACK_PENDING,
+            max_ack_pending: self.max_ack_pending(),
             inactive_threshold: Duration::from_secs(60),
             ..pull::Config::default()
         };
         self.subscribe(topic, config).await
+    }
+
+    fn flow(&self) -> FlowSettings {
+        FlowSettings {
+            prefetch: format!(
+                "{} messages per pull; at most {} unacknowledged per group (max_ack_pending)",
+                self.options.pull_batch,
+                self.max_ack_pending()
+            ),
+            acks: if self.options.await_publish_acks {
+                "the stream's publish acknowledgement, awaited per batch".into()
+            } else {
+                "none: publish acknowledgements not awaited".into()
+            },
+        }
     }
 
     async fn version(&self) -> Option<String> {
@@ -206,6 +231,11 @@ impl Broker for NatsBroker {
 }
 
 impl NatsBroker {
+    /// Room for every consumer's pulls and a batch being settled, several times over.
+    fn max_ack_pending(&self) -> i64 {
+        MAX_ACK_PENDING.max(self.options.pull_batch as i64 * 4)
+    }
+
     async fn subscribe(
         &self,
         topic: &str,
@@ -217,7 +247,7 @@ impl NatsBroker {
         let consumer = stream.create_consumer(config).await.map_err(unavailable)?;
         let mut messages = consumer
             .stream()
-            .max_messages_per_batch(16)
+            .max_messages_per_batch(self.options.pull_batch)
             .messages()
             .await
             .map_err(unavailable)?;
@@ -258,8 +288,10 @@ impl Publisher for NatsBroker {
                 .map_err(unavailable)?;
             acks.push(ack);
         }
-        for ack in acks {
-            ack.await.map_err(unavailable)?;
+        if self.options.await_publish_acks {
+            for ack in acks {
+                ack.await.map_err(unavailable)?;
+            }
         }
         Ok(())
     }

@@ -41,8 +41,8 @@ use self::stats::StatsReader;
 use super::Tuning;
 use super::fetched::{Feed, FetchedConsumer};
 use super::{
-    Broker, BrokerError, BrokerStat, Consumer, Delivery, OBSERVER_GROUP, Publisher, Semantics,
-    Settle,
+    Broker, BrokerError, BrokerStat, Consumer, Delivery, FlowSettings, OBSERVER_GROUP, Publisher,
+    Semantics, Settle,
 };
 use crate::backoff::{self, Backoff};
 
@@ -57,6 +57,10 @@ pub(super) fn open(
         let options = NsqOptions {
             msg_timeout: tuning.claim_after,
             http_address: Some(http_address_from_url(&url)?),
+            max_in_flight: tuning
+                .flow
+                .prefetch
+                .map_or(MAX_IN_FLIGHT, |n| n.clamp(1, i64::MAX as usize) as i64),
             ..NsqOptions::default()
         };
         Ok(Arc::new(NsqBroker::connect(&url, options).await?) as Arc<dyn Broker>)
@@ -68,7 +72,8 @@ pub(super) fn open(
 pub const DEFAULT_PORT: u16 = 4150;
 /// nsqd's HTTP port.
 pub const DEFAULT_HTTP_PORT: u16 = 4151;
-/// Unfinished messages one consumer may hold (RDY), if nsqd allows that many.
+/// Unfinished messages one consumer may hold (RDY), if nsqd allows that many,
+/// unless the tuning's prefetch says.
 pub const MAX_IN_FLIGHT: i64 = 1024;
 /// How long to wait for nsqd to accept a connection and answer IDENTIFY.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -93,6 +98,9 @@ pub struct NsqOptions {
     /// nsqd's HTTP API (`host:port`), where [`Broker::stats`] reads its figures;
     /// None: no figures.
     pub http_address: Option<String>,
+    /// Unfinished messages one consumer may hold (RDY), at most nsqd's
+    /// `--max-rdy-count`.
+    pub max_in_flight: i64,
 }
 
 impl Default for NsqOptions {
@@ -101,6 +109,7 @@ impl Default for NsqOptions {
             msg_timeout: Duration::from_secs(30),
             heartbeat: Duration::from_secs(5),
             http_address: None,
+            max_in_flight: MAX_IN_FLIGHT,
         }
     }
 }
@@ -321,6 +330,17 @@ impl Broker for NsqBroker {
         Ok(Box::new(self.publisher.clone()))
     }
 
+    fn flow(&self) -> FlowSettings {
+        FlowSettings {
+            prefetch: format!(
+                "{} unfinished per consumer (RDY, at most nsqd's --max-rdy-count)",
+                self.options.max_in_flight
+            ),
+            acks: "nsqd's OK to each PUB or MPUB: in its memory, on disk past --mem-queue-size"
+                .into(),
+        }
+    }
+
     async fn version(&self) -> Option<String> {
         let reader = self.stats.as_ref()?;
         reader.version().await.map(|v| format!("nsqd {v}"))
@@ -376,7 +396,7 @@ impl Broker for NsqBroker {
         // The first subscription fails fast; later ones are retried for ever.
         let mut conn = target.open().await?;
         Ok(Box::new(FetchedConsumer::spawn(
-            MAX_IN_FLIGHT as usize,
+            self.options.max_in_flight as usize,
             |tx| async move {
                 loop {
                     let lost = serve(conn, &tx).await;
@@ -418,11 +438,8 @@ impl Subscription {
             .await
             .map_err(protocol_error)?;
         let max = conn.negotiated.max_rdy_count;
-        let rdy = if max > 0 {
-            MAX_IN_FLIGHT.min(max)
-        } else {
-            MAX_IN_FLIGHT
-        };
+        let wanted = self.options.max_in_flight;
+        let rdy = if max > 0 { wanted.min(max) } else { wanted };
         conn.writer
             .write_all(&protocol::rdy(rdy))
             .await

@@ -35,8 +35,8 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use tokio::sync::{Mutex, watch};
 
-use super::Tuning;
 use super::fetched::{FEED, FetchedConsumer};
+use super::{Acks, FlowSettings, Tuning};
 use super::{
     Broker, BrokerError, BrokerStat, Consumer, Delivery, OBSERVER_GROUP, Publisher, Semantics,
     Settle, split_own,
@@ -46,7 +46,7 @@ use crate::url::redact;
 
 const NAME: &str = "RabbitMQ";
 
-/// Unacknowledged messages one consumer may hold.
+/// Unacknowledged messages one consumer may hold, unless the tuning's prefetch says.
 pub const PREFETCH: u16 = 1024;
 /// How long one attempt to subscribe again may take.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -65,13 +65,18 @@ pub(super) fn open(
     let options = RabbitOptions {
         expiry: None,
         topic_named_group: tuning.topic_named_group,
+        prefetch: tuning
+            .flow
+            .prefetch
+            .map_or(PREFETCH, |n| n.clamp(1, u16::MAX as usize) as u16),
+        confirms: tuning.flow.acks != Acks::None,
     };
     async move { Ok(Arc::new(RabbitBroker::connect(&url, options).await?) as Arc<dyn Broker>) }
         .boxed()
 }
 
-/// How queues are named and kept.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// How queues are named and kept, and how far consumers and publishers run ahead.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RabbitOptions {
     /// Queues go when unused this long (`x-expires`; for tests and throwaway topics);
     /// None: workers' queues stay.
@@ -79,6 +84,22 @@ pub struct RabbitOptions {
     /// The group whose queue takes its topic's own name (the workers', so that the
     /// original's publisher reaches it).
     pub topic_named_group: Option<String>,
+    /// Unacknowledged messages one consumer may hold (`basic.qos`).
+    pub prefetch: u16,
+    /// Publishers wait for the broker's confirms; without, a message counts as
+    /// published once written to the socket.
+    pub confirms: bool,
+}
+
+impl Default for RabbitOptions {
+    fn default() -> Self {
+        Self {
+            expiry: None,
+            topic_named_group: None,
+            prefetch: PREFETCH,
+            confirms: true,
+        }
+    }
 }
 
 /// RabbitMQ: an exchange per topic, a queue per group.
@@ -192,6 +213,7 @@ impl RabbitBroker {
     pub async fn connect(url: &str, options: RabbitOptions) -> Result<Self, BrokerError> {
         let publisher = RabbitPublisher {
             url: url.to_string(),
+            confirms: options.confirms,
             state: Mutex::new(None),
         };
         publisher.channel().await?;
@@ -218,6 +240,20 @@ impl Broker for RabbitBroker {
 
     fn topic_for(&self, queue: &str) -> String {
         format!("task_{queue}")
+    }
+
+    fn flow(&self) -> FlowSettings {
+        FlowSettings {
+            prefetch: format!(
+                "{} unacknowledged per consumer channel (basic.qos)",
+                self.options.prefetch
+            ),
+            acks: if self.options.confirms {
+                "publisher confirms of persistent messages".into()
+            } else {
+                "none: persistent messages, no publisher confirms".into()
+            },
+        }
     }
 
     async fn publisher(&self) -> Result<Box<dyn Publisher>, BrokerError> {
@@ -309,6 +345,7 @@ impl RabbitBroker {
             topic: topic.to_string(),
             queue,
             expiry,
+            prefetch: self.options.prefetch,
         };
         // The first subscription fails fast; later ones are retried for ever.
         let mut live = target.open().await?;
@@ -367,6 +404,7 @@ struct Subscription {
     topic: String,
     queue: String,
     expiry: Option<Duration>,
+    prefetch: u16,
 }
 
 impl Subscription {
@@ -377,7 +415,7 @@ impl Subscription {
         let lost = watch_connection(conn.clone());
         declare(&channel, &self.topic, &self.queue, self.expiry).await?;
         channel
-            .basic_qos(PREFETCH, BasicQosOptions::default())
+            .basic_qos(self.prefetch, BasicQosOptions::default())
             .await
             .map_err(unavailable)?;
         let stream = channel
@@ -473,9 +511,10 @@ fn watch_connection(conn: Arc<Connection>) -> watch::Receiver<bool> {
     watching
 }
 
-/// One confirming channel, reopened after a failure.
+/// One channel, confirming unless told not to, reopened after a failure.
 struct RabbitPublisher {
     url: String,
+    confirms: bool,
     state: Mutex<Option<(Connection, Channel, Vec<String>)>>,
 }
 
@@ -489,10 +528,12 @@ impl RabbitPublisher {
             return Ok(());
         }
         let (conn, channel) = open_channel(&self.url).await?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(unavailable)?;
+        if self.confirms {
+            channel
+                .confirm_select(ConfirmSelectOptions::default())
+                .await
+                .map_err(unavailable)?;
+        }
         *state = Some((conn, channel, Vec::new()));
         Ok(())
     }

@@ -33,7 +33,7 @@ use super::pubsub::{RedisPubSubBroker, subscribe, subscribers};
 use crate::broker::Tuning;
 use crate::broker::fetched::FetchedConsumer;
 use crate::broker::{
-    Broker, BrokerError, BrokerStat, Consumer, OBSERVER_GROUP, Publisher, Semantics,
+    Broker, BrokerError, BrokerStat, Consumer, FlowSettings, OBSERVER_GROUP, Publisher, Semantics,
 };
 
 const NAME: &str = "Redis fan-out";
@@ -157,6 +157,13 @@ impl Broker for RedisFanoutBroker {
         Ok(Box::new(consumer.on_drop(async move {
             let _: Result<(), _> = conn.srem(&set, &worker).await;
         })))
+    }
+
+    fn flow(&self) -> FlowSettings {
+        FlowSettings {
+            prefetch: "none: the middleware pushes each message to one worker's channel".into(),
+            acks: "none: PUBLISH's reply counts the subscribers reached; nothing is stored".into(),
+        }
     }
 
     async fn observer(&self, topic: &str) -> Result<Box<dyn Consumer>, BrokerError> {

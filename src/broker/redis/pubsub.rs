@@ -22,7 +22,7 @@ use crate::backoff::Backoff;
 use crate::broker::Tuning;
 use crate::broker::fetched::{FetchedConsumer, LossyFeed};
 use crate::broker::{
-    Broker, BrokerError, BrokerStat, Consumer, Delivery, Publisher, Semantics, Settle,
+    Broker, BrokerError, BrokerStat, Consumer, Delivery, FlowSettings, Publisher, Semantics, Settle,
 };
 
 /// Messages a subscriber holds for its consumer. Redis pushes whatever is published
@@ -76,6 +76,13 @@ impl Broker for RedisPubSubBroker {
 
     fn semantics(&self) -> Semantics {
         Semantics::Broadcast
+    }
+
+    fn flow(&self) -> FlowSettings {
+        FlowSettings {
+            prefetch: "none: Redis pushes every message to every subscriber as published".into(),
+            acks: "none: PUBLISH's reply counts the subscribers reached; nothing is stored".into(),
+        }
     }
 
     fn topic_for(&self, queue: &str) -> String {

@@ -28,8 +28,8 @@ use crate::backoff::Backoff;
 use crate::broker::Tuning;
 use crate::broker::fetched::{Feed, FetchedConsumer};
 use crate::broker::{
-    Broker, BrokerError, BrokerStat, Consumer, Delivery, OBSERVER_GROUP, Publisher, Semantics,
-    Settle, split_own,
+    Broker, BrokerError, BrokerStat, Consumer, Delivery, FlowSettings, OBSERVER_GROUP, Publisher,
+    Semantics, Settle, split_own,
 };
 
 const NAME: &str = "Redis Streams";
@@ -41,6 +41,7 @@ pub(crate) fn open(
 ) -> BoxFuture<'static, Result<Arc<dyn Broker>, BrokerError>> {
     let options = StreamsOptions {
         claim_after: tuning.claim_after,
+        fetch_count: tuning.flow.prefetch.unwrap_or(FETCH_COUNT).max(1),
     };
     async move { Ok(Arc::new(RedisStreamsBroker::connect(&url, options).await?) as Arc<dyn Broker>) }
         .boxed()
@@ -51,7 +52,7 @@ pub const ABANDONED_AFTER: Duration = Duration::from_secs(30);
 /// The idle time given to entries handed back, well above [`ABANDONED_AFTER`].
 const HANDED_BACK_IDLE_MS: u64 = 24 * 3600 * 1000;
 const BLOCK_MS: u64 = 1000;
-/// Entries read or claimed in one call.
+/// Entries read or claimed in one call, unless the tuning's prefetch says.
 pub const FETCH_COUNT: usize = 64;
 /// Ids one XACK acknowledges at most.
 const ACK_RUN: usize = 1024;
@@ -69,12 +70,15 @@ const FIELD: &str = "data";
 pub struct StreamsOptions {
     /// Entries idle this long in another consumer's hands are taken over.
     pub claim_after: Duration,
+    /// Entries one XREADGROUP or XAUTOCLAIM asks for at most.
+    pub fetch_count: usize,
 }
 
 impl Default for StreamsOptions {
     fn default() -> Self {
         Self {
             claim_after: ABANDONED_AFTER,
+            fetch_count: FETCH_COUNT,
         }
     }
 }
@@ -241,6 +245,16 @@ impl Broker for RedisStreamsBroker {
         super::server_version(&mut self.conn.clone()).await
     }
 
+    fn flow(&self) -> FlowSettings {
+        FlowSettings {
+            prefetch: format!(
+                "{} entries per XREADGROUP or XAUTOCLAIM (COUNT)",
+                self.options.fetch_count
+            ),
+            acks: "the XADD reply: in the server's memory, on disk as its appendfsync says".into(),
+        }
+    }
+
     async fn stats(&self, topic: &str, group: &str) -> Result<Vec<BrokerStat>, BrokerError> {
         let mut conn = self.conn.clone();
         let length: u64 = redis::cmd("XLEN")
@@ -298,10 +312,11 @@ impl RedisStreamsBroker {
             group: group.to_string(),
             name: uuid::Uuid::new_v4().simple().to_string(),
             claim_after: self.options.claim_after,
+            fetch_count: self.options.fetch_count,
         };
         let fetch_conn = self.link.own_connection(NAME).await?;
         let settle_conn = self.conn.clone();
-        let consumer = FetchedConsumer::spawn(FETCH_COUNT, |tx| {
+        let consumer = FetchedConsumer::spawn(self.options.fetch_count, |tx| {
             fetch(fetch_conn, stream.clone(), settle_conn, tx)
         });
         // Hands back whatever this consumer holds, fetched or delivered, so another
@@ -351,6 +366,8 @@ struct Stream {
     /// This consumer's name in the group.
     name: String,
     claim_after: Duration,
+    /// Entries one call asks for at most.
+    fetch_count: usize,
 }
 
 impl Stream {
@@ -505,7 +522,7 @@ async fn fetch_some(
             .arg(s.claim_after.as_millis() as u64)
             .arg("0-0")
             .arg("COUNT")
-            .arg(FETCH_COUNT)
+            .arg(s.fetch_count)
             .query_async(conn)
             .await
             .map_err(unavailable)?;
@@ -521,7 +538,7 @@ async fn fetch_some(
         .arg(&s.group)
         .arg(&s.name)
         .arg("COUNT")
-        .arg(FETCH_COUNT)
+        .arg(s.fetch_count)
         .arg("BLOCK")
         .arg(BLOCK_MS)
         .arg("STREAMS")
