@@ -1078,3 +1078,43 @@ async fn nsq_prefetch_bounds_what_a_consumer_holds() {
     );
     prefetch_bounds_what_a_consumer_holds(Box::new(broker), 3).await;
 }
+
+/// A Redis that comes back without its data (restarted with no persistence, or the
+/// stream deleted) has lost the consumers' group: the consumer makes the group again
+/// and takes what is published from then on, instead of failing for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_streams_consumers_outlive_their_group() {
+    let broker = redis_streams().await;
+    let topic = topic("regroup");
+    let mut consumer = broker.consumer(&topic, "g").await.unwrap();
+    publish(&*broker, &topic, &[b"before".to_vec()]).await;
+    let d = next(&mut consumer).await;
+    assert_eq!(d.payload, b"before");
+    d.ack().await.unwrap();
+    let mut conn = redis::Client::open(common::redis_url(0))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(&topic)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    publish(&*broker, &topic, &[b"after".to_vec()]).await;
+    // The first read after the loss reports it; the next ones deliver.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let delivered = loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing after the group was lost"
+        );
+        match tokio::time::timeout(WAIT, consumer.next()).await {
+            Ok(Ok(d)) => break d,
+            Ok(Err(_)) => continue,
+            Err(_) => panic!("no message within the wait"),
+        }
+    };
+    assert_eq!(delivered.payload, b"after");
+    delivered.ack().await.unwrap();
+}

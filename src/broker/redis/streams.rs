@@ -515,7 +515,7 @@ async fn fetch_some(
 ) -> Result<Vec<(String, Vec<u8>, bool)>, BrokerError> {
     let mut out = Vec::new();
     if claim {
-        let claimed: Value = redis::cmd("XAUTOCLAIM")
+        let claimed: Result<Value, _> = redis::cmd("XAUTOCLAIM")
             .arg(&s.topic)
             .arg(&s.group)
             .arg(&s.name)
@@ -524,8 +524,11 @@ async fn fetch_some(
             .arg("COUNT")
             .arg(s.fetch_count)
             .query_async(conn)
-            .await
-            .map_err(unavailable)?;
+            .await;
+        let claimed = match claimed {
+            Ok(v) => v,
+            Err(e) => return Err(regroup(conn, s, e).await),
+        };
         if let Some(list) = items(&claimed).get(1) {
             collect(conn, s, list, true, &mut out).await?;
         }
@@ -533,7 +536,7 @@ async fn fetch_some(
             return Ok(out);
         }
     }
-    let read: Value = redis::cmd("XREADGROUP")
+    let read: Result<Value, _> = redis::cmd("XREADGROUP")
         .arg("GROUP")
         .arg(&s.group)
         .arg(&s.name)
@@ -545,14 +548,45 @@ async fn fetch_some(
         .arg(&s.topic)
         .arg(">")
         .query_async(conn)
-        .await
-        .map_err(unavailable)?;
+        .await;
+    let read = match read {
+        Ok(v) => v,
+        Err(e) => return Err(regroup(conn, s, e).await),
+    };
     for stream in items(&read) {
         if let Some(list) = items(stream).get(1) {
             collect(conn, s, list, false, &mut out).await?;
         }
     }
     Ok(out)
+}
+
+/// The error a read met; if it says the group is gone (a Redis restarted without
+/// persistence, a stream deleted), the group is made again, from the start of
+/// whatever the stream holds now, so that the next read finds it.
+async fn regroup(conn: &mut ConnectionManager, s: &Stream, e: redis::RedisError) -> BrokerError {
+    if e.code() != Some("NOGROUP") {
+        return unavailable(e);
+    }
+    let made: Result<(), redis::RedisError> = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&s.topic)
+        .arg(&s.group)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(conn)
+        .await;
+    match made {
+        Ok(()) => tracing::warn!(
+            "Redis Streams: the group {} of {} was gone (the server restarted without its \
+             data?); made it again",
+            s.group,
+            s.topic
+        ),
+        Err(again) if again.code() == Some("BUSYGROUP") => {}
+        Err(again) => return unavailable(again),
+    }
+    unavailable(e)
 }
 
 /// Keeps the entries that hold a payload; entries trimmed away meanwhile are
