@@ -686,3 +686,156 @@ fn each_broker_runs_with_its_own_settings() {
     std::fs::remove_file(&file).unwrap();
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+/// A broker server of this test's own, stopped at the end whoever started it last
+/// (the bench starts it again when it restarts it).
+struct OwnServer {
+    /// The process this test started (stopped by the bench's restart).
+    first: std::process::Child,
+    stop: Vec<String>,
+}
+
+impl OwnServer {
+    fn start(program: &str, args: &[String], port: u16, stop: Vec<String>) -> Self {
+        let first = std::process::Command::new(program)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{program} starts (scripts/test installs it): {e}"));
+        let server = Self { first, stop };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{program} did not listen"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        server
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(&self.stop[0])
+            .args(&self.stop[1..])
+            .status();
+        // Gone by now, by the bench's restart or the stop above.
+        let _ = self.first.kill();
+        let _ = self.first.wait();
+    }
+}
+
+/// With --restart-broker, the faults run also restarts each broker's server where it
+/// runs on this machine (here servers of the test's own, so that no other test loses
+/// its broker): the server is stopped and started again as it ran, and the report
+/// tells how long it was down and when messages flowed again. NATS keeps its stream
+/// on disk and loses nothing; a Redis without persistence loses what it held, and
+/// the audit counts it.
+#[test]
+fn a_restarted_broker_is_audited() {
+    let store = scratch();
+    // Whichever process serves, the last one started wrote its number here.
+    let pid_file = store.with_extension("pid");
+    let nats_port = common::free_port();
+    let _nats = OwnServer::start(
+        "nats-server",
+        &[
+            "-js".into(),
+            "-a".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            nats_port.to_string(),
+            "-sd".into(),
+            store.display().to_string(),
+            "-P".into(),
+            pid_file.display().to_string(),
+        ],
+        nats_port,
+        vec![
+            "sh".into(),
+            "-c".into(),
+            format!("kill $(cat '{}')", pid_file.display()),
+        ],
+    );
+    let redis_port = common::free_port();
+    let _redis = OwnServer::start(
+        "redis-server",
+        &[
+            "--port".into(),
+            redis_port.to_string(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--save".into(),
+            "".into(),
+            "--appendonly".into(),
+            "no".into(),
+        ],
+        redis_port,
+        vec![
+            "redis-cli".into(),
+            "-p".into(),
+            redis_port.to_string(),
+            "shutdown".into(),
+            "nosave".into(),
+        ],
+    );
+    let out = scratch();
+    let brokers = format!("nats://127.0.0.1:{nats_port},redis-streams://127.0.0.1:{redis_port}/0");
+    let run = superhero()
+        // Messages held by the killed consumer come back after 2 s, not 30.
+        .args([
+            "--claim-after",
+            "2",
+            "bench",
+            "--quick",
+            "--no-progress",
+            "--json",
+        ])
+        .args([
+            "--restart-broker",
+            "--workloads",
+            "raw,faults",
+            "--messages",
+            "2000",
+        ])
+        .args(["--fault-seconds", "4", "--brokers", &brokers, "--out"])
+        .arg(&out)
+        .output_within();
+    assert!(run.status.success(), "{run:?}");
+    let report = common::summary(&run);
+    assert_eq!(report["workloads"]["faults"]["restart"], true);
+    for b in report["brokers"].as_array().unwrap() {
+        let f = &b["faults"];
+        let n = |k: &str| common::n(f, k);
+        assert_eq!(b["status"], "ok", "{b}");
+        assert!(f["not_done"].as_array().unwrap().is_empty(), "{f}");
+        let restart = &f["faults"][1];
+        assert!(
+            restart["fault"]
+                .as_str()
+                .unwrap()
+                .starts_with("the broker's server restarted"),
+            "{f}"
+        );
+        assert!(restart["down_s"].as_f64().unwrap() > 0.0, "{f}");
+        assert!(restart["resumed_after_s"].as_f64().is_some(), "{f}");
+        assert_eq!(
+            n("consumed") - n("unconfirmed_delivered") + n("lost"),
+            n("published"),
+            "{f}"
+        );
+    }
+    let nats = &report["brokers"][0]["faults"];
+    assert_eq!(
+        nats["lost"], 0,
+        "JetStream keeps its stream on disk: {nats}"
+    );
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("broker restarted: down s"), "{md}");
+    std::fs::remove_dir_all(&out).unwrap();
+    drop(_nats);
+    let _ = std::fs::remove_dir_all(&store);
+    let _ = std::fs::remove_file(&pid_file);
+}

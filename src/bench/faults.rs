@@ -45,6 +45,11 @@ pub struct FaultsWorkload {
     pub fraction: f64,
     /// When the consumer is killed, as a share of `seconds`.
     pub kill_at: f64,
+    /// Restart the broker's server too, where it runs on this machine (it stops
+    /// everything else using it for a while: opt in).
+    pub restart: bool,
+    /// When the broker is restarted, as a share of `seconds`.
+    pub restart_at: f64,
 }
 
 impl FaultsWorkload {
@@ -54,6 +59,8 @@ impl FaultsWorkload {
             seconds: 20.0,
             fraction: 0.5,
             kill_at: 0.3,
+            restart: false,
+            restart_at: 0.6,
         }
     }
 
@@ -73,9 +80,13 @@ pub struct Recovery {
     pub fault: String,
     /// When, in seconds from the start of publishing.
     pub at_s: f64,
-    /// From the fault to the first message the replacing consumer got; none if it
-    /// got none.
+    /// From the fault to the first message delivered after it (for a restart,
+    /// once the broker was back); none if none came.
     pub resumed_after_s: Option<f64>,
+    /// How long the broker was unreachable (a restart: from the stop signal to its
+    /// port accepting connections again).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub down_s: Option<f64>,
 }
 
 /// What one broker did under the faults workload.
@@ -90,11 +101,16 @@ pub struct FaultsResult {
     pub consumed: u64,
     /// Confirmed, never delivered.
     pub lost: u64,
+    /// Delivered though their publishing failed (the broker took them, its answer
+    /// did not come back).
+    pub unconfirmed_delivered: u64,
     /// Deliveries beyond a message's first.
     pub duplicates: u64,
     /// First deliveries that came after a later message of the same key.
     pub reordered: u64,
     pub faults: Vec<Recovery>,
+    /// Faults asked for that could not be made, and why.
+    pub not_done: Vec<String>,
     pub series: Vec<Sample>,
 }
 
@@ -118,8 +134,9 @@ struct Audit {
     duplicates: u64,
     /// One producer's keys.
     order: KeyOrder,
-    /// When each consumer (by its number) delivered first.
-    first: Vec<Option<Instant>>,
+    /// Moments marked (a fault, a broker back up), each with the first delivery at
+    /// or after it.
+    marks: Vec<(Instant, Option<Instant>)>,
     last: Option<Instant>,
 }
 
@@ -129,19 +146,31 @@ impl Default for Audit {
             seen: HashSet::new(),
             duplicates: 0,
             order: KeyOrder::new(1),
-            first: Vec::new(),
+            marks: Vec::new(),
             last: None,
         }
     }
 }
 
 impl Audit {
-    fn record(&mut self, consumer: usize, seqs: &[u64], counts: &Counts) {
+    /// Marks `at`; the mark's number.
+    fn mark(&mut self, at: Instant) -> usize {
+        self.marks.push((at, None));
+        self.marks.len() - 1
+    }
+
+    /// The first delivery at or after mark `n`.
+    fn after(&self, n: usize) -> Option<Instant> {
+        self.marks.get(n).and_then(|m| m.1)
+    }
+
+    fn record(&mut self, seqs: &[u64], counts: &Counts) {
         let now = Instant::now();
-        if self.first.len() <= consumer {
-            self.first.resize(consumer + 1, None);
+        for (at, first) in &mut self.marks {
+            if first.is_none() && now >= *at {
+                *first = Some(now);
+            }
         }
-        self.first[consumer].get_or_insert(now);
         self.last = Some(now);
         let mut new = 0;
         for &seq in seqs {
@@ -188,13 +217,12 @@ impl Running {
     }
 }
 
-/// Starts consumer number `n` and waits until it is subscribed.
+/// Starts a consumer and waits until it is subscribed.
 async fn start(
     broker: &dyn Broker,
     how: &Consumers<'_>,
     topic: &str,
     ack_batch: usize,
-    n: usize,
     audit: &Arc<Mutex<Audit>>,
     counts: &Arc<Counts>,
 ) -> Result<Running, BrokerError> {
@@ -206,7 +234,7 @@ async fn start(
                 while let Some(batch) = raw::next_batch(consumer.as_mut(), ack_batch).await {
                     let seqs = sequence_numbers(&batch);
                     if let Ok(mut a) = audit.lock() {
-                        a.record(n, &seqs, &counts);
+                        a.record(&seqs, &counts);
                     }
                     let _ = Delivery::ack_all(batch).await;
                 }
@@ -271,7 +299,7 @@ async fn start(
                         .filter_map(|s| s.parse().ok())
                         .collect();
                     if let Ok(mut a) = audit.lock() {
-                        a.record(n, &seqs, &counts);
+                        a.record(&seqs, &counts);
                     }
                 }
             });
@@ -315,7 +343,8 @@ pub async fn serve_consumer(
 /// Runs the faults workload on `broker` at `rate` messages/s. `base` gives the
 /// messages and batches (one producer, one consumer at a time); `idle`: how long the
 /// run waits for a next delivery once publishing ended (a broker that redelivers a
-/// dead consumer's messages only after a while needs that while).
+/// dead consumer's messages only after a while needs that while); `restart`: the
+/// broker's URL, when the workload restarts it.
 pub async fn run(
     broker: &dyn Broker,
     how: &Consumers<'_>,
@@ -323,6 +352,7 @@ pub async fn run(
     w: &FaultsWorkload,
     rate: f64,
     idle: Duration,
+    restart: Option<&str>,
 ) -> Result<FaultsResult, BrokerError> {
     let topic = format!("bench.faults.{}", uuid::Uuid::new_v4().simple());
     let workload = RawWorkload {
@@ -333,22 +363,44 @@ pub async fn run(
     let audit = Arc::new(Mutex::new(Audit::default()));
     let counts = Arc::new(Counts::default());
     let ack_batch = workload.ack_batch.max(1);
-    let first = start(broker, how, &topic, ack_batch, 0, &audit, &counts).await?;
+    let first = start(broker, how, &topic, ack_batch, &audit, &counts).await?;
     let publisher = broker.publisher().await?;
     let began = Instant::now();
     let sampler = Sampler::start(&counts, began);
+    let at = |share: f64| began + Duration::from_secs_f64(w.seconds * share.clamp(0.0, 1.0));
+    let mark = |moment: Instant| audit.lock().map(|mut a| a.mark(moment)).ok();
 
-    let kill_at = Duration::from_secs_f64(w.seconds * w.kill_at.clamp(0.0, 1.0));
-    let fault = async {
-        tokio::time::sleep_until((began + kill_at).into()).await;
+    let faults = async {
+        let mut done = Vec::new();
+        let mut not_done = Vec::new();
+        tokio::time::sleep_until(at(w.kill_at).into()).await;
         let killed = Instant::now();
         let what = first.kill().await;
-        let second = start(broker, how, &topic, ack_batch, 1, &audit, &counts).await;
-        (killed, what, second)
+        // What the dead consumer wrote before it died is in; from here on, only
+        // the new consumer delivers.
+        done.push((killed, what, mark(Instant::now()), None));
+        let second = start(broker, how, &topic, ack_batch, &audit, &counts).await;
+        if let Some(url) = restart.filter(|_| second.is_ok()) {
+            tokio::time::sleep_until(at(w.restart_at).into()).await;
+            let stopping = Instant::now();
+            match super::restart::restart(url).await {
+                Ok(r) => done.push((
+                    stopping,
+                    format!(
+                        "the broker's server restarted ({} of process {}, now {})",
+                        r.stopped_by, r.pids.0, r.pids.1
+                    ),
+                    mark(r.up_at),
+                    Some(r.down.as_secs_f64()),
+                )),
+                Err(e) => not_done.push(format!("the broker was not restarted: {e}")),
+            }
+        }
+        (done, not_done, second)
     };
-    let (published, (killed, what, second)) = tokio::join!(
+    let (published, (done, not_done, second)) = tokio::join!(
         raw::publish_all(vec![publisher], &topic, &workload, began, &counts),
-        fault
+        faults
     );
     let published = published?;
     let second = second?;
@@ -366,25 +418,35 @@ pub async fn run(
         .lock()
         .map_err(|_| BrokerError::Unavailable("the audit was poisoned".into()))?;
     let consumed = a.seen.len() as u64;
-    let resumed = a
-        .first
-        .get(1)
-        .copied()
-        .flatten()
-        .map(|t| t.saturating_duration_since(killed).as_secs_f64());
+    let unconfirmed_delivered = published
+        .unconfirmed
+        .iter()
+        .filter(|seq| a.seen.contains(seq))
+        .count() as u64;
+    let faults = done
+        .into_iter()
+        .map(|(when, fault, mark, down_s)| Recovery {
+            fault,
+            at_s: when.saturating_duration_since(began).as_secs_f64(),
+            resumed_after_s: mark
+                .and_then(|m| a.after(m))
+                .map(|t| t.saturating_duration_since(when).as_secs_f64()),
+            down_s,
+        })
+        .collect();
     Ok(FaultsResult {
         rate,
         published: published.ok,
         publish_errors: published.failed,
         consumed,
-        lost: published.ok.saturating_sub(consumed),
+        lost: published
+            .ok
+            .saturating_sub(consumed - unconfirmed_delivered),
+        unconfirmed_delivered,
         duplicates: a.duplicates,
         reordered: a.order.reordered,
-        faults: vec![Recovery {
-            fault: what,
-            at_s: killed.saturating_duration_since(began).as_secs_f64(),
-            resumed_after_s: resumed,
-        }],
+        faults,
+        not_done,
         series,
     })
 }
@@ -393,17 +455,21 @@ pub async fn run(
 pub fn verdict(name: &str, r: &FaultsResult) -> String {
     let mut parts = Vec::new();
     for f in &r.faults {
+        let down = f
+            .down_s
+            .map_or(String::new(), |d| format!(", down {d:.1} s"));
         parts.push(match f.resumed_after_s {
             Some(s) => format!(
-                "{} at {:.1} s, the next consumer served after {s:.2} s",
+                "{} at {:.1} s{down}, messages flowing again after {s:.2} s",
                 f.fault, f.at_s
             ),
             None => format!(
-                "{} at {:.1} s, and no message reached the next consumer",
+                "{} at {:.1} s{down}, and no message was delivered after it",
                 f.fault, f.at_s
             ),
         });
     }
+    parts.extend(r.not_done.iter().cloned());
     parts.push(if r.lost == 0 {
         "nothing lost".into()
     } else {
@@ -427,15 +493,19 @@ mod tests {
     fn the_audit_counts_duplicates_and_order_per_key() {
         let counts = Counts::default();
         let mut a = Audit::default();
-        a.record(0, &[0, 1, 16, 2], &counts);
+        let mark = a.mark(Instant::now());
+        a.record(&[0, 1, 16, 2], &counts);
         // 16 and 0 share a key: 0 again is a duplicate, not a reordering.
-        a.record(1, &[0, 32, 17], &counts);
+        a.record(&[0, 32, 17], &counts);
         assert_eq!((a.duplicates, a.order.reordered), (1, 0));
         // 49 and 33 share key 1 with 17: 33 after 49 is out of order.
-        a.record(1, &[49, 33], &counts);
+        a.record(&[49, 33], &counts);
         assert_eq!(a.order.reordered, 1);
         assert_eq!(counts.consumed.load(Ordering::Relaxed), 8);
-        assert!(a.first[0].is_some() && a.first[1].is_some());
+        assert!(a.after(mark).is_some());
+        let later = a.mark(Instant::now() + Duration::from_secs(3600));
+        a.record(&[50], &counts);
+        assert!(a.after(later).is_none(), "no delivery after the mark yet");
     }
 
     #[tokio::test]
@@ -448,8 +518,8 @@ mod tests {
         };
         let w = FaultsWorkload {
             seconds: 1.0,
-            fraction: 0.5,
             kill_at: 0.4,
+            ..FaultsWorkload::full()
         };
         let r = run(
             &MemoryBroker::new(),
@@ -458,6 +528,7 @@ mod tests {
             &w,
             2_000.0,
             Duration::from_secs(2),
+            None,
         )
         .await
         .unwrap();

@@ -17,6 +17,7 @@ pub mod process;
 pub mod rates;
 pub mod raw;
 pub mod recommend;
+pub mod restart;
 pub mod settings;
 pub mod workload;
 
@@ -272,8 +273,6 @@ async fn measure(
         name,
         spec,
         broker,
-        // The broker's own process, when it runs here, watched during each workload.
-        process: BrokerProcess::find(spec.url()),
         broadcast,
         copies: if broadcast {
             workloads.messages.consumers as u64
@@ -328,7 +327,6 @@ struct OnBroker<'a> {
     name: &'a str,
     spec: &'a BrokerSpec,
     broker: Arc<dyn Broker>,
-    process: Option<BrokerProcess>,
     /// Every consumer gets every message.
     broadcast: bool,
     /// Deliveries each message should get (the consumers, on a broadcast; else 1).
@@ -340,6 +338,12 @@ struct OnBroker<'a> {
 }
 
 impl OnBroker<'_> {
+    /// The broker's own process, when it runs here, watched during a workload: found
+    /// afresh each time, as the faults workload may have restarted it.
+    fn process(&self) -> Option<BrokerProcess> {
+        BrokerProcess::find(self.spec.url())
+    }
+
     /// The throughput workload, then the broker's own tool beside it.
     async fn throughput(
         &self,
@@ -349,7 +353,7 @@ impl OnBroker<'_> {
         let progress = bar(self.bars, self.name, Some(w.messages), "raw messages");
         let shown = progress.clone();
         let running = raw::run(&*self.broker, w, self.copies, move |n| shown.inc(n));
-        let (result, usage) = process::watch(self.process.as_ref(), running).await;
+        let (result, usage) = process::watch(self.process().as_ref(), running).await;
         progress.finish();
         let ours = RawResult {
             broker_process: usage,
@@ -411,7 +415,7 @@ impl OnBroker<'_> {
             w,
             self.copies,
             reference_rate(report),
-            self.process.as_ref(),
+            self.process().as_ref(),
             move |rate| shown.set_message(format!("latency at {rate:.0} msg/s")),
         )
         .await;
@@ -459,7 +463,9 @@ impl OnBroker<'_> {
         } else {
             messages.idle
         };
-        let result = faults::run(&*self.broker, &how, messages, w, rate, idle).await;
+        // The embedded broker is this process: it cannot be restarted alone.
+        let restart = (w.restart && !backend.in_process).then(|| self.spec.url());
+        let result = faults::run(&*self.broker, &how, messages, w, rate, idle, restart).await;
         running.finish_and_clear();
         let result = result?;
         report.verdict.push(faults::verdict(self.name, &result));
@@ -480,7 +486,7 @@ impl OnBroker<'_> {
             uuid::Uuid::new_v4().simple()
         ));
         let running = game::run(self.broker.clone(), self.ctx.sink, w, &scratch);
-        let (result, usage) = process::watch(self.process.as_ref(), running).await;
+        let (result, usage) = process::watch(self.process().as_ref(), running).await;
         progress.finish_with_message("game pipeline done");
         let result = GameResult {
             broker_process: usage,
@@ -812,35 +818,52 @@ impl Report {
             raw::KEYS,
             raw::KEYS
         );
+        if w.restart {
+            md.truncate(md.trim_end().len());
+            md.push_str(&format!(
+                "; each broker's server restarted {:.0}% of the way through where it runs on \
+                 this machine\n\n",
+                w.restart_at * 100.0
+            ));
+        }
         md.push_str(
-            "| broker | rate msg/s | published | consumed | lost | duplicates | reordered | fault | next consumer served after s | notes |\n",
+            "| broker | rate msg/s | published | publish errors | consumed | lost | duplicates | reordered | consumer killed: next delivery after s | broker restarted: down s | broker restarted: next delivery after s | notes |\n",
         );
-        md.push_str("|---|---:|---:|---:|---:|---:|---:|---|---:|---|\n");
+        md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+        let seconds = |s: Option<f64>, none: &str| s.map_or(none.into(), |s| format!("{s:.2}"));
         for b in &self.brokers {
-            match &b.faults {
-                Some(r) => {
-                    let fault = r.faults.first();
-                    md.push_str(&format!(
-                        "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | |\n",
-                        b.broker,
-                        r.rate,
-                        r.published,
-                        r.consumed,
-                        r.lost,
-                        r.duplicates,
-                        r.reordered,
-                        fault.map_or("-".into(), |f| format!("{} at {:.1} s", f.fault, f.at_s)),
-                        fault
-                            .and_then(|f| f.resumed_after_s)
-                            .map_or("never".into(), |s| format!("{s:.2}")),
-                    ));
-                }
-                None => md.push_str(&format!(
-                    "| {} | - | - | - | - | - | - | - | - | {} |\n",
+            let Some(r) = &b.faults else {
+                md.push_str(&format!(
+                    "| {} | - | - | - | - | - | - | - | - | - | - | {} |\n",
                     b.broker,
                     b.note()
-                )),
+                ));
+                continue;
+            };
+            let killed = r.faults.iter().find(|f| f.down_s.is_none());
+            let restarted = r.faults.iter().find(|f| f.down_s.is_some());
+            let mut notes = r.not_done.clone();
+            if r.unconfirmed_delivered > 0 {
+                notes.push(format!(
+                    "{} delivered though their publishing failed",
+                    r.unconfirmed_delivered
+                ));
             }
+            md.push_str(&format!(
+                "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                b.broker,
+                r.rate,
+                r.published,
+                r.publish_errors,
+                r.consumed,
+                r.lost,
+                r.duplicates,
+                r.reordered,
+                killed.map_or("-".into(), |f| seconds(f.resumed_after_s, "never")),
+                restarted.map_or("-".into(), |f| seconds(f.down_s, "-")),
+                restarted.map_or("-".into(), |f| seconds(f.resumed_after_s, "never")),
+                notes.join("; "),
+            ));
         }
         md.push('\n');
         md

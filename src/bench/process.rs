@@ -127,7 +127,7 @@ fn mib(bytes: u64) -> f64 {
 
 /// The host and port a broker URL names (the first address of a list), with the
 /// scheme's usual port when it names none.
-fn host_port(url: &str) -> Option<(String, u16)> {
+pub(super) fn host_port(url: &str) -> Option<(String, u16)> {
     let (scheme, rest) = url.split_once("://")?;
     let authority = rest.split(['/', '?', ',']).next()?;
     let address = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
@@ -148,7 +148,7 @@ fn host_port(url: &str) -> Option<(String, u16)> {
 }
 
 /// Whether `host` names this machine's loopback.
-fn is_local(host: &str) -> bool {
+pub(super) fn is_local(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost")
         || host
             .parse::<std::net::IpAddr>()
@@ -156,7 +156,7 @@ fn is_local(host: &str) -> bool {
 }
 
 /// The process holding the listening socket of `port` (IPv4 or IPv6).
-fn listener_pid(port: u16) -> Option<i32> {
+pub(super) fn listener_pid(port: u16) -> Option<i32> {
     let listening =
         |entries: procfs::ProcResult<Vec<procfs::net::TcpNetEntry>>| {
             entries.ok().into_iter().flatten().find(|e| {

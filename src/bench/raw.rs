@@ -441,6 +441,9 @@ pub(super) fn per_s(n: u64, seconds: f64) -> f64 {
 pub(super) struct Published {
     pub(super) ok: u64,
     pub(super) failed: u64,
+    /// The sequence numbers of the messages whose publishing failed (the broker may
+    /// still have taken some).
+    pub(super) unconfirmed: Vec<u64>,
     pub(super) latency: LatencyRecorder,
 }
 
@@ -473,6 +476,7 @@ pub(super) async fn publish_all(
         let one = done.map_err(|e| BrokerError::Unavailable(format!("a producer failed: {e}")))?;
         all.ok += one.ok;
         all.failed += one.failed;
+        all.unconfirmed.extend(one.unconfirmed);
         all.latency.merge(&one.latency);
     }
     Ok(all)
@@ -542,8 +546,12 @@ impl Producer {
                     self.counts.published.fetch_add(n, Ordering::Relaxed);
                 }
                 Err(e) => {
-                    tracing::warn!("bench: publishing failed: {e}");
+                    // Once per outage, not once per batch.
+                    if done.unconfirmed.last() != next.checked_sub(1).map(|k| &seqs[k]) {
+                        tracing::warn!("bench: publishing failed: {e}");
+                    }
                     done.failed += n;
+                    done.unconfirmed.extend_from_slice(&seqs[next..upto]);
                 }
             }
             next = upto;

@@ -92,6 +92,8 @@ pub struct FaultsSection {
     pub seconds: Option<f64>,
     pub fraction: Option<f64>,
     pub kill_at: Option<f64>,
+    pub restart: Option<bool>,
+    pub restart_at: Option<f64>,
 }
 
 /// The `[sustainable]` section of a workload file.
@@ -216,6 +218,8 @@ impl WorkloadFile {
             seconds: f.seconds.unwrap_or(base.seconds),
             fraction: f.fraction.unwrap_or(base.fraction),
             kill_at: f.kill_at.unwrap_or(base.kill_at),
+            restart: f.restart.unwrap_or(base.restart),
+            restart_at: f.restart_at.unwrap_or(base.restart_at),
         }
     }
 
@@ -275,6 +279,8 @@ pub struct Overrides {
     pub run_seconds: Option<f64>,
     /// Faults: `--fault-seconds`.
     pub fault_seconds: Option<f64>,
+    /// Faults: `--restart-broker`.
+    pub restart_broker: bool,
     /// Game: `--bots`.
     pub bots: Option<usize>,
     /// Game: `--games`, per bot.
@@ -368,6 +374,7 @@ pub fn plan(file: &WorkloadFile, flags: &Overrides) -> Result<Plan, WorkloadErro
     });
     let faults = FaultsWorkload {
         seconds: flags.fault_seconds.unwrap_or(faults.seconds),
+        restart: flags.restart_broker || faults.restart,
         ..faults
     };
     let game = file.game(if flags.quick {
@@ -413,6 +420,12 @@ pub fn plan(file: &WorkloadFile, flags: &Overrides) -> Result<Plan, WorkloadErro
     if let Some(l) = &workloads.latency {
         check_latency(
             l,
+            workloads.sustainable.is_some() || workloads.raw.is_some(),
+        )?;
+    }
+    if let Some(f) = &workloads.faults {
+        check_faults(
+            f,
             workloads.sustainable.is_some() || workloads.raw.is_some(),
         )?;
     }
@@ -506,6 +519,12 @@ pub fn check_faults(w: &FaultsWorkload, reference: bool) -> Result<(), WorkloadE
         return Err(WorkloadError::Invalid(format!(
             "kill_at is a share of the run from 0 to below 1, not {}",
             w.kill_at
+        )));
+    }
+    if w.restart && !(w.restart_at.is_finite() && (w.kill_at..1.0).contains(&w.restart_at)) {
+        return Err(WorkloadError::Invalid(format!(
+            "restart_at is a share of the run after kill_at ({}) and below 1, not {}",
+            w.kill_at, w.restart_at
         )));
     }
     if !reference {

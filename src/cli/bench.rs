@@ -107,6 +107,11 @@ pub struct BenchArgs {
     /// replaced [default: 20; 3 with --quick].
     #[arg(long, value_name = "SECONDS", help_heading = "Faults")]
     pub fault_seconds: Option<f64>,
+    /// Faults: also restart each broker's server mid-run (SIGTERM, then started again
+    /// as it ran), where it runs on this machine; everything else using it waits
+    /// meanwhile [default: off].
+    #[arg(long, help_heading = "Faults")]
+    pub restart_broker: bool,
     /// Game: ETL workers [default: 3].
     #[arg(long, help_heading = "Game pipeline")]
     pub workers: Option<usize>,
@@ -149,6 +154,7 @@ impl From<&BenchArgs> for Overrides {
             rates: args.rates.clone(),
             run_seconds: args.run_seconds,
             fault_seconds: args.fault_seconds,
+            restart_broker: args.restart_broker,
             bots: args.bots,
             games: args.games,
             workers: args.workers,
