@@ -677,6 +677,9 @@ fn each_broker_runs_with_its_own_settings() {
             "{raw}"
         );
     }
+    // Each message goes out with its key: Kafka keeps a key on one of its
+    // partitions, so one consumer sees every key in order.
+    assert_eq!(brokers[1]["raw"]["reordered"], 0, "{}", brokers[1]["raw"]);
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(
         md.contains("| broker | prefetch | publisher acknowledgement |"),

@@ -806,10 +806,9 @@ impl Report {
         let mut md = format!(
             "Faults: one producer paced at {:.0}% of the sustainable rate for {} s, messages \
              of {} bytes, one consumer at a time acknowledging up to {} together, killed \
-             {:.0}% of the way through and replaced; order audited over {} keys of the \
-             audit's own (sequence number modulo {}), which the brokers are not told, so a \
-             broker that spreads a topic over partitions interleaves them even without a \
-             fault\n\n",
+             {:.0}% of the way through and replaced; order audited over {} keys \
+             (sequence number modulo {}), each message published with its key, so that a \
+             broker that spreads a topic over partitions keeps a key in one\n\n",
             w.fraction * 100.0,
             w.seconds,
             m.size,

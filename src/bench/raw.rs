@@ -33,8 +33,14 @@ pub const PUBLISH_BATCH: usize = 256;
 pub const DEFAULT_IDLE: Duration = Duration::from_secs(5);
 /// Keys per producer the audit of order spreads messages over: message `seq` of P
 /// producers has key `seq mod (KEYS × P)`, so that every key is one producer's and
-/// its messages go out in order. The brokers are not told these keys.
+/// its messages go out in order. Each message is published with its key, so that a
+/// broker that spreads a topic over partitions (Kafka) keeps a key in one of them.
 pub const KEYS: u64 = 16;
+
+/// The key of message `seq` among `keys` keys, as published.
+fn key_of(seq: u64, keys: u64) -> Vec<u8> {
+    (seq % keys.max(1)).to_string().into_bytes()
+}
 /// How often a run notes what was published and consumed so far.
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 /// The consumers' group.
@@ -194,7 +200,7 @@ impl KeyOrder {
     /// Message `seq`, delivered for the first time.
     pub(super) fn first_delivery(&mut self, seq: u64) {
         let keys = self.highest.len() as u64;
-        let highest = &mut self.highest[(seq % keys) as usize];
+        let highest = &mut self.highest[(seq % keys.max(1)) as usize];
         match highest {
             Some(h) if seq < *h => self.reordered += 1,
             _ => *highest = Some(seq),
@@ -465,6 +471,7 @@ pub(super) async fn publish_all(
             size: workload.size,
             rate: workload.rate.map(|r| r / producers as f64),
             window: workload.publish_batch.max(1),
+            keys: KEYS * producers,
             deadline: workload.deadline.and_then(|d| start.checked_add(d)),
             start,
             counts: counts.clone(),
@@ -489,6 +496,8 @@ struct Producer {
     /// This producer's share of the rate.
     rate: Option<f64>,
     window: usize,
+    /// Keys of all producers together.
+    keys: u64,
     start: Instant,
     /// When to stop sending, sent or not.
     deadline: Option<Instant>,
@@ -534,8 +543,12 @@ impl Producer {
             let batch: Vec<Vec<u8>> = (next..upto)
                 .map(|k| encode(seqs[k], stamp(intended(k)), self.size))
                 .collect();
+            let keys: Vec<Vec<u8>> = seqs[next..upto]
+                .iter()
+                .map(|&seq| key_of(seq, self.keys))
+                .collect();
             let n = (upto - next) as u64;
-            match publisher.publish(&self.topic, &batch).await {
+            match publisher.publish_keyed(&self.topic, &batch, &keys).await {
                 Ok(()) => {
                     let confirmed = Instant::now();
                     for k in next..upto {

@@ -213,6 +213,19 @@ impl BrokerStat {
 pub trait Publisher: Send + Sync {
     /// Publishes `payloads` in order; on error some of them may have been published.
     async fn publish(&self, topic: &str, payloads: &[Vec<u8>]) -> Result<(), BrokerError>;
+
+    /// Publishes `payloads` in order, the one at `i` with key `keys[i]`: a broker that
+    /// spreads a topic over partitions (Kafka) puts every message of a key in the same
+    /// partition, so that a key's messages keep their order. Elsewhere a topic has
+    /// one order for all and the keys change nothing.
+    async fn publish_keyed(
+        &self,
+        topic: &str,
+        payloads: &[Vec<u8>],
+        _keys: &[Vec<u8>],
+    ) -> Result<(), BrokerError> {
+        self.publish(topic, payloads).await
+    }
 }
 
 /// A publisher shared by every handle a broker gives out (one connection, one
@@ -221,6 +234,15 @@ pub trait Publisher: Send + Sync {
 impl<P: Publisher + ?Sized> Publisher for Arc<P> {
     async fn publish(&self, topic: &str, payloads: &[Vec<u8>]) -> Result<(), BrokerError> {
         (**self).publish(topic, payloads).await
+    }
+
+    async fn publish_keyed(
+        &self,
+        topic: &str,
+        payloads: &[Vec<u8>],
+        keys: &[Vec<u8>],
+    ) -> Result<(), BrokerError> {
+        (**self).publish_keyed(topic, payloads, keys).await
     }
 }
 

@@ -564,10 +564,24 @@ struct KafkaPublisher {
 #[async_trait]
 impl Publisher for KafkaPublisher {
     async fn publish(&self, topic: &str, payloads: &[Vec<u8>]) -> Result<(), BrokerError> {
+        self.publish_keyed(topic, payloads, &[]).await
+    }
+
+    /// Each message with its key, if it has one (`keys` may be shorter than
+    /// `payloads`): the partitioner hashes it to a partition.
+    async fn publish_keyed(
+        &self,
+        topic: &str,
+        payloads: &[Vec<u8>],
+        keys: &[Vec<u8>],
+    ) -> Result<(), BrokerError> {
         self.broker.ensure_topic(topic).await?;
         let mut waiting = Vec::with_capacity(payloads.len());
-        for p in payloads {
-            let mut record = FutureRecord::<(), [u8]>::to(topic).payload(p.as_slice());
+        for (i, p) in payloads.iter().enumerate() {
+            let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(p.as_slice());
+            if let Some(key) = keys.get(i) {
+                record = record.key(key.as_slice());
+            }
             loop {
                 match self.broker.producer.send_result(record) {
                     Ok(delivery) => {
