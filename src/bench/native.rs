@@ -4,7 +4,7 @@
 //!
 //! | broker | tool | what it does |
 //! |---|---|---|
-//! | Redis pub/sub, fan-out | `redis-benchmark` | PUBLISH, pipelined 64 deep |
+//! | Redis pub/sub, fan-out | `redis-benchmark` | PUBLISH, pipelined 64 deep, to as many `redis-cli` subscribers as our consumers |
 //! | Redis Streams | `redis-benchmark` | XADD, pipelined 64 deep |
 //! | RabbitMQ | PerfTest | persistent messages, publisher confirms, a consumer acking each |
 //! | NATS JetStream | `nats bench js` | asynchronous publish, then a durable consumer double-acking |
@@ -205,9 +205,20 @@ async fn run(mut command: tokio::process::Command) -> Result<(String, String), S
 
 async fn redis_benchmark(tools: &Tools, b: &Beside<'_>, command: &str) -> Baseline {
     let n = b.workload.messages.to_string();
+    let subscribers = if command == "PUBLISH" {
+        b.workload.consumers.max(1)
+    } else {
+        0
+    };
     let what = format!(
-        "{command} -P 64 -c 1, {} messages of {} bytes",
-        b.workload.messages, b.workload.size
+        "{command} -P 64 -c 1, {} messages of {} bytes{}",
+        b.workload.messages,
+        b.workload.size,
+        if subscribers > 0 {
+            format!(", {subscribers} redis-cli subscriber(s) receiving")
+        } else {
+            String::new()
+        }
     );
     let base = Baseline::new(b.name, "redis-benchmark", what);
     let Some(program) = tools.program("redis-benchmark") else {
@@ -222,12 +233,19 @@ async fn redis_benchmark(tools: &Tools, b: &Beside<'_>, command: &str) -> Baseli
         "PUBLISH" => vec!["PUBLISH", &key, &payload],
         _ => vec!["XADD", &key, "MAXLEN", "~", "100000", "*", "data", &payload],
     };
+    // A PUBLISH nobody receives costs Redis a lookup; ours have their consumers
+    // receiving, so the tool's get as many.
+    let listening = match subscribe(&host, &port, &key, subscribers).await {
+        Ok(children) => children,
+        Err(e) => return base.failed(e),
+    };
     let mut cmd = tokio::process::Command::new(program);
     cmd.args([
         "-h", &host, "-p", &port, "-q", "-P", "64", "-c", "1", "-n", &n,
     ])
     .args(&args);
     let result = run(cmd).await;
+    drop(listening);
     if command == "XADD" {
         let mut del = tokio::process::Command::new("redis-cli");
         del.args(["-h", &host, "-p", &port, "DEL", &key]);
@@ -237,6 +255,50 @@ async fn redis_benchmark(tools: &Tools, b: &Beside<'_>, command: &str) -> Baseli
         Ok(Some(rate)) => base.rates(Some(rate), None, b.ours),
         Ok(None) => base.failed("no rate in its output".into()),
         Err(e) => base.failed(e),
+    }
+}
+
+/// `n` `redis-cli` subscribers of `channel`, their output thrown away, once Redis
+/// counts them all; they go when dropped.
+async fn subscribe(
+    host: &str,
+    port: &str,
+    channel: &str,
+    n: usize,
+) -> Result<Vec<tokio::process::Child>, String> {
+    let mut children = Vec::new();
+    for _ in 0..n {
+        let child = tokio::process::Command::new("redis-cli")
+            .args(["-h", host, "-p", port, "SUBSCRIBE", channel])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("redis-cli could not start: {e}"))?;
+        children.push(child);
+    }
+    if n == 0 {
+        return Ok(children);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut count = tokio::process::Command::new("redis-cli");
+        count.args(["-h", host, "-p", port, "PUBSUB", "NUMSUB", channel]);
+        let (out, _) = run(count).await?;
+        let subscribed = out
+            .lines()
+            .nth(1)
+            .and_then(|l| l.trim().parse::<usize>().ok());
+        if subscribed >= Some(n) {
+            return Ok(children);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!(
+                "its {n} redis-cli subscriber(s) did not subscribe within 10 s"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
