@@ -32,6 +32,9 @@ pub const BROKER_VAR: &str = "SUPERHERO_BENCH_BROKER";
 const GROUP: &str = "bench-faults";
 /// This process's own program, as the kernel holds it.
 const SELF_EXE: &str = "/proc/self/exe";
+/// How long the end of a run with a restarted broker waits for one more message at
+/// least.
+const RESTART_IDLE: Duration = Duration::from_secs(30);
 /// How long a consumer process may take to subscribe.
 const READY_WAIT: Duration = Duration::from_secs(30);
 
@@ -87,6 +90,10 @@ pub struct Recovery {
     /// port accepting connections again).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub down_s: Option<f64>,
+    /// The broker was back only after the producer had stopped: a run too short to
+    /// see messages flow again (nothing delivered after it is then no failure).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub back_after_publishing: bool,
 }
 
 /// What one broker did under the faults workload.
@@ -378,7 +385,7 @@ pub async fn run(
         let what = first.kill().await;
         // What the dead consumer wrote before it died is in; from here on, only
         // the new consumer delivers.
-        done.push((killed, what, mark(Instant::now()), None));
+        done.push((killed, what, mark(Instant::now()), None, None));
         let second = start(broker, how, &topic, ack_batch, &audit, &counts).await;
         if let Some(url) = restart.filter(|_| second.is_ok()) {
             tokio::time::sleep_until(at(w.restart_at).into()).await;
@@ -392,6 +399,7 @@ pub async fn run(
                     ),
                     mark(r.up_at),
                     Some(r.down.as_secs_f64()),
+                    Some(r.up_at),
                 )),
                 Err(e) => not_done.push(format!("the broker was not restarted: {e}")),
             }
@@ -404,8 +412,15 @@ pub async fn run(
     );
     let published = published?;
     let second = second?;
+    let publishing_ended = at(1.0);
 
-    // Wait for every message, or until nothing came for `idle`.
+    // Wait for every message, or until nothing came for `idle` (a restarted broker's
+    // clients may need a while to find it again).
+    let idle = if done.iter().any(|d| d.3.is_some()) {
+        idle.max(RESTART_IDLE)
+    } else {
+        idle
+    };
     let delivered = || {
         let a = audit.lock().ok()?;
         Some((a.seen.len() as u64, a.last))
@@ -425,13 +440,14 @@ pub async fn run(
         .count() as u64;
     let faults = done
         .into_iter()
-        .map(|(when, fault, mark, down_s)| Recovery {
+        .map(|(when, fault, mark, down_s, up_at)| Recovery {
             fault,
             at_s: when.saturating_duration_since(began).as_secs_f64(),
             resumed_after_s: mark
                 .and_then(|m| a.after(m))
                 .map(|t| t.saturating_duration_since(when).as_secs_f64()),
             down_s,
+            back_after_publishing: up_at.is_some_and(|up| up >= publishing_ended),
         })
         .collect();
     Ok(FaultsResult {
@@ -461,6 +477,11 @@ pub fn verdict(name: &str, r: &FaultsResult) -> String {
         parts.push(match f.resumed_after_s {
             Some(s) => format!(
                 "{} at {:.1} s{down}, messages flowing again after {s:.2} s",
+                f.fault, f.at_s
+            ),
+            None if f.back_after_publishing => format!(
+                "{} at {:.1} s{down}, back after the producer had stopped (a longer \
+                 --fault-seconds shows the recovery)",
                 f.fault, f.at_s
             ),
             None => format!(

@@ -860,7 +860,14 @@ impl Report {
                 r.reordered,
                 killed.map_or("-".into(), |f| seconds(f.resumed_after_s, "never")),
                 restarted.map_or("-".into(), |f| seconds(f.down_s, "-")),
-                restarted.map_or("-".into(), |f| seconds(f.resumed_after_s, "never")),
+                restarted.map_or("-".into(), |f| {
+                    let none = if f.back_after_publishing {
+                        "after the run"
+                    } else {
+                        "never"
+                    };
+                    seconds(f.resumed_after_s, none)
+                }),
                 notes.join("; "),
             ));
         }

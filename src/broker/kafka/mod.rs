@@ -92,6 +92,10 @@ impl Default for KafkaOptions {
     }
 }
 
+/// The longest a client waits between attempts to reach a broker that went away
+/// (librdkafka's default is 10 s, which a restarted broker's clients would wait out
+/// after it was back).
+const RECONNECT_BACKOFF_MAX_MS: &str = "1000";
 /// librdkafka's own `queued.min.messages`, kept unless a prefetch is given.
 const QUEUED_MIN_MESSAGES: usize = 100_000;
 
@@ -148,6 +152,7 @@ impl KafkaBroker {
             .set("acks", producer_acks(options.flow.acks))
             .set("linger.ms", "2")
             .set("message.timeout.ms", "30000")
+            .set("reconnect.backoff.max.ms", RECONNECT_BACKOFF_MAX_MS)
             .set("queue.buffering.max.messages", "1000000")
             .create()
             .map_err(|e| BrokerError::Config(format!("Kafka producer: {e}")))?;
@@ -362,6 +367,7 @@ impl KafkaBroker {
                 self.options.session_timeout.as_millis().to_string(),
             )
             .set("heartbeat.interval.ms", "1000")
+            .set("reconnect.backoff.max.ms", RECONNECT_BACKOFF_MAX_MS)
             .set(
                 "queued.min.messages",
                 self.queued_min_messages().to_string(),
