@@ -260,6 +260,12 @@ fn the_sustainable_rate_is_found_and_latency_measured_at_fractions_of_it() {
             assert_eq!(p["sustained"].as_bool().unwrap(), rate <= ok, "{p}");
             assert_eq!(p["why"].is_null(), rate <= ok, "{p}");
         }
+        // The broker's own process during each probe, where it runs here (Redis;
+        // the embedded broker is the bench itself).
+        let watched = probes
+            .iter()
+            .all(|p| p["broker_process"]["pid"].as_i64().is_some());
+        assert_eq!(watched, b["broker"] != "memory", "{found}");
         // The Markdown says what the JSON says.
         let row = format!("| {} | {ok:.0} |", b["broker"].as_str().unwrap());
         assert!(stdout.contains(&row), "{row} in {stdout}");

@@ -390,7 +390,17 @@ impl OnBroker<'_> {
         let probe = move |rate: f64| {
             shown.set_message(format!("sustainable rate: probing {rate:.0} msg/s"));
         };
-        let found = rates::sustainable(&*self.broker, messages, w, self.copies, start, probe).await;
+        let process = self.process();
+        let found = rates::sustainable(
+            &*self.broker,
+            messages,
+            w,
+            self.copies,
+            start,
+            process.as_ref(),
+            probe,
+        )
+        .await;
         probing.finish_and_clear();
         let found = found?;
         report
@@ -712,9 +722,9 @@ impl Report {
             w.precision * 100.0
         );
         md.push_str(
-            "| broker | sustainable msg/s | not sustained at msg/s | p99 ms | probes (msg/s: ✓ sustained, ✗ not) | notes |\n",
+            "| broker | sustainable msg/s | not sustained at msg/s | p99 ms | broker CPU at the sustained rate, cores (peak) | broker RSS MiB | probes (msg/s: ✓ sustained, ✗ not) | notes |\n",
         );
-        md.push_str("|---|---:|---:|---:|---|---|\n");
+        md.push_str("|---|---:|---:|---:|---:|---:|---|---|\n");
         let rate = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0}"));
         for b in &self.brokers {
             match &b.sustainable {
@@ -730,16 +740,23 @@ impl Report {
                     } else {
                         "not converged".into()
                     };
+                    let at_best = r
+                        .probes
+                        .iter()
+                        .find(|p| p.sustained && Some(p.rate) == r.rate_per_s)
+                        .and_then(|p| p.broker_process.as_ref());
                     md.push_str(&format!(
-                        "| {} | {} | {} | {} | {probes} | {note} |\n",
+                        "| {} | {} | {} | {} | {} | {} | {probes} | {note} |\n",
                         b.broker,
                         rate(r.rate_per_s),
                         rate(r.fails_at),
                         r.p99_ms.map_or("-".into(), |v| format!("{v:.2}")),
+                        cpu_cell(at_best),
+                        rss_cell(at_best),
                     ));
                 }
                 None => md.push_str(&format!(
-                    "| {} | - | - | - | - | {} |\n",
+                    "| {} | - | - | - | - | - | - | {} |\n",
                     b.broker,
                     b.note()
                 )),

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::process::{BrokerProcess, watch};
+use super::process::{BrokerProcess, ProcessUsage, watch};
 use super::raw::{self, RawResult, RawWorkload};
 use crate::broker::{Broker, BrokerError};
 
@@ -80,6 +80,10 @@ pub struct Probe {
     /// What failed, when it was not sustained.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub why: Option<String>,
+    /// The broker's process during the probe, when it runs here: near a core busy
+    /// at the highest sustained rate says the broker, not the bench, set the limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broker_process: Option<ProcessUsage>,
 }
 
 /// What the search found on one broker.
@@ -164,6 +168,7 @@ pub async fn sustainable(
     w: &SustainableWorkload,
     copies: u64,
     start: Option<f64>,
+    process: Option<&BrokerProcess>,
     probing: impl Fn(f64),
 ) -> Result<SustainableResult, BrokerError> {
     let mut found = SustainableResult::default();
@@ -175,8 +180,13 @@ pub async fn sustainable(
     let mut best_p99 = None;
     for _ in 0..w.max_probes.max(1) {
         probing(rate);
-        let run = raw::run(broker, &paced(base, rate, w.probe_seconds), copies, |_| {}).await?;
-        let probe = judge(rate, &run, w, base);
+        let workload = paced(base, rate, w.probe_seconds);
+        let running = raw::run(broker, &workload, copies, |_| {});
+        let (run, usage) = watch(process, running).await;
+        let probe = Probe {
+            broker_process: usage,
+            ..judge(rate, &run?, w, base)
+        };
         if probe.sustained {
             if found.rate_per_s.is_none_or(|best| rate > best) {
                 found.rate_per_s = Some(rate);
@@ -244,6 +254,7 @@ fn judge(rate: f64, run: &RawResult, w: &SustainableWorkload, base: &RawWorkload
         duplicates: run.duplicates,
         sustained: why.is_empty(),
         why: (!why.is_empty()).then(|| why.join("; ")),
+        broker_process: None,
     }
 }
 
@@ -434,7 +445,7 @@ mod tests {
             precision: 0.5,
             start_rate: Some(2_000.0),
         };
-        let found = sustainable(&MemoryBroker::new(), &base(), &w, 1, None, |_| {})
+        let found = sustainable(&MemoryBroker::new(), &base(), &w, 1, None, None, |_| {})
             .await
             .unwrap();
         assert!(found.converged, "{found:?}");
