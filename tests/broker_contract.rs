@@ -758,6 +758,53 @@ async fn fanout_counts_messages_no_worker_takes() {
     task.abort();
 }
 
+/// A fan-out worker whose registration is gone (Redis restarted without its data)
+/// enters it again, and a middleware that starts afresh finds it: messages reach
+/// it again.
+#[tokio::test]
+async fn fanout_workers_register_again_when_redis_forgets_them() {
+    let broker = redis_fanout().await;
+    let topic = topic("fanout-forgotten");
+    let mut consumer = broker.consumer(&topic, "g").await.unwrap();
+    publish(&*broker, &topic, &[b"before".to_vec()]).await;
+    let d = next(&mut consumer).await;
+    assert_eq!(d.payload, b"before");
+    d.ack().await.unwrap();
+    // The middleware goes with its broker; the consumer stays subscribed.
+    drop(broker);
+    let client = redis::Client::open(common::redis_url(0)).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(format!("{topic}:fanout:g"))
+        .arg(format!("{topic}:fanout-groups"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let fanout = superhero::broker::Fanout::start(&client, &topic)
+        .await
+        .unwrap();
+    let middleware = tokio::spawn(fanout.run());
+    let publisher = RedisPubSubBroker::connect(&common::redis_url(0))
+        .await
+        .unwrap();
+    // What is published before the worker is known again is lost, as pub/sub loses
+    // it; one of the messages sent until then must arrive.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let delivered = loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker was never sent anything again"
+        );
+        publish(&publisher, &topic, &[b"after".to_vec()]).await;
+        if let Ok(Ok(d)) = tokio::time::timeout(Duration::from_millis(200), consumer.next()).await {
+            break d;
+        }
+    };
+    assert_eq!(delivered.payload, b"after");
+    delivered.ack().await.unwrap();
+    middleware.abort();
+}
+
 /// A pub/sub subscriber that does not keep up holds a bounded number of messages and
 /// counts the ones it had to drop: received and dropped add up to what was published.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

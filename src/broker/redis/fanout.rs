@@ -61,6 +61,8 @@ pub struct FanoutOptions {
 
 /// How often the middleware re-reads the groups and their workers.
 const REFRESH: Duration = Duration::from_secs(1);
+/// How often the middleware logs lost messages at most.
+const WARN_EVERY: Duration = Duration::from_secs(5);
 /// Messages the middleware takes at once at most and forwards in one pipeline.
 const DISPATCH_BATCH: usize = 512;
 
@@ -76,6 +78,22 @@ fn registry(channel: &str, group: &str) -> String {
 /// The set of a channel's groups.
 fn groups_key(channel: &str) -> String {
     format!("{channel}:fanout-groups")
+}
+
+/// Enters `worker` in its group and the group in the channel's groups.
+async fn register(
+    conn: &mut ConnectionManager,
+    channel: &str,
+    group: &str,
+    worker: &str,
+) -> Result<(), redis::RedisError> {
+    redis::pipe()
+        .sadd(groups_key(channel), group)
+        .ignore()
+        .sadd(registry(channel, group), worker)
+        .ignore()
+        .query_async(conn)
+        .await
 }
 
 /// A worker's own channel.
@@ -147,14 +165,33 @@ impl Broker for RedisFanoutBroker {
         let consumer = subscribe(self.pubsub.client(), &worker_channel(topic, &worker)).await?;
         let mut conn = self.pubsub.connection();
         let set = registry(topic, group);
-        let _: () = conn
-            .sadd(groups_key(topic), group)
+        register(&mut conn, topic, group, &worker)
             .await
             .map_err(unavailable)?;
-        let _: () = conn.sadd(&set, &worker).await.map_err(unavailable)?;
+        // The registration is renewed while the consumer lives: a Redis restarted
+        // without its data, or a middleware that took this worker for dead while
+        // its subscription was being restored, would otherwise never send it
+        // anything again.
+        let renewal = tokio::spawn({
+            let (mut conn, topic, group, worker) = (
+                conn.clone(),
+                topic.to_string(),
+                group.to_string(),
+                worker.clone(),
+            );
+            async move {
+                loop {
+                    tokio::time::sleep(REFRESH).await;
+                    if let Err(e) = register(&mut conn, &topic, &group, &worker).await {
+                        tracing::debug!("Redis fan-out: renewing a worker's registration: {e}");
+                    }
+                }
+            }
+        });
         // Leaving the group when the consumer goes; a worker that dies without
         // leaving is dropped by the middleware at its first message.
         Ok(Box::new(consumer.on_drop(async move {
+            renewal.abort();
             let _: Result<(), _> = conn.srem(&set, &worker).await;
         })))
     }
@@ -204,6 +241,9 @@ pub struct Fanout {
     input: FetchedConsumer,
     conn: ConnectionManager,
     pub stats: Arc<FanoutStats>,
+    /// When a loss was last logged, and what was lost since.
+    warned: Option<Instant>,
+    unreported: u64,
 }
 
 impl Fanout {
@@ -217,6 +257,8 @@ impl Fanout {
             input: subscribe(client, channel).await?,
             conn,
             stats: Arc::default(),
+            warned: None,
+            unreported: 0,
         })
     }
 
@@ -273,11 +315,25 @@ impl Fanout {
         }
     }
 
-    fn lose(&self, messages: usize, why: &str) {
+    /// Counts lost messages; warns at the first loss and then at most once every
+    /// [`WARN_EVERY`], with what was lost in between, so that an outage is one line
+    /// every few seconds and not one per batch.
+    fn lose(&mut self, messages: usize, why: &str) {
         self.stats
             .lost
             .fetch_add(messages as u64, Ordering::Relaxed);
-        tracing::warn!("Redis fan-out: {why}; {messages} message(s) lost");
+        self.unreported += messages as u64;
+        if self.warned.is_some_and(|t| t.elapsed() < WARN_EVERY) {
+            return;
+        }
+        let lost = std::mem::take(&mut self.unreported);
+        match self.warned.replace(Instant::now()) {
+            None => tracing::warn!("Redis fan-out: {why}; {lost} message(s) lost"),
+            Some(t) => tracing::warn!(
+                "Redis fan-out: {why}; {lost} message(s) lost in the last {:.1} s",
+                t.elapsed().as_secs_f64()
+            ),
+        }
     }
 
     /// Publishes `payloads` to a group's workers in turn, in one pipeline; returns
