@@ -233,10 +233,14 @@ fn start(launch: &Launch, log: &PathBuf) -> Result<i32, String> {
     if rustix::process::geteuid().is_root() {
         command.uid(launch.uid).gid(launch.gid);
     }
-    let child = command
+    let mut child = command
         .spawn()
         .map_err(|e| format!("cannot start {} again: {e}", launch.exe.display()))?;
-    Ok(child.id() as i32)
+    let pid = child.id() as i32;
+    // Reaped when it exits (a later restart stops it too), so no zombie is left
+    // behind while the bench runs on.
+    std::thread::spawn(move || child.wait());
+    Ok(pid)
 }
 
 #[cfg(test)]
