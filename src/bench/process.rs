@@ -19,7 +19,8 @@ pub struct ProcessUsage {
     pub command: String,
     /// CPU time over wall time: 1.0 is one core kept busy, on average.
     pub cpu_cores: f64,
-    /// The busiest sampling interval's share, the same way.
+    /// The busiest sampling interval's share, the same way (the average, when the
+    /// run was shorter than one interval).
     pub cpu_cores_peak: f64,
     /// Resident memory at its highest, in MiB.
     pub rss_mib_max: f64,
@@ -108,6 +109,9 @@ pub async fn watch<T>(
     if wall > 0.0 {
         usage.cpu_cores = (end.cpu_s - start_cpu) / wall;
     }
+    // A run shorter than one interval has no sample of its own, and the tail after
+    // the last sample is in the average only: the busiest interval is never below it.
+    usage.cpu_cores_peak = usage.cpu_cores_peak.max(usage.cpu_cores);
     (out, Some(usage))
 }
 

@@ -213,7 +213,7 @@ fn faults(report: &Report) -> Recommendation {
 }
 
 /// Operational weight: the broker process with the smallest peak memory, with its
-/// CPU per 10,000 messages a second in the throughput run.
+/// CPU per 100,000 messages a second in the throughput run.
 fn weight(report: &Report) -> Recommendation {
     const CRITERION: &str = "operational weight";
     let measured = candidates(report).filter_map(|b| {
@@ -225,8 +225,8 @@ fn weight(report: &Report) -> Recommendation {
         Some(((b, r, usage), _)) => {
             let per_10k = if r.consume_per_s > 0.0 {
                 format!(
-                    ", {:.2} cores per 10,000 msg/s consumed",
-                    usage.cpu_cores / (r.consume_per_s / 10_000.0)
+                    ", {:.2} cores per 100,000 msg/s consumed",
+                    usage.cpu_cores / (r.consume_per_s / 100_000.0)
                 )
             } else {
                 String::new()
