@@ -59,6 +59,9 @@ pub struct NatsBroker {
     js: jetstream::Context,
     options: NatsOptions,
     streams: Arc<Mutex<std::collections::HashSet<String>>>,
+    /// Held while one call's messages are handed to the client, so that calls
+    /// awaiting their acknowledgements together keep their messages in call order.
+    sending: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// How streams and consumers are created.
@@ -124,6 +127,7 @@ impl NatsBroker {
             js: jetstream::new(client),
             options,
             streams: Arc::default(),
+            sending: Arc::default(),
         })
     }
 
@@ -280,6 +284,7 @@ impl Publisher for NatsBroker {
             self.ensure_stream(topic).await?;
         }
         let mut acks = Vec::with_capacity(payloads.len());
+        let sending = self.sending.lock().await;
         for p in payloads {
             let ack = self
                 .js
@@ -288,6 +293,7 @@ impl Publisher for NatsBroker {
                 .map_err(unavailable)?;
             acks.push(ack);
         }
+        drop(sending);
         if self.options.await_publish_acks {
             for ack in acks {
                 ack.await.map_err(unavailable)?;

@@ -552,36 +552,38 @@ impl Publisher for RabbitPublisher {
             declared.push(topic.to_string());
         }
         let mut confirms = Vec::with_capacity(payloads.len());
-        let result: Result<(), BrokerError> = async {
-            for p in payloads {
-                let confirm = channel
-                    .basic_publish(
-                        topic.into(),
-                        "".into(),
-                        BasicPublishOptions::default(),
-                        p,
-                        BasicProperties::default().with_delivery_mode(2),
-                    )
-                    .await
-                    .map_err(unavailable)?;
-                confirms.push(confirm);
-            }
-            for c in confirms {
-                let confirmation = c.await.map_err(unavailable)?;
-                if confirmation.is_nack() {
-                    return Err(BrokerError::Unavailable(
-                        "RabbitMQ refused a message (nack)".into(),
-                    ));
+        for p in payloads {
+            let sent = channel
+                .basic_publish(
+                    topic.into(),
+                    "".into(),
+                    BasicPublishOptions::default(),
+                    p,
+                    BasicProperties::default().with_delivery_mode(2),
+                )
+                .await;
+            match sent {
+                Ok(confirm) => confirms.push(confirm),
+                Err(e) => {
+                    // Start afresh next time.
+                    *state = None;
+                    return Err(unavailable(e));
                 }
             }
-            Ok(())
         }
-        .await;
-        if result.is_err() {
-            // Start afresh next time.
-            *state = None;
+        // The channel is free for the next call while this one's confirms come back;
+        // a channel that broke meanwhile is opened afresh by the next call, which
+        // finds it no longer connected.
+        drop(state);
+        for c in confirms {
+            let confirmation = c.await.map_err(unavailable)?;
+            if confirmation.is_nack() {
+                return Err(BrokerError::Unavailable(
+                    "RabbitMQ refused a message (nack)".into(),
+                ));
+            }
         }
-        result
+        Ok(())
     }
 }
 
