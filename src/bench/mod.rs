@@ -602,7 +602,7 @@ impl Report {
         let mut md = String::from(
             "Settings (`--prefetch`, `--acks`, `--ack-batch`, `--publish-batch`, or the \
              workload file's [settings]):\n\n\
-             | broker | prefetch | publisher acknowledgement | ack batch | publish batch (confirm window) |\n\
+             | broker | prefetch | publisher acknowledgement | ack batch | confirm window (publish batch) |\n\
              |---|---|---|---:|---:|\n",
         );
         for b in &self.brokers {
@@ -619,12 +619,13 @@ impl Report {
 
     fn raw_table(&self, w: &RawWorkload) -> String {
         let mut md = format!(
-            "Raw messaging: {} messages of {} bytes, {} producer(s) sending {} before \
-             waiting for confirms, {} consumer(s) acknowledging up to {} together{}\n\n",
+            "Raw messaging: {} messages of {} bytes, {} producer(s) keeping up to {} \
+             unconfirmed (calls of {}), {} consumer(s) acknowledging up to {} together{}\n\n",
             w.messages,
             w.size,
             w.producers,
             w.publish_batch,
+            w.publish_batch.div_ceil(raw::CALLS_IN_FLIGHT),
             w.consumers,
             w.ack_batch,
             w.rate

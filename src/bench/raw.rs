@@ -14,8 +14,11 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
@@ -27,8 +30,12 @@ use crate::latency::{Latency, LatencyRecorder};
 pub const HEADER: usize = 16;
 /// Messages a consumer acknowledges together at most, unless the workload says.
 pub const ACK_BATCH: usize = 256;
-/// Messages a producer sends before waiting for confirms, unless the workload says.
-pub const PUBLISH_BATCH: usize = 256;
+/// Messages a producer has published and not yet seen confirmed at most (its confirm
+/// window), unless the workload says.
+pub const PUBLISH_BATCH: usize = 1024;
+/// Publishing calls a producer keeps unconfirmed at once: its window is sent in
+/// calls of a quarter of it, so the pipe never drains while confirms come back.
+pub const CALLS_IN_FLIGHT: usize = 4;
 /// How long the consumers wait for one more message once publishing has ended.
 pub const DEFAULT_IDLE: Duration = Duration::from_secs(5);
 /// Keys per producer the audit of order spreads messages over: message `seq` of P
@@ -513,64 +520,129 @@ impl Producer {
             .unwrap_or(began + Duration::from_secs(365 * 24 * 3600))
     }
 
-    /// Sends `seqs`: unpaced, a window at a time; paced, what has fallen due (at most a
-    /// window), each stamped with its intended time.
+    /// Sends `seqs` in calls of a quarter of the window each, keeping at most
+    /// [`CALLS_IN_FLIGHT`] calls (the window) unconfirmed: the next call goes out
+    /// while the earlier ones are confirmed, as a client with a confirm window does.
+    /// Unpaced, as fast as the window allows; paced, what has fallen due, each
+    /// message stamped with its intended time.
     async fn send(&self, publisher: &dyn Publisher, seqs: &[u64]) -> Published {
         let began = Instant::now();
         let stamp = |at: Instant| at.saturating_duration_since(self.start).as_nanos() as u64;
+        let chunk = self.window.div_ceil(CALLS_IN_FLIGHT).max(1);
+        let topic = self.topic.as_str();
         let mut done = Published::default();
+        let mut failing = false;
+        let mut in_flight = FuturesUnordered::new();
         let mut next = 0;
-        while next < seqs.len() && self.deadline.is_none_or(|d| Instant::now() < d) {
+        loop {
+            let open = next < seqs.len() && self.deadline.is_none_or(|d| Instant::now() < d);
+            if !open || in_flight.len() >= CALLS_IN_FLIGHT {
+                match in_flight.next().await {
+                    Some(call) => self.settle(call, began, seqs, &mut done, &mut failing),
+                    None => break,
+                }
+                continue;
+            }
             let upto = match self.rate {
-                None => (next + self.window).min(seqs.len()),
+                None => (next + chunk).min(seqs.len()),
                 Some(rate) => {
                     // Messages 0..=floor(elapsed × rate) are due by now.
                     let due = (began.elapsed().as_secs_f64() * rate) as usize + 1;
                     if due <= next {
                         let at = Self::due(began, next, rate);
                         let at = self.deadline.map_or(at, |d| at.min(d));
-                        tokio::time::sleep_until(at.into()).await;
+                        tokio::select! {
+                            _ = tokio::time::sleep_until(at.into()) => {}
+                            Some(call) = in_flight.next() => {
+                                self.settle(call, began, seqs, &mut done, &mut failing);
+                            }
+                        }
                         continue;
                     }
-                    due.min(next + self.window).min(seqs.len())
+                    due.min(next + chunk).min(seqs.len())
                 }
             };
             let sent = Instant::now();
-            let intended = |k: usize| match self.rate {
-                Some(rate) => Self::due(began, k, rate),
-                None => sent,
-            };
             let batch: Vec<Vec<u8>> = (next..upto)
-                .map(|k| encode(seqs[k], stamp(intended(k)), self.size))
+                .map(|k| encode(seqs[k], stamp(self.intended(began, sent, k)), self.size))
                 .collect();
             let keys: Vec<Vec<u8>> = seqs[next..upto]
                 .iter()
                 .map(|&seq| key_of(seq, self.keys))
                 .collect();
-            let n = (upto - next) as u64;
-            match publisher.publish_keyed(&self.topic, &batch, &keys).await {
-                Ok(()) => {
-                    let confirmed = Instant::now();
-                    for k in next..upto {
-                        done.latency
-                            .record(confirmed.saturating_duration_since(intended(k)));
-                    }
-                    done.ok += n;
-                    self.counts.published.fetch_add(n, Ordering::Relaxed);
+            let from = next;
+            let mut call = Box::pin(async move {
+                let result = publisher.publish_keyed(topic, &batch, &keys).await;
+                Call {
+                    from,
+                    upto,
+                    sent,
+                    confirmed: Instant::now(),
+                    result,
                 }
-                Err(e) => {
-                    // Once per outage, not once per batch.
-                    if done.unconfirmed.last() != next.checked_sub(1).map(|k| &seqs[k]) {
-                        tracing::warn!("bench: publishing failed: {e}");
-                    }
-                    done.failed += n;
-                    done.unconfirmed.extend_from_slice(&seqs[next..upto]);
-                }
+            });
+            // Started at once, so that calls reach the broker's client in the order
+            // they were made (a later one must not overtake one not yet polled).
+            match futures_util::poll!(call.as_mut()) {
+                Poll::Ready(call) => self.settle(call, began, seqs, &mut done, &mut failing),
+                Poll::Pending => in_flight.push(call),
             }
             next = upto;
         }
         done
     }
+
+    /// When message `k` was meant to go: paced, its due time; unpaced, when its call
+    /// was sent.
+    fn intended(&self, began: Instant, sent: Instant, k: usize) -> Instant {
+        match self.rate {
+            Some(rate) => Self::due(began, k, rate),
+            None => sent,
+        }
+    }
+
+    /// Counts a call's messages as confirmed or failed.
+    fn settle(
+        &self,
+        call: Call,
+        began: Instant,
+        seqs: &[u64],
+        done: &mut Published,
+        failing: &mut bool,
+    ) {
+        let n = (call.upto - call.from) as u64;
+        match call.result {
+            Ok(()) => {
+                *failing = false;
+                for k in call.from..call.upto {
+                    let intended = self.intended(began, call.sent, k);
+                    done.latency
+                        .record(call.confirmed.saturating_duration_since(intended));
+                }
+                done.ok += n;
+                self.counts.published.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(e) => {
+                // Once per outage, not once per call.
+                if !std::mem::replace(failing, true) {
+                    tracing::warn!("bench: publishing failed: {e}");
+                }
+                done.failed += n;
+                done.unconfirmed
+                    .extend_from_slice(&seqs[call.from..call.upto]);
+            }
+        }
+    }
+}
+
+/// One publishing call of a producer, once the broker has answered it.
+struct Call {
+    /// The producer's messages `from..upto`.
+    from: usize,
+    upto: usize,
+    sent: Instant,
+    confirmed: Instant,
+    result: Result<(), BrokerError>,
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 //! [settings.kafka]      # one backend, by its name
 //! acks = "leader"
 //! ack_batch = 512      # messages a consumer acknowledges together
-//! publish_batch = 1024 # messages a producer sends before awaiting confirms
+//! publish_batch = 1024 # messages a producer keeps unconfirmed at most
 //! ```
 //!
 //! The flags (`--prefetch`, `--acks`, `--ack-batch`, `--publish-batch`) win over
@@ -42,8 +42,8 @@ pub struct BrokerSettings {
     /// Messages a consumer acknowledges together at most.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ack_batch: Option<usize>,
-    /// Messages a producer sends before it waits for the broker's confirms (the
-    /// publisher's confirm window).
+    /// Messages a producer keeps published and unconfirmed at most (the publisher's
+    /// confirm window), sent in calls of a quarter of it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub publish_batch: Option<usize>,
 }

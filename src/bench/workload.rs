@@ -16,7 +16,7 @@
 //! consumers = 2
 //! rate = 50000        # messages per second, all producers together
 //! ack_batch = 256      # messages a consumer acknowledges together at most
-//! publish_batch = 256  # messages a producer sends before waiting for confirms
+//! publish_batch = 1024 # messages a producer keeps unconfirmed (its confirm window)
 //!
 //! [sustainable]         # the highest rate the broker sustains
 //! p99_bound_ms = 100   # ...with the p99 latency under this

@@ -63,8 +63,8 @@ pub struct BenchArgs {
     /// pipelined JetStream acks) [default: 256].
     #[arg(long, value_name = "MESSAGES", help_heading = "Raw messaging")]
     pub ack_batch: Option<usize>,
-    /// Raw: messages a producer sends before waiting for the broker's confirms (its
-    /// confirm window) [default: 256].
+    /// Raw: messages a producer keeps published and unconfirmed at most (its confirm
+    /// window), sent in calls of a quarter of it [default: 1,024].
     #[arg(long, value_name = "MESSAGES", help_heading = "Raw messaging")]
     pub publish_batch: Option<usize>,
     /// Every broker: messages it sends a consumer ahead of the consumer's
