@@ -94,11 +94,12 @@ pub struct RawWorkload {
 }
 
 impl Default for RawWorkload {
-    /// The throughput workload of a full run: 100,000 messages of 200 bytes, one
-    /// producer and one consumer, unpaced.
+    /// The throughput workload of a full run: 500,000 messages of 200 bytes, one
+    /// producer and one consumer, unpaced (a second or more on every broker here,
+    /// so that the broker's CPU is sampled over the run and not a sliver of it).
     fn default() -> Self {
         Self {
-            messages: 100_000,
+            messages: 500_000,
             size: 200,
             producers: 1,
             consumers: 1,

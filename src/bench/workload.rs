@@ -700,7 +700,7 @@ mod tests {
         let p = plan(&WorkloadFile::default(), &Overrides::default()).unwrap();
         assert_eq!(p.brokers.len(), BACKENDS.len());
         assert_eq!(p.brokers[0], "memory");
-        assert_eq!(p.workloads.raw.unwrap().messages, 100_000);
+        assert_eq!(p.workloads.raw.unwrap().messages, 500_000);
         assert_eq!(p.workloads.game.unwrap(), GameWorkload::default());
         let none = Overrides {
             brokers: Some(vec![" ".into()]),

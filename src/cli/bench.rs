@@ -42,7 +42,7 @@ pub struct BenchArgs {
     /// [default: ~/.cache/superhero-tools].
     #[arg(long, value_name = "DIR", env = "SUPERHERO_TOOLS")]
     pub tools: Option<PathBuf>,
-    /// Raw: messages in all [default: 100,000; 2,000 with --quick].
+    /// Raw: messages in all [default: 500,000; 2,000 with --quick].
     #[arg(long, help_heading = "Raw messaging")]
     pub messages: Option<u64>,
     /// Raw: bytes per message, at least 16 (sequence number and send time) [default: 200].
