@@ -13,6 +13,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_nats::jetstream::consumer::pull::MessagesErrorKind;
 use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
 use async_trait::async_trait;
 use futures_util::future::BoxFuture;
@@ -52,6 +53,13 @@ const ACK_REPLY_WAIT: Duration = Duration::from_secs(10);
 const MAX_ACK_PENDING: i64 = 10_000;
 /// Messages one pull asks for, unless the tuning's prefetch says.
 pub const PULL_BATCH: usize = 16;
+/// How long the server holds one pull open.
+const PULL_EXPIRES: Duration = Duration::from_secs(5);
+/// How often the server tells a held pull that it is alive (at most half the
+/// expiry, as the server asks).
+const PULL_HEARTBEAT: Duration = Duration::from_millis(500);
+/// The pause before pulling again when the server cannot be reached.
+const PULL_RETRY: Duration = Duration::from_millis(100);
 
 /// NATS JetStream: a stream per subject, a durable pull consumer per group.
 #[derive(Clone)]
@@ -249,12 +257,8 @@ impl NatsBroker {
         // Creates the durable consumer, or updates its settings (the ack wait may
         // differ from the last run's).
         let consumer = stream.create_consumer(config).await.map_err(unavailable)?;
-        let mut messages = consumer
-            .stream()
-            .max_messages_per_batch(self.options.pull_batch)
-            .messages()
-            .await
-            .map_err(unavailable)?;
+        let pull_batch = self.options.pull_batch;
+        let mut messages = pulls(&consumer, pull_batch).await?;
         Ok(Box::new(FetchedConsumer::spawn(FEED, |tx| async move {
             while let Some(m) = messages.next().await {
                 let item = match m {
@@ -267,7 +271,32 @@ impl NatsBroker {
                             Box::new(NatsSettle { msg }),
                         ))
                     }
-                    Err(e) => Err(unavailable(e)),
+                    Err(e) => {
+                        // The client's count of what its pulls still owe may be wrong
+                        // now (under a heavy load the server can end a pull without the
+                        // client hearing of it, and the stream then waits for messages
+                        // that never come): pull afresh.
+                        let missed = e.kind() == MessagesErrorKind::MissingHeartbeat;
+                        tracing::debug!("NATS JetStream: pulling afresh after: {e}");
+                        loop {
+                            match pulls(&consumer, pull_batch).await {
+                                Ok(fresh) => {
+                                    messages = fresh;
+                                    break;
+                                }
+                                Err(again) => {
+                                    if tx.send(Err(again)).await.is_err() {
+                                        return;
+                                    }
+                                    tokio::time::sleep(PULL_RETRY).await;
+                                }
+                            }
+                        }
+                        if missed {
+                            continue;
+                        }
+                        Err(unavailable(e))
+                    }
                 };
                 if tx.send(item).await.is_err() {
                     return;
@@ -275,6 +304,23 @@ impl NatsBroker {
             }
         })))
     }
+}
+
+/// A stream of `batch`-message pulls from `consumer`, each pull held by the server
+/// for [`PULL_EXPIRES`] and kept alive by heartbeats, so that a stream whose pulls
+/// went unanswered shows it within two heartbeats.
+async fn pulls(
+    consumer: &jetstream::consumer::PullConsumer,
+    batch: usize,
+) -> Result<pull::Stream, BrokerError> {
+    consumer
+        .stream()
+        .max_messages_per_batch(batch)
+        .expires(PULL_EXPIRES)
+        .heartbeat(PULL_HEARTBEAT)
+        .messages()
+        .await
+        .map_err(unavailable)
 }
 
 #[async_trait]
