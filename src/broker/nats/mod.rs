@@ -273,9 +273,10 @@ impl NatsBroker {
                     }
                     Err(e) => {
                         // The client's count of what its pulls still owe may be wrong
-                        // now (under a heavy load the server can end a pull without the
-                        // client hearing of it, and the stream then waits for messages
-                        // that never come): pull afresh.
+                        // now: under a heavy load its stream now and then stops asking
+                        // for more (seen with NATS 2.9 and 2.14 servers alike; a pull's
+                        // messages seem to come before the client has counted the pull),
+                        // and no server heartbeat comes without a pull: pull afresh.
                         let missed = e.kind() == MessagesErrorKind::MissingHeartbeat;
                         tracing::debug!("NATS JetStream: pulling afresh after: {e}");
                         loop {
