@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 
-use super::fetched::{FEED, FetchedConsumer};
+use super::fetched::{FEED, Feed, FetchedConsumer};
 use super::{Acks, FlowSettings, Tuning};
 use super::{
     Broker, BrokerError, BrokerStat, Consumer, Delivery, Publisher, Semantics, Settle, split_own,
@@ -277,23 +277,12 @@ impl NatsBroker {
                         // for more (seen with NATS 2.9 and 2.14 servers alike; a pull's
                         // messages seem to come before the client has counted the pull),
                         // and no server heartbeat comes without a pull: pull afresh.
-                        let missed = e.kind() == MessagesErrorKind::MissingHeartbeat;
                         tracing::debug!("NATS JetStream: pulling afresh after: {e}");
-                        loop {
-                            match pulls(&consumer, pull_batch).await {
-                                Ok(fresh) => {
-                                    messages = fresh;
-                                    break;
-                                }
-                                Err(again) => {
-                                    if tx.send(Err(again)).await.is_err() {
-                                        return;
-                                    }
-                                    tokio::time::sleep(PULL_RETRY).await;
-                                }
-                            }
-                        }
-                        if missed {
+                        let Some(fresh) = pull_afresh(&consumer, pull_batch, &tx).await else {
+                            return;
+                        };
+                        messages = fresh;
+                        if e.kind() == MessagesErrorKind::MissingHeartbeat {
                             continue;
                         }
                         Err(unavailable(e))
@@ -304,6 +293,24 @@ impl NatsBroker {
                 }
             }
         })))
+    }
+}
+
+/// A new stream of pulls, retried every [`PULL_RETRY`] while the server cannot be
+/// reached (each failure handed to the consumer); None once the consumer is gone.
+async fn pull_afresh(
+    consumer: &jetstream::consumer::PullConsumer,
+    batch: usize,
+    tx: &Feed,
+) -> Option<pull::Stream> {
+    loop {
+        match pulls(consumer, batch).await {
+            Ok(fresh) => return Some(fresh),
+            Err(e) => {
+                tx.send(Err(e)).await.ok()?;
+                tokio::time::sleep(PULL_RETRY).await;
+            }
+        }
     }
 }
 
