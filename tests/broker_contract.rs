@@ -758,6 +758,14 @@ async fn fanout_counts_messages_no_worker_takes() {
     task.abort();
 }
 
+/// Publishes one message and takes it back, acknowledged: the consumer works.
+async fn passes_one(broker: &dyn Broker, topic: &str, consumer: &mut Box<dyn Consumer>) {
+    publish(broker, topic, &[b"before".to_vec()]).await;
+    let d = next(consumer).await;
+    assert_eq!(d.payload, b"before");
+    d.ack().await.unwrap();
+}
+
 /// A fan-out worker whose registration is gone (Redis restarted without its data)
 /// enters it again, and a middleware that starts afresh finds it: messages reach
 /// it again.
@@ -766,10 +774,7 @@ async fn fanout_workers_register_again_when_redis_forgets_them() {
     let broker = redis_fanout().await;
     let topic = topic("fanout-forgotten");
     let mut consumer = broker.consumer(&topic, "g").await.unwrap();
-    publish(&*broker, &topic, &[b"before".to_vec()]).await;
-    let d = next(&mut consumer).await;
-    assert_eq!(d.payload, b"before");
-    d.ack().await.unwrap();
+    passes_one(&*broker, &topic, &mut consumer).await;
     // The middleware goes with its broker; the consumer stays subscribed.
     drop(broker);
     let client = redis::Client::open(common::redis_url(0)).unwrap();
@@ -1130,10 +1135,7 @@ async fn redis_streams_consumers_outlive_their_group() {
     let broker = redis_streams().await;
     let topic = topic("regroup");
     let mut consumer = broker.consumer(&topic, "g").await.unwrap();
-    publish(&*broker, &topic, &[b"before".to_vec()]).await;
-    let d = next(&mut consumer).await;
-    assert_eq!(d.payload, b"before");
-    d.ack().await.unwrap();
+    passes_one(&*broker, &topic, &mut consumer).await;
     let mut conn = redis::Client::open(common::redis_url(0))
         .unwrap()
         .get_multiplexed_async_connection()
