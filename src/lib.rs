@@ -42,7 +42,8 @@
 //!   variables into the settings above, and each command's run and summary. The
 //!   binary (`src/main.rs`) only parses and dispatches.
 //! - Leaves: [`latency`] (percentiles from an HDR histogram, for every report),
-//!   [`backoff`] (pauses that double between attempts), [`url`] (passwords masked,
+//!   [`backoff`] (pauses that double between attempts), [`timer`] (one timer for a
+//!   deadline that moves with every message), [`url`] (passwords masked,
 //!   schemes rewritten), [`redis_client`] (Redis connections as the store and the
 //!   Redis brokers open them) and [`net`] (serving HTTP within connection caps and
 //!   header timeouts, for the game server and the dashboard).
@@ -67,5 +68,6 @@ pub mod roster;
 pub mod server;
 pub mod simulate;
 pub mod store;
+pub mod timer;
 pub mod url;
 pub mod worker;

@@ -30,6 +30,7 @@ use crate::game::rules::RuleError;
 use crate::game::{GameToken, UserToken};
 use crate::net::{ClientSocket, Dial, DialError};
 use crate::server::READ_BUFFER_BYTES;
+use crate::timer::LazyTimer;
 
 /// The default of [`PlayerSettings::concurrent_bots`]. A few hundred bots in games
 /// keep a server's cores busy; many more only lengthen every turn's wait, past the
@@ -312,6 +313,8 @@ impl Pacer {
 struct Conn {
     ws: ClientSocket,
     timeout: Duration,
+    /// The timer of every wait for a reply, kept across waits.
+    timer: LazyTimer,
     server: Dial,
     path: &'static str,
 }
@@ -329,6 +332,7 @@ impl Conn {
         Ok(Self {
             ws,
             timeout,
+            timer: LazyTimer::default(),
             server: server.clone(),
             path,
         })
@@ -397,10 +401,12 @@ impl Conn {
 
     async fn recv(&mut self) -> Result<ServerFrame, BotError> {
         loop {
-            let msg = tokio::time::timeout(self.timeout, self.ws.next())
-                .await
-                .map_err(|_| BotError::Timeout(self.timeout))?
-                .ok_or(BotError::Closed)??;
+            // A wait too long for the clock is no wait.
+            let until = tokio::time::Instant::now().checked_add(self.timeout);
+            let msg = tokio::select! {
+                msg = self.ws.next() => msg.ok_or(BotError::Closed)??,
+                () = self.timer.until_some(until) => return Err(BotError::Timeout(self.timeout)),
+            };
             match msg {
                 Message::Text(text) => {
                     return ServerFrame::parse(&text)

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::ws::{Message, WebSocket, close_code};
-use tokio::time::{Instant, sleep, sleep_until};
+use tokio::time::{Instant, sleep};
 
 use super::handlers::store_error;
 use super::{App, Flow, close, next_request, referee, send};
@@ -24,6 +24,7 @@ use crate::game::protocol::{
 use crate::game::rules::{ForfeitReason, RuleError};
 use crate::game::{GameStatus, GameToken, UserToken};
 use crate::store::{GameStore, Signal, SignalWatch};
+use crate::timer::LazyTimer;
 
 /// Runs one lobby request to its end.
 pub(super) async fn session<S: GameStore>(
@@ -49,6 +50,8 @@ pub(super) async fn session<S: GameStore>(
         last_turn: None,
         heard,
         pinged: None,
+        ping_timer: LazyTimer::default(),
+        deadline_timer: LazyTimer::default(),
     }
     .run(socket)
     .await;
@@ -135,6 +138,9 @@ struct Lobby<'a, S> {
     heard: &'a mut Instant,
     /// When the last ping went out.
     pinged: Option<Instant>,
+    /// The timers of the next ping and of the deadline, kept across waits.
+    ping_timer: LazyTimer,
+    deadline_timer: LazyTimer,
 }
 
 /// What woke the session up.
@@ -211,12 +217,12 @@ impl<S: GameStore> Lobby<'_, S> {
             .then(|| self.pinged.unwrap_or(*self.heard).checked_add(every))
             .flatten();
         tokio::select! {
-            _ = async { sleep_until(ping.unwrap_or_else(Instant::now)).await }, if ping.is_some() => Wake::Ping,
+            () = self.ping_timer.until_some(ping) => Wake::Ping,
             changed = self.watch.changed() => match changed {
                 Ok(()) => Wake::Signal,
                 Err(_) => Wake::Closed,
             },
-            _ = async { sleep_until(deadline.unwrap_or_else(Instant::now)).await }, if deadline.is_some() => Wake::Deadline,
+            () = self.deadline_timer.until_some(deadline) => Wake::Deadline,
             request = next_request(socket, self.heard) => match request {
                 Some(_) => Wake::Request,
                 None => Wake::Closed,

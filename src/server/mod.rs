@@ -29,6 +29,7 @@ use crate::game::protocol::{
 use crate::game::{GameToken, Hero};
 use crate::net::{ConnectionLimits, ConnectionStats, Listeners};
 use crate::store::GameStore;
+use crate::timer::LazyTimer;
 
 /// Requests and replies are a few hundred bytes. The WebSocket library fills its read
 /// buffer with zeros before each read, so a small buffer saves most of the CPU a
@@ -263,6 +264,7 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
 
 async fn connection<S: GameStore>(mut socket: WebSocket, app: Arc<App<S>>, endpoint: Endpoint) {
     let mut heard = Instant::now();
+    let mut idle_timer = LazyTimer::default();
     loop {
         // A lobby session has a timer of its own; between requests, silence ends it.
         let idle = app.settings.idle_timeout;
@@ -270,9 +272,11 @@ async fn connection<S: GameStore>(mut socket: WebSocket, app: Arc<App<S>>, endpo
         let request = if idle.is_zero() {
             next.await
         } else {
-            match tokio::time::timeout(idle, next).await {
-                Ok(request) => request,
-                Err(_) => {
+            // A wait too long for the clock is no wait.
+            let until = Instant::now().checked_add(idle);
+            tokio::select! {
+                request = next => request,
+                () = idle_timer.until_some(until) => {
                     close(&mut socket, close_code::NORMAL, "idle").await;
                     break;
                 }

@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::{Instant, sleep_until};
+use tokio::time::Instant;
 
 use super::App;
 use super::handlers::{cleaning_records, store_error};
@@ -24,6 +24,7 @@ use crate::game::protocol::timestamp_now;
 use crate::game::rules::{ForfeitReason, turn_order};
 use crate::game::{GameStatus, GameToken, UserToken};
 use crate::store::{GameStore, Signal, StoreError};
+use crate::timer::LazyTimer;
 
 /// How long a referee waits before trying again when the store failed.
 const RETRY: Duration = Duration::from_secs(1);
@@ -67,6 +68,7 @@ async fn referee<S: GameStore>(app: &App<S>, game: &GameToken) {
     let mut lobby_deadline = None;
     let mut joined = None;
     let mut turn: Option<Turn> = None;
+    let mut timer = LazyTimer::default();
     loop {
         let signal = watch.latest();
         if signal.status.is_open() && joined != Some(signal.joined) {
@@ -86,7 +88,7 @@ async fn referee<S: GameStore>(app: &App<S>, game: &GameToken) {
             changed = watch.changed() => if changed.is_err() {
                 return;
             },
-            () = async { sleep_until(deadline.unwrap_or_else(Instant::now)).await }, if deadline.is_some() => {
+            () = timer.until_some(deadline) => {
                 let acted = match signal.status {
                     GameStatus::InProgress => time_out_turn(app, game, &signal).await,
                     _ => close_lobby(app, game).await,
