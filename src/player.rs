@@ -16,7 +16,6 @@ use futures_util::{FutureExt, SinkExt, StreamExt};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
-use serde_json::json;
 use thiserror::Error;
 use tokio::sync::{Semaphore, watch};
 use tokio_tungstenite::tungstenite::Message;
@@ -24,7 +23,8 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::game::protocol::{
     ACTION_PATH, FIND_PATH, GAME_COMPLETE, GAME_START, GAME_TIMED_OUT, GAME_TURN, HERO_PATH,
-    LOBBY_PATH, LOGIN_PATH, ServerFrame,
+    LOBBY_PATH, LOGIN_PATH, ServerFrame, attack_request, find_request, game_user_request,
+    login_request,
 };
 use crate::game::rules::RuleError;
 use crate::game::{GameToken, UserToken};
@@ -481,8 +481,7 @@ async fn bot(index: usize, settings: &PlayerSettings, tally: &Tally) -> Result<(
 }
 
 async fn login(conn: &mut Conn, name: &str) -> Result<UserToken, BotError> {
-    conn.send(json!({"PAYLOAD": {"USER": name}}).to_string())
-        .await?;
+    conn.send(login_request(name)).await?;
     // A new user first gets USER CREATED, then the token.
     loop {
         let frame = conn.recv().await?;
@@ -534,7 +533,7 @@ async fn play_game(
     if let Some(pacer) = &tally.pacer {
         pacer.joined(participants);
     }
-    let find = json!({"PAYLOAD": {"USER_TOKEN": me, "PARTICIPANTS": participants}}).to_string();
+    let find = find_request(me, participants);
     let mut joined = links.find.ask(find.clone(), tally).await?;
     // A lobby this bot just left may not be closed on the server yet (its game not
     // yet timed out): the server then says the bot still plays there. Ask again.
@@ -554,7 +553,7 @@ async fn play_game(
     };
 
     // A lobby connection is idle until its first game: the server may have closed it.
-    let join = json!({"PAYLOAD": {"GAME_TOKEN": game, "USER_TOKEN": me}}).to_string();
+    let join = game_user_request(&game, me);
     links.lobby.post(join, tally).await?;
     let waiting = Waiting::new(&tally.waiting[usize::from(participants - 2)]);
     let game = GameRun {
@@ -678,7 +677,7 @@ async fn take_turn(
 ) -> Result<(), BotError> {
     let lookups = opponents
         .iter()
-        .map(|p| json!({"PAYLOAD": {"GAME_TOKEN": game, "USER_TOKEN": p}}).to_string())
+        .map(|p| game_user_request(game, p))
         .collect();
     let mut alive = Vec::with_capacity(opponents.len());
     for frame in links.hero.ask_all(lookups, tally).await? {
@@ -693,10 +692,8 @@ async fn take_turn(
         0 => None,
         n => Some(alive.swap_remove(rng.random_range(0..n))),
     };
-    let attack = json!({"PAYLOAD": {
-        "GAME_TOKEN": game, "USER_TOKEN": me, "ENEMY_TOKEN": enemy, "ACTION": "ATTACK"
-    }});
-    let reply = links.action.ask(attack.to_string(), tally).await?;
+    let attack = attack_request(game, me, enemy.as_ref());
+    let reply = links.action.ask(attack, tally).await?;
     match reply.message() {
         None => Ok(()),
         Some(error) => Err(BotError::Unexpected(format!("action: {error}"))),

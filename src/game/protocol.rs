@@ -596,6 +596,82 @@ pub fn timestamp_now() -> String {
 }
 
 // ---------------------------------------------------------------------------------
+// What a client sends: the requests above, written from borrowed fields (a bot sends
+// tens of thousands a second, and building a JSON value first cost a map and a copy
+// of every token per request).
+
+/// `{"PAYLOAD": payload}`
+#[derive(Serialize)]
+struct Outgoing<P> {
+    #[serde(rename = "PAYLOAD")]
+    payload: P,
+}
+
+/// `{"PAYLOAD": {"USER": name}}`
+pub fn login_request(user: &str) -> String {
+    #[derive(Serialize)]
+    struct P<'a> {
+        #[serde(rename = "USER")]
+        user: &'a str,
+    }
+    to_frame(&Outgoing {
+        payload: P { user },
+    })
+}
+
+/// `{"PAYLOAD": {"PARTICIPANTS": n, "USER_TOKEN": user}}`
+pub fn find_request(user: &UserToken, participants: u8) -> String {
+    #[derive(Serialize)]
+    struct P<'a> {
+        #[serde(rename = "PARTICIPANTS")]
+        participants: u8,
+        #[serde(rename = "USER_TOKEN")]
+        user: &'a UserToken,
+    }
+    to_frame(&Outgoing {
+        payload: P { participants, user },
+    })
+}
+
+/// `{"PAYLOAD": {"GAME_TOKEN": game, "USER_TOKEN": user}}`: a lobby or hero request.
+pub fn game_user_request(game: &GameToken, user: &UserToken) -> String {
+    #[derive(Serialize)]
+    struct P<'a> {
+        #[serde(rename = "GAME_TOKEN")]
+        game: &'a GameToken,
+        #[serde(rename = "USER_TOKEN")]
+        user: &'a UserToken,
+    }
+    to_frame(&Outgoing {
+        payload: P { game, user },
+    })
+}
+
+/// `{"PAYLOAD": {"ACTION": "ATTACK", "ENEMY_TOKEN": enemy, "GAME_TOKEN": game,
+/// "USER_TOKEN": user}}`; a null enemy when none is left.
+pub fn attack_request(game: &GameToken, user: &UserToken, enemy: Option<&UserToken>) -> String {
+    #[derive(Serialize)]
+    struct P<'a> {
+        #[serde(rename = "ACTION")]
+        action: &'static str,
+        #[serde(rename = "ENEMY_TOKEN")]
+        enemy: Option<&'a UserToken>,
+        #[serde(rename = "GAME_TOKEN")]
+        game: &'a GameToken,
+        #[serde(rename = "USER_TOKEN")]
+        user: &'a UserToken,
+    }
+    to_frame(&Outgoing {
+        payload: P {
+            action: "ATTACK",
+            enemy,
+            game,
+            user,
+        },
+    })
+}
+
+// ---------------------------------------------------------------------------------
 // What a client reads
 
 /// Any frame the server sends, read leniently: the fields a client acts on, each
@@ -700,6 +776,43 @@ impl ServerFrame {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_a_bot_sends_is_what_the_server_reads() {
+        let game = GameToken("g\"1".into());
+        let user = UserToken("u1".into());
+        let enemy = UserToken("e1".into());
+        assert_eq!(
+            Login::parse(&login_request("USER001")),
+            Ok(Login {
+                user: "USER001".into()
+            })
+        );
+        assert_eq!(
+            Find::parse(&find_request(&user, 3)),
+            Ok(Find {
+                user_token: user.clone(),
+                participants: 3
+            })
+        );
+        assert_eq!(
+            GameUser::parse(&game_user_request(&game, &user)),
+            Ok(GameUser {
+                game_token: game.clone(),
+                user_token: user.clone()
+            })
+        );
+        for enemy in [Some(enemy), None] {
+            assert_eq!(
+                Action::parse(&attack_request(&game, &user, enemy.as_ref())),
+                Ok(Action {
+                    game_token: game.clone(),
+                    user_token: user.clone(),
+                    enemy_token: enemy.clone()
+                })
+            );
+        }
+    }
 
     #[test]
     fn errors_in_the_original_order() {
