@@ -48,9 +48,7 @@ pub async fn play_two_player_game<S: GameStore>(
         .await?
         .game;
     store.join(&b, 2, &GameToken::new_random(), &roster).await?;
-    let mut order = vec![a.clone(), b.clone()];
-    order.sort();
-    store.start(&game, &order).await?;
+    store.start(&game).await?;
     loop {
         let Some(snap) = store.snapshot(&game).await? else {
             return Err(StoreError::UnknownGame);

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::{fresh_redis_store, uniform_roster};
-use superhero::game::rules::{ForfeitReason, RuleError};
+use superhero::game::rules::{ForfeitReason, RuleError, turn_order};
 use superhero::game::{GameStatus, GameToken, Hero, UserToken};
 use superhero::store::{Extracted, GameStore, MemoryStore, StoreError};
 
@@ -109,7 +109,7 @@ async fn lobby_life_cycle<S: GameStore>(store: S) {
     let mut watch = store.watch(&g).await.unwrap();
     let first = watch.latest();
     assert_eq!((first.status, first.joined), (GameStatus::WaitingLobby, 1));
-    assert!(!store.start(&g, &p[..1]).await.unwrap(), "not full yet");
+    assert_eq!(store.start(&g).await.unwrap(), None, "not full yet");
 
     let joined = store
         .join(&p[1], 2, &GameToken::new_random(), &h)
@@ -124,13 +124,20 @@ async fn lobby_life_cycle<S: GameStore>(store: S) {
         "a full lobby does not time out"
     );
 
-    let order = vec![p[0].clone(), p[1].clone()];
-    assert!(store.start(&g, &order).await.unwrap());
-    assert!(!store.start(&g, &order).await.unwrap(), "only one start");
+    assert_eq!(
+        store.start(&g).await.unwrap(),
+        Some(p[0].clone()),
+        "the host"
+    );
+    assert_eq!(store.start(&g).await.unwrap(), None, "only one start");
     watch.changed().await.unwrap();
     let s = watch.latest();
     assert_eq!(s.status, GameStatus::InProgress);
-    assert_eq!(s.current, Some(p[0].clone()));
+    // The turn order is the players sorted.
+    let order = turn_order(&p[..2]);
+    assert_eq!(s.current, Some(order[0].clone()));
+    let snap = store.snapshot(&g).await.unwrap().unwrap();
+    assert_eq!(snap.board.order, order);
 
     // A full game is not joined again.
     let other = store
@@ -143,7 +150,7 @@ async fn lobby_life_cycle<S: GameStore>(store: S) {
         !store.time_out(&other.game).await.unwrap(),
         "only one time-out"
     );
-    assert!(!store.start(&other.game, &p[2..]).await.unwrap());
+    assert_eq!(store.start(&other.game).await.unwrap(), None);
     let snap = store.snapshot(&other.game).await.unwrap().unwrap();
     assert_eq!(snap.board.status, GameStatus::TimedOut);
     assert_eq!(snap.host, p[2]);
@@ -176,7 +183,7 @@ async fn attacks_follow_the_rules<S: GameStore>(store: S) {
         .unwrap();
     let mut order = p.clone();
     order.sort();
-    assert!(store.start(&g, &order).await.unwrap());
+    assert!(store.start(&g).await.unwrap().is_some());
     let mut watch = store.watch(&g).await.unwrap();
     let (first, second) = (order[0].clone(), order[1].clone());
 
@@ -257,7 +264,7 @@ async fn servers_take_turns<S: GameStore>(a: S, b: S) {
         .unwrap();
     let mut order = p.clone();
     order.sort();
-    assert!(a.start(&g, &order).await.unwrap());
+    assert!(a.start(&g).await.unwrap().is_some());
     let (first, second) = (&order[0], &order[1]);
     let hit = |(store, attacker, enemy): (&S, &UserToken, &UserToken)| {
         let (store, g) = (store.clone(), g.clone());
@@ -325,7 +332,7 @@ async fn forfeits_lobbies_and_claims<S: GameStore>(store: S) {
 
     let mut order: Vec<UserToken> = p[..3].to_vec();
     order.sort();
-    assert!(store.start(&g, &order).await.unwrap());
+    assert!(store.start(&g).await.unwrap().is_some());
     let timeout = ForfeitReason::TurnTimeout;
     assert!(matches!(
         store

@@ -21,7 +21,7 @@ use super::App;
 use super::handlers::{cleaning_records, store_error};
 use crate::events::{self, GameUserTask, Queue};
 use crate::game::protocol::timestamp_now;
-use crate::game::rules::{ForfeitReason, turn_order};
+use crate::game::rules::ForfeitReason;
 use crate::game::{GameStatus, GameToken, UserToken};
 use crate::store::{GameStore, Signal, StoreError};
 use crate::timer::LazyTimer;
@@ -195,28 +195,19 @@ async fn close_lobby<S: GameStore>(app: &App<S>, game: &GameToken) -> Result<(),
 /// Starts a full game still in its lobby; several lobbies and referees may try, one
 /// succeeds and logs `Game Started`.
 pub(super) async fn start<S: GameStore>(app: &App<S>, game: &GameToken) -> Result<(), ()> {
-    let snapshot = match app.store.snapshot(game).await {
-        Ok(Some(s)) if s.is_full() && s.board.status.is_open() => s,
-        Ok(_) => return Ok(()),
-        Err(e) => {
-            store_error(e);
-            return Err(());
-        }
-    };
-    let order = turn_order(snapshot.board.heroes.keys());
-    match app.store.start(game, &order).await {
-        Ok(true) => {
+    match app.store.start(game).await {
+        Ok(Some(host)) => {
             events::emit_task(
                 Queue::Lobby,
                 "Game Started",
                 &GameUserTask {
                     game_token: game.as_str(),
-                    user_token: snapshot.host.as_str(),
+                    user_token: host.as_str(),
                 },
             );
             Ok(())
         }
-        Ok(false) => Ok(()),
+        Ok(None) => Ok(()),
         Err(e) => {
             store_error(e);
             Err(())

@@ -99,8 +99,8 @@ impl GameStore for AnyStore {
         each!(self, s => s.snapshot(game).await)
     }
 
-    async fn start(&self, game: &GameToken, order: &[UserToken]) -> Result<bool, StoreError> {
-        each!(self, s => s.start(game, order).await)
+    async fn start(&self, game: &GameToken) -> Result<Option<UserToken>, StoreError> {
+        each!(self, s => s.start(game).await)
     }
 
     async fn time_out(&self, game: &GameToken) -> Result<bool, StoreError> {

@@ -267,18 +267,18 @@ impl GameStore for MemoryStore {
         }))
     }
 
-    async fn start(&self, game: &GameToken, order: &[UserToken]) -> Result<bool, StoreError> {
+    async fn start(&self, game: &GameToken) -> Result<Option<UserToken>, StoreError> {
         let record = self.game(game).ok_or(StoreError::UnknownGame)?;
         let mut r = lock(&record);
         if !r.board.status.is_open() || r.joined() < usize::from(r.participants) {
-            return Ok(false);
+            return Ok(None);
         }
         r.board.status = GameStatus::Starting;
-        r.board.order = order.to_vec();
+        r.board.order = rules::turn_order(r.board.heroes.keys());
         r.board.turns = 0;
         r.board.status = GameStatus::InProgress;
         r.raise();
-        Ok(true)
+        Ok(Some(r.host.clone()))
     }
 
     async fn time_out(&self, game: &GameToken) -> Result<bool, StoreError> {

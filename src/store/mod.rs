@@ -261,14 +261,16 @@ pub trait GameStore: Clone + Send + Sync + 'static {
         game: &GameToken,
     ) -> impl Future<Output = Result<Option<Snapshot>, StoreError>> + Send;
 
-    /// Starts a full game that is still in its lobby with the given turn order
-    /// (status `Starting`, then `In-Progress`). False if it was not startable, for
-    /// instance because another lobby started it first.
+    /// Starts a full game that is still in its lobby (status `Starting`, then
+    /// `In-Progress`), its turn order the participants sorted
+    /// ([`crate::game::rules::turn_order`]). The game's host when this call started
+    /// it; `None` if it was not startable, for instance because another lobby started
+    /// it first. One call, without reading the game first: every lobby of a game that
+    /// fills tries at once.
     fn start(
         &self,
         game: &GameToken,
-        order: &[UserToken],
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<UserToken>, StoreError>> + Send;
 
     /// Times out a game whose lobby is not full (status `Timed Out`). False if the
     /// game filled or changed state meanwhile.

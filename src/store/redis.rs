@@ -550,7 +550,9 @@ return 1
     )
 });
 
-/// ARGV: game, then the turn order.
+/// ARGV: game. The host if this call started the game, nil otherwise. The turn
+/// order is the members sorted byte by byte, as Rust sorts strings (Lua's own string
+/// order follows the server's locale).
 static START: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
     Script::new(&format!(
         r"{LUA_HELPERS}
@@ -558,14 +560,23 @@ local g = ARGV[1]
 local p = 'games:' .. g
 local n = tonumber(redis.call('GET', p .. ':participants') or '0')
 local count = joined(g)
-if not is_open(redis.call('GET', p .. ':status')) or count < n or #ARGV < 2 then return 0 end
+if not is_open(redis.call('GET', p .. ':status')) or count < n then return false end
+local order = redis.call('SMEMBERS', p)
+if #order == 0 then return false end
+table.sort(order, function(a, b)
+  for i = 1, math.min(#a, #b) do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end)
 redis.call('SET', p .. ':status', 'Starting')
 redis.call('DEL', p .. ':order')
-redis.call('RPUSH', p .. ':order', unpack(ARGV, 2))
+redis.call('RPUSH', p .. ':order', unpack(order))
 redis.call('SET', p .. ':turns', 0)
 redis.call('SET', p .. ':status', 'In-Progress')
-redis.call('PUBLISH', p .. ':signal', 'In-Progress|' .. count .. '|0|0|' .. ARGV[2])
-return 1
+redis.call('PUBLISH', p .. ':signal', 'In-Progress|' .. count .. '|0|0|' .. order[1])
+return redis.call('GET', p .. ':host') or ''
 "
     ))
 });
@@ -843,17 +854,13 @@ impl GameStore for RedisStore {
         raw.map(parse_snapshot).transpose()
     }
 
-    async fn start(&self, game: &GameToken, order: &[UserToken]) -> Result<bool, StoreError> {
-        let mut call = START.prepare_invoke();
-        call.arg(game.as_str());
-        for u in order {
-            call.arg(u.as_str());
-        }
-        let started: i64 = call
+    async fn start(&self, game: &GameToken) -> Result<Option<UserToken>, StoreError> {
+        let host: Option<String> = START
+            .arg(game.as_str())
             .invoke_async(&mut self.conns.next())
             .await
             .map_err(unavailable)?;
-        Ok(started == 1)
+        Ok(host.map(UserToken))
     }
 
     async fn time_out(&self, game: &GameToken) -> Result<bool, StoreError> {
