@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{fresh_redis_store, uniform_roster};
 use superhero::game::rules::{ForfeitReason, RuleError, turn_order};
 use superhero::game::{GameStatus, GameToken, Hero, UserToken};
-use superhero::store::{Extracted, GameStore, MemoryStore, StoreError};
+use superhero::store::{Extracted, GameStore, LobbyEntry, MemoryStore, StoreError};
 
 fn heroes(n: u32) -> Vec<Hero> {
     uniform_roster(n, 50, 10).iter().map(|h| h.hero()).collect()
@@ -311,15 +311,23 @@ async fn forfeits_lobbies_and_claims<S: GameStore>(store: S) {
             g
         );
     }
-    assert!(store.enter_lobby(&g, &p[0]).await.unwrap());
-    assert!(
-        !store.enter_lobby(&g, &p[0]).await.unwrap(),
+    let entered = LobbyEntry::Entered { participants: 3 };
+    assert_eq!(store.enter_lobby(&g, &p[0]).await.unwrap(), entered);
+    assert_eq!(
+        store.enter_lobby(&g, &p[0]).await.unwrap(),
+        LobbyEntry::AlreadyOpen,
         "a second lobby is refused"
     );
     store.leave_lobby(&g, &p[0]).await.unwrap();
-    assert!(
+    assert_eq!(
         store.enter_lobby(&g, &p[0]).await.unwrap(),
+        entered,
         "a closed lobby may reopen"
+    );
+    assert_eq!(
+        store.enter_lobby(&g, &p[3]).await.unwrap(),
+        LobbyEntry::NotInGame,
+        "only a player of the game"
     );
     assert!(matches!(
         store.enter_lobby(&GameToken::new_random(), &p[0]).await,

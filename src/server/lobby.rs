@@ -23,7 +23,7 @@ use crate::game::protocol::{
 };
 use crate::game::rules::{ForfeitReason, RuleError};
 use crate::game::{GameStatus, GameToken, UserToken};
-use crate::store::{GameStore, Signal, SignalWatch};
+use crate::store::{GameStore, LobbyEntry, Signal, SignalWatch};
 use crate::timer::LazyTimer;
 
 /// Runs one lobby request to its end.
@@ -93,34 +93,29 @@ async fn leave<S: GameStore>(app: &App<S>, req: &GameUser) {
 }
 
 /// Checks that the game exists, the user plays in it and has no other lobby open for
-/// it, and subscribes to it.
+/// it (one store call), and subscribes to it.
 async fn open<S: GameStore>(
     app: &App<S>,
     req: &GameUser,
 ) -> Result<(u8, SignalWatch), ProtocolError> {
-    let snapshot = app
-        .store
-        .snapshot(&req.game_token)
-        .await
-        .map_err(store_error)?
-        .ok_or(ProtocolError::UnknownGame)?;
-    if !snapshot.is_member(&req.user_token) {
-        return Err(ProtocolError::Rule(RuleError::NotInGame));
-    }
-    let watch = app
-        .store
-        .watch(&req.game_token)
-        .await
-        .map_err(store_error)?;
-    if !app
+    let entry = app
         .store
         .enter_lobby(&req.game_token, &req.user_token)
         .await
-        .map_err(store_error)?
-    {
-        return Err(ProtocolError::LobbyTaken);
+        .map_err(store_error)?;
+    let participants = match entry {
+        LobbyEntry::Entered { participants } => participants,
+        LobbyEntry::AlreadyOpen => return Err(ProtocolError::LobbyTaken),
+        LobbyEntry::NotInGame => return Err(ProtocolError::Rule(RuleError::NotInGame)),
+    };
+    match app.store.watch(&req.game_token).await {
+        Ok(watch) => Ok((participants, watch)),
+        Err(e) => {
+            // No session follows: the lobby must not stay marked open.
+            leave(app, req).await;
+            Err(store_error(e))
+        }
     }
-    Ok((snapshot.participants, watch))
 }
 
 struct Lobby<'a, S> {

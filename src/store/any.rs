@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use super::{
-    Attacked, Extracted, Forfeited, GameStore, Joined, MemoryStore, RedisConfig, RedisStore,
-    SignalWatch, Snapshot, StoreError,
+    Attacked, Extracted, Forfeited, GameStore, Joined, LobbyEntry, MemoryStore, RedisConfig,
+    RedisStore, SignalWatch, Snapshot, StoreError,
 };
 use crate::etl::GameExtract;
 use crate::game::rules::ForfeitReason;
@@ -141,7 +141,11 @@ impl GameStore for AnyStore {
         each!(self, s => s.forfeit(game, user, reason, turn, timestamp).await)
     }
 
-    async fn enter_lobby(&self, game: &GameToken, user: &UserToken) -> Result<bool, StoreError> {
+    async fn enter_lobby(
+        &self,
+        game: &GameToken,
+        user: &UserToken,
+    ) -> Result<LobbyEntry, StoreError> {
         each!(self, s => s.enter_lobby(game, user).await)
     }
 

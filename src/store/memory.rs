@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::{
-    Attacked, Extracted, Forfeited, GameStore, Joined, Signal, SignalWatch, Snapshot, StoreError,
+    Attacked, Extracted, Forfeited, GameStore, Joined, LobbyEntry, Signal, SignalWatch, Snapshot,
+    StoreError,
 };
 use crate::etl::GameExtract;
 use crate::game::protocol::{ActionRecord, to_frame};
@@ -357,9 +358,22 @@ impl GameStore for MemoryStore {
         })
     }
 
-    async fn enter_lobby(&self, game: &GameToken, user: &UserToken) -> Result<bool, StoreError> {
+    async fn enter_lobby(
+        &self,
+        game: &GameToken,
+        user: &UserToken,
+    ) -> Result<LobbyEntry, StoreError> {
         let record = self.game(game).ok_or(StoreError::UnknownGame)?;
-        Ok(lock(&record).lobbies.insert(user.clone()))
+        let mut r = lock(&record);
+        Ok(if !r.board.heroes.contains_key(user) {
+            LobbyEntry::NotInGame
+        } else if r.lobbies.insert(user.clone()) {
+            LobbyEntry::Entered {
+                participants: r.participants,
+            }
+        } else {
+            LobbyEntry::AlreadyOpen
+        })
     }
 
     async fn leave_lobby(&self, game: &GameToken, user: &UserToken) -> Result<(), StoreError> {

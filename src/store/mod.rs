@@ -192,6 +192,17 @@ pub enum Extracted {
     Game(Box<GameExtract>),
 }
 
+/// What a player asking to open their lobby of a game finds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LobbyEntry {
+    /// The lobby is now open; the game is for this many players.
+    Entered { participants: u8 },
+    /// The player's lobby of this game is open already (on any server).
+    AlreadyOpen,
+    /// The player did not join this game.
+    NotInGame,
+}
+
 /// The result of `/api/v1/game/find`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Joined {
@@ -312,12 +323,13 @@ pub trait GameStore: Clone + Send + Sync + 'static {
         timestamp: &str,
     ) -> impl Future<Output = Result<Forfeited, StoreError>> + Send;
 
-    /// Marks a player's lobby as open; false if it already is (on any server).
+    /// Marks a player's lobby as open, if they joined the game and their lobby is not
+    /// open already: checked and marked in one step, without reading the game.
     fn enter_lobby(
         &self,
         game: &GameToken,
         user: &UserToken,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    ) -> impl Future<Output = Result<LobbyEntry, StoreError>> + Send;
 
     /// Marks a player's lobby as closed.
     fn leave_lobby(

@@ -32,7 +32,8 @@ use redis::{AsyncCommands, Script, ScriptInvocation};
 use tokio::sync::watch;
 
 use super::{
-    Attacked, Extracted, Forfeited, GameStore, Joined, Signal, SignalWatch, Snapshot, StoreError,
+    Attacked, Extracted, Forfeited, GameStore, Joined, LobbyEntry, Signal, SignalWatch, Snapshot,
+    StoreError,
 };
 use crate::backoff::Backoff;
 use crate::etl::GameExtract;
@@ -661,16 +662,19 @@ return 1
     ))
 });
 
-/// ARGV: game, user. 1 if the user's lobby was marked open, 0 if it already was,
-/// -1 for an unknown game.
+/// ARGV: game, user. The game's participants if the user's lobby was marked open,
+/// 0 if it already was, -1 for an unknown game, -2 for a user who did not join it.
 static ENTER_LOBBY: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
     Script::new(&format!(
         r"{LUA_HELPERS}
 local p = 'games:' .. ARGV[1]
-if redis.call('EXISTS', p .. ':status') == 0 then return -1 end
+local n = redis.call('GET', p .. ':participants')
+if not n then return -1 end
+if redis.call('SISMEMBER', p, ARGV[2]) == 0 then return -2 end
 local added = redis.call('SADD', p .. ':lobbies', ARGV[2])
 expire_like_status(p, p .. ':lobbies')
-return added
+if added == 0 then return 0 end
+return tonumber(n)
 "
     ))
 });
@@ -958,11 +962,19 @@ impl GameStore for RedisStore {
         .await
     }
 
-    async fn enter_lobby(&self, game: &GameToken, user: &UserToken) -> Result<bool, StoreError> {
+    async fn enter_lobby(
+        &self,
+        game: &GameToken,
+        user: &UserToken,
+    ) -> Result<LobbyEntry, StoreError> {
         let entered: i64 = self.game_user_script(&ENTER_LOBBY, game, user).await?;
         match entered {
             -1 => Err(StoreError::UnknownGame),
-            n => Ok(n == 1),
+            -2 => Ok(LobbyEntry::NotInGame),
+            0 => Ok(LobbyEntry::AlreadyOpen),
+            n => u8::try_from(n)
+                .map(|participants| LobbyEntry::Entered { participants })
+                .map_err(|_| StoreError::Unavailable(format!("participants out of range: {n}"))),
         }
     }
 
