@@ -6,6 +6,7 @@
 //! fires early. A leaf.
 
 use std::pin::Pin;
+use std::time::Duration;
 
 use tokio::time::{Instant, Sleep, sleep_until};
 
@@ -51,16 +52,19 @@ impl LazyTimer {
     }
 }
 
+/// A timer made for no deadline yet: the first wait sets it, once.
 impl Default for LazyTimer {
     fn default() -> Self {
-        Self::new(Instant::now())
+        // About thirty years; a clock that cannot go that far gets now, which costs the
+        // first wait one early wake-up.
+        let far = Instant::now().checked_add(Duration::from_secs(30 * 365 * 86_400));
+        Self::new(far.unwrap_or_else(Instant::now))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[tokio::test(start_paused = true)]
     async fn a_wait_ends_at_its_own_deadline_whatever_the_timer_held() {
