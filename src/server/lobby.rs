@@ -16,7 +16,7 @@ use axum::extract::ws::{Message, WebSocket, close_code};
 use tokio::time::{Instant, sleep};
 
 use super::handlers::store_error;
-use super::{App, Flow, close, next_request, referee, send};
+use super::{App, ConnectionTimers, Flow, close, next_request, referee, send};
 use crate::game::protocol::{
     GAME_COMPLETE, GAME_START, GAME_TIMED_OUT, GAME_TURN, GameStatusField, GameUser, HeroView,
     LobbyReply, ProtocolError, StartPayload, StartReply, to_frame,
@@ -24,7 +24,6 @@ use crate::game::protocol::{
 use crate::game::rules::{ForfeitReason, RuleError};
 use crate::game::{GameStatus, GameToken, UserToken};
 use crate::store::{GameStore, LobbyEntry, Signal, SignalWatch};
-use crate::timer::LazyTimer;
 
 /// Runs one lobby request to its end.
 pub(super) async fn session<S: GameStore>(
@@ -32,6 +31,7 @@ pub(super) async fn session<S: GameStore>(
     app: &Arc<App<S>>,
     text: &str,
     heard: &mut Instant,
+    timers: &mut ConnectionTimers,
 ) -> Flow {
     let (req, participants, watch) = match enter(app, text).await {
         Ok(entered) => entered,
@@ -50,8 +50,7 @@ pub(super) async fn session<S: GameStore>(
         last_turn: None,
         heard,
         pinged: None,
-        ping_timer: LazyTimer::default(),
-        deadline_timer: LazyTimer::default(),
+        timers,
     }
     .run(socket)
     .await;
@@ -133,9 +132,8 @@ struct Lobby<'a, S> {
     heard: &'a mut Instant,
     /// When the last ping went out.
     pinged: Option<Instant>,
-    /// The timers of the next ping and of the deadline, kept across waits.
-    ping_timer: LazyTimer,
-    deadline_timer: LazyTimer,
+    /// The connection's timers, for the next ping and the deadline.
+    timers: &'a mut ConnectionTimers,
 }
 
 /// What woke the session up.
@@ -212,12 +210,12 @@ impl<S: GameStore> Lobby<'_, S> {
             .then(|| self.pinged.unwrap_or(*self.heard).checked_add(every))
             .flatten();
         tokio::select! {
-            () = self.ping_timer.until_some(ping) => Wake::Ping,
+            () = self.timers.idle.until_some(ping) => Wake::Ping,
             changed = self.watch.changed() => match changed {
                 Ok(()) => Wake::Signal,
                 Err(_) => Wake::Closed,
             },
-            () = self.deadline_timer.until_some(deadline) => Wake::Deadline,
+            () = self.timers.deadline.until_some(deadline) => Wake::Deadline,
             request = next_request(socket, self.heard) => match request {
                 Some(_) => Wake::Request,
                 None => Wake::Closed,

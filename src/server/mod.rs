@@ -262,9 +262,20 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
     let _ = socket.send(Message::Close(Some(frame))).await;
 }
 
+/// The timers a connection keeps for all its waits, so that waiting arms none anew:
+/// between requests (`idle`), and in a lobby session for its pings (`idle` again) and
+/// its lobby deadline.
+pub(super) struct ConnectionTimers {
+    pub(super) idle: LazyTimer,
+    pub(super) deadline: LazyTimer,
+}
+
 async fn connection<S: GameStore>(mut socket: WebSocket, app: Arc<App<S>>, endpoint: Endpoint) {
     let mut heard = Instant::now();
-    let mut idle_timer = LazyTimer::default();
+    let mut timers = ConnectionTimers {
+        idle: LazyTimer::default(),
+        deadline: LazyTimer::default(),
+    };
     loop {
         // A lobby session has a timer of its own; between requests, silence ends it.
         let idle = app.settings.idle_timeout;
@@ -276,7 +287,7 @@ async fn connection<S: GameStore>(mut socket: WebSocket, app: Arc<App<S>>, endpo
             let until = Instant::now().checked_add(idle);
             tokio::select! {
                 request = next => request,
-                () = idle_timer.until_some(until) => {
+                () = timers.idle.until_some(until) => {
                     close(&mut socket, close_code::NORMAL, "idle").await;
                     break;
                 }
@@ -290,7 +301,8 @@ async fn connection<S: GameStore>(mut socket: WebSocket, app: Arc<App<S>>, endpo
         let flow = match request {
             Err(e) => send(&mut socket, e.to_frame()).await,
             Ok(text) if endpoint == Endpoint::Lobby => {
-                Box::pin(lobby::session(&mut socket, &app, &text, &mut heard)).await
+                let session = lobby::session(&mut socket, &app, &text, &mut heard, &mut timers);
+                Box::pin(session).await
             }
             Ok(text) => {
                 let mut flow = Flow::Continue;
