@@ -168,16 +168,9 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub fn is_member(&self, user: &UserToken) -> bool {
-        self.board.heroes.contains_key(user)
-    }
-
+    /// How many players joined.
     pub fn joined(&self) -> usize {
         self.board.heroes.len()
-    }
-
-    pub fn is_full(&self) -> bool {
-        self.joined() >= usize::from(self.participants)
     }
 }
 
