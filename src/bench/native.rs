@@ -498,11 +498,9 @@ async fn publish_then_consume(
     (publish, publish_rate): (tokio::process::Command, fn(&str) -> Option<f64>),
     (consume, consume_rate): (tokio::process::Command, fn(&str) -> Option<f64>),
 ) -> Result<(f64, f64), String> {
-    let (out, _) = run(publish).await?;
-    let published = publish_rate(&out).ok_or("no publish rate in its output")?;
-    let (out, _) = run(consume).await?;
-    let consumed = consume_rate(&out).ok_or("no consume rate in its output")?;
-    Ok((published, consumed))
+    let (published, _) = run(publish).await?;
+    let (consumed, _) = run(consume).await?;
+    rates((&published, publish_rate), (&consumed, consume_rate))
 }
 
 /// A tool that publishes and one that consumes, at once (the consumer reads the
@@ -513,8 +511,16 @@ async fn publish_and_consume(
     (consume, consume_rate): (tokio::process::Command, fn(&str) -> Option<f64>),
 ) -> Result<(f64, f64), String> {
     let (consumed, published) = tokio::join!(run(consume), run(publish));
-    let published = publish_rate(&published?.0).ok_or("no publish rate in its output")?;
-    let consumed = consume_rate(&consumed?.0).ok_or("no consume rate in its output")?;
+    rates((&published?.0, publish_rate), (&consumed?.0, consume_rate))
+}
+
+/// The publish and consume rates read from the two tools' standard outputs.
+fn rates(
+    (published, publish_rate): (&str, fn(&str) -> Option<f64>),
+    (consumed, consume_rate): (&str, fn(&str) -> Option<f64>),
+) -> Result<(f64, f64), String> {
+    let published = publish_rate(published).ok_or("no publish rate in its output")?;
+    let consumed = consume_rate(consumed).ok_or("no consume rate in its output")?;
     Ok((published, consumed))
 }
 

@@ -277,7 +277,8 @@ async fn connection<S: GameStore>(mut socket: WebSocket, app: Arc<App<S>>, endpo
         deadline: LazyTimer::default(),
     };
     loop {
-        // A lobby session has a timer of its own; between requests, silence ends it.
+        // A lobby session watches its client itself (pings); between requests,
+        // silence ends the connection.
         let idle = app.settings.idle_timeout;
         let next = next_request(&mut socket, &mut heard);
         let request = if idle.is_zero() {
