@@ -32,8 +32,17 @@ async fn login_and_tokens<S: GameStore>(store: S) {
     let (t2, created) = store.login("USER001").await.unwrap();
     assert!(!created);
     assert_eq!(t1, t2);
-    assert!(store.user_exists(&t1).await.unwrap());
-    assert!(!store.user_exists(&UserToken("nope".into())).await.unwrap());
+    assert!(matches!(
+        store
+            .join(
+                &UserToken("nope".into()),
+                2,
+                &GameToken::new_random(),
+                &heroes(2)
+            )
+            .await,
+        Err(StoreError::UnknownUser)
+    ));
 }
 
 /// Concurrent joins never overfill a game, never put a user in a game twice, and
@@ -124,10 +133,14 @@ async fn lobby_life_cycle<S: GameStore>(store: S) {
         "a full lobby does not time out"
     );
 
+    let started = store.start(&g).await.unwrap().expect("started");
+    assert_eq!(started.host, p[0], "the host");
+    assert_eq!(started.board.status, GameStatus::InProgress);
+    assert_eq!(started.board.order, turn_order(&p[..2]));
     assert_eq!(
-        store.start(&g).await.unwrap(),
-        Some(p[0].clone()),
-        "the host"
+        store.snapshot_at(&g, (0, 0)).await.unwrap().as_ref(),
+        Some(&started),
+        "the game at its first turn"
     );
     assert_eq!(store.start(&g).await.unwrap(), None, "only one start");
     watch.changed().await.unwrap();
@@ -138,6 +151,10 @@ async fn lobby_life_cycle<S: GameStore>(store: S) {
     assert_eq!(s.current, Some(order[0].clone()));
     let snap = store.snapshot(&g).await.unwrap().unwrap();
     assert_eq!(snap.board.order, order);
+    // Another watch of a game watched already starts from its state.
+    let mut second = store.watch(&g).await.unwrap();
+    assert_eq!(second.latest(), s);
+    drop(second);
 
     // A full game is not joined again.
     let other = store
@@ -222,6 +239,12 @@ async fn attacks_follow_the_rules<S: GameStore>(store: S) {
     }
     assert_eq!(landed, 1, "exactly one of the racing attacks lands");
     assert_eq!(store.hero(&g, &second).await.unwrap().unwrap().health, 50);
+    let snap = store.snapshot(&g).await.unwrap().unwrap();
+    assert_eq!(
+        snap.board.order,
+        [second.clone(), first.clone()],
+        "the attacker goes last"
+    );
 
     // The next signal names the next player.
     loop {
@@ -240,6 +263,11 @@ async fn attacks_follow_the_rules<S: GameStore>(store: S) {
     let snap = store.snapshot(&g).await.unwrap().unwrap();
     assert_eq!(snap.board.status, GameStatus::Completed);
     assert_eq!(snap.board.turns, 3);
+    assert_eq!(
+        snap.board.order,
+        std::slice::from_ref(&first),
+        "the dead leave the order"
+    );
     assert!(matches!(
         store.attack(&g, &second, &first, 0, "t").await,
         Err(StoreError::Rule(RuleError::NotInProgress))
@@ -333,10 +361,13 @@ async fn forfeits_lobbies_and_claims<S: GameStore>(store: S) {
         store.enter_lobby(&GameToken::new_random(), &p[0]).await,
         Err(StoreError::UnknownGame)
     ));
-    assert!(
-        !store.claim_cleaning(&g, &p[0]).await.unwrap(),
-        "not over yet"
+    assert!(!store.close_lobby(&g, &p[0]).await.unwrap(), "not over yet");
+    assert_eq!(
+        store.enter_lobby(&g, &p[0]).await.unwrap(),
+        entered,
+        "closed, whether or not the game is over"
     );
+    assert!(store.claim_cleanings(&g).await.unwrap().is_empty());
 
     let mut order: Vec<UserToken> = p[..3].to_vec();
     order.sort();
@@ -420,14 +451,22 @@ async fn forfeits_lobbies_and_claims<S: GameStore>(store: S) {
         Extracted::Gone
     );
 
+    // A lobby claims its player's cleaning record; the referee claims the others',
+    // the host's first; each is claimed once.
+    let lobby = order.iter().find(|u| **u != snap.host).unwrap();
+    assert!(store.close_lobby(&g, lobby).await.unwrap(), "first claim");
+    assert!(!store.close_lobby(&g, lobby).await.unwrap(), "second claim");
+    let rest = store.claim_cleanings(&g).await.unwrap();
+    assert_eq!(rest.first(), Some(&snap.host), "the host's first: {rest:?}");
+    let mut rest_sorted = rest.clone();
+    rest_sorted.sort();
+    let others: Vec<UserToken> = order.iter().filter(|u| *u != lobby).cloned().collect();
+    assert_eq!(rest_sorted, others);
+    assert!(store.claim_cleanings(&g).await.unwrap().is_empty());
     for u in &order {
-        assert!(store.claim_cleaning(&g, u).await.unwrap(), "first claim");
-        assert!(!store.claim_cleaning(&g, u).await.unwrap(), "second claim");
+        assert!(!store.close_lobby(&g, u).await.unwrap(), "claimed already");
     }
-    assert!(
-        !store.claim_cleaning(&g, &p[3]).await.unwrap(),
-        "not a member"
-    );
+    assert!(!store.close_lobby(&g, &p[3]).await.unwrap(), "not a member");
     assert!(
         store
             .join(&order[1], 2, &GameToken::new_random(), &h)

@@ -38,6 +38,7 @@ pub(super) fn store_error(e: StoreError) -> ProtocolError {
     match e {
         StoreError::Rule(r) => ProtocolError::Rule(r),
         StoreError::UnknownGame => ProtocolError::UnknownGame,
+        StoreError::UnknownUser => ProtocolError::UnknownUser,
         StoreError::Contended => ProtocolError::StoreUnavailable,
         StoreError::Unavailable(why) => {
             tracing::warn!("store unavailable: {why}");
@@ -96,14 +97,6 @@ struct JoinTask<'a> {
 
 async fn find<S: GameStore>(app: &Arc<App<S>>, text: &str) -> Result<String, ProtocolError> {
     let req = Find::parse(text)?;
-    if !app
-        .store
-        .user_exists(&req.user_token)
-        .await
-        .map_err(store_error)?
-    {
-        return Err(ProtocolError::UnknownUser);
-    }
     let roster = roster(app).await?;
     if roster.is_empty() {
         return Err(ProtocolError::NoSuperheroes);

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use axum::extract::ws::{Message, WebSocket, close_code};
 use tokio::time::{Instant, sleep};
 
-use super::handlers::store_error;
+use super::handlers::{cleaning_records, store_error};
 use super::{App, ConnectionTimers, Flow, close, next_request, referee, send};
 use crate::game::protocol::{
     GAME_COMPLETE, GAME_START, GAME_TIMED_OUT, GAME_TURN, GameStatusField, GameUser, HeroView,
@@ -38,7 +38,7 @@ pub(super) async fn session<S: GameStore>(
         Err(e) => return send(socket, e.to_frame()).await,
     };
     referee::ensure(app, &req.game_token);
-    let flow = Lobby {
+    let mut lobby = Lobby {
         app,
         game: req.game_token.clone(),
         user: req.user_token.clone(),
@@ -51,10 +51,12 @@ pub(super) async fn session<S: GameStore>(
         heard,
         pinged: None,
         timers,
+        closed: false,
+    };
+    let flow = lobby.run(socket).await;
+    if !lobby.closed {
+        leave(app, &req).await;
     }
-    .run(socket)
-    .await;
-    leave(app, &req).await;
     flow
 }
 
@@ -134,6 +136,8 @@ struct Lobby<'a, S> {
     pinged: Option<Instant>,
     /// The connection's timers, for the next ping and the deadline.
     timers: &'a mut ConnectionTimers,
+    /// Whether the lobby was marked closed in the store already.
+    closed: bool,
 }
 
 /// What woke the session up.
@@ -146,7 +150,7 @@ enum Wake {
 }
 
 impl<S: GameStore> Lobby<'_, S> {
-    async fn run(mut self, socket: &mut WebSocket) -> Flow {
+    async fn run(&mut self, socket: &mut WebSocket) -> Flow {
         loop {
             let signal = self.watch.latest();
             match signal.status {
@@ -226,7 +230,7 @@ impl<S: GameStore> Lobby<'_, S> {
     /// The client closed its lobby. Before the start the game is timed out unless it
     /// filled meanwhile (the player will never play); once it runs, the player
     /// forfeits and the others play on.
-    async fn left(&self) {
+    async fn left(&mut self) {
         if self.started {
             let _ = referee::forfeit(
                 self.app,
@@ -239,12 +243,24 @@ impl<S: GameStore> Lobby<'_, S> {
             return;
         }
         match self.app.store.time_out(&self.game).await {
-            Ok(true) => {
-                if let Err(e) = referee::log_cleaning(self.app, &self.game, &self.user).await {
-                    store_error(e);
+            Ok(true) => self.close().await,
+            Ok(false) => {}
+            Err(e) => {
+                store_error(e);
+            }
+        }
+    }
+
+    /// Marks the lobby closed and, the game being over, logs the player's cleaning
+    /// record unless someone did already (one store call).
+    async fn close(&mut self) {
+        match self.app.store.close_lobby(&self.game, &self.user).await {
+            Ok(claimed) => {
+                self.closed = true;
+                if claimed {
+                    cleaning_records(&self.game, &self.user);
                 }
             }
-            Ok(false) => {}
             Err(e) => {
                 store_error(e);
             }
@@ -260,7 +276,7 @@ impl<S: GameStore> Lobby<'_, S> {
     async fn announce(&mut self, socket: &mut WebSocket, signal: &Signal) -> Flow {
         if !self.started {
             self.started = true;
-            let frame = match self.start_frame().await {
+            let frame = match self.start_frame(signal).await {
                 Ok(f) => f,
                 Err(e) => e.to_frame(),
             };
@@ -284,11 +300,13 @@ impl<S: GameStore> Lobby<'_, S> {
         .await
     }
 
-    async fn start_frame(&self) -> Result<String, ProtocolError> {
+    /// START with every participant's hero as of the signal that announced the game
+    /// (or later, when this server does not remember the game at that turn).
+    async fn start_frame(&self, signal: &Signal) -> Result<String, ProtocolError> {
         let snapshot = self
             .app
             .store
-            .snapshot(&self.game)
+            .snapshot_at(&self.game, signal.turn())
             .await
             .map_err(store_error)?
             .ok_or(ProtocolError::UnknownGame)?;
@@ -308,13 +326,12 @@ impl<S: GameStore> Lobby<'_, S> {
         }))
     }
 
-    /// Logs the game's end for the workers (unless it was logged for this player
-    /// already: a replayed lobby logs nothing), then tells the player. In this order,
+    /// Closes the lobby and logs the game's end for the workers (unless it was logged
+    /// for this player already: a replayed lobby logs nothing), then tells the
+    /// player. In this order,
     /// whoever sees the game over can count on its event being on its way.
-    async fn finish(&self, socket: &mut WebSocket, game: &'static str) -> Flow {
-        if let Err(e) = referee::log_cleaning(self.app, &self.game, &self.user).await {
-            store_error(e);
-        }
+    async fn finish(&mut self, socket: &mut WebSocket, game: &'static str) -> Flow {
+        self.close().await;
         send(socket, to_frame(&LobbyReply::new(self.game.clone(), game))).await
     }
 }

@@ -196,13 +196,13 @@ async fn close_lobby<S: GameStore>(app: &App<S>, game: &GameToken) -> Result<(),
 /// succeeds and logs `Game Started`.
 pub(super) async fn start<S: GameStore>(app: &App<S>, game: &GameToken) -> Result<(), ()> {
     match app.store.start(game).await {
-        Ok(Some(host)) => {
+        Ok(Some(started)) => {
             events::emit_task(
                 Queue::Lobby,
                 "Game Started",
                 &GameUserTask {
                     game_token: game.as_str(),
-                    user_token: host.as_str(),
+                    user_token: started.host.as_str(),
                 },
             );
             Ok(())
@@ -215,38 +215,19 @@ pub(super) async fn start<S: GameStore>(app: &App<S>, game: &GameToken) -> Resul
     }
 }
 
-/// Logs `Cleaning Game Records` once for `user`, if no one has for this game yet.
-pub(super) async fn log_cleaning<S: GameStore>(
-    app: &App<S>,
-    game: &GameToken,
-    user: &UserToken,
-) -> Result<(), StoreError> {
-    if app.store.claim_cleaning(game, user).await? {
-        cleaning_records(game, user);
-    }
-    Ok(())
-}
-
-/// The game is over: its cleaning records for every participant, the host's first
-/// (the one a worker writes the game on). Retried while the store is down, so a game
-/// is not left unwritten for a passing outage.
+/// The game is over: its cleaning records for every participant no lobby logged
+/// yet, the host's first (the one a worker writes the game on), claimed in one store
+/// call. Retried while the store is down, so a game is not left unwritten for a
+/// passing outage.
 async fn clean_up<S: GameStore>(app: &App<S>, game: &GameToken) {
     for _ in 0..CLEAN_UP_ATTEMPTS {
-        let done = async {
-            let Some(snapshot) = app.store.snapshot(game).await? else {
-                return Ok(());
-            };
-            log_cleaning(app, game, &snapshot.host).await?;
-            for user in snapshot.board.heroes.keys() {
-                if *user != snapshot.host {
-                    log_cleaning(app, game, user).await?;
+        match app.store.claim_cleanings(game).await {
+            Ok(claimed) => {
+                for user in &claimed {
+                    cleaning_records(game, user);
                 }
+                return;
             }
-            Ok::<(), StoreError>(())
-        }
-        .await;
-        match done {
-            Ok(()) => return,
             Err(e) => {
                 store_error(e);
                 tokio::time::sleep(RETRY).await;

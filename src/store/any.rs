@@ -81,10 +81,6 @@ impl GameStore for AnyStore {
         each!(self, s => s.login(name).await)
     }
 
-    async fn user_exists(&self, user: &UserToken) -> Result<bool, StoreError> {
-        each!(self, s => s.user_exists(user).await)
-    }
-
     async fn join(
         &self,
         user: &UserToken,
@@ -99,8 +95,16 @@ impl GameStore for AnyStore {
         each!(self, s => s.snapshot(game).await)
     }
 
-    async fn start(&self, game: &GameToken) -> Result<Option<UserToken>, StoreError> {
+    async fn start(&self, game: &GameToken) -> Result<Option<Snapshot>, StoreError> {
         each!(self, s => s.start(game).await)
+    }
+
+    async fn snapshot_at(
+        &self,
+        game: &GameToken,
+        turn: (u32, u32),
+    ) -> Result<Option<Snapshot>, StoreError> {
+        each!(self, s => s.snapshot_at(game, turn).await)
     }
 
     async fn time_out(&self, game: &GameToken) -> Result<bool, StoreError> {
@@ -153,8 +157,12 @@ impl GameStore for AnyStore {
         each!(self, s => s.leave_lobby(game, user).await)
     }
 
-    async fn claim_cleaning(&self, game: &GameToken, user: &UserToken) -> Result<bool, StoreError> {
-        each!(self, s => s.claim_cleaning(game, user).await)
+    async fn close_lobby(&self, game: &GameToken, user: &UserToken) -> Result<bool, StoreError> {
+        each!(self, s => s.close_lobby(game, user).await)
+    }
+
+    async fn claim_cleanings(&self, game: &GameToken) -> Result<Vec<UserToken>, StoreError> {
+        each!(self, s => s.claim_cleanings(game).await)
     }
 
     async fn extract(&self, game: &GameToken) -> Result<Option<GameExtract>, StoreError> {
@@ -229,6 +237,6 @@ mod tests {
         assert!(matches!(store, AnyStore::Memory(_)));
         let (user, created) = store.login("USER000").await.unwrap();
         assert!(created);
-        assert!(store.user_exists(&user).await.unwrap());
+        assert_eq!(store.login("USER000").await.unwrap(), (user, false));
     }
 }

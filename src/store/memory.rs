@@ -78,6 +78,14 @@ impl GameRecord {
         }
     }
 
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            participants: self.participants,
+            host: self.host.clone(),
+            board: self.board.clone(),
+        }
+    }
+
     fn joined(&self) -> usize {
         self.board.heroes.len()
     }
@@ -185,10 +193,6 @@ impl GameStore for MemoryStore {
         Ok((token, true))
     }
 
-    async fn user_exists(&self, user: &UserToken) -> Result<bool, StoreError> {
-        Ok(lock(&self.inner.users).tokens.contains(user))
-    }
-
     async fn join(
         &self,
         user: &UserToken,
@@ -199,6 +203,9 @@ impl GameStore for MemoryStore {
         let mut open = lock(&self.inner.open);
         // Under the index lock, so one user's concurrent finds cannot both join.
         let mut users = lock(&self.inner.users);
+        if !users.tokens.contains(user) {
+            return Err(StoreError::UnknownUser);
+        }
         let holding = users
             .last_game
             .get(user)
@@ -258,17 +265,10 @@ impl GameStore for MemoryStore {
     }
 
     async fn snapshot(&self, game: &GameToken) -> Result<Option<Snapshot>, StoreError> {
-        Ok(self.game(game).map(|r| {
-            let r = lock(&r);
-            Snapshot {
-                participants: r.participants,
-                host: r.host.clone(),
-                board: r.board.clone(),
-            }
-        }))
+        Ok(self.game(game).map(|r| lock(&r).snapshot()))
     }
 
-    async fn start(&self, game: &GameToken) -> Result<Option<UserToken>, StoreError> {
+    async fn start(&self, game: &GameToken) -> Result<Option<Snapshot>, StoreError> {
         let record = self.game(game).ok_or(StoreError::UnknownGame)?;
         let mut r = lock(&record);
         if !r.board.status.is_open() || r.joined() < usize::from(r.participants) {
@@ -279,7 +279,7 @@ impl GameStore for MemoryStore {
         r.board.turns = 0;
         r.board.status = GameStatus::InProgress;
         r.raise();
-        Ok(Some(r.host.clone()))
+        Ok(Some(r.snapshot()))
     }
 
     async fn time_out(&self, game: &GameToken) -> Result<bool, StoreError> {
@@ -383,13 +383,33 @@ impl GameStore for MemoryStore {
         Ok(())
     }
 
-    async fn claim_cleaning(&self, game: &GameToken, user: &UserToken) -> Result<bool, StoreError> {
+    async fn close_lobby(&self, game: &GameToken, user: &UserToken) -> Result<bool, StoreError> {
         let Some(record) = self.game(game) else {
             return Ok(false);
         };
         let mut r = lock(&record);
+        r.lobbies.remove(user);
         let due = r.board.status.is_over() && r.board.heroes.contains_key(user);
         Ok(due && r.cleaning_claimed.insert(user.clone()))
+    }
+
+    async fn claim_cleanings(&self, game: &GameToken) -> Result<Vec<UserToken>, StoreError> {
+        let Some(record) = self.game(game) else {
+            return Ok(Vec::new());
+        };
+        let mut r = lock(&record);
+        if !r.board.status.is_over() {
+            return Ok(Vec::new());
+        }
+        let host = r.host.clone();
+        let members: Vec<UserToken> = std::iter::once(host.clone())
+            .filter(|h| r.board.heroes.contains_key(h))
+            .chain(r.board.heroes.keys().filter(|u| **u != host).cloned())
+            .collect();
+        Ok(members
+            .into_iter()
+            .filter(|u| r.cleaning_claimed.insert(u.clone()))
+            .collect())
     }
 
     async fn extract(&self, game: &GameToken) -> Result<Option<GameExtract>, StoreError> {

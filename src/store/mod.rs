@@ -42,6 +42,8 @@ pub enum StoreError {
     Contended,
     #[error("unknown game")]
     UnknownGame,
+    #[error("unknown user")]
+    UnknownUser,
 }
 
 /// A snapshot of a game's life-cycle, raised on every change.
@@ -239,18 +241,13 @@ pub trait GameStore: Clone + Send + Sync + 'static {
         name: &str,
     ) -> impl Future<Output = Result<(UserToken, bool), StoreError>> + Send;
 
-    /// Whether a user token was handed out by `login`.
-    fn user_exists(
-        &self,
-        user: &UserToken,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-
     /// Joins a random open game for `participants` players that `user` is not in yet,
     /// or creates one with the token `new_game`. The hero is the first of `candidates`
     /// (distinct roster heroes, at least `participants` of them) not taken in that
     /// game. Atomic: a game never gets more players than it was created for. Refused
-    /// with [`RuleError::StillPlaying`] while the user is still in play in another
-    /// game (in its lobby, or alive in a game in progress).
+    /// with [`StoreError::UnknownUser`] for a token `login` did not hand out, and with
+    /// [`RuleError::StillPlaying`] while the user is still in play in another game (in
+    /// its lobby, or alive in a game in progress).
     fn join(
         &self,
         user: &UserToken,
@@ -267,14 +264,27 @@ pub trait GameStore: Clone + Send + Sync + 'static {
 
     /// Starts a full game that is still in its lobby (status `Starting`, then
     /// `In-Progress`), its turn order the participants sorted
-    /// ([`crate::game::rules::turn_order`]). The game's host when this call started
-    /// it; `None` if it was not startable, for instance because another lobby started
-    /// it first. One call, without reading the game first: every lobby of a game that
-    /// fills tries at once.
+    /// ([`crate::game::rules::turn_order`]). The game as this call started it (its
+    /// host logs `Game Started`); `None` if it was not startable, for instance because
+    /// another lobby started it first. One call, without reading the game first: every
+    /// lobby of a game that fills tries at once.
     fn start(
         &self,
         game: &GameToken,
-    ) -> impl Future<Output = Result<Option<UserToken>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<Snapshot>, StoreError>> + Send;
+
+    /// The game as it was at `turn` (attacks, forfeits) while in progress, as
+    /// [`Signal::turn`] names it: what this process's last change of the game left,
+    /// when that is still the game at that turn, without a read; otherwise
+    /// [`Self::snapshot`], which may be later.
+    fn snapshot_at(
+        &self,
+        game: &GameToken,
+        turn: (u32, u32),
+    ) -> impl Future<Output = Result<Option<Snapshot>, StoreError>> + Send {
+        let _ = turn;
+        self.snapshot(game)
+    }
 
     /// Times out a game whose lobby is not full (status `Timed Out`). False if the
     /// game filled or changed state meanwhile.
@@ -331,13 +341,22 @@ pub trait GameStore: Clone + Send + Sync + 'static {
         user: &UserToken,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Claims the right to log `Cleaning Game Records` for one participant of a game
-    /// that is over: true exactly once per participant and game, whoever asks.
-    fn claim_cleaning(
+    /// Marks a player's lobby as closed and, if the game is over, claims the right to
+    /// log the player's `Cleaning Game Records`: true exactly once per participant
+    /// and game, whoever claims it (see also [`Self::claim_cleanings`]).
+    fn close_lobby(
         &self,
         game: &GameToken,
         user: &UserToken,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Claims the right to log `Cleaning Game Records` for every participant of a game
+    /// that is over whose record no one claimed yet, in one step: the participants
+    /// claimed, the host first. Empty for a game not over, or unknown.
+    fn claim_cleanings(
+        &self,
+        game: &GameToken,
+    ) -> impl Future<Output = Result<Vec<UserToken>, StoreError>> + Send;
 
     /// Reads a game and its log in one atomic step, for its ETL. `None` for an unknown
     /// game or one already cleaned.

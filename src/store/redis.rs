@@ -106,6 +106,15 @@ impl Boards {
         self.0.lock().ok()?.remove(game)
     }
 
+    /// The remembered board of a game in progress at `turn`, if that is the one
+    /// remembered (it is then the game's board at that turn), left in memory.
+    fn at(&self, game: &GameToken, turn: (u32, u32)) -> Option<Snapshot> {
+        let boards = self.0.lock().ok()?;
+        let snapshot = boards.get(game)?;
+        let board = &snapshot.board;
+        ((board.turns, board.forfeits) == turn).then(|| snapshot.clone())
+    }
+
     /// Remembers the board a change left, while its game is in progress.
     fn keep(&self, game: &GameToken, snapshot: Snapshot) {
         let Ok(mut boards) = self.0.lock() else {
@@ -257,17 +266,42 @@ impl Drop for ListenerTask {
 /// The games this process watches, each with the channel its lobbies listen on.
 #[derive(Default)]
 struct Registry {
-    games: Mutex<HashMap<GameToken, (watch::Sender<Signal>, usize)>>,
+    games: Mutex<HashMap<GameToken, Watched>>,
+}
+
+/// One watched game.
+struct Watched {
+    tx: watch::Sender<Signal>,
+    /// How many watches hold it.
+    watchers: usize,
+    /// Whether its channel holds the game's state read since it was registered: from
+    /// then on, every change reaches it through the listener (which re-reads every
+    /// watched game after a lost connection), so a later watch need not read again.
+    current: bool,
+}
+
+impl Watched {
+    fn offer(&self, signal: Signal) {
+        self.tx.send_if_modified(|cur| {
+            let newer = signal.is_newer_than(cur);
+            if newer {
+                *cur = signal;
+            }
+            newer
+        });
+    }
 }
 
 impl Registry {
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<GameToken, (watch::Sender<Signal>, usize)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<GameToken, Watched>> {
         self.games.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn register(self: &Arc<Self>, game: &GameToken) -> (watch::Receiver<Signal>, Registration) {
+    /// Adds a watch of `game`; the bool says whether its channel is current already.
+    fn register(
+        self: &Arc<Self>,
+        game: &GameToken,
+    ) -> (watch::Receiver<Signal>, Registration, bool) {
         let mut games = self.lock();
         let entry = games.entry(game.clone()).or_insert_with(|| {
             let unknown = Signal {
@@ -277,29 +311,34 @@ impl Registry {
                 forfeits: 0,
                 current: None,
             };
-            (watch::channel(unknown).0, 0)
+            Watched {
+                tx: watch::channel(unknown).0,
+                watchers: 0,
+                current: false,
+            }
         });
-        entry.1 += 1;
-        let rx = entry.0.subscribe();
-        (
-            rx,
-            Registration {
-                registry: self.clone(),
-                game: game.clone(),
-            },
-        )
+        entry.watchers += 1;
+        let rx = entry.tx.subscribe();
+        let current = entry.current;
+        let registration = Registration {
+            registry: self.clone(),
+            game: game.clone(),
+        };
+        (rx, registration, current)
     }
 
     /// Passes a signal on to the game's watchers unless they have seen a later one.
     fn deliver(&self, game: &GameToken, signal: Signal) {
-        if let Some((tx, _)) = self.lock().get(game) {
-            tx.send_if_modified(|cur| {
-                let newer = signal.is_newer_than(cur);
-                if newer {
-                    *cur = signal;
-                }
-                newer
-            });
+        if let Some(watched) = self.lock().get(game) {
+            watched.offer(signal);
+        }
+    }
+
+    /// Delivers a signal read from the store after the game was registered.
+    fn deliver_read(&self, game: &GameToken, signal: Signal) {
+        if let Some(watched) = self.lock().get_mut(game) {
+            watched.offer(signal);
+            watched.current = true;
         }
     }
 
@@ -316,9 +355,9 @@ struct Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         let mut games = self.registry.lock();
-        if let Some(entry) = games.get_mut(&self.game) {
-            entry.1 -= 1;
-            if entry.1 == 0 {
+        if let Some(watched) = games.get_mut(&self.game) {
+            watched.watchers -= 1;
+            if watched.watchers == 0 {
                 games.remove(&self.game);
             }
         }
@@ -340,7 +379,7 @@ async fn listen(client: redis::Client, mut conn: ConnectionManager, registry: We
                     };
                     for game in reg.watched() {
                         if let Ok(Some(signal)) = RedisStore::fetch_signal(&mut conn, &game).await {
-                            reg.deliver(&game, signal);
+                            reg.deliver_read(&game, signal);
                         }
                     }
                     drop(reg);
@@ -381,7 +420,10 @@ async fn listen(client: redis::Client, mut conn: ConnectionManager, registry: We
 /// how to give a key added to a game after its cleaning the same time to live.
 const LUA_HELPERS: &str = r"
 local function is_open(st)
-  return st == 'Initializing' or st == 'Waiting Lobby' or st == 'Time Out'
+  return st == 'Initializing' or st == 'Waiting Lobby'
+end
+local function is_over(st)
+  return st == 'Completed' or st == 'Timed Out'
 end
 local function joined(g)
   local s = redis.call('ZSCORE', 'games:participants', g)
@@ -396,6 +438,8 @@ end
 
 /// The error code of a find refused because the user still plays another game.
 const STILL_PLAYING: &str = "STILL_PLAYING";
+/// The error code of a find with a token no login handed out.
+const UNKNOWN_USER: &str = "UNKNOWN_USER";
 
 static LOGIN: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
     Script::new(
@@ -414,6 +458,9 @@ static JOIN: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
     Script::new(&format!(
         r"{LUA_HELPERS}
 local user, n, fresh = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+if redis.call('HEXISTS', 'users:tokens', user) == 0 then
+  return redis.error_reply('{UNKNOWN_USER} no user has this token')
+end
 local last = redis.call('HGET', 'users:games', user)
 if last then
   local st = redis.call('GET', 'games:' .. last .. ':status')
@@ -551,12 +598,12 @@ return 1
     )
 });
 
-/// ARGV: game. The host if this call started the game, nil otherwise. The turn
+/// ARGV: game. The game's snapshot if this call started it, nil otherwise. The turn
 /// order is the members sorted byte by byte, as Rust sorts strings (Lua's own string
 /// order follows the server's locale).
 static START: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
     Script::new(&format!(
-        r"{LUA_HELPERS}
+        r"{LUA_HELPERS}{LUA_SNAPSHOT}
 local g = ARGV[1]
 local p = 'games:' .. g
 local n = tonumber(redis.call('GET', p .. ':participants') or '0')
@@ -577,7 +624,7 @@ redis.call('RPUSH', p .. ':order', unpack(order))
 redis.call('SET', p .. ':turns', 0)
 redis.call('SET', p .. ':status', 'In-Progress')
 redis.call('PUBLISH', p .. ':signal', 'In-Progress|' .. count .. '|0|0|' .. order[1])
-return redis.call('GET', p .. ':host') or ''
+return snapshot(g)
 "
     ))
 });
@@ -610,7 +657,9 @@ end
 ";
 
 /// ARGV: game, expected turns, expected forfeits, enemy, enemy health after, log
-/// record, new status, signal, then the new turn order.
+/// record, new status ('' when it stays In-Progress), signal, and 1 when the enemy
+/// died. The turn order moves as the rules move it: the dead enemy leaves it and the
+/// attacker, at its front, goes last.
 static APPLY_ATTACK: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
     Script::new(&format!(
         r"{LUA_AT_TURN}
@@ -618,18 +667,18 @@ local p = 'games:' .. ARGV[1]
 if not at_turn(p) then return 0 end
 redis.call('HSET', p .. ':superheros:' .. ARGV[4], 'health', ARGV[5])
 redis.call('RPUSH', p .. ':logs', ARGV[6])
-redis.call('DEL', p .. ':order')
-if #ARGV >= 9 then redis.call('RPUSH', p .. ':order', unpack(ARGV, 9)) end
+if ARGV[9] == '1' then redis.call('LREM', p .. ':order', 0, ARGV[4]) end
+redis.call('LMOVE', p .. ':order', p .. ':order', 'LEFT', 'RIGHT')
 redis.call('SET', p .. ':turns', tonumber(ARGV[2]) + 1)
-redis.call('SET', p .. ':status', ARGV[7])
+if ARGV[7] ~= '' then redis.call('SET', p .. ':status', ARGV[7]) end
 redis.call('PUBLISH', p .. ':signal', ARGV[8])
 return 1
 "
     ))
 });
 
-/// ARGV: game, expected turns, expected forfeits, the player, log record, new status,
-/// signal, then the new turn order.
+/// ARGV: game, expected turns, expected forfeits, the player, log record, new status
+/// ('' when it stays In-Progress), signal. The player leaves the turn order.
 static APPLY_FORFEIT: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
     Script::new(&format!(
         r"{LUA_AT_TURN}
@@ -638,9 +687,8 @@ if not at_turn(p) then return 0 end
 redis.call('HSET', p .. ':superheros:' .. ARGV[4], 'health', 0)
 redis.call('SADD', p .. ':forfeits', ARGV[4])
 redis.call('RPUSH', p .. ':logs', ARGV[5])
-redis.call('DEL', p .. ':order')
-if #ARGV >= 8 then redis.call('RPUSH', p .. ':order', unpack(ARGV, 8)) end
-redis.call('SET', p .. ':status', ARGV[6])
+redis.call('LREM', p .. ':order', 0, ARGV[4])
+if ARGV[6] ~= '' then redis.call('SET', p .. ':status', ARGV[6]) end
 redis.call('PUBLISH', p .. ':signal', ARGV[7])
 return 1
 "
@@ -679,18 +727,43 @@ return tonumber(n)
     ))
 });
 
-/// ARGV: game, user. 1 the first time it is asked for a member of a game that is
-/// over, 0 otherwise.
-static CLAIM_CLEANING: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
+/// ARGV: game, user. Closes the user's lobby; then 1 the first time a member of a
+/// game that is over has their cleaning claimed, 0 otherwise.
+static CLOSE_LOBBY: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
     Script::new(&format!(
         r"{LUA_HELPERS}
 local p = 'games:' .. ARGV[1]
-local st = redis.call('GET', p .. ':status')
-if st ~= 'Completed' and st ~= 'Timed Out' then return 0 end
+redis.call('SREM', p .. ':lobbies', ARGV[2])
+if not is_over(redis.call('GET', p .. ':status')) then return 0 end
 if redis.call('SISMEMBER', p, ARGV[2]) == 0 then return 0 end
 local added = redis.call('SADD', p .. ':cleaned', ARGV[2])
 expire_like_status(p, p .. ':cleaned')
 return added
+"
+    ))
+});
+
+/// ARGV: game. The members of a game that is over whose cleaning no one claimed
+/// yet, each now claimed, the host first.
+static CLAIM_CLEANINGS: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
+    Script::new(&format!(
+        r"{LUA_HELPERS}
+local p = 'games:' .. ARGV[1]
+if not is_over(redis.call('GET', p .. ':status')) then return {{}} end
+local host = redis.call('GET', p .. ':host')
+local members = redis.call('SMEMBERS', p)
+local claimed = {{}}
+local function claim(m)
+  if redis.call('SADD', p .. ':cleaned', m) == 1 then claimed[#claimed + 1] = m end
+end
+for _, m in ipairs(members) do
+  if m == host then claim(m) end
+end
+for _, m in ipairs(members) do
+  if m ~= host then claim(m) end
+end
+expire_like_status(p, p .. ':cleaned')
+return claimed
 "
     ))
 });
@@ -730,6 +803,15 @@ type RawExtract = (
     Vec<String>,
     String,
 );
+
+/// The status a change sets, or '' when it leaves the game's status as it was.
+fn changed_status(before: &Board, after: &Board) -> &'static str {
+    if before.status == after.status {
+        ""
+    } else {
+        after.status.as_str()
+    }
+}
 
 fn parse_extract(game: &GameToken, raw: RawExtract) -> Result<GameExtract, StoreError> {
     let (n, status, turns, forfeits, host, order, heroes, logs, batch) = raw;
@@ -812,14 +894,6 @@ impl GameStore for RedisStore {
         Ok((UserToken(token), created == 1))
     }
 
-    async fn user_exists(&self, user: &UserToken) -> Result<bool, StoreError> {
-        self.conns
-            .next()
-            .hexists("users:tokens", user.as_str())
-            .await
-            .map_err(unavailable)
-    }
-
     async fn join(
         &self,
         user: &UserToken,
@@ -839,6 +913,7 @@ impl GameStore for RedisStore {
             .await
             .map_err(|e| match e.code() {
                 Some(STILL_PLAYING) => RuleError::StillPlaying.into(),
+                Some(UNKNOWN_USER) => StoreError::UnknownUser,
                 _ => unavailable(e),
             })?;
         Ok(Joined {
@@ -858,13 +933,28 @@ impl GameStore for RedisStore {
         raw.map(parse_snapshot).transpose()
     }
 
-    async fn start(&self, game: &GameToken) -> Result<Option<UserToken>, StoreError> {
-        let host: Option<String> = START
+    async fn start(&self, game: &GameToken) -> Result<Option<Snapshot>, StoreError> {
+        let raw: Option<RawSnapshot> = START
             .arg(game.as_str())
             .invoke_async(&mut self.conns.next())
             .await
             .map_err(unavailable)?;
-        Ok(host.map(UserToken))
+        let Some(started) = raw.map(parse_snapshot).transpose()? else {
+            return Ok(None);
+        };
+        self.boards.keep(game, started.clone());
+        Ok(Some(started))
+    }
+
+    async fn snapshot_at(
+        &self,
+        game: &GameToken,
+        turn: (u32, u32),
+    ) -> Result<Option<Snapshot>, StoreError> {
+        match self.boards.at(game, turn) {
+            Some(remembered) => Ok(Some(remembered)),
+            None => self.snapshot(game).await,
+        }
     }
 
     async fn time_out(&self, game: &GameToken) -> Result<bool, StoreError> {
@@ -907,11 +997,9 @@ impl GameStore for RedisStore {
             call.arg(enemy.as_str())
                 .arg(attack.enemy_health_post)
                 .arg(&record)
-                .arg(after.status.as_str())
-                .arg(signal.encode());
-            for u in &attack.order {
-                call.arg(u.as_str());
-            }
+                .arg(changed_status(&snap.board, &after))
+                .arg(signal.encode())
+                .arg(u8::from(attack.enemy_died()));
             Ok((Attacked { attack, record }, after))
         })
         .await
@@ -952,11 +1040,8 @@ impl GameStore for RedisStore {
             let signal = Signal::of(after.status, snap.joined(), &after);
             call.arg(user.as_str())
                 .arg(&record)
-                .arg(after.status.as_str())
+                .arg(changed_status(&snap.board, &after))
                 .arg(signal.encode());
-            for u in &forfeit.order {
-                call.arg(u.as_str());
-            }
             Ok((Forfeited { forfeit, record }, after))
         })
         .await
@@ -986,9 +1071,18 @@ impl GameStore for RedisStore {
             .map_err(unavailable)
     }
 
-    async fn claim_cleaning(&self, game: &GameToken, user: &UserToken) -> Result<bool, StoreError> {
-        let claimed: i64 = self.game_user_script(&CLAIM_CLEANING, game, user).await?;
+    async fn close_lobby(&self, game: &GameToken, user: &UserToken) -> Result<bool, StoreError> {
+        let claimed: i64 = self.game_user_script(&CLOSE_LOBBY, game, user).await?;
         Ok(claimed == 1)
+    }
+
+    async fn claim_cleanings(&self, game: &GameToken) -> Result<Vec<UserToken>, StoreError> {
+        let claimed: Vec<String> = CLAIM_CLEANINGS
+            .arg(game.as_str())
+            .invoke_async(&mut self.conns.next())
+            .await
+            .map_err(unavailable)?;
+        Ok(claimed.into_iter().map(UserToken).collect())
     }
 
     async fn extract(&self, game: &GameToken) -> Result<Option<GameExtract>, StoreError> {
@@ -1039,12 +1133,15 @@ impl GameStore for RedisStore {
     }
 
     async fn watch(&self, game: &GameToken) -> Result<SignalWatch, StoreError> {
-        // Register before reading, so that no signal falls between the two.
-        let (rx, registration) = self.registry.register(game);
-        let signal = Self::fetch_signal(&mut self.conns.next(), game)
-            .await?
-            .ok_or(StoreError::UnknownGame)?;
-        self.registry.deliver(game, signal);
+        // Register before reading, so that no signal falls between the two. A game
+        // another watch of this process read already is current without a read.
+        let (rx, registration, current) = self.registry.register(game);
+        if !current {
+            let signal = Self::fetch_signal(&mut self.conns.next(), game)
+                .await?
+                .ok_or(StoreError::UnknownGame)?;
+            self.registry.deliver_read(game, signal);
+        }
         Ok(SignalWatch::new(rx, Some(Box::new(registration))))
     }
 }
