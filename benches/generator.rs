@@ -80,13 +80,15 @@ fn sizes() -> Sizes {
                 games: 20,
             },
             disk_files: 1_000,
+            // Long enough, too, that the start (200 logins) and the drain are a
+            // small part of the run.
             redis: Load {
                 bots: 200,
-                games: 30,
+                games: 100,
             },
             tcp: Load {
                 bots: 200,
-                games: 50,
+                games: 100,
             },
             rates: vec![10.0, 100.0, 1_000.0, 10_000.0],
             rate_seconds: 5.0,

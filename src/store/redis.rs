@@ -132,17 +132,21 @@ impl Boards {
 }
 
 /// The store's connections, taken in turn. One multiplexed connection carries any
-/// number of requests, but its replies are read and parsed by one task, which a busy
-/// server outruns; a few spread that work over the runtime's threads (and Redis reads
-/// more requests per wake-up).
+/// number of requests, and the more it carries, the more of them go out in one write
+/// and come back in one read, on both sides; but its replies are read and parsed by
+/// one task, which a server on many cores outruns. So a store opens one connection
+/// per two cores, up to four.
 struct Connections {
     all: Vec<ConnectionManager>,
     next: std::sync::atomic::AtomicUsize,
 }
 
 impl Connections {
-    /// How many connections a store opens.
-    const COUNT: usize = 4;
+    /// How many connections a store opens on this machine.
+    fn count() -> usize {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        (cores / 2).clamp(1, 4)
+    }
 
     fn next(&self) -> ConnectionManager {
         let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -154,8 +158,9 @@ impl RedisStore {
     /// Connects, and starts the task that listens for game signals.
     pub async fn connect(config: &RedisConfig) -> Result<Self, StoreError> {
         let client = crate::redis_client::client(&config.url).map_err(StoreError::Unavailable)?;
-        let mut all = Vec::with_capacity(Connections::COUNT);
-        for _ in 0..Connections::COUNT {
+        let count = Connections::count();
+        let mut all = Vec::with_capacity(count);
+        for _ in 0..count {
             all.push(connection_manager(&client).await.map_err(|e| {
                 StoreError::Unavailable(format!("cannot reach Redis at {config}: {e}"))
             })?);
