@@ -362,30 +362,31 @@ impl Conn {
         Ok(self.ws.send(Message::text(frame)).await?)
     }
 
-    /// Sends a request whose answers come later, on a connection opened again first
-    /// if the server had closed it.
-    async fn post(&mut self, frame: String, tally: &Tally) -> Result<(), BotError> {
+    /// Sends requests whose answers come later, written together, on a connection
+    /// opened again first if the server had closed it.
+    async fn post(
+        &mut self,
+        frames: impl IntoIterator<Item = String>,
+        tally: &Tally,
+    ) -> Result<(), BotError> {
         if self.revive().await? {
             tally.reopened.fetch_add(1, Ordering::Relaxed);
         }
-        self.send(frame).await
+        for frame in frames {
+            self.ws.feed(Message::text(frame)).await?;
+        }
+        Ok(self.ws.flush().await?)
     }
 
-    /// Sends requests (pipelined) and reads their replies, on a connection opened
-    /// again first if the server had closed it.
+    /// Sends requests (pipelined, in one write) and reads their replies, on a
+    /// connection opened again first if the server had closed it.
     async fn ask_all(
         &mut self,
         frames: Vec<String>,
         tally: &Tally,
     ) -> Result<Vec<ServerFrame>, BotError> {
         let n = frames.len();
-        let mut frames = frames.into_iter();
-        if let Some(first) = frames.next() {
-            self.post(first, tally).await?;
-        }
-        for frame in frames {
-            self.send(frame).await?;
-        }
+        self.post(frames, tally).await?;
         let mut replies = Vec::with_capacity(n);
         for _ in 0..n {
             replies.push(self.recv().await?);
@@ -395,7 +396,7 @@ impl Conn {
 
     /// Sends a request and reads its reply (see [`Self::ask_all`]).
     async fn ask(&mut self, frame: String, tally: &Tally) -> Result<ServerFrame, BotError> {
-        self.post(frame, tally).await?;
+        self.post([frame], tally).await?;
         self.recv().await
     }
 
@@ -554,7 +555,7 @@ async fn play_game(
 
     // A lobby connection is idle until its first game: the server may have closed it.
     let join = game_user_request(&game, me);
-    links.lobby.post(join, tally).await?;
+    links.lobby.post([join], tally).await?;
     let waiting = Waiting::new(&tally.waiting[usize::from(participants - 2)]);
     let game = GameRun {
         token: game,

@@ -10,10 +10,12 @@ use std::time::Duration;
 use common::{
     Client, Transport, error, fresh_redis_store, login, start_server_over, uniform_roster,
 };
+use futures_util::SinkExt;
 use serde_json::{Value, json};
 use superhero::game::GameToken;
 use superhero::server::ServerSettings;
 use superhero::store::{GameStore, MemoryStore};
+use tokio_tungstenite::tungstenite::Message;
 
 /// Plays a started game to its end the way the rules say it goes, attacking the first
 /// living opponent in turn order, and checks each reply against an independent model.
@@ -185,6 +187,23 @@ async fn endpoints_reply_as_specified<S: GameStore>(store: S, transport: Transpo
                "HERO": {"token": "nobody", "id": null, "attack": 0, "health": 0}},
                "STATUS": {"GAME": "HERO SPEC"}})
     );
+
+    // Requests pipelined in one write are each answered, in order; a client that
+    // closes right after its requests still gets their replies.
+    let asks = [token.as_str(), "nobody", token.as_str()];
+    for who in asks {
+        let ask = json!({"PAYLOAD": {"GAME_TOKEN": game, "USER_TOKEN": who}});
+        hero.ws.feed(Message::text(ask.to_string())).await.unwrap();
+    }
+    hero.ws.flush().await.unwrap();
+    for who in asks {
+        assert_eq!(hero.recv().await["PAYLOAD"]["USER_TOKEN"], json!(who));
+    }
+    let ask = json!({"PAYLOAD": {"GAME_TOKEN": game, "USER_TOKEN": token}});
+    hero.ws.feed(Message::text(ask.to_string())).await.unwrap();
+    hero.ws.feed(Message::Close(None)).await.unwrap();
+    hero.ws.flush().await.unwrap();
+    assert_eq!(hero.recv().await["PAYLOAD"]["HERO"]["health"], json!(100));
 
     let records = play_scripted(base, &game, &mut lobbies, &heroes).await;
     assert_eq!(records.len(), 3, "A hits B, B hits A, A kills B");

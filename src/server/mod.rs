@@ -21,6 +21,7 @@ use axum::extract::ws::{CloseFrame, close_code};
 use axum::extract::ws::{Message, WebSocket};
 use axum::response::Response;
 use axum::routing::get;
+use futures_util::{FutureExt, SinkExt};
 use tokio::time::Instant;
 
 use crate::game::protocol::{
@@ -276,25 +277,48 @@ async fn connection<S: GameStore>(mut socket: WebSocket, app: Arc<App<S>>, endpo
         idle: LazyTimer::default(),
         deadline: LazyTimer::default(),
     };
+    // Replies are written when no further request is waiting already, so that the
+    // replies to pipelined requests go out together.
+    let mut unflushed = false;
     loop {
-        // A lobby session watches its client itself (pings); between requests,
-        // silence ends the connection.
-        let idle = app.settings.idle_timeout;
-        let next = next_request(&mut socket, &mut heard);
-        let request = if idle.is_zero() {
-            next.await
+        let waiting = if unflushed {
+            next_request(&mut socket, &mut heard).now_or_never()
         } else {
-            // A wait too long for the clock is no wait.
-            let until = Instant::now().checked_add(idle);
-            tokio::select! {
-                request = next => request,
-                () = timers.idle.until_some(until) => {
-                    close(&mut socket, close_code::NORMAL, "idle").await;
-                    break;
+            None
+        };
+        let request = match waiting {
+            Some(request) => request,
+            None => {
+                if unflushed {
+                    if socket.flush().await.is_err() {
+                        break;
+                    }
+                    unflushed = false;
+                }
+                // A lobby session watches its client itself (pings); between
+                // requests, silence ends the connection.
+                let idle = app.settings.idle_timeout;
+                let next = next_request(&mut socket, &mut heard);
+                if idle.is_zero() {
+                    next.await
+                } else {
+                    // A wait too long for the clock is no wait.
+                    let until = Instant::now().checked_add(idle);
+                    tokio::select! {
+                        request = next => request,
+                        () = timers.idle.until_some(until) => {
+                            close(&mut socket, close_code::NORMAL, "idle").await;
+                            break;
+                        }
+                    }
                 }
             }
         };
         let Some(request) = request else {
+            if unflushed {
+                // The client closed after its requests; their replies still go.
+                let _ = socket.flush().await;
+            }
             break;
         };
         // Answering is boxed: a connection waiting for its next request, as most do
@@ -308,10 +332,11 @@ async fn connection<S: GameStore>(mut socket: WebSocket, app: Arc<App<S>>, endpo
             Ok(text) => {
                 let mut flow = Flow::Continue;
                 for frame in Box::pin(handlers::answer(&app, endpoint, &text)).await {
-                    flow = send(&mut socket, frame).await;
-                    if matches!(flow, Flow::Close) {
+                    if socket.feed(Message::Text(frame.into())).await.is_err() {
+                        flow = Flow::Close;
                         break;
                     }
+                    unflushed = true;
                 }
                 flow
             }
