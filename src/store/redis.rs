@@ -179,6 +179,19 @@ impl RedisStore {
         })
     }
 
+    /// Runs `script` with a game as its argument.
+    async fn game_script<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        game: &GameToken,
+    ) -> Result<T, StoreError> {
+        script
+            .arg(game.as_str())
+            .invoke_async(&mut self.conns.next())
+            .await
+            .map_err(unavailable)
+    }
+
     /// Runs `script` with a game and a user as its arguments.
     async fn game_user_script<T: redis::FromRedisValue>(
         &self,
@@ -930,20 +943,12 @@ impl GameStore for RedisStore {
     }
 
     async fn snapshot(&self, game: &GameToken) -> Result<Option<Snapshot>, StoreError> {
-        let raw: Option<RawSnapshot> = SNAPSHOT
-            .arg(game.as_str())
-            .invoke_async(&mut self.conns.next())
-            .await
-            .map_err(unavailable)?;
+        let raw: Option<RawSnapshot> = self.game_script(&SNAPSHOT, game).await?;
         raw.map(parse_snapshot).transpose()
     }
 
     async fn start(&self, game: &GameToken) -> Result<Option<Snapshot>, StoreError> {
-        let raw: Option<RawSnapshot> = START
-            .arg(game.as_str())
-            .invoke_async(&mut self.conns.next())
-            .await
-            .map_err(unavailable)?;
+        let raw: Option<RawSnapshot> = self.game_script(&START, game).await?;
         let Some(started) = raw.map(parse_snapshot).transpose()? else {
             return Ok(None);
         };
@@ -963,11 +968,7 @@ impl GameStore for RedisStore {
     }
 
     async fn time_out(&self, game: &GameToken) -> Result<bool, StoreError> {
-        let timed_out: i64 = TIME_OUT
-            .arg(game.as_str())
-            .invoke_async(&mut self.conns.next())
-            .await
-            .map_err(unavailable)?;
+        let timed_out: i64 = self.game_script(&TIME_OUT, game).await?;
         Ok(timed_out == 1)
     }
 
@@ -1082,20 +1083,12 @@ impl GameStore for RedisStore {
     }
 
     async fn claim_cleanings(&self, game: &GameToken) -> Result<Vec<UserToken>, StoreError> {
-        let claimed: Vec<String> = CLAIM_CLEANINGS
-            .arg(game.as_str())
-            .invoke_async(&mut self.conns.next())
-            .await
-            .map_err(unavailable)?;
+        let claimed: Vec<String> = self.game_script(&CLAIM_CLEANINGS, game).await?;
         Ok(claimed.into_iter().map(UserToken).collect())
     }
 
     async fn extract(&self, game: &GameToken) -> Result<Option<GameExtract>, StoreError> {
-        let raw: Option<RawExtract> = EXTRACT
-            .arg(game.as_str())
-            .invoke_async(&mut self.conns.next())
-            .await
-            .map_err(unavailable)?;
+        let raw: Option<RawExtract> = self.game_script(&EXTRACT, game).await?;
         raw.map(|raw| parse_extract(game, raw)).transpose()
     }
 
