@@ -705,6 +705,48 @@ broker_contract!(
     }
 );
 
+/// NATS JetStream: a pull that expires unfilled says what it still owed and is replaced
+/// at once, so a consumer that sat idle through several expiries gets the next message
+/// without first waiting for its pulls to go silent (which would renew them and count
+/// it). Pulls of one message and of 400 ms: heartbeats every 100 ms, silence after 200.
+#[tokio::test]
+async fn nats_pulls_that_expire_unfilled_are_replaced_at_once() {
+    let options = NatsOptions {
+        expiry: Some(Duration::from_secs(60)),
+        ack_wait: Duration::from_secs(2),
+        pull_batch: 1,
+        pull_expires: Duration::from_millis(400),
+        ..NatsOptions::default()
+    };
+    let broker = NatsBroker::connect(&common::nats_url(), options)
+        .await
+        .expect("NATS is reachable (scripts/test starts it)");
+    let topic = topic("nats-expiring-pulls");
+    broker.declare(&topic, &["g"]).await.expect("declare");
+    let mut consumer = broker.consumer(&topic, "g").await.expect("consumer");
+    let publisher = broker.publisher().await.expect("publisher");
+    for round in 0..2 {
+        // The idle spell under test: about three pulls expire unfilled meanwhile.
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        let sent = payloads(&format!("round{round}"), 5);
+        publisher.publish(&topic, &sent).await.expect("publish");
+        for expected in &sent {
+            let d = next(&mut consumer).await;
+            assert_eq!(&d.payload, expected, "in order, one pull at a time");
+            d.ack().await.expect("ack");
+        }
+    }
+    let stats = broker.stats(&topic, "g").await.expect("stats");
+    let renewed = stats
+        .iter()
+        .find(|s| s.name.starts_with("pulls renewed"))
+        .expect("the consumer's figure is reported");
+    assert_eq!(
+        renewed.value, 0,
+        "expired pulls were replaced when they ended, not after a silence"
+    );
+}
+
 /// Redis fan-out, with its middleware running in this process.
 async fn redis_fanout() -> Box<dyn Broker> {
     Box::new(

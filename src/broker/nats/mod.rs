@@ -10,21 +10,24 @@
 //! Messages a consumer nacks come back at once; messages a consumer held when it went
 //! away (dropped, or its process died) come back after the ack wait ([`ACK_WAIT`]).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::pull::MessagesErrorKind;
 use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
 use async_trait::async_trait;
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 
-use super::fetched::{FEED, Feed, FetchedConsumer};
+use self::pulls::{PullSettings, Pulls, PullsLost};
+use super::fetched::{FEED, FetchedConsumer};
 use super::{Acks, FlowSettings, Tuning};
 use super::{
     Broker, BrokerError, BrokerStat, Consumer, Delivery, Publisher, Semantics, Settle, split_own,
 };
 use crate::url::redact;
+
+mod pulls;
 
 const NAME: &str = "NATS JetStream";
 
@@ -53,12 +56,11 @@ const ACK_REPLY_WAIT: Duration = Duration::from_secs(10);
 const MAX_ACK_PENDING: i64 = 10_000;
 /// Messages one pull asks for, unless the tuning's prefetch says.
 pub const PULL_BATCH: usize = 16;
-/// How long the server holds one pull open.
-const PULL_EXPIRES: Duration = Duration::from_secs(5);
-/// How often the server tells a held pull that it is alive (at most half the
-/// expiry, as the server asks).
+/// How long the server holds one pull open, unless the options say.
+pub const PULL_EXPIRES: Duration = Duration::from_secs(5);
+/// How often the server tells a held pull that it is alive, at most.
 const PULL_HEARTBEAT: Duration = Duration::from_millis(500);
-/// The pause before pulling again when the server cannot be reached.
+/// The pause before pulling again after a pull failed.
 const PULL_RETRY: Duration = Duration::from_millis(100);
 
 /// NATS JetStream: a stream per subject, a durable pull consumer per group.
@@ -70,6 +72,10 @@ pub struct NatsBroker {
     /// Held while one call's messages are handed to the client, so that calls
     /// awaiting their acknowledgements together keep their messages in call order.
     sending: Arc<tokio::sync::Mutex<()>>,
+    /// Times this broker's consumers found their pulls lost and pulled afresh.
+    renewed: Arc<AtomicU64>,
+    /// Changes each time the client (re)connects: the server forgot every pull then.
+    connections: tokio::sync::watch::Receiver<u64>,
 }
 
 /// How streams and consumers are created.
@@ -84,6 +90,9 @@ pub struct NatsOptions {
     pub pull_batch: usize,
     /// Publishers wait for the stream's acknowledgement of each message.
     pub await_publish_acks: bool,
+    /// How long the server holds one pull open (a pull that ends unfilled is
+    /// replaced at once).
+    pub pull_expires: Duration,
 }
 
 impl Default for NatsOptions {
@@ -93,6 +102,7 @@ impl Default for NatsOptions {
             ack_wait: ACK_WAIT,
             pull_batch: PULL_BATCH,
             await_publish_acks: true,
+            pull_expires: PULL_EXPIRES,
         }
     }
 }
@@ -118,9 +128,16 @@ fn stream_name(subject: &str) -> String {
 impl NatsBroker {
     /// Connects to `nats://…`, failing if the server does not answer within 5 s.
     pub async fn connect(url: &str, options: NatsOptions) -> Result<Self, BrokerError> {
+        let (reconnected, connections) = tokio::sync::watch::channel(0u64);
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(Duration::from_secs(5))
             .retry_on_initial_connect()
+            .event_callback(move |event| {
+                if matches!(event, async_nats::Event::Connected) {
+                    reconnected.send_modify(|n| *n += 1);
+                }
+                std::future::ready(())
+            })
             .connect(url)
             .await
             .map_err(|e| BrokerError::Unavailable(format!("cannot reach {}: {e}", redact(url))))?;
@@ -136,6 +153,8 @@ impl NatsBroker {
             options,
             streams: Arc::default(),
             sending: Arc::default(),
+            renewed: Arc::default(),
+            connections,
         })
     }
 
@@ -238,6 +257,10 @@ impl Broker for NatsBroker {
             stats.push(BrokerStat::new("pending", info.num_pending));
             stats.push(BrokerStat::new("ack pending", info.num_ack_pending as u64));
         }
+        stats.push(BrokerStat::new(
+            "pulls renewed after silence (client)",
+            self.renewed.load(Ordering::Relaxed),
+        ));
         Ok(stats)
     }
 }
@@ -257,78 +280,42 @@ impl NatsBroker {
         // Creates the durable consumer, or updates its settings (the ack wait may
         // differ from the last run's).
         let consumer = stream.create_consumer(config).await.map_err(unavailable)?;
-        let pull_batch = self.options.pull_batch;
-        let mut messages = pulls(&consumer, pull_batch).await?;
+        let settings = PullSettings {
+            batch: self.options.pull_batch,
+            expires: self.options.pull_expires,
+            heartbeat: heartbeat(self.options.pull_expires),
+        };
+        let lost = PullsLost {
+            reconnected: self.connections.clone(),
+            renewed: self.renewed.clone(),
+        };
+        let mut pulls = Pulls::open(&self.js, &consumer, settings, lost).await?;
         Ok(Box::new(FetchedConsumer::spawn(FEED, |tx| async move {
-            while let Some(m) = messages.next().await {
-                let item = match m {
-                    Ok(msg) => {
-                        let redelivered = msg.info().is_ok_and(|i| i.delivered > 1);
-                        let payload = msg.payload.to_vec();
-                        Ok(Delivery::new(
-                            payload,
-                            redelivered,
-                            Box::new(NatsSettle { msg }),
-                        ))
-                    }
-                    Err(e) => {
-                        // The client's count of what its pulls still owe may be wrong
-                        // now: under a heavy load its stream now and then stops asking
-                        // for more (seen with NATS 2.9 and 2.14 servers alike; a pull's
-                        // messages seem to come before the client has counted the pull),
-                        // and no server heartbeat comes without a pull: pull afresh.
-                        tracing::debug!("NATS JetStream: pulling afresh after: {e}");
-                        let Some(fresh) = pull_afresh(&consumer, pull_batch, &tx).await else {
-                            return;
-                        };
-                        messages = fresh;
-                        if e.kind() == MessagesErrorKind::MissingHeartbeat {
-                            continue;
-                        }
-                        Err(unavailable(e))
-                    }
-                };
+            while let Some(pulled) = pulls.next().await {
+                let failed = pulled.is_err();
+                let item = pulled.map(|msg| {
+                    let redelivered = msg.info().is_ok_and(|i| i.delivered > 1);
+                    let payload = msg.payload.to_vec();
+                    Delivery::new(payload, redelivered, Box::new(NatsSettle { msg }))
+                });
                 if tx.send(item).await.is_err() {
                     return;
+                }
+                if failed {
+                    tokio::time::sleep(PULL_RETRY).await;
                 }
             }
         })))
     }
 }
 
-/// A new stream of pulls, retried every [`PULL_RETRY`] while the server cannot be
-/// reached (each failure handed to the consumer); None once the consumer is gone.
-async fn pull_afresh(
-    consumer: &jetstream::consumer::PullConsumer,
-    batch: usize,
-    tx: &Feed,
-) -> Option<pull::Stream> {
-    loop {
-        match pulls(consumer, batch).await {
-            Ok(fresh) => return Some(fresh),
-            Err(e) => {
-                tx.send(Err(e)).await.ok()?;
-                tokio::time::sleep(PULL_RETRY).await;
-            }
-        }
-    }
-}
-
-/// A stream of `batch`-message pulls from `consumer`, each pull held by the server
-/// for [`PULL_EXPIRES`] and kept alive by heartbeats, so that a stream whose pulls
-/// went unanswered shows it within two heartbeats.
-async fn pulls(
-    consumer: &jetstream::consumer::PullConsumer,
-    batch: usize,
-) -> Result<pull::Stream, BrokerError> {
-    consumer
-        .stream()
-        .max_messages_per_batch(batch)
-        .expires(PULL_EXPIRES)
-        .heartbeat(PULL_HEARTBEAT)
-        .messages()
-        .await
-        .map_err(unavailable)
+/// How often the server tells a held pull of `expires` that it is alive: at most
+/// [`PULL_HEARTBEAT`], and at most a quarter of the expiry (the server asks for half
+/// or less), but not so often that the consumer does little else.
+fn heartbeat(expires: Duration) -> Duration {
+    PULL_HEARTBEAT
+        .min(expires / 4)
+        .max(Duration::from_millis(10))
 }
 
 #[async_trait]
