@@ -632,7 +632,7 @@ impl Report {
                 .map_or(String::new(), |r| format!(", target {r:.0} msg/s"))
         );
         md.push_str(
-            "| broker | delivery | published/s | consumed/s | p50 ms | p95 ms | p99 ms | max ms | duplicates | lost | reordered | broker CPU, cores (peak) | broker RSS MiB | the broker's figures at the end | notes |\n",
+            "| broker | delivery | published/s | consumed/s | p50 ms | p95 ms | p99 ms | max ms | duplicates | lost | reordered | broker CPU, cores (peak); the machine's busy cores | broker RSS MiB | the broker's figures at the end | notes |\n",
         );
         md.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n");
         for b in &self.brokers {
@@ -723,7 +723,7 @@ impl Report {
             w.precision * 100.0
         );
         md.push_str(
-            "| broker | sustainable msg/s | not sustained at msg/s | p99 ms | broker CPU at the sustained rate, cores (peak) | broker RSS MiB | probes (msg/s: ✓ sustained, ✗ not) | notes |\n",
+            "| broker | sustainable msg/s | not sustained at msg/s | p99 ms | broker CPU at the sustained rate, cores (peak); the machine's busy cores | broker RSS MiB | probes (msg/s: ✓ sustained, ✗ not) | notes |\n",
         );
         md.push_str("|---|---:|---:|---:|---:|---:|---|---|\n");
         let rate = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0}"));
@@ -777,7 +777,7 @@ impl Report {
             m.size, m.producers, m.consumers, w.seconds
         );
         md.push_str(
-            "| broker | rate msg/s | of reference | published/s | consumed/s | p50 ms | p99 ms | p99.9 ms | p99.99 ms | max ms | publish p50 ms | publish p99 ms | lost | duplicates | reordered | broker CPU, cores (peak) |\n",
+            "| broker | rate msg/s | of reference | published/s | consumed/s | p50 ms | p99 ms | p99.9 ms | p99.99 ms | max ms | publish p50 ms | publish p99 ms | lost | duplicates | reordered | broker CPU, cores (peak); the machine's busy cores |\n",
         );
         md.push_str(
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
@@ -911,7 +911,7 @@ impl Report {
                 .map_or(String::new(), |r| format!(", target {r:.0} games/s"))
         );
         md.push_str(
-            "| broker | games simulated | games written | duplicate games | missing games | events/s | games/s | end to Parquet p50 ms | p95 ms | p99 ms | max ms | broker CPU, cores (peak) | broker RSS MiB | notes |\n",
+            "| broker | games simulated | games written | duplicate games | missing games | events/s | games/s | end to Parquet p50 ms | p95 ms | p99 ms | max ms | broker CPU, cores (peak); the machine's busy cores | broker RSS MiB | notes |\n",
         );
         md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
         for b in &self.brokers {
@@ -961,10 +961,15 @@ impl Report {
     }
 }
 
-/// A broker process's mean CPU with its peak, for a table cell; `-` when not measured.
+/// A broker process's mean CPU with its peak, then the whole machine's busy cores of
+/// all it has, for a table cell; `-` when not measured.
 fn cpu_cell(usage: Option<&ProcessUsage>) -> String {
     usage.map_or("-".into(), |u| {
-        format!("{:.2} ({:.2})", u.cpu_cores, u.cpu_cores_peak)
+        let broker = format!("{:.2} ({:.2})", u.cpu_cores, u.cpu_cores_peak);
+        match u.machine_busy_cores {
+            Some(busy) => format!("{broker}; machine {busy:.2} of {}", u.machine_cores),
+            None => broker,
+        }
     })
 }
 

@@ -24,6 +24,13 @@ pub struct ProcessUsage {
     pub cpu_cores_peak: f64,
     /// Resident memory at its highest, in MiB.
     pub rss_mib_max: f64,
+    /// The whole machine's busy CPU over the same time, in cores (every process:
+    /// the broker, this program, its helpers, anything else running), when /proc/stat
+    /// could be read: near [`ProcessUsage::machine_cores`], the machine, not the
+    /// broker, was the limit.
+    pub machine_busy_cores: Option<f64>,
+    /// The cores the machine has.
+    pub machine_cores: usize,
 }
 
 /// The process listening on a broker's port on this machine.
@@ -83,6 +90,7 @@ pub async fn watch<T>(
         rss_mib_max: mib(first.rss),
         ..ProcessUsage::default()
     };
+    let machine_start = machine_busy_s();
     let mut last = first;
     let (start, start_cpu) = (last.at, last.cpu_s);
     // The first sample one interval in: a share over a sliver of time would be
@@ -108,11 +116,28 @@ pub async fn watch<T>(
     let wall = end.at.duration_since(start).as_secs_f64();
     if wall > 0.0 {
         usage.cpu_cores = (end.cpu_s - start_cpu) / wall;
+        usage.machine_busy_cores = machine_start
+            .zip(machine_busy_s())
+            .map(|(before, after)| (after - before) / wall);
     }
+    usage.machine_cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // A run shorter than one interval has no sample of its own, and the tail after
     // the last sample is in the average only: the busiest interval is never below it.
     usage.cpu_cores_peak = usage.cpu_cores_peak.max(usage.cpu_cores);
     (out, Some(usage))
+}
+
+/// The CPU seconds every core of this machine has spent busy since boot (user,
+/// nice, system, interrupts; not idle, waiting for the disk, or taken by the host).
+fn machine_busy_s() -> Option<f64> {
+    use procfs::CurrentSI;
+    let total = procfs::KernelStats::current().ok()?.total;
+    let ticks = total.user
+        + total.nice
+        + total.system
+        + total.irq.unwrap_or(0)
+        + total.softirq.unwrap_or(0);
+    Some(ticks as f64 / procfs::ticks_per_second() as f64)
 }
 
 /// CPU share between two readings.
@@ -229,6 +254,11 @@ mod tests {
         // Busy for 600 ms: some CPU time, however loaded the machine.
         assert!(usage.cpu_cores > 0.0, "{usage:?}");
         assert!(usage.rss_mib_max > 1.0, "{usage:?}");
+        // The machine was at least as busy as this process, and no busier than all
+        // its cores (a few ticks of rounding either way).
+        let machine = usage.machine_busy_cores.expect("/proc/stat is read");
+        assert!(machine + 0.1 >= usage.cpu_cores, "{usage:?}");
+        assert!(machine <= usage.machine_cores as f64 + 0.1, "{usage:?}");
         assert!(BrokerProcess::find("redis://10.255.255.1:1/0").is_none());
     }
 }
