@@ -706,9 +706,11 @@ broker_contract!(
 );
 
 /// NATS JetStream: a pull that expires unfilled says what it still owed and is replaced
-/// at once, so a consumer that sat idle through several expiries gets the next message
-/// without first waiting for its pulls to go silent (which would renew them and count
-/// it). Pulls of one message and of 400 ms: heartbeats every 100 ms, silence after 200.
+/// at once, so a consumer idle through many expiries does not wait for its pulls to go
+/// silent (which renews them, and counts it). Pulls of one message and of 400 ms:
+/// heartbeats every 100 ms, silence after 200 ms. Were expiries not given back, every
+/// one would end in a silence (about 6 in this test); a loaded machine may delay a
+/// heartbeat past the silence now and then, hence a bound rather than none.
 #[tokio::test]
 async fn nats_pulls_that_expire_unfilled_are_replaced_at_once() {
     let options = NatsOptions {
@@ -726,8 +728,8 @@ async fn nats_pulls_that_expire_unfilled_are_replaced_at_once() {
     let mut consumer = broker.consumer(&topic, "g").await.expect("consumer");
     let publisher = broker.publisher().await.expect("publisher");
     for round in 0..2 {
-        // The idle spell under test: about three pulls expire unfilled meanwhile.
-        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        // The idle spell under test: about five pulls expire unfilled meanwhile.
+        tokio::time::sleep(Duration::from_millis(2_000)).await;
         let sent = payloads(&format!("round{round}"), 5);
         publisher.publish(&topic, &sent).await.expect("publish");
         for expected in &sent {
@@ -741,9 +743,10 @@ async fn nats_pulls_that_expire_unfilled_are_replaced_at_once() {
         .iter()
         .find(|s| s.name.starts_with("pulls renewed"))
         .expect("the consumer's figure is reported");
-    assert_eq!(
-        renewed.value, 0,
-        "expired pulls were replaced when they ended, not after a silence"
+    assert!(
+        renewed.value <= 2,
+        "expired pulls are replaced when they end, not after a silence: {} renewed",
+        renewed.value
     );
 }
 
