@@ -29,7 +29,7 @@ pub struct ProcessUsage {
     /// could be read: near [`ProcessUsage::machine_cores`], the machine, not the
     /// broker, was the limit.
     pub machine_busy_cores: Option<f64>,
-    /// The cores the machine has.
+    /// The cores the machine has, as `/proc/stat` counts them.
     pub machine_cores: usize,
 }
 
@@ -116,11 +116,11 @@ pub async fn watch<T>(
     let wall = end.at.duration_since(start).as_secs_f64();
     if wall > 0.0 {
         usage.cpu_cores = (end.cpu_s - start_cpu) / wall;
-        usage.machine_busy_cores = machine_start
-            .zip(machine_busy_s())
-            .map(|(before, after)| (after - before) / wall);
+        if let Some(((before, _), (after, cores))) = machine_start.zip(machine_busy_s()) {
+            usage.machine_busy_cores = Some((after - before) / wall);
+            usage.machine_cores = cores;
+        }
     }
-    usage.machine_cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // A run shorter than one interval has no sample of its own, and the tail after
     // the last sample is in the average only: the busiest interval is never below it.
     usage.cpu_cores_peak = usage.cpu_cores_peak.max(usage.cpu_cores);
@@ -128,16 +128,20 @@ pub async fn watch<T>(
 }
 
 /// The CPU seconds every core of this machine has spent busy since boot (user,
-/// nice, system, interrupts; not idle, waiting for the disk, or taken by the host).
-fn machine_busy_s() -> Option<f64> {
+/// nice, system, interrupts; not idle, waiting for the disk, or taken by the host),
+/// and how many cores `/proc/stat` counts them over (all the machine's, whatever
+/// share of them this process may use).
+fn machine_busy_s() -> Option<(f64, usize)> {
     use procfs::CurrentSI;
-    let total = procfs::KernelStats::current().ok()?.total;
+    let stats = procfs::KernelStats::current().ok()?;
+    let total = stats.total;
     let ticks = total.user
         + total.nice
         + total.system
         + total.irq.unwrap_or(0)
         + total.softirq.unwrap_or(0);
-    Some(ticks as f64 / procfs::ticks_per_second() as f64)
+    let busy = ticks as f64 / procfs::ticks_per_second() as f64;
+    Some((busy, stats.cpu_time.len()))
 }
 
 /// CPU share between two readings.
