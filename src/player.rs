@@ -7,7 +7,7 @@
 //! Thousands of bots run as tasks in one process.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,8 +23,8 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::game::protocol::{
     ACTION_PATH, FIND_PATH, GAME_COMPLETE, GAME_START, GAME_TIMED_OUT, GAME_TURN, HERO_PATH,
-    LOBBY_PATH, LOGIN_PATH, ServerFrame, attack_request, find_request, game_user_request,
-    login_request,
+    LOBBY_PATH, LOGIN_PATH, ProtocolError, ServerFrame, attack_request, find_request,
+    game_user_request, login_request,
 };
 use crate::game::rules::RuleError;
 use crate::game::{GameToken, UserToken};
@@ -79,6 +79,9 @@ pub struct PlayerSettings {
     /// While this says true, no bot starts looking for a game (a run's tables fall
     /// behind: see `simulate`'s backlog limit).
     pub hold: Option<watch::Receiver<bool>>,
+    /// Once this says true, no bot starts another game: each finishes the one it
+    /// plays and stops, the games it did not play counted as skipped.
+    pub stop: Option<watch::Receiver<bool>>,
 }
 
 impl Default for PlayerSettings {
@@ -95,6 +98,7 @@ impl Default for PlayerSettings {
             concurrent_bots: CONCURRENT_BOTS,
             completed: Arc::default(),
             hold: None,
+            stop: None,
         }
     }
 }
@@ -110,6 +114,8 @@ pub struct PlayerSummary {
     /// Closed world only: lobbies left because no bot was left to fill them, and
     /// games not played because no other bot was left.
     pub lobbies_abandoned: u64,
+    /// Games not played: no other bot was left (closed world), the run was asked to
+    /// stop, or the server was shutting down.
     pub games_skipped: u64,
     /// Connections the server had closed for idleness (between games, or while a
     /// bot waited in a lobby) and that a bot opened again before its next request.
@@ -162,6 +168,8 @@ struct Tally {
     active: watch::Sender<usize>,
     abandoned: AtomicU64,
     skipped: AtomicU64,
+    /// A server said it is shutting down (warned once).
+    server_stopping: AtomicBool,
     /// Bots of this process waiting in a lobby for a game of 2 and of 3 players.
     waiting: [AtomicUsize; 2],
     /// Timed-out games, by token: every waiting player of such a game hears of it.
@@ -191,6 +199,7 @@ pub async fn run(settings: PlayerSettings) -> PlayerSummary {
         active: watch::Sender::new(settings.bots),
         abandoned: AtomicU64::default(),
         skipped: AtomicU64::default(),
+        server_stopping: AtomicBool::default(),
         waiting: Default::default(),
         timed_out: Mutex::default(),
     });
@@ -452,16 +461,19 @@ async fn bot(index: usize, settings: &PlayerSettings, tally: &Tally) -> Result<(
     drop((handshake, connecting));
     let _ = tally.all_connected.subscribe().wait_for(|all| *all).await;
     let mut played = 0i64;
+    let skip_the_rest = |played: i64| {
+        let left = if settings.games < 0 {
+            0
+        } else {
+            settings.games - played
+        };
+        tally
+            .skipped
+            .fetch_add(left.unsigned_abs(), Ordering::Relaxed);
+    };
     while settings.games < 0 || played < settings.games {
-        if settings.closed_world && *tally.active.borrow() < 2 {
-            let left = if settings.games < 0 {
-                0
-            } else {
-                settings.games - played
-            };
-            tally
-                .skipped
-                .fetch_add(left.unsigned_abs(), Ordering::Relaxed);
+        if (settings.closed_world && *tally.active.borrow() < 2) || stopping(settings) {
+            skip_the_rest(played);
             break;
         }
         // Held until this bot's part in the game is over.
@@ -472,13 +484,26 @@ async fn bot(index: usize, settings: &PlayerSettings, tally: &Tally) -> Result<(
         // Boxed: a bot waiting for its place holds a small future, not a game's.
         let game = Box::pin(play_game(&mut links, &me, &mut rng, tally, settings)).await;
         drop(place);
-        if let Lobby::Abandoned = game? {
-            // The server still holds the left lobby on that connection: use a new one.
-            links.lobby = Box::pin(Conn::open(home, LOBBY_PATH, t)).await?;
+        match game? {
+            Lobby::Over => {}
+            Lobby::Abandoned => {
+                // The server still holds the left lobby on that connection: use a
+                // new one.
+                links.lobby = Box::pin(Conn::open(home, LOBBY_PATH, t)).await?;
+            }
+            Lobby::NotStarted => {
+                skip_the_rest(played);
+                break;
+            }
         }
         played += 1;
     }
     Ok(())
+}
+
+/// Whether the run was asked to stop.
+fn stopping(settings: &PlayerSettings) -> bool {
+    settings.stop.as_ref().is_some_and(|stop| *stop.borrow())
 }
 
 async fn login(conn: &mut Conn, name: &str) -> Result<UserToken, BotError> {
@@ -514,6 +539,9 @@ impl Drop for Connecting<'_> {
 enum Lobby {
     Over,
     Abandoned,
+    /// No game was started: the run was asked to stop while the bot waited for
+    /// its turn to look for one, or the server is shutting down.
+    NotStarted,
 }
 
 async fn play_game(
@@ -530,6 +558,9 @@ async fn play_game(
     if let Some(pacer) = &tally.pacer {
         pacer.wait().await;
     }
+    if stopping(settings) {
+        return Ok(Lobby::NotStarted);
+    }
     let participants = choose_participants(tally, rng);
     if let Some(pacer) = &tally.pacer {
         pacer.joined(participants);
@@ -545,6 +576,12 @@ async fn play_game(
         }
         tokio::time::sleep(FIND_RETRY_PAUSE).await;
         joined = links.find.ask(find.clone(), tally).await?;
+    }
+    if joined.message() == Some(ProtocolError::ShuttingDown.to_string().as_str()) {
+        if !tally.server_stopping.swap(true, Ordering::Relaxed) {
+            tracing::warn!("the server is shutting down: bots stop looking for games");
+        }
+        return Ok(Lobby::NotStarted);
     }
     let Some(game) = joined.payload.game_token.clone() else {
         return Err(BotError::Unexpected(format!(

@@ -70,6 +70,9 @@ pub struct SimulateSettings {
     /// How long the workers may settle no event before the run stops waiting for
     /// them (the games they did not write count as missing).
     pub drain_idle: Duration,
+    /// Once this says true, the bots start no new game: the run ends as if their
+    /// games were all played (see [`PlayerSettings::stop`]).
+    pub stop: Option<watch::Receiver<bool>>,
 }
 
 /// The closing summary (the `simulate --json` fields).
@@ -247,6 +250,7 @@ pub async fn run_with<S: GameStore>(
         concurrent_bots: settings.concurrent_bots,
         completed,
         hold: (settings.max_backlog > 0).then_some(held),
+        stop: settings.stop.clone(),
     })
     .await;
     let _ = end_backlog.send(());

@@ -570,7 +570,7 @@ fn the_dashboard_command_watches_another_processs_simulation() {
         );
         assert!(latest["events_dropped"].is_null(), "{broker}: {latest}");
 
-        let (ok, _) = dash.interrupt();
+        let (ok, _) = dash.terminate();
         assert!(ok, "{broker}");
         let _ = std::fs::remove_dir_all(&out);
     }

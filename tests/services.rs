@@ -81,15 +81,16 @@ async fn deployment(server_broker: &str, fanout: Option<&[&str]>, worker_broker:
     common::until_games_written(&out, completed, server_broker).await;
 
     let mut written = 0;
+    // SIGTERM, as a service manager stops them; the server below gets Ctrl-C.
     for w in workers {
-        let (ok, lines) = w.interrupt();
+        let (ok, lines) = w.terminate();
         assert!(ok, "{}", lines.join("\n"));
         let summary = last_json(&lines);
         written += summary["games_written"].as_u64().unwrap();
         assert_eq!(summary["rejected"], 0, "{summary}");
     }
     if let Some(f) = fanout {
-        let (ok, lines) = f.interrupt();
+        let (ok, lines) = f.terminate();
         assert!(ok, "fanout lost messages:\n{}", lines.join("\n"));
         assert_eq!(last_json(&lines)["lost"], 0);
     }

@@ -133,6 +133,7 @@ pub async fn run(
         },
         progress: false,
         drain_idle: workload.drain_idle,
+        stop: None,
     };
     let summary = simulate::run(MemoryStore::new(), broker, sink, settings).await;
     if let Err(e) = std::fs::remove_dir_all(scratch)

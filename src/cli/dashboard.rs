@@ -17,7 +17,7 @@ use crate::net::ConnectionLimits;
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Dashboard")]
 pub struct DashboardArgs {
-    /// Serve the live dashboard during the run (and after it, until Ctrl-C); its
+    /// Serve the live dashboard during the run (and after it, until Ctrl-C or SIGTERM); its
     /// address is printed on stderr.
     #[arg(long)]
     pub dashboard: bool,
@@ -69,7 +69,7 @@ pub struct DashboardServeArgs {
     pub header_timeout: f64,
 }
 
-/// A dashboard being served, until Ctrl-C.
+/// A dashboard being served, until Ctrl-C or SIGTERM.
 pub type Serving = JoinHandle<std::io::Result<()>>;
 
 /// Starts the dashboard when asked for and prints its address on stderr.
@@ -97,14 +97,14 @@ async fn serve(
         .with_context(|| format!("the dashboard cannot listen on {host}:{port}"))?;
     eprintln!("dashboard: {}", page.url()?);
     Ok(tokio::spawn(page.serve(limits, async {
-        let _ = tokio::signal::ctrl_c().await;
+        super::stop_requested().await;
     })))
 }
 
-/// Keeps serving a dashboard that was started until Ctrl-C.
+/// Keeps serving a dashboard that was started until Ctrl-C or SIGTERM.
 pub async fn stay_up(page: Option<Serving>) -> Result<()> {
     if let Some(page) = page {
-        eprintln!("the dashboard stays up until Ctrl-C");
+        eprintln!("the dashboard stays up until Ctrl-C or SIGTERM");
         page.await.context("serving the dashboard")??;
     }
     Ok(())

@@ -1,5 +1,6 @@
 //! `superhero fanout`: the Redis fan-out middleware of one pub/sub channel, or, with
-//! `--to URL`, a bridge of that channel into another broker. Runs until Ctrl-C, then
+//! `--to URL`, a bridge of that channel into another broker. Runs until Ctrl-C or
+//! SIGTERM, then
 //! prints what it forwarded and lost; exits non-zero if anything was lost.
 
 use std::process::ExitCode;
@@ -51,8 +52,10 @@ fn source(g: &GlobalArgs) -> Result<String> {
     }
 }
 
-async fn ctrl_c() {
-    let _ = tokio::signal::ctrl_c().await;
+/// Waits for a stop request (Ctrl-C, SIGTERM).
+async fn stop_requested() {
+    let signal = super::stop_requested().await;
+    eprintln!("{signal}: stopping");
 }
 
 /// Runs `superhero fanout`; the exit code says whether it went cleanly.
@@ -71,7 +74,7 @@ pub async fn run(args: &FanoutArgs, g: &GlobalArgs) -> Result<ExitCode> {
             );
             tokio::select! {
                 r = fanout.run() => r?,
-                () = ctrl_c() => {}
+                () = stop_requested() => {}
             }
             (
                 stats.forwarded.load(Ordering::Relaxed),
@@ -106,7 +109,7 @@ pub async fn run(args: &FanoutArgs, g: &GlobalArgs) -> Result<ExitCode> {
                 redact(url)
             );
             let stats = BridgeStats::default();
-            bridge::forward(&mut *input, &*publisher, &topic, &stats, ctrl_c()).await?;
+            bridge::forward(&mut *input, &*publisher, &topic, &stats, stop_requested()).await?;
             (stats.forwarded(), stats.lost(), redact(url))
         }
     };

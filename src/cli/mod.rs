@@ -197,6 +197,72 @@ pub fn rate(value: f64, flag: &str, what: &str) -> Result<f64> {
     }
 }
 
+/// Waits for the process to be asked to stop: Ctrl-C (SIGINT) or SIGTERM, which
+/// service managers and container runtimes send. Every command that runs until
+/// stopped drains the same way on either; returns the signal's name.
+pub async fn stop_requested() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            },
+            Err(e) => {
+                tracing::warn!("SIGTERM cannot be caught ({e}): only Ctrl-C stops cleanly");
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
+}
+
+/// Stop requests followed while a run lasts: the first (see [`stop_requested`])
+/// says the run should stop taking new work and drain; the second ends the process
+/// at once, with status 130. Dropping it stops following them.
+pub struct StopRequests {
+    stopping: tokio::sync::watch::Receiver<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StopRequests {
+    /// Follows stop requests; `draining` says what the first one does.
+    pub fn follow(draining: &'static str) -> Self {
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            let signal = stop_requested().await;
+            eprintln!("{signal}: {draining} (send it again to quit at once)");
+            stop.send_replace(true);
+            let again = stop_requested().await;
+            eprintln!("{again} again: quitting without draining");
+            std::process::exit(130);
+        });
+        Self { stopping, task }
+    }
+
+    /// True once the first request came.
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stopping.clone()
+    }
+
+    /// Waits for the first request.
+    pub async fn requested(&self) {
+        let _ = self.watch().wait_for(|stop| *stop).await;
+    }
+}
+
+impl Drop for StopRequests {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// Prints a summary as a two-column table, or as one JSON object.
 pub fn print_summary<T: Serialize>(summary: &T, json: bool) -> Result<()> {
     let value = serde_json::to_value(summary)?;

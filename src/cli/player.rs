@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 use clap::Args;
 
-use super::{GlobalArgs, print_summary};
+use super::{GlobalArgs, StopRequests, print_summary};
 use crate::net::Dial;
 use crate::player::{self, PlayerSettings};
 use crate::url::redact;
@@ -83,7 +83,23 @@ impl TryFrom<&PlayerArgs> for PlayerSettings {
 pub async fn run(args: &PlayerArgs, g: &GlobalArgs) -> Result<ExitCode> {
     let settings = PlayerSettings::try_from(args)?;
     super::check_bots_fit(settings.bots, false)?;
-    let summary = player::run(settings).await;
+    let stop = StopRequests::follow("the bots finish their games, then stop");
+    let servers: Vec<String> = settings
+        .servers
+        .iter()
+        .map(|s| redact(&s.to_string()))
+        .collect();
+    eprintln!(
+        "superhero player: {} bots playing on {}",
+        settings.bots,
+        servers.join(", ")
+    );
+    let summary = player::run(PlayerSettings {
+        stop: Some(stop.watch()),
+        ..settings
+    })
+    .await;
+    drop(stop);
     print_summary(&summary, g.json)?;
     Ok(if summary.bot_errors == 0 {
         ExitCode::SUCCESS

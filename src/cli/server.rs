@@ -9,7 +9,7 @@ use clap::Args;
 use tokio::net::TcpListener;
 
 use super::build_db::RosterArgs;
-use super::{GlobalArgs, events_sink, seconds};
+use super::{GlobalArgs, StopRequests, events_sink, seconds};
 use crate::events::EventPipe;
 use crate::events::transport::DEFAULT_BUFFER;
 use crate::game::protocol::MAX_REQUEST_BYTES;
@@ -17,7 +17,7 @@ use crate::net::ConnectionLimits;
 use crate::server::{self, MAX_MESSAGE_BYTES, ServerSettings};
 use crate::store::{AnyStore, GameStore};
 
-/// How long a broker that is down gets, at Ctrl-C, to take the buffered events.
+/// How long a broker that is down gets, once the server stops, to take the buffered events.
 const PUBLISH_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Args)]
@@ -29,6 +29,10 @@ pub struct ServerArgs {
     pub port: u16,
     #[command(flatten)]
     pub game: GameArgs,
+    /// Seconds the server, asked to stop (Ctrl-C, SIGTERM), goes on serving the games
+    /// it has while it refuses new ones; then it stops anyway.
+    #[arg(long, env = "STOP_TIMEOUT", default_value_t = 30.0)]
+    pub stop_timeout: f64,
     /// With the embedded store: the roster the server starts with.
     #[command(flatten)]
     pub roster: RosterArgs,
@@ -116,6 +120,7 @@ impl TryFrom<&GameArgs> for ServerSettings {
             idle_timeout: seconds(game.connections.idle_timeout, "--idle-timeout")?,
             ping_interval: seconds(game.connections.ping_interval, "--ping-interval")?,
             max_message_bytes: message_limit(game.connections.max_message_bytes)?,
+            ..Self::default()
         })
     }
 }
@@ -134,7 +139,10 @@ fn message_limit(bytes: usize) -> Result<usize> {
 
 /// Runs `superhero server`; the exit code says whether it went cleanly.
 pub async fn run(args: &ServerArgs, g: &GlobalArgs) -> Result<ExitCode> {
-    let settings = ServerSettings::try_from(&args.game)?;
+    let settings = ServerSettings {
+        stop_timeout: seconds(args.stop_timeout, "--stop-timeout")?,
+        ..ServerSettings::try_from(&args.game)?
+    };
     let store = g.open_store().await?;
     let pipe = match g.network_broker("server").await? {
         Some(b) => Some(EventPipe::for_broker(events_sink(), &*b, DEFAULT_BUFFER).await?),
@@ -161,8 +169,10 @@ pub async fn run(args: &ServerArgs, g: &GlobalArgs) -> Result<ExitCode> {
         }
         println!("superhero server listening on ws://{local} (Redis store, {heroes} heroes)");
     }
-    server::serve(listener, store, settings, async {
-        let _ = tokio::signal::ctrl_c().await;
+    let stop = StopRequests::follow("refusing new games while the running ones end");
+    let mut asked = stop.watch();
+    server::serve(listener, store, settings, async move {
+        let _ = asked.wait_for(|stop| *stop).await;
     })
     .await?;
     if let Some(pipe) = pipe {

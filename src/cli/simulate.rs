@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use super::dashboard::{self, DashboardArgs};
 use super::server::GameArgs;
 use super::worker::EtlArgs;
-use super::{GlobalArgs, events_sink, print_summary, seconds};
+use super::{GlobalArgs, StopRequests, events_sink, print_summary, seconds};
 use crate::dashboard::Sources;
 use crate::dashboard::pipeline::{LocalPipeline, PipelineFeed};
 use crate::player;
@@ -116,6 +116,7 @@ impl SimulateArgs {
             etl: self.etl.settings(&g.output_dir)?,
             progress: !self.no_progress && !g.json,
             drain_idle: seconds(self.drain_timeout, "--drain-timeout")?,
+            stop: None,
         })
     }
 }
@@ -154,7 +155,13 @@ pub async fn run(args: &SimulateArgs, g: &GlobalArgs) -> Result<ExitCode> {
         sources.pipeline = Some(feed);
     }
     let page = dashboard::start(&args.dashboard, sources.clone()).await?;
+    let stop = StopRequests::follow("the bots finish their games, then the tables are written");
+    let settings = SimulateSettings {
+        stop: Some(stop.watch()),
+        ..settings
+    };
     let summary = simulate::run_with(store, broker, sink, settings, progress, outside).await?;
+    drop(stop);
     if let Some(feed) = &sources.pipeline {
         feed.finished();
     }

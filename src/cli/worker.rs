@@ -1,5 +1,5 @@
 //! `superhero worker`: ETL workers against the Redis store the servers use and a
-//! network broker, until Ctrl-C; then they write what they hold.
+//! network broker, until Ctrl-C or SIGTERM; then they write what they hold.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -10,7 +10,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 use serde::Serialize;
 
-use super::{GlobalArgs, print_summary, seconds};
+use super::{GlobalArgs, StopRequests, print_summary, seconds};
 use crate::events;
 use crate::store::AnyStore;
 use crate::worker::{Assignment, BatchPolicy, EtlCounts, EtlProgress, Pool, WorkerSettings};
@@ -128,7 +128,9 @@ pub async fn run(args: &WorkerArgs, g: &GlobalArgs) -> Result<ExitCode> {
         broker.kind(),
         settings.output_dir.display()
     );
-    let _ = tokio::signal::ctrl_c().await;
+    // Kept to the end: a second request quits without waiting for the workers.
+    let stop = StopRequests::follow("the workers write what they hold, then stop");
+    stop.requested().await;
     let stopped_cleanly = pool.stop(STOP_GRACE).await;
     let elapsed_s = started.elapsed().as_secs_f64();
     let counts = progress.counts();

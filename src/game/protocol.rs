@@ -75,6 +75,10 @@ pub enum ProtocolError {
     UnknownGame,
     #[error("FRAME TOO LARGE")]
     FrameTooLarge,
+    /// A game request to a server that is draining before it stops: it serves the
+    /// games it has, and no new one.
+    #[error("SERVER SHUTTING DOWN")]
+    ShuttingDown,
     #[error("BINARY FRAMES NOT SUPPORTED")]
     BinaryFrame,
     #[error("LOBBY ALREADY OPEN ON THIS CONNECTION")]

@@ -1,6 +1,7 @@
 //! The request/reply endpoints: login, find, hero and action.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use rand::seq::index::sample;
 use serde::Serialize;
@@ -97,6 +98,9 @@ struct JoinTask<'a> {
 
 async fn find<S: GameStore>(app: &Arc<App<S>>, text: &str) -> Result<String, ProtocolError> {
     let req = Find::parse(text)?;
+    if app.draining.load(Ordering::Acquire) {
+        return Err(ProtocolError::ShuttingDown);
+    }
     let roster = roster(app).await?;
     if roster.is_empty() {
         return Err(ProtocolError::NoSuperheroes);
@@ -120,6 +124,8 @@ async fn find<S: GameStore>(app: &Arc<App<S>>, text: &str) -> Result<String, Pro
         )
         .await
         .map_err(store_error)?;
+    app.expected
+        .found(&joined.game, &req.user_token, app.settings.lobby_timeout);
     let task = JoinTask {
         game_token: joined.game.as_str(),
         user_token: req.user_token.as_str(),

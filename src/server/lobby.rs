@@ -16,7 +16,7 @@ use axum::extract::ws::{Message, WebSocket, close_code};
 use tokio::time::{Instant, sleep};
 
 use super::handlers::{cleaning_records, store_error};
-use super::{App, ConnectionTimers, Flow, close, next_request, referee, send};
+use super::{App, ConnectionTimers, Flow, InPlay, close, next_request, referee, send};
 use crate::game::protocol::{
     GAME_COMPLETE, GAME_START, GAME_TIMED_OUT, GAME_TURN, GameStatusField, GameUser, HeroView,
     LobbyReply, ProtocolError, StartPayload, StartReply, to_frame,
@@ -38,6 +38,10 @@ pub(super) async fn session<S: GameStore>(
         Err(e) => return send(socket, e.to_frame()).await,
     };
     referee::ensure(app, &req.game_token);
+    // Counted in play before it is no longer expected, so that a stopping server
+    // never sees the player in neither.
+    let in_play = InPlay::enter(&app.in_play);
+    app.expected.joined(&req.game_token, &req.user_token);
     let mut lobby = Lobby {
         app,
         game: req.game_token.clone(),
@@ -54,6 +58,7 @@ pub(super) async fn session<S: GameStore>(
         closed: false,
     };
     let flow = lobby.run(socket).await;
+    drop(in_play);
     if !lobby.closed {
         leave(app, &req).await;
     }

@@ -10,8 +10,9 @@ mod handlers;
 mod lobby;
 mod referee;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -27,7 +28,7 @@ use tokio::time::Instant;
 use crate::game::protocol::{
     ACTION_PATH, FIND_PATH, HERO_PATH, LOBBY_PATH, LOGIN_PATH, MAX_REQUEST_BYTES, ProtocolError,
 };
-use crate::game::{GameToken, Hero};
+use crate::game::{GameToken, Hero, UserToken};
 use crate::net::{ConnectionLimits, ConnectionStats, Listeners};
 use crate::store::GameStore;
 use crate::timer::LazyTimer;
@@ -60,6 +61,9 @@ pub struct ServerSettings {
     /// Largest WebSocket message read; larger ones close the connection with code
     /// 1009. Messages between [`MAX_REQUEST_BYTES`] and this get `FRAME TOO LARGE`.
     pub max_message_bytes: usize,
+    /// Once asked to stop, how long the server goes on serving the games it has
+    /// (refusing new ones) before it stops anyway.
+    pub stop_timeout: Duration,
 }
 
 /// The default of [`ServerSettings::max_message_bytes`]: four times the request limit.
@@ -76,6 +80,7 @@ impl Default for ServerSettings {
             idle_timeout: Duration::from_secs(60),
             ping_interval: Duration::from_secs(20),
             max_message_bytes: MAX_MESSAGE_BYTES,
+            stop_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -88,6 +93,12 @@ struct App<S> {
     roster: RwLock<Arc<Vec<Hero>>>,
     /// The games this server's referees watch.
     refereed: Mutex<HashSet<GameToken>>,
+    /// Asked to stop: no new game is found (see [`ServerSettings::stop_timeout`]).
+    draining: AtomicBool,
+    /// Lobby sessions running on this server: players in a game it serves.
+    in_play: AtomicUsize,
+    /// Players this server found a game for who have not opened its lobby yet.
+    expected: Expected,
 }
 
 impl<S> App<S> {
@@ -97,7 +108,71 @@ impl<S> App<S> {
             settings,
             roster: RwLock::new(Arc::new(Vec::new())),
             refereed: Mutex::new(HashSet::new()),
+            draining: AtomicBool::new(false),
+            in_play: AtomicUsize::new(0),
+            expected: Expected::default(),
         })
+    }
+
+    /// Whether a stopping server may stop now: no lobby session runs, and every
+    /// player it found a game for opened its lobby or had the lobby timeout to.
+    fn drained(&self) -> bool {
+        self.in_play.load(Ordering::Acquire) == 0 && self.expected.none(self.settings.lobby_timeout)
+    }
+}
+
+/// Players a server found a game for, each with when, until they open its lobby.
+/// A player that never does is forgotten once the lobby timeout has passed: the
+/// map holds at most what the find requests of one lobby timeout add.
+#[derive(Default)]
+struct Expected {
+    found: Mutex<HashMap<(GameToken, UserToken), Instant>>,
+}
+
+/// Above this many expected players, those past the lobby timeout are forgotten.
+const EXPECTED_PRUNE: usize = 1024;
+
+impl Expected {
+    fn found(&self, game: &GameToken, user: &UserToken, lobby_timeout: Duration) {
+        let Ok(mut found) = self.found.lock() else {
+            return;
+        };
+        if found.len() >= EXPECTED_PRUNE {
+            found.retain(|_, at| at.elapsed() < lobby_timeout);
+        }
+        found.insert((game.clone(), user.clone()), Instant::now());
+    }
+
+    fn joined(&self, game: &GameToken, user: &UserToken) {
+        if let Ok(mut found) = self.found.lock()
+            && !found.is_empty()
+        {
+            found.remove(&(game.clone(), user.clone()));
+        }
+    }
+
+    /// Whether no player is still expected within the lobby timeout.
+    fn none(&self, lobby_timeout: Duration) -> bool {
+        self.found.lock().map_or(true, |mut found| {
+            found.retain(|_, at| at.elapsed() < lobby_timeout);
+            found.is_empty()
+        })
+    }
+}
+
+/// Counts a lobby session in [`App::in_play`] while it lives.
+struct InPlay<'a>(&'a AtomicUsize);
+
+impl<'a> InPlay<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(count)
+    }
+}
+
+impl Drop for InPlay<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -112,7 +187,10 @@ enum Endpoint {
 
 /// The router with the five endpoints; any other path answers 404 before upgrading.
 pub fn router<S: GameStore>(store: S, settings: ServerSettings) -> Router {
-    let app = App::new(store, settings);
+    routes(App::new(store, settings))
+}
+
+fn routes<S: GameStore>(app: Arc<App<S>>) -> Router {
     let route = |endpoint: Endpoint| {
         let app = app.clone();
         get(move |ws: WebSocketUpgrade| upgrade(ws, app, endpoint))
@@ -170,14 +248,16 @@ pub async fn serve<S: GameStore>(
 ) -> std::io::Result<()> {
     let limits = settings.limits;
     let stats = Arc::new(ConnectionStats::default());
-    crate::net::serve(
-        listeners,
-        router(store, settings),
-        limits,
-        stats.clone(),
-        shutdown,
-    )
-    .await?;
+    let app = App::new(store, settings);
+    let asked = {
+        let app = app.clone();
+        async move {
+            shutdown.await;
+            app.draining.store(true, Ordering::Release);
+        }
+    };
+    crate::net::serve(listeners, routes(app.clone()), limits, stats.clone(), asked).await?;
+    drain(&app).await;
     let refused = stats.refused.load(std::sync::atomic::Ordering::Relaxed);
     let failed = stats
         .accept_errors
@@ -190,6 +270,38 @@ pub async fn serve<S: GameStore>(
     }
     Ok(())
 }
+
+/// Lets the games this server serves end, for at most the stop timeout; says how
+/// many lobby sessions it left running.
+async fn drain<S>(app: &App<S>) {
+    let began = Instant::now();
+    let deadline = began.checked_add(app.settings.stop_timeout);
+    let mut said = false;
+    while !app.drained() {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            tracing::warn!(
+                "stopping with {} players still in a game after {:.0?}: their games end \
+                 by the turn timeouts of the servers left",
+                app.in_play.load(Ordering::Acquire),
+                app.settings.stop_timeout
+            );
+            return;
+        }
+        if !std::mem::replace(&mut said, true) {
+            tracing::info!(
+                "stopping: {} players in a game, new games refused",
+                app.in_play.load(Ordering::Acquire)
+            );
+        }
+        tokio::time::sleep(DRAIN_POLL).await;
+    }
+    if said {
+        tracing::info!("the games in play ended in {:.1?}", began.elapsed());
+    }
+}
+
+/// How often a stopping server looks whether its games ended.
+const DRAIN_POLL: Duration = Duration::from_millis(50);
 
 async fn upgrade<S: GameStore>(
     ws: WebSocketUpgrade,

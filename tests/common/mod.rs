@@ -386,13 +386,46 @@ impl Service {
     /// Stops the process as Ctrl-C would and returns whether it exited successfully
     /// and everything it printed.
     pub fn interrupt(mut self) -> (bool, Vec<String>) {
+        self.signal("INT");
+        self.wait_for_exit()
+    }
+
+    /// Stops the process as a service manager would (SIGTERM) and returns whether it
+    /// exited successfully and everything it printed.
+    pub fn terminate(mut self) -> (bool, Vec<String>) {
+        self.signal("TERM");
+        self.wait_for_exit()
+    }
+
+    /// Sends it a signal (`kill -NAME`), without waiting for anything.
+    pub fn signal(&self, name: &str) {
         let pid = self.child.id().to_string();
         let sent = std::process::Command::new("kill")
-            .args(["-INT", &pid])
+            .args([&format!("-{name}"), &pid])
             .status()
             .expect("kill runs");
         assert!(sent.success());
-        self.wait_for_exit()
+    }
+
+    /// Waits, at most [`WAIT`], until a line of its output contains `marker`.
+    pub fn wait_for_line(&self, marker: &str) {
+        let deadline = std::time::Instant::now() + WAIT;
+        while !self.lines().iter().any(|l| l.contains(marker)) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {marker:?} within {WAIT:?}; output:\n{}",
+                self.lines().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .try_wait()
+            .expect("waiting for the process")
+            .is_none()
     }
 
     /// Waits, at most [`WAIT`], for it to end by itself; returns whether it exited
