@@ -126,36 +126,53 @@ impl<S> App<S> {
 /// map holds at most what the find requests of one lobby timeout add.
 #[derive(Default)]
 struct Expected {
-    found: Mutex<HashMap<(GameToken, UserToken), Instant>>,
+    found: Mutex<Found>,
 }
 
-/// Above this many expected players, those past the lobby timeout are forgotten.
+#[derive(Default)]
+struct Found {
+    players: HashMap<(GameToken, UserToken), Instant>,
+    /// The size at which those past the lobby timeout are forgotten next: twice
+    /// what was left the last time, so that forgetting costs little per find.
+    prune_at: usize,
+}
+
+/// The least [`Found::prune_at`].
 const EXPECTED_PRUNE: usize = 1024;
+
+impl Found {
+    fn prune(&mut self, lobby_timeout: Duration) {
+        self.players.retain(|_, at| at.elapsed() < lobby_timeout);
+        self.prune_at = (2 * self.players.len()).max(EXPECTED_PRUNE);
+    }
+}
 
 impl Expected {
     fn found(&self, game: &GameToken, user: &UserToken, lobby_timeout: Duration) {
         let Ok(mut found) = self.found.lock() else {
             return;
         };
-        if found.len() >= EXPECTED_PRUNE {
-            found.retain(|_, at| at.elapsed() < lobby_timeout);
+        if found.players.len() >= found.prune_at {
+            found.prune(lobby_timeout);
         }
-        found.insert((game.clone(), user.clone()), Instant::now());
+        found
+            .players
+            .insert((game.clone(), user.clone()), Instant::now());
     }
 
     fn joined(&self, game: &GameToken, user: &UserToken) {
         if let Ok(mut found) = self.found.lock()
-            && !found.is_empty()
+            && !found.players.is_empty()
         {
-            found.remove(&(game.clone(), user.clone()));
+            found.players.remove(&(game.clone(), user.clone()));
         }
     }
 
     /// Whether no player is still expected within the lobby timeout.
     fn none(&self, lobby_timeout: Duration) -> bool {
         self.found.lock().map_or(true, |mut found| {
-            found.retain(|_, at| at.elapsed() < lobby_timeout);
-            found.is_empty()
+            found.prune(lobby_timeout);
+            found.players.is_empty()
         })
     }
 }
@@ -456,5 +473,42 @@ async fn connection<S: GameStore>(mut socket: WebSocket, app: Arc<App<S>>, endpo
         if matches!(flow, Flow::Close) {
             break;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn player(i: usize) -> (GameToken, UserToken) {
+        (GameToken(format!("g{i}")), UserToken(format!("u{i}")))
+    }
+
+    /// A player found a game is expected until it opens the lobby, or until the lobby
+    /// timeout passed.
+    #[test]
+    fn a_found_player_is_expected_until_it_joins() {
+        let expected = Expected::default();
+        let long = Duration::from_secs(3600);
+        assert!(expected.none(long));
+        let (g, u) = player(1);
+        expected.found(&g, &u, long);
+        assert!(!expected.none(long));
+        assert!(expected.none(Duration::ZERO), "past the lobby timeout");
+        expected.found(&g, &u, long);
+        expected.joined(&g, &u);
+        assert!(expected.none(long));
+    }
+
+    /// Players who never join are forgotten as more are found: the map stays bounded.
+    #[test]
+    fn players_who_never_join_are_forgotten() {
+        let expected = Expected::default();
+        for i in 0..10 * EXPECTED_PRUNE {
+            let (g, u) = player(i);
+            expected.found(&g, &u, Duration::ZERO);
+        }
+        let held = expected.found.lock().unwrap().players.len();
+        assert!(held <= EXPECTED_PRUNE, "{held}");
     }
 }
