@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use tokio::task::JoinHandle;
 
-use super::{GlobalArgs, seconds};
+use super::{GlobalArgs, StopSignals, seconds};
 use crate::dashboard::pipeline::PipelineFeed;
 use crate::dashboard::{Dashboard, Sources};
 use crate::net::ConnectionLimits;
@@ -17,8 +17,8 @@ use crate::net::ConnectionLimits;
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Dashboard")]
 pub struct DashboardArgs {
-    /// Serve the live dashboard during the run (and after it, until Ctrl-C or SIGTERM); its
-    /// address is printed on stderr.
+    /// Serve the live dashboard during the run (and after it, until Ctrl-C or
+    /// SIGTERM); its address is printed on stderr.
     #[arg(long)]
     pub dashboard: bool,
     /// Address the dashboard binds to (read-only; 0.0.0.0 exposes it).
@@ -95,9 +95,10 @@ async fn serve(
     let page = Dashboard::bind(host, port, sources)
         .await
         .with_context(|| format!("the dashboard cannot listen on {host}:{port}"))?;
+    let mut signals = StopSignals::catch();
     eprintln!("dashboard: {}", page.url()?);
-    Ok(tokio::spawn(page.serve(limits, async {
-        super::stop_requested().await;
+    Ok(tokio::spawn(page.serve(limits, async move {
+        signals.next().await;
     })))
 }
 

@@ -1,7 +1,7 @@
 //! `superhero fanout`: the Redis fan-out middleware of one pub/sub channel, or, with
 //! `--to URL`, a bridge of that channel into another broker. Runs until Ctrl-C or
-//! SIGTERM, then
-//! prints what it forwarded and lost; exits non-zero if anything was lost.
+//! SIGTERM, then prints what it forwarded and lost; exits non-zero if anything was
+//! lost.
 
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::Serialize;
 
-use super::{GlobalArgs, print_summary};
+use super::{GlobalArgs, StopSignals, print_summary};
 use crate::broker::bridge::{self, BridgeStats};
 use crate::broker::{Broker, BrokerSpec, Fanout, RedisPubSubBroker};
 use crate::events;
@@ -52,15 +52,16 @@ fn source(g: &GlobalArgs) -> Result<String> {
     }
 }
 
-/// Waits for a stop request (Ctrl-C, SIGTERM).
-async fn stop_requested() {
-    let signal = super::stop_requested().await;
+/// Waits for a stop request (Ctrl-C, SIGTERM) caught by `signals`.
+async fn stop_requested(mut signals: StopSignals) {
+    let signal = signals.next().await;
     eprintln!("{signal}: stopping");
 }
 
 /// Runs `superhero fanout`; the exit code says whether it went cleanly.
 pub async fn run(args: &FanoutArgs, g: &GlobalArgs) -> Result<ExitCode> {
     let source = source(g)?;
+    let signals = StopSignals::catch();
     let started = std::time::Instant::now();
     let (forwarded, lost, to) = match &args.to {
         None => {
@@ -74,7 +75,7 @@ pub async fn run(args: &FanoutArgs, g: &GlobalArgs) -> Result<ExitCode> {
             );
             tokio::select! {
                 r = fanout.run() => r?,
-                () = stop_requested() => {}
+                () = stop_requested(signals) => {}
             }
             (
                 stats.forwarded.load(Ordering::Relaxed),
@@ -109,7 +110,14 @@ pub async fn run(args: &FanoutArgs, g: &GlobalArgs) -> Result<ExitCode> {
                 redact(url)
             );
             let stats = BridgeStats::default();
-            bridge::forward(&mut *input, &*publisher, &topic, &stats, stop_requested()).await?;
+            bridge::forward(
+                &mut *input,
+                &*publisher,
+                &topic,
+                &stats,
+                stop_requested(signals),
+            )
+            .await?;
             (stats.forwarded(), stats.lost(), redact(url))
         }
     };

@@ -197,49 +197,69 @@ pub fn rate(value: f64, flag: &str, what: &str) -> Result<f64> {
     }
 }
 
-/// Waits for the process to be asked to stop: Ctrl-C (SIGINT) or SIGTERM, which
-/// service managers and container runtimes send. Every command that runs until
-/// stopped drains the same way on either; returns the signal's name.
-pub async fn stop_requested() -> &'static str {
+/// The signals that ask the process to stop: Ctrl-C (SIGINT) and SIGTERM, which
+/// service managers and container runtimes send. Caught from the moment this is
+/// made, so that a command made ready (its address printed) already drains on them.
+pub struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! {
-                _ = tokio::signal::ctrl_c() => "SIGINT",
-                _ = term.recv() => "SIGTERM",
-            },
-            Err(e) => {
-                tracing::warn!("SIGTERM cannot be caught ({e}): only Ctrl-C stops cleanly");
-                let _ = tokio::signal::ctrl_c().await;
-                "SIGINT"
+    caught: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl StopSignals {
+    /// Catches them from now on.
+    pub fn catch() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            match (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) {
+                (Ok(int), Ok(term)) => Self {
+                    caught: Some((int, term)),
+                },
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!("stop signals cannot be caught ({e}): only Ctrl-C works");
+                    Self { caught: None }
+                }
             }
         }
+        #[cfg(not(unix))]
+        Self {}
     }
-    #[cfg(not(unix))]
-    {
+
+    /// Waits for the next one; its name.
+    pub async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        if let Some((int, term)) = &mut self.caught {
+            return tokio::select! {
+                _ = int.recv() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            };
+        }
         let _ = tokio::signal::ctrl_c().await;
         "Ctrl-C"
     }
 }
 
-/// Stop requests followed while a run lasts: the first (see [`stop_requested`])
-/// says the run should stop taking new work and drain; the second ends the process
-/// at once, with status 130. Dropping it stops following them.
+/// Stop requests followed while a run lasts: the first (see [`StopSignals`]) says
+/// the run should stop taking new work and drain; the second ends the process at
+/// once, with status 130. Dropping it stops following them.
 pub struct StopRequests {
     stopping: tokio::sync::watch::Receiver<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl StopRequests {
-    /// Follows stop requests; `draining` says what the first one does.
+    /// Follows stop requests from now on; `draining` says what the first one does.
     pub fn follow(draining: &'static str) -> Self {
+        let mut signals = StopSignals::catch();
         let (stop, stopping) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
-            let signal = stop_requested().await;
+            let signal = signals.next().await;
             eprintln!("{signal}: {draining} (send it again to quit at once)");
             stop.send_replace(true);
-            let again = stop_requested().await;
+            let again = signals.next().await;
             eprintln!("{again} again: quitting without draining");
             std::process::exit(130);
         });

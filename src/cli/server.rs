@@ -17,7 +17,8 @@ use crate::net::ConnectionLimits;
 use crate::server::{self, MAX_MESSAGE_BYTES, ServerSettings};
 use crate::store::{AnyStore, GameStore};
 
-/// How long a broker that is down gets, once the server stops, to take the buffered events.
+/// How long a broker that is down gets, once the server stops, to take the buffered
+/// events.
 const PUBLISH_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Args)]
@@ -153,6 +154,8 @@ pub async fn run(args: &ServerArgs, g: &GlobalArgs) -> Result<ExitCode> {
         .await
         .with_context(|| format!("binding {addr}"))?;
     let local = listener.local_addr()?;
+    // Caught before the address is printed: a server that says it listens drains.
+    let stop = StopRequests::follow("refusing new games while the running ones end");
     if let AnyStore::Memory(_) = store {
         let heroes = args.roster.load()?;
         store.replace_roster(&heroes).await?;
@@ -169,7 +172,6 @@ pub async fn run(args: &ServerArgs, g: &GlobalArgs) -> Result<ExitCode> {
         }
         println!("superhero server listening on ws://{local} (Redis store, {heroes} heroes)");
     }
-    let stop = StopRequests::follow("refusing new games while the running ones end");
     let mut asked = stop.watch();
     server::serve(listener, store, settings, async move {
         let _ = asked.wait_for(|stop| *stop).await;

@@ -129,6 +129,8 @@ pub async fn run(args: &SimulateArgs, g: &GlobalArgs) -> Result<ExitCode> {
     if settings.transport == Transport::Tcp {
         super::check_bots_fit(settings.bots, true)?;
     }
+    // Caught before the address is printed: a run that says it serves drains.
+    let stop = StopRequests::follow("the bots finish their games, then the tables are written");
     let outside = match &args.listen {
         Some(addr) => {
             let listener = TcpListener::bind(addr)
@@ -155,7 +157,6 @@ pub async fn run(args: &SimulateArgs, g: &GlobalArgs) -> Result<ExitCode> {
         sources.pipeline = Some(feed);
     }
     let page = dashboard::start(&args.dashboard, sources.clone()).await?;
-    let stop = StopRequests::follow("the bots finish their games, then the tables are written");
     let settings = SimulateSettings {
         stop: Some(stop.watch()),
         ..settings

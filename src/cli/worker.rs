@@ -120,6 +120,9 @@ pub async fn run(args: &WorkerArgs, g: &GlobalArgs) -> Result<ExitCode> {
     let progress = Arc::new(EtlProgress::default());
     let started = std::time::Instant::now();
     let pool = Pool::start(store, &*broker, &assignment, &settings, &progress).await?;
+    // Caught before the workers say they run, and kept to the end: a second request
+    // quits without waiting for them.
+    let stop = StopRequests::follow("the workers write what they hold, then stop");
     println!(
         "superhero worker: {} workers consuming {} (group {}) on {}, writing to {}",
         assignment.workers,
@@ -128,8 +131,6 @@ pub async fn run(args: &WorkerArgs, g: &GlobalArgs) -> Result<ExitCode> {
         broker.kind(),
         settings.output_dir.display()
     );
-    // Kept to the end: a second request quits without waiting for the workers.
-    let stop = StopRequests::follow("the workers write what they hold, then stop");
     stop.requested().await;
     let stopped_cleanly = pool.stop(STOP_GRACE).await;
     let elapsed_s = started.elapsed().as_secs_f64();
