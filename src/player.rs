@@ -577,13 +577,14 @@ async fn play_game(
         tokio::time::sleep(FIND_RETRY_PAUSE).await;
         joined = links.find.ask(find.clone(), tally).await?;
     }
-    if joined.message() == Some(ProtocolError::ShuttingDown.to_string().as_str()) {
-        if !tally.server_stopping.swap(true, Ordering::Relaxed) {
-            tracing::warn!("the server is shutting down: bots stop looking for games");
-        }
-        return Ok(Lobby::NotStarted);
-    }
     let Some(game) = joined.payload.game_token.clone() else {
+        // Told only when no game came, so a found game costs no comparison.
+        if joined.message() == Some(ProtocolError::ShuttingDown.to_string().as_str()) {
+            if !tally.server_stopping.swap(true, Ordering::Relaxed) {
+                tracing::warn!("the server is shutting down: bots stop looking for games");
+            }
+            return Ok(Lobby::NotStarted);
+        }
         return Err(BotError::Unexpected(format!(
             "find: {:?}",
             joined.message()

@@ -271,9 +271,12 @@ impl StopRequests {
         self.stopping.clone()
     }
 
-    /// Waits for the first request.
-    pub async fn requested(&self) {
-        let _ = self.watch().wait_for(|stop| *stop).await;
+    /// Done at the first request; it borrows nothing, so a server may hold it.
+    pub fn requested(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut stopping = self.watch();
+        async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
+        }
     }
 }
 

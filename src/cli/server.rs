@@ -172,11 +172,7 @@ pub async fn run(args: &ServerArgs, g: &GlobalArgs) -> Result<ExitCode> {
         }
         println!("superhero server listening on ws://{local} (Redis store, {heroes} heroes)");
     }
-    let mut asked = stop.watch();
-    server::serve(listener, store, settings, async move {
-        let _ = asked.wait_for(|stop| *stop).await;
-    })
-    .await?;
+    server::serve(listener, store, settings, stop.requested()).await?;
     if let Some(pipe) = pipe {
         let stats = pipe.finish(PUBLISH_GRACE).await;
         tracing::info!(
