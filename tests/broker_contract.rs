@@ -479,6 +479,47 @@ pub async fn stats_follow_the_group(broker: Box<dyn Broker>, figures: Figures) {
     }
 }
 
+/// A reachable broker answers pings; its lag figure, where it names one, counts what
+/// was published for a group that took nothing yet.
+pub async fn pings_and_names_its_lag(broker: Box<dyn Broker>, figures: Figures) {
+    tokio::time::timeout(WAIT, broker.ping())
+        .await
+        .expect("a ping answered within the wait")
+        .expect("a reachable broker answers pings");
+    let Some(lag) = broker.lag_figure() else {
+        assert!(
+            figures.backlog.is_empty(),
+            "{} keeps a backlog ({:?}) but names no lag",
+            broker.kind(),
+            figures.backlog
+        );
+        return;
+    };
+    // A peer that tells no figures at all has no lag to check.
+    if figures.backlog.is_empty() {
+        return;
+    }
+    assert!(
+        figures.backlog.contains(&lag),
+        "{lag} is not a backlog figure"
+    );
+    let topic = topic("lag");
+    broker.declare(&topic, &["g"]).await.expect("declare");
+    publish(&*broker, &topic, &payloads("l", 3)).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let stats = broker.stats(&topic, "g").await.expect("stats");
+        if stats.iter().any(|s| s.name == lag && s.value == 3) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{lag} does not count the 3 messages no consumer took: {stats:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A settle after its consumer went away, once the message went to another consumer
 /// of the group: stale where the broker can tell, else harmless; never another error.
 /// On a broker that does not redeliver, the settle has nothing to do and succeeds.
@@ -536,6 +577,11 @@ macro_rules! broker_contract {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn stats_follow_the_group() {
                 super::stats_follow_the_group($make, $figures).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn pings_and_names_its_lag() {
+                super::pings_and_names_its_lag($make, $figures).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1053,6 +1099,14 @@ impl Broker for GroupPerTopic {
 
     fn flow(&self) -> superhero::broker::FlowSettings {
         self.0.flow()
+    }
+
+    fn lag_figure(&self) -> Option<&'static str> {
+        self.0.lag_figure()
+    }
+
+    async fn ping(&self) -> Result<(), superhero::broker::BrokerError> {
+        self.0.ping().await
     }
 
     async fn publisher(

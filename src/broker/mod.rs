@@ -173,6 +173,17 @@ pub trait Broker: Send + Sync {
     async fn stats(&self, _topic: &str, _group: &str) -> Result<Vec<BrokerStat>, BrokerError> {
         Ok(Vec::new())
     }
+
+    /// The figure of [`Self::stats`] that counts the messages waiting for the group,
+    /// not delivered yet (its lag; on Kafka, those past its committed offsets); none
+    /// where the broker keeps nothing for a group.
+    fn lag_figure(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// Asks the broker something it must answer over the network (one round trip,
+    /// no message): an error when it cannot be reached now.
+    async fn ping(&self) -> Result<(), BrokerError>;
 }
 
 /// [`Broker::stats`] within `wait`: a broker that does not answer in time is as

@@ -185,6 +185,10 @@ impl GameStore for AnyStore {
         each!(self, s => s.clean(game, keep).await)
     }
 
+    async fn ping(&self) -> Result<(), StoreError> {
+        each!(self, s => s.ping().await)
+    }
+
     async fn unfinished_games(&self) -> Option<u64> {
         each!(self, s => s.unfinished_games().await)
     }

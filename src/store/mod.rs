@@ -234,6 +234,9 @@ pub trait GameStore: Clone + Send + Sync + 'static {
 
     /// The hero collection as games use it, ordered by id.
     fn roster(&self) -> impl Future<Output = Result<Vec<Hero>, StoreError>> + Send;
+    /// One round trip to the store, touching nothing: an error when it cannot be
+    /// reached now.
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Logs a user in by name; the bool says whether the user was created.
     fn login(

@@ -887,6 +887,13 @@ impl GameStore for RedisStore {
             .map_err(unavailable)
     }
 
+    async fn ping(&self) -> Result<(), StoreError> {
+        redis::cmd("PING")
+            .query_async::<()>(&mut self.conns.next())
+            .await
+            .map_err(unavailable)
+    }
+
     async fn roster(&self) -> Result<Vec<Hero>, StoreError> {
         let all: HashMap<String, String> = self
             .conns

@@ -270,6 +270,24 @@ impl Broker for KafkaBroker {
         self.subscribe(topic, &group, "latest").await
     }
 
+    async fn ping(&self) -> Result<(), BrokerError> {
+        // The cluster's metadata, which a broker of the cluster must send.
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(None, Duration::from_secs(2))
+                .map(drop)
+                .map_err(unavailable)
+        })
+        .await
+        .map_err(|e| unavailable(e.to_string()))?
+    }
+
+    fn lag_figure(&self) -> Option<&'static str> {
+        Some("group lag")
+    }
+
     async fn stats(&self, topic: &str, group: &str) -> Result<Vec<BrokerStat>, BrokerError> {
         let consumer = self.offset_reader(group)?;
         let topic = topic.to_string();

@@ -226,6 +226,15 @@ impl Broker for MemoryBroker {
         ))
     }
 
+    async fn ping(&self) -> Result<(), BrokerError> {
+        // In this process: reachable while the process runs.
+        Ok(())
+    }
+
+    fn lag_figure(&self) -> Option<&'static str> {
+        Some("ready")
+    }
+
     async fn stats(&self, topic: &str, group: &str) -> Result<Vec<BrokerStat>, BrokerError> {
         let depth = self.depth(topic, group);
         Ok(vec![

@@ -249,13 +249,30 @@ impl Broker for NatsBroker {
         (!info.version.is_empty()).then(|| format!("NATS {}", info.version))
     }
 
+    async fn ping(&self) -> Result<(), BrokerError> {
+        // A flush is a PING the server answers with PONG.
+        self.js.client().flush().await.map_err(unavailable)
+    }
+
+    fn lag_figure(&self) -> Option<&'static str> {
+        Some("pending")
+    }
+
     async fn stats(&self, topic: &str, group: &str) -> Result<Vec<BrokerStat>, BrokerError> {
         let mut stream = self.ensure_stream(topic).await?;
         let messages = stream.info().await.map_err(unavailable)?.state.messages;
         let mut stats = vec![BrokerStat::new("stream messages", messages)];
-        if let Ok(info) = stream.consumer_info(group).await {
-            stats.push(BrokerStat::new("pending", info.num_pending));
-            stats.push(BrokerStat::new("ack pending", info.num_ack_pending as u64));
+        match stream.consumer_info(group).await {
+            Ok(info) => {
+                stats.push(BrokerStat::new("pending", info.num_pending));
+                stats.push(BrokerStat::new("ack pending", info.num_ack_pending as u64));
+            }
+            // No consumer of the group yet: the durable one made for it will be
+            // delivered the stream from its first message.
+            Err(e) if e.kind() == jetstream::context::ConsumerInfoErrorKind::NotFound => {
+                stats.push(BrokerStat::new("pending", messages));
+            }
+            Err(_) => {}
         }
         stats.push(BrokerStat::new(
             "pulls renewed after silence (client)",

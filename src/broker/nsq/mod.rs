@@ -346,6 +346,18 @@ impl Broker for NsqBroker {
         reader.version().await.map(|v| format!("nsqd {v}"))
     }
 
+    async fn ping(&self) -> Result<(), BrokerError> {
+        match &self.stats {
+            Some(reader) => reader.ping().await,
+            // Without its HTTP address: a connection that nsqd greets (IDENTIFY).
+            None => self.publisher.open().await.map(drop),
+        }
+    }
+
+    fn lag_figure(&self) -> Option<&'static str> {
+        Some("depth")
+    }
+
     async fn stats(&self, topic: &str, group: &str) -> Result<Vec<BrokerStat>, BrokerError> {
         match &self.stats {
             Some(reader) => reader.read(topic, group).await,

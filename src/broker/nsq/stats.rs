@@ -85,6 +85,17 @@ impl StatsReader {
         Ok(figures(&stats, topic, channel))
     }
 
+    /// nsqd's answer to `/ping` (`OK` while it is healthy).
+    pub(super) async fn ping(&self) -> Result<(), BrokerError> {
+        let uri: hyper::Uri = format!("http://{}/ping", self.address)
+            .parse()
+            .map_err(|e| BrokerError::Config(format!("nsqd's HTTP address: {e}")))?;
+        tokio::time::timeout(TIMEOUT, self.get(uri))
+            .await
+            .map_err(|_| unavailable(format!("{} did not answer in {TIMEOUT:?}", self.address)))?
+            .map(drop)
+    }
+
     /// nsqd's version, from `/info`.
     pub(super) async fn version(&self) -> Option<String> {
         #[derive(serde::Deserialize)]

@@ -295,19 +295,21 @@ impl Broker for RabbitBroker {
         self.subscribe(topic, queue, Some(expiry)).await
     }
 
+    async fn ping(&self) -> Result<(), BrokerError> {
+        // Opening a channel is a round trip (channel.open, channel.open-ok).
+        let channel = self.reading_channel().await?;
+        let _ = channel.close(200, "ping".into()).await;
+        Ok(())
+    }
+
+    fn lag_figure(&self) -> Option<&'static str> {
+        Some("messages ready")
+    }
+
     async fn stats(&self, topic: &str, group: &str) -> Result<Vec<BrokerStat>, BrokerError> {
         // A passive declare of a missing queue closes its channel: a channel of its
-        // own each time, on a connection kept for these readings.
-        let mut kept = self.stats_conn.lock().await;
-        let channel = match kept.as_ref().filter(|c| c.status().connected()) {
-            Some(conn) => conn.create_channel().await.map_err(unavailable)?,
-            None => {
-                let (conn, channel) = open_channel(&self.url).await?;
-                *kept = Some(conn);
-                channel
-            }
-        };
-        drop(kept);
+        // own each time.
+        let channel = self.reading_channel().await?;
         let queue = self.options.queue_name(topic, group);
         let declared = channel
             .queue_declare(
@@ -334,6 +336,20 @@ impl Broker for RabbitBroker {
 }
 
 impl RabbitBroker {
+    /// A new channel on the connection kept for readings (stats, pings), opened
+    /// again when it was lost.
+    async fn reading_channel(&self) -> Result<Channel, BrokerError> {
+        let mut kept = self.stats_conn.lock().await;
+        match kept.as_ref().filter(|c| c.status().connected()) {
+            Some(conn) => conn.create_channel().await.map_err(unavailable),
+            None => {
+                let (conn, channel) = open_channel(&self.url).await?;
+                *kept = Some(conn);
+                Ok(channel)
+            }
+        }
+    }
+
     async fn subscribe(
         &self,
         topic: &str,

@@ -213,6 +213,10 @@ impl Broker for RedisFanoutBroker {
         super::server_version(&mut self.pubsub.connection()).await
     }
 
+    async fn ping(&self) -> Result<(), BrokerError> {
+        self.pubsub.ping().await
+    }
+
     async fn stats(&self, topic: &str, group: &str) -> Result<Vec<BrokerStat>, BrokerError> {
         let mut conn = self.pubsub.connection();
         let workers: u64 = conn

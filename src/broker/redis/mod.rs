@@ -46,6 +46,17 @@ impl Link {
     }
 }
 
+/// One PING answered.
+pub(crate) async fn ping(
+    conn: &mut ConnectionManager,
+    broker: &'static str,
+) -> Result<(), BrokerError> {
+    redis::cmd("PING")
+        .query_async::<()>(conn)
+        .await
+        .map_err(super::unavailable(broker))
+}
+
 /// The Redis server's version, from `INFO server`.
 pub(crate) async fn server_version(conn: &mut ConnectionManager) -> Option<String> {
     let info: String = redis::cmd("INFO")

@@ -101,6 +101,10 @@ impl Broker for RedisPubSubBroker {
         super::server_version(&mut self.connection()).await
     }
 
+    async fn ping(&self) -> Result<(), BrokerError> {
+        super::ping(&mut self.connection(), NAME).await
+    }
+
     async fn stats(&self, topic: &str, _group: &str) -> Result<Vec<BrokerStat>, BrokerError> {
         Ok(vec![BrokerStat::new(
             "subscribers",

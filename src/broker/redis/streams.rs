@@ -255,6 +255,14 @@ impl Broker for RedisStreamsBroker {
         }
     }
 
+    async fn ping(&self) -> Result<(), BrokerError> {
+        super::ping(&mut self.conn.clone(), NAME).await
+    }
+
+    fn lag_figure(&self) -> Option<&'static str> {
+        Some("lag")
+    }
+
     async fn stats(&self, topic: &str, group: &str) -> Result<Vec<BrokerStat>, BrokerError> {
         let mut conn = self.conn.clone();
         let length: u64 = redis::cmd("XLEN")
