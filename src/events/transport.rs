@@ -127,6 +127,9 @@ pub struct TransportStats {
     /// Published, by queue (in [`Queue::index`] order).
     #[serde(skip)]
     pub published_by_queue: [u64; 3],
+    /// Dropped, by queue (in [`Queue::index`] order).
+    #[serde(skip)]
+    pub dropped_by_queue: [u64; 3],
 }
 
 impl TransportStats {
@@ -139,6 +142,8 @@ impl TransportStats {
             dropped: self.dropped.saturating_sub(earlier.dropped),
             published_by_queue: [0, 1, 2]
                 .map(|i| self.published_by_queue[i].saturating_sub(earlier.published_by_queue[i])),
+            dropped_by_queue: [0, 1, 2]
+                .map(|i| self.dropped_by_queue[i].saturating_sub(earlier.dropped_by_queue[i])),
         }
     }
 }
@@ -149,6 +154,8 @@ struct Counters {
     published: AtomicU64,
     dropped: AtomicU64,
     by_queue: [AtomicU64; 3],
+    offered_by_queue: [AtomicU64; 3],
+    dropped_by_queue: [AtomicU64; 3],
 }
 
 impl Counters {
@@ -158,7 +165,13 @@ impl Counters {
             published: self.published.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
             published_by_queue: [0, 1, 2].map(|i| self.by_queue[i].load(Ordering::Relaxed)),
+            dropped_by_queue: [0, 1, 2].map(|i| self.dropped_by_queue[i].load(Ordering::Relaxed)),
         }
+    }
+
+    fn add_dropped(&self, queue: usize, n: u64) {
+        self.dropped.fetch_add(n, Ordering::Relaxed);
+        self.dropped_by_queue[queue].fetch_add(n, Ordering::Relaxed);
     }
 }
 
@@ -194,8 +207,9 @@ impl EventSink {
         let name = &route.names[queue.index()];
         let json = envelope_json(level, &now_iso(), name, message, task);
         self.counters.offered.fetch_add(1, Ordering::Relaxed);
+        self.counters.offered_by_queue[queue.index()].fetch_add(1, Ordering::Relaxed);
         if route.tx.try_send((queue, json.into_bytes())).is_err() {
-            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            self.counters.add_dropped(queue.index(), 1);
         }
     }
 }
@@ -377,8 +391,12 @@ impl EventPipe {
         }
         let counters = &self.sink.counters;
         let s = counters.stats();
-        let lost = s.offered.saturating_sub(s.published + s.dropped);
-        counters.dropped.fetch_add(lost, Ordering::Relaxed);
+        for queue in Queue::ALL {
+            let i = queue.index();
+            let offered = counters.offered_by_queue[i].load(Ordering::Relaxed);
+            let lost = offered.saturating_sub(s.published_by_queue[i] + s.dropped_by_queue[i]);
+            counters.add_dropped(i, lost);
+        }
         counters.stats()
     }
 }
