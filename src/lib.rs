@@ -45,8 +45,9 @@
 //!   [`backoff`] (pauses that double between attempts), [`timer`] (one timer for a
 //!   deadline that moves with every message), [`url`] (passwords masked,
 //!   schemes rewritten), [`redis_client`] (Redis connections as the store and the
-//!   Redis brokers open them) and [`net`] (serving HTTP within connection caps and
-//!   header timeouts, for the game server and the dashboard).
+//!   Redis brokers open them), [`net`] (serving HTTP within connection caps and
+//!   header timeouts, for the game server and the dashboard) and [`telemetry`]
+//!   (the metric names, and `/metrics` and `/healthz` for Prometheus).
 
 pub mod audit;
 pub mod backoff;
@@ -68,6 +69,7 @@ pub mod roster;
 pub mod server;
 pub mod simulate;
 pub mod store;
+pub mod telemetry;
 pub mod timer;
 pub mod url;
 pub mod worker;

@@ -213,6 +213,7 @@ pub async fn run(settings: PlayerSettings) -> PlayerSummary {
             tally.active.send_modify(|a| *a -= 1);
             if let Err(e) = result {
                 tally.errors.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(crate::telemetry::names::BOT_ERRORS).increment(1);
                 tracing::warn!("bot USER{:03} stopped: {e}", settings.first_user + i);
             }
         });
@@ -685,6 +686,7 @@ async fn lobby(
                         games.push((game.token.clone(), Instant::now()));
                     }
                     tally.completed.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!(crate::telemetry::names::BOT_GAMES).increment(1);
                 }
                 return Ok(Lobby::Over);
             }

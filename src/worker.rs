@@ -27,6 +27,7 @@ use crate::etl::{self, GameTables, tables};
 use crate::events::{CLEANING_GAME_RECORDS, Envelope};
 use crate::game::{GameStatus, GameToken, UserToken};
 use crate::store::{Extracted, GameStore};
+use crate::telemetry::names;
 
 /// The pause after a failure, doubling while failures go on.
 const BACKOFF: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
@@ -605,8 +606,11 @@ impl<S: GameStore> Worker<S> {
         let dir = self.settings.output_dir.clone();
         self.writing.spawn(async move {
             let written = tokio::task::spawn_blocking(move || {
+                let began = std::time::Instant::now();
                 let files = tables::encode_games(&games)?;
-                tables::write_durable(&dir, &stem, &files)
+                let written = tables::write_durable(&dir, &stem, &files)?;
+                metrics::histogram!(names::WRITE_SECONDS).record(began.elapsed());
+                Ok::<_, tables::TableError>(written)
             })
             .await;
             let result = match written {

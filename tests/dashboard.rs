@@ -12,7 +12,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -278,17 +278,6 @@ async fn ten_thousand_videos_reach_the_page_whole() {
     page.close("dashboard-plays-10000").await;
 }
 
-/// A plain HTTP/1.0 GET: status line and body.
-fn get(addr: &str, path: &str) -> (String, String) {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(common::WAIT)).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    (head.lines().next().unwrap().to_string(), body.to_string())
-}
-
 #[test]
 fn plays_dashboard_from_the_command_line() {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_superhero"))
@@ -322,13 +311,13 @@ fn plays_dashboard_from_the_command_line() {
     let over = stderr.next().unwrap().unwrap();
     assert!(over.contains("until Ctrl-C"), "{over}");
 
-    let (status, body) = get(&addr, "/");
+    let (status, body) = common::http_get(&addr, "/");
     assert!(status.contains("200"), "{status}");
     assert!(body.contains("superhero dashboard"));
     for fetch in ["src=", "href=", "@import", "url("] {
         assert!(!body.contains(fetch), "the page fetches something: {fetch}");
     }
-    let (status, body) = get(&addr, "/api/plays");
+    let (status, body) = common::http_get(&addr, "/api/plays");
     assert!(status.contains("200"), "{status}");
     let state: Value = serde_json::from_str(&body).unwrap();
     let total: u64 = state["counts"]
@@ -340,7 +329,7 @@ fn plays_dashboard_from_the_command_line() {
     assert_eq!(total, 3000);
     assert_eq!(state["finished"], true);
     // Read-only: nothing else answers.
-    let (status, _) = get(&addr, "/api/plays/reset");
+    let (status, _) = common::http_get(&addr, "/api/plays/reset");
     assert!(status.contains("404"), "{status}");
 
     // Ctrl-C ends it.
@@ -495,7 +484,7 @@ fn ended_lobbies_add_up(games: &Value, summary: &Value) {
 
 /// The pipeline state a dashboard serves as JSON.
 fn pipeline_state(addr: &str) -> Value {
-    let (status, body) = get(addr, "/api/pipeline");
+    let (status, body) = common::http_get(addr, "/api/pipeline");
     assert!(status.contains("200"), "{status}");
     serde_json::from_str(&body).unwrap()
 }

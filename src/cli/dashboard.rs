@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use tokio::task::JoinHandle;
 
+use super::metrics::MetricsArgs;
 use super::{GlobalArgs, StopSignals, seconds};
 use crate::dashboard::pipeline::PipelineFeed;
 use crate::dashboard::{Dashboard, Sources};
@@ -67,6 +68,8 @@ pub struct DashboardServeArgs {
     /// Seconds a client has to send a request's headers.
     #[arg(long, value_name = "S", default_value_t = 10.0)]
     pub header_timeout: f64,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 /// A dashboard being served, until Ctrl-C or SIGTERM.
@@ -113,12 +116,14 @@ pub async fn stay_up(page: Option<Serving>) -> Result<()> {
 
 /// Runs `superhero dashboard`; the exit code says whether it went cleanly.
 pub async fn run(args: &DashboardServeArgs, g: &GlobalArgs) -> Result<ExitCode> {
+    let metrics = args.metrics.start().await?;
     let Some(broker) = g.network_broker("dashboard").await? else {
         bail!(
             "`dashboard` watches a broker: give one with --broker URL (or LOGGER_MODULE); \
              `simulate --dashboard` and `plays --dashboard` show their own runs"
         );
     };
+    metrics.broker("broker", &broker);
     let feed = PipelineFeed::start(broker)
         .await
         .context("the dashboard cannot observe the broker")?;

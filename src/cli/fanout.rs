@@ -4,12 +4,14 @@
 //! lost.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::Serialize;
 
+use super::metrics::MetricsArgs;
 use super::{GlobalArgs, StopSignals, print_summary};
 use crate::broker::bridge::{self, BridgeStats};
 use crate::broker::{Broker, BrokerSpec, Fanout, RedisPubSubBroker};
@@ -25,6 +27,8 @@ pub struct FanoutArgs {
     /// instead of fanning out to Redis workers.
     #[arg(long, value_name = "BROKER_URL")]
     pub to: Option<String>,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 /// The `fanout --json` summary.
@@ -61,6 +65,11 @@ async fn stop_requested(mut signals: StopSignals) {
 /// Runs `superhero fanout`; the exit code says whether it went cleanly.
 pub async fn run(args: &FanoutArgs, g: &GlobalArgs) -> Result<ExitCode> {
     let source = source(g)?;
+    let metrics = args.metrics.start().await?;
+    if metrics.enabled() {
+        let reader: Arc<dyn Broker> = Arc::new(RedisPubSubBroker::connect(&source).await?);
+        metrics.broker("source", &reader);
+    }
     let signals = StopSignals::catch();
     let started = std::time::Instant::now();
     let (forwarded, lost, to) = match &args.to {
@@ -68,6 +77,13 @@ pub async fn run(args: &FanoutArgs, g: &GlobalArgs) -> Result<ExitCode> {
             let client = crate::redis_client::client(&source).map_err(anyhow::Error::msg)?;
             let fanout = Fanout::start(&client, &args.channel).await?;
             let stats = fanout.stats.clone();
+            let counted = stats.clone();
+            metrics.fanout(move || {
+                (
+                    counted.forwarded.load(Ordering::Relaxed),
+                    counted.lost.load(Ordering::Relaxed),
+                )
+            });
             println!(
                 "superhero fanout: {} to one live worker each, on {}",
                 args.channel,
@@ -91,6 +107,7 @@ pub async fn run(args: &FanoutArgs, g: &GlobalArgs) -> Result<ExitCode> {
                 .open(&g.tuning(false)?)
                 .await
                 .with_context(|| format!("opening {}", redact(url)))?;
+            metrics.broker("target", &target);
             let topic = target.topic_for(events::WORKER_QUEUE);
             // As a server does: the workers' share is kept from now on, whenever
             // they join.
@@ -109,7 +126,9 @@ pub async fn run(args: &FanoutArgs, g: &GlobalArgs) -> Result<ExitCode> {
                 topic,
                 redact(url)
             );
-            let stats = BridgeStats::default();
+            let stats = Arc::new(BridgeStats::default());
+            let counted = stats.clone();
+            metrics.fanout(move || (counted.forwarded(), counted.lost()));
             bridge::forward(
                 &mut *input,
                 &*publisher,

@@ -13,6 +13,7 @@ pub mod build_db;
 pub mod dashboard;
 pub mod fanout;
 pub mod global;
+pub mod metrics;
 pub mod player;
 pub mod plays;
 pub mod server;

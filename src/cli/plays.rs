@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use super::dashboard::{self, DashboardArgs};
+use super::metrics::MetricsArgs;
 use super::{GlobalArgs, print_summary, seconds};
 use crate::dashboard::Sources;
 use crate::plays::{self, PlaysSettings, feed::PlaysFeed};
@@ -41,6 +42,8 @@ pub struct PlaysArgs {
     pub idle_timeout: f64,
     #[command(flatten)]
     pub dashboard: DashboardArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 impl TryFrom<&PlaysArgs> for PlaysSettings {
@@ -77,7 +80,9 @@ impl TryFrom<&PlaysArgs> for PlaysSettings {
 /// Runs `superhero plays`; the exit code says whether it went cleanly.
 pub async fn run(args: &PlaysArgs, g: &GlobalArgs) -> Result<ExitCode> {
     let settings = PlaysSettings::try_from(args)?;
+    let metrics = args.metrics.start().await?;
     let broker = g.local_broker().await?;
+    metrics.broker("broker", &broker);
     let feed = PlaysFeed::new();
     let sources = Sources {
         plays: Some(feed.clone()),

@@ -9,6 +9,7 @@ use clap::Args;
 use tokio::net::TcpListener;
 
 use super::build_db::RosterArgs;
+use super::metrics::MetricsArgs;
 use super::{GlobalArgs, StopRequests, events_sink, seconds};
 use crate::events::EventPipe;
 use crate::events::transport::DEFAULT_BUFFER;
@@ -37,6 +38,8 @@ pub struct ServerArgs {
     /// With the embedded store: the roster the server starts with.
     #[command(flatten)]
     pub roster: RosterArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 /// How the server runs games (`server` and `simulate`).
@@ -144,9 +147,15 @@ pub async fn run(args: &ServerArgs, g: &GlobalArgs) -> Result<ExitCode> {
         stop_timeout: seconds(args.stop_timeout, "--stop-timeout")?,
         ..ServerSettings::try_from(&args.game)?
     };
+    let metrics = args.metrics.start().await?;
     let store = g.open_store().await?;
+    metrics.store(&store);
     let pipe = match g.network_broker("server").await? {
-        Some(b) => Some(EventPipe::for_broker(events_sink(), &*b, DEFAULT_BUFFER).await?),
+        Some(b) => {
+            metrics.broker("broker", &b);
+            metrics.events();
+            Some(EventPipe::for_broker(events_sink(), &*b, DEFAULT_BUFFER).await?)
+        }
         None => None,
     };
     let addr = format!("{}:{}", args.host, args.port);

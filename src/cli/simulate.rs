@@ -9,6 +9,7 @@ use clap::Args;
 use tokio::net::TcpListener;
 
 use super::dashboard::{self, DashboardArgs};
+use super::metrics::MetricsArgs;
 use super::server::GameArgs;
 use super::worker::EtlArgs;
 use super::{GlobalArgs, StopRequests, events_sink, print_summary, seconds};
@@ -71,6 +72,8 @@ pub struct SimulateArgs {
     pub etl: EtlArgs,
     #[command(flatten)]
     pub dashboard: DashboardArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 /// The values of `--transport`.
@@ -123,6 +126,7 @@ impl SimulateArgs {
 
 /// Runs `superhero simulate`; the exit code says whether it went cleanly.
 pub async fn run(args: &SimulateArgs, g: &GlobalArgs) -> Result<ExitCode> {
+    let metrics = args.metrics.start().await?;
     let store = g.open_store().await?;
     let settings = args.settings(g)?;
     // In-process bots need no descriptors; over TCP each socket has two ends here.
@@ -144,6 +148,15 @@ pub async fn run(args: &SimulateArgs, g: &GlobalArgs) -> Result<ExitCode> {
     let broker = g.local_broker().await?;
     let sink = events_sink();
     let progress = Arc::new(EtlProgress::tracking_games());
+    metrics.store(&store);
+    metrics.broker("broker", &broker);
+    metrics.events();
+    metrics.workers(
+        &progress,
+        &broker,
+        &broker.topic_for(crate::events::WORKER_QUEUE),
+        crate::events::WORKER_GROUP,
+    );
     let mut sources = Sources::default();
     if args.dashboard.dashboard {
         let feed = PipelineFeed::start(broker.clone())

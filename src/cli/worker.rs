@@ -10,6 +10,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 use serde::Serialize;
 
+use super::metrics::MetricsArgs;
 use super::{GlobalArgs, StopRequests, print_summary, seconds};
 use crate::events;
 use crate::store::AnyStore;
@@ -32,6 +33,8 @@ pub struct WorkerArgs {
     pub group: String,
     #[command(flatten)]
     pub etl: EtlArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 /// How workers write and clean (`worker` and `simulate`).
@@ -92,6 +95,7 @@ struct WorkerSummary {
 
 /// Runs `superhero worker`; the exit code says whether it went cleanly.
 pub async fn run(args: &WorkerArgs, g: &GlobalArgs) -> Result<ExitCode> {
+    let metrics = args.metrics.start().await?;
     let AnyStore::Redis(store) = g.open_store().await? else {
         bail!(
             "`worker` reads games from the store the servers write: give it the same Redis \
@@ -118,6 +122,9 @@ pub async fn run(args: &WorkerArgs, g: &GlobalArgs) -> Result<ExitCode> {
         run_id: uuid::Uuid::new_v4().simple().to_string()[..8].to_string(),
     };
     let progress = Arc::new(EtlProgress::default());
+    metrics.store(&store);
+    metrics.broker("broker", &broker);
+    metrics.workers(&progress, &broker, &assignment.topic, &assignment.group);
     let started = std::time::Instant::now();
     let pool = Pool::start(store, &*broker, &assignment, &settings, &progress).await?;
     // Caught before the workers say they run, and kept to the end: a second request

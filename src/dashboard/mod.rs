@@ -112,10 +112,26 @@ async fn events_of(sources: Arc<Sources>) -> Response {
     if streams.is_empty() {
         return (StatusCode::NOT_FOUND, "nothing to show on this dashboard").into_response();
     }
-    let merged = futures_util::stream::select_all(streams).map(Ok::<_, Infallible>);
+    // Counted open while the page's stream lives.
+    let open = metrics::gauge!(crate::telemetry::names::DASHBOARD_CLIENTS);
+    open.increment(1.0);
+    let client = OpenClient(open);
+    let merged = futures_util::stream::select_all(streams).map(move |event| {
+        let _ = &client;
+        Ok::<_, Infallible>(event)
+    });
     Sse::new(merged)
         .keep_alive(KeepAlive::default())
         .into_response()
+}
+
+/// A page connected to the event stream, counted while it is.
+struct OpenClient(metrics::Gauge);
+
+impl Drop for OpenClient {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
 }
 
 /// The pipeline events of one page: a snapshot, then every sample; a page that fell

@@ -93,6 +93,39 @@ pub enum ProtocolError {
 }
 
 impl ProtocolError {
+    /// A short name for the error, fixed and few (a rule's refusal is `rule`), for
+    /// counting requests by outcome.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MissingPayload => "missing_payload",
+            Self::MissingUser => "missing_user",
+            Self::MissingUserToken => "missing_user_token",
+            Self::MissingParticipants => "missing_participants",
+            Self::MissingGameToken => "missing_game_token",
+            Self::MissingEnemyToken => "missing_enemy_token",
+            Self::MissingAction => "missing_action",
+            Self::NoSuperheroes => "no_superheroes",
+            Self::MalformedJson => "malformed_json",
+            Self::PayloadNotObject => "payload_not_object",
+            Self::InvalidUser => "invalid_user",
+            Self::InvalidUserToken => "invalid_user_token",
+            Self::InvalidGameToken => "invalid_game_token",
+            Self::InvalidEnemyToken => "invalid_enemy_token",
+            Self::InvalidParticipants => "invalid_participants",
+            Self::ParticipantsOutOfRange => "participants_out_of_range",
+            Self::UnknownAction => "unknown_action",
+            Self::UnknownUser => "unknown_user",
+            Self::UnknownGame => "unknown_game",
+            Self::FrameTooLarge => "frame_too_large",
+            Self::ShuttingDown => "shutting_down",
+            Self::BinaryFrame => "binary_frame",
+            Self::LobbyBusy => "lobby_busy",
+            Self::LobbyTaken => "lobby_taken",
+            Self::StoreUnavailable => "store_unavailable",
+            Self::Rule(_) => "rule",
+        }
+    }
+
     /// The error reply frame.
     pub fn to_frame(&self) -> String {
         to_frame(&StatusReply {

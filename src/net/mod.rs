@@ -322,6 +322,7 @@ pub async fn serve(
         };
         let Some(slot) = gate.enter(peer.ip()) else {
             stats.refused.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(crate::telemetry::names::CONNECTIONS_REFUSED).increment(1);
             tokio::spawn(refuse(tcp));
             continue;
         };

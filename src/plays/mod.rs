@@ -363,6 +363,8 @@ async fn produce(
                     .collect();
                 if publish(&*publisher, &topic, &batch).await {
                     produced.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    metrics::counter!(crate::telemetry::names::PLAYS_PRODUCED)
+                        .increment(chunk.len() as u64);
                 } else {
                     failed += chunk.len() as u64;
                 }
@@ -442,10 +444,12 @@ fn count(batch: &[Delivery], shared: &Shared, feed: &PlaysFeed) {
     let mut p = lock(shared);
     let at = Instant::now();
     p.first.get_or_insert(at);
+    let consumed = metrics::counter!(crate::telemetry::names::PLAYS_CONSUMED);
     for m in parsed {
         match m {
             Ok(m) => {
                 if p.counter.record(&m.video_id, m.seq) {
+                    consumed.increment(1);
                     let ms = ((now - m.enqueued_at) * 1_000.0).max(0.0);
                     p.latest_ms = ms;
                     p.sum_ms += ms;

@@ -31,6 +31,7 @@ pub(super) async fn answer<S: GameStore>(
         // The lobby is a session of its own, see `lobby.rs`.
         Endpoint::Lobby => Ok(Vec::new()),
     };
+    super::count_request(endpoint, result.as_ref().map(drop));
     result.unwrap_or_else(|e| vec![e.to_frame()])
 }
 
@@ -194,6 +195,9 @@ async fn action<S: GameStore>(app: &App<S>, text: &str) -> Result<String, Protoc
         .await
         .map_err(store_error)?;
     events::emit(Queue::Game, "Attack Completed", &attacked.record);
+    if let Some(finish) = &attacked.attack.finish {
+        super::count_finish(finish);
+    }
     if let Some(Finish::TurnCap(ranking)) = &attacked.attack.finish {
         events::emit_task(
             Queue::Game,

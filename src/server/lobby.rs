@@ -16,7 +16,7 @@ use axum::extract::ws::{Message, WebSocket, close_code};
 use tokio::time::{Instant, sleep};
 
 use super::handlers::{cleaning_records, store_error};
-use super::{App, ConnectionTimers, Flow, InPlay, close, next_request, referee, send};
+use super::{App, ConnectionTimers, Endpoint, Flow, InPlay, close, next_request, referee, send};
 use crate::game::protocol::{
     GAME_COMPLETE, GAME_START, GAME_TIMED_OUT, GAME_TURN, GameStatusField, GameUser, HeroView,
     LobbyReply, ProtocolError, StartPayload, StartReply, to_frame,
@@ -35,8 +35,12 @@ pub(super) async fn session<S: GameStore>(
 ) -> Flow {
     let (req, participants, watch) = match enter(app, text).await {
         Ok(entered) => entered,
-        Err(e) => return send(socket, e.to_frame()).await,
+        Err(e) => {
+            super::count_request(Endpoint::Lobby, Err(&e));
+            return send(socket, e.to_frame()).await;
+        }
     };
+    super::count_request(Endpoint::Lobby, Ok(()));
     referee::ensure(app, &req.game_token);
     // Counted in play before it is no longer expected, so that a stopping server
     // never sees the player in neither.
@@ -180,11 +184,15 @@ impl<S: GameStore> Lobby<'_, S> {
                 }
                 Wake::Deadline => {
                     self.deadline = None;
-                    if let Err(e) = self.app.store.time_out(&self.game).await {
-                        let _ = send(socket, store_error(e).to_frame()).await;
+                    match self.app.store.time_out(&self.game).await {
+                        Ok(timed_out) => super::count_timed_out(timed_out),
+                        Err(e) => {
+                            let _ = send(socket, store_error(e).to_frame()).await;
+                        }
                     }
                 }
                 Wake::Request => {
+                    super::count_request(Endpoint::Lobby, Err(&ProtocolError::LobbyBusy));
                     if let Flow::Close = send(socket, ProtocolError::LobbyBusy.to_frame()).await {
                         return Flow::Close;
                     }
@@ -248,7 +256,10 @@ impl<S: GameStore> Lobby<'_, S> {
             return;
         }
         match self.app.store.time_out(&self.game).await {
-            Ok(true) => self.close().await,
+            Ok(true) => {
+                super::count_timed_out(true);
+                self.close().await;
+            }
             Ok(false) => {}
             Err(e) => {
                 store_error(e);

@@ -28,9 +28,11 @@ use tokio::time::Instant;
 use crate::game::protocol::{
     ACTION_PATH, FIND_PATH, HERO_PATH, LOBBY_PATH, LOGIN_PATH, MAX_REQUEST_BYTES, ProtocolError,
 };
+use crate::game::rules::Finish;
 use crate::game::{GameToken, Hero, UserToken};
 use crate::net::{ConnectionLimits, ConnectionStats, Listeners};
 use crate::store::GameStore;
+use crate::telemetry::names;
 use crate::timer::LazyTimer;
 
 /// Requests and replies are a few hundred bytes. The WebSocket library fills its read
@@ -177,12 +179,14 @@ impl Expected {
     }
 }
 
-/// Counts a lobby session in [`App::in_play`] while it lives.
+/// Counts a lobby session in [`App::in_play`] (and [`names::PLAYERS_IN_PLAY`])
+/// while it lives.
 struct InPlay<'a>(&'a AtomicUsize);
 
 impl<'a> InPlay<'a> {
     fn enter(count: &'a AtomicUsize) -> Self {
         count.fetch_add(1, Ordering::AcqRel);
+        metrics::gauge!(names::PLAYERS_IN_PLAY).increment(1.0);
         Self(count)
     }
 }
@@ -190,6 +194,7 @@ impl<'a> InPlay<'a> {
 impl Drop for InPlay<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
+        metrics::gauge!(names::PLAYERS_IN_PLAY).decrement(1.0);
     }
 }
 
@@ -200,6 +205,61 @@ enum Endpoint {
     Lobby,
     Hero,
     Action,
+}
+
+impl Endpoint {
+    /// Its name in metrics.
+    fn label(self) -> &'static str {
+        match self {
+            Self::Login => "login",
+            Self::Find => "find",
+            Self::Lobby => "lobby",
+            Self::Hero => "hero",
+            Self::Action => "action",
+        }
+    }
+}
+
+/// Counts one request by its endpoint and outcome.
+fn count_request(endpoint: Endpoint, outcome: Result<(), &ProtocolError>) {
+    let status = outcome.map_or_else(ProtocolError::code, |()| "ok");
+    metrics::counter!(names::REQUESTS, "endpoint" => endpoint.label(), "status" => status)
+        .increment(1);
+}
+
+/// Counts a game this server ended by an attack or a forfeit.
+fn count_finish(finish: &Finish) {
+    let outcome = match finish {
+        Finish::LastStanding(_) => "last_standing",
+        Finish::TurnCap(_) => "turn_cap",
+    };
+    metrics::counter!(names::GAMES_ENDED, "outcome" => outcome).increment(1);
+}
+
+/// Counts a game whose lobby this server timed out, if it did.
+fn count_timed_out(timed_out: bool) {
+    if timed_out {
+        metrics::counter!(names::GAMES_ENDED, "outcome" => "timed_out").increment(1);
+    }
+}
+
+/// Counts a WebSocket connection of an endpoint, and holds it open in
+/// [`names::CONNECTIONS_OPEN`] while it lives.
+struct OpenConnection(metrics::Gauge);
+
+impl OpenConnection {
+    fn count(endpoint: Endpoint) -> Self {
+        metrics::counter!(names::CONNECTIONS, "endpoint" => endpoint.label()).increment(1);
+        let open = metrics::gauge!(names::CONNECTIONS_OPEN, "endpoint" => endpoint.label());
+        open.increment(1.0);
+        Self(open)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
 }
 
 /// The router with the five endpoints; any other path answers 404 before upgrading.
@@ -266,11 +326,13 @@ pub async fn serve<S: GameStore>(
     let limits = settings.limits;
     let stats = Arc::new(ConnectionStats::default());
     let app = App::new(store, settings);
+    metrics::gauge!(names::DRAINING).set(0.0);
     let asked = {
         let app = app.clone();
         async move {
             shutdown.await;
             app.draining.store(true, Ordering::Release);
+            metrics::gauge!(names::DRAINING).set(1.0);
         }
     };
     crate::net::serve(listeners, routes(app.clone()), limits, stats.clone(), asked).await?;
@@ -401,6 +463,7 @@ pub(super) struct ConnectionTimers {
 }
 
 async fn connection<S: GameStore>(mut socket: WebSocket, app: Arc<App<S>>, endpoint: Endpoint) {
+    let _open = OpenConnection::count(endpoint);
     let mut heard = Instant::now();
     let mut timers = ConnectionTimers {
         idle: LazyTimer::default(),
@@ -453,7 +516,10 @@ async fn connection<S: GameStore>(mut socket: WebSocket, app: Arc<App<S>>, endpo
         // Answering is boxed: a connection waiting for its next request, as most do
         // most of the time, then holds a small future instead of the largest one.
         let flow = match request {
-            Err(e) => send(&mut socket, e.to_frame()).await,
+            Err(e) => {
+                count_request(endpoint, Err(&e));
+                send(&mut socket, e.to_frame()).await
+            }
             Ok(text) if endpoint == Endpoint::Lobby => {
                 let session = lobby::session(&mut socket, &app, &text, &mut heard, &mut timers);
                 Box::pin(session).await

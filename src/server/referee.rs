@@ -170,6 +170,9 @@ pub(super) async fn forfeit<S: GameStore>(
     {
         Ok(forfeited) => {
             events::emit(Queue::Game, "Player Forfeited", &forfeited.record);
+            if let Some(finish) = &forfeited.forfeit.finish {
+                super::count_finish(finish);
+            }
             Ok(())
         }
         Err(StoreError::Rule(_) | StoreError::UnknownGame) => Ok(()),
@@ -183,7 +186,7 @@ pub(super) async fn forfeit<S: GameStore>(
 /// The lobby deadline passed: a full game starts, any other times out.
 async fn close_lobby<S: GameStore>(app: &App<S>, game: &GameToken) -> Result<(), ()> {
     match app.store.time_out(game).await {
-        Ok(_) => {}
+        Ok(timed_out) => super::count_timed_out(timed_out),
         Err(e) => {
             store_error(e);
             return Err(());
@@ -197,6 +200,7 @@ async fn close_lobby<S: GameStore>(app: &App<S>, game: &GameToken) -> Result<(),
 pub(super) async fn start<S: GameStore>(app: &App<S>, game: &GameToken) -> Result<(), ()> {
     match app.store.start(game).await {
         Ok(Some(started)) => {
+            metrics::counter!(crate::telemetry::names::GAMES_STARTED).increment(1);
             events::emit_task(
                 Queue::Lobby,
                 "Game Started",
