@@ -45,6 +45,11 @@ pub struct PlayerArgs {
     /// few of them still play to fill it, instead of waiting out the lobby timeout.
     #[arg(long)]
     pub closed_world: bool,
+    /// Seconds a bot waits for any one message from a server before it counts the
+    /// connection as lost and stops (a lobby waits through the other players' turns:
+    /// keep it above the servers' turn timeout times the players in a game).
+    #[arg(long, value_name = "S", default_value_t = 60.0)]
+    pub idle_timeout: f64,
 }
 
 impl TryFrom<&PlayerArgs> for PlayerSettings {
@@ -66,7 +71,12 @@ impl TryFrom<&PlayerArgs> for PlayerSettings {
                 redact(bad)
             );
         }
+        let idle_timeout = super::seconds(args.idle_timeout, "--idle-timeout")?;
+        if idle_timeout.is_zero() {
+            bail!("--idle-timeout must be more than 0 seconds");
+        }
         Ok(Self {
+            idle_timeout,
             servers: urls.into_iter().map(Dial::Url).collect(),
             bots: args.bots,
             games: args.games,
