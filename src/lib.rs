@@ -10,7 +10,8 @@
 //!   (requests, replies, error strings) and the combat rules (attack, turn order,
 //!   elimination, turn cap). Pure functions, tested exhaustively.
 //! - [`roster`]: the hero collection. Imports the Super Hero API format, cleans its
-//!   stats, derives health and attack, and generates a deterministic synthetic roster.
+//!   stats, derives health and attack, and generates a deterministic synthetic roster;
+//!   [`roster::pull`] fetches the collection from the API itself.
 //! - [`etl`]: a finished game to its GAME_META and GAME_PODIUM rows (pure), and the
 //!   gzip Parquet tables, written durably.
 //! - [`store`]: where games live. The [`store::GameStore`] contract, the embedded

@@ -1,10 +1,13 @@
 //! The hero collection: reading the Super Hero API format, cleaning its stats,
 //! deriving health and attack, and a deterministic synthetic roster so that nothing
-//! has to be downloaded.
+//! has to be downloaded ([`pull`] downloads the real one from the API, with the
+//! user's token).
 //!
 //! The API gives powerstats as strings; `"null"` and `"0"` count as 1. Then
 //! health = 10 × intelligence × strength × durability and
 //! attack = speed × power × combat, as the original simulator computed them.
+
+pub mod pull;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
