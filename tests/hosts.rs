@@ -178,19 +178,8 @@ fn statuses(redis: &mut redis::Connection) -> Vec<(String, String)> {
 fn a_server_cut_off_mid_run_costs_no_game() {
     let hosts = Hosts::create(&["redis", "server-a", "server-b", "bots", "workers"]);
     let redis_addr = hosts.addr("redis");
-    let mut redis_server = Command::new("ip");
-    redis_server
-        .args(["netns", "exec", &hosts.namespace("redis"), "redis-server"])
-        .args([
-            "--bind",
-            &redis_addr,
-            "--port",
-            "6379",
-            "--protected-mode",
-            "no",
-        ])
-        .args(["--save", "", "--appendonly", "no"]);
-    let _redis = Service::spawn(redis_server, "Ready to accept connections", WAIT);
+    let on_redis = ["ip", "netns", "exec", &hosts.namespace("redis")];
+    let _redis = common::redis_server(&on_redis, &redis_addr, 6379);
     let store = format!("redis://{redis_addr}:6379/0");
     let broker = format!("redis-streams://{redis_addr}:6379/0");
     let built = hosts

@@ -228,28 +228,12 @@ fn prometheus_scrapes_a_running_simulation() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
-/// A Redis of the test's own, which the test stops and starts again.
-fn redis_server(port: u16) -> Service {
-    let mut command = std::process::Command::new("redis-server");
-    command.args([
-        "--port",
-        &port.to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-    ]);
-    Service::spawn(command, "Ready to accept connections", WAIT)
-}
-
 /// `/healthz` answers 200 while a worker's store and broker answer, 503 naming them
 /// while their Redis is down, and 200 again once it is back; the worker lives on.
 #[test]
 fn healthz_follows_the_store_and_the_broker() {
     let port = free_port();
-    let redis = redis_server(port);
+    let redis = common::redis_server(&[], "127.0.0.1", port);
     let store = format!("redis://127.0.0.1:{port}/0");
     let broker = format!("redis-streams://127.0.0.1:{port}/0");
     let metrics = format!("127.0.0.1:{}", free_port());
@@ -295,7 +279,7 @@ fn healthz_follows_the_store_and_the_broker() {
     );
     assert!(worker.running(), "the worker outlives its Redis");
 
-    let _redis = redis_server(port);
+    let _redis = common::redis_server(&[], "127.0.0.1", port);
     let deadline = Instant::now() + WAIT * 2;
     loop {
         let (status, body) = health();

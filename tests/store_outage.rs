@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Client, error, start_server};
@@ -12,35 +11,14 @@ use serde_json::json;
 use superhero::server::ServerSettings;
 use superhero::store::{RedisConfig, RedisStore};
 
-/// Starts `redis-server` on `port` and waits until it answers.
-fn start_redis(port: u16) -> Child {
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server is installed (scripts/test installs it)");
-    let deadline = Instant::now() + common::WAIT;
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "redis-server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
+fn start_redis(port: u16) -> common::Service {
+    common::redis_server(&[], "127.0.0.1", port)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_survives_a_redis_outage() {
     let port = common::free_port();
-    let mut redis = start_redis(port);
+    let redis = start_redis(port);
     let store = RedisStore::connect(&RedisConfig {
         url: format!("redis://127.0.0.1:{port}/0"),
     })
@@ -53,8 +31,7 @@ async fn the_server_survives_a_redis_outage() {
     assert_eq!(created, error("USER CREATED"));
     login.recv().await;
 
-    redis.kill().unwrap();
-    redis.wait().unwrap();
+    redis.kill();
     assert_eq!(
         login.ask(json!({"PAYLOAD": {"USER": "USER002"}})).await,
         error("STORE UNAVAILABLE")
@@ -64,7 +41,7 @@ async fn the_server_survives_a_redis_outage() {
     assert_eq!(login.recv().await, error("MALFORMED JSON IN MESSAGE"));
 
     // Redis comes back (empty: it keeps nothing on disk); logins work again.
-    let mut redis = start_redis(port);
+    let redis = start_redis(port);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let reply = login.ask(json!({"PAYLOAD": {"USER": "USER003"}})).await;
@@ -76,6 +53,5 @@ async fn the_server_survives_a_redis_outage() {
         assert!(Instant::now() < deadline, "the store never came back");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    redis.kill().unwrap();
-    redis.wait().unwrap();
+    redis.kill();
 }

@@ -477,6 +477,24 @@ pub fn play(url: &str, bots: u32) -> u64 {
     completed
 }
 
+/// A `redis-server` of a test's own on `bind:port`, keeping nothing on disk, started
+/// through `prefix` (`ip netns exec NS` for another host; empty for this one) and
+/// ready when it returns: a test may kill it and start another on the same port.
+pub fn redis_server(prefix: &[&str], bind: &str, port: u16) -> Service {
+    let (program, before) = match prefix.split_first() {
+        Some((program, rest)) => (*program, rest),
+        None => ("redis-server", &[][..]),
+    };
+    let mut command = std::process::Command::new(program);
+    if !prefix.is_empty() {
+        command.args(before).arg("redis-server");
+    }
+    let port = port.to_string();
+    command.args(["--bind", bind, "--port", &port, "--protected-mode", "no"]);
+    command.args(["--save", "", "--appendonly", "no"]);
+    Service::spawn(command, "Ready to accept connections", WAIT)
+}
+
 /// A plain HTTP/1.0 GET: status line and body.
 pub fn http_get(addr: &str, path: &str) -> (String, String) {
     use std::io::{Read, Write};
