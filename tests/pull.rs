@@ -180,6 +180,25 @@ async fn the_whole_collection_comes_through_passing_failures() {
     let _ = std::fs::remove_file(&file);
 }
 
+/// An API that fails every request is down, not missing heroes: the pull stops after
+/// a few ids in a row instead of walking on to the id bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_failing_everything_stops_the_pull() {
+    let trouble: Vec<(u32, Trouble)> = (1..=100).map(|id| (id, Trouble::Always)).collect();
+    let (base, stand) = stand_in(&trouble).await;
+    let settings = settings(&base);
+    let stopped = pull::pull(&settings, |_| {}).await;
+    match stopped {
+        Err(pull::PullError::Unreachable { why, .. }) => assert!(why.contains("in a row"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    let highest = stand.asked.lock().unwrap().keys().copied().max().unwrap();
+    assert!(
+        highest <= 8 + settings.in_flight as u32,
+        "asked up to id {highest}"
+    );
+}
+
 /// `superhero build-db --pull` as a user runs it: the token from API_TOKEN, the file
 /// written, the roster loaded; a wrong token, an API that cannot be reached and an id
 /// that keeps failing write nothing, say why, and never show the token.

@@ -83,6 +83,10 @@ pub enum PullError {
     Client(String),
 }
 
+/// Ids failing one after the other, after their retries, that stop a pull: past a
+/// few, the API is down rather than missing a hero.
+const FAILING_IN_A_ROW: u32 = 8;
+
 /// What a pull fetched.
 #[derive(Debug, Default)]
 pub struct Pulled {
@@ -119,14 +123,28 @@ pub async fn pull(settings: &PullSettings, progress: impl Fn(u32)) -> Result<Pul
         .map(|id| async move { (id, fetch(client, settings, id).await) })
         .buffered(settings.in_flight.max(1));
     let mut pulled = Pulled::default();
+    let mut failing = 0;
     while let Some((id, fetched)) = replies.next().await {
         match fetched? {
-            Fetched::Hero(hero) => pulled.heroes.push(hero),
+            Fetched::Hero(hero) => {
+                pulled.heroes.push(hero);
+                failing = 0;
+            }
             Fetched::End if pulled.heroes.is_empty() && pulled.failed.is_empty() => {
                 return Err(PullError::Empty);
             }
             Fetched::End => return Ok(pulled),
-            Fetched::Failed(why) => pulled.failed.push((id, why)),
+            Fetched::Failed(why) => {
+                failing += 1;
+                if failing == FAILING_IN_A_ROW {
+                    // Not a gap in the collection: the API stopped answering.
+                    return Err(PullError::Unreachable {
+                        url: settings.shown_url(id),
+                        why: format!("{failing} ids in a row failed, the last with: {why}"),
+                    });
+                }
+                pulled.failed.push((id, why));
+            }
         }
         progress(id);
     }
