@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use common::{RunWithin, fresh_db, redis_url};
@@ -11,27 +10,7 @@ use redis::AsyncCommands;
 use serde_json::Value;
 use superhero::roster;
 
-/// The fixture, if present. Outside CI a checkout without it skips these tests (and
-/// says so); in CI (CI=true) its absence fails them, so that CI never passes having
-/// tested nothing.
-fn fixture() -> Option<PathBuf> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/superhero.json");
-    if path.exists() {
-        Some(path)
-    } else {
-        let in_ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
-        assert!(
-            !in_ci,
-            "{} is absent, and CI must test the real collection",
-            path.display()
-        );
-        eprintln!(
-            "SKIPPED: {} is absent; the real-collection import is not tested",
-            path.display()
-        );
-        None
-    }
-}
+use common::real_collection as fixture;
 
 #[test]
 fn the_real_collection_parses() {

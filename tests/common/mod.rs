@@ -495,6 +495,29 @@ pub fn redis_server(prefix: &[&str], bind: &str, port: u16) -> Service {
     Service::spawn(command, "Ready to accept connections", WAIT)
 }
 
+/// The real hero collection (`../shared/superhero.json`), if present. Outside CI a
+/// checkout without it skips the tests that need it (and says so); in CI (CI=true)
+/// its absence fails them, so that CI never passes having tested nothing.
+pub fn real_collection() -> Option<std::path::PathBuf> {
+    let path =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/superhero.json");
+    if path.exists() {
+        Some(path)
+    } else {
+        let in_ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
+        assert!(
+            !in_ci,
+            "{} is absent, and CI must test the real collection",
+            path.display()
+        );
+        eprintln!(
+            "SKIPPED: {} is absent; the real-collection tests do not run",
+            path.display()
+        );
+        None
+    }
+}
+
 /// A plain HTTP/1.0 GET: status line and body.
 pub fn http_get(addr: &str, path: &str) -> (String, String) {
     use std::io::{Read, Write};
