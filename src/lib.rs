@@ -47,8 +47,8 @@
 //!   deadline that moves with every message), [`url`] (passwords masked,
 //!   schemes rewritten), [`redis_client`] (Redis connections as the store and the
 //!   Redis brokers open them), [`net`] (serving HTTP within connection caps and
-//!   header timeouts, for the game server and the dashboard) and [`telemetry`]
-//!   (the metric names, and `/metrics` and `/healthz` for Prometheus).
+//!   header timeouts, for the game server, the dashboard and the metrics) and
+//!   [`telemetry`] (the metric names, and `/metrics` and `/healthz` for Prometheus).
 
 pub mod audit;
 pub mod backoff;

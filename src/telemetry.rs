@@ -92,6 +92,13 @@ const SECONDS_BUCKETS: &[f64] = &[
 /// The longest a scrape waits for one collector, and a health check for one answer.
 pub const PROBE_WAIT: Duration = Duration::from_secs(2);
 
+/// The endpoints' connections: a few scrapers and probes at once.
+const LIMITS: crate::net::ConnectionLimits = crate::net::ConnectionLimits {
+    max_connections: 64,
+    max_per_peer: 0,
+    header_timeout: Duration::from_secs(10),
+};
+
 /// How often the recorder's histograms are folded up between scrapes.
 const UPKEEP: Duration = Duration::from_secs(5);
 
@@ -194,8 +201,12 @@ impl Exporter {
                     handle.run_upkeep();
                 }
             };
+            // Within caps of its own, as every server of the crate: a scraper that
+            // never sends its request holds no slot for long.
+            let stats = Arc::new(crate::net::ConnectionStats::default());
+            let serving = crate::net::serve(listener, app, LIMITS, stats, std::future::pending());
             tokio::select! {
-                served = axum::serve(listener, app) => if let Err(e) = served {
+                served = serving => if let Err(e) = served {
                     tracing::error!("the metrics endpoint stopped: {e}");
                 },
                 () = upkeep => {}
