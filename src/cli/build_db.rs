@@ -157,11 +157,12 @@ struct BuildDbSummary {
 /// Runs `superhero build-db`; the exit code says whether it went cleanly.
 pub async fn run(args: &BuildDbArgs, g: &GlobalArgs) -> Result<ExitCode> {
     let store = g.open_store().await?;
-    let (heroes, failed_ids) = if args.pull.pull {
+    let (heroes, failed_ids, source) = if args.pull.pull {
         let (heroes, failed) = args.pull.pull().await?;
-        (heroes, Some(failed))
+        let source = format!("{} (pulled)", args.pull.to.display());
+        (heroes, Some(failed), source)
     } else {
-        (args.roster.load()?, None)
+        (args.roster.load()?, None, args.roster.source())
     };
     store
         .replace_roster(&heroes)
@@ -173,11 +174,6 @@ pub async fn run(args: &BuildDbArgs, g: &GlobalArgs) -> Result<ExitCode> {
         );
     }
     let first = &heroes[0];
-    let source = if args.pull.pull {
-        format!("{} (pulled)", args.pull.to.display())
-    } else {
-        args.roster.source()
-    };
     let summary = BuildDbSummary {
         heroes: heroes.len(),
         source,

@@ -66,14 +66,14 @@ async fn stop_requested(mut signals: StopSignals) {
 pub async fn run(args: &FanoutArgs, g: &GlobalArgs) -> Result<ExitCode> {
     let source = source(g)?;
     let metrics = args.metrics.start().await?;
-    if metrics.enabled() {
-        let reader: Arc<dyn Broker> = Arc::new(RedisPubSubBroker::connect(&source).await?);
-        metrics.broker("source", &reader);
-    }
     let signals = StopSignals::catch();
     let started = std::time::Instant::now();
     let (forwarded, lost, to) = match &args.to {
         None => {
+            if metrics.enabled() {
+                let reader: Arc<dyn Broker> = Arc::new(RedisPubSubBroker::connect(&source).await?);
+                metrics.broker("source", &reader);
+            }
             let client = crate::redis_client::client(&source).map_err(anyhow::Error::msg)?;
             let fanout = Fanout::start(&client, &args.channel).await?;
             let stats = fanout.stats.clone();
@@ -115,10 +115,10 @@ pub async fn run(args: &FanoutArgs, g: &GlobalArgs) -> Result<ExitCode> {
                 .declare(&topic, &[events::WORKER_GROUP])
                 .await
                 .with_context(|| format!("declaring {topic} on {}", redact(url)))?;
-            let mut input = RedisPubSubBroker::connect(&source)
-                .await?
-                .consumer(&args.channel, "fanout")
-                .await?;
+            // The one connection to the source serves the bridge and its health check.
+            let reader: Arc<dyn Broker> = Arc::new(RedisPubSubBroker::connect(&source).await?);
+            metrics.broker("source", &reader);
+            let mut input = reader.consumer(&args.channel, "fanout").await?;
             let publisher = target.publisher().await?;
             println!(
                 "superhero fanout: {} bridged to {} ({})",
