@@ -29,3 +29,16 @@ pub async fn connection_manager(client: &redis::Client) -> redis::RedisResult<Co
         .set_number_of_retries(3);
     ConnectionManager::new_with_config(client.clone(), config).await
 }
+
+/// A Redis Cluster client's settings for `nodes` (`redis://host:port` URLs): the
+/// same five-second bounds per command, and retries over about five seconds, as long
+/// as a replica takes to replace a failed master at a cluster node timeout of a few
+/// seconds; past that a command fails.
+pub fn cluster_builder(nodes: &[String]) -> redis::cluster::ClusterClientBuilder {
+    redis::cluster::ClusterClientBuilder::new(nodes.to_vec())
+        .connection_timeout(RESPONSE_TIMEOUT)
+        .response_timeout(RESPONSE_TIMEOUT)
+        .retries(8)
+        .min_retry_wait(50)
+        .max_retry_wait(1_000)
+}

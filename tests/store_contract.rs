@@ -547,3 +547,45 @@ async fn servers_take_turns_redis() {
     .unwrap();
     servers_take_turns(a, b).await;
 }
+
+/// The whole contract on a real Redis Cluster (three masters, three replicas), on
+/// its hash-tagged keys: one cluster, emptied between suites.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_contract_holds_on_a_redis_cluster() {
+    let cluster = common::RedisCluster::start();
+    let config = superhero::store::RedisConfig { url: cluster.url() };
+    let open = || async {
+        superhero::store::RedisStore::connect(&config)
+            .await
+            .unwrap()
+    };
+    login_and_tokens(open().await).await;
+    cluster.flush();
+    joins_are_atomic(open().await).await;
+    cluster.flush();
+    lobby_life_cycle(open().await).await;
+    cluster.flush();
+    attacks_follow_the_rules(open().await).await;
+    cluster.flush();
+    servers_take_turns(open().await, open().await).await;
+    cluster.flush();
+    forfeits_lobbies_and_claims(open().await).await;
+    // Every key is hash-tagged: a game's by the game, an index shard by its count
+    // and shard, a user's by the user; the original's cross-slot keys are not used.
+    let keys = cluster.keys("*");
+    assert!(keys.iter().any(|k| k.starts_with("games:{")), "{keys:?}");
+    assert!(
+        keys.iter().any(|k| k.starts_with("games:players:{")),
+        "{keys:?}"
+    );
+    assert!(
+        keys.iter().any(|k| k.starts_with("users:tokens:{")),
+        "{keys:?}"
+    );
+    for key in &keys {
+        assert!(
+            key == "superheros" || (key.contains('{') && key.contains('}')),
+            "{key} is not hash-tagged"
+        );
+    }
+}

@@ -22,13 +22,16 @@ pub enum StoreChoice {
 }
 
 impl StoreChoice {
-    /// Reads `--store`: `memory`, `redis` (at `redis`, from the original's variables)
-    /// or a `redis://` / `rediss://` URL.
+    /// Reads `--store`: `memory`, `redis` (at `redis`, from the original's variables),
+    /// a `redis://` / `rediss://` URL, or `redis-cluster://host:port[,host:port…]`.
     pub fn parse(store: &str, redis: RedisConfig) -> Result<Self, UnknownStore> {
         match store {
             "memory" | "memory://" => Ok(Self::Memory),
             "redis" => Ok(Self::Redis(redis)),
-            url if url.starts_with("redis://") || url.starts_with("rediss://") => {
+            url if url.starts_with("redis://")
+                || url.starts_with("rediss://")
+                || url.starts_with("redis-cluster://") =>
+            {
                 Ok(Self::Redis(RedisConfig {
                     url: url.to_string(),
                 }))
@@ -48,7 +51,9 @@ impl StoreChoice {
 
 /// A `--store` that names no store (its password masked).
 #[derive(Debug, thiserror::Error)]
-#[error("unknown store {0:?}: use memory, redis or redis://host:port/db")]
+#[error(
+    "unknown store {0:?}: use memory, redis, redis://host:port/db or redis-cluster://host:port[,host:port…]"
+)]
 pub struct UnknownStore(String);
 
 /// The embedded store or the Redis store.

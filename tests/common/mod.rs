@@ -668,3 +668,184 @@ pub fn finish_within(mut child: std::process::Child, limit: Duration) -> std::pr
         }
     }
 }
+
+/// A Redis Cluster of a test's own, three masters and a replica of each, on free
+/// ports of this machine; each node keeps only its node file, in a folder of its own
+/// that goes with the cluster. Ready when [`Self::start`] returns: every slot is
+/// served and every node says so.
+pub struct RedisCluster {
+    pub ports: Vec<u16>,
+    nodes: Vec<Option<Service>>,
+    dir: std::path::PathBuf,
+}
+
+impl RedisCluster {
+    /// How long a node may go unanswered before the cluster fails it over.
+    pub const NODE_TIMEOUT_MS: u64 = 1_000;
+
+    pub fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "superhero-cluster-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        let ports = cluster_ports(6);
+        let mut nodes = Vec::new();
+        for port in &ports {
+            let node_dir = dir.join(port.to_string());
+            std::fs::create_dir_all(&node_dir).unwrap();
+            let mut command = std::process::Command::new("redis-server");
+            let port = port.to_string();
+            let timeout = Self::NODE_TIMEOUT_MS.to_string();
+            command.args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port,
+                "--protected-mode",
+                "no",
+            ]);
+            command.args(["--save", "", "--appendonly", "no"]);
+            command.args([
+                "--cluster-enabled",
+                "yes",
+                "--cluster-node-timeout",
+                &timeout,
+            ]);
+            command.arg("--dir").arg(&node_dir);
+            nodes.push(Some(Service::spawn(
+                command,
+                "Ready to accept connections",
+                WAIT,
+            )));
+        }
+        let mut create = std::process::Command::new("redis-cli");
+        create.args(["--cluster", "create"]);
+        create.args(ports.iter().map(|p| format!("127.0.0.1:{p}")));
+        create.args(["--cluster-replicas", "1", "--cluster-yes"]);
+        let created = create.output().expect("redis-cli runs");
+        assert!(
+            created.status.success(),
+            "redis-cli --cluster create: {}{}",
+            String::from_utf8_lossy(&created.stdout),
+            String::from_utf8_lossy(&created.stderr)
+        );
+        let cluster = Self { ports, nodes, dir };
+        cluster.until_ok();
+        cluster
+    }
+
+    /// `redis-cluster://127.0.0.1:p1,…` naming every node.
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        format!("redis-cluster://{}", hosts.join(","))
+    }
+
+    /// `redis-cli ARGS` on the node at `port`: its output.
+    pub fn cli(&self, port: u16, args: &[&str]) -> String {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The ports of the nodes running that serve slots as masters.
+    pub fn masters(&self) -> Vec<u16> {
+        self.running()
+            .into_iter()
+            .filter(|&p| self.cli(p, &["role"]).starts_with("master"))
+            .collect()
+    }
+
+    fn running(&self) -> Vec<u16> {
+        self.ports
+            .iter()
+            .zip(&self.nodes)
+            .filter(|(_, n)| n.is_some())
+            .map(|(p, _)| *p)
+            .collect()
+    }
+
+    /// Waits until every running node says the cluster is ok (all slots served).
+    pub fn until_ok(&self) {
+        let deadline = std::time::Instant::now() + WAIT * 3;
+        loop {
+            let states: Vec<String> = self
+                .running()
+                .into_iter()
+                .map(|p| self.cli(p, &["cluster", "info"]))
+                .collect();
+            if states.iter().all(|s| s.contains("cluster_state:ok")) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the cluster is not ok: {states:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills the node at `port` with SIGKILL.
+    pub fn kill(&mut self, port: u16) {
+        let i = self.ports.iter().position(|&p| p == port).unwrap();
+        if let Some(node) = self.nodes[i].take() {
+            node.kill();
+        }
+    }
+
+    /// Empties every master.
+    pub fn flush(&self) {
+        for port in self.masters() {
+            self.cli(port, &["flushall"]);
+        }
+    }
+
+    /// Every key of every master matching `pattern`.
+    pub fn keys(&self, pattern: &str) -> Vec<String> {
+        let mut keys = Vec::new();
+        for port in self.masters() {
+            let out = self.cli(port, &["--scan", "--pattern", pattern]);
+            keys.extend(out.lines().filter(|l| !l.is_empty()).map(str::to_string));
+        }
+        keys
+    }
+
+    /// `GET key` through the node serving it.
+    pub fn get(&self, key: &str) -> String {
+        let port = self.masters()[0];
+        let out = std::process::Command::new("redis-cli")
+            .args(["-c", "-h", "127.0.0.1", "-p", &port.to_string(), "get", key])
+            .output()
+            .expect("redis-cli runs");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        self.nodes.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `n` ports, each free with the port 10000 above it (a cluster node's bus).
+fn cluster_ports(n: usize) -> Vec<u16> {
+    let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+    let start = 20_000 + (std::process::id() % 500) as u16 * 20;
+    let mut ports = Vec::new();
+    let mut p = start;
+    while ports.len() < n {
+        if free(p) && free(p + 10_000) {
+            ports.push(p);
+        }
+        p = if p >= 29_999 { 20_000 } else { p + 1 };
+    }
+    ports
+}
