@@ -31,14 +31,16 @@ pub async fn connection_manager(client: &redis::Client) -> redis::RedisResult<Co
 }
 
 /// A Redis Cluster client's settings for `nodes` (`redis://host:port` URLs): the
-/// same five-second bounds per command, and retries over about five seconds, as long
-/// as a replica takes to replace a failed master at a cluster node timeout of a few
-/// seconds; past that a command fails.
+/// same five-second bounds per attempt, and up to ten retries a command after
+/// 0.1 s, 0.1–0.2 s, 0.1–0.4 s, … up to 1 s each (about 4 s in all, as long as a
+/// replica takes to replace a failed master at a cluster node timeout of a second or
+/// two); past that the command fails.
 pub fn cluster_builder(nodes: &[String]) -> redis::cluster::ClusterClientBuilder {
     redis::cluster::ClusterClientBuilder::new(nodes.to_vec())
         .connection_timeout(RESPONSE_TIMEOUT)
         .response_timeout(RESPONSE_TIMEOUT)
-        .retries(8)
-        .min_retry_wait(50)
+        .retries(10)
+        .retry_wait_formula(100, 2)
+        .min_retry_wait(100)
         .max_retry_wait(1_000)
 }

@@ -93,10 +93,18 @@ async fn referee<S: GameStore>(app: &App<S>, game: &GameToken) {
                     GameStatus::InProgress => time_out_turn(app, game, &signal).await,
                     _ => close_lobby(app, game).await,
                 };
+                // An action the game refused because it moved on means a signal went
+                // missing (a store failover drops those in flight): read the game
+                // again. Until a new turn is heard, this one is looked at again after
+                // RETRY.
+                if acted.is_ok()
+                    && let Err(e) = app.store.reread(game).await
+                {
+                    store_error(e);
+                }
                 let retry = Instant::now().checked_add(RETRY);
                 match (signal.status, acted) {
-                    (GameStatus::InProgress, Ok(())) => {}
-                    (GameStatus::InProgress, Err(())) => {
+                    (GameStatus::InProgress, _) => {
                         if let Some(t) = turn.as_mut() {
                             t.deadline = retry;
                         }

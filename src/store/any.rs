@@ -198,6 +198,10 @@ impl GameStore for AnyStore {
         each!(self, s => s.unfinished_games().await)
     }
 
+    async fn reread(&self, game: &GameToken) -> Result<(), StoreError> {
+        each!(self, s => s.reread(game).await)
+    }
+
     async fn watch(&self, game: &GameToken) -> Result<SignalWatch, StoreError> {
         each!(self, s => s.watch(game).await)
     }

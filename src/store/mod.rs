@@ -398,6 +398,14 @@ pub trait GameStore: Clone + Send + Sync + 'static {
         async { None }
     }
 
+    /// Reads a game's state again and hands it to this process's watches of it, if
+    /// it is newer than what they saw: for a signal that may have been lost (a
+    /// failover drops those in flight). The embedded store loses none.
+    fn reread(&self, game: &GameToken) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = game;
+        async { Ok(()) }
+    }
+
     /// Subscribes to a game's signals; the first one is its current state.
     fn watch(
         &self,

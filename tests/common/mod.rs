@@ -434,16 +434,30 @@ impl Service {
         self.wait_for_exit()
     }
 
+    /// [`Self::terminate`], waiting at most `wait`.
+    pub fn terminate_within(mut self, wait: Duration) -> (bool, Vec<String>) {
+        self.signal("TERM");
+        self.wait_within(wait)
+    }
+
     fn wait_for_exit(&mut self) -> (bool, Vec<String>) {
-        let deadline = std::time::Instant::now() + WAIT;
+        self.wait_within(WAIT)
+    }
+
+    fn wait_within(&mut self, wait: Duration) -> (bool, Vec<String>) {
+        let deadline = std::time::Instant::now() + wait;
         let status = loop {
             if let Some(status) = self.child.try_wait().expect("waiting for the process") {
                 break status;
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the process did not stop"
-            );
+            if std::time::Instant::now() >= deadline {
+                let lines = self.lines();
+                let last = &lines[lines.len().saturating_sub(40)..];
+                panic!(
+                    "the process did not stop within {wait:?}; its last lines:\n{}",
+                    last.join("\n")
+                );
+            }
             std::thread::sleep(Duration::from_millis(20));
         };
         // The pipes close with the process: the readers end after its last line.
@@ -712,6 +726,9 @@ impl RedisCluster {
                 "--cluster-node-timeout",
                 &timeout,
             ]);
+            // A replica's first copy starts at once, not after the default 5 s wait
+            // for more replicas.
+            command.args(["--repl-diskless-sync-delay", "0"]);
             command.arg("--dir").arg(&node_dir);
             nodes.push(Some(Service::spawn(
                 command,
@@ -772,16 +789,24 @@ impl RedisCluster {
             .collect()
     }
 
-    /// Waits until every running node says the cluster is ok (all slots served).
+    /// Waits until every running node says the cluster is ok (all slots served) and
+    /// every replica holds a copy of its master (so that it may take over).
     pub fn until_ok(&self) {
         let deadline = std::time::Instant::now() + WAIT * 3;
         loop {
             let states: Vec<String> = self
                 .running()
                 .into_iter()
-                .map(|p| self.cli(p, &["cluster", "info"]))
+                .map(|p| {
+                    let role = self.cli(p, &["info", "replication"]);
+                    format!("{}{role}", self.cli(p, &["cluster", "info"]))
+                })
                 .collect();
-            if states.iter().all(|s| s.contains("cluster_state:ok")) {
+            let ok = |s: &String| {
+                s.contains("cluster_state:ok")
+                    && (s.contains("role:master") || s.contains("master_link_status:up"))
+            };
+            if states.iter().all(ok) {
                 return;
             }
             assert!(
@@ -835,17 +860,19 @@ impl Drop for RedisCluster {
     }
 }
 
-/// `n` ports, each free with the port 10000 above it (a cluster node's bus).
+/// `n` ports, each free with the port 10000 above it (a cluster node's bus), and
+/// never handed out before in this process (clusters of tests running at once).
 fn cluster_ports(n: usize) -> Vec<u16> {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
     let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
-    let start = 20_000 + (std::process::id() % 500) as u16 * 20;
+    let base = (std::process::id() % 500) as u16 * 20;
     let mut ports = Vec::new();
-    let mut p = start;
     while ports.len() < n {
+        let p = 20_000 + (base + NEXT.fetch_add(1, Ordering::Relaxed)) % 10_000;
         if free(p) && free(p + 10_000) {
             ports.push(p);
         }
-        p = if p >= 29_999 { 20_000 } else { p + 1 };
     }
     ports
 }

@@ -250,8 +250,6 @@ enum GameJoin {
     },
     /// Full, started, gone or for another player count.
     NotJoinable,
-    /// The user is in it already.
-    Member,
 }
 
 impl RedisStore {
@@ -519,7 +517,6 @@ impl RedisStore {
                     });
                 }
                 GameJoin::NotJoinable => self.unindex_open(participants, &game).await?,
-                GameJoin::Member => {}
             }
         }
         let GameJoin::Joined { hero, players } = self
@@ -530,6 +527,8 @@ impl RedisStore {
                 "the new game's token {new_game} is taken"
             )));
         };
+        // The game exists and holds the user: the find succeeded. A game left out of
+        // the index is found by no one else, and its lobby times it out.
         let shard = keys::shard(new_game);
         let mut pipe = redis::pipe();
         pipe.atomic()
@@ -542,9 +541,9 @@ impl RedisStore {
             pipe.sadd(self.keyspace.open(participants, shard), new_game.as_str())
                 .ignore();
         }
-        pipe.query_async::<()>(&mut conn)
-            .await
-            .map_err(unavailable)?;
+        if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+            tracing::warn!("game {new_game} is not in the index of joinable games: {e}");
+        }
         Ok(Joined {
             game: new_game.clone(),
             hero,
@@ -576,7 +575,6 @@ impl RedisStore {
             .await
             .map_err(unavailable)?;
         Ok(match reply {
-            redis::Value::Int(-2) => GameJoin::Member,
             redis::Value::Int(_) => GameJoin::NotJoinable,
             reply => {
                 let (hero, players): (HeroId, u32) = redis::FromRedisValue::from_redis_value(reply)
@@ -979,6 +977,13 @@ impl GameStore for RedisStore {
             pipe.query_async::<()>(&mut self.conns.next())
                 .await
                 .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    async fn reread(&self, game: &GameToken) -> Result<(), StoreError> {
+        if let Some(signal) = read_signal(&mut self.conns.next(), self.keyspace, game).await? {
+            self.registry.deliver_read(game, signal);
         }
         Ok(())
     }

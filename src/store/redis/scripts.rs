@@ -26,9 +26,11 @@ pub struct Scripts {
     /// triples. Single server only: the whole find in one step.
     pub join: Script,
     /// ARGV: game, user, participants, 1 to create the game, then hero triples. A
-    /// cluster's join of one game: {hero, players} when the user joined, -1 when the
-    /// game is not joinable (full, started, or for another count; or, to create,
-    /// taken), -2 when the user is in it already.
+    /// cluster's join of one game: {hero, players} when the user joined, or is in it
+    /// already while it is in its lobby (a find runs alone per user, and the user's
+    /// last game is over for them, so that is this find's own join, answered again: a
+    /// client resends a command whose reply a failing node lost); -1 when the game is
+    /// not joinable (full, started, or for another count; or, to create, taken).
     pub join_game: Script,
     /// KEYS: a cluster user's record. ARGV: how long a find may take (ms). Marks a
     /// find of the user under way; the game the user joined last ('' for none).
@@ -234,16 +236,16 @@ return {{game, ARGV[added[1]], added[2], created}}
 const JOIN_GAME: &str = r"
 local p, jkey = KEYS[1], KEYS[2]
 local g, user, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
+if is_open(redis.call('GET', p .. ':status')) and redis.call('SISMEMBER', p, user) == 1 then
+  return {redis.call('HGET', p .. ':superheros:' .. user, 'id'), joined(jkey, g)}
+end
 if ARGV[4] == '1' then
   if redis.call('EXISTS', p .. ':status') == 1 then return -1 end
   create_game(p, jkey, g, n, user)
-else
-  if not is_open(redis.call('GET', p .. ':status'))
-      or tonumber(redis.call('GET', p .. ':participants') or '0') ~= n
-      or joined(jkey, g) >= n then
-    return -1
-  end
-  if redis.call('SISMEMBER', p, user) == 1 then return -2 end
+elseif not is_open(redis.call('GET', p .. ':status'))
+    or tonumber(redis.call('GET', p .. ':participants') or '0') ~= n
+    or joined(jkey, g) >= n then
+  return -1
 end
 local added = add_member(p, jkey, g, user, 5)
 if not added then return redis.error_reply('no free hero among the candidates') end

@@ -9,6 +9,7 @@
 //! (`SSUBSCRIBE`) while this process watches it, one subscription per game.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -73,6 +74,8 @@ impl Drop for ListenerTask {
 enum Change {
     Subscribe(String, oneshot::Sender<redis::RedisResult<()>>),
     Unsubscribe(String),
+    /// A node connection was lost: subscribe again to every watched game.
+    Renew,
 }
 
 /// The games this process watches, each with the channel its lobbies listen on.
@@ -81,6 +84,8 @@ pub struct Registry {
     keyspace: Keyspace,
     /// A cluster's listener, which subscribes game by game.
     changes: Option<mpsc::Sender<Change>>,
+    /// Whether a [`Change::Renew`] is queued.
+    renewing: AtomicBool,
 }
 
 /// One watched game.
@@ -123,6 +128,7 @@ impl Registry {
             games: Mutex::default(),
             keyspace,
             changes,
+            renewing: AtomicBool::new(false),
         }
     }
 
@@ -286,10 +292,10 @@ async fn listen_pattern(client: redis::Client, mut conn: Conn, registry: Weak<Re
 }
 
 /// Starts the listener of a cluster: a RESP3 connection whose pushes (sharded
-/// messages, and the confirmations of subscriptions the client renews by itself
-/// after a lost node or a failover) feed the registry. A renewed subscription of a
-/// game already current has its state read again, as a signal may have gone out
-/// while it was away.
+/// messages, confirmations of subscriptions, lost connections) feed the registry.
+/// A lost node connection (a master failing, say) renews the subscription of every
+/// watched game ([`renew`]), and a renewed subscription of a game already current has
+/// its state read again, as a signal may have gone out while it was away.
 pub async fn listen_cluster(
     builder: redis::cluster::ClusterClientBuilder,
     conn: Conn,
@@ -302,6 +308,16 @@ pub async fn listen_cluster(
         let Some(reg) = weak.upgrade() else {
             return Err(redis::aio::SendError);
         };
+        if push.kind == PushKind::Disconnection {
+            if !reg.renewing.swap(true, Ordering::AcqRel)
+                && let Some(changes) = &reg.changes
+                && changes.try_send(Change::Renew).is_err()
+            {
+                // A full queue: the next lost connection asks again.
+                reg.renewing.store(false, Ordering::Release);
+            }
+            return Ok(());
+        }
         let channel = match push.data.first() {
             Some(Value::BulkString(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
             _ => return Ok(()),
@@ -336,15 +352,25 @@ pub async fn listen_cluster(
         .build()
         .map_err(unavailable)?;
     let pubsub = client.get_async_connection().await.map_err(unavailable)?;
-    let task = tokio::spawn(apply_changes(pubsub, queued));
+    let task = tokio::spawn(apply_changes(pubsub, queued, Arc::downgrade(&registry)));
     Ok((registry, ListenerTask(task.abort_handle())))
 }
 
 /// Applies subscription changes in the order they were asked for, so that a game
 /// watched again just after its last watch went stays subscribed.
-async fn apply_changes(mut pubsub: ClusterConnection, mut queued: mpsc::Receiver<Change>) {
+async fn apply_changes(
+    mut pubsub: ClusterConnection,
+    mut queued: mpsc::Receiver<Change>,
+    registry: Weak<Registry>,
+) {
     while let Some(change) = queued.recv().await {
         match change {
+            Change::Renew => {
+                if let Some(reg) = registry.upgrade() {
+                    reg.renewing.store(false, Ordering::Release);
+                }
+                tokio::spawn(renew(pubsub.clone(), registry.clone()));
+            }
             Change::Subscribe(channel, done) => {
                 let _ = done.send(pubsub.ssubscribe(&channel).await);
             }
@@ -355,6 +381,65 @@ async fn apply_changes(mut pubsub: ClusterConnection, mut queued: mpsc::Receiver
             }
         }
     }
+}
+
+/// Subscribes again to every watched game's channel, all at once, retrying those
+/// that fail (their node may be failing over) with a growing pause, for about half
+/// a minute. A subscription renewed for a game no longer watched is dropped again.
+/// A command routed to a failed node makes the client learn the cluster's new
+/// layout, and it then moves every subscription it tracks to the node now serving
+/// its slot; renewing each one here makes sure that happens, and at once.
+async fn renew(pubsub: ClusterConnection, registry: Weak<Registry>) {
+    const ATTEMPTS: u32 = 20;
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+    let Some(reg) = registry.upgrade() else {
+        return;
+    };
+    let mut pending: Vec<(GameToken, String)> = reg
+        .watched()
+        .into_iter()
+        .filter_map(|g| Some((g.clone(), reg.channel(&g)?)))
+        .collect();
+    drop(reg);
+    for _ in 0..ATTEMPTS {
+        let attempts = pending.into_iter().map(|(game, channel)| {
+            let mut pubsub = pubsub.clone();
+            async move {
+                let result = pubsub.ssubscribe(&channel).await;
+                (game, channel, result)
+            }
+        });
+        let results = futures_util::future::join_all(attempts).await;
+        let Some(reg) = registry.upgrade() else {
+            return;
+        };
+        pending = Vec::new();
+        for (game, channel, result) in results {
+            let watched = reg.lock().contains_key(&game);
+            match (result, watched) {
+                (Ok(()), true) => {}
+                (Ok(()), false) => {
+                    if let Some(changes) = &reg.changes {
+                        let _ = changes.try_send(Change::Unsubscribe(channel));
+                    }
+                }
+                (Err(e), true) => {
+                    tracing::debug!("cannot renew the subscription to {channel}: {e}");
+                    pending.push((game, channel));
+                }
+                (Err(_), false) => {}
+            }
+        }
+        if pending.is_empty() {
+            return;
+        }
+        drop(reg);
+        backoff.wait().await;
+    }
+    tracing::warn!(
+        "{} game signal subscriptions could not be renewed; their referees read those games at their deadlines",
+        pending.len()
+    );
 }
 
 #[cfg(test)]
