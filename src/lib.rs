@@ -15,7 +15,8 @@
 //! - [`etl`]: a finished game to its GAME_META and GAME_PODIUM rows (pure), and the
 //!   gzip Parquet tables, written durably.
 //! - [`store`]: where games live. The [`store::GameStore`] contract, the embedded
-//!   [`store::MemoryStore`], the [`store::RedisStore`] on the original keyspace, and
+//!   [`store::MemoryStore`], the [`store::RedisStore`] on the original keyspace (or
+//!   on a Redis Cluster, hash-tagged by game), and
 //!   [`store::AnyStore`], whichever a command asked for. Every change is atomic and
 //!   raises a signal that drives the lobbies.
 //! - [`broker`]: the broker contract (publish; consume with ack/nack; the delivery
@@ -45,8 +46,8 @@
 //! - Leaves: [`latency`] (percentiles from an HDR histogram, for every report),
 //!   [`backoff`] (pauses that double between attempts), [`timer`] (one timer for a
 //!   deadline that moves with every message), [`url`] (passwords masked,
-//!   schemes rewritten), [`redis_client`] (Redis connections as the store and the
-//!   Redis brokers open them), [`net`] (serving HTTP within connection caps and
+//!   schemes rewritten), [`redis_client`] (Redis and Redis Cluster connections as the
+//!   store and the Redis brokers open them), [`net`] (serving HTTP within connection caps and
 //!   header timeouts, for the game server, the dashboard and the metrics) and
 //!   [`telemetry`] (the metric names, and `/metrics` and `/healthz` for Prometheus).
 

@@ -16,8 +16,9 @@ use crate::store::{AnyStore, RedisConfig, StoreChoice};
 
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Game store: `memory` (embedded, in process), `redis` (REDIS_HOST/PORT/DB) or a
-    /// `redis://host:port/db` URL.
+    /// Game store: `memory` (embedded, in process), `redis` (REDIS_HOST/PORT/DB), a
+    /// `redis://host:port/db` URL, or `redis-cluster://host:port[,host:port…]` for a
+    /// Redis Cluster (keys hash-tagged by game).
     #[arg(
         long,
         global = true,

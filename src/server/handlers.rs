@@ -115,16 +115,22 @@ async fn find<S: GameStore>(app: &Arc<App<S>>, text: &str) -> Result<String, Pro
         .into_iter()
         .map(|i| roster[i])
         .collect();
-    let joined = app
+    let new_game = GameToken::new_random();
+    let joined = match app
         .store
-        .join(
-            &req.user_token,
-            req.participants,
-            &GameToken::new_random(),
-            &candidates,
-        )
+        .join(&req.user_token, req.participants, &new_game, &candidates)
         .await
-        .map_err(store_error)?;
+    {
+        Ok(joined) => joined,
+        Err(e) => {
+            // A store that failed to answer may have made the game first (its reply
+            // lost with a failing node): a referee looks for it, and ends it if so.
+            if matches!(e, StoreError::Unavailable(_)) {
+                super::referee::ensure(app, &new_game);
+            }
+            return Err(store_error(e));
+        }
+    };
     app.expected
         .found(&joined.game, &req.user_token, app.settings.lobby_timeout);
     let task = JoinTask {

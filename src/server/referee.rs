@@ -1,6 +1,7 @@
 //! The referee: makes every game end, whatever its players do.
 //!
-//! Each server runs one referee task per game it has seen a `find` or a lobby for. The
+//! Each server runs one referee task per game it has seen a `find` or a lobby for (a
+//! find the store failed to answer included: the game may exist all the same). The
 //! referee follows the game's signals and acts at its deadlines. It backs the lobbies
 //! up: a game still in its lobby twice LOBBY_TIMEOUT after its last join (so no lobby
 //! session timed it out, as no one waits in one) is timed out if it is not full, and
@@ -31,6 +32,9 @@ const RETRY: Duration = Duration::from_secs(1);
 /// How many times a referee tries to log a finished game's cleaning records while
 /// the store is down before it gives up, saying so.
 const CLEAN_UP_ATTEMPTS: u32 = 60;
+/// How many times a referee tries to watch its game while the store is down before
+/// it gives up, saying so.
+const WATCH_ATTEMPTS: u32 = 60;
 
 /// Starts a referee for `game` on this server unless one already runs.
 pub(super) fn ensure<S: GameStore>(app: &Arc<App<S>>, game: &GameToken) {
@@ -57,11 +61,20 @@ struct Turn {
 }
 
 async fn referee<S: GameStore>(app: &App<S>, game: &GameToken) {
-    let mut watch = match app.store.watch(game).await {
-        Ok(w) => w,
-        Err(e) => {
-            store_error(e);
-            return;
+    let mut attempts = 0;
+    let mut watch = loop {
+        match app.store.watch(game).await {
+            Ok(w) => break w,
+            Err(StoreError::UnknownGame) => return,
+            Err(e @ StoreError::Unavailable(_)) if attempts < WATCH_ATTEMPTS => {
+                tracing::debug!("game {game}: {e}; watching again in {RETRY:?}");
+                attempts += 1;
+                tokio::time::sleep(RETRY).await;
+            }
+            Err(e) => {
+                store_error(e);
+                return;
+            }
         }
     };
     let backstop = app.settings.lobby_timeout.saturating_mul(2);

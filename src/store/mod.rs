@@ -1,6 +1,7 @@
 //! Where games live: the [`GameStore`] contract and its two implementations, the
-//! embedded in-process [`MemoryStore`] and the [`RedisStore`] on the original keyspace;
-//! [`AnyStore`] is whichever of the two a command was asked for.
+//! embedded in-process [`MemoryStore`] and the [`RedisStore`] on the original keyspace
+//! (on one server, or hash-tagged by game on a Redis Cluster); [`AnyStore`] is
+//! whichever of the two a command was asked for.
 //!
 //! Every operation that changes a game is atomic in the store (a lock in memory, a
 //! Lua script in Redis), so any number of server instances can share one store. Each
