@@ -8,7 +8,7 @@
 //! `SPUBLISH` on its own node only, and a store subscribes to a game's channel
 //! (`SSUBSCRIBE`) while this process watches it, one subscription per game.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
@@ -356,30 +356,54 @@ pub async fn listen_cluster(
     Ok((registry, ListenerTask(task.abort_handle())))
 }
 
-/// Applies subscription changes in the order they were asked for, so that a game
-/// watched again just after its last watch went stays subscribed.
+/// Applies subscription changes as they come, all those queued at once together,
+/// while the changes of one channel keep the order they were asked in (so that a
+/// game watched again just after its last watch went stays subscribed).
 async fn apply_changes(
-    mut pubsub: ClusterConnection,
+    pubsub: ClusterConnection,
     mut queued: mpsc::Receiver<Change>,
     registry: Weak<Registry>,
 ) {
-    while let Some(change) = queued.recv().await {
-        match change {
-            Change::Renew => {
-                if let Some(reg) = registry.upgrade() {
-                    reg.renewing.store(false, Ordering::Release);
+    let mut batch = Vec::new();
+    while queued.recv_many(&mut batch, QUEUED_CHANGES).await > 0 {
+        let mut per_channel: HashMap<String, VecDeque<Change>> = HashMap::new();
+        for change in batch.drain(..) {
+            let channel = match &change {
+                Change::Renew => {
+                    if let Some(reg) = registry.upgrade() {
+                        reg.renewing.store(false, Ordering::Release);
+                    }
+                    tokio::spawn(renew(pubsub.clone(), registry.clone()));
+                    continue;
                 }
-                tokio::spawn(renew(pubsub.clone(), registry.clone()));
-            }
-            Change::Subscribe(channel, done) => {
-                let _ = done.send(pubsub.ssubscribe(&channel).await);
-            }
-            Change::Unsubscribe(channel) => {
-                if let Err(e) = pubsub.sunsubscribe(&channel).await {
-                    tracing::debug!("cannot unsubscribe from {channel}: {e}");
-                }
+                Change::Subscribe(channel, _) | Change::Unsubscribe(channel) => channel.clone(),
+            };
+            per_channel.entry(channel).or_default().push_back(change);
+        }
+        // Each round applies the next change of every channel, all in flight at once.
+        while !per_channel.is_empty() {
+            let round: Vec<_> = per_channel
+                .values_mut()
+                .filter_map(VecDeque::pop_front)
+                .map(|change| apply(pubsub.clone(), change))
+                .collect();
+            futures_util::future::join_all(round).await;
+            per_channel.retain(|_, changes| !changes.is_empty());
+        }
+    }
+}
+
+async fn apply(mut pubsub: ClusterConnection, change: Change) {
+    match change {
+        Change::Subscribe(channel, done) => {
+            let _ = done.send(pubsub.ssubscribe(&channel).await);
+        }
+        Change::Unsubscribe(channel) => {
+            if let Err(e) = pubsub.sunsubscribe(&channel).await {
+                tracing::debug!("cannot unsubscribe from {channel}: {e}");
             }
         }
+        Change::Renew => {}
     }
 }
 
