@@ -13,6 +13,7 @@
 //! | `games:<g>…` | `games:{<g>}…` |
 //! | `games:participants` (member `<g>`) | `games:{<g>}:joined` (member `<g>`) |
 //! | `games:open:<n>`, `games:players:<n>` | `games:open:{<n>.<k>}`, `games:players:{<n>.<k>}`, shard `k` of [`SHARDS`] |
+//! | (one script makes a game) | `games:forming:{<n>}`: the game a find made last, for finds making one at the same moment |
 //! | `users` (name → token) | `users:{<name>}` (token) |
 //! | `users:tokens`, `users:games` | `users:tokens:{<t>}` (fields `name`, `game`) |
 //! | channel `games:<g>:signal` | sharded channel `games:{<g>}:signal` |
@@ -70,6 +71,13 @@ impl Keyspace {
         }
     }
 
+    /// The lonely game of record for `n` players on a cluster: the game a find that
+    /// drew no joinable game made last, which other finds that made one at the same
+    /// moment give theirs up for (`games:forming:{<n>}`).
+    pub fn forming(self, n: u8) -> String {
+        format!("games:forming:{{{n}}}")
+    }
+
     /// A cluster user's record, `users:tokens:{<t>}`: a hash of `name` and `game`
     /// (the game the user joined last).
     pub fn user(self, user: &UserToken) -> String {
@@ -117,6 +125,7 @@ mod tests {
         assert_eq!(p, "games:{abc}");
         assert_eq!(Keyspace::Cluster.joined(&p), "games:{abc}:joined");
         assert_eq!(Keyspace::Cluster.open(2, 5), "games:open:{2.5}");
+        assert_eq!(Keyspace::Cluster.forming(2), "games:forming:{2}");
         assert_eq!(Keyspace::Cluster.players(2, 5), "games:players:{2.5}");
         assert_eq!(
             Keyspace::Cluster.user(&UserToken("t".into())),

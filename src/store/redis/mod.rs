@@ -114,6 +114,9 @@ const CAS_ATTEMPTS: usize = 5;
 const FIND_HOLD_MS: u64 = 10_000;
 /// Joinable games a find on a cluster draws from each index shard.
 const CANDIDATES_PER_SHARD: isize = 4;
+/// How many times a find on a cluster draws and makes a game: each time but the last
+/// it may give the game it made up for another find's, which may fill before it joins.
+const FIND_ATTEMPTS: u32 = 4;
 
 fn unavailable(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable(e.to_string())
@@ -483,8 +486,55 @@ impl RedisStore {
                 return Err(RuleError::StillPlaying.into());
             }
         }
+        let forming = self.keyspace.forming(participants);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let drawn = self.draw(participants).await;
+            if let Some(joined) = self.join_any(user, participants, drawn, candidates).await? {
+                return Ok(joined);
+            }
+            let created = self
+                .create_game(user, participants, new_game, candidates)
+                .await?;
+            if created.joined >= u32::from(participants) || attempt == FIND_ATTEMPTS {
+                return Ok(created);
+            }
+            // Finds that drew nothing at the same moment (the players of a game that
+            // just ended look for the next one together) each made a game, where one
+            // server's single step would have made one for all. One of them is the
+            // game of record; the others give theirs up (while no one else is in it)
+            // and join it. A find whose move fails (that game filled meanwhile) starts
+            // again; at its last attempt it keeps the game it made.
+            let record: Option<String> = redis::cmd("SET")
+                .arg(&forming)
+                .arg(new_game.as_str())
+                .arg("NX")
+                .arg("GET")
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            let Some(record) = record.map(GameToken) else {
+                return Ok(created);
+            };
+            if record == *new_game || !self.give_up(user, participants, new_game).await? {
+                return Ok(created);
+            }
+            if let Some(joined) = self
+                .join_any(user, participants, vec![record.clone()], candidates)
+                .await?
+            {
+                return Ok(joined);
+            }
+            self.release(&forming, &record).await;
+        }
+    }
+
+    /// Joinable games for `participants` players drawn from every index shard, in a
+    /// random order.
+    async fn draw(&self, participants: u8) -> Vec<GameToken> {
         let draws = (0..SHARDS).map(|shard| {
-            let mut conn = conn.clone();
+            let mut conn = self.conns.next();
             let key = self.keyspace.open(participants, shard);
             async move {
                 let games: Vec<String> = conn
@@ -494,13 +544,27 @@ impl RedisStore {
                 games
             }
         });
-        let mut games: Vec<String> = futures_util::future::join_all(draws)
+        let mut games: Vec<GameToken> = futures_util::future::join_all(draws)
             .await
             .into_iter()
             .flatten()
+            .map(GameToken)
             .collect();
         games.shuffle(&mut rand::rng());
-        for game in games.into_iter().map(GameToken) {
+        games
+    }
+
+    /// Joins the first of `games` that takes the user. Those found not joinable
+    /// leave the index, as does the one this join fills, which also stops being the
+    /// game of record.
+    async fn join_any(
+        &self,
+        user: &UserToken,
+        participants: u8,
+        games: Vec<GameToken>,
+        candidates: &[Hero],
+    ) -> Result<Option<Joined>, StoreError> {
+        for game in games {
             match self
                 .join_game(user, participants, &game, false, candidates)
                 .await?
@@ -508,17 +572,30 @@ impl RedisStore {
                 GameJoin::Joined { hero, players } => {
                     if players >= u32::from(participants) {
                         self.unindex_open(participants, &game).await?;
+                        self.release(&self.keyspace.forming(participants), &game)
+                            .await;
                     }
-                    return Ok(Joined {
+                    return Ok(Some(Joined {
                         game,
                         hero,
                         created: false,
                         joined: players,
-                    });
+                    }));
                 }
                 GameJoin::NotJoinable => self.unindex_open(participants, &game).await?,
             }
         }
+        Ok(None)
+    }
+
+    /// Makes a game with the user in it, and indexes it.
+    async fn create_game(
+        &self,
+        user: &UserToken,
+        participants: u8,
+        new_game: &GameToken,
+        candidates: &[Hero],
+    ) -> Result<Joined, StoreError> {
         let GameJoin::Joined { hero, players } = self
             .join_game(user, participants, new_game, true, candidates)
             .await?
@@ -541,7 +618,7 @@ impl RedisStore {
             pipe.sadd(self.keyspace.open(participants, shard), new_game.as_str())
                 .ignore();
         }
-        if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+        if let Err(e) = pipe.query_async::<()>(&mut self.conns.next()).await {
             tracing::warn!("game {new_game} is not in the index of joinable games: {e}");
         }
         Ok(Joined {
@@ -550,6 +627,48 @@ impl RedisStore {
             created: true,
             joined: players,
         })
+    }
+
+    /// Deletes a game the user just made, if no one else is in it, and takes it out
+    /// of the indexes; false when someone is in it.
+    async fn give_up(
+        &self,
+        user: &UserToken,
+        participants: u8,
+        game: &GameToken,
+    ) -> Result<bool, StoreError> {
+        let given_up: i64 = self
+            .game_user_script(&self.scripts.give_up, game, user)
+            .await?;
+        if given_up == 0 {
+            return Ok(false);
+        }
+        let shard = keys::shard(game);
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .srem(self.keyspace.open(participants, shard), game.as_str())
+            .ignore()
+            .lrem(self.keyspace.players(participants, shard), 0, game.as_str())
+            .ignore();
+        pipe.query_async::<()>(&mut self.conns.next())
+            .await
+            .map_err(unavailable)?;
+        Ok(true)
+    }
+
+    /// Ends `game`'s term as the game of record in `forming`, unless another took
+    /// its place; a failure leaves it to a later find, which finds it full or gone.
+    async fn release(&self, forming: &str, game: &GameToken) {
+        let released: redis::RedisResult<i64> = self
+            .scripts
+            .release
+            .key(forming)
+            .arg(game.as_str())
+            .invoke_async(&mut self.conns.next())
+            .await;
+        if let Err(e) = released {
+            tracing::debug!("{forming} still names {game}: {e}");
+        }
     }
 
     /// Joins (or, with `create`, makes and joins) one game on a cluster.
@@ -781,6 +900,8 @@ impl GameStore for RedisStore {
         }
         if self.is_cluster() {
             self.unindex_open(participants, game).await?;
+            self.release(&self.keyspace.forming(participants), game)
+                .await;
         }
         Ok(true)
     }

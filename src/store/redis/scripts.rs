@@ -32,6 +32,11 @@ pub struct Scripts {
     /// client resends a command whose reply a failing node lost); -1 when the game is
     /// not joinable (full, started, or for another count; or, to create, taken).
     pub join_game: Script,
+    /// ARGV: game, user. Deletes a game still in its lobby whose only member is the
+    /// user (a cluster's find giving up the game it just made): 1, else 0.
+    pub give_up: Script,
+    /// KEYS: a key. ARGV: a value. Deletes the key if it still holds the value.
+    pub release: Script,
     /// KEYS: a cluster user's record. ARGV: how long a find may take (ms). Marks a
     /// find of the user under way; the game the user joined last ('' for none).
     pub begin_find: Script,
@@ -103,6 +108,8 @@ impl Scripts {
             login: build(&[LOGIN]),
             join: build(&[MEMBERS, &JOIN]),
             join_game: build(&[MEMBERS, JOIN_GAME]),
+            give_up: build(&[GIVE_UP]),
+            release: build(&[RELEASE]),
             begin_find: build(&[&BEGIN_FIND]),
             playing: build(&[PLAYING]),
             snapshot: build(&[SNAPSHOT, "return snapshot(KEYS[1])"]),
@@ -250,6 +257,21 @@ end
 local added = add_member(p, jkey, g, user, 5)
 if not added then return redis.error_reply('no free hero among the candidates') end
 return {ARGV[added[1]], added[2]}
+";
+
+const GIVE_UP: &str = r"
+local p, g, user = KEYS[1], ARGV[1], ARGV[2]
+if not is_open(redis.call('GET', p .. ':status')) then return 0 end
+if redis.call('SCARD', p) ~= 1 or redis.call('SISMEMBER', p, user) == 0 then return 0 end
+redis.call('DEL', p, p .. ':status', p .. ':participants', p .. ':host', p .. ':superheros',
+  p .. ':superheros:' .. user, p .. ':lobbies')
+redis.call('ZREM', KEYS[2], g)
+return 1
+";
+
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 ";
 
 static BEGIN_FIND: LazyLock<String> = LazyLock::new(|| {
