@@ -66,7 +66,7 @@ pub struct RedisConfig {
 }
 
 /// The scheme of a Redis Cluster address.
-pub const CLUSTER_SCHEME: &str = "redis-cluster";
+const CLUSTER_SCHEME: &str = "redis-cluster";
 
 impl RedisConfig {
     /// `redis://host:port/db` from the original's REDIS_HOST / REDIS_PORT / REDIS_DB.
@@ -1127,5 +1127,27 @@ impl GameStore for RedisStore {
             watch.rx,
             Some(Box::new(watch.registration)),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cluster_address_names_every_node_with_its_credentials() {
+        let config = RedisConfig {
+            url: "redis-cluster://u:pw@10.0.0.1:7000,10.0.0.2:7001/".into(),
+        };
+        assert_eq!(
+            config.cluster_nodes().unwrap(),
+            ["redis://u:pw@10.0.0.1:7000", "redis://u:pw@10.0.0.2:7001"]
+        );
+        assert!(!config.to_string().contains("pw"), "{config}");
+        let plain = RedisConfig {
+            url: "redis-cluster://h:1".into(),
+        };
+        assert_eq!(plain.cluster_nodes().unwrap(), ["redis://h:1"]);
+        assert_eq!(RedisConfig::from_parts("h", 1, 0).cluster_nodes(), None);
     }
 }
