@@ -11,7 +11,7 @@
 
 mod common;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use common::{RedisCluster, Service, WAIT, last_json, n};
@@ -208,27 +208,7 @@ async fn a_master_failover_costs_no_game() {
         .collect();
 
     // Every completed game reaches the tables, once.
-    let deadline = Instant::now() + WAIT * 3;
-    let audit = loop {
-        let audit = superhero::audit::audit(&out).unwrap();
-        if completed.iter().all(|g| audit.complete_games().contains(g)) {
-            break audit;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} of {} completed games written",
-            audit.complete_games().len(),
-            completed.len()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    let twice: HashMap<_, _> = audit
-        .files_per_game
-        .iter()
-        .filter(|(_, n)| n[0] > 1 || n[1] > 1)
-        .collect();
-    assert!(twice.is_empty(), "written more than once: {twice:?}");
-    assert_eq!(audit.complete_games().len(), completed.len());
+    common::until_written_once(&out, &completed);
 
     let mut worker_summaries = Vec::new();
     for service in servers.into_iter().chain(workers) {

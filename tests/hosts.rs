@@ -334,27 +334,7 @@ fn a_server_cut_off_mid_run_costs_no_game() {
         .map(|(g, _)| g.as_str())
         .collect();
     // Every completed game reaches the tables, once.
-    let deadline = Instant::now() + WAIT * 3;
-    let audit = loop {
-        let audit = superhero::audit::audit(&out).unwrap();
-        if completed.iter().all(|g| audit.complete_games().contains(g)) {
-            break audit;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} of {} completed games written",
-            audit.complete_games().len(),
-            completed.len()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let twice: Vec<_> = audit
-        .files_per_game
-        .iter()
-        .filter(|(_, n)| n[0] > 1 || n[1] > 1)
-        .collect();
-    assert!(twice.is_empty(), "written more than once: {twice:?}");
-    assert_eq!(audit.complete_games().len(), completed.len());
+    common::until_written_once(&out, &completed);
 
     for (name, service) in [
         ("server A", server_a),

@@ -553,6 +553,32 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Waits until the tables under `out` hold every one of the `completed` games, and
+/// then checks that each is written exactly once and that no other game is.
+pub fn until_written_once(out: &std::path::Path, completed: &std::collections::HashSet<&str>) {
+    let deadline = std::time::Instant::now() + WAIT * 3;
+    let audit = loop {
+        let audit = superhero::audit::audit(out).unwrap();
+        if completed.iter().all(|g| audit.complete_games().contains(g)) {
+            break audit;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {} completed games written",
+            audit.complete_games().len(),
+            completed.len()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let twice: Vec<_> = audit
+        .files_per_game
+        .iter()
+        .filter(|(_, n)| n[0] > 1 || n[1] > 1)
+        .collect();
+    assert!(twice.is_empty(), "written more than once: {twice:?}");
+    assert_eq!(audit.complete_games().len(), completed.len());
+}
+
 /// Waits until both tables under `out` hold `games` games, failing after a while.
 pub async fn until_games_written(out: &std::path::Path, games: u64, what: &str) {
     let written = games_written_within(out, games).await;

@@ -643,6 +643,13 @@ impl RedisStore {
         if given_up == 0 {
             return Ok(false);
         }
+        self.unlist(participants, game).await?;
+        Ok(true)
+    }
+
+    /// Takes a game out of a cluster's indexes: the joinable games and the games by
+    /// player count.
+    async fn unlist(&self, participants: u8, game: &GameToken) -> Result<(), StoreError> {
         let shard = keys::shard(game);
         let mut pipe = redis::pipe();
         pipe.atomic()
@@ -652,8 +659,7 @@ impl RedisStore {
             .ignore();
         pipe.query_async::<()>(&mut self.conns.next())
             .await
-            .map_err(unavailable)?;
-        Ok(true)
+            .map_err(unavailable)
     }
 
     /// Ends `game`'s term as the game of record in `forming`, unless another took
@@ -1088,16 +1094,7 @@ impl GameStore for RedisStore {
             .await
             .map_err(unavailable)?;
         if self.is_cluster() && participants > 0 {
-            let shard = keys::shard(game);
-            let mut pipe = redis::pipe();
-            pipe.atomic()
-                .srem(self.keyspace.open(participants, shard), game.as_str())
-                .ignore()
-                .lrem(self.keyspace.players(participants, shard), 0, game.as_str())
-                .ignore();
-            pipe.query_async::<()>(&mut self.conns.next())
-                .await
-                .map_err(unavailable)?;
+            self.unlist(participants, game).await?;
         }
         Ok(())
     }
