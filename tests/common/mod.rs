@@ -867,16 +867,6 @@ impl RedisCluster {
         }
         keys
     }
-
-    /// `GET key` through the node serving it.
-    pub fn get(&self, key: &str) -> String {
-        let port = self.masters()[0];
-        let out = std::process::Command::new("redis-cli")
-            .args(["-c", "-h", "127.0.0.1", "-p", &port.to_string(), "get", key])
-            .output()
-            .expect("redis-cli runs");
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
 }
 
 impl Drop for RedisCluster {

@@ -122,6 +122,22 @@ fn unavailable(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
+/// Sets `key` to `value` unless it holds a value already, which it then returns
+/// (`SET … NX GET`, one step).
+async fn set_unless_present(
+    conn: &mut Conn,
+    key: &str,
+    value: &impl fmt::Display,
+) -> redis::RedisResult<Option<String>> {
+    redis::cmd("SET")
+        .arg(key)
+        .arg(value.to_string())
+        .arg("NX")
+        .arg("GET")
+        .query_async(conn)
+        .await
+}
+
 /// A find's error: the user's, or the store's.
 fn find_error(e: redis::RedisError) -> StoreError {
     match e.code() {
@@ -181,6 +197,7 @@ impl redis::aio::ConnectionLike for Conn {
         }
     }
 }
+
 /// The boards of games in progress as this process's last change left them. A game's
 /// state in progress is fixed by its turn and forfeit counters, which every change
 /// moves and the compare-and-set checks, so a remembered board is either still the
@@ -409,12 +426,7 @@ impl RedisStore {
             .hset(&record, "name", name)
             .await
             .map_err(unavailable)?;
-        let existing: Option<String> = redis::cmd("SET")
-            .arg(self.keyspace.user_name(name))
-            .arg(fresh.as_str())
-            .arg("NX")
-            .arg("GET")
-            .query_async(&mut conn)
+        let existing = set_unless_present(&mut conn, &self.keyspace.user_name(name), &fresh)
             .await
             .map_err(unavailable)?;
         match existing {
@@ -506,12 +518,7 @@ impl RedisStore {
             // game of record; the others give theirs up (while no one else is in it)
             // and join it. A find whose move fails (that game filled meanwhile) starts
             // again; at its last attempt it keeps the game it made.
-            let record: Option<String> = redis::cmd("SET")
-                .arg(&forming)
-                .arg(new_game.as_str())
-                .arg("NX")
-                .arg("GET")
-                .query_async(&mut conn)
+            let record = set_unless_present(&mut conn, &forming, new_game)
                 .await
                 .map_err(unavailable)?;
             let Some(record) = record.map(GameToken) else {

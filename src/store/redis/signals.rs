@@ -72,10 +72,16 @@ impl Drop for ListenerTask {
 
 /// A change of a cluster listener's subscriptions.
 enum Change {
-    Subscribe(String, oneshot::Sender<redis::RedisResult<()>>),
-    Unsubscribe(String),
+    /// To one game's channel.
+    Channel(String, ChannelChange),
     /// A node connection was lost: subscribe again to every watched game.
     Renew,
+}
+
+enum ChannelChange {
+    /// Subscribe, and say when it holds.
+    Subscribe(oneshot::Sender<redis::RedisResult<()>>),
+    Unsubscribe,
 }
 
 /// The games this process watches, each with the channel its lobbies listen on.
@@ -175,7 +181,7 @@ impl Registry {
         let (done, subscribed) = oneshot::channel();
         let gone = || StoreError::Unavailable("the signal listener stopped".into());
         changes
-            .send(Change::Subscribe(channel, done))
+            .send(Change::Channel(channel, ChannelChange::Subscribe(done)))
             .await
             .map_err(|_| gone())?;
         subscribed.await.map_err(|_| gone())?.map_err(unavailable)
@@ -232,7 +238,7 @@ impl Drop for Registration {
         {
             // A full queue leaves the subscription in place: its messages then find no
             // watcher and are ignored.
-            let _ = changes.try_send(Change::Unsubscribe(channel));
+            let _ = changes.try_send(Change::Channel(channel, ChannelChange::Unsubscribe));
         }
     }
 }
@@ -366,26 +372,26 @@ async fn apply_changes(
 ) {
     let mut batch = Vec::new();
     while queued.recv_many(&mut batch, QUEUED_CHANGES).await > 0 {
-        let mut per_channel: HashMap<String, VecDeque<Change>> = HashMap::new();
+        let mut per_channel: HashMap<String, VecDeque<ChannelChange>> = HashMap::new();
         for change in batch.drain(..) {
-            let channel = match &change {
+            match change {
                 Change::Renew => {
                     if let Some(reg) = registry.upgrade() {
                         reg.renewing.store(false, Ordering::Release);
                     }
                     tokio::spawn(renew(pubsub.clone(), registry.clone()));
-                    continue;
                 }
-                Change::Subscribe(channel, _) | Change::Unsubscribe(channel) => channel.clone(),
-            };
-            per_channel.entry(channel).or_default().push_back(change);
+                Change::Channel(channel, change) => {
+                    per_channel.entry(channel).or_default().push_back(change);
+                }
+            }
         }
         // Each round applies the next change of every channel, all in flight at once.
         while !per_channel.is_empty() {
             let round: Vec<_> = per_channel
-                .values_mut()
-                .filter_map(VecDeque::pop_front)
-                .map(|change| apply(pubsub.clone(), change))
+                .iter_mut()
+                .filter_map(|(channel, changes)| Some((channel.clone(), changes.pop_front()?)))
+                .map(|(channel, change)| apply(pubsub.clone(), channel, change))
                 .collect();
             futures_util::future::join_all(round).await;
             per_channel.retain(|_, changes| !changes.is_empty());
@@ -393,17 +399,16 @@ async fn apply_changes(
     }
 }
 
-async fn apply(mut pubsub: ClusterConnection, change: Change) {
+async fn apply(mut pubsub: ClusterConnection, channel: String, change: ChannelChange) {
     match change {
-        Change::Subscribe(channel, done) => {
+        ChannelChange::Subscribe(done) => {
             let _ = done.send(pubsub.ssubscribe(&channel).await);
         }
-        Change::Unsubscribe(channel) => {
+        ChannelChange::Unsubscribe => {
             if let Err(e) = pubsub.sunsubscribe(&channel).await {
                 tracing::debug!("cannot unsubscribe from {channel}: {e}");
             }
         }
-        Change::Renew => {}
     }
 }
 
@@ -444,7 +449,8 @@ async fn renew(pubsub: ClusterConnection, registry: Weak<Registry>) {
                 (Ok(()), true) => {}
                 (Ok(()), false) => {
                     if let Some(changes) = &reg.changes {
-                        let _ = changes.try_send(Change::Unsubscribe(channel));
+                        let _ =
+                            changes.try_send(Change::Channel(channel, ChannelChange::Unsubscribe));
                     }
                 }
                 (Err(e), true) => {
