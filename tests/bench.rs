@@ -166,6 +166,15 @@ fn each_broker_s_own_tool_runs_beside_ours() {
     if let Ok(nsqd) = std::env::var("NSQD_ADDRESS") {
         brokers.push(format!("nsq://{nsqd}"));
     }
+    // Bench keys an earlier run may have left, on a Redis that stays up.
+    let scratch_keys = |conn: &mut redis::Connection| -> std::collections::HashSet<String> {
+        redis::cmd("KEYS").arg("bench.*").query(conn).unwrap()
+    };
+    let mut redis_conn = redis::Client::open(redis)
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let before = scratch_keys(&mut redis_conn);
     let run = superhero()
         .args(["bench", "--quick", "--no-progress", "--workloads", "raw"])
         .args(["--messages", "3000", "--size", "100", "--brokers"])
@@ -222,6 +231,12 @@ fn each_broker_s_own_tool_runs_beside_ours() {
         "{stdout}"
     );
     assert!(!stdout.contains("amqp://guest:guest@"), "{stdout}");
+    // The run's scratch topics are gone: on Redis, its streams and fan-out registries.
+    let left: Vec<String> = scratch_keys(&mut redis_conn)
+        .difference(&before)
+        .cloned()
+        .collect();
+    assert!(left.is_empty(), "left on Redis: {left:?}");
     std::fs::remove_dir_all(&out).unwrap();
 }
 

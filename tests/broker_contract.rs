@@ -520,6 +520,57 @@ pub async fn pings_and_names_its_lag(broker: Box<dyn Broker>, figures: Figures) 
     }
 }
 
+/// A deleted topic takes what it held along: a group on the same name afterwards
+/// finds none of the old messages, and the name works again from scratch. Deleting
+/// again is harmless.
+pub async fn deleting_takes_the_messages_along(broker: Box<dyn Broker>, figures: Figures) {
+    let topic = topic("delete");
+    broker.declare(&topic, &["g"]).await.expect("declare");
+    publish(&*broker, &topic, &payloads("old", 3)).await;
+    // Where the broker counts them, the old messages are seen waiting first, so the
+    // deletion has something to take.
+    if let Some(lag) = broker.lag_figure().filter(|_| !figures.backlog.is_empty()) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let stats = broker.stats(&topic, "g").await.expect("stats");
+            if stats.iter().any(|s| s.name == lag && s.value == 3) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{lag} never counted the 3 messages: {stats:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    match broker.delete(&topic, &["g"]).await {
+        Ok(()) => {}
+        // A peer that tells no figures (the in-test nsqd, without an HTTP API)
+        // cannot be asked to delete either, and says so.
+        Err(superhero::broker::BrokerError::Config(why)) if figures.backlog.is_empty() => {
+            eprintln!("{} deletes nothing here: {why}", broker.kind());
+            return;
+        }
+        Err(e) => panic!("delete: {e}"),
+    }
+    broker
+        .delete(&topic, &["g"])
+        .await
+        .expect("deleting again is harmless");
+    let mut c = broker.consumer(&topic, "g").await.unwrap();
+    publish(&*broker, &topic, &[b"new".to_vec()]).await;
+    let d = next(&mut c).await;
+    assert_eq!(
+        String::from_utf8_lossy(&d.payload),
+        "new",
+        "an old message outlived its topic"
+    );
+    d.ack().await.unwrap();
+    nothing_within(&mut c, Duration::from_millis(500)).await;
+    drop(c);
+    broker.delete(&topic, &["g"]).await.expect("delete");
+}
+
 /// A settle after its consumer went away, once the message went to another consumer
 /// of the group: stale where the broker can tell, else harmless; never another error.
 /// On a broker that does not redeliver, the settle has nothing to do and succeeds.
@@ -582,6 +633,11 @@ macro_rules! broker_contract {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn pings_and_names_its_lag() {
                 super::pings_and_names_its_lag($make, $figures).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn deleting_takes_the_messages_along() {
+                super::deleting_takes_the_messages_along($make, $figures).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -901,6 +957,44 @@ async fn fanout_workers_register_again_when_redis_forgets_them() {
     middleware.abort();
 }
 
+/// Deleting a fan-out topic leaves none of its registries in Redis: not the group
+/// named, not one only the channel's list of groups knows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_deletes_its_registries() {
+    let broker = redis_fanout().await;
+    let topic = topic("fanout-delete");
+    let mut consumer = broker.consumer(&topic, "g").await.unwrap();
+    passes_one(&*broker, &topic, &mut consumer).await;
+    let client = redis::Client::open(common::redis_url(0)).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    // A worker of another group that died without leaving.
+    let _: () = redis::pipe()
+        .cmd("SADD")
+        .arg(format!("{topic}:fanout:h"))
+        .arg("gone")
+        .cmd("SADD")
+        .arg(format!("{topic}:fanout-groups"))
+        .arg("h")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let keys = [
+        format!("{topic}:fanout:g"),
+        format!("{topic}:fanout:h"),
+        format!("{topic}:fanout-groups"),
+    ];
+    let exists = |conn: &mut redis::aio::MultiplexedConnection| {
+        let mut ask = redis::cmd("EXISTS");
+        ask.arg(&keys);
+        let mut conn = conn.clone();
+        async move { ask.query_async::<usize>(&mut conn).await.unwrap() }
+    };
+    assert_eq!(exists(&mut conn).await, 3, "the registries made");
+    drop(consumer);
+    broker.delete(&topic, &["g"]).await.unwrap();
+    assert_eq!(exists(&mut conn).await, 0, "a registry outlived its topic");
+}
+
 /// A pub/sub subscriber that does not keep up holds a bounded number of messages and
 /// counts the ones it had to drop: received and dropped add up to what was published.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1146,6 +1240,16 @@ impl Broker for GroupPerTopic {
         group: &str,
     ) -> Result<Vec<superhero::broker::BrokerStat>, superhero::broker::BrokerError> {
         self.0.stats(topic, &format!("{group}.{topic}")).await
+    }
+
+    async fn delete(
+        &self,
+        topic: &str,
+        groups: &[&str],
+    ) -> Result<(), superhero::broker::BrokerError> {
+        let groups: Vec<String> = groups.iter().map(|g| format!("{g}.{topic}")).collect();
+        let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
+        self.0.delete(topic, &groups).await
     }
 }
 

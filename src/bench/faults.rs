@@ -361,110 +361,112 @@ pub async fn run(
     idle: Duration,
     restart: Option<&str>,
 ) -> Result<FaultsResult, BrokerError> {
-    let topic = format!("bench.faults.{}", uuid::Uuid::new_v4().simple());
-    let workload = RawWorkload {
-        producers: 1,
-        consumers: 1,
-        ..paced(base, rate, w.seconds)
-    };
-    let audit = Arc::new(Mutex::new(Audit::default()));
-    let counts = Arc::new(Counts::default());
-    let ack_batch = workload.ack_batch.max(1);
-    let first = start(broker, how, &topic, ack_batch, &audit, &counts).await?;
-    let publisher = broker.publisher().await?;
-    let began = Instant::now();
-    let sampler = Sampler::start(&counts, began);
-    let at = |share: f64| began + Duration::from_secs_f64(w.seconds * share.clamp(0.0, 1.0));
-    let mark = |moment: Instant| audit.lock().map(|mut a| a.mark(moment)).ok();
+    raw::on_scratch_topic(broker, "bench.faults", &[GROUP], |topic| async move {
+        let workload = RawWorkload {
+            producers: 1,
+            consumers: 1,
+            ..paced(base, rate, w.seconds)
+        };
+        let audit = Arc::new(Mutex::new(Audit::default()));
+        let counts = Arc::new(Counts::default());
+        let ack_batch = workload.ack_batch.max(1);
+        let first = start(broker, how, &topic, ack_batch, &audit, &counts).await?;
+        let publisher = broker.publisher().await?;
+        let began = Instant::now();
+        let sampler = Sampler::start(&counts, began);
+        let at = |share: f64| began + Duration::from_secs_f64(w.seconds * share.clamp(0.0, 1.0));
+        let mark = |moment: Instant| audit.lock().map(|mut a| a.mark(moment)).ok();
 
-    let faults = async {
-        let mut done = Vec::new();
-        let mut not_done = Vec::new();
-        tokio::time::sleep_until(at(w.kill_at).into()).await;
-        let killed = Instant::now();
-        let what = first.kill().await;
-        // What the dead consumer wrote before it died is in; from here on, only
-        // the new consumer delivers.
-        done.push((killed, what, mark(Instant::now()), None, None));
-        let second = start(broker, how, &topic, ack_batch, &audit, &counts).await;
-        if let Some(url) = restart.filter(|_| second.is_ok()) {
-            tokio::time::sleep_until(at(w.restart_at).into()).await;
-            let stopping = Instant::now();
-            match super::restart::restart(url).await {
-                Ok(r) => done.push((
-                    stopping,
-                    format!(
-                        "the broker's server restarted ({} of process {}, now {})",
-                        r.stopped_by, r.pids.0, r.pids.1
-                    ),
-                    mark(r.up_at),
-                    Some(r.down.as_secs_f64()),
-                    Some(r.up_at),
-                )),
-                Err(e) => not_done.push(format!("the broker was not restarted: {e}")),
+        let faults = async {
+            let mut done = Vec::new();
+            let mut not_done = Vec::new();
+            tokio::time::sleep_until(at(w.kill_at).into()).await;
+            let killed = Instant::now();
+            let what = first.kill().await;
+            // What the dead consumer wrote before it died is in; from here on, only
+            // the new consumer delivers.
+            done.push((killed, what, mark(Instant::now()), None, None));
+            let second = start(broker, how, &topic, ack_batch, &audit, &counts).await;
+            if let Some(url) = restart.filter(|_| second.is_ok()) {
+                tokio::time::sleep_until(at(w.restart_at).into()).await;
+                let stopping = Instant::now();
+                match super::restart::restart(url).await {
+                    Ok(r) => done.push((
+                        stopping,
+                        format!(
+                            "the broker's server restarted ({} of process {}, now {})",
+                            r.stopped_by, r.pids.0, r.pids.1
+                        ),
+                        mark(r.up_at),
+                        Some(r.down.as_secs_f64()),
+                        Some(r.up_at),
+                    )),
+                    Err(e) => not_done.push(format!("the broker was not restarted: {e}")),
+                }
             }
-        }
-        (done, not_done, second)
-    };
-    let (published, (done, not_done, second)) = tokio::join!(
-        raw::publish_all(vec![publisher], &topic, &workload, began, &counts),
-        faults
-    );
-    let published = published?;
-    let second = second?;
-    let publishing_ended = at(1.0);
+            (done, not_done, second)
+        };
+        let (published, (done, not_done, second)) = tokio::join!(
+            raw::publish_all(vec![publisher], &topic, &workload, began, &counts),
+            faults
+        );
+        let published = published?;
+        let second = second?;
+        let publishing_ended = at(1.0);
 
-    // Wait for every message, or until nothing came for `idle` (a restarted broker's
-    // clients may need a while to find it again).
-    let idle = if done.iter().any(|d| d.3.is_some()) {
-        idle.max(RESTART_IDLE)
-    } else {
-        idle
-    };
-    let delivered = || {
-        let a = audit.lock().ok()?;
-        Some((a.seen.len() as u64, a.last))
-    };
-    raw::wait_for_deliveries(published.ok, idle, None, delivered).await;
-    second.kill().await;
-    let series = sampler.finish().await;
+        // Wait for every message, or until nothing came for `idle` (a restarted broker's
+        // clients may need a while to find it again).
+        let idle = if done.iter().any(|d| d.3.is_some()) {
+            idle.max(RESTART_IDLE)
+        } else {
+            idle
+        };
+        let delivered = || {
+            let a = audit.lock().ok()?;
+            Some((a.seen.len() as u64, a.last))
+        };
+        raw::wait_for_deliveries(published.ok, idle, None, delivered).await;
+        second.kill().await;
+        let series = sampler.finish().await;
 
-    let a = audit
-        .lock()
-        .map_err(|_| BrokerError::Unavailable("the audit was poisoned".into()))?;
-    let consumed = a.seen.len() as u64;
-    let unconfirmed_delivered = published
-        .unconfirmed
-        .iter()
-        .filter(|seq| a.seen.contains(seq))
-        .count() as u64;
-    let faults = done
-        .into_iter()
-        .map(|(when, fault, mark, down_s, up_at)| Recovery {
-            fault,
-            at_s: when.saturating_duration_since(began).as_secs_f64(),
-            resumed_after_s: mark
-                .and_then(|m| a.after(m))
-                .map(|t| t.saturating_duration_since(when).as_secs_f64()),
-            down_s,
-            back_after_publishing: up_at.is_some_and(|up| up >= publishing_ended),
+        let a = audit
+            .lock()
+            .map_err(|_| BrokerError::Unavailable("the audit was poisoned".into()))?;
+        let consumed = a.seen.len() as u64;
+        let unconfirmed_delivered = published
+            .unconfirmed
+            .iter()
+            .filter(|seq| a.seen.contains(seq))
+            .count() as u64;
+        let faults = done
+            .into_iter()
+            .map(|(when, fault, mark, down_s, up_at)| Recovery {
+                fault,
+                at_s: when.saturating_duration_since(began).as_secs_f64(),
+                resumed_after_s: mark
+                    .and_then(|m| a.after(m))
+                    .map(|t| t.saturating_duration_since(when).as_secs_f64()),
+                down_s,
+                back_after_publishing: up_at.is_some_and(|up| up >= publishing_ended),
+            })
+            .collect();
+        Ok(FaultsResult {
+            rate,
+            published: published.ok,
+            publish_errors: published.failed,
+            consumed,
+            lost: published
+                .ok
+                .saturating_sub(consumed - unconfirmed_delivered),
+            unconfirmed_delivered,
+            duplicates: a.duplicates,
+            reordered: a.order.reordered,
+            faults,
+            not_done,
+            series,
         })
-        .collect();
-    Ok(FaultsResult {
-        rate,
-        published: published.ok,
-        publish_errors: published.failed,
-        consumed,
-        lost: published
-            .ok
-            .saturating_sub(consumed - unconfirmed_delivered),
-        unconfirmed_delivered,
-        duplicates: a.duplicates,
-        reordered: a.order.reordered,
-        faults,
-        not_done,
-        series,
     })
+    .await
 }
 
 /// A sentence on one broker's faults run.

@@ -177,6 +177,13 @@ fn scratch(sep: char) -> String {
     format!("superhero{sep}native{sep}{}", &id[..12])
 }
 
+/// Deletes a tool's scratch topic with its group; a refusal is logged.
+async fn forget(b: &Beside<'_>, topic: &str, group: &str) {
+    if let Err(e) = b.broker.delete(topic, &[group]).await {
+        tracing::warn!("bench: the tool's scratch topic {topic} is left on the broker: {e}");
+    }
+}
+
 /// Runs a tool to its end, at most [`TOOL_TIMEOUT`]; its standard output and error.
 async fn run(mut command: tokio::process::Command) -> Result<(String, String), String> {
     command
@@ -412,6 +419,7 @@ async fn kafka_perf(tools: &Tools, b: &Beside<'_>) -> Baseline {
     if let Err(e) = b.broker.declare(&topic, &[]).await {
         return base.failed(format!("declaring the topic: {e}"));
     }
+    let group = format!("{topic}.group");
     let logging = tools.dir.join("kafka").join("log4j2.properties");
     let java_cmd = |class: &str| {
         let mut cmd = tokio::process::Command::new(&java);
@@ -432,12 +440,13 @@ async fn kafka_perf(tools: &Tools, b: &Beside<'_>) -> Baseline {
     consume
         .args(["--bootstrap-server", &bootstrap, "--topic", &topic])
         .args(["--messages", &w.messages.to_string(), "--timeout", "30000"])
-        .args(["--group", &format!("{topic}.group")]);
+        .args(["--group", &group]);
     let result = publish_and_consume(
         (produce, parse_kafka_producer),
         (consume, parse_kafka_consumer),
     )
     .await;
+    forget(b, &topic, &group).await;
     match result {
         Ok((p, c)) => base.rates(Some(p), Some(c), b.ours),
         Err(e) => base.failed(e),
@@ -482,6 +491,7 @@ async fn nsq_bench(tools: &Tools, b: &Beside<'_>) -> Baseline {
         .args(["--nsqd-tcp-address", &address, "--topic", &topic])
         .args(["--size", &size, "--runfor", &run_for]);
     let (read, write) = tokio::join!(run(read), run(write));
+    forget(b, &topic, "bench").await;
     let rate = |r: Result<(String, String), String>, side: &str| {
         let (_, err) = r?;
         parse_nsq_bench(&err).ok_or(format!("no {side} rate in its output"))

@@ -235,16 +235,49 @@ pub(super) struct Counts {
 /// Runs the workload on `broker`; `progress` is told of every message consumed.
 /// `copies`: deliveries each message should get (the consumers, on a broker that
 /// broadcasts; else 1), so the run waits for all of them.
+/// The topic is the run's own, deleted at its end.
 pub async fn run(
     broker: &dyn Broker,
     workload: &RawWorkload,
     copies: u64,
     progress: impl Fn(u64) + Send + Sync + 'static,
 ) -> Result<RawResult, BrokerError> {
-    let topic = format!("bench.{}", uuid::Uuid::new_v4().simple());
+    on_scratch_topic(broker, "bench", &[GROUP], |topic| async move {
+        run_on(broker, &topic, workload, copies, progress).await
+    })
+    .await
+}
+
+/// What `work` makes of a topic named `<prefix>.<a new id>`, which is deleted
+/// afterwards with `groups`, whatever came of the work (its consumers are gone by
+/// then). A deletion the broker refuses is logged: the run's figures still hold.
+pub(super) async fn on_scratch_topic<T, F>(
+    broker: &dyn Broker,
+    prefix: &str,
+    groups: &[&str],
+    work: impl FnOnce(String) -> F,
+) -> Result<T, BrokerError>
+where
+    F: Future<Output = Result<T, BrokerError>>,
+{
+    let topic = format!("{prefix}.{}", uuid::Uuid::new_v4().simple());
+    let outcome = work(topic.clone()).await;
+    if let Err(e) = broker.delete(&topic, groups).await {
+        tracing::warn!("bench: the scratch topic {topic} is left on the broker: {e}");
+    }
+    outcome
+}
+
+async fn run_on(
+    broker: &dyn Broker,
+    topic: &str,
+    workload: &RawWorkload,
+    copies: u64,
+    progress: impl Fn(u64) + Send + Sync + 'static,
+) -> Result<RawResult, BrokerError> {
     let mut subscribed = Vec::new();
     for _ in 0..workload.consumers.max(1) {
-        subscribed.push(broker.consumer(&topic, GROUP).await?);
+        subscribed.push(broker.consumer(topic, GROUP).await?);
     }
     let mut publishers = Vec::new();
     for _ in 0..workload.producers.max(1) {
@@ -297,7 +330,7 @@ pub async fn run(
     }
     let sampler = Sampler::start(&counts, start);
 
-    let published = publish_all(publishers, &topic, workload, start, &counts).await?;
+    let published = publish_all(publishers, topic, workload, start, &counts).await?;
     let publish_s = start.elapsed().as_secs_f64();
 
     // Consume until every copy of every message has come, none came for `idle`, or
@@ -314,7 +347,7 @@ pub async fn run(
     )
     .await;
     // The broker's own view of the group, while its consumers still hold on.
-    let broker_stats = stats_within(broker, &topic, GROUP, STATS_WAIT)
+    let broker_stats = stats_within(broker, topic, GROUP, STATS_WAIT)
         .await
         .unwrap_or_else(|e| {
             tracing::warn!("bench: the broker's figures could not be read: {e}");

@@ -146,6 +146,16 @@ pub trait Broker: Send + Sync {
         Ok(())
     }
 
+    /// Removes `topic` with every message it holds, and what [`Self::declare`] or a
+    /// consumer made for each of `groups` where that would outlive the topic (a
+    /// queue, a consumer group's offsets, a registry), so that scratch topics (a bench
+    /// run's, a test's) do not pile up on a broker that stays up. Call it once the
+    /// topic's consumers are gone. Harmless when they are gone already; a no-op where
+    /// the broker keeps nothing.
+    async fn delete(&self, _topic: &str, _groups: &[&str]) -> Result<(), BrokerError> {
+        Ok(())
+    }
+
     /// A consumer of `topic` in `group`, subscribed before this returns: messages
     /// published afterwards reach the group.
     async fn consumer(&self, topic: &str, group: &str) -> Result<Box<dyn Consumer>, BrokerError>;

@@ -255,6 +255,73 @@ impl Broker for KafkaBroker {
         self.ensure_topic(topic).await
     }
 
+    async fn delete(&self, topic: &str, groups: &[&str]) -> Result<(), BrokerError> {
+        if let Ok(mut t) = self.topics.lock() {
+            t.remove(topic);
+        }
+        let options = AdminOptions::new().operation_timeout(Some(TIMEOUT));
+        let results = self
+            .admin
+            .delete_topics(&[topic], &options)
+            .await
+            .map_err(unavailable)?;
+        for r in results {
+            match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+                Err((name, code)) => {
+                    return Err(unavailable(format!("deleting topic {name}: {code}")));
+                }
+            }
+        }
+        // Deletion goes on in the background: until the metadata no longer lists the
+        // topic, creating it again would find the old one.
+        let producer = self.producer.clone();
+        let name = topic.to_string();
+        let gone = tokio::task::spawn_blocking(move || {
+            let deadline = std::time::Instant::now() + TIMEOUT;
+            loop {
+                let listed = producer
+                    .client()
+                    .fetch_metadata(None, TIMEOUT)
+                    .map_err(unavailable)?
+                    .topics()
+                    .iter()
+                    .any(|t| t.name() == name);
+                if !listed {
+                    return Ok(());
+                }
+                if std::time::Instant::now() >= deadline {
+                    return Err(unavailable(format!(
+                        "topic {name} still listed {TIMEOUT:?} after its deletion"
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        gone.await.map_err(|e| unavailable(e.to_string()))??;
+        // The group's offsets of the topic went with it. A group is also known by
+        // name on every topic it reads: one still reading another topic stays.
+        if groups.is_empty() {
+            return Ok(());
+        }
+        let results = self
+            .admin
+            .delete_groups(groups, &options)
+            .await
+            .map_err(unavailable)?;
+        for r in results {
+            match r {
+                Ok(_)
+                | Err((_, RDKafkaErrorCode::GroupIdNotFound | RDKafkaErrorCode::NonEmptyGroup)) => {
+                }
+                Err((name, code)) => {
+                    return Err(unavailable(format!("deleting group {name}: {code}")));
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn consumer(&self, topic: &str, group: &str) -> Result<Box<dyn Consumer>, BrokerError> {
         // A new group starts at the beginning: events published before the first
         // worker started are work too.

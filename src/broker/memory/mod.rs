@@ -252,6 +252,13 @@ impl Broker for MemoryBroker {
         Ok(())
     }
 
+    async fn delete(&self, topic: &str, _groups: &[&str]) -> Result<(), BrokerError> {
+        // A consumer still holding a group keeps it alive, unreachable: nothing is
+        // published to it again.
+        lock(&self.inner.topics).remove(topic);
+        Ok(())
+    }
+
     async fn consumer(&self, topic: &str, group: &str) -> Result<Box<dyn Consumer>, BrokerError> {
         let group = self.group(topic, group);
         let id = self.inner.next_consumer.fetch_add(1, Ordering::Relaxed);

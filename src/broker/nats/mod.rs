@@ -203,6 +203,23 @@ impl Broker for NatsBroker {
         self.ensure_stream(topic).await.map(drop)
     }
 
+    async fn delete(&self, topic: &str, _groups: &[&str]) -> Result<(), BrokerError> {
+        // A stream's durable consumers, the groups, go with it.
+        if let Ok(mut known) = self.streams.lock() {
+            known.remove(topic);
+        }
+        match self.js.delete_stream(stream_name(topic)).await {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(e.kind(), jetstream::context::DeleteStreamErrorKind::JetStream(ref j)
+                    if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
     async fn consumer(&self, topic: &str, group: &str) -> Result<Box<dyn Consumer>, BrokerError> {
         let config = pull::Config {
             durable_name: Some(group.to_string()),

@@ -95,8 +95,8 @@ pub struct NsqOptions {
     /// How often nsqd checks a consumer's connection with a heartbeat (1 s to 60 s);
     /// a consumer that misses two is disconnected.
     pub heartbeat: Duration,
-    /// nsqd's HTTP API (`host:port`), where [`Broker::stats`] reads its figures;
-    /// None: no figures.
+    /// nsqd's HTTP API (`host:port`), where [`Broker::stats`] reads its figures and
+    /// [`Broker::delete`] deletes; None: no figures, and no deleting.
     pub http_address: Option<String>,
     /// Unfinished messages one consumer may hold (RDY), at most nsqd's
     /// `--max-rdy-count`.
@@ -362,6 +362,18 @@ impl Broker for NsqBroker {
         match &self.stats {
             Some(reader) => reader.read(topic, group).await,
             None => Ok(Vec::new()),
+        }
+    }
+
+    async fn delete(&self, topic: &str, _groups: &[&str]) -> Result<(), BrokerError> {
+        // The topic's channels, the groups, go with it.
+        check_name("topic", topic)?;
+        match &self.stats {
+            Some(api) => api.delete_topic(topic).await,
+            None => Err(BrokerError::Config(
+                "deleting a topic takes nsqd's HTTP address (nsq://HOST:PORT?http=HOST:PORT)"
+                    .into(),
+            )),
         }
     }
 

@@ -1,11 +1,13 @@
 //! nsqd's figures of a channel, read from its HTTP API (`GET /stats?format=json`), the
 //! numbers `nsqadmin` shows: messages waiting (`depth`, memory and disk), in flight,
-//! deferred, requeued and timed out, and the clients subscribed.
+//! deferred, requeued and timed out, and the clients subscribed; and the deletion
+//! of a topic (`POST /topic/delete`), which the TCP protocol cannot ask for.
 
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
+use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -111,26 +113,73 @@ impl StatsReader {
         Some(info.version)
     }
 
+    /// Deletes `topic` with its channels and every message they hold; a topic nsqd
+    /// does not have is deleted already.
+    pub(super) async fn delete_topic(&self, topic: &str) -> Result<(), BrokerError> {
+        // Names are [.a-zA-Z0-9_-]: nothing to escape.
+        let uri: hyper::Uri = format!("http://{}/topic/delete?topic={topic}", self.address)
+            .parse()
+            .map_err(|e| BrokerError::Config(format!("nsqd's HTTP address: {e}")))?;
+        let asked = tokio::time::timeout(TIMEOUT, self.send(Method::POST, uri))
+            .await
+            .map_err(|_| unavailable(format!("{} did not answer in {TIMEOUT:?}", self.address)))?;
+        match asked {
+            Err(Refused {
+                status: Some(StatusCode::NOT_FOUND),
+                ..
+            }) => Ok(()),
+            answer => answer.map(drop).map_err(BrokerError::from),
+        }
+    }
+
     async fn get(&self, uri: hyper::Uri) -> Result<Bytes, BrokerError> {
-        let path = uri.path().to_string();
+        Ok(self.send(Method::GET, uri).await?)
+    }
+
+    async fn send(&self, method: Method, uri: hyper::Uri) -> Result<Bytes, Refused> {
+        let what = format!("{method} {}", uri.path());
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Empty::new())
+            .map_err(|e| Refused::unanswered(format!("{what}: {e}")))?;
         let answer = self
             .client
-            .get(uri)
+            .request(request)
             .await
-            .map_err(|e| unavailable(format!("GET {path} at {}: {e}", self.address)))?;
+            .map_err(|e| Refused::unanswered(format!("{what} at {}: {e}", self.address)))?;
         let status = answer.status();
         let body = Limited::new(answer.into_body(), MAX_ANSWER)
             .collect()
             .await
-            .map_err(|e| unavailable(format!("reading {path}: {e}")))?
+            .map_err(|e| Refused::unanswered(format!("reading {what}: {e}")))?
             .to_bytes();
         if !status.is_success() {
-            return Err(unavailable(format!(
-                "GET {path} answered {status}: {}",
-                String::from_utf8_lossy(&body[..body.len().min(200)])
-            )));
+            let said = String::from_utf8_lossy(&body[..body.len().min(200)]);
+            return Err(Refused {
+                status: Some(status),
+                why: format!("{what} answered {status}: {said}"),
+            });
         }
         Ok(body)
+    }
+}
+
+/// A request nsqd did not carry out: the status it answered, if it answered.
+struct Refused {
+    status: Option<StatusCode>,
+    why: String,
+}
+
+impl Refused {
+    fn unanswered(why: String) -> Self {
+        Self { status: None, why }
+    }
+}
+
+impl From<Refused> for BrokerError {
+    fn from(r: Refused) -> Self {
+        unavailable(r.why)
     }
 }
 

@@ -28,7 +28,8 @@ use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable};
@@ -273,6 +274,27 @@ impl Broker for RabbitBroker {
         .await;
         let _ = conn.close(200, "declared".into()).await;
         declared
+    }
+
+    async fn delete(&self, topic: &str, groups: &[&str]) -> Result<(), BrokerError> {
+        // RabbitMQ deletes what does not exist without complaint.
+        let (conn, channel) = open_channel(&self.url).await?;
+        let deleted = async {
+            for group in groups {
+                let queue = self.options.queue_name(topic, group);
+                channel
+                    .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                    .await
+                    .map_err(unavailable)?;
+            }
+            channel
+                .exchange_delete(topic.into(), ExchangeDeleteOptions::default())
+                .await
+                .map_err(unavailable)
+        }
+        .await;
+        let _ = conn.close(200, "deleted".into()).await;
+        deleted
     }
 
     async fn consumer(&self, topic: &str, group: &str) -> Result<Box<dyn Consumer>, BrokerError> {

@@ -196,6 +196,25 @@ impl Broker for RedisFanoutBroker {
         })))
     }
 
+    async fn delete(&self, topic: &str, groups: &[&str]) -> Result<(), BrokerError> {
+        // The channel itself keeps nothing; what stays is this process's middleware
+        // and the registries, of the groups named and of those the channel lists.
+        self.middlewares.lock().await.remove(topic);
+        let mut conn = self.pubsub.connection();
+        let listed: Vec<String> = conn
+            .smembers(groups_key(topic))
+            .await
+            .map_err(unavailable)?;
+        let mut keys: Vec<String> = groups
+            .iter()
+            .copied()
+            .chain(listed.iter().map(String::as_str))
+            .map(|group| registry(topic, group))
+            .collect();
+        keys.push(groups_key(topic));
+        conn.del::<_, ()>(keys).await.map_err(unavailable)
+    }
+
     fn flow(&self) -> FlowSettings {
         FlowSettings {
             prefetch: "none: the middleware pushes each message to one worker's channel".into(),

@@ -218,6 +218,20 @@ impl Broker for RedisStreamsBroker {
         Ok(())
     }
 
+    async fn delete(&self, topic: &str, _groups: &[&str]) -> Result<(), BrokerError> {
+        // The stream's groups are part of it and go with it.
+        redis::cmd("DEL")
+            .arg(topic)
+            .query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        self.trimmed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(topic);
+        Ok(())
+    }
+
     async fn consumer(&self, topic: &str, group: &str) -> Result<Box<dyn Consumer>, BrokerError> {
         // From the start of the stream: what was published before the group existed
         // and not yet taken is work too.
