@@ -506,15 +506,20 @@ pub async fn pings_and_names_its_lag(broker: Box<dyn Broker>, figures: Figures) 
     let topic = topic("lag");
     broker.declare(&topic, &["g"]).await.expect("declare");
     publish(&*broker, &topic, &payloads("l", 3)).await;
+    lag_reaches(&*broker, &topic, lag, 3).await;
+}
+
+/// Waits until `broker`'s `lag` figure of group `g` of `topic` counts `n` messages.
+async fn lag_reaches(broker: &dyn Broker, topic: &str, lag: &str, n: u64) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let stats = broker.stats(&topic, "g").await.expect("stats");
-        if stats.iter().any(|s| s.name == lag && s.value == 3) {
-            break;
+        let stats = broker.stats(topic, "g").await.expect("stats");
+        if stats.iter().any(|s| s.name == lag && s.value == n) {
+            return;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "{lag} does not count the 3 messages no consumer took: {stats:?}"
+            "{lag} does not count the {n} messages no consumer took: {stats:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -530,18 +535,7 @@ pub async fn deleting_takes_the_messages_along(broker: Box<dyn Broker>, figures:
     // Where the broker counts them, the old messages are seen waiting first, so the
     // deletion has something to take.
     if let Some(lag) = broker.lag_figure().filter(|_| !figures.backlog.is_empty()) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let stats = broker.stats(&topic, "g").await.expect("stats");
-            if stats.iter().any(|s| s.name == lag && s.value == 3) {
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{lag} never counted the 3 messages: {stats:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        lag_reaches(&*broker, &topic, lag, 3).await;
     }
     match broker.delete(&topic, &["g"]).await {
         Ok(()) => {}
@@ -1175,6 +1169,11 @@ async fn kafka() -> Box<dyn Broker> {
     )))
 }
 
+/// `groups` made the test's own by `topic`'s name.
+fn own_groups(topic: &str, groups: &[&str]) -> Vec<String> {
+    groups.iter().map(|g| format!("{g}.{topic}")).collect()
+}
+
 /// A Kafka consumer group spans topics: every join or leave rebalances all of its
 /// members, whatever topic they read. The suite's tests run in parallel with the
 /// same group names on their own topics, so on Kafka each test's groups are made its
@@ -1214,9 +1213,13 @@ impl Broker for GroupPerTopic {
         topic: &str,
         groups: &[&str],
     ) -> Result<(), superhero::broker::BrokerError> {
-        let groups: Vec<String> = groups.iter().map(|g| format!("{g}.{topic}")).collect();
-        let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
-        self.0.declare(topic, &groups).await
+        let groups = own_groups(topic, groups);
+        self.0
+            .declare(
+                topic,
+                &groups.iter().map(String::as_str).collect::<Vec<_>>(),
+            )
+            .await
     }
 
     async fn consumer(
@@ -1247,9 +1250,13 @@ impl Broker for GroupPerTopic {
         topic: &str,
         groups: &[&str],
     ) -> Result<(), superhero::broker::BrokerError> {
-        let groups: Vec<String> = groups.iter().map(|g| format!("{g}.{topic}")).collect();
-        let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
-        self.0.delete(topic, &groups).await
+        let groups = own_groups(topic, groups);
+        self.0
+            .delete(
+                topic,
+                &groups.iter().map(String::as_str).collect::<Vec<_>>(),
+            )
+            .await
     }
 }
 
