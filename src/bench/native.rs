@@ -177,13 +177,6 @@ fn scratch(sep: char) -> String {
     format!("superhero{sep}native{sep}{}", &id[..12])
 }
 
-/// Deletes a tool's scratch topic with its group; a refusal is logged.
-async fn forget(b: &Beside<'_>, topic: &str, group: &str) {
-    if let Err(e) = b.broker.delete(topic, &[group]).await {
-        tracing::warn!("bench: the tool's scratch topic {topic} is left on the broker: {e}");
-    }
-}
-
 /// Runs a tool to its end, at most [`TOOL_TIMEOUT`]; its standard output and error.
 async fn run(mut command: tokio::process::Command) -> Result<(String, String), String> {
     command
@@ -446,7 +439,7 @@ async fn kafka_perf(tools: &Tools, b: &Beside<'_>) -> Baseline {
         (consume, parse_kafka_consumer),
     )
     .await;
-    forget(b, &topic, &group).await;
+    super::raw::delete_scratch(b.broker, &topic, &[&group]).await;
     match result {
         Ok((p, c)) => base.rates(Some(p), Some(c), b.ours),
         Err(e) => base.failed(e),
@@ -491,7 +484,7 @@ async fn nsq_bench(tools: &Tools, b: &Beside<'_>) -> Baseline {
         .args(["--nsqd-tcp-address", &address, "--topic", &topic])
         .args(["--size", &size, "--runfor", &run_for]);
     let (read, write) = tokio::join!(run(read), run(write));
-    forget(b, &topic, "bench").await;
+    super::raw::delete_scratch(b.broker, &topic, &["bench"]).await;
     let rate = |r: Result<(String, String), String>, side: &str| {
         let (_, err) = r?;
         parse_nsq_bench(&err).ok_or(format!("no {side} rate in its output"))

@@ -262,10 +262,15 @@ where
 {
     let topic = format!("{prefix}.{}", uuid::Uuid::new_v4().simple());
     let outcome = work(topic.clone()).await;
-    if let Err(e) = broker.delete(&topic, groups).await {
+    delete_scratch(broker, &topic, groups).await;
+    outcome
+}
+
+/// Deletes a scratch topic with `groups`; a refusal is logged, not returned.
+pub(super) async fn delete_scratch(broker: &dyn Broker, topic: &str, groups: &[&str]) {
+    if let Err(e) = broker.delete(topic, groups).await {
         tracing::warn!("bench: the scratch topic {topic} is left on the broker: {e}");
     }
-    outcome
 }
 
 async fn run_on(

@@ -198,14 +198,11 @@ impl KafkaBroker {
             )
             .await
             .map_err(unavailable)?;
-        for r in results {
-            match r {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((name, code)) => {
-                    return Err(unavailable(format!("creating topic {name}: {code}")));
-                }
-            }
-        }
+        admin_outcome(
+            results,
+            &[RDKafkaErrorCode::TopicAlreadyExists],
+            "creating topic",
+        )?;
         if let Ok(mut t) = self.topics.lock() {
             t.insert(topic.to_string());
         }
@@ -265,14 +262,11 @@ impl Broker for KafkaBroker {
             .delete_topics(&[topic], &options)
             .await
             .map_err(unavailable)?;
-        for r in results {
-            match r {
-                Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
-                Err((name, code)) => {
-                    return Err(unavailable(format!("deleting topic {name}: {code}")));
-                }
-            }
-        }
+        admin_outcome(
+            results,
+            &[RDKafkaErrorCode::UnknownTopicOrPartition],
+            "deleting topic",
+        )?;
         // Deletion goes on in the background: until the metadata no longer lists the
         // topic, creating it again would find the old one.
         let producer = self.producer.clone();
@@ -309,17 +303,14 @@ impl Broker for KafkaBroker {
             .delete_groups(groups, &options)
             .await
             .map_err(unavailable)?;
-        for r in results {
-            match r {
-                Ok(_)
-                | Err((_, RDKafkaErrorCode::GroupIdNotFound | RDKafkaErrorCode::NonEmptyGroup)) => {
-                }
-                Err((name, code)) => {
-                    return Err(unavailable(format!("deleting group {name}: {code}")));
-                }
-            }
-        }
-        Ok(())
+        admin_outcome(
+            results,
+            &[
+                RDKafkaErrorCode::GroupIdNotFound,
+                RDKafkaErrorCode::NonEmptyGroup,
+            ],
+            "deleting group",
+        )
     }
 
     async fn consumer(&self, topic: &str, group: &str) -> Result<Box<dyn Consumer>, BrokerError> {
@@ -362,6 +353,23 @@ impl Broker for KafkaBroker {
             .await
             .map_err(|e| unavailable(e.to_string()))?
     }
+}
+
+/// The first failure among an admin request's per-name results, past the codes that
+/// mean it is done already (`harmless`); `doing` names the request in the error.
+fn admin_outcome(
+    results: Vec<Result<String, (String, RDKafkaErrorCode)>>,
+    harmless: &[RDKafkaErrorCode],
+    doing: &str,
+) -> Result<(), BrokerError> {
+    for r in results {
+        if let Err((name, code)) = r
+            && !harmless.contains(&code)
+        {
+            return Err(unavailable(format!("{doing} {name}: {code}")));
+        }
+    }
+    Ok(())
 }
 
 impl KafkaBroker {
