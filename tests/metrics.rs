@@ -117,6 +117,7 @@ fn prometheus_scrapes_a_running_simulation() {
     prometheus.until(up, 0.0, WAIT * 2);
     let out = std::env::temp_dir().join(format!("superhero-metrics-{}", uuid::Uuid::new_v4()));
     // Games per bot: about 300 games in all, some 5 s at 60 a second.
+    let bots = 20;
     let games = 40;
     let rate = 60.0;
     let sim = Service::start(
@@ -126,7 +127,7 @@ fn prometheus_scrapes_a_running_simulation() {
             out.to_str().unwrap(),
             "simulate",
             "--bots",
-            "20",
+            &bots.to_string(),
             "--games",
             &games.to_string(),
             "--rate",
@@ -182,6 +183,16 @@ fn prometheus_scrapes_a_running_simulation() {
     let failed = "superhero_requests_total{job=\"simulate\",status!=\"ok\"}";
     let requests = format!("sum({failed}) or vector(0)");
     prometheus.until(&requests, 0.0, within);
+    // Each bot logged in once, and each player of a completed game opened its lobby.
+    let logins = "superhero_requests_total{job=\"simulate\",endpoint=\"login\",status=\"ok\"}";
+    prometheus.until(logins, bots as f64, within);
+    let lobbies = "superhero_requests_total{job=\"simulate\",endpoint=\"lobby\",status=\"ok\"}";
+    let joined = prometheus.query(lobbies);
+    let joined: f64 = joined[0]["value"][1].as_str().unwrap().parse().unwrap();
+    assert!(
+        joined >= 2.0 * completed as f64,
+        "{joined} lobbies for {completed} games"
+    );
     let writes = "superhero_write_duration_seconds_count{job=\"simulate\"}";
     let files_per_write = 2.0;
     prometheus.until(

@@ -6,6 +6,7 @@
 //! backoff; while it retries the buffer fills, and what does not fit is dropped and
 //! counted, never silently lost.
 
+use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -24,17 +25,6 @@ use tracing_subscriber::layer::Context;
 use super::Queue;
 use crate::backoff::Backoff;
 use crate::broker::{Broker, BrokerError, Publisher};
-
-/// One event as published: the original's log record envelope.
-#[derive(Serialize)]
-struct EnvelopeOut<'a> {
-    level: &'a str,
-    timestamp: &'a str,
-    name: &'a str,
-    log_message: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    task: Option<&'a RawValue>,
-}
 
 /// One event as consumed.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -89,25 +79,46 @@ pub fn envelope_json(
     log_message: &str,
     task: Option<&str>,
 ) -> String {
-    let raw = task.map(|t| match serde_json::from_str::<&RawValue>(t) {
-        Ok(raw) => raw.to_owned(),
-        Err(_) => {
-            let quoted = serde_json::to_string(t).unwrap_or_else(|_| "null".into());
-            RawValue::from_string(quoted).unwrap_or_else(|_| raw_null())
-        }
-    });
-    let out = EnvelopeOut {
-        level: level_name(level),
-        timestamp,
-        name,
-        log_message,
-        task: raw.as_deref(),
-    };
-    serde_json::to_string(&out).unwrap_or_default()
+    let bytes = envelope_bytes(level, timestamp, name, log_message, task);
+    String::from_utf8(bytes).unwrap_or_default()
 }
 
-fn raw_null() -> Box<RawValue> {
-    RawValue::from_string("null".into()).unwrap_or_else(|_| unreachable!("null is JSON"))
+/// The envelope of [`envelope_json`] as the bytes published: the original's log
+/// record, its fields in its order. Written into one buffer of the right size, as
+/// it is built for every event the game logs.
+fn envelope_bytes(
+    level: Level,
+    timestamp: &str,
+    name: &str,
+    log_message: &str,
+    task: Option<&str>,
+) -> Vec<u8> {
+    // The field names, quotes and separators: 67 bytes; escapes may grow it.
+    let size = 80 + timestamp.len() + name.len() + log_message.len();
+    let mut out = Vec::with_capacity(size + task.map_or(0, str::len));
+    out.extend_from_slice(b"{\"level\":");
+    push_json_str(&mut out, level_name(level));
+    out.extend_from_slice(b",\"timestamp\":");
+    push_json_str(&mut out, timestamp);
+    out.extend_from_slice(b",\"name\":");
+    push_json_str(&mut out, name);
+    out.extend_from_slice(b",\"log_message\":");
+    push_json_str(&mut out, log_message);
+    if let Some(task) = task {
+        out.extend_from_slice(b",\"task\":");
+        match serde_json::from_str::<&RawValue>(task) {
+            Ok(raw) => out.extend_from_slice(raw.get().as_bytes()),
+            Err(_) => push_json_str(&mut out, task),
+        }
+    }
+    out.push(b'}');
+    out
+}
+
+/// Appends `s` as a JSON string, quoted and escaped.
+fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing into a vector cannot fail, and a string always serializes.
+    let _ = serde_json::to_writer(out, s);
 }
 
 /// ISO 8601 in UTC with milliseconds, `YYYY-MM-DDTHH:MM:SS.mmmZ`.
@@ -205,10 +216,10 @@ impl EventSink {
             return;
         };
         let name = &route.names[queue.index()];
-        let json = envelope_json(level, &now_iso(), name, message, task);
+        let json = envelope_bytes(level, &now_iso(), name, message, task);
         self.counters.offered.fetch_add(1, Ordering::Relaxed);
         self.counters.offered_by_queue[queue.index()].fetch_add(1, Ordering::Relaxed);
-        if route.tx.try_send((queue, json.into_bytes())).is_err() {
+        if route.tx.try_send((queue, json)).is_err() {
             self.counters.add_dropped(queue.index(), 1);
         }
     }
@@ -226,17 +237,43 @@ impl EventLayer {
     }
 }
 
+/// The capacity a thread keeps for a record's field between records.
+const KEPT_FIELD_BYTES: usize = 16 * 1024;
+
+/// The two fields of a record the envelope carries.
 #[derive(Default)]
 struct RecordFields {
     message: String,
-    task: Option<String>,
+    task: String,
+    has_task: bool,
+}
+
+impl RecordFields {
+    /// Empties the buffers for the next record; one grown by an unusually large
+    /// record is let go rather than kept for the thread's life.
+    fn clear(&mut self) {
+        for buffer in [&mut self.message, &mut self.task] {
+            buffer.clear();
+            if buffer.capacity() > KEPT_FIELD_BYTES {
+                *buffer = String::new();
+            }
+        }
+        self.has_task = false;
+    }
+
+    fn task(&self) -> Option<&str> {
+        self.has_task.then_some(self.task.as_str())
+    }
 }
 
 impl Visit for RecordFields {
     fn record_str(&mut self, field: &Field, value: &str) {
         match field.name() {
             "message" => self.message.push_str(value),
-            "task" => self.task = Some(value.to_string()),
+            "task" => {
+                self.task.push_str(value);
+                self.has_task = true;
+            }
             _ => {}
         }
     }
@@ -246,10 +283,19 @@ impl Visit for RecordFields {
             "message" => {
                 let _ = write!(self.message, "{value:?}");
             }
-            "task" => self.task = Some(format!("{value:?}")),
+            "task" => {
+                let _ = write!(self.task, "{value:?}");
+                self.has_task = true;
+            }
             _ => {}
         }
     }
+}
+
+thread_local! {
+    /// The fields of the record being offered, kept from one record to the next so
+    /// that reading a record's fields allocates nothing once the buffers have grown.
+    static FIELDS: RefCell<RecordFields> = RefCell::default();
 }
 
 impl<S: Subscriber> Layer<S> for EventLayer {
@@ -257,14 +303,18 @@ impl<S: Subscriber> Layer<S> for EventLayer {
         let Some(queue) = Queue::from_target(event.metadata().target()) else {
             return;
         };
-        let mut fields = RecordFields::default();
-        event.record(&mut fields);
-        self.sink.offer(
-            queue,
-            *event.metadata().level(),
-            &fields.message,
-            fields.task.as_deref(),
-        );
+        let level = *event.metadata().level();
+        let offer = |fields: &mut RecordFields| {
+            fields.clear();
+            event.record(fields);
+            self.sink
+                .offer(queue, level, &fields.message, fields.task());
+        };
+        // A record logged while one is being offered gets buffers of its own.
+        FIELDS.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut fields) => offer(&mut fields),
+            Err(_) => offer(&mut RecordFields::default()),
+        });
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use rand::seq::index::sample;
 use serde::Serialize;
 
-use super::{App, Endpoint};
+use super::{App, Endpoint, Requests};
 use crate::events::{self, GameUserTask, Queue};
 use crate::game::protocol::{
     self, Action, ActionRecord, Find, GAME_HERO_SPEC, GameStatusField, GameUser, HeroPayload,
@@ -20,10 +20,10 @@ use crate::store::{GameStore, StoreError};
 /// The frames that answer one request.
 pub(super) async fn answer<S: GameStore>(
     app: &Arc<App<S>>,
-    endpoint: Endpoint,
+    requests: &Requests,
     text: &str,
 ) -> Vec<String> {
-    let result = match endpoint {
+    let result = match requests.endpoint() {
         Endpoint::Login => login(app, text).await,
         Endpoint::Find => find(app, text).await.map(|f| vec![f]),
         Endpoint::Hero => hero(app, text).await.map(|f| vec![f]),
@@ -31,7 +31,7 @@ pub(super) async fn answer<S: GameStore>(
         // The lobby is a session of its own, see `lobby.rs`.
         Endpoint::Lobby => Ok(Vec::new()),
     };
-    super::count_request(endpoint, result.as_ref().map(drop));
+    requests.count(result.as_ref().map(drop));
     result.unwrap_or_else(|e| vec![e.to_frame()])
 }
 
