@@ -6,10 +6,13 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{fresh_redis_store, uniform_roster};
+use common::{WAIT, fresh_redis_store, uniform_roster};
+use futures_util::FutureExt;
 use superhero::game::rules::{ForfeitReason, RuleError, turn_order};
 use superhero::game::{GameStatus, GameToken, Hero, UserToken};
-use superhero::store::{Extracted, GameStore, LobbyEntry, MemoryStore, StoreError};
+use superhero::store::{
+    Extracted, GameStore, LobbyEntry, MemoryStore, Signal, SignalWatch, StoreError,
+};
 
 fn heroes(n: u32) -> Vec<Hero> {
     uniform_roster(n, 50, 10).iter().map(|h| h.hero()).collect()
@@ -317,6 +320,72 @@ async fn servers_take_turns<S: GameStore>(a: S, b: S) {
     assert_eq!(snap.board.order.first(), Some(second));
 }
 
+/// Waits until a watch's latest signal satisfies `done`.
+async fn hears(watch: &mut SignalWatch, done: impl Fn(&Signal) -> bool) -> Signal {
+    loop {
+        let signal = watch.latest();
+        if done(&signal) {
+            return signal;
+        }
+        tokio::time::timeout(WAIT, watch.changed())
+            .await
+            .unwrap_or_else(|_| panic!("no signal after {signal:?} within {WAIT:?}"))
+            .unwrap();
+    }
+}
+
+/// A player's watch of a game (`watch_for`) hears every signal that concerns the
+/// player: the start, each turn that is the player's, the end. A store that `filters`
+/// (the embedded one) wakes it for nothing else: another player's turn leaves it be.
+async fn each_player_hears_its_turns<S: GameStore>(store: S, filters: bool) {
+    let p = users(&store, "W", 3).await;
+    let h = heroes(3);
+    let g = store
+        .join(&p[0], 3, &GameToken::new_random(), &h)
+        .await
+        .unwrap()
+        .game;
+    for u in &p[1..] {
+        let joined = store.join(u, 3, &GameToken::new_random(), &h).await;
+        assert_eq!(joined.unwrap().game, g);
+    }
+    let mut watches = Vec::new();
+    for u in &p {
+        watches.push((u.clone(), store.watch_for(&g, u).await.unwrap()));
+    }
+    assert!(store.start(&g).await.unwrap().is_some());
+    for (_, watch) in &mut watches {
+        hears(watch, |s| s.status == GameStatus::InProgress).await;
+    }
+    let mut attacks = 0;
+    loop {
+        let board = store.snapshot(&g).await.unwrap().unwrap().board;
+        if board.status.is_over() {
+            break;
+        }
+        let attacker = board.order[0].clone();
+        let enemy = board.order[1].clone();
+        store.attack(&g, &attacker, &enemy, 0, "t").await.unwrap();
+        attacks += 1;
+        let board = store.snapshot(&g).await.unwrap().unwrap().board;
+        for (player, watch) in &mut watches {
+            if board.status.is_over() {
+                hears(watch, |s| s.status == GameStatus::Completed).await;
+            } else if board.order.first() == Some(player) {
+                let signal = hears(watch, |s| s.turns == board.turns).await;
+                assert_eq!(signal.current.as_ref(), Some(&*player));
+            } else if filters {
+                assert!(
+                    watch.changed().now_or_never().is_none(),
+                    "{player} woken for {:?}'s turn",
+                    board.order.first()
+                );
+            }
+        }
+    }
+    assert!(attacks >= 2, "{attacks} attacks");
+}
+
 /// Forfeits eliminate only the player whose turn the caller saw (of racing referees,
 /// one lands), pass the turn without counting an attack, and free the player for
 /// another game; a player's lobby is open once at a time; the cleaning record of each
@@ -545,7 +614,14 @@ async fn servers_take_turns_redis() {
     })
     .await
     .unwrap();
-    servers_take_turns(a, b).await;
+    servers_take_turns(a, b.clone()).await;
+    // On the same database: each test of this suite has one of its own.
+    each_player_hears_its_turns(b, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_player_hears_its_turns_embedded() {
+    each_player_hears_its_turns(MemoryStore::new(), true).await;
 }
 
 /// The whole contract on a real Redis Cluster (three masters, three replicas), on
@@ -568,6 +644,8 @@ async fn the_contract_holds_on_a_redis_cluster() {
     attacks_follow_the_rules(open().await).await;
     cluster.flush();
     servers_take_turns(open().await, open().await).await;
+    cluster.flush();
+    each_player_hears_its_turns(open().await, false).await;
     cluster.flush();
     forfeits_lobbies_and_claims(open().await).await;
     // Every key is hash-tagged: a game's by the game, an index shard by its count

@@ -118,7 +118,7 @@ async fn open<S: GameStore>(
         LobbyEntry::AlreadyOpen => return Err(ProtocolError::LobbyTaken),
         LobbyEntry::NotInGame => return Err(ProtocolError::Rule(RuleError::NotInGame)),
     };
-    match app.store.watch(&req.game_token).await {
+    match app.store.watch_for(&req.game_token, &req.user_token).await {
         Ok(watch) => Ok((participants, watch)),
         Err(e) => {
             // No session follows: the lobby must not stay marked open.
@@ -176,7 +176,7 @@ impl<S: GameStore> Lobby<'_, S> {
                     }
                 }
             }
-            match self.wait(socket).await {
+            match self.wait(socket, &signal).await {
                 Wake::Signal => {}
                 Wake::Closed => {
                     self.left().await;
@@ -218,9 +218,9 @@ impl<S: GameStore> Lobby<'_, S> {
         }
     }
 
-    /// Waits for the next signal, the lobby deadline (while the game has not
-    /// started), the client, or the time to ping it.
-    async fn wait(&mut self, socket: &mut WebSocket) -> Wake {
+    /// Waits for the next signal that concerns this player after `seen`, the lobby
+    /// deadline (while the game has not started), the client, or the time to ping it.
+    async fn wait(&mut self, socket: &mut WebSocket, seen: &Signal) -> Wake {
         let deadline = self.deadline.filter(|_| !self.started);
         let every = self.app.settings.ping_interval;
         let ping = (!every.is_zero())
@@ -228,7 +228,7 @@ impl<S: GameStore> Lobby<'_, S> {
             .flatten();
         tokio::select! {
             () = self.timers.idle.until_some(ping) => Wake::Ping,
-            changed = self.watch.changed() => match changed {
+            changed = self.watch.changed_until(|s| s.concerns(seen, &self.user)) => match changed {
                 Ok(()) => Wake::Signal,
                 Err(_) => Wake::Closed,
             },

@@ -205,6 +205,14 @@ impl GameStore for AnyStore {
     async fn watch(&self, game: &GameToken) -> Result<SignalWatch, StoreError> {
         each!(self, s => s.watch(game).await)
     }
+
+    async fn watch_for(
+        &self,
+        game: &GameToken,
+        player: &UserToken,
+    ) -> Result<SignalWatch, StoreError> {
+        each!(self, s => s.watch_for(game, player).await)
+    }
 }
 
 #[cfg(test)]

@@ -62,6 +62,8 @@ struct GameRecord {
     /// The batch a worker put the game in.
     batch: Option<String>,
     signal: watch::Sender<Signal>,
+    /// Lobbies watching the game, each told only the signals that concern its player.
+    watchers: Vec<(UserToken, watch::Sender<Signal>)>,
 }
 
 impl GameRecord {
@@ -101,8 +103,18 @@ impl GameRecord {
         !self.board.status.is_over() && self.board.heroes.get(user).is_some_and(Hero::is_alive)
     }
 
-    fn raise(&self) {
+    fn raise(&mut self) {
         let next = Signal::of(self.board.status, self.joined(), &self.board);
+        self.watchers.retain(|(_, tx)| !tx.is_closed());
+        for (player, tx) in &self.watchers {
+            tx.send_if_modified(|seen| {
+                let tell = next.is_newer_than(seen) && next.concerns(seen, player);
+                if tell {
+                    *seen = next.clone();
+                }
+                tell
+            });
+        }
         self.signal.send_if_modified(|cur| {
             let newer = next.is_newer_than(cur);
             if newer {
@@ -160,6 +172,7 @@ impl MemoryStore {
             cleaning_claimed: HashSet::new(),
             batch: None,
             signal,
+            watchers: Vec::new(),
         }));
         let mut games = self.inner.games.write().unwrap_or_else(|e| e.into_inner());
         games.insert(game.clone(), record.clone());
@@ -500,6 +513,18 @@ impl GameStore for MemoryStore {
     async fn watch(&self, game: &GameToken) -> Result<SignalWatch, StoreError> {
         let record = self.game(game).ok_or(StoreError::UnknownGame)?;
         let rx = lock(&record).signal.subscribe();
+        Ok(SignalWatch::new(rx, None))
+    }
+
+    async fn watch_for(
+        &self,
+        game: &GameToken,
+        player: &UserToken,
+    ) -> Result<SignalWatch, StoreError> {
+        let record = self.game(game).ok_or(StoreError::UnknownGame)?;
+        let mut r = lock(&record);
+        let (tx, rx) = watch::channel(r.signal.borrow().clone());
+        r.watchers.push((player.clone(), tx));
         Ok(SignalWatch::new(rx, None))
     }
 }

@@ -75,6 +75,15 @@ impl Signal {
         (self.turns, self.forfeits)
     }
 
+    /// Whether `player`'s lobby has anything to do on this signal after acting on
+    /// `seen`: the game's phase or its players changed, or the turn may be the
+    /// player's. Every other turn is another player's to announce.
+    pub fn concerns(&self, seen: &Signal, player: &UserToken) -> bool {
+        self.status != seen.status
+            || self.joined != seen.joined
+            || self.current.as_ref() == Some(player)
+    }
+
     /// Whether `self` describes a later state than `other`.
     pub fn is_newer_than(&self, other: &Signal) -> bool {
         self.order_key() > other.order_key()
@@ -156,6 +165,20 @@ impl SignalWatch {
             .changed()
             .await
             .map_err(|_| StoreError::Unavailable("the store shut down".into()))
+    }
+
+    /// Waits for a signal not yet seen for which `concerns` holds, marking the others
+    /// seen on the way. Errors only if the store went away.
+    pub async fn changed_until(
+        &mut self,
+        concerns: impl Fn(&Signal) -> bool,
+    ) -> Result<(), StoreError> {
+        loop {
+            self.changed().await?;
+            if concerns(&self.rx.borrow()) {
+                return Ok(());
+            }
+        }
     }
 }
 
@@ -412,6 +435,19 @@ pub trait GameStore: Clone + Send + Sync + 'static {
         &self,
         game: &GameToken,
     ) -> impl Future<Output = Result<SignalWatch, StoreError>> + Send;
+
+    /// Subscribes to the signals of a game that may concern `player` (see
+    /// [`Signal::concerns`]); a store may also deliver the others, so the watcher
+    /// still checks. The embedded store filters: a turn of a three-player game then
+    /// wakes one lobby instead of three.
+    fn watch_for(
+        &self,
+        game: &GameToken,
+        player: &UserToken,
+    ) -> impl Future<Output = Result<SignalWatch, StoreError>> + Send {
+        let _ = player;
+        self.watch(game)
+    }
 }
 
 #[cfg(test)]
