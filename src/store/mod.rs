@@ -437,9 +437,9 @@ pub trait GameStore: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<SignalWatch, StoreError>> + Send;
 
     /// Subscribes to the signals of a game that may concern `player` (see
-    /// [`Signal::concerns`]); a store may also deliver the others, so the watcher
-    /// still checks. The embedded store filters: a turn of a three-player game then
-    /// wakes one lobby instead of three.
+    /// [`Signal::concerns`]), so that a turn of a three-player game wakes one lobby,
+    /// not three. Both stores filter; one that does not may deliver every signal (the
+    /// default), and the watcher checks anyway.
     fn watch_for(
         &self,
         game: &GameToken,

@@ -1114,10 +1114,29 @@ impl GameStore for RedisStore {
     }
 
     async fn watch(&self, game: &GameToken) -> Result<SignalWatch, StoreError> {
+        self.watch_signals(game, None).await
+    }
+
+    async fn watch_for(
+        &self,
+        game: &GameToken,
+        player: &UserToken,
+    ) -> Result<SignalWatch, StoreError> {
+        self.watch_signals(game, Some(player)).await
+    }
+}
+
+impl RedisStore {
+    /// A watch of a game's signals, or of those that concern `player`.
+    async fn watch_signals(
+        &self,
+        game: &GameToken,
+        player: Option<&UserToken>,
+    ) -> Result<SignalWatch, StoreError> {
         // Register before reading, so that no signal falls between the two. A game
         // another watch of this process read already is current without a read.
         // On a cluster the first watch of a game subscribes to its channel first.
-        let watch = self.registry.register(game);
+        let watch = self.registry.register(game, player);
         if watch.first {
             self.registry.subscribe(game).await?;
         }

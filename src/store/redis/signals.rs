@@ -22,7 +22,7 @@ use super::keys::Keyspace;
 use super::scripts::Scripts;
 use super::{Conn, unavailable};
 use crate::backoff::Backoff;
-use crate::game::{GameStatus, GameToken};
+use crate::game::{GameStatus, GameToken, UserToken};
 use crate::store::{Signal, StoreError};
 
 /// The pattern every game's signal channel matches on one server.
@@ -99,6 +99,8 @@ struct Watched {
     tx: watch::Sender<Signal>,
     /// How many watches hold it.
     watchers: usize,
+    /// Lobbies watching it, each told only the signals that concern its player.
+    lobbies: Vec<(UserToken, watch::Sender<Signal>)>,
     /// Whether its channel holds the game's state read since it was registered: from
     /// then on, every change reaches it through the listener (which re-reads watched
     /// games after a lost connection), so a later watch need not read again.
@@ -106,7 +108,17 @@ struct Watched {
 }
 
 impl Watched {
-    fn offer(&self, signal: Signal) {
+    fn offer(&mut self, signal: Signal) {
+        self.lobbies.retain(|(_, tx)| !tx.is_closed());
+        for (player, tx) in &self.lobbies {
+            tx.send_if_modified(|seen| {
+                let tell = signal.is_newer_than(seen) && signal.concerns(seen, player);
+                if tell {
+                    *seen = signal.clone();
+                }
+                tell
+            });
+        }
         self.tx.send_if_modified(|cur| {
             let newer = signal.is_newer_than(cur);
             if newer {
@@ -142,8 +154,8 @@ impl Registry {
         self.games.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds a watch of `game`.
-    pub fn register(self: &Arc<Self>, game: &GameToken) -> Watch {
+    /// Adds a watch of `game`: of the signals that concern `player` if one is named.
+    pub fn register(self: &Arc<Self>, game: &GameToken, player: Option<&UserToken>) -> Watch {
         let mut games = self.lock();
         let first = !games.contains_key(game);
         let entry = games.entry(game.clone()).or_insert_with(|| {
@@ -157,12 +169,21 @@ impl Registry {
             Watched {
                 tx: watch::channel(unknown).0,
                 watchers: 0,
+                lobbies: Vec::new(),
                 current: false,
             }
         });
         entry.watchers += 1;
+        let rx = match player {
+            Some(player) => {
+                let (tx, rx) = watch::channel(entry.tx.borrow().clone());
+                entry.lobbies.push((player.clone(), tx));
+                rx
+            }
+            None => entry.tx.subscribe(),
+        };
         Watch {
-            rx: entry.tx.subscribe(),
+            rx,
             registration: Registration {
                 registry: self.clone(),
                 game: game.clone(),
@@ -193,7 +214,7 @@ impl Registry {
 
     /// Passes a signal on to the game's watchers unless they have seen a later one.
     fn deliver(&self, game: &GameToken, signal: Signal) {
-        if let Some(watched) = self.lock().get(game) {
+        if let Some(watched) = self.lock().get_mut(game) {
             watched.offer(signal);
         }
     }
