@@ -320,6 +320,20 @@ async fn servers_take_turns<S: GameStore>(a: S, b: S) {
     assert_eq!(snap.board.order.first(), Some(second));
 }
 
+/// A game of three that `players` join, the first of them making it.
+async fn game_of_three<S: GameStore>(store: &S, players: &[UserToken], h: &[Hero]) -> GameToken {
+    let g = store
+        .join(&players[0], 3, &GameToken::new_random(), h)
+        .await
+        .unwrap()
+        .game;
+    for u in &players[1..] {
+        let joined = store.join(u, 3, &GameToken::new_random(), h).await;
+        assert_eq!(joined.unwrap().game, g);
+    }
+    g
+}
+
 /// Waits until a watch's latest signal satisfies `done`.
 async fn hears(watch: &mut SignalWatch, done: impl Fn(&Signal) -> bool) -> Signal {
     loop {
@@ -339,16 +353,7 @@ async fn hears(watch: &mut SignalWatch, done: impl Fn(&Signal) -> bool) -> Signa
 /// another player's turn leaves it be.
 async fn each_player_hears_its_turns<S: GameStore>(store: S) {
     let p = users(&store, "W", 3).await;
-    let h = heroes(3);
-    let g = store
-        .join(&p[0], 3, &GameToken::new_random(), &h)
-        .await
-        .unwrap()
-        .game;
-    for u in &p[1..] {
-        let joined = store.join(u, 3, &GameToken::new_random(), &h).await;
-        assert_eq!(joined.unwrap().game, g);
-    }
+    let g = game_of_three(&store, &p, &heroes(3)).await;
     let mut watches = Vec::new();
     for u in &p {
         watches.push((u.clone(), store.watch_for(&g, u).await.unwrap()));
@@ -397,21 +402,7 @@ async fn each_player_hears_its_turns<S: GameStore>(store: S) {
 async fn forfeits_lobbies_and_claims<S: GameStore>(store: S) {
     let p = users(&store, "F", 4).await;
     let h = heroes(3);
-    let g = store
-        .join(&p[0], 3, &GameToken::new_random(), &h)
-        .await
-        .unwrap()
-        .game;
-    for u in &p[1..3] {
-        assert_eq!(
-            store
-                .join(u, 3, &GameToken::new_random(), &h)
-                .await
-                .unwrap()
-                .game,
-            g
-        );
-    }
+    let g = game_of_three(&store, &p[..3], &h).await;
     let entered = LobbyEntry::Entered { participants: 3 };
     assert_eq!(store.enter_lobby(&g, &p[0]).await.unwrap(), entered);
     assert_eq!(

@@ -9,11 +9,9 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
-
 use super::{
-    Attacked, Extracted, Forfeited, GameStore, Joined, LobbyEntry, Signal, SignalWatch, Snapshot,
-    StoreError,
+    Attacked, Extracted, Forfeited, GameStore, Joined, LobbyEntry, Signal, SignalSender,
+    SignalWatch, Snapshot, StoreError,
 };
 use crate::etl::GameExtract;
 use crate::game::protocol::{ActionRecord, to_frame};
@@ -61,9 +59,7 @@ struct GameRecord {
     cleaning_claimed: HashSet<UserToken>,
     /// The batch a worker put the game in.
     batch: Option<String>,
-    signal: watch::Sender<Signal>,
-    /// Lobbies watching the game, each told only the signals that concern its player.
-    watchers: Vec<(UserToken, watch::Sender<Signal>)>,
+    signal: SignalSender,
 }
 
 impl GameRecord {
@@ -105,23 +101,7 @@ impl GameRecord {
 
     fn raise(&mut self) {
         let next = Signal::of(self.board.status, self.joined(), &self.board);
-        self.watchers.retain(|(_, tx)| !tx.is_closed());
-        for (player, tx) in &self.watchers {
-            tx.send_if_modified(|seen| {
-                let tell = next.is_newer_than(seen) && next.concerns(seen, player);
-                if tell {
-                    *seen = next.clone();
-                }
-                tell
-            });
-        }
-        self.signal.send_if_modified(|cur| {
-            let newer = next.is_newer_than(cur);
-            if newer {
-                *cur = next;
-            }
-            newer
-        });
+        self.signal.offer(next);
     }
 }
 
@@ -161,7 +141,7 @@ impl MemoryStore {
             turns: 0,
             forfeits: 0,
         };
-        let (signal, _) = watch::channel(Signal::of(GameStatus::WaitingLobby, 0, &board));
+        let signal = SignalSender::new(Signal::of(GameStatus::WaitingLobby, 0, &board));
         let record = Arc::new(Mutex::new(GameRecord {
             participants,
             host: host.clone(),
@@ -172,7 +152,6 @@ impl MemoryStore {
             cleaning_claimed: HashSet::new(),
             batch: None,
             signal,
-            watchers: Vec::new(),
         }));
         let mut games = self.inner.games.write().unwrap_or_else(|e| e.into_inner());
         games.insert(game.clone(), record.clone());
@@ -522,9 +501,7 @@ impl GameStore for MemoryStore {
         player: &UserToken,
     ) -> Result<SignalWatch, StoreError> {
         let record = self.game(game).ok_or(StoreError::UnknownGame)?;
-        let mut r = lock(&record);
-        let (tx, rx) = watch::channel(r.signal.borrow().clone());
-        r.watchers.push((player.clone(), tx));
+        let rx = lock(&record).signal.subscribe_for(player);
         Ok(SignalWatch::new(rx, None))
     }
 }

@@ -137,6 +137,56 @@ impl Signal {
     }
 }
 
+/// Hands a game's signals out in this process: every signal to the watches of the
+/// whole game, and to each lobby's watch only those that concern its player. A signal
+/// goes out only if it is newer than what the watch was last told.
+pub(crate) struct SignalSender {
+    game: watch::Sender<Signal>,
+    lobbies: Vec<(UserToken, watch::Sender<Signal>)>,
+}
+
+impl SignalSender {
+    pub(crate) fn new(first: Signal) -> Self {
+        Self {
+            game: watch::channel(first).0,
+            lobbies: Vec::new(),
+        }
+    }
+
+    /// Passes `signal` on to the watches that have not seen a later one.
+    pub(crate) fn offer(&mut self, signal: Signal) {
+        self.lobbies.retain(|(_, tx)| !tx.is_closed());
+        for (player, tx) in &self.lobbies {
+            tx.send_if_modified(|seen| {
+                let tell = signal.is_newer_than(seen) && signal.concerns(seen, player);
+                if tell {
+                    *seen = signal.clone();
+                }
+                tell
+            });
+        }
+        self.game.send_if_modified(|seen| {
+            let tell = signal.is_newer_than(seen);
+            if tell {
+                *seen = signal;
+            }
+            tell
+        });
+    }
+
+    /// A watch of every signal, from the latest one on.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Signal> {
+        self.game.subscribe()
+    }
+
+    /// A watch of the signals that concern `player`, from the latest one on.
+    pub(crate) fn subscribe_for(&mut self, player: &UserToken) -> watch::Receiver<Signal> {
+        let (tx, rx) = watch::channel(self.game.borrow().clone());
+        self.lobbies.push((player.clone(), tx));
+        rx
+    }
+}
+
 /// Receives a game's signals. Dropping it ends the subscription.
 pub struct SignalWatch {
     rx: watch::Receiver<Signal>,

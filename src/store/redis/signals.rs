@@ -23,7 +23,7 @@ use super::scripts::Scripts;
 use super::{Conn, unavailable};
 use crate::backoff::Backoff;
 use crate::game::{GameStatus, GameToken, UserToken};
-use crate::store::{Signal, StoreError};
+use crate::store::{Signal, SignalSender, StoreError};
 
 /// The pattern every game's signal channel matches on one server.
 const SIGNAL_PATTERN: &str = "games:*:signal";
@@ -96,37 +96,13 @@ pub struct Registry {
 
 /// One watched game.
 struct Watched {
-    tx: watch::Sender<Signal>,
+    signal: SignalSender,
     /// How many watches hold it.
     watchers: usize,
-    /// Lobbies watching it, each told only the signals that concern its player.
-    lobbies: Vec<(UserToken, watch::Sender<Signal>)>,
     /// Whether its channel holds the game's state read since it was registered: from
     /// then on, every change reaches it through the listener (which re-reads watched
     /// games after a lost connection), so a later watch need not read again.
     current: bool,
-}
-
-impl Watched {
-    fn offer(&mut self, signal: Signal) {
-        self.lobbies.retain(|(_, tx)| !tx.is_closed());
-        for (player, tx) in &self.lobbies {
-            tx.send_if_modified(|seen| {
-                let tell = signal.is_newer_than(seen) && signal.concerns(seen, player);
-                if tell {
-                    *seen = signal.clone();
-                }
-                tell
-            });
-        }
-        self.tx.send_if_modified(|cur| {
-            let newer = signal.is_newer_than(cur);
-            if newer {
-                *cur = signal;
-            }
-            newer
-        });
-    }
 }
 
 /// A new watch of a game.
@@ -167,20 +143,15 @@ impl Registry {
                 current: None,
             };
             Watched {
-                tx: watch::channel(unknown).0,
+                signal: SignalSender::new(unknown),
                 watchers: 0,
-                lobbies: Vec::new(),
                 current: false,
             }
         });
         entry.watchers += 1;
         let rx = match player {
-            Some(player) => {
-                let (tx, rx) = watch::channel(entry.tx.borrow().clone());
-                entry.lobbies.push((player.clone(), tx));
-                rx
-            }
-            None => entry.tx.subscribe(),
+            Some(player) => entry.signal.subscribe_for(player),
+            None => entry.signal.subscribe(),
         };
         Watch {
             rx,
@@ -215,14 +186,14 @@ impl Registry {
     /// Passes a signal on to the game's watchers unless they have seen a later one.
     fn deliver(&self, game: &GameToken, signal: Signal) {
         if let Some(watched) = self.lock().get_mut(game) {
-            watched.offer(signal);
+            watched.signal.offer(signal);
         }
     }
 
     /// Delivers a signal read from the store after the game was registered.
     pub fn deliver_read(&self, game: &GameToken, signal: Signal) {
         if let Some(watched) = self.lock().get_mut(game) {
-            watched.offer(signal);
+            watched.signal.offer(signal);
             watched.current = true;
         }
     }
