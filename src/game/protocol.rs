@@ -541,7 +541,7 @@ pub struct ActionStatus {
     pub details: ActionDetails,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum ActionDetails {
     Attack {
@@ -566,6 +566,67 @@ pub enum ActionDetails {
         #[serde(rename = "ENEMY_STATUS")]
         enemy_status: String,
     },
+}
+
+/// Read as serde's untagged enums read it (the first variant whose fields are all
+/// there: an attack, a forfeit, no enemy left; other fields ignored), but in one pass:
+/// serde's untagged enums first copy the whole value into a buffer of their own and
+/// try each variant on it, which was most of what the ETL spent reading a game's log.
+impl<'de> Deserialize<'de> for ActionDetails {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Fields {
+            #[serde(rename = "ENEMY_TOKEN")]
+            enemy_token: Option<UserToken>,
+            #[serde(rename = "ENEMY_DAMAGE")]
+            enemy_damage: Option<u64>,
+            #[serde(rename = "ENEMY_HEALTH_PRIOR")]
+            enemy_health_prior: Option<u64>,
+            #[serde(rename = "ENEMY_HEALTH_POST")]
+            enemy_health_post: Option<u64>,
+            #[serde(rename = "REASON")]
+            reason: Option<String>,
+            #[serde(rename = "HEALTH_PRIOR")]
+            health_prior: Option<u64>,
+            #[serde(rename = "ENEMY_STATUS")]
+            enemy_status: Option<String>,
+        }
+
+        let f = Fields::deserialize(deserializer)?;
+        match f {
+            Fields {
+                enemy_token: Some(enemy_token),
+                enemy_damage: Some(enemy_damage),
+                enemy_health_prior: Some(enemy_health_prior),
+                enemy_health_post: Some(enemy_health_post),
+                ..
+            } => Ok(Self::Attack {
+                enemy_token,
+                enemy_damage,
+                enemy_health_prior,
+                enemy_health_post,
+            }),
+            Fields {
+                reason: Some(reason),
+                health_prior: Some(health_prior),
+                ..
+            } => Ok(Self::Forfeit {
+                reason,
+                health_prior,
+            }),
+            Fields {
+                enemy_token,
+                enemy_status: Some(enemy_status),
+                ..
+            } => Ok(Self::NoEnemy {
+                enemy_token,
+                enemy_status,
+            }),
+            _ => Err(serde::de::Error::custom(
+                "DETAILS are neither an attack's, a forfeit's nor those of no enemy left",
+            )),
+        }
+    }
 }
 
 impl ActionRecord {
@@ -813,6 +874,51 @@ impl ServerFrame {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The three kinds of DETAILS read back as written; fields beyond a kind's are
+    /// ignored, and DETAILS of no kind are refused.
+    #[test]
+    fn action_details_read_back_as_written() {
+        let kinds = [
+            ActionDetails::Attack {
+                enemy_token: UserToken("e".into()),
+                enemy_damage: 7,
+                enemy_health_prior: 10,
+                enemy_health_post: 3,
+            },
+            ActionDetails::Forfeit {
+                reason: "TURN TIMEOUT".into(),
+                health_prior: 4,
+            },
+            ActionDetails::NoEnemy {
+                enemy_token: None,
+                enemy_status: "DEAD".into(),
+            },
+            ActionDetails::NoEnemy {
+                enemy_token: Some(UserToken("e".into())),
+                enemy_status: "DEAD".into(),
+            },
+        ];
+        for details in kinds {
+            let json = serde_json::to_string(&details).unwrap();
+            let back: ActionDetails = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, details, "{json}");
+        }
+        let extra = r#"{"ENEMY_TOKEN":"e","ENEMY_DAMAGE":1,"ENEMY_HEALTH_PRIOR":2,
+            "ENEMY_HEALTH_POST":1,"NOTE":{"any":[1,2]}}"#;
+        let read: ActionDetails = serde_json::from_str(extra).unwrap();
+        assert!(matches!(
+            read,
+            ActionDetails::Attack {
+                enemy_damage: 1,
+                ..
+            }
+        ));
+        // An attack's fields but one: not an attack, and not any other kind either.
+        let short = r#"{"ENEMY_TOKEN":"e","ENEMY_DAMAGE":1,"ENEMY_HEALTH_PRIOR":2}"#;
+        assert!(serde_json::from_str::<ActionDetails>(short).is_err());
+        assert!(serde_json::from_str::<ActionDetails>("[]").is_err());
+    }
 
     #[test]
     fn what_a_bot_sends_is_what_the_server_reads() {
