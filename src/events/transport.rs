@@ -93,7 +93,8 @@ fn envelope_bytes(
     log_message: &str,
     task: Option<&str>,
 ) -> Vec<u8> {
-    // The field names, quotes and separators: 67 bytes; escapes may grow it.
+    // The field names, quotes, separators and the level take under 80 bytes; escapes
+    // may grow the strings, and the buffer with them.
     let size = 80 + timestamp.len() + name.len() + log_message.len();
     let mut out = Vec::with_capacity(size + task.map_or(0, str::len));
     out.extend_from_slice(b"{\"level\":");
