@@ -1169,9 +1169,14 @@ async fn kafka() -> Box<dyn Broker> {
     )))
 }
 
-/// `groups` made the test's own by `topic`'s name.
+/// `group` made the test's own by `topic`'s name.
+fn own_group(topic: &str, group: &str) -> String {
+    format!("{group}.{topic}")
+}
+
+/// Each of `groups` made the test's own, as [`own_group`] does.
 fn own_groups(topic: &str, groups: &[&str]) -> Vec<String> {
-    groups.iter().map(|g| format!("{g}.{topic}")).collect()
+    groups.iter().map(|g| own_group(topic, g)).collect()
 }
 
 /// A Kafka consumer group spans topics: every join or leave rebalances all of its
@@ -1227,7 +1232,7 @@ impl Broker for GroupPerTopic {
         topic: &str,
         group: &str,
     ) -> Result<Box<dyn Consumer>, superhero::broker::BrokerError> {
-        self.0.consumer(topic, &format!("{group}.{topic}")).await
+        self.0.consumer(topic, &own_group(topic, group)).await
     }
 
     async fn observer(
@@ -1242,7 +1247,7 @@ impl Broker for GroupPerTopic {
         topic: &str,
         group: &str,
     ) -> Result<Vec<superhero::broker::BrokerStat>, superhero::broker::BrokerError> {
-        self.0.stats(topic, &format!("{group}.{topic}")).await
+        self.0.stats(topic, &own_group(topic, group)).await
     }
 
     async fn delete(
