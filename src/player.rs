@@ -18,7 +18,7 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use thiserror::Error;
 use tokio::sync::{Semaphore, watch};
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::game::protocol::{
@@ -394,7 +394,7 @@ impl Conn {
         &mut self,
         frames: Vec<String>,
         tally: &Tally,
-    ) -> Result<Vec<ServerFrame>, BotError> {
+    ) -> Result<Vec<Reply>, BotError> {
         let n = frames.len();
         self.post(frames, tally).await?;
         let mut replies = Vec::with_capacity(n);
@@ -405,12 +405,12 @@ impl Conn {
     }
 
     /// Sends a request and reads its reply (see [`Self::ask_all`]).
-    async fn ask(&mut self, frame: String, tally: &Tally) -> Result<ServerFrame, BotError> {
+    async fn ask(&mut self, frame: String, tally: &Tally) -> Result<Reply, BotError> {
         self.post([frame], tally).await?;
         self.recv().await
     }
 
-    async fn recv(&mut self) -> Result<ServerFrame, BotError> {
+    async fn recv(&mut self) -> Result<Reply, BotError> {
         loop {
             // A wait too long for the clock is no wait.
             let until = tokio::time::Instant::now().checked_add(self.timeout);
@@ -419,14 +419,20 @@ impl Conn {
                 () = self.timer.until_some(until) => return Err(BotError::Timeout(self.timeout)),
             };
             match msg {
-                Message::Text(text) => {
-                    return ServerFrame::parse(&text)
-                        .ok_or_else(|| BotError::Unexpected(text.to_string()));
-                }
+                Message::Text(text) => return Ok(Reply(text)),
                 Message::Close(_) => return Err(BotError::Closed),
                 _ => {}
             }
         }
+    }
+}
+
+/// A text frame the server sent; [`Reply::frame`] reads it, borrowing from it.
+struct Reply(Utf8Bytes);
+
+impl Reply {
+    fn frame(&self) -> Result<ServerFrame<'_>, BotError> {
+        ServerFrame::parse(&self.0).ok_or_else(|| BotError::Unexpected(self.0.to_string()))
     }
 }
 
@@ -511,9 +517,10 @@ async fn login(conn: &mut Conn, name: &str) -> Result<UserToken, BotError> {
     conn.send(login_request(name)).await?;
     // A new user first gets USER CREATED, then the token.
     loop {
-        let frame = conn.recv().await?;
+        let reply = conn.recv().await?;
+        let frame = reply.frame()?;
         if let Some(token) = frame.payload.user_token {
-            return Ok(token);
+            return Ok(UserToken(token.into_owned()));
         }
         if frame.message() != Some("USER CREATED") {
             return Err(BotError::Unexpected(format!(
@@ -571,25 +578,27 @@ async fn play_game(
     // A lobby this bot just left may not be closed on the server yet (its game not
     // yet timed out): the server then says the bot still plays there. Ask again.
     let still_playing = RuleError::StillPlaying.to_string();
-    for _ in 0..FIND_RETRIES {
-        if joined.message() != Some(still_playing.as_str()) {
-            break;
+    let mut retries = 0;
+    let game = loop {
+        let frame = joined.frame()?;
+        if let Some(token) = &frame.payload.game_token {
+            break GameToken(token.as_str().to_owned());
         }
-        tokio::time::sleep(FIND_RETRY_PAUSE).await;
-        joined = links.find.ask(find.clone(), tally).await?;
-    }
-    let Some(game) = joined.payload.game_token.clone() else {
         // Told only when no game came, so a found game costs no comparison.
-        if joined.message() == Some(ProtocolError::ShuttingDown.to_string().as_str()) {
+        let message = frame.message();
+        if message == Some(still_playing.as_str()) && retries < FIND_RETRIES {
+            retries += 1;
+            tokio::time::sleep(FIND_RETRY_PAUSE).await;
+            joined = links.find.ask(find.clone(), tally).await?;
+            continue;
+        }
+        if message == Some(ProtocolError::ShuttingDown.to_string().as_str()) {
             if !tally.server_stopping.swap(true, Ordering::Relaxed) {
                 tracing::warn!("the server is shutting down: bots stop looking for games");
             }
             return Ok(Lobby::NotStarted);
         }
-        return Err(BotError::Unexpected(format!(
-            "find: {:?}",
-            joined.message()
-        )));
+        return Err(BotError::Unexpected(format!("find: {message:?}")));
     };
 
     // A lobby connection is idle until its first game: the server may have closed it.
@@ -662,20 +671,25 @@ async fn lobby(
     let mut started = false;
     loop {
         let can_give_up = game.closed_world && !started;
-        let frame = tokio::select! {
-            frame = links.lobby.recv() => frame?,
+        let reply = tokio::select! {
+            reply = links.lobby.recv() => reply?,
             // No bot left could fill this lobby: waiting out the timeout is pointless.
             _ = active.wait_for(|a| *a < usize::from(game.participants)), if can_give_up => {
                 tally.abandoned.fetch_add(1, Ordering::Relaxed);
                 return Ok(Lobby::Abandoned);
             }
         };
+        let frame = reply.frame()?;
         match frame.game() {
             Some(GAME_START) => {
                 started = true;
                 waiting.done();
                 let all = frame.payload.participants.unwrap_or_default();
-                opponents = all.into_iter().filter(|p| p != me).collect();
+                opponents = all
+                    .into_iter()
+                    .filter(|p| p.as_str() != me.as_str())
+                    .map(|p| UserToken(p.into_owned()))
+                    .collect();
             }
             Some(GAME_TURN) => take_turn(links, &game.token, me, &opponents, rng, tally).await?,
             Some(GAME_COMPLETE) => {
@@ -721,12 +735,13 @@ async fn take_turn(
         .map(|p| game_user_request(game, p))
         .collect();
     let mut alive = Vec::with_capacity(opponents.len());
-    for frame in links.hero.ask_all(lookups, tally).await? {
-        let Some(hero) = &frame.payload.hero else {
+    for reply in links.hero.ask_all(lookups, tally).await? {
+        let frame = reply.frame()?;
+        let Some(hero) = frame.payload.hero else {
             return Err(BotError::Unexpected(format!("hero: {:?}", frame.message())));
         };
         if hero.id.is_some() && hero.health > 0 {
-            alive.push(hero.token.clone());
+            alive.push(UserToken(hero.token.into_owned()));
         }
     }
     let enemy = match alive.len() {
@@ -735,7 +750,7 @@ async fn take_turn(
     };
     let attack = attack_request(game, me, enemy.as_ref());
     let reply = links.action.ask(attack, tally).await?;
-    match reply.message() {
+    match reply.frame()?.message() {
         None => Ok(()),
         Some(error) => Err(BotError::Unexpected(format!("action: {error}"))),
     }

@@ -5,10 +5,10 @@
 //! the order the original server checked them. Replies are plain serde structs whose
 //! field order is the original's, so the bytes on the wire read the same.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use thiserror::Error;
 
 use super::types::{GameToken, Hero, HeroId, UserToken};
@@ -172,44 +172,223 @@ pub struct Action {
     pub enemy_token: Option<UserToken>,
 }
 
-/// The outer object of every request; the payload stays raw until its fields are read.
+/// The outer object of every request, read in one pass with its payload.
 #[derive(Deserialize)]
 struct Envelope<'a> {
     #[serde(rename = "PAYLOAD", borrow, default)]
-    payload: Field<'a>,
+    payload: Payload<'a>,
 }
 
-/// The payload fields any endpoint reads, each kept raw so that absence, null and a
-/// wrong type are told apart.
-#[derive(Deserialize)]
+/// PAYLOAD: missing, something other than an object, or the fields an endpoint reads.
+#[derive(Default)]
+enum Payload<'a> {
+    #[default]
+    Missing,
+    NotObject,
+    Object(RawPayload<'a>),
+}
+
+/// The payload fields any endpoint reads, each as it came, so that absence, null and
+/// a wrong type are told apart.
+#[derive(Default)]
 struct RawPayload<'a> {
-    #[serde(rename = "USER", borrow, default)]
     user: Field<'a>,
-    #[serde(rename = "USER_TOKEN", borrow, default)]
     user_token: Field<'a>,
-    #[serde(rename = "GAME_TOKEN", borrow, default)]
     game_token: Field<'a>,
-    #[serde(rename = "PARTICIPANTS", borrow, default)]
     participants: Field<'a>,
-    #[serde(rename = "ENEMY_TOKEN", borrow, default)]
     enemy_token: Field<'a>,
-    #[serde(rename = "ACTION", borrow, default)]
     action: Field<'a>,
 }
 
-/// A field that may be absent; unlike `Option`, a JSON `null` counts as present.
+/// One payload field. Unlike `Option`, a JSON `null` counts as present. Strings are
+/// borrowed from the frame unless an escape in them had to be undone.
 #[derive(Default)]
-struct Field<'a>(Option<&'a RawValue>);
+enum Field<'a> {
+    #[default]
+    Absent,
+    Null,
+    Str(Cow<'a, str>),
+    Int(i64),
+    /// Any other value: a float, a boolean, an array or an object.
+    Other,
+}
 
-impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        <&'a RawValue>::deserialize(d).map(|raw| Field(Some(raw)))
+impl<'de: 'a, 'a> Deserialize<'de> for Payload<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{IgnoredAny, MapAccess, Visitor};
+
+        struct Visit;
+
+        impl<'de> Visitor<'de> for Visit {
+            type Value = Payload<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Payload<'de>, A::Error> {
+                let mut p = RawPayload::default();
+                let mut repeated = false;
+                while let Some(key) = map.next_key::<Key>()? {
+                    let slot = match key {
+                        Key::User => &mut p.user,
+                        Key::UserToken => &mut p.user_token,
+                        Key::GameToken => &mut p.game_token,
+                        Key::Participants => &mut p.participants,
+                        Key::EnemyToken => &mut p.enemy_token,
+                        Key::Action => &mut p.action,
+                        Key::Other => {
+                            map.next_value::<IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    repeated |= !matches!(slot, Field::Absent);
+                    *slot = map.next_value()?;
+                }
+                // A field given twice is as ambiguous as a payload that is no object.
+                Ok(if repeated {
+                    Payload::NotObject
+                } else {
+                    Payload::Object(p)
+                })
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<Payload<'de>, A::Error> {
+                IgnoredAny.visit_seq(seq).map(|_| Payload::NotObject)
+            }
+
+            fn visit_unit<E>(self) -> Result<Payload<'de>, E> {
+                Ok(Payload::NotObject)
+            }
+
+            fn visit_bool<E>(self, _: bool) -> Result<Payload<'de>, E> {
+                Ok(Payload::NotObject)
+            }
+
+            fn visit_i64<E>(self, _: i64) -> Result<Payload<'de>, E> {
+                Ok(Payload::NotObject)
+            }
+
+            fn visit_u64<E>(self, _: u64) -> Result<Payload<'de>, E> {
+                Ok(Payload::NotObject)
+            }
+
+            fn visit_f64<E>(self, _: f64) -> Result<Payload<'de>, E> {
+                Ok(Payload::NotObject)
+            }
+
+            fn visit_str<E>(self, _: &str) -> Result<Payload<'de>, E> {
+                Ok(Payload::NotObject)
+            }
+        }
+
+        deserializer.deserialize_any(Visit)
     }
 }
 
-impl<'a> Field<'a> {
+/// The payload keys the endpoints read; any other is skipped.
+enum Key {
+    User,
+    UserToken,
+    GameToken,
+    Participants,
+    EnemyToken,
+    Action,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = Key;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a payload key")
+            }
+
+            fn visit_str<E>(self, v: &str) -> Result<Key, E> {
+                Ok(match v {
+                    "USER" => Key::User,
+                    "USER_TOKEN" => Key::UserToken,
+                    "GAME_TOKEN" => Key::GameToken,
+                    "PARTICIPANTS" => Key::Participants,
+                    "ENEMY_TOKEN" => Key::EnemyToken,
+                    "ACTION" => Key::Action,
+                    _ => Key::Other,
+                })
+            }
+        }
+
+        deserializer.deserialize_identifier(Visit)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+        struct Visit;
+
+        impl<'de> Visitor<'de> for Visit {
+            type Value = Field<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+
+            fn visit_unit<E>(self) -> Result<Field<'de>, E> {
+                Ok(Field::Null)
+            }
+
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Field<'de>, E> {
+                Ok(Field::Str(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E>(self, v: &str) -> Result<Field<'de>, E> {
+                Ok(Field::Str(Cow::Owned(v.to_owned())))
+            }
+
+            fn visit_string<E>(self, v: String) -> Result<Field<'de>, E> {
+                Ok(Field::Str(Cow::Owned(v)))
+            }
+
+            fn visit_i64<E>(self, v: i64) -> Result<Field<'de>, E> {
+                Ok(Field::Int(v))
+            }
+
+            fn visit_u64<E>(self, v: u64) -> Result<Field<'de>, E> {
+                Ok(i64::try_from(v).map_or(Field::Other, Field::Int))
+            }
+
+            fn visit_f64<E>(self, _: f64) -> Result<Field<'de>, E> {
+                Ok(Field::Other)
+            }
+
+            fn visit_bool<E>(self, _: bool) -> Result<Field<'de>, E> {
+                Ok(Field::Other)
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Field<'de>, A::Error> {
+                IgnoredAny.visit_seq(seq).map(|_| Field::Other)
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Field<'de>, A::Error> {
+                IgnoredAny.visit_map(map).map(|_| Field::Other)
+            }
+        }
+
+        deserializer.deserialize_any(Visit)
+    }
+}
+
+impl Field<'_> {
     fn is_null(&self) -> bool {
-        self.0.is_some_and(|raw| raw.get() == "null")
+        matches!(self, Field::Null)
     }
 
     /// A present, non-empty string.
@@ -218,9 +397,9 @@ impl<'a> Field<'a> {
         missing: ProtocolError,
         invalid: ProtocolError,
     ) -> Result<String, ProtocolError> {
-        let raw = self.0.ok_or(missing)?;
-        match serde_json::from_str::<String>(raw.get()) {
-            Ok(s) if !s.is_empty() && s.len() <= MAX_USER_NAME => Ok(s),
+        match self {
+            Field::Absent => Err(missing),
+            Field::Str(s) if !s.is_empty() && s.len() <= MAX_USER_NAME => Ok(s.to_string()),
             _ => Err(invalid),
         }
     }
@@ -237,11 +416,11 @@ fn payload(frame: &str) -> Result<RawPayload<'_>, ProtocolError> {
     }
     let envelope: Envelope<'_> =
         serde_json::from_str(frame).map_err(|_| ProtocolError::MalformedJson)?;
-    let raw = envelope.payload.0.ok_or(ProtocolError::MissingPayload)?;
-    if !is_object(raw.get()) {
-        return Err(ProtocolError::PayloadNotObject);
+    match envelope.payload {
+        Payload::Missing => Err(ProtocolError::MissingPayload),
+        Payload::NotObject => Err(ProtocolError::PayloadNotObject),
+        Payload::Object(p) => Ok(p),
     }
-    serde_json::from_str(raw.get()).map_err(|_| ProtocolError::PayloadNotObject)
 }
 
 fn user_token(p: &RawPayload<'_>) -> Result<UserToken, ProtocolError> {
@@ -264,10 +443,10 @@ fn game_token(p: &RawPayload<'_>) -> Result<GameToken, ProtocolError> {
 
 /// The original read PARTICIPANTS with `int()`, so `3` and `"3"` both work.
 fn participants(p: &RawPayload<'_>) -> Result<u8, ProtocolError> {
-    let raw = p.participants.0.ok_or(ProtocolError::MissingParticipants)?;
-    let n: i64 = match serde_json::from_str::<serde_json::Value>(raw.get()) {
-        Ok(serde_json::Value::Number(n)) => n.as_i64().ok_or(ProtocolError::InvalidParticipants)?,
-        Ok(serde_json::Value::String(s)) => s
+    let n: i64 = match &p.participants {
+        Field::Absent => return Err(ProtocolError::MissingParticipants),
+        Field::Int(n) => *n,
+        Field::Str(s) => s
             .trim()
             .parse()
             .map_err(|_| ProtocolError::InvalidParticipants)?,
@@ -327,11 +506,10 @@ impl Action {
             )?;
             Some(UserToken(token))
         };
-        let action = p
-            .action
-            .string(ProtocolError::MissingAction, ProtocolError::UnknownAction)?;
-        if action != "ATTACK" {
-            return Err(ProtocolError::UnknownAction);
+        match &p.action {
+            Field::Absent => return Err(ProtocolError::MissingAction),
+            Field::Str(action) if action == "ATTACK" => {}
+            _ => return Err(ProtocolError::UnknownAction),
         }
         Ok(Self {
             game_token,
@@ -773,63 +951,124 @@ pub fn attack_request(game: &GameToken, user: &UserToken, enemy: Option<&UserTok
 // What a client reads
 
 /// Any frame the server sends, read leniently: the fields a client acts on, each
-/// optional. STATUS is either a string (errors) or an object.
+/// optional. STATUS is either a string (errors) or an object. Strings are borrowed
+/// from the frame's text, and what a client never reads (PARTICIPANTS_HEROS, an
+/// action's DETAILS, TIMESTAMP) is skipped without being copied: a bot reads a frame
+/// for every request it makes.
 #[derive(Clone, Debug, Default, Deserialize)]
-pub struct ServerFrame {
-    #[serde(rename = "PAYLOAD", default)]
-    pub payload: ServerPayload,
-    #[serde(rename = "STATUS", default)]
-    pub status: Option<StatusValue>,
+pub struct ServerFrame<'a> {
+    #[serde(rename = "PAYLOAD", borrow, default)]
+    pub payload: ServerPayload<'a>,
+    #[serde(rename = "STATUS", borrow, default)]
+    pub status: Option<StatusValue<'a>>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
-pub struct ServerPayload {
-    #[serde(rename = "USER_TOKEN")]
-    pub user_token: Option<UserToken>,
-    #[serde(rename = "GAME_TOKEN")]
-    pub game_token: Option<GameToken>,
-    #[serde(rename = "HERO_ID")]
-    pub hero_id: Option<HeroId>,
-    #[serde(rename = "PARTICIPANTS")]
-    pub participants: Option<Vec<UserToken>>,
-    #[serde(rename = "PARTICIPANTS_HEROS")]
-    pub participants_heros: Option<BTreeMap<UserToken, HeroView>>,
-    #[serde(rename = "HERO")]
-    pub hero: Option<HeroView>,
+pub struct ServerPayload<'a> {
+    #[serde(rename = "USER_TOKEN", borrow)]
+    pub user_token: Option<Text<'a>>,
+    #[serde(rename = "GAME_TOKEN", borrow)]
+    pub game_token: Option<Text<'a>>,
+    #[serde(rename = "PARTICIPANTS", borrow)]
+    pub participants: Option<Vec<Text<'a>>>,
+    #[serde(rename = "HERO", borrow)]
+    pub hero: Option<HeroSeen<'a>>,
+}
+
+/// A hero as a client reads it from the hero look-up: whose it is, whether the game
+/// knows it (`id`), and its health.
+#[derive(Clone, Debug, Deserialize)]
+pub struct HeroSeen<'a> {
+    #[serde(borrow)]
+    pub token: Text<'a>,
+    pub id: Option<HeroId>,
+    pub health: u64,
+}
+
+/// A string of a server frame, borrowed from the frame's text unless a JSON escape in
+/// it had to be undone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Text<'a>(pub Cow<'a, str>);
+
+impl Text<'_> {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_owned(self) -> String {
+        self.0.into_owned()
+    }
+}
+
+/// Serde's own `Cow<str>` is always owned once inside an `Option` or a `Vec`; this
+/// one borrows wherever the text allows it.
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Text<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+
+        deserializer.deserialize_str(Visit)
+    }
 }
 
 #[derive(Clone, Debug)]
-pub enum StatusValue {
-    Message(String),
-    Fields(StatusFields),
+pub enum StatusValue<'a> {
+    Message(Text<'a>),
+    Fields(StatusFields<'a>),
 }
 
 /// A string or an object, told apart by what the parser meets first. (Serde's
 /// untagged enums first copy the whole value, DETAILS included, into a buffer of
 /// their own, and try each variant on it: most of what a bot spent reading replies.)
-impl<'de> Deserialize<'de> for StatusValue {
+impl<'de: 'a, 'a> Deserialize<'de> for StatusValue<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct Either;
 
         impl<'de> serde::de::Visitor<'de> for Either {
-            type Value = StatusValue;
+            type Value = StatusValue<'de>;
 
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a status message or an object of status fields")
             }
 
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<StatusValue, E> {
-                Ok(StatusValue::Message(v.to_owned()))
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                v: &'de str,
+            ) -> Result<StatusValue<'de>, E> {
+                Ok(StatusValue::Message(Text(Cow::Borrowed(v))))
             }
 
-            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<StatusValue, E> {
-                Ok(StatusValue::Message(v))
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<StatusValue<'de>, E> {
+                Ok(StatusValue::Message(Text(Cow::Owned(v.to_owned()))))
+            }
+
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<StatusValue<'de>, E> {
+                Ok(StatusValue::Message(Text(Cow::Owned(v))))
             }
 
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,
                 map: A,
-            ) -> Result<StatusValue, A::Error> {
+            ) -> Result<StatusValue<'de>, A::Error> {
                 let fields = serde::de::value::MapAccessDeserializer::new(map);
                 StatusFields::deserialize(fields).map(StatusValue::Fields)
             }
@@ -840,24 +1079,24 @@ impl<'de> Deserialize<'de> for StatusValue {
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
-pub struct StatusFields {
-    #[serde(rename = "GAME")]
-    pub game: Option<String>,
-    #[serde(rename = "JOINED")]
-    pub joined: Option<String>,
-    #[serde(rename = "ACTION")]
-    pub action: Option<String>,
+pub struct StatusFields<'a> {
+    #[serde(rename = "GAME", borrow)]
+    pub game: Option<Text<'a>>,
+    #[serde(rename = "JOINED", borrow)]
+    pub joined: Option<Text<'a>>,
+    #[serde(rename = "ACTION", borrow)]
+    pub action: Option<Text<'a>>,
 }
 
-impl ServerFrame {
-    pub fn parse(frame: &str) -> Option<Self> {
+impl<'a> ServerFrame<'a> {
+    pub fn parse(frame: &'a str) -> Option<Self> {
         serde_json::from_str(frame).ok()
     }
 
     /// The `STATUS.GAME` value, if any.
     pub fn game(&self) -> Option<&str> {
         match &self.status {
-            Some(StatusValue::Fields(f)) => f.game.as_deref(),
+            Some(StatusValue::Fields(f)) => f.game.as_ref().map(Text::as_str),
             _ => None,
         }
     }
@@ -865,7 +1104,7 @@ impl ServerFrame {
     /// The error or notice string of a `{"PAYLOAD": {}, "STATUS": "..."}` frame.
     pub fn message(&self) -> Option<&str> {
         match &self.status {
-            Some(StatusValue::Message(m)) => Some(m),
+            Some(StatusValue::Message(m)) => Some(m.as_str()),
             _ => None,
         }
     }
@@ -1058,6 +1297,59 @@ mod tests {
         assert_eq!(a.enemy_token, Some(UserToken("e".into())));
     }
 
+    /// The frame and its payload are read in one pass: what the field-by-field
+    /// reading told apart, this one tells apart the same way.
+    #[test]
+    fn one_pass_reading_tells_the_same_cases_apart() {
+        let find = |payload: &str| Find::parse(&format!(r#"{{"PAYLOAD": {payload}}}"#));
+        // Escapes are undone in keys and values alike.
+        assert_eq!(
+            find(r#"{"USER\u005fTOKEN": "\u0075", "PARTICIPANTS": 2}"#),
+            Ok(Find {
+                user_token: UserToken("u".into()),
+                participants: 2
+            })
+        );
+        // A field given twice is refused, as an unknown one given twice is not.
+        assert_eq!(
+            find(r#"{"USER_TOKEN": "u", "USER_TOKEN": "v", "PARTICIPANTS": 2}"#),
+            Err(ProtocolError::PayloadNotObject)
+        );
+        assert!(find(r#"{"X": 1, "X": {"y": [2]}, "USER_TOKEN": "u", "PARTICIPANTS": 2}"#).is_ok());
+        assert_eq!(
+            Find::parse(r#"{"PAYLOAD": {}, "PAYLOAD": {}}"#),
+            Err(ProtocolError::MalformedJson)
+        );
+        for odd in ["null", "true", "2.5", "-1", "\"x\"", "[]"] {
+            assert_eq!(find(odd), Err(ProtocolError::PayloadNotObject), "{odd}");
+        }
+        // Broken JSON anywhere, inside the payload too, is malformed.
+        assert_eq!(
+            find(r#"{"USER_TOKEN": "u", "PARTICIPANTS": [2}"#),
+            Err(ProtocolError::MalformedJson)
+        );
+        // PARTICIPANTS: an integer, or a string holding one; nothing else.
+        for (n, expected) in [
+            ("3", Ok(3)),
+            ("\" 3 \"", Ok(3)),
+            ("3.0", Err(ProtocolError::InvalidParticipants)),
+            ("18446744073709551615", Err(ProtocolError::InvalidParticipants)),
+            ("-9223372036854775808", Err(ProtocolError::ParticipantsOutOfRange)),
+            ("null", Err(ProtocolError::InvalidParticipants)),
+            ("{\"n\": 3}", Err(ProtocolError::InvalidParticipants)),
+        ] {
+            let read = find(&format!(r#"{{"USER_TOKEN": "u", "PARTICIPANTS": {n}}}"#));
+            assert_eq!(read.map(|f| f.participants), expected, "{n}");
+        }
+        // A null ACTION is no missing one.
+        assert_eq!(
+            Action::parse(
+                r#"{"PAYLOAD": {"USER_TOKEN": "u", "GAME_TOKEN": "g", "ENEMY_TOKEN": "e", "ACTION": null}}"#
+            ),
+            Err(ProtocolError::UnknownAction)
+        );
+    }
+
     #[test]
     fn reply_shapes_are_byte_exact() {
         assert_eq!(
@@ -1154,15 +1446,13 @@ mod tests {
 
     #[test]
     fn client_reads_every_reply() {
-        let f = ServerFrame::parse(&ProtocolError::UnknownGame.to_frame()).unwrap();
+        let text = ProtocolError::UnknownGame.to_frame();
+        let f = ServerFrame::parse(&text).unwrap();
         assert_eq!(f.message(), Some("UNKNOWN GAME TOKEN"));
-        let f = ServerFrame::parse(&to_frame(&LobbyReply::new(
-            GameToken("g".into()),
-            GAME_COMPLETE,
-        )))
-        .unwrap();
+        let text = to_frame(&LobbyReply::new(GameToken("g".into()), GAME_COMPLETE));
+        let f = ServerFrame::parse(&text).unwrap();
         assert_eq!(f.game(), Some("COMPLETE"));
-        assert_eq!(f.payload.game_token, Some(GameToken("g".into())));
+        assert_eq!(f.payload.game_token.map(Text::into_owned).as_deref(), Some("g"));
         let f = ServerFrame::parse(
             r#"{"PAYLOAD": {"GAME_TOKEN": "g"}, "STATUS": {"ACTION": "ATTACK",
                 "DETAILS": {"ENEMY_TOKEN": "e", "ENEMY_DAMAGE": 3}}}"#,
@@ -1170,8 +1460,50 @@ mod tests {
         .unwrap();
         assert_eq!(f.message(), None, "an action's reply is no error");
         assert!(
-            matches!(&f.status, Some(StatusValue::Fields(s)) if s.action.as_deref() == Some("ATTACK"))
+            matches!(&f.status, Some(StatusValue::Fields(s)) if s.action.as_ref().map(Text::as_str) == Some("ATTACK"))
         );
+        // A hero look-up's reply, and START: what a bot acts on, the heroes skipped.
+        let hero = |token: &str, health| HeroView {
+            token: UserToken(token.into()),
+            id: Some(7),
+            attack: 2,
+            health,
+        };
+        let text = to_frame(&HeroReply {
+            payload: HeroPayload {
+                game_token: GameToken("g".into()),
+                user_token: UserToken("u".into()),
+                hero: hero("u", 5),
+            },
+            status: GameStatusField {
+                game: GAME_HERO_SPEC,
+            },
+        });
+        let f = ServerFrame::parse(&text).unwrap();
+        let seen = f.payload.hero.unwrap();
+        assert_eq!((seen.token.as_str(), seen.id, seen.health), ("u", Some(7), 5));
+        let text = to_frame(&StartReply {
+            payload: StartPayload {
+                game_token: GameToken("g".into()),
+                participants: vec![UserToken("a".into()), UserToken("b".into())],
+                participants_heros: BTreeMap::from([
+                    (UserToken("a".into()), hero("a", 1)),
+                    (UserToken("b".into()), hero("b", 2)),
+                ]),
+            },
+            status: GameStatusField { game: GAME_START },
+        });
+        let f = ServerFrame::parse(&text).unwrap();
+        assert_eq!(f.game(), Some(GAME_START));
+        let all: Vec<&str> = f.payload.participants.iter().flatten().map(Text::as_str).collect();
+        assert_eq!(all, ["a", "b"]);
+        // Strings are borrowed from the frame, unless an escape had to be undone.
+        let f = ServerFrame::parse(r#"{"PAYLOAD": {"GAME_TOKEN": "g1"}, "STATUS": "a\"b"}"#)
+            .unwrap();
+        assert!(matches!(f.payload.game_token, Some(Text(Cow::Borrowed("g1")))));
+        assert_eq!(f.message(), Some("a\"b"));
+        let f = ServerFrame::parse(r#"{"PAYLOAD": {"GAME_TOKEN": "g\u0031"}}"#).unwrap();
+        assert_eq!(f.payload.game_token.map(Text::into_owned).as_deref(), Some("g1"));
         let f = ServerFrame::parse(r#"{"PAYLOAD": {}, "STATUS": null}"#).unwrap();
         assert!(f.status.is_none());
         for odd in ["1", "[]", "true"] {
