@@ -135,9 +135,17 @@ impl ProtocolError {
     }
 }
 
+/// Room for most frames (an attack's reply is some 320 bytes): serde_json's own
+/// `to_string` starts at 128 bytes and grows, copying, twice for such a frame.
+const FRAME_BYTES: usize = 512;
+
 /// Serializes a reply. Serializing these plain structs cannot fail.
 pub fn to_frame<T: Serialize>(reply: &T) -> String {
-    serde_json::to_string(reply).unwrap_or_else(|_| String::from("{}"))
+    let mut frame = Vec::with_capacity(FRAME_BYTES);
+    serde_json::to_writer(&mut frame, reply)
+        .ok()
+        .and_then(|()| String::from_utf8(frame).ok())
+        .unwrap_or_else(|| String::from("{}"))
 }
 
 // ---------------------------------------------------------------------------------
