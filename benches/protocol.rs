@@ -24,9 +24,9 @@ use std::time::Instant;
 use serde::de::IgnoredAny;
 use superhero::game::protocol::{
     Action, ActionDetails, ActionPayload, ActionRecord, ActionStatus, Find, GAME_HERO_SPEC,
-    GAME_START, GAME_TURN, GameStatusField, GameUser, HeroPayload, HeroReply, HeroView,
-    LobbyReply, ServerFrame, StartPayload, StartReply, attack_request, find_request,
-    game_user_request, to_frame,
+    GAME_START, GAME_TURN, GameStatusField, GameUser, HeroPayload, HeroReply, HeroView, LobbyReply,
+    ServerFrame, StartPayload, StartReply, attack_request, find_request, game_user_request,
+    to_frame,
 };
 use superhero::game::{GameToken, UserToken};
 
@@ -59,6 +59,9 @@ fn writing<T: serde::Serialize>(reply: &T) -> (usize, f64, f64) {
     (frame.len(), write, copy)
 }
 
+/// Reads a frame; says whether it read.
+type Reader = fn(&str) -> bool;
+
 fn token(n: u8) -> String {
     format!("{n:08x}-5371-40ef-aaa3-1c9a0df1e362")
 }
@@ -74,7 +77,7 @@ fn main() {
         health,
     };
 
-    let requests: [(&str, String, fn(&str) -> bool); 3] = [
+    let requests: [(&str, String, Reader); 3] = [
         ("find", find_request(&me, 3), |f| Find::parse(f).is_ok()),
         ("lobby, hero look-up", game_user_request(&game, &me), |f| {
             GameUser::parse(f).is_ok()
@@ -153,7 +156,10 @@ fn main() {
     let written = [
         ("hero look-up", writing(&hero_reply)),
         ("attack", writing(&attack_record)),
-        ("lobby: turn", writing(&LobbyReply::new(game.clone(), GAME_TURN))),
+        (
+            "lobby: turn",
+            writing(&LobbyReply::new(game.clone(), GAME_TURN)),
+        ),
         ("lobby: START, 3 players", writing(&start_reply)),
     ];
     println!();

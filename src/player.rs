@@ -18,8 +18,8 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use thiserror::Error;
 use tokio::sync::{Semaphore, watch};
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use crate::game::protocol::{
     ACTION_PATH, FIND_PATH, GAME_COMPLETE, GAME_START, GAME_TIMED_OUT, GAME_TURN, HERO_PATH,

@@ -1341,8 +1341,14 @@ mod tests {
             ("3", Ok(3)),
             ("\" 3 \"", Ok(3)),
             ("3.0", Err(ProtocolError::InvalidParticipants)),
-            ("18446744073709551615", Err(ProtocolError::InvalidParticipants)),
-            ("-9223372036854775808", Err(ProtocolError::ParticipantsOutOfRange)),
+            (
+                "18446744073709551615",
+                Err(ProtocolError::InvalidParticipants),
+            ),
+            (
+                "-9223372036854775808",
+                Err(ProtocolError::ParticipantsOutOfRange),
+            ),
             ("null", Err(ProtocolError::InvalidParticipants)),
             ("{\"n\": 3}", Err(ProtocolError::InvalidParticipants)),
         ] {
@@ -1460,7 +1466,10 @@ mod tests {
         let text = to_frame(&LobbyReply::new(GameToken("g".into()), GAME_COMPLETE));
         let f = ServerFrame::parse(&text).unwrap();
         assert_eq!(f.game(), Some("COMPLETE"));
-        assert_eq!(f.payload.game_token.map(Text::into_owned).as_deref(), Some("g"));
+        assert_eq!(
+            f.payload.game_token.map(Text::into_owned).as_deref(),
+            Some("g")
+        );
         let f = ServerFrame::parse(
             r#"{"PAYLOAD": {"GAME_TOKEN": "g"}, "STATUS": {"ACTION": "ATTACK",
                 "DETAILS": {"ENEMY_TOKEN": "e", "ENEMY_DAMAGE": 3}}}"#,
@@ -1489,7 +1498,10 @@ mod tests {
         });
         let f = ServerFrame::parse(&text).unwrap();
         let seen = f.payload.hero.unwrap();
-        assert_eq!((seen.token.as_str(), seen.id, seen.health), ("u", Some(7), 5));
+        assert_eq!(
+            (seen.token.as_str(), seen.id, seen.health),
+            ("u", Some(7), 5)
+        );
         let text = to_frame(&StartReply {
             payload: StartPayload {
                 game_token: GameToken("g".into()),
@@ -1503,15 +1515,27 @@ mod tests {
         });
         let f = ServerFrame::parse(&text).unwrap();
         assert_eq!(f.game(), Some(GAME_START));
-        let all: Vec<&str> = f.payload.participants.iter().flatten().map(Text::as_str).collect();
+        let all: Vec<&str> = f
+            .payload
+            .participants
+            .iter()
+            .flatten()
+            .map(Text::as_str)
+            .collect();
         assert_eq!(all, ["a", "b"]);
         // Strings are borrowed from the frame, unless an escape had to be undone.
-        let f = ServerFrame::parse(r#"{"PAYLOAD": {"GAME_TOKEN": "g1"}, "STATUS": "a\"b"}"#)
-            .unwrap();
-        assert!(matches!(f.payload.game_token, Some(Text(Cow::Borrowed("g1")))));
+        let f =
+            ServerFrame::parse(r#"{"PAYLOAD": {"GAME_TOKEN": "g1"}, "STATUS": "a\"b"}"#).unwrap();
+        assert!(matches!(
+            f.payload.game_token,
+            Some(Text(Cow::Borrowed("g1")))
+        ));
         assert_eq!(f.message(), Some("a\"b"));
         let f = ServerFrame::parse(r#"{"PAYLOAD": {"GAME_TOKEN": "g\u0031"}}"#).unwrap();
-        assert_eq!(f.payload.game_token.map(Text::into_owned).as_deref(), Some("g1"));
+        assert_eq!(
+            f.payload.game_token.map(Text::into_owned).as_deref(),
+            Some("g1")
+        );
         let f = ServerFrame::parse(r#"{"PAYLOAD": {}, "STATUS": null}"#).unwrap();
         assert!(f.status.is_none());
         for odd in ["1", "[]", "true"] {
