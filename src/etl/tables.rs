@@ -166,11 +166,10 @@ pub fn committed(output_dir: &Path, stem: &str) -> bool {
 
 /// Hides what a write that died between its renames left of `stem` (the tables
 /// renamed before it died), so that readers do not count those games twice once they
-/// are written again: the file goes to a hidden name, as the temporaries have. Only
-/// the tables renamed before GAME_PODIUM are looked for: a write that renamed
-/// GAME_PODIUM, the last, was committed.
+/// are written again: the file goes to a hidden name, as the temporaries have.
+/// GAME_PODIUM is not looked for: a write that renamed it, the last, was committed.
 pub fn hide_uncommitted(output_dir: &Path, stem: &str) -> Result<(), TableError> {
-    for table in &Table::ALL[..Table::ALL.len() - 1] {
+    for table in Table::ALL.into_iter().filter(|t| *t != Table::Podium) {
         let dir = table.dir(output_dir);
         let path = dir.join(format!("{stem}.{EXTENSION}"));
         if path.exists() {
