@@ -596,7 +596,7 @@ impl JoinedReply {
 
 /// A hero as the lobby and the hero look-up show it. `id` is null for a player the
 /// game does not know.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct HeroView {
     pub token: UserToken,
     pub id: Option<HeroId>,
@@ -995,7 +995,7 @@ pub struct HeroSeen<'a> {
 
 /// A string of a server frame, borrowed from the frame's text unless a JSON escape in
 /// it had to be undone.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Text<'a>(pub Cow<'a, str>);
 
 impl Text<'_> {
