@@ -29,7 +29,7 @@ use crate::game::protocol::{
 use crate::game::rules::RuleError;
 use crate::game::{GameToken, UserToken};
 use crate::net::{ClientSocket, Dial, DialError};
-use crate::server::READ_BUFFER_BYTES;
+use crate::server::{IDLE_CLOSE_REASON, READ_BUFFER_BYTES};
 use crate::timer::LazyTimer;
 
 /// The default of [`PlayerSettings::concurrent_bots`]. A few hundred bots in games
@@ -118,7 +118,8 @@ pub struct PlayerSummary {
     /// stop, or the server was shutting down.
     pub games_skipped: u64,
     /// Connections the server had closed for idleness (between games, or while a
-    /// bot waited in a lobby) and that a bot opened again before its next request.
+    /// bot waited in a lobby) and that a bot opened again: before its next request,
+    /// or to send again a request that crossed the server's close.
     pub connections_reopened: u64,
     pub elapsed_s: f64,
     pub games_per_s: f64,
@@ -176,33 +177,39 @@ struct Tally {
     timed_out: Mutex<HashSet<GameToken>>,
 }
 
+impl Tally {
+    fn new(settings: &PlayerSettings) -> Self {
+        let pacer = settings
+            .rate
+            .filter(|r| r.is_finite() && *r > 0.0)
+            .and_then(|r| Duration::try_from_secs_f64(1.0 / r).ok())
+            .map(Pacer::new);
+        Tally {
+            completed: settings.completed.clone(),
+            completed_games: Mutex::default(),
+            pacer,
+            errors: AtomicU64::default(),
+            reopened: AtomicU64::default(),
+            // At least 5: the server keeps one open game of 2 and one of 3 players, which
+            // can hold 3 waiting bots; 2 more fill them.
+            places: (settings.concurrent_bots > 0)
+                .then(|| Semaphore::new(settings.concurrent_bots.clamp(5, Semaphore::MAX_PERMITS))),
+            connecting: AtomicUsize::new(settings.bots),
+            all_connected: watch::Sender::new(settings.bots == 0),
+            handshakes: Semaphore::new(CONNECTING_BOTS),
+            active: watch::Sender::new(settings.bots),
+            abandoned: AtomicU64::default(),
+            skipped: AtomicU64::default(),
+            server_stopping: AtomicBool::default(),
+            waiting: Default::default(),
+            timed_out: Mutex::default(),
+        }
+    }
+}
+
 /// Runs the bots to the end and sums up.
 pub async fn run(settings: PlayerSettings) -> PlayerSummary {
-    let pacer = settings
-        .rate
-        .filter(|r| r.is_finite() && *r > 0.0)
-        .and_then(|r| Duration::try_from_secs_f64(1.0 / r).ok())
-        .map(Pacer::new);
-    let tally = Arc::new(Tally {
-        completed: settings.completed.clone(),
-        completed_games: Mutex::default(),
-        pacer,
-        errors: AtomicU64::default(),
-        reopened: AtomicU64::default(),
-        // At least 5: the server keeps one open game of 2 and one of 3 players, which
-        // can hold 3 waiting bots; 2 more fill them.
-        places: (settings.concurrent_bots > 0)
-            .then(|| Semaphore::new(settings.concurrent_bots.clamp(5, Semaphore::MAX_PERMITS))),
-        connecting: AtomicUsize::new(settings.bots),
-        all_connected: watch::Sender::new(settings.bots == 0),
-        handshakes: Semaphore::new(CONNECTING_BOTS),
-        active: watch::Sender::new(settings.bots),
-        abandoned: AtomicU64::default(),
-        skipped: AtomicU64::default(),
-        server_stopping: AtomicBool::default(),
-        waiting: Default::default(),
-        timed_out: Mutex::default(),
-    });
+    let tally = Arc::new(Tally::new(&settings));
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..settings.bots {
@@ -327,6 +334,10 @@ struct Conn {
     timer: LazyTimer,
     server: Dial,
     path: &'static str,
+    /// The requests last posted, until the first reply to them: sent again, once, on
+    /// a new connection when the server's idle close crossed them, since the server
+    /// reads nothing after that close.
+    unanswered: Vec<Utf8Bytes>,
 }
 
 impl Conn {
@@ -345,6 +356,7 @@ impl Conn {
             timer: LazyTimer::default(),
             server: server.clone(),
             path,
+            unanswered: Vec::new(),
         })
     }
 
@@ -364,8 +376,17 @@ impl Conn {
                 Some(Some(Ok(_))) => {}
             }
         }
-        *self = Self::open(&self.server.clone(), self.path, self.timeout).await?;
+        self.reopen().await?;
         Ok(true)
+    }
+
+    /// Replaces the connection with a new one to the same endpoint, keeping the
+    /// requests still unanswered.
+    async fn reopen(&mut self) -> Result<(), BotError> {
+        let unanswered = std::mem::take(&mut self.unanswered);
+        *self = Self::open(&self.server.clone(), self.path, self.timeout).await?;
+        self.unanswered = unanswered;
+        Ok(())
     }
 
     async fn send(&mut self, frame: String) -> Result<(), BotError> {
@@ -382,8 +403,15 @@ impl Conn {
         if self.revive().await? {
             tally.reopened.fetch_add(1, Ordering::Relaxed);
         }
-        for frame in frames {
-            self.ws.feed(Message::text(frame)).await?;
+        self.unanswered.clear();
+        self.unanswered
+            .extend(frames.into_iter().map(Utf8Bytes::from));
+        self.write_unanswered().await
+    }
+
+    async fn write_unanswered(&mut self) -> Result<(), BotError> {
+        for frame in &self.unanswered {
+            self.ws.feed(Message::Text(frame.clone())).await?;
         }
         Ok(self.ws.flush().await?)
     }
@@ -399,7 +427,7 @@ impl Conn {
         self.post(frames, tally).await?;
         let mut replies = Vec::with_capacity(n);
         for _ in 0..n {
-            replies.push(self.recv().await?);
+            replies.push(self.recv(tally).await?);
         }
         Ok(replies)
     }
@@ -407,10 +435,13 @@ impl Conn {
     /// Sends a request and reads its reply (see [`Self::ask_all`]).
     async fn ask(&mut self, frame: String, tally: &Tally) -> Result<Reply, BotError> {
         self.post([frame], tally).await?;
-        self.recv().await
+        self.recv(tally).await
     }
 
-    async fn recv(&mut self) -> Result<Reply, BotError> {
+    /// Reads the next reply. When the server's idle close crossed the requests last
+    /// posted, they are sent again on a new connection first.
+    async fn recv(&mut self, tally: &Tally) -> Result<Reply, BotError> {
+        let mut resent = false;
         loop {
             // A wait too long for the clock is no wait.
             let until = tokio::time::Instant::now().checked_add(self.timeout);
@@ -419,7 +450,20 @@ impl Conn {
                 () = self.timer.until_some(until) => return Err(BotError::Timeout(self.timeout)),
             };
             match msg {
-                Message::Text(text) => return Ok(Reply(text)),
+                Message::Text(text) => {
+                    self.unanswered.clear();
+                    return Ok(Reply(text));
+                }
+                Message::Close(Some(close))
+                    if close.reason == IDLE_CLOSE_REASON
+                        && !self.unanswered.is_empty()
+                        && !resent =>
+                {
+                    self.reopen().await?;
+                    tally.reopened.fetch_add(1, Ordering::Relaxed);
+                    self.write_unanswered().await?;
+                    resent = true;
+                }
                 Message::Close(_) => return Err(BotError::Closed),
                 _ => {}
             }
@@ -455,7 +499,7 @@ async fn bot(index: usize, settings: &PlayerSettings, tally: &Tally) -> Result<(
     let handshake = tally.handshakes.acquire().await.ok();
     // Boxed, like a game below: what connecting takes is freed once connected.
     let (me, mut links) = Box::pin(async {
-        let me = login(&mut Conn::open(home, LOGIN_PATH, t).await?, &name).await?;
+        let me = login(&mut Conn::open(home, LOGIN_PATH, t).await?, &name, tally).await?;
         let links = Links {
             find: Conn::open(home, FIND_PATH, t).await?,
             lobby: Conn::open(home, LOBBY_PATH, t).await?,
@@ -513,11 +557,11 @@ fn stopping(settings: &PlayerSettings) -> bool {
     settings.stop.as_ref().is_some_and(|stop| *stop.borrow())
 }
 
-async fn login(conn: &mut Conn, name: &str) -> Result<UserToken, BotError> {
+async fn login(conn: &mut Conn, name: &str, tally: &Tally) -> Result<UserToken, BotError> {
     conn.send(login_request(name)).await?;
     // A new user first gets USER CREATED, then the token.
     loop {
-        let reply = conn.recv().await?;
+        let reply = conn.recv(tally).await?;
         let frame = reply.frame()?;
         if let Some(token) = frame.payload.user_token {
             return Ok(UserToken(token.into_owned()));
@@ -672,7 +716,7 @@ async fn lobby(
     loop {
         let can_give_up = game.closed_world && !started;
         let reply = tokio::select! {
-            reply = links.lobby.recv() => reply?,
+            reply = links.lobby.recv(tally) => reply?,
             // No bot left could fill this lobby: waiting out the timeout is pointless.
             _ = active.wait_for(|a| *a < usize::from(game.participants)), if can_give_up => {
                 tally.abandoned.fetch_add(1, Ordering::Relaxed);
@@ -753,5 +797,71 @@ async fn take_turn(
     match reply.frame()?.message() {
         None => Ok(()),
         Some(error) => Err(BotError::Unexpected(format!("action: {error}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+    /// A peer that plays the server's side of a request crossing its close: on each
+    /// connection it reads one request, then closes with the reason its script gives
+    /// for that connection, or, past the script's end, answers the request.
+    async fn scripted_server(closes: &'static [&'static str]) -> (Dial, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}", listener.local_addr().unwrap());
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let n = count.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(async move {
+                    let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+                    let Some(Ok(Message::Text(request))) = ws.next().await else {
+                        return;
+                    };
+                    let reply = match closes.get(n) {
+                        Some(reason) => Message::Close(Some(CloseFrame {
+                            code: CloseCode::Normal,
+                            reason: (*reason).into(),
+                        })),
+                        None => Message::text(format!("answer to {request}")),
+                    };
+                    let _ = ws.send(reply).await;
+                    while let Some(Ok(_)) = ws.next().await {}
+                });
+            }
+        });
+        (Dial::Url(url), accepted)
+    }
+
+    async fn ask_once(closes: &'static [&'static str]) -> (Result<String, String>, u64, usize) {
+        let (server, accepted) = scripted_server(closes).await;
+        let tally = Tally::new(&PlayerSettings::default());
+        let mut conn = Conn::open(&server, "/", Duration::from_secs(10))
+            .await
+            .unwrap();
+        let reply = conn.ask("request".to_string(), &tally).await;
+        let reply = reply.map(|r| r.0.to_string()).map_err(|e| e.to_string());
+        let reopened = tally.reopened.load(Ordering::Relaxed);
+        (reply, reopened, accepted.load(Ordering::Relaxed))
+    }
+
+    /// The server's idle close crossing a request: sent again, once, on a new
+    /// connection. Any other close, or a second idle close, ends the bot.
+    #[tokio::test]
+    async fn a_request_crossing_the_idle_close_is_sent_again_once() {
+        let answered = Ok("answer to request".to_string());
+        assert_eq!(ask_once(&[IDLE_CLOSE_REASON]).await, (answered, 1, 2));
+        let closed = Err(BotError::Closed.to_string());
+        assert_eq!(
+            ask_once(&["no answer to ping"]).await,
+            (closed.clone(), 0, 1)
+        );
+        let twice = &[IDLE_CLOSE_REASON, IDLE_CLOSE_REASON];
+        assert_eq!(ask_once(twice).await, (closed, 1, 2));
     }
 }

@@ -9,10 +9,11 @@ mod common;
 use std::time::Duration;
 
 use common::{Client, RunWithin, login, start_server, uniform_roster};
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
+use superhero::game::protocol::{LOGIN_PATH, login_request};
 use superhero::net::ConnectionLimits;
-use superhero::server::ServerSettings;
+use superhero::server::{IDLE_CLOSE_REASON, ServerSettings};
 use superhero::store::{GameStore, MemoryStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -251,4 +252,39 @@ async fn connections_over_the_cap_are_answered_503() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A request that crosses the server's idle close goes unanswered and unread: the
+/// server reads nothing after that close. That is what lets a bot whose request
+/// crossed it send the request again on a new connection without doing it twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_crossing_the_idle_close_is_not_read() {
+    let store = MemoryStore::new();
+    let server = start_server(store.clone(), strict()).await;
+    let addr = server.url.trim_start_matches("ws://").to_string();
+    let url = format!("{}{}", server.url, LOGIN_PATH);
+    let (mut ws, _) =
+        tokio_tungstenite::client_async(url, TcpStream::connect(&addr).await.unwrap())
+            .await
+            .unwrap();
+    // Silent for the idle timeout: the close frame arrives, and stays unread.
+    tokio::time::timeout(CLOSED_WITHIN, ws.get_ref().readable())
+        .await
+        .expect("the idle close in time")
+        .unwrap();
+    ws.send(Message::text(login_request("CROSSED")))
+        .await
+        .unwrap();
+    let mut replies = Vec::new();
+    let mut reason = None;
+    while let Ok(Some(Ok(message))) = tokio::time::timeout(CLOSED_WITHIN, ws.next()).await {
+        match message {
+            Message::Close(frame) => reason = frame.map(|f| f.reason.to_string()),
+            other => replies.push(other),
+        }
+    }
+    assert_eq!(reason.as_deref(), Some(IDLE_CLOSE_REASON));
+    assert!(replies.is_empty(), "{replies:?}");
+    let (_, created) = store.login("CROSSED").await.unwrap();
+    assert!(created, "the crossing login was not carried out");
 }

@@ -42,6 +42,11 @@ use crate::timer::LazyTimer;
 /// of what an idle bot costs in memory. A larger frame takes more than one read.
 pub const READ_BUFFER_BYTES: usize = 1024;
 
+/// The reason of the close frame that ends a connection idle between requests. The
+/// server reads nothing after it, so a client whose request crossed it knows that the
+/// request went unanswered and may send it again on a new connection.
+pub const IDLE_CLOSE_REASON: &str = "idle";
+
 /// How the server runs games.
 #[derive(Clone, Debug)]
 pub struct ServerSettings {
@@ -528,7 +533,7 @@ async fn connection<S: GameStore>(mut socket: WebSocket, app: Arc<App<S>>, endpo
                     tokio::select! {
                         request = next => request,
                         () = timers.idle.until_some(until) => {
-                            close(&mut socket, close_code::NORMAL, "idle").await;
+                            close(&mut socket, close_code::NORMAL, IDLE_CLOSE_REASON).await;
                             break;
                         }
                     }
