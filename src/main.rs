@@ -18,7 +18,9 @@ fn main() -> ExitCode {
         .log_level
         .as_deref()
         .unwrap_or(cli.command.default_log_level());
-    cli::init_logging(level, cli.command.logs_to_stderr());
+    // With --json, stdout is the summary alone, for a program to read.
+    let to_stderr = cli.command.logs_to_stderr() || cli.global.json;
+    cli::init_logging(level, to_stderr);
     // Sockets count against the open-file limit: take all the system allows.
     if let Err(e) = superhero::net::raise_file_limit() {
         tracing::warn!("cannot raise the open-file limit: {e}");
