@@ -394,6 +394,8 @@ async fn the_game_pipeline_view_follows_a_simulation() {
     let summary: Value = serde_json::from_str(&summary).unwrap();
     let completed = common::n(&summary, "games_completed");
     let written = common::n(&summary, "games_written");
+    // A lobby's timeout may be published after the last game's end: wait for both.
+    let timed_out = common::n(&summary, "games_timed_out");
     assert!(completed > 0, "{summary}");
     assert_eq!(written, completed, "{summary}");
 
@@ -403,9 +405,10 @@ async fn the_game_pipeline_view_follows_a_simulation() {
         &browser,
         &format!(
             "return document.getElementById('pipeline-status').dataset.finished === 'yes' \
-             && {} === {completed} && {} === 0;",
+             && {} === {completed} && {} === 0 && {} >= {timed_out};",
             number("games-completed"),
             number("games-in-progress"),
+            number("games-timed-out"),
         ),
         common::WAIT,
     )
@@ -529,6 +532,7 @@ fn the_dashboard_command_watches_another_processs_simulation() {
         let summary = common::summary(&run);
         assert!(run.status.success(), "{broker}: {summary}");
         let completed = common::n(&summary, "games_completed");
+        let timed_out = common::n(&summary, "games_timed_out");
         assert!(completed > 0, "{broker}: {summary}");
 
         let deadline = Instant::now() + common::WAIT;
@@ -536,7 +540,9 @@ fn the_dashboard_command_watches_another_processs_simulation() {
             let state = pipeline_state(&addr);
             let latest = state["latest"].clone();
             // The broker's figures are read every two seconds.
+            // A lobby's timeout may be published after the last game's end.
             if latest["games"]["completed"] == completed
+                && latest["games"]["timed_out"].as_u64() >= Some(timed_out)
                 && latest["broker_stats"]
                     .as_array()
                     .is_some_and(|s| s.is_empty() != has_figures)
