@@ -334,7 +334,28 @@ fn a_server_cut_off_mid_run_costs_no_game() {
         .map(|(g, _)| g.as_str())
         .collect();
     // Every completed game reaches the tables, once.
-    common::until_written_once(&out, &completed);
+    if let Err(missing) = common::written_once_within(&out, &completed) {
+        let said: Vec<String> = [
+            ("server A", &server_a),
+            ("server B", &server_b),
+            ("workers", &workers),
+        ]
+        .iter()
+        .map(|(name, service)| {
+            let lines = service.lines();
+            let notable: Vec<&String> = lines
+                .iter()
+                .filter(|l| {
+                    let l = l.to_ascii_lowercase();
+                    l.contains("warn") || l.contains("error")
+                })
+                .take(40)
+                .collect();
+            format!("{name}:\n{notable:#?}")
+        })
+        .collect();
+        panic!("{missing}\n{}", said.join("\n"));
+    }
 
     for (name, service) in [
         ("server A", server_a),

@@ -556,18 +556,32 @@ pub fn free_port() -> u16 {
 /// Waits until the tables under `out` hold every one of the `completed` games, and
 /// then checks that each is written exactly once and that no other game is.
 pub fn until_written_once(out: &std::path::Path, completed: &std::collections::HashSet<&str>) {
+    if let Err(missing) = written_once_within(out, completed) {
+        panic!("{missing}");
+    }
+}
+
+/// [`until_written_once`], but the games still missing after a while are an error
+/// naming them, for the caller to add what it knows.
+pub fn written_once_within(
+    out: &std::path::Path,
+    completed: &std::collections::HashSet<&str>,
+) -> Result<(), String> {
     let deadline = std::time::Instant::now() + WAIT * 3;
     let audit = loop {
         let audit = superhero::audit::audit(out).unwrap();
-        if completed.iter().all(|g| audit.complete_games().contains(g)) {
+        let written = audit.complete_games();
+        if completed.iter().all(|g| written.contains(g)) {
             break audit;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{} of {} completed games written",
-            audit.complete_games().len(),
-            completed.len()
-        );
+        if std::time::Instant::now() >= deadline {
+            let missing: Vec<_> = completed.iter().filter(|g| !written.contains(*g)).collect();
+            return Err(format!(
+                "{} of {} completed games written; missing: {missing:?}",
+                written.len(),
+                completed.len()
+            ));
+        }
         std::thread::sleep(Duration::from_millis(200));
     };
     let twice: Vec<_> = audit
@@ -577,6 +591,7 @@ pub fn until_written_once(out: &std::path::Path, completed: &std::collections::H
         .collect();
     assert!(twice.is_empty(), "written more than once: {twice:?}");
     assert_eq!(audit.complete_games().len(), completed.len());
+    Ok(())
 }
 
 /// Waits until both tables under `out` hold `games` games, failing after a while.
