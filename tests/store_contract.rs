@@ -11,7 +11,7 @@ use futures_util::FutureExt;
 use superhero::game::rules::{ForfeitReason, RuleError, turn_order};
 use superhero::game::{GameStatus, GameToken, Hero, UserToken};
 use superhero::store::{
-    Extracted, GameStore, LobbyEntry, MemoryStore, Signal, SignalWatch, StoreError,
+    ClaimId, Extracted, GameStore, LobbyEntry, MemoryStore, Signal, SignalWatch, StoreError,
 };
 
 fn heroes(n: u32) -> Vec<Hero> {
@@ -425,13 +425,23 @@ async fn forfeits_lobbies_and_claims<S: GameStore>(store: S) {
         store.enter_lobby(&GameToken::new_random(), &p[0]).await,
         Err(StoreError::UnknownGame)
     ));
-    assert!(!store.close_lobby(&g, &p[0]).await.unwrap(), "not over yet");
+    let claim = || ClaimId::new_random();
+    assert!(
+        !store.close_lobby(&g, &p[0], &claim()).await.unwrap(),
+        "not over yet"
+    );
     assert_eq!(
         store.enter_lobby(&g, &p[0]).await.unwrap(),
         entered,
         "closed, whether or not the game is over"
     );
-    assert!(store.claim_cleanings(&g).await.unwrap().is_empty());
+    assert!(
+        store
+            .claim_cleanings(&g, &claim())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     let mut order: Vec<UserToken> = p[..3].to_vec();
     order.sort();
@@ -516,21 +526,51 @@ async fn forfeits_lobbies_and_claims<S: GameStore>(store: S) {
     );
 
     // A lobby claims its player's cleaning record; the referee claims the others',
-    // the host's first; each is claimed once.
+    // the host's first; each has one claimant, and a claimant asking again (its first
+    // answer lost) is told its claims again.
     let lobby = order.iter().find(|u| **u != snap.host).unwrap();
-    assert!(store.close_lobby(&g, lobby).await.unwrap(), "first claim");
-    assert!(!store.close_lobby(&g, lobby).await.unwrap(), "second claim");
-    let rest = store.claim_cleanings(&g).await.unwrap();
+    let lobby_claim = claim();
+    assert!(
+        store.close_lobby(&g, lobby, &lobby_claim).await.unwrap(),
+        "first claim"
+    );
+    assert!(
+        store.close_lobby(&g, lobby, &lobby_claim).await.unwrap(),
+        "the same claimant again"
+    );
+    assert!(
+        !store.close_lobby(&g, lobby, &claim()).await.unwrap(),
+        "another claimant"
+    );
+    let referee = claim();
+    let rest = store.claim_cleanings(&g, &referee).await.unwrap();
     assert_eq!(rest.first(), Some(&snap.host), "the host's first: {rest:?}");
     let mut rest_sorted = rest.clone();
     rest_sorted.sort();
     let others: Vec<UserToken> = order.iter().filter(|u| *u != lobby).cloned().collect();
     assert_eq!(rest_sorted, others);
-    assert!(store.claim_cleanings(&g).await.unwrap().is_empty());
+    assert_eq!(
+        store.claim_cleanings(&g, &referee).await.unwrap(),
+        rest,
+        "the same claimant again"
+    );
+    assert!(
+        store
+            .claim_cleanings(&g, &claim())
+            .await
+            .unwrap()
+            .is_empty()
+    );
     for u in &order {
-        assert!(!store.close_lobby(&g, u).await.unwrap(), "claimed already");
+        assert!(
+            !store.close_lobby(&g, u, &claim()).await.unwrap(),
+            "claimed already"
+        );
     }
-    assert!(!store.close_lobby(&g, &p[3]).await.unwrap(), "not a member");
+    assert!(
+        !store.close_lobby(&g, &p[3], &claim()).await.unwrap(),
+        "not a member"
+    );
     assert!(
         store
             .join(&order[1], 2, &GameToken::new_random(), &h)

@@ -24,14 +24,14 @@ use crate::events::{self, GameUserTask, Queue};
 use crate::game::protocol::timestamp_now;
 use crate::game::rules::ForfeitReason;
 use crate::game::{GameStatus, GameToken, UserToken};
-use crate::store::{GameStore, Signal, StoreError};
+use crate::store::{ClaimId, GameStore, Signal, StoreError};
 use crate::timer::LazyTimer;
 
 /// How long a referee waits before trying again when the store failed.
-const RETRY: Duration = Duration::from_secs(1);
-/// How many times a referee tries to log a finished game's cleaning records while
-/// the store is down before it gives up, saying so.
-const CLEAN_UP_ATTEMPTS: u32 = 60;
+pub(super) const RETRY: Duration = Duration::from_secs(1);
+/// How many times a referee or a lobby tries to log a finished game's cleaning
+/// records while the store is down before it gives up, saying so.
+pub(super) const CLEAN_UP_ATTEMPTS: u32 = 60;
 /// How many times a referee tries to watch its game while the store is down before
 /// it gives up, saying so.
 const WATCH_ATTEMPTS: u32 = 60;
@@ -243,10 +243,12 @@ pub(super) async fn start<S: GameStore>(app: &App<S>, game: &GameToken) -> Resul
 /// The game is over: its cleaning records for every participant no lobby logged
 /// yet, the host's first (the one a worker writes the game on), claimed in one store
 /// call. Retried while the store is down, so a game is not left unwritten for a
-/// passing outage.
+/// passing outage; every try claims for the same id, so a try that took effect
+/// though its answer was lost leaves its claims to the next.
 async fn clean_up<S: GameStore>(app: &App<S>, game: &GameToken) {
+    let claim = ClaimId::new_random();
     for _ in 0..CLEAN_UP_ATTEMPTS {
-        match app.store.claim_cleanings(game).await {
+        match app.store.claim_cleanings(game, &claim).await {
             Ok(claimed) => {
                 for user in &claimed {
                     cleaning_records(game, user);

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use super::{
-    Attacked, Extracted, Forfeited, GameStore, Joined, LobbyEntry, MemoryStore, RedisConfig,
-    RedisStore, SignalWatch, Snapshot, StoreError,
+    Attacked, ClaimId, Extracted, Forfeited, GameStore, Joined, LobbyEntry, MemoryStore,
+    RedisConfig, RedisStore, SignalWatch, Snapshot, StoreError,
 };
 use crate::etl::GameExtract;
 use crate::game::rules::ForfeitReason;
@@ -162,12 +162,21 @@ impl GameStore for AnyStore {
         each!(self, s => s.leave_lobby(game, user).await)
     }
 
-    async fn close_lobby(&self, game: &GameToken, user: &UserToken) -> Result<bool, StoreError> {
-        each!(self, s => s.close_lobby(game, user).await)
+    async fn close_lobby(
+        &self,
+        game: &GameToken,
+        user: &UserToken,
+        claim: &ClaimId,
+    ) -> Result<bool, StoreError> {
+        each!(self, s => s.close_lobby(game, user, claim).await)
     }
 
-    async fn claim_cleanings(&self, game: &GameToken) -> Result<Vec<UserToken>, StoreError> {
-        each!(self, s => s.claim_cleanings(game).await)
+    async fn claim_cleanings(
+        &self,
+        game: &GameToken,
+        claim: &ClaimId,
+    ) -> Result<Vec<UserToken>, StoreError> {
+        each!(self, s => s.claim_cleanings(game, claim).await)
     }
 
     async fn extract(&self, game: &GameToken) -> Result<Option<GameExtract>, StoreError> {

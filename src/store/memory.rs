@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use super::{
-    Attacked, Extracted, Forfeited, GameStore, Joined, LobbyEntry, Signal, SignalSender,
+    Attacked, ClaimId, Extracted, Forfeited, GameStore, Joined, LobbyEntry, Signal, SignalSender,
     SignalWatch, Snapshot, StoreError,
 };
 use crate::etl::GameExtract;
@@ -55,14 +55,23 @@ struct GameRecord {
     cleaned: bool,
     /// Players whose lobby is open.
     lobbies: HashSet<UserToken>,
-    /// Players whose `Cleaning Game Records` was claimed.
-    cleaning_claimed: HashSet<UserToken>,
+    /// Players whose `Cleaning Game Records` was claimed, and by whom.
+    cleaning_claimed: HashMap<UserToken, ClaimId>,
     /// The batch a worker put the game in.
     batch: Option<String>,
     signal: SignalSender,
 }
 
 impl GameRecord {
+    /// Claims `user`'s cleaning record for `claim`: true when it is `claim`'s, now or
+    /// from an earlier call.
+    fn claim_cleaning(&mut self, user: &UserToken, claim: &ClaimId) -> bool {
+        self.cleaning_claimed
+            .entry(user.clone())
+            .or_insert_with(|| claim.clone())
+            == claim
+    }
+
     /// The game and its log, for its ETL.
     fn extract(&self, game: &GameToken) -> GameExtract {
         GameExtract {
@@ -149,7 +158,7 @@ impl MemoryStore {
             logs: Vec::new(),
             cleaned: false,
             lobbies: HashSet::new(),
-            cleaning_claimed: HashSet::new(),
+            cleaning_claimed: HashMap::new(),
             batch: None,
             signal,
         }));
@@ -380,17 +389,26 @@ impl GameStore for MemoryStore {
         Ok(())
     }
 
-    async fn close_lobby(&self, game: &GameToken, user: &UserToken) -> Result<bool, StoreError> {
+    async fn close_lobby(
+        &self,
+        game: &GameToken,
+        user: &UserToken,
+        claim: &ClaimId,
+    ) -> Result<bool, StoreError> {
         let Some(record) = self.game(game) else {
             return Ok(false);
         };
         let mut r = lock(&record);
         r.lobbies.remove(user);
         let due = r.board.status.is_over() && r.board.heroes.contains_key(user);
-        Ok(due && r.cleaning_claimed.insert(user.clone()))
+        Ok(due && r.claim_cleaning(user, claim))
     }
 
-    async fn claim_cleanings(&self, game: &GameToken) -> Result<Vec<UserToken>, StoreError> {
+    async fn claim_cleanings(
+        &self,
+        game: &GameToken,
+        claim: &ClaimId,
+    ) -> Result<Vec<UserToken>, StoreError> {
         let Some(record) = self.game(game) else {
             return Ok(Vec::new());
         };
@@ -405,7 +423,7 @@ impl GameStore for MemoryStore {
             .collect();
         Ok(members
             .into_iter()
-            .filter(|u| r.cleaning_claimed.insert(u.clone()))
+            .filter(|u| r.claim_cleaning(u, claim))
             .collect())
     }
 

@@ -261,6 +261,26 @@ pub enum Extracted {
     Game(Box<GameExtract>),
 }
 
+/// Who claims cleaning records: one id per claimant (a lobby, a referee's clean-up),
+/// kept across its retries. A record belongs to the first id that claims it, and
+/// asking again with that id claims it again, so a claim that took effect but whose
+/// answer was lost (a request delivered after its caller gave up on it) is found by
+/// the retry instead of leaving the record claimed by no one.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ClaimId(String);
+
+impl ClaimId {
+    /// A fresh random id.
+    pub fn new_random() -> Self {
+        Self(uuid::Uuid::new_v4().simple().to_string())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// What a player asking to open their lobby of a game finds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LobbyEntry {
@@ -419,20 +439,24 @@ pub trait GameStore: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Marks a player's lobby as closed and, if the game is over, claims the right to
-    /// log the player's `Cleaning Game Records`: true exactly once per participant
-    /// and game, whoever claims it (see also [`Self::claim_cleanings`]).
+    /// log the player's `Cleaning Game Records` for `claim`: true when the record is
+    /// `claim`'s, whether this call or an earlier one with the same id claimed it; each
+    /// participant's record has one claimant (see also [`Self::claim_cleanings`]).
     fn close_lobby(
         &self,
         game: &GameToken,
         user: &UserToken,
+        claim: &ClaimId,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Claims the right to log `Cleaning Game Records` for every participant of a game
-    /// that is over whose record no one claimed yet, in one step: the participants
-    /// claimed, the host first. Empty for a game not over, or unknown.
+    /// Claims for `claim` the right to log `Cleaning Game Records` for every
+    /// participant of a game that is over, in one step: the participants whose record
+    /// no one else claimed (those `claim` claimed before included), the host first.
+    /// Empty for a game not over, or unknown.
     fn claim_cleanings(
         &self,
         game: &GameToken,
+        claim: &ClaimId,
     ) -> impl Future<Output = Result<Vec<UserToken>, StoreError>> + Send;
 
     /// Reads a game and its log in one atomic step, for its ETL. `None` for an unknown

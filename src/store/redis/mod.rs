@@ -10,8 +10,8 @@
 //! `games:open:<n>` (the set of joinable games, so finding a game does not scan every
 //! game ever played), `games:<g>:turns` (the attack counter behind the turn cap and
 //! the compare-and-set below), `games:<g>:forfeits` (who forfeited),
-//! `games:<g>:lobbies` (whose lobby is open) and `games:<g>:cleaned` (whose
-//! `Cleaning Game Records` was logged).
+//! `games:<g>:lobbies` (whose lobby is open) and `games:<g>:cleaned_by` (who claimed
+//! each player's `Cleaning Game Records`, a [`ClaimId`] per player).
 //!
 //! Every change of a game is one Lua script on the game's keys, so it is atomic
 //! however many servers share the store, and each script publishes the game's new
@@ -47,8 +47,8 @@ use self::keys::{Keyspace, SHARDS};
 use self::scripts::{STILL_PLAYING, Scripts, UNKNOWN_USER};
 use self::signals::{ListenerTask, Registry, read_signal};
 use super::{
-    Attacked, Extracted, Forfeited, GameStore, Joined, LobbyEntry, Signal, SignalWatch, Snapshot,
-    StoreError,
+    Attacked, ClaimId, Extracted, Forfeited, GameStore, Joined, LobbyEntry, Signal, SignalWatch,
+    Snapshot, StoreError,
 };
 use crate::etl::GameExtract;
 use crate::game::protocol::{ActionRecord, to_frame};
@@ -1026,17 +1026,33 @@ impl GameStore for RedisStore {
             .map_err(unavailable)
     }
 
-    async fn close_lobby(&self, game: &GameToken, user: &UserToken) -> Result<bool, StoreError> {
-        let claimed: i64 = self
-            .game_user_script(&self.scripts.close_lobby, game, user)
-            .await?;
+    async fn close_lobby(
+        &self,
+        game: &GameToken,
+        user: &UserToken,
+        claim: &ClaimId,
+    ) -> Result<bool, StoreError> {
+        let mut call = self.game_call(&self.scripts.close_lobby, game)?;
+        let claimed: i64 = call
+            .arg(user.as_str())
+            .arg(claim.as_str())
+            .invoke_async(&mut self.conns.next())
+            .await
+            .map_err(unavailable)?;
         Ok(claimed == 1)
     }
 
-    async fn claim_cleanings(&self, game: &GameToken) -> Result<Vec<UserToken>, StoreError> {
-        let claimed: Vec<String> = self
-            .game_script(&self.scripts.claim_cleanings, game)
-            .await?;
+    async fn claim_cleanings(
+        &self,
+        game: &GameToken,
+        claim: &ClaimId,
+    ) -> Result<Vec<UserToken>, StoreError> {
+        let mut call = self.game_call(&self.scripts.claim_cleanings, game)?;
+        let claimed: Vec<String> = call
+            .arg(claim.as_str())
+            .invoke_async(&mut self.conns.next())
+            .await
+            .map_err(unavailable)?;
         Ok(claimed.into_iter().map(UserToken).collect())
     }
 

@@ -70,11 +70,12 @@ pub struct Scripts {
     /// open, 0 if it already was, -1 for an unknown game, -2 for a user who did not
     /// join it.
     pub enter_lobby: Script,
-    /// ARGV: game, user. Closes the user's lobby; then 1 the first time a member of
-    /// a game that is over has their cleaning claimed, 0 otherwise.
+    /// ARGV: game, user, claim id. Closes the user's lobby; then 1 when the member of
+    /// a game that is over has their cleaning claimed by the id (now or before), 0
+    /// otherwise.
     pub close_lobby: Script,
-    /// ARGV: game. The members of a game that is over whose cleaning no one claimed
-    /// yet, each now claimed, the host first.
+    /// ARGV: game, claim id. The members of a game that is over whose cleaning the id
+    /// claimed (now or before), those no one had claimed now claimed, the host first.
     pub claim_cleanings: Script,
     /// ARGV: game. The game's current signal, or nil for an unknown game.
     pub signal: Script,
@@ -122,8 +123,8 @@ impl Scripts {
             apply_forfeit: build(&[AT_TURN, APPLY_FORFEIT]),
             finish: build(&[AT_TURN, FINISH]),
             enter_lobby: build(&[ENTER_LOBBY]),
-            close_lobby: build(&[CLOSE_LOBBY]),
-            claim_cleanings: build(&[CLAIM_CLEANINGS]),
+            close_lobby: build(&[CLAIM_CLEANING, CLOSE_LOBBY]),
+            claim_cleanings: build(&[CLAIM_CLEANING, CLAIM_CLEANINGS]),
             signal: build(&[SIGNAL]),
         }
     }
@@ -345,7 +346,7 @@ for _, m in ipairs(redis.call('SMEMBERS', p)) do
   redis.call('EXPIRE', p .. ':superheros:' .. m, ttl)
 end
 for _, k in ipairs({p .. ':order', p .. ':status', p .. ':participants', p .. ':host', p,
-    p .. ':superheros', p .. ':turns', p .. ':forfeits', p .. ':lobbies', p .. ':cleaned',
+    p .. ':superheros', p .. ':turns', p .. ':forfeits', p .. ':lobbies', p .. ':cleaned_by',
     p .. ':batch'}) do
   redis.call('EXPIRE', k, ttl)
 end
@@ -453,14 +454,25 @@ if added == 0 then return 0 end
 return tonumber(n)
 ";
 
+/// Claims member `m`'s cleaning record for claim id `by`: true when it is `by`'s, now
+/// or from an earlier call.
+const CLAIM_CLEANING: &str = r"
+local function claim_cleaning(p, m, by)
+  local key = p .. ':cleaned_by'
+  if redis.call('HSETNX', key, m, by) == 1 then return true end
+  return redis.call('HGET', key, m) == by
+end
+";
+
 const CLOSE_LOBBY: &str = r"
 local p = KEYS[1]
 redis.call('SREM', p .. ':lobbies', ARGV[2])
 if not is_over(redis.call('GET', p .. ':status')) then return 0 end
 if redis.call('SISMEMBER', p, ARGV[2]) == 0 then return 0 end
-local added = redis.call('SADD', p .. ':cleaned', ARGV[2])
-expire_like_status(p, p .. ':cleaned')
-return added
+local claimed = claim_cleaning(p, ARGV[2], ARGV[3])
+expire_like_status(p, p .. ':cleaned_by')
+if claimed then return 1 end
+return 0
 ";
 
 const CLAIM_CLEANINGS: &str = r"
@@ -470,7 +482,7 @@ local host = redis.call('GET', p .. ':host')
 local members = redis.call('SMEMBERS', p)
 local claimed = {}
 local function claim(m)
-  if redis.call('SADD', p .. ':cleaned', m) == 1 then claimed[#claimed + 1] = m end
+  if claim_cleaning(p, m, ARGV[2]) then claimed[#claimed + 1] = m end
 end
 for _, m in ipairs(members) do
   if m == host then claim(m) end
@@ -478,7 +490,7 @@ end
 for _, m in ipairs(members) do
   if m ~= host then claim(m) end
 end
-expire_like_status(p, p .. ':cleaned')
+expire_like_status(p, p .. ':cleaned_by')
 return claimed
 ";
 
