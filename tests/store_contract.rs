@@ -435,13 +435,8 @@ async fn forfeits_lobbies_and_claims<S: GameStore>(store: S) {
         entered,
         "closed, whether or not the game is over"
     );
-    assert!(
-        store
-            .claim_cleanings(&g, &claim())
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    let unclaimed = store.claim_cleanings(&g, &claim()).await.unwrap();
+    assert!(unclaimed.is_empty(), "not over yet: {unclaimed:?}");
 
     let mut order: Vec<UserToken> = p[..3].to_vec();
     order.sort();
@@ -554,13 +549,8 @@ async fn forfeits_lobbies_and_claims<S: GameStore>(store: S) {
         rest,
         "the same claimant again"
     );
-    assert!(
-        store
-            .claim_cleanings(&g, &claim())
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    let unclaimed = store.claim_cleanings(&g, &claim()).await.unwrap();
+    assert!(unclaimed.is_empty(), "each claimed already: {unclaimed:?}");
     for u in &order {
         assert!(
             !store.close_lobby(&g, u, &claim()).await.unwrap(),
