@@ -539,8 +539,8 @@ fn the_dashboard_command_watches_another_processs_simulation() {
         let latest = loop {
             let state = pipeline_state(&addr);
             let latest = state["latest"].clone();
-            // The broker's figures are read every two seconds.
-            // A lobby's timeout may be published after the last game's end.
+            // A lobby's timeout may be published after the last game's end, and the
+            // broker's figures are read every two seconds.
             if latest["games"]["completed"] == completed
                 && latest["games"]["timed_out"].as_u64() >= Some(timed_out)
                 && latest["broker_stats"]

@@ -344,10 +344,7 @@ impl RedisStore {
         script: &'static Script,
         game: &GameToken,
     ) -> Result<T, StoreError> {
-        self.game_call(script, game)?
-            .invoke_async(&mut self.conns.next())
-            .await
-            .map_err(unavailable)
+        self.game_script_with(script, game, &[]).await
     }
 
     /// Runs a game's `script` with the game and a user as its arguments.
@@ -357,9 +354,21 @@ impl RedisStore {
         game: &GameToken,
         user: &UserToken,
     ) -> Result<T, StoreError> {
+        self.game_script_with(script, game, &[user.as_str()]).await
+    }
+
+    /// Runs a game's `script` with the game and then `args` as its arguments.
+    async fn game_script_with<T: redis::FromRedisValue>(
+        &self,
+        script: &'static Script,
+        game: &GameToken,
+        args: &[&str],
+    ) -> Result<T, StoreError> {
         let mut call = self.game_call(script, game)?;
-        call.arg(user.as_str())
-            .invoke_async(&mut self.conns.next())
+        for arg in args {
+            call.arg(*arg);
+        }
+        call.invoke_async(&mut self.conns.next())
             .await
             .map_err(unavailable)
     }
@@ -1032,13 +1041,13 @@ impl GameStore for RedisStore {
         user: &UserToken,
         claim: &ClaimId,
     ) -> Result<bool, StoreError> {
-        let mut call = self.game_call(&self.scripts.close_lobby, game)?;
-        let claimed: i64 = call
-            .arg(user.as_str())
-            .arg(claim.as_str())
-            .invoke_async(&mut self.conns.next())
-            .await
-            .map_err(unavailable)?;
+        let claimed: i64 = self
+            .game_script_with(
+                &self.scripts.close_lobby,
+                game,
+                &[user.as_str(), claim.as_str()],
+            )
+            .await?;
         Ok(claimed == 1)
     }
 
@@ -1047,12 +1056,9 @@ impl GameStore for RedisStore {
         game: &GameToken,
         claim: &ClaimId,
     ) -> Result<Vec<UserToken>, StoreError> {
-        let mut call = self.game_call(&self.scripts.claim_cleanings, game)?;
-        let claimed: Vec<String> = call
-            .arg(claim.as_str())
-            .invoke_async(&mut self.conns.next())
-            .await
-            .map_err(unavailable)?;
+        let claimed: Vec<String> = self
+            .game_script_with(&self.scripts.claim_cleanings, game, &[claim.as_str()])
+            .await?;
         Ok(claimed.into_iter().map(UserToken).collect())
     }
 
