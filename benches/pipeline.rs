@@ -114,7 +114,7 @@ async fn etl_rate(dir: &Path, games: usize, batch: Option<BatchPolicy>) -> (f64,
         "bench-0".into(),
         settings,
         progress.clone(),
-        stop_rx,
+        worker::Signals::stop_only(stop_rx),
     ));
     while progress.counts().games_written < games as u64 {
         tokio::time::sleep(Duration::from_millis(1)).await;

@@ -253,6 +253,9 @@ pub async fn run_with<S: GameStore>(
         stop: settings.stop.clone(),
     })
     .await;
+    // What is still to come are the events of games ending now: the workers write
+    // their batches as soon as those stop coming.
+    workers.finish();
     let _ = end_backlog.send(());
     let (backlog_peak, held_s) = backlog.await.unwrap_or_default();
     // The games of bots that stopped (a connection refused, a timeout) end by

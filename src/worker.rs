@@ -37,6 +37,9 @@ const WRITES_IN_FLIGHT: usize = 8;
 /// Messages a worker takes at once at most; those with nothing to write are
 /// acknowledged together.
 const TAKE: usize = 256;
+/// Once the producers are done ([`Pool::finish`]), a batch is written as soon as its
+/// worker has taken nothing new for this long, instead of at its age.
+const QUIET: Duration = Duration::from_millis(50);
 
 /// Writing one file per batch of games instead of one per game.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -225,6 +228,7 @@ pub struct Assignment {
 /// The workers of one process, started and stopped together.
 pub struct Pool {
     stop: watch::Sender<bool>,
+    finishing: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
 
@@ -239,6 +243,7 @@ impl Pool {
         progress: &Arc<EtlProgress>,
     ) -> Result<Self, BrokerError> {
         let (stop, stop_rx) = watch::channel(false);
+        let (finishing, finishing_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let settings = WorkerSettings {
             shared: broker.semantics().work_sharing(),
@@ -254,10 +259,25 @@ impl Pool {
                 format!("{}-{i}", assignment.run_id),
                 settings.clone(),
                 progress.clone(),
-                stop_rx.clone(),
+                Signals {
+                    stop: stop_rx.clone(),
+                    finishing: finishing_rx.clone(),
+                },
             ));
         }
-        Ok(Self { stop, tasks })
+        Ok(Self {
+            stop,
+            finishing,
+            tasks,
+        })
+    }
+
+    /// Tells every worker that nothing more will be published but what is on its way:
+    /// a worker then writes its batch once it has taken nothing new for a moment,
+    /// without waiting for the batch's age, so that the end of a run is not held up
+    /// by a timer. The workers go on consuming until [`Self::stop`].
+    pub fn finish(&self) {
+        self.finishing.send_replace(true);
     }
 
     /// Tells every worker to stop, each writing what it holds, and waits up to
@@ -303,16 +323,38 @@ const CLEANS_IN_FLIGHT: usize = 64;
 /// Games whose files are being written, with the messages to settle after.
 type Written = (Vec<(Vec<Delivery>, GameToken)>, Result<usize, String>);
 
-/// One worker: runs until `stop` turns true (then writes what it holds) or the broker
-/// closes. Broker and store failures are retried, never fatal.
+/// What a [`Pool`] tells its workers.
+pub struct Signals {
+    /// True: write what you hold and stop.
+    pub stop: watch::Receiver<bool>,
+    /// True: the producers are done ([`Pool::finish`]).
+    pub finishing: watch::Receiver<bool>,
+}
+
+impl Signals {
+    /// A worker told only when to stop: its batches go by their count and age.
+    pub fn stop_only(stop: watch::Receiver<bool>) -> Self {
+        Self {
+            stop,
+            finishing: watch::channel(false).1,
+        }
+    }
+}
+
+/// One worker: runs until `signals.stop` turns true (then writes what it holds) or
+/// the broker closes. Broker and store failures are retried, never fatal.
 pub async fn run<S: GameStore>(
     store: S,
     mut consumer: Box<dyn Consumer>,
     worker_id: String,
     settings: WorkerSettings,
     progress: Arc<EtlProgress>,
-    mut stop: watch::Receiver<bool>,
+    signals: Signals,
 ) {
+    let Signals {
+        mut stop,
+        mut finishing,
+    } = signals;
     let mut w = Worker {
         mine: progress.worker(&worker_id),
         store,
@@ -323,6 +365,7 @@ pub async fn run<S: GameStore>(
         pending_games: HashMap::new(),
         writing: JoinSet::new(),
         oldest: None,
+        last_taken: None,
         backoff: BACKOFF,
         resume_at: None,
         acks: Vec::new(),
@@ -333,16 +376,26 @@ pub async fn run<S: GameStore>(
         let now = consumer.overflowed();
         EtlProgress::add(&w.progress.lost, now.saturating_sub(overflowed));
         overflowed = overflowed.max(now);
-        let deadline = w.deadline();
+        let finished = *finishing.borrow();
+        let deadline = w.deadline(finished);
         tokio::select! {
             biased;
             _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => break,
             Some(done) = w.writing.join_next() => w.written(done).await,
             _ = sleep_until(deadline), if deadline.is_some() => w.flush().await,
+            // Only to look at the deadline again; with no pool to say so, never.
+            _ = async {
+                if finishing.wait_for(|f| *f).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }, if !finished => {}
             _ = sleep_until(w.resume_at), if w.resume_at.is_some() => w.resume_at = None,
             next = consumer.next_batch(TAKE), if w.resume_at.is_none() && w.writing.len() < WRITES_IN_FLIGHT => {
                 match next {
                     Ok(taken) => {
+                        if !taken.is_empty() {
+                            w.last_taken = Some(Instant::now());
+                        }
                         for delivery in taken {
                             w.handle(delivery).await;
                             if w.pending.len() >= batch_games {
@@ -386,6 +439,8 @@ struct Worker<S> {
     writing: JoinSet<Written>,
     /// When the oldest pending game arrived.
     oldest: Option<Instant>,
+    /// When the consumer last handed over messages.
+    last_taken: Option<Instant>,
     backoff: Backoff,
     /// While backing off, no message is taken.
     resume_at: Option<Instant>,
@@ -394,10 +449,20 @@ struct Worker<S> {
 }
 
 impl<S: GameStore> Worker<S> {
-    fn deadline(&self) -> Option<Instant> {
+    /// When the pending batch is due: at its age, or, once the producers are done
+    /// (`finishing`), after a [`QUIET`] moment if that comes first.
+    fn deadline(&self, finishing: bool) -> Option<Instant> {
         let age = self.settings.batch?.max_age;
+        let oldest = self.oldest?;
+        let quiet = self
+            .last_taken
+            .filter(|_| finishing)
+            .map(|taken| taken.max(oldest) + QUIET);
         // An age too long for the clock: the batch goes by its count only.
-        self.oldest?.checked_add(age)
+        match (oldest.checked_add(age), quiet) {
+            (Some(aged), Some(quiet)) => Some(aged.min(quiet)),
+            (aged, quiet) => aged.or(quiet),
+        }
     }
 
     /// Takes no message for a while after a failure; the wait doubles while

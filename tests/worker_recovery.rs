@@ -57,6 +57,7 @@ async fn finished_games(
 struct Running {
     task: JoinHandle<()>,
     stop: watch::Sender<bool>,
+    finishing: watch::Sender<bool>,
     progress: Arc<EtlProgress>,
 }
 
@@ -73,6 +74,11 @@ async fn start_worker(
         .unwrap();
     let progress = Arc::new(EtlProgress::default());
     let (stop, stop_rx) = watch::channel(false);
+    let (finishing, finishing_rx) = watch::channel(false);
+    let signals = worker::Signals {
+        stop: stop_rx,
+        finishing: finishing_rx,
+    };
     let settings = WorkerSettings {
         output_dir: output_dir.to_path_buf(),
         clean: true,
@@ -82,11 +88,12 @@ async fn start_worker(
     };
     let task = tokio::spawn({
         let (store, progress, id) = (store.clone(), progress.clone(), id.to_string());
-        async move { worker::run(store, consumer, id, settings, progress, stop_rx).await }
+        async move { worker::run(store, consumer, id, settings, progress, signals).await }
     });
     Running {
         task,
         stop,
+        finishing,
         progress,
     }
 }
@@ -122,14 +129,7 @@ async fn a_worker_killed_mid_batch_loses_no_game() {
     .await;
     let games = finished_games(&store, &broker, 40, 1).await;
     until("the first worker to take every event", || {
-        broker
-            .depth(events::WORKER_QUEUE, events::WORKER_GROUP)
-            .ready
-            == 0
-            && broker
-                .depth(events::WORKER_QUEUE, events::WORKER_GROUP)
-                .unacked
-                == games.len()
+        all_taken(&broker, games.len())
     })
     .await;
     assert_eq!(doomed.progress.counts().games_written, 0);
@@ -163,6 +163,59 @@ async fn a_worker_killed_mid_batch_loses_no_game() {
         // Cleaned after its tables were written.
         assert!(store.extract(g).await.unwrap().is_none());
     }
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+/// The games on the worker's queue: all taken, none left ready.
+fn all_taken(broker: &MemoryBroker, taken: usize) -> bool {
+    let depth = broker.depth(events::WORKER_QUEUE, events::WORKER_GROUP);
+    depth.ready == 0 && depth.unacked == taken
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_run_writes_its_batch_without_waiting_for_its_age() {
+    let store = MemoryStore::new();
+    let broker = MemoryBroker::new();
+    let out = scratch_dir("finishing");
+    let running = start_worker(
+        &store,
+        &broker,
+        "finishing",
+        &out,
+        Some(BatchPolicy {
+            games: 1000,
+            max_age: Duration::from_secs(3600),
+        }),
+    )
+    .await;
+    let games = finished_games(&store, &broker, 12, 1).await;
+    until("the worker to take every event", || {
+        all_taken(&broker, games.len())
+    })
+    .await;
+    assert_eq!(running.progress.counts().games_written, 0);
+
+    running.finishing.send(true).unwrap();
+    until("the held batch to be written", || {
+        running.progress.counts().games_written == games.len() as u64
+    })
+    .await;
+    assert_eq!(running.progress.counts().files_written, 2);
+    // Games that end after the word still go out, in a batch of their own.
+    let late = finished_games(&store, &broker, 3, 1).await;
+    until("the late games to be written", || {
+        running.progress.counts().games_written == (games.len() + late.len()) as u64
+    })
+    .await;
+    // One batch, unless the machine paused between the late games for longer than
+    // the worker waits for more.
+    assert!(running.progress.counts().files_written >= 4);
+    running.stop.send(true).unwrap();
+    running.task.await.unwrap();
+
+    let audit = audit::audit(&out).unwrap();
+    assert_eq!(audit.report.games, (games.len() + late.len()) as u64);
+    assert_eq!(audit.report.duplicate_games, 0);
     std::fs::remove_dir_all(&out).unwrap();
 }
 
