@@ -422,8 +422,10 @@ fn server_and_player(load: Load) -> Row {
 /// `simulate --rate` held for about `seconds`.
 fn rate(dir: &Path, asked: f64, seconds: f64, (fewest, most): (f64, f64)) -> Row {
     let games = (asked * seconds).clamp(fewest, most);
-    // Enough bots for the games in flight; a game takes 2.4 joins on average.
-    let bots = (asked / 5.0).clamp(20.0, 2_000.0) as usize;
+    // Enough bots for the games in flight, and not many more: every bot costs CPU on
+    // every game (asked for 10,000 games/s, 800 bots made 7,600 and 2,000 made 4,800,
+    // each event then taking 40% more CPU). A game takes 2.4 joins on average.
+    let bots = (asked / 12.5).clamp(20.0, 800.0) as usize;
     let load = Load {
         bots,
         games: (games * 2.4 / bots as f64).ceil() as usize + 1,
