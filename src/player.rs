@@ -44,6 +44,9 @@ const CONNECTING_BOTS: usize = 256;
 
 /// With this many bots or fewer still playing in the process, bots ask for 2 players.
 const ENDGAME_BOTS: usize = 5;
+/// With this many bots or fewer not waiting in a lobby, a bot helps fill the lobbies
+/// others wait in rather than choosing a game size at random.
+const FEW_FREE_BOTS: usize = 10;
 /// How often, and how far apart, a bot asks again for a game while the server says it
 /// still plays the one it just left (its lobby not yet closed there).
 const FIND_RETRIES: usize = 50;
@@ -686,14 +689,22 @@ impl Drop for Waiting<'_> {
     }
 }
 
-/// Like the original, 2 or 3 players at random; except that a bot first helps fill a
-/// lobby another bot of this process waits in, and that the last few bots pair up.
-/// Otherwise the last games of a run sit out the lobby timeout, waiting for players
-/// who chose the other size or have already left.
+/// Like the original, 2 or 3 players at random (half the joins go to games of each
+/// size), except when few bots of this process are free to come: then a bot first
+/// helps fill a lobby another bot waits in, and the last few bots pair up. Otherwise
+/// those lobbies would sit out the lobby timeout, waiting for players who chose the
+/// other size or have already left. With more bots free, a lobby fills soon whatever
+/// one bot chooses; helping then would feed on itself (a lobby of 3 always waiting
+/// draws every bot to games of 3) and a run would settle on one size.
 fn choose_participants(tally: &Tally, rng: &mut SmallRng) -> u8 {
     let waiting_for = |n: u8| tally.waiting[usize::from(n - 2)].load(Ordering::Relaxed);
-    match (waiting_for(2), waiting_for(3)) {
-        (0, 0) if *tally.active.borrow() <= ENDGAME_BOTS => 2,
+    let (two, three) = (waiting_for(2), waiting_for(3));
+    let active = *tally.active.borrow();
+    if active.saturating_sub(two + three) > FEW_FREE_BOTS {
+        return rng.random_range(2..=3);
+    }
+    match (two, three) {
+        (0, 0) if active <= ENDGAME_BOTS => 2,
         (0, 0) => rng.random_range(2..=3),
         (0, _) => 3,
         (_, 0) => 2,
@@ -848,6 +859,35 @@ mod tests {
         let reply = reply.map(|r| r.0.to_string()).map_err(|e| e.to_string());
         let reopened = tally.reopened.load(Ordering::Relaxed);
         (reply, reopened, accepted.load(Ordering::Relaxed))
+    }
+
+    /// The game sizes bots choose with `active` bots running, `waiting` of them in a
+    /// lobby of 2 and of 3 players: how many of 1,000 choices were games of 2.
+    fn choices_of_two(active: usize, waiting: [usize; 2]) -> usize {
+        let tally = Tally::new(&PlayerSettings::default());
+        tally.active.send_replace(active);
+        for (counter, n) in tally.waiting.iter().zip(waiting) {
+            counter.store(n, Ordering::Relaxed);
+        }
+        let mut rng = SmallRng::seed_from_u64(7);
+        (0..1000)
+            .filter(|_| choose_participants(&tally, &mut rng) == 2)
+            .count()
+    }
+
+    #[test]
+    fn bots_choose_a_game_size_at_random_unless_few_are_free() {
+        // Many bots free: half and half, whatever lobby waits.
+        for waiting in [[0, 0], [0, 2], [1, 0], [1, 2]] {
+            let two = choices_of_two(200, waiting);
+            assert!((400..=600).contains(&two), "{waiting:?}: {two} of 1000");
+        }
+        // Few free: they fill the lobby that waits, and the last ones pair up.
+        assert_eq!(choices_of_two(10, [0, 2]), 0);
+        assert_eq!(choices_of_two(10, [1, 0]), 1000);
+        assert_eq!(choices_of_two(ENDGAME_BOTS, [0, 0]), 1000);
+        let two = choices_of_two(10, [0, 0]);
+        assert!((400..=600).contains(&two), "{two} of 1000");
     }
 
     /// The server's idle close crossing a request: sent again, once, on a new
