@@ -396,7 +396,7 @@ async fn listeners(
         Transport::Tcp => {
             let tcp = match outside {
                 Some(tcp) => tcp,
-                None => TcpListener::bind("127.0.0.1:0")
+                None => crate::net::bind("127.0.0.1:0")
                     .await
                     .map_err(SimulateError::Bind)?,
             };

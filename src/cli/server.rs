@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use tokio::net::TcpListener;
 
 use super::build_db::RosterArgs;
 use super::metrics::MetricsArgs;
@@ -159,7 +158,7 @@ pub async fn run(args: &ServerArgs, g: &GlobalArgs) -> Result<ExitCode> {
         None => None,
     };
     let addr = format!("{}:{}", args.host, args.port);
-    let listener = TcpListener::bind(&addr)
+    let listener = crate::net::bind(addr.as_str())
         .await
         .with_context(|| format!("binding {addr}"))?;
     let local = listener.local_addr()?;

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use tokio::net::TcpListener;
 
 use super::dashboard::{self, DashboardArgs};
 use super::metrics::MetricsArgs;
@@ -137,7 +136,7 @@ pub async fn run(args: &SimulateArgs, g: &GlobalArgs) -> Result<ExitCode> {
     let stop = StopRequests::follow("the bots finish their games, then the tables are written");
     let outside = match &args.listen {
         Some(addr) => {
-            let listener = TcpListener::bind(addr)
+            let listener = crate::net::bind(addr.as_str())
                 .await
                 .with_context(|| format!("simulate cannot listen on {addr}"))?;
             eprintln!("game server: ws://{}", listener.local_addr()?);

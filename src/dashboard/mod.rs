@@ -54,7 +54,7 @@ pub struct Dashboard {
 impl Dashboard {
     /// Binds `host:port` (port 0: any free port).
     pub async fn bind(host: &str, port: u16, sources: Sources) -> std::io::Result<Self> {
-        let listener = TcpListener::bind((host, port)).await?;
+        let listener = crate::net::bind((host, port)).await?;
         Ok(Self { listener, sources })
     }
 

@@ -49,6 +49,37 @@ pub fn raise_file_limit() -> io::Result<FileLimit> {
     Ok(FileLimit { soft, hard })
 }
 
+/// Connections the kernel queues for a listener before it accepts them (capped by
+/// `net.core.somaxconn`). The standard library asks for 128: bots that open their
+/// sockets together overflow that, and a client whose handshake is dropped tries again
+/// only a second later.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a TCP listener on `addr` ("host:port", a name resolved first; the first
+/// address that binds), with address reuse as the standard library sets it and a
+/// queue of [`LISTEN_BACKLOG`] connections.
+pub async fn bind(addr: impl tokio::net::ToSocketAddrs) -> io::Result<TcpListener> {
+    let mut last = None;
+    for at in tokio::net::lookup_host(addr).await? {
+        let socket = if at.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(at).and_then(|()| socket.listen(LISTEN_BACKLOG)) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the address resolved to nothing",
+        )
+    }))
+}
+
 /// Sockets one bot keeps open: one per endpoint it uses (login, find, lobby, hero,
 /// action).
 pub const SOCKETS_PER_BOT: u64 = 5;
@@ -400,6 +431,30 @@ async fn refuse(mut tcp: TcpStream) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A crowd connecting at once is queued, not dropped: with the standard 128, the
+    /// handshakes past the queue would wait for ever, as nothing here accepts.
+    #[tokio::test]
+    async fn a_listener_queues_a_crowd_of_connections() {
+        const CROWD: usize = 600;
+        raise_file_limit().unwrap();
+        let listener = bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connects: Vec<_> = (0..CROWD)
+            .map(|_| tokio::spawn(TcpStream::connect(addr)))
+            .collect();
+        let mut open = Vec::with_capacity(CROWD);
+        for connect in connects {
+            let stream = tokio::time::timeout(Duration::from_secs(30), connect)
+                .await
+                .expect("a connection the listener dropped")
+                .unwrap()
+                .unwrap();
+            open.push(stream);
+        }
+        assert_eq!(open.len(), CROWD);
+        drop(listener);
+    }
 
     #[test]
     fn slots_cap_in_all_and_per_peer() {
