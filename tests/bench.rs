@@ -82,6 +82,52 @@ fn a_quick_bench_prints_the_tables_it_writes() {
     );
 }
 
+/// The game table's row of `broker`, its cells by the header's names.
+fn game_row(md: &str, broker: &str) -> std::collections::HashMap<String, String> {
+    let cells = |line: &str| -> Vec<String> {
+        line.trim_matches('|')
+            .split('|')
+            .map(|c| c.trim().to_string())
+            .collect()
+    };
+    let mut lines = md
+        .lines()
+        .skip_while(|l| !l.starts_with("| broker | games simulated"));
+    let header = cells(lines.next().expect("a game table"));
+    let row = lines
+        .skip(1)
+        .take_while(|l| l.starts_with('|'))
+        .find(|l| cells(l)[0] == broker)
+        .unwrap_or_else(|| panic!("no game row for {broker} in {md}"));
+    header.into_iter().zip(cells(row)).collect()
+}
+
+#[test]
+fn the_game_table_sets_the_pipeline_beside_the_broker_alone() {
+    let (out, _) = quick_report();
+    let report = report_json(out);
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for b in report["brokers"].as_array().unwrap() {
+        let name = b["broker"].as_str().unwrap();
+        let row = game_row(&md, name);
+        let events = b["game"]["events_per_s"].as_f64().unwrap();
+        let (alone, how) = match b["sustainable"]["rate_per_s"].as_f64() {
+            Some(rate) => (rate, "sustained"),
+            None => (b["raw"]["consume_per_s"].as_f64().unwrap(), "throughput"),
+        };
+        assert_eq!(
+            row["the broker alone, msg/s"],
+            format!("{alone:.0} ({how})"),
+            "{name}: {row:?}"
+        );
+        assert_eq!(
+            row["events/s of that"],
+            format!("{:.1}%", 100.0 * events / alone),
+            "{name}: {row:?}"
+        );
+    }
+}
+
 fn latency_in_order(latency: &Value) {
     let ms = |f: &str| {
         latency[f]

@@ -911,9 +911,11 @@ impl Report {
                 .map_or(String::new(), |r| format!(", target {r:.0} games/s"))
         );
         md.push_str(
-            "| broker | games simulated | games written | duplicate games | missing games | events/s | games/s | end to Parquet p50 ms | p95 ms | p99 ms | max ms | broker CPU, cores (peak); the machine's busy cores | broker RSS MiB | notes |\n",
+            "| broker | games simulated | games written | duplicate games | missing games | events/s | the broker alone, msg/s | events/s of that | games/s | end to Parquet p50 ms | p95 ms | p99 ms | max ms | broker CPU, cores (peak); the machine's busy cores | broker RSS MiB | notes |\n",
         );
-        md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+        md.push_str(
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+        );
         for b in &self.brokers {
             match &b.game {
                 Some(g) => {
@@ -923,8 +925,18 @@ impl Report {
                     } else {
                         String::new()
                     };
+                    let (alone, share) = match b.rate_alone() {
+                        Some((rate, sustained)) if rate > 0.0 => (
+                            format!(
+                                "{rate:.0} ({})",
+                                if sustained { "sustained" } else { "throughput" }
+                            ),
+                            format!("{:.1}%", 100.0 * g.events_per_s / rate),
+                        ),
+                        _ => ("-".into(), "-".into()),
+                    };
                     md.push_str(&format!(
-                        "| {} | {} | {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {note} |\n",
+                        "| {} | {} | {} | {} | {} | {:.0} | {alone} | {share} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {note} |\n",
                         b.broker,
                         g.games_simulated,
                         g.games_written,
@@ -941,7 +953,7 @@ impl Report {
                     ))
                 }
                 None => md.push_str(&format!(
-                    "| {} | - | - | - | - | - | - | - | - | - | - | - | - | {} |\n",
+                    "| {} | - | - | - | - | - | - | - | - | - | - | - | - | - | - | {} |\n",
                     b.broker,
                     b.note()
                 )),
@@ -979,6 +991,15 @@ fn rss_cell(usage: Option<&ProcessUsage>) -> String {
 }
 
 impl BrokerReport {
+    /// What the broker carried alone, in messages a second: its highest sustainable
+    /// rate (true) if that search found one, else its throughput run's consumed/s.
+    pub fn rate_alone(&self) -> Option<(f64, bool)> {
+        let sustained = self.sustainable.as_ref().and_then(|s| s.rate_per_s);
+        sustained
+            .map(|r| (r, true))
+            .or_else(|| self.raw.as_ref().map(|r| (r.consume_per_s, false)))
+    }
+
     /// Why a broker has no numbers, for a table cell.
     fn note(&self) -> String {
         format!(

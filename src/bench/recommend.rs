@@ -89,11 +89,7 @@ fn headroom(report: &Report) -> Recommendation {
     const CRITERION: &str = "throughput headroom over the game pipeline";
     let rated = candidates(report).filter_map(|b| {
         let lost = b.raw.as_ref().map_or(0, |r| r.lost);
-        let rate = b
-            .sustainable
-            .as_ref()
-            .and_then(|s| s.rate_per_s)
-            .or_else(|| b.raw.as_ref().map(|r| r.consume_per_s))?;
+        let (rate, _) = b.rate_alone()?;
         (lost == 0).then_some((b, rate))
     });
     let Some((b, rate)) = best(rated) else {
@@ -102,11 +98,7 @@ fn headroom(report: &Report) -> Recommendation {
             "no broker has a sustainable rate or a lossless throughput run",
         );
     };
-    let what = if b
-        .sustainable
-        .as_ref()
-        .is_some_and(|s| s.rate_per_s.is_some())
-    {
+    let what = if b.rate_alone().is_some_and(|(_, sustained)| sustained) {
         "sustains"
     } else {
         "consumed (throughput run)"
