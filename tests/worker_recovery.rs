@@ -110,29 +110,37 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// A worker whose batches wait for 1,000 games or an hour, holding `n` finished games
+/// it took (none left ready on the queue) and wrote none of.
+async fn holding_worker(
+    store: &MemoryStore,
+    broker: &MemoryBroker,
+    id: &str,
+    out: &Path,
+    n: usize,
+) -> (Running, Vec<GameToken>) {
+    let batch = BatchPolicy {
+        games: 1000,
+        max_age: Duration::from_secs(3600),
+    };
+    let running = start_worker(store, broker, id, out, Some(batch)).await;
+    let games = finished_games(store, broker, n, 1).await;
+    until("the worker to take every event", || {
+        let depth = broker.depth(events::WORKER_QUEUE, events::WORKER_GROUP);
+        depth.ready == 0 && depth.unacked == games.len()
+    })
+    .await;
+    assert_eq!(running.progress.counts().games_written, 0);
+    (running, games)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_batch_loses_no_game() {
     let store = MemoryStore::new();
     let broker = MemoryBroker::new();
     let out = scratch_dir("killed");
-    // The first worker batches everything and never gets to write.
-    let doomed = start_worker(
-        &store,
-        &broker,
-        "doomed",
-        &out,
-        Some(BatchPolicy {
-            games: 1000,
-            max_age: Duration::from_secs(3600),
-        }),
-    )
-    .await;
-    let games = finished_games(&store, &broker, 40, 1).await;
-    until("the first worker to take every event", || {
-        all_taken(&broker, games.len())
-    })
-    .await;
-    assert_eq!(doomed.progress.counts().games_written, 0);
+    // The first worker never gets to write.
+    let (doomed, games) = holding_worker(&store, &broker, "doomed", &out, 40).await;
 
     doomed.task.abort();
     assert!(doomed.task.await.unwrap_err().is_cancelled());
@@ -166,34 +174,12 @@ async fn a_worker_killed_mid_batch_loses_no_game() {
     std::fs::remove_dir_all(&out).unwrap();
 }
 
-/// The games on the worker's queue: all taken, none left ready.
-fn all_taken(broker: &MemoryBroker, taken: usize) -> bool {
-    let depth = broker.depth(events::WORKER_QUEUE, events::WORKER_GROUP);
-    depth.ready == 0 && depth.unacked == taken
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_finished_run_writes_its_batch_without_waiting_for_its_age() {
     let store = MemoryStore::new();
     let broker = MemoryBroker::new();
     let out = scratch_dir("finishing");
-    let running = start_worker(
-        &store,
-        &broker,
-        "finishing",
-        &out,
-        Some(BatchPolicy {
-            games: 1000,
-            max_age: Duration::from_secs(3600),
-        }),
-    )
-    .await;
-    let games = finished_games(&store, &broker, 12, 1).await;
-    until("the worker to take every event", || {
-        all_taken(&broker, games.len())
-    })
-    .await;
-    assert_eq!(running.progress.counts().games_written, 0);
+    let (running, games) = holding_worker(&store, &broker, "finishing", &out, 12).await;
 
     running.finishing.send(true).unwrap();
     until("the held batch to be written", || {
