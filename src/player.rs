@@ -161,6 +161,8 @@ struct Tally {
     reopened: AtomicU64,
     /// Places in a game, one per bot playing (None: no cap).
     places: Option<Semaphore>,
+    /// How many places there are (`usize::MAX`: no cap).
+    place_count: usize,
     /// Bots still logging in and opening their connections: no bot plays before
     /// all are done, so that games are not slowed down by a crowd still connecting.
     connecting: AtomicUsize,
@@ -187,16 +189,20 @@ impl Tally {
             .filter(|r| r.is_finite() && *r > 0.0)
             .and_then(|r| Duration::try_from_secs_f64(1.0 / r).ok())
             .map(Pacer::new);
+        // At least 5: the server keeps one open game of 2 and one of 3 players, which
+        // can hold 3 waiting bots; 2 more fill them.
+        let place_count = match settings.concurrent_bots {
+            0 => usize::MAX,
+            n => n.clamp(5, Semaphore::MAX_PERMITS),
+        };
         Tally {
             completed: settings.completed.clone(),
             completed_games: Mutex::default(),
             pacer,
             errors: AtomicU64::default(),
             reopened: AtomicU64::default(),
-            // At least 5: the server keeps one open game of 2 and one of 3 players, which
-            // can hold 3 waiting bots; 2 more fill them.
-            places: (settings.concurrent_bots > 0)
-                .then(|| Semaphore::new(settings.concurrent_bots.clamp(5, Semaphore::MAX_PERMITS))),
+            places: (settings.concurrent_bots > 0).then(|| Semaphore::new(place_count)),
+            place_count,
             connecting: AtomicUsize::new(settings.bots),
             all_connected: watch::Sender::new(settings.bots == 0),
             handshakes: Semaphore::new(CONNECTING_BOTS),
@@ -690,7 +696,8 @@ impl Drop for Waiting<'_> {
 }
 
 /// Like the original, 2 or 3 players at random (half the joins go to games of each
-/// size), except when few bots of this process are free to come: then a bot first
+/// size), except when few bots of this process are free to come (running, with a
+/// place in a game, and not waiting in a lobby): then a bot first
 /// helps fill a lobby another bot waits in, and the last few bots pair up. Otherwise
 /// those lobbies would sit out the lobby timeout, waiting for players who chose the
 /// other size or have already left. With more bots free, a lobby fills soon whatever
@@ -700,7 +707,7 @@ fn choose_participants(tally: &Tally, rng: &mut SmallRng) -> u8 {
     let waiting_for = |n: u8| tally.waiting[usize::from(n - 2)].load(Ordering::Relaxed);
     let (two, three) = (waiting_for(2), waiting_for(3));
     let active = *tally.active.borrow();
-    if active.saturating_sub(two + three) > FEW_FREE_BOTS {
+    if active.min(tally.place_count).saturating_sub(two + three) > FEW_FREE_BOTS {
         return rng.random_range(2..=3);
     }
     match (two, three) {
@@ -864,7 +871,15 @@ mod tests {
     /// The game sizes bots choose with `active` bots running, `waiting` of them in a
     /// lobby of 2 and of 3 players: how many of 1,000 choices were games of 2.
     fn choices_of_two(active: usize, waiting: [usize; 2]) -> usize {
-        let tally = Tally::new(&PlayerSettings::default());
+        choices_of_two_in(active, waiting, 0)
+    }
+
+    /// The same with at most `places` bots in games at once (0: no cap).
+    fn choices_of_two_in(active: usize, waiting: [usize; 2], places: usize) -> usize {
+        let tally = Tally::new(&PlayerSettings {
+            concurrent_bots: places,
+            ..PlayerSettings::default()
+        });
         tally.active.send_replace(active);
         for (counter, n) in tally.waiting.iter().zip(waiting) {
             counter.store(n, Ordering::Relaxed);
@@ -887,6 +902,10 @@ mod tests {
         assert_eq!(choices_of_two(10, [1, 0]), 1000);
         assert_eq!(choices_of_two(ENDGAME_BOTS, [0, 0]), 1000);
         let two = choices_of_two(10, [0, 0]);
+        assert!((400..=600).contains(&two), "{two} of 1000");
+        // Many bots running, but few places in games: few are free to come.
+        assert_eq!(choices_of_two_in(200, [0, 2], 8), 0);
+        let two = choices_of_two_in(200, [0, 2], 100);
         assert!((400..=600).contains(&two), "{two} of 1000");
     }
 
