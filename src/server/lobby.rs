@@ -23,7 +23,7 @@ use crate::game::protocol::{
 };
 use crate::game::rules::{ForfeitReason, RuleError};
 use crate::game::{GameStatus, GameToken, UserToken};
-use crate::store::{ClaimId, GameStore, LobbyEntry, Signal, SignalWatch, StoreError};
+use crate::store::{GameStore, LobbyEntry, Signal, SignalWatch};
 
 /// Runs one lobby request to its end.
 pub(super) async fn session<S: GameStore>(
@@ -268,40 +268,21 @@ impl<S: GameStore> Lobby<'_, S> {
     }
 
     /// Marks the lobby closed and, the game being over, logs the player's cleaning
-    /// record unless someone did already (one store call). Retried while the store is
-    /// down, for the same claim id each time, as the referee's clean-up is: a closing
-    /// that took effect though its answer was lost leaves its claim to the next try.
+    /// record unless someone did already (one store call, retried while the store is
+    /// down as the referee's clean-up is: see [`referee::claim_retried`]).
     async fn close(&mut self) {
-        let claim = ClaimId::new_random();
-        for _ in 0..referee::CLEAN_UP_ATTEMPTS {
-            match self
-                .app
-                .store
-                .close_lobby(&self.game, &self.user, &claim)
-                .await
-            {
-                Ok(claimed) => {
-                    self.closed = true;
-                    if claimed {
-                        cleaning_records(&self.game, &self.user);
-                    }
-                    return;
-                }
-                Err(e @ StoreError::Unavailable(_)) => {
-                    store_error(e);
-                    sleep(referee::RETRY).await;
-                }
-                Err(e) => {
-                    store_error(e);
-                    return;
-                }
+        let (store, game, user) = (&self.app.store, &self.game, &self.user);
+        let lost = || format!("the cleaning record of {user} was not logged");
+        let closed = referee::claim_retried(game, lost, |claim| async move {
+            store.close_lobby(game, user, &claim).await
+        })
+        .await;
+        if let Some(claimed) = closed {
+            self.closed = true;
+            if claimed {
+                cleaning_records(&self.game, &self.user);
             }
         }
-        tracing::error!(
-            "game {}: the store stayed down; the cleaning record of {} was not logged",
-            self.game,
-            self.user
-        );
     }
 
     /// A full lobby starts its game; several lobbies may try, one succeeds.

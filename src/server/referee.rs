@@ -28,10 +28,10 @@ use crate::store::{ClaimId, GameStore, Signal, StoreError};
 use crate::timer::LazyTimer;
 
 /// How long a referee waits before trying again when the store failed.
-pub(super) const RETRY: Duration = Duration::from_secs(1);
+const RETRY: Duration = Duration::from_secs(1);
 /// How many times a referee or a lobby tries to log a finished game's cleaning
 /// records while the store is down before it gives up, saying so.
-pub(super) const CLEAN_UP_ATTEMPTS: u32 = 60;
+const CLEAN_UP_ATTEMPTS: u32 = 60;
 /// How many times a referee tries to watch its game while the store is down before
 /// it gives up, saying so.
 const WATCH_ATTEMPTS: u32 = 60;
@@ -242,24 +242,46 @@ pub(super) async fn start<S: GameStore>(app: &App<S>, game: &GameToken) -> Resul
 
 /// The game is over: its cleaning records for every participant no lobby logged
 /// yet, the host's first (the one a worker writes the game on), claimed in one store
-/// call. Retried while the store is down, so a game is not left unwritten for a
-/// passing outage; every try claims for the same id, so a try that took effect
-/// though its answer was lost leaves its claims to the next.
+/// call, retried while the store is down (see [`claim_retried`]), so a game is not
+/// left unwritten for a passing outage.
 async fn clean_up<S: GameStore>(app: &App<S>, game: &GameToken) {
-    let claim = ClaimId::new_random();
+    let lost = || "its cleaning records were not logged".to_string();
+    let claimed = claim_retried(game, lost, |claim| async move {
+        app.store.claim_cleanings(game, &claim).await
+    })
+    .await;
+    for user in claimed.iter().flatten() {
+        cleaning_records(game, user);
+    }
+}
+
+/// Runs a claim of `game`'s cleaning records for one fresh [`ClaimId`], tried again
+/// every [`RETRY`] while the store is unavailable, [`CLEAN_UP_ATTEMPTS`] times at
+/// most. Every try claims for the same id, so a try that took effect though its
+/// answer was lost leaves its claims to the next. `None` when it failed: the error
+/// is reported, and, when the store stayed down, what was not done (`lost`).
+pub(super) async fn claim_retried<T, F>(
+    game: &GameToken,
+    lost: impl FnOnce() -> String,
+    mut claim: impl FnMut(ClaimId) -> F,
+) -> Option<T>
+where
+    F: Future<Output = Result<T, StoreError>>,
+{
+    let id = ClaimId::new_random();
     for _ in 0..CLEAN_UP_ATTEMPTS {
-        match app.store.claim_cleanings(game, &claim).await {
-            Ok(claimed) => {
-                for user in &claimed {
-                    cleaning_records(game, user);
-                }
-                return;
-            }
-            Err(e) => {
+        match claim(id.clone()).await {
+            Ok(claimed) => return Some(claimed),
+            Err(e @ StoreError::Unavailable(_)) => {
                 store_error(e);
                 tokio::time::sleep(RETRY).await;
             }
+            Err(e) => {
+                store_error(e);
+                return None;
+            }
         }
     }
-    tracing::error!("game {game}: the store stayed down; its cleaning records were not logged");
+    tracing::error!("game {game}: the store stayed down; {}", lost());
+    None
 }
