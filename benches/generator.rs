@@ -12,6 +12,14 @@
 //! - `simulate --rate R` for R from 10 to 10,000 games/s: the pace held
 //!   (`completion_rate`) against the rate asked.
 //!
+//! The first and the fourth rows also stand beside what their WebSocket transport
+//! carries alone: 200 connections each sending a game request and waiting for the
+//! same frame back from an echo endpoint, served like the game's (`net::serve`, the
+//! same HTTP upgrade), in process and between two processes over TCP. Divided by the
+//! requests a game takes (the server's own count in the TCP row), that is the most
+//! games/s the transport could carry with no game at all behind it; the lobby frames
+//! a server pushes come on top, so the true ceiling is lower still.
+//!
 //! Every row runs the `superhero` binary as a user would and reads its `--json`
 //! summary. Run: `cargo bench --bench generator`. SUPERHERO_BENCH_DIR picks the folder
 //! written to (default ./bench-data; on the disk, not a tmpfs);
@@ -21,13 +29,24 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use axum::Router;
+use axum::extract::WebSocketUpgrade;
+use axum::extract::ws::Message;
+use axum::routing::get;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
+use superhero::game::protocol::game_user_request;
+use superhero::game::{GameToken, UserToken};
+use superhero::net::{ConnectionLimits, ConnectionStats, Dial};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// Bots and games per bot of a run.
 #[derive(Clone, Copy)]
@@ -63,6 +82,8 @@ struct Sizes {
     rate_seconds: f64,
     /// The fewest and the most games a rate run plays.
     rate_games: (f64, f64),
+    /// How long the transport alone is measured.
+    echo_seconds: f64,
 }
 
 /// `cargo bench` passes `--bench`; `cargo test --all-targets` runs this file without
@@ -93,6 +114,7 @@ fn sizes() -> Sizes {
             rates: vec![10.0, 100.0, 1_000.0, 10_000.0],
             rate_seconds: 5.0,
             rate_games: (100.0, 20_000.0),
+            echo_seconds: 3.0,
         }
     } else {
         let small = Load { bots: 10, games: 2 };
@@ -105,6 +127,7 @@ fn sizes() -> Sizes {
             rates: vec![20.0],
             rate_seconds: 1.0,
             rate_games: (10.0, 20.0),
+            echo_seconds: 0.2,
         }
     }
 }
@@ -242,14 +265,19 @@ fn cpu_note(used: Used) -> String {
     format!("CPU {:.2} of {} cores", used.cores(), cores())
 }
 
-fn embedded_batch(dir: &Path, load: Load) -> Row {
+fn embedded_batch(dir: &Path, load: Load, alone: Echo, requests: f64) -> Row {
     let (s, used) = simulate(&dir.join("batch"), load, &BATCH);
+    let games_per_s = number(&s, "games_per_s");
     Row {
         what: "simulate, embedded store and broker, batch tables".into(),
-        value: number(&s, "games_per_s"),
+        value: games_per_s,
         unit: "games/s",
-        limit: cpu_note(used),
-        share: None,
+        limit: format!(
+            "the in-process transport alone: {}; {}",
+            alone.describe(requests),
+            cpu_note(used)
+        ),
+        share: Some(games_per_s / alone.games_per_s(requests)),
         note: format!(
             "{}; {:.0} games, {:.0} events/s",
             load.describe(),
@@ -257,6 +285,163 @@ fn embedded_batch(dir: &Path, load: Load) -> Row {
             number(&s, "events_per_s")
         ),
     }
+}
+
+/// What the WebSocket transport carried alone (see the file's head), and the CPU it
+/// took.
+#[derive(Clone, Copy)]
+struct Echo {
+    round_trips_per_s: f64,
+    cores: f64,
+}
+
+impl Echo {
+    /// The most games/s the transport alone carries at `requests` a game.
+    fn games_per_s(self, requests: f64) -> f64 {
+        self.round_trips_per_s / requests
+    }
+
+    fn describe(self, requests: f64) -> String {
+        format!(
+            "{:.0} games/s ({:.0} round trips/s ÷ {requests:.1} requests a game, CPU {:.2})",
+            self.games_per_s(requests),
+            self.round_trips_per_s,
+            self.cores
+        )
+    }
+}
+
+/// Connections of the transport measure: as many as the game rows' bots.
+const ECHO_CONNECTIONS: usize = 200;
+
+/// In the environment of this bench's own executable, makes it the echo server of the
+/// TCP measure.
+const ECHO_SERVER_ENV: &str = "SUPERHERO_BENCH_ECHO_SERVER";
+
+/// One WebSocket endpoint, `/echo`, that sends every text frame back.
+fn echo_router() -> Router {
+    Router::new().route(
+        "/echo",
+        get(|ws: WebSocketUpgrade| async move {
+            ws.on_upgrade(|mut socket| async move {
+                while let Some(Ok(message)) = socket.recv().await {
+                    if let Message::Text(text) = message
+                        && socket.send(Message::Text(text)).await.is_err()
+                    {
+                        break;
+                    }
+                }
+            })
+        }),
+    )
+}
+
+/// Round trips a second of [`ECHO_CONNECTIONS`] clients on `dial`, each sending a
+/// game request and waiting for it to come back, over `seconds` once all are
+/// connected; and the CPU `cpu` counted meanwhile, in cores.
+async fn echo_round_trips(dial: Dial, seconds: f64, cpu: impl Fn() -> f64) -> Echo {
+    use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+    let request = game_user_request(
+        &GameToken::new_random(),
+        &UserToken(GameToken::new_random().0),
+    );
+    let request = Utf8Bytes::from(request);
+    let done = Arc::new(AtomicU64::new(0));
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let mut clients = Vec::with_capacity(ECHO_CONNECTIONS);
+    for _ in 0..ECHO_CONNECTIONS {
+        let mut ws = dial
+            .open("/echo", WebSocketConfig::default())
+            .await
+            .expect("the echo endpoint opens");
+        let (request, done, stopping) = (request.clone(), done.clone(), stopping.clone());
+        clients.push(tokio::spawn(async move {
+            while !*stopping.borrow() {
+                ws.send(Message::Text(request.clone()))
+                    .await
+                    .expect("the request goes out");
+                match ws.next().await {
+                    Some(Ok(Message::Text(_))) => done.fetch_add(1, Ordering::Relaxed),
+                    other => panic!("the echo endpoint answered {other:?}"),
+                };
+            }
+        }));
+    }
+    let (before, cpu_before, started) = (done.load(Ordering::Relaxed), cpu(), Instant::now());
+    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+    let round_trips = done.load(Ordering::Relaxed) - before;
+    let (cpu_s, wall_s) = (cpu() - cpu_before, started.elapsed().as_secs_f64());
+    let _ = stop.send(true);
+    for client in clients {
+        client.await.expect("an echo client ends");
+    }
+    Echo {
+        round_trips_per_s: round_trips as f64 / wall_s,
+        cores: cpu_s / wall_s,
+    }
+}
+
+/// The transport alone in this process, as `simulate` runs it.
+fn echo_in_process(runtime: &tokio::runtime::Runtime, seconds: f64) -> Echo {
+    runtime.block_on(async {
+        let (dialer, listener) = superhero::net::local();
+        tokio::spawn(superhero::net::serve(
+            listener,
+            echo_router(),
+            ConnectionLimits::default(),
+            Arc::new(ConnectionStats::default()),
+            std::future::pending(),
+        ));
+        echo_round_trips(Dial::Local(dialer), seconds, || proc_cpu("self", 11)).await
+    })
+}
+
+/// The echo server of [`echo_over_tcp`]: says where it listens, then serves until
+/// it is killed.
+fn serve_echo() {
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    runtime.block_on(async {
+        let listener = superhero::net::bind("127.0.0.1:0")
+            .await
+            .expect("the echo server listens");
+        let port = listener.local_addr().expect("a bound port").port();
+        println!("echo ws://127.0.0.1:{port}");
+        std::io::stdout().flush().expect("stdout");
+        superhero::net::serve(
+            listener,
+            echo_router(),
+            ConnectionLimits::default(),
+            Arc::new(ConnectionStats::default()),
+            std::future::pending(),
+        )
+        .await
+        .expect("the echo server serves");
+    });
+}
+
+/// The transport alone between two processes over TCP, as `server` and `player` run
+/// it: this process is the clients, a copy of it the echo server.
+fn echo_over_tcp(runtime: &tokio::runtime::Runtime, seconds: f64) -> Echo {
+    let exe = std::env::current_exe().expect("the bench's own executable");
+    let mut server = Server(
+        Command::new(exe)
+            .env(ECHO_SERVER_ENV, "1")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the echo server starts"),
+    );
+    let mut line = String::new();
+    BufReader::new(server.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .expect("the echo server says where it listens");
+    let url = line
+        .trim()
+        .strip_prefix("echo ")
+        .expect("an echo URL")
+        .to_string();
+    let pid = server.0.id();
+    let both = move || proc_cpu("self", 11) + process_cpu(pid);
+    runtime.block_on(echo_round_trips(Dial::Url(url), seconds, both))
 }
 
 fn per_game(dir: &Path, load: Load, disk_files: usize) -> Row {
@@ -350,12 +535,13 @@ impl Drop for Server {
     }
 }
 
-/// A `superhero server` on a free port, and its URL once it listens.
-fn start_server() -> (Server, String) {
+/// A `superhero server` on a free port with `args`, and its URL once it listens.
+fn start_server(args: &[&str]) -> (Server, String) {
     let mut server = Server(
         superhero()
             .args(["server", "--host", "127.0.0.1", "--port", "0"])
             .args(["--log-level", "WARNING"])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -387,8 +573,28 @@ fn start_server() -> (Server, String) {
     }
 }
 
-fn server_and_player(load: Load) -> Row {
-    let (server, url) = start_server();
+/// A port free on 127.0.0.1 a moment ago.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("a bound port").port()
+}
+
+/// The requests a server answered in all, from its Prometheus metrics at `address`.
+fn requests_answered(address: &str) -> f64 {
+    let mut http = std::net::TcpStream::connect(address).expect("the metrics endpoint");
+    write!(http, "GET /metrics HTTP/1.0\r\nHost: {address}\r\n\r\n").expect("asking");
+    let mut text = String::new();
+    http.read_to_string(&mut text).expect("the metrics");
+    text.lines()
+        .filter(|l| l.starts_with(superhero::telemetry::names::REQUESTS))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+/// The TCP row, and the requests a game took in it.
+fn server_and_player(load: Load, alone: Echo) -> (Row, f64) {
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let (server, url) = start_server(&["--metrics", &metrics]);
     let server_cpu = process_cpu(server.0.id());
     let started = Instant::now();
     let mut args: Vec<String> = ["player", "--url", &url, "--closed-world"]
@@ -399,24 +605,28 @@ fn server_and_player(load: Load) -> Row {
     let (s, player_cpu) = run_json(&args);
     let elapsed = started.elapsed().as_secs_f64();
     let server_cpu = process_cpu(server.0.id()) - server_cpu;
+    let games = number(&s, "games_completed");
+    let requests = requests_answered(&metrics) / games;
     drop(server);
-    Row {
+    let games_per_s = number(&s, "games_per_s");
+    let row = Row {
         what: "server + player --closed-world, separate processes, TCP".into(),
-        value: number(&s, "games_per_s"),
+        value: games_per_s,
         unit: "games/s",
         limit: format!(
-            "CPU: server {:.2} + player {:.2} of {} cores",
+            "the TCP transport alone: {}; CPU: server {:.2} + player {:.2} of {} cores",
+            alone.describe(requests),
             server_cpu / elapsed,
             player_cpu.cpu_s / elapsed,
             cores()
         ),
-        share: None,
+        share: Some(games_per_s / alone.games_per_s(requests)),
         note: format!(
-            "{}; {:.0} games, embedded store, no broker",
-            load.describe(),
-            number(&s, "games_completed")
+            "{}; {games:.0} games, embedded store, no broker",
+            load.describe()
         ),
-    }
+    };
+    (row, requests)
 }
 
 /// `simulate --rate` held for about `seconds`.
@@ -454,18 +664,26 @@ fn rate(dir: &Path, asked: f64, seconds: f64, (fewest, most): (f64, f64)) -> Row
 }
 
 fn main() {
+    if std::env::var_os(ECHO_SERVER_ENV).is_some() {
+        return serve_echo();
+    }
     let sizes = sizes();
     let dir = common::bench_dir();
     std::fs::create_dir_all(&dir).expect("creating the bench folder");
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let in_process = echo_in_process(&runtime, sizes.echo_seconds);
+    let over_tcp = echo_over_tcp(&runtime, sizes.echo_seconds);
+    // The TCP row runs first: it counts the requests a game takes.
+    let (tcp, requests) = server_and_player(sizes.tcp, over_tcp);
     let mut rows = vec![
-        embedded_batch(&dir, sizes.batch),
+        embedded_batch(&dir, sizes.batch, in_process, requests),
         per_game(&dir, sizes.per_game, sizes.disk_files),
     ];
     match redis_store(&dir, sizes.redis) {
         Ok(row) => rows.push(row),
         Err(why) => eprintln!("skipped the Redis store: {why}"),
     }
-    rows.push(server_and_player(sizes.tcp));
+    rows.push(tcp);
     for asked in &sizes.rates {
         rows.push(rate(&dir, *asked, sizes.rate_seconds, sizes.rate_games));
     }
