@@ -46,6 +46,7 @@ use serde_json::Value;
 use superhero::game::protocol::game_user_request;
 use superhero::game::{GameToken, UserToken};
 use superhero::net::{ConnectionLimits, ConnectionStats, Dial};
+use superhero::server::READ_BUFFER_BYTES;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// Bots and games per bot of a run.
@@ -323,15 +324,18 @@ fn echo_router() -> Router {
     Router::new().route(
         "/echo",
         get(|ws: WebSocketUpgrade| async move {
-            ws.on_upgrade(|mut socket| async move {
-                while let Some(Ok(message)) = socket.recv().await {
-                    if let Message::Text(text) = message
-                        && socket.send(Message::Text(text)).await.is_err()
-                    {
-                        break;
+            // Read through a buffer of the game server's size, as its clients do below:
+            // each read prepares the whole buffer.
+            ws.read_buffer_size(READ_BUFFER_BYTES)
+                .on_upgrade(|mut socket| async move {
+                    while let Some(Ok(message)) = socket.recv().await {
+                        if let Message::Text(text) = message
+                            && socket.send(Message::Text(text)).await.is_err()
+                        {
+                            break;
+                        }
                     }
-                }
-            })
+                })
         }),
     )
 }
@@ -351,7 +355,10 @@ async fn echo_round_trips(dial: Dial, seconds: f64, cpu: impl Fn() -> f64) -> Ec
     let mut clients = Vec::with_capacity(ECHO_CONNECTIONS);
     for _ in 0..ECHO_CONNECTIONS {
         let mut ws = dial
-            .open("/echo", WebSocketConfig::default())
+            .open(
+                "/echo",
+                WebSocketConfig::default().read_buffer_size(READ_BUFFER_BYTES),
+            )
             .await
             .expect("the echo endpoint opens");
         let (request, done, stopping) = (request.clone(), done.clone(), stopping.clone());
