@@ -92,10 +92,13 @@ struct Sizes {
 fn sizes() -> Sizes {
     if std::env::args().any(|a| a == "--bench") {
         Sizes {
-            // Long enough that the last batch's wait (up to a second) is a small part.
+            // Long enough that the start and the drain are a small part. Fifty bots
+            // keep both cores busy; each bot more costs CPU on every game (the
+            // connections' buffers and timers no longer fit the caches): 250 µs of
+            // CPU a game at 25 or 50 bots, 270 at 100, 290 at 200.
             batch: Load {
-                bots: 200,
-                games: 500,
+                bots: 50,
+                games: 2_000,
             },
             per_game: Load {
                 bots: 200,
@@ -639,10 +642,10 @@ fn server_and_player(load: Load, alone: Echo) -> (Row, f64) {
 /// `simulate --rate` held for about `seconds`.
 fn rate(dir: &Path, asked: f64, seconds: f64, (fewest, most): (f64, f64)) -> Row {
     let games = (asked * seconds).clamp(fewest, most);
-    // Enough bots for the games in flight, and not many more: every bot costs CPU on
-    // every game (asked for 10,000 games/s, 800 bots made 7,600 and 2,000 made 4,800,
-    // each event then taking 40% more CPU). A game takes 2.4 joins on average.
-    let bots = (asked / 12.5).clamp(20.0, 800.0) as usize;
+    // Enough bots for the games in flight, and not many more: every bot's connections
+    // cost CPU on every game (asked for 10,000 games/s, 50 bots made 8,100, 100 made
+    // 7,900 and 800 made 4,500–5,800). A game takes 2.4 joins on average.
+    let bots = (asked / 200.0).clamp(20.0, 50.0) as usize;
     let load = Load {
         bots,
         games: (games * 2.4 / bots as f64).ceil() as usize + 1,
