@@ -15,7 +15,7 @@
 //! The first and the fourth rows also stand beside what their WebSocket transport
 //! carries alone: 200 connections each sending a game request and waiting for the
 //! same frame back from an echo endpoint, served like the game's (`net::serve`, the
-//! same HTTP upgrade), in process and between two processes over TCP. Divided by the
+//! same HTTP upgrade, the same read buffer), in process and between two processes over TCP. Divided by the
 //! requests a game takes (the server's own count in the TCP row), that is the most
 //! games/s the transport could carry with no game at all behind it; the lobby frames
 //! a server pushes come on top, so the true ceiling is lower still.
@@ -315,7 +315,8 @@ impl Echo {
     }
 }
 
-/// Connections of the transport measure: as many as the game rows' bots.
+/// Connections of the transport measure: as many as the embedded row's 50 bots hold
+/// (four each).
 const ECHO_CONNECTIONS: usize = 200;
 
 /// In the environment of this bench's own executable, makes it the echo server of the
