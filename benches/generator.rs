@@ -45,7 +45,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use superhero::game::protocol::game_user_request;
 use superhero::game::{GameToken, UserToken};
-use superhero::net::{ConnectionLimits, ConnectionStats, Dial};
+use superhero::net::{ConnectionLimits, ConnectionStats, Dial, Listeners};
 use superhero::server::READ_BUFFER_BYTES;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
@@ -392,18 +392,25 @@ async fn echo_round_trips(dial: Dial, seconds: f64, cpu: impl Fn() -> f64) -> Ec
     }
 }
 
+/// Serves [`echo_router`] on `listeners` for ever, as the game's server is served.
+async fn serve_echo_on(listeners: impl Into<Listeners>) -> std::io::Result<()> {
+    superhero::net::serve(
+        listeners,
+        echo_router(),
+        ConnectionLimits::default(),
+        Arc::new(ConnectionStats::default()),
+        std::future::pending(),
+    )
+    .await
+}
+
 /// The transport alone in this process, as `simulate` runs it.
 fn echo_in_process(runtime: &tokio::runtime::Runtime, seconds: f64) -> Echo {
     runtime.block_on(async {
         let (dialer, listener) = superhero::net::local();
-        tokio::spawn(superhero::net::serve(
-            listener,
-            echo_router(),
-            ConnectionLimits::default(),
-            Arc::new(ConnectionStats::default()),
-            std::future::pending(),
-        ));
-        echo_round_trips(Dial::Local(dialer), seconds, || proc_cpu("self", 11)).await
+        tokio::spawn(serve_echo_on(listener));
+        let own = || process_cpu(std::process::id());
+        echo_round_trips(Dial::Local(dialer), seconds, own).await
     })
 }
 
@@ -418,15 +425,9 @@ fn serve_echo() {
         let port = listener.local_addr().expect("a bound port").port();
         println!("echo ws://127.0.0.1:{port}");
         std::io::stdout().flush().expect("stdout");
-        superhero::net::serve(
-            listener,
-            echo_router(),
-            ConnectionLimits::default(),
-            Arc::new(ConnectionStats::default()),
-            std::future::pending(),
-        )
-        .await
-        .expect("the echo server serves");
+        serve_echo_on(listener)
+            .await
+            .expect("the echo server serves");
     });
 }
 
@@ -451,7 +452,7 @@ fn echo_over_tcp(runtime: &tokio::runtime::Runtime, seconds: f64) -> Echo {
         .expect("an echo URL")
         .to_string();
     let pid = server.0.id();
-    let both = move || proc_cpu("self", 11) + process_cpu(pid);
+    let both = move || process_cpu(std::process::id()) + process_cpu(pid);
     runtime.block_on(echo_round_trips(Dial::Url(url), seconds, both))
 }
 
