@@ -47,6 +47,9 @@ async fn queue_records_arrive_as_envelopes() {
         log_cleaning(i);
     }
     events::emit(Queue::Game, "Attack Completed", r#"{"TIMESTAMP":"t"}"#);
+    // A record on a queue's target logged elsewhere than by `emit`: its task is
+    // checked, and one that is not JSON travels as a string.
+    tracing::info!(target: "lib.server.game", task = "not {json", "Logged by hand");
     // Records of other targets are not events.
     tracing::info!(target: "superhero::server", "not an event");
 
@@ -75,14 +78,22 @@ async fn queue_records_arrive_as_envelopes() {
     let e = Envelope::parse(&d.payload).unwrap();
     assert_eq!(e.name, "memory.lib.server.game");
     assert_eq!(e.task.unwrap()["TIMESTAMP"], "t");
+    d.ack().await.unwrap();
+    let d = tokio::time::timeout(WAIT, game.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let e = Envelope::parse(&d.payload).unwrap();
+    assert_eq!(e.log_message, "Logged by hand");
+    assert_eq!(e.task.unwrap(), "not {json");
 
     let stats = pipe.finish(WAIT).await;
-    assert_eq!(stats.offered, 51);
-    assert_eq!(stats.published, 51);
+    assert_eq!(stats.offered, 52);
+    assert_eq!(stats.published, 52);
     assert_eq!(stats.dropped, 0);
     // After finishing, records go nowhere and count nothing.
     log_cleaning(99);
-    assert_eq!(sink.stats().offered, 51);
+    assert_eq!(sink.stats().offered, 52);
 }
 
 /// Refuses the first `failures` calls, then forwards to the embedded broker.

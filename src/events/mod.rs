@@ -66,8 +66,17 @@ pub struct GameUserTask<'a> {
     pub user_token: &'a str,
 }
 
-/// Logs a record on a queue at INFO, with `task` (already JSON) attached.
+/// The module whose records are logged by [`emit`] alone: the transport embeds their
+/// tasks without parsing them again.
+const EMITTER: &str = module_path!();
+
+/// Logs a record on a queue at INFO, with `task` attached. `task` must be JSON (a
+/// serialized value): the transport embeds it in the envelope as it is.
 pub fn emit(queue: Queue, message: &str, task: &str) {
+    debug_assert!(
+        serde_json::from_str::<&serde_json::value::RawValue>(task).is_ok(),
+        "an event task that is not JSON: {task}"
+    );
     match queue {
         Queue::Login => tracing::info!(target: "lib.server.login", task = %task, "{message}"),
         Queue::Lobby => tracing::info!(target: "lib.server.lobby", task = %task, "{message}"),

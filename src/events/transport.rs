@@ -79,8 +79,26 @@ pub fn envelope_json(
     log_message: &str,
     task: Option<&str>,
 ) -> String {
-    let bytes = envelope_bytes(level, timestamp, name, log_message, task);
+    let bytes = envelope_bytes(level, timestamp, name, log_message, task.map(Task::Checked));
     String::from_utf8(bytes).unwrap_or_default()
+}
+
+/// The task of a record, and whether it is known to be JSON.
+#[derive(Clone, Copy)]
+enum Task<'a> {
+    /// Logged by [`super::emit`], whose tasks are JSON by its contract: embedded as it
+    /// is, without parsing it again for every event the game logs.
+    Json(&'a str),
+    /// Anything else: embedded if it parses as JSON, else carried as a JSON string.
+    Checked(&'a str),
+}
+
+impl Task<'_> {
+    fn len(self) -> usize {
+        match self {
+            Task::Json(t) | Task::Checked(t) => t.len(),
+        }
+    }
 }
 
 /// The envelope of [`envelope_json`] as the bytes published: the original's log
@@ -91,12 +109,12 @@ fn envelope_bytes(
     timestamp: &str,
     name: &str,
     log_message: &str,
-    task: Option<&str>,
+    task: Option<Task<'_>>,
 ) -> Vec<u8> {
     // The field names, quotes, separators and the level take under 80 bytes; escapes
     // may grow the strings, and the buffer with them.
     let size = 80 + timestamp.len() + name.len() + log_message.len();
-    let mut out = Vec::with_capacity(size + task.map_or(0, str::len));
+    let mut out = Vec::with_capacity(size + task.map_or(0, Task::len));
     out.extend_from_slice(b"{\"level\":");
     push_json_str(&mut out, level_name(level));
     out.extend_from_slice(b",\"timestamp\":");
@@ -105,11 +123,18 @@ fn envelope_bytes(
     push_json_str(&mut out, name);
     out.extend_from_slice(b",\"log_message\":");
     push_json_str(&mut out, log_message);
-    if let Some(task) = task {
-        out.extend_from_slice(b",\"task\":");
-        match serde_json::from_str::<&RawValue>(task) {
-            Ok(raw) => out.extend_from_slice(raw.get().as_bytes()),
-            Err(_) => push_json_str(&mut out, task),
+    match task {
+        None => {}
+        Some(Task::Json(json)) => {
+            out.extend_from_slice(b",\"task\":");
+            out.extend_from_slice(json.as_bytes());
+        }
+        Some(Task::Checked(task)) => {
+            out.extend_from_slice(b",\"task\":");
+            match serde_json::from_str::<&RawValue>(task) {
+                Ok(raw) => out.extend_from_slice(raw.get().as_bytes()),
+                Err(_) => push_json_str(&mut out, task),
+            }
         }
     }
     out.push(b'}');
@@ -122,9 +147,30 @@ fn push_json_str(out: &mut Vec<u8>, s: &str) {
     let _ = serde_json::to_writer(out, s);
 }
 
-/// ISO 8601 in UTC with milliseconds, `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+/// ISO 8601 in UTC with milliseconds, `YYYY-MM-DDTHH:MM:SS.mmmZ`. Each thread
+/// formats the date and time of day once a second, and appends the milliseconds.
 fn now_iso() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    thread_local! {
+        static SECOND: RefCell<(i64, String)> = const { RefCell::new((i64::MIN, String::new())) };
+    }
+    let now = chrono::Utc::now();
+    let second = now.timestamp();
+    // A leap second counts its milliseconds from 1,000.
+    let millis = now.timestamp_subsec_millis().min(999);
+    SECOND.with_borrow_mut(|(cached, text)| {
+        if *cached != second {
+            *cached = second;
+            *text = now.format("%Y-%m-%dT%H:%M:%S").to_string();
+        }
+        let mut out = String::with_capacity(text.len() + 5);
+        out.push_str(text);
+        out.push('.');
+        for digit in [millis / 100, millis / 10 % 10, millis % 10] {
+            out.push(char::from(b'0' + digit as u8));
+        }
+        out.push('Z');
+        out
+    })
 }
 
 /// Counts of a transport, since its sink was created.
@@ -211,7 +257,7 @@ impl EventSink {
         self.counters.stats()
     }
 
-    fn offer(&self, queue: Queue, level: Level, message: &str, task: Option<&str>) {
+    fn offer(&self, queue: Queue, level: Level, message: &str, task: Option<Task<'_>>) {
         let route = self.route.read().unwrap_or_else(|e| e.into_inner());
         let Some(route) = route.as_ref() else {
             return;
@@ -305,11 +351,18 @@ impl<S: Subscriber> Layer<S> for EventLayer {
             return;
         };
         let level = *event.metadata().level();
+        let from_emit = event.metadata().module_path() == Some(super::EMITTER);
         let offer = |fields: &mut RecordFields| {
             fields.clear();
             event.record(fields);
-            self.sink
-                .offer(queue, level, &fields.message, fields.task());
+            let task = fields.task().map(|t| {
+                if from_emit {
+                    Task::Json(t)
+                } else {
+                    Task::Checked(t)
+                }
+            });
+            self.sink.offer(queue, level, &fields.message, task);
         };
         // A record logged while one is being offered gets buffers of its own.
         FIELDS.with(|cell| match cell.try_borrow_mut() {
@@ -525,12 +578,21 @@ mod tests {
 
     #[test]
     fn timestamps_are_iso_8601_with_milliseconds() {
-        let t = now_iso();
-        assert_eq!(t.len(), 24, "{t}");
-        assert!(
-            chrono::NaiveDateTime::parse_from_str(&t, "%Y-%m-%dT%H:%M:%S%.3fZ").is_ok(),
-            "{t}"
-        );
+        for _ in 0..3 {
+            let before = chrono::Utc::now();
+            let t = now_iso();
+            let after = chrono::Utc::now();
+            assert_eq!(t.len(), 24, "{t}");
+            let read = chrono::NaiveDateTime::parse_from_str(&t, "%Y-%m-%dT%H:%M:%S%.3fZ")
+                .unwrap()
+                .and_utc();
+            let millis = read.timestamp_millis();
+            assert!(
+                before.timestamp_millis() <= millis && millis <= after.timestamp_millis(),
+                "{t}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(7));
+        }
     }
 
     #[test]
