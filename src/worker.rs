@@ -609,16 +609,14 @@ impl<S: GameStore> Worker<S> {
         if !self.settings.shared {
             return false;
         }
-        let dir = &self.settings.output_dir;
-        if tables::committed(dir, game.as_str()) || batch.is_some_and(|b| tables::committed(dir, b))
-        {
-            return true;
-        }
         let rewritten_alone = self.settings.batch.is_none();
-        let left = [batch, (!rewritten_alone).then_some(game.as_str())];
-        for stem in left.into_iter().flatten() {
-            if let Err(e) = tables::hide_uncommitted(dir, stem) {
-                tracing::warn!("worker {}: {e}", self.worker_id);
+        let stems = [(Some(game.as_str()), !rewritten_alone), (batch, true)];
+        for (stem, hide) in stems {
+            let Some(stem) = stem else { continue };
+            match tables::committed_or_hide(&self.settings.output_dir, stem, hide) {
+                Ok(true) => return true,
+                Ok(false) => {}
+                Err(e) => tracing::warn!("worker {}: {e}", self.worker_id),
             }
         }
         false

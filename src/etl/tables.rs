@@ -155,29 +155,29 @@ pub fn encode_games(games: &[GameTables]) -> Result<[(Table, Vec<u8>); 2], Table
     ])
 }
 
-/// Whether the files of `stem` were committed: GAME_PODIUM is renamed last, so its
-/// file exists only once every table's does.
-pub fn committed(output_dir: &Path, stem: &str) -> bool {
-    Table::Podium
-        .dir(output_dir)
-        .join(format!("{stem}.{EXTENSION}"))
-        .exists()
-}
-
-/// Hides what a write that died between its renames left of `stem` (the tables
-/// renamed before it died), so that readers do not count those games twice once they
-/// are written again: the file goes to a hidden name, as the temporaries have.
-/// GAME_PODIUM is not looked for: a write that renamed it, the last, was committed.
-pub fn hide_uncommitted(output_dir: &Path, stem: &str) -> Result<(), TableError> {
-    for table in Table::ALL.into_iter().filter(|t| *t != Table::Podium) {
-        let dir = table.dir(output_dir);
-        let path = dir.join(format!("{stem}.{EXTENSION}"));
-        if path.exists() {
-            let hidden = dir.join(format!(".{stem}.{EXTENSION}.uncommitted"));
-            fs::rename(&path, &hidden).map_err(|cause| TableError::Io { path, cause })?;
-        }
+/// Whether the files of `stem` were committed. The tables are renamed in
+/// [`Table::ALL`] order and GAME_PODIUM last, so its file exists only once every
+/// table's does, and when GAME_META's is absent no write of `stem` renamed anything:
+/// a stem never written takes one look. With `hide`, what a write that died between
+/// its renames left (the tables renamed before it died) goes to a hidden name, as the
+/// temporaries have, so that readers do not count those games twice once they are
+/// written again.
+pub fn committed_or_hide(output_dir: &Path, stem: &str, hide: bool) -> Result<bool, TableError> {
+    let file = |table: Table| table.dir(output_dir).join(format!("{stem}.{EXTENSION}"));
+    let first = file(Table::Meta);
+    if !first.exists() {
+        return Ok(false);
     }
-    Ok(())
+    if file(Table::Podium).exists() {
+        return Ok(true);
+    }
+    if hide {
+        let hidden = Table::Meta
+            .dir(output_dir)
+            .join(format!(".{stem}.{EXTENSION}.uncommitted"));
+        fs::rename(&first, &hidden).map_err(|cause| TableError::Io { path: first, cause })?;
+    }
+    Ok(false)
 }
 
 /// Writes each table's bytes to `OUTPUT_DIR/superhero/<TABLE>/<stem>.gz` durably:
