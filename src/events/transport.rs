@@ -9,9 +9,10 @@
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use thiserror::Error;
@@ -208,18 +209,23 @@ impl TransportStats {
 
 #[derive(Default)]
 struct Counters {
-    offered: AtomicU64,
+    /// By queue only, the total being their sum: an event offered costs one write to
+    /// memory the threads share.
+    offered_by_queue: [AtomicU64; 3],
     published: AtomicU64,
     dropped: AtomicU64,
     by_queue: [AtomicU64; 3],
-    offered_by_queue: [AtomicU64; 3],
     dropped_by_queue: [AtomicU64; 3],
 }
 
 impl Counters {
     fn stats(&self) -> TransportStats {
         TransportStats {
-            offered: self.offered.load(Ordering::Relaxed),
+            offered: self
+                .offered_by_queue
+                .iter()
+                .map(|n| n.load(Ordering::Relaxed))
+                .sum(),
             published: self.published.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
             published_by_queue: [0, 1, 2].map(|i| self.by_queue[i].load(Ordering::Relaxed)),
@@ -242,7 +248,11 @@ struct Route {
 /// Where the layer sends envelopes: nowhere until a broker is connected.
 #[derive(Default)]
 pub struct EventSink {
-    route: RwLock<Option<Route>>,
+    /// Read for every event, from every thread: a load that writes to no shared
+    /// memory, unlike a lock.
+    route: ArcSwapOption<Route>,
+    /// Held while the route is set or taken.
+    routing: Mutex<()>,
     counters: Arc<Counters>,
 }
 
@@ -258,13 +268,12 @@ impl EventSink {
     }
 
     fn offer(&self, queue: Queue, level: Level, message: &str, task: Option<Task<'_>>) {
-        let route = self.route.read().unwrap_or_else(|e| e.into_inner());
-        let Some(route) = route.as_ref() else {
+        let route = self.route.load();
+        let Some(route) = route.as_deref() else {
             return;
         };
         let name = &route.names[queue.index()];
         let json = envelope_bytes(level, &now_iso(), name, message, task);
-        self.counters.offered.fetch_add(1, Ordering::Relaxed);
         self.counters.offered_by_queue[queue.index()].fetch_add(1, Ordering::Relaxed);
         if route.tx.try_send((queue, json)).is_err() {
             self.counters.add_dropped(queue.index(), 1);
@@ -449,14 +458,14 @@ impl EventPipe {
     ) -> Result<Self, AlreadyConnected> {
         let (tx, rx) = mpsc::channel(buffer.max(1));
         {
-            let mut route = sink.route.write().unwrap_or_else(|e| e.into_inner());
-            if route.is_some() {
+            let _routing = sink.routing.lock().unwrap_or_else(|e| e.into_inner());
+            if sink.route.load().is_some() {
                 return Err(AlreadyConnected);
             }
-            *route = Some(Route {
+            sink.route.store(Some(Arc::new(Route {
                 names: Queue::ALL.map(|q| format!("{module}.{}", q.name())),
                 tx,
-            });
+            })));
         }
         let closing = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn(publish_loop(
@@ -482,11 +491,10 @@ impl EventPipe {
     /// gets `grace` to come back; whatever is still unpublished then counts as dropped.
     pub async fn finish(self, grace: Duration) -> TransportStats {
         // Dropping the route drops the sender: the task ends once it has drained.
-        self.sink
-            .route
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        {
+            let _routing = self.sink.routing.lock().unwrap_or_else(|e| e.into_inner());
+            self.sink.route.store(None);
+        }
         let mut task = self.task;
         if tokio::time::timeout(grace, &mut task).await.is_err() {
             self.closing.store(true, Ordering::Relaxed);
