@@ -515,10 +515,9 @@ impl<S: GameStore> Worker<S> {
             EtlProgress::add(&self.progress.ignored, 1);
             return self.settle(delivery, true).await;
         }
-        let (Some(game), Some(user)) = (
-            envelope.task_str("game_token"),
-            envelope.task_str("user_token"),
-        ) else {
+        let task = envelope.task_value();
+        let field = |name| task.as_ref()?.get(name)?.as_str();
+        let (Some(game), Some(user)) = (field("game_token"), field("user_token")) else {
             tracing::warn!(
                 "worker {}: a {CLEANING_GAME_RECORDS} event without game_token and user_token",
                 self.worker_id

@@ -62,8 +62,8 @@ async fn queue_records_arrive_as_envelopes() {
         assert_eq!(e.level, "INFO");
         assert_eq!(e.name, "memory.lib.server.lobby");
         assert_eq!(e.log_message, CLEANING_GAME_RECORDS);
-        assert_eq!(e.task_str("game_token"), Some(format!("game-{i}").as_str()));
-        assert_eq!(e.task_str("user_token"), Some("user-1"));
+        assert_eq!(e.task_str("game_token"), Some(format!("game-{i}")));
+        assert_eq!(e.task_str("user_token").as_deref(), Some("user-1"));
         assert!(
             chrono::DateTime::parse_from_rfc3339(&e.timestamp).is_ok(),
             "{}",
@@ -77,7 +77,7 @@ async fn queue_records_arrive_as_envelopes() {
         .unwrap();
     let e = Envelope::parse(&d.payload).unwrap();
     assert_eq!(e.name, "memory.lib.server.game");
-    assert_eq!(e.task.unwrap()["TIMESTAMP"], "t");
+    assert_eq!(e.task_value().unwrap()["TIMESTAMP"], "t");
     d.ack().await.unwrap();
     let d = tokio::time::timeout(WAIT, game.next())
         .await
@@ -85,7 +85,7 @@ async fn queue_records_arrive_as_envelopes() {
         .unwrap();
     let e = Envelope::parse(&d.payload).unwrap();
     assert_eq!(e.log_message, "Logged by hand");
-    assert_eq!(e.task.unwrap(), "not {json");
+    assert_eq!(e.task_value().unwrap(), "not {json");
 
     let stats = pipe.finish(WAIT).await;
     assert_eq!(stats.offered, 52);

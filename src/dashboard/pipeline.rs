@@ -434,7 +434,7 @@ async fn observe(mut consumer: Box<dyn Consumer>, queue: Queue, observed: Arc<Ob
                 match Envelope::parse(&d.payload) {
                     Ok(e) => {
                         if let Some(game) = e.task_str("game_token") {
-                            book.record(&e.log_message, game);
+                            book.record(&e.log_message, &game);
                         }
                     }
                     Err(_) => {
