@@ -156,6 +156,7 @@ pub struct RedisStore {
     scripts: &'static Scripts,
     registry: Arc<Registry>,
     boards: Arc<Boards>,
+    starts: Arc<Starts>,
     _listener: Arc<ListenerTask>,
 }
 
@@ -223,6 +224,11 @@ impl Boards {
         ((board.turns, board.forfeits) == turn).then(|| snapshot.clone())
     }
 
+    /// Whether a board of the game is remembered: the game is then in progress.
+    fn holds(&self, game: &GameToken) -> bool {
+        self.0.lock().is_ok_and(|boards| boards.contains_key(game))
+    }
+
     /// Remembers the board a change left, while its game is in progress.
     fn keep(&self, game: &GameToken, snapshot: Snapshot) {
         let Ok(mut boards) = self.0.lock() else {
@@ -236,6 +242,52 @@ impl Boards {
             boards.clear();
         }
         boards.insert(game.clone(), snapshot);
+    }
+}
+
+/// The starts of games under way in this process, one lock per game. Every lobby
+/// of a full game asks to start it, usually at the same moment; the second waits for
+/// the first, then finds the game started ([`Boards::holds`]) and asks nothing of
+/// Redis. A start that failed leaves the game to the next one.
+#[derive(Default)]
+struct Starts(Mutex<HashMap<GameToken, Arc<tokio::sync::Mutex<()>>>>);
+
+impl Starts {
+    fn begin<'a>(&'a self, game: &'a GameToken) -> Starting<'a> {
+        let mut starts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let lock = starts.entry(game.clone()).or_default().clone();
+        Starting {
+            starts: self,
+            game,
+            lock: Some(lock),
+        }
+    }
+}
+
+/// One start's hold on its game's lock; the last to go forgets the lock.
+struct Starting<'a> {
+    starts: &'a Starts,
+    game: &'a GameToken,
+    lock: Option<Arc<tokio::sync::Mutex<()>>>,
+}
+
+impl Starting<'_> {
+    /// Waits for the starts of the game begun before this one.
+    async fn turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        Some(self.lock.as_ref()?.lock().await)
+    }
+}
+
+impl Drop for Starting<'_> {
+    fn drop(&mut self) {
+        let mut starts = self.starts.0.lock().unwrap_or_else(|e| e.into_inner());
+        drop(self.lock.take());
+        if starts
+            .get(self.game)
+            .is_some_and(|lock| Arc::strong_count(lock) == 1)
+        {
+            starts.remove(self.game);
+        }
     }
 }
 
@@ -313,6 +365,7 @@ impl RedisStore {
             scripts: Scripts::of(keyspace),
             registry,
             boards: Arc::default(),
+            starts: Arc::default(),
             _listener: Arc::new(listener),
         })
     }
@@ -896,6 +949,11 @@ impl GameStore for RedisStore {
     }
 
     async fn start(&self, game: &GameToken) -> Result<Option<Snapshot>, StoreError> {
+        let starting = self.starts.begin(game);
+        let _turn = starting.turn().await;
+        if self.boards.holds(game) {
+            return Ok(None);
+        }
         let raw: Option<RawSnapshot> = self.game_script(&self.scripts.start, game).await?;
         let Some(started) = raw.map(parse_snapshot).transpose()? else {
             return Ok(None);

@@ -184,9 +184,13 @@ impl Registry {
     }
 
     /// Passes a signal on to the game's watchers unless they have seen a later one.
+    /// A signal is the game's whole state when it was published, and the listener
+    /// hands them over in the order they were published: once one reaches a watched
+    /// game, every later change does too, and the game's channel is current.
     fn deliver(&self, game: &GameToken, signal: Signal) {
         if let Some(watched) = self.lock().get_mut(game) {
             watched.signal.offer(signal);
+            watched.current = true;
         }
     }
 
