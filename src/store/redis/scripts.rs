@@ -397,12 +397,14 @@ return n
 ";
 
 /// Whether a game is still in progress at the turn (attacks, forfeits) it was
-/// planned on, ARGV[2] and ARGV[3]: the compare of every compare-and-set.
+/// planned on, ARGV[2] and ARGV[3]: the compare of every compare-and-set. Status and
+/// turn count are read in one call (both keys are in the game's hash slot).
 const AT_TURN: &str = r"
 local p = KEYS[1]
 local function at_turn()
-  return redis.call('GET', p .. ':status') == 'In-Progress'
-    and (redis.call('GET', p .. ':turns') or '0') == ARGV[2]
+  local now = redis.call('MGET', p .. ':status', p .. ':turns')
+  return now[1] == 'In-Progress'
+    and (now[2] or '0') == ARGV[2]
     and redis.call('SCARD', p .. ':forfeits') == tonumber(ARGV[3])
 end
 ";
@@ -496,10 +498,11 @@ return claimed
 
 const SIGNAL: &str = r"
 local p = KEYS[1]
-local st = redis.call('GET', p .. ':status')
+local now = redis.call('MGET', p .. ':status', p .. ':turns')
+local st = now[1]
 if not st then return false end
 local cur = ''
 if st == 'In-Progress' then cur = redis.call('LINDEX', p .. ':order', 0) or '' end
-return st .. '|' .. joined(KEYS[2], ARGV[1]) .. '|' .. (redis.call('GET', p .. ':turns') or '0')
+return st .. '|' .. joined(KEYS[2], ARGV[1]) .. '|' .. (now[2] or '0')
   .. '|' .. redis.call('SCARD', p .. ':forfeits') .. '|' .. cur
 ";
