@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use superhero::broker::{Broker, BrokerError, MemoryBroker, Publisher};
+use superhero::broker::{Broker, BrokerError, Consumer, MemoryBroker, Publisher};
 use superhero::events::{
     self, CLEANING_GAME_RECORDS, Envelope, EventLayer, EventPipe, EventSink, GameUserTask, Queue,
 };
@@ -34,6 +34,17 @@ fn log_cleaning(i: usize) {
     );
 }
 
+/// The next envelope a consumer receives, acknowledged.
+async fn next_envelope(consumer: &mut dyn Consumer) -> Envelope {
+    let d = tokio::time::timeout(WAIT, consumer.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let e = Envelope::parse(&d.payload).unwrap();
+    d.ack().await.unwrap();
+    e
+}
+
 #[tokio::test]
 async fn queue_records_arrive_as_envelopes() {
     let sink = EventSink::new();
@@ -54,11 +65,7 @@ async fn queue_records_arrive_as_envelopes() {
     tracing::info!(target: "superhero::server", "not an event");
 
     for i in 0..50 {
-        let d = tokio::time::timeout(WAIT, lobby.next())
-            .await
-            .unwrap()
-            .unwrap();
-        let e = Envelope::parse(&d.payload).unwrap();
+        let e = next_envelope(&mut *lobby).await;
         assert_eq!(e.level, "INFO");
         assert_eq!(e.name, "memory.lib.server.lobby");
         assert_eq!(e.log_message, CLEANING_GAME_RECORDS);
@@ -69,21 +76,11 @@ async fn queue_records_arrive_as_envelopes() {
             "{}",
             e.timestamp
         );
-        d.ack().await.unwrap();
     }
-    let d = tokio::time::timeout(WAIT, game.next())
-        .await
-        .unwrap()
-        .unwrap();
-    let e = Envelope::parse(&d.payload).unwrap();
+    let e = next_envelope(&mut *game).await;
     assert_eq!(e.name, "memory.lib.server.game");
     assert_eq!(e.task_value().unwrap()["TIMESTAMP"], "t");
-    d.ack().await.unwrap();
-    let d = tokio::time::timeout(WAIT, game.next())
-        .await
-        .unwrap()
-        .unwrap();
-    let e = Envelope::parse(&d.payload).unwrap();
+    let e = next_envelope(&mut *game).await;
     assert_eq!(e.log_message, "Logged by hand");
     assert_eq!(e.task_value().unwrap(), "not {json");
 
