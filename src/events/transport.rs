@@ -41,7 +41,9 @@ pub struct Envelope {
 
 impl PartialEq for Envelope {
     fn eq(&self, other: &Self) -> bool {
-        let task = |e: &Self| e.task.as_ref().map(|t| t.get().to_owned());
+        fn task(e: &Envelope) -> Option<&str> {
+            e.task.as_deref().map(RawValue::get)
+        }
         (&self.level, &self.timestamp, &self.name, &self.log_message)
             == (
                 &other.level,
