@@ -15,10 +15,11 @@
 //! The first and the fourth rows also stand beside what their WebSocket transport
 //! carries alone: 200 connections each sending a game request and waiting for the
 //! same frame back from an echo endpoint, served like the game's (`net::serve`, the
-//! same HTTP upgrade, the same read buffer), in process and between two processes over TCP. Divided by the
-//! requests a game takes (the server's own count in the TCP row), that is the most
-//! games/s the transport could carry with no game at all behind it; the lobby frames
-//! a server pushes come on top, so the true ceiling is lower still.
+//! same HTTP upgrade, the same read buffer), in process and between two processes
+//! over TCP. Divided by the requests a game takes (the server's own count in the TCP
+//! row), that is the most games/s the transport could carry with no game at all
+//! behind it; the lobby frames a server pushes come on top, so the true ceiling is
+//! lower still.
 //!
 //! Every row runs the `superhero` binary as a user would and reads its `--json`
 //! summary. Run: `cargo bench --bench generator`. SUPERHERO_BENCH_DIR picks the folder

@@ -172,9 +172,7 @@ pub fn committed_or_hide(output_dir: &Path, stem: &str, hide: bool) -> Result<bo
         return Ok(true);
     }
     if hide {
-        let hidden = Table::Meta
-            .dir(output_dir)
-            .join(format!(".{stem}.{EXTENSION}.uncommitted"));
+        let hidden = first.with_file_name(format!(".{stem}.{EXTENSION}.uncommitted"));
         fs::rename(&first, &hidden).map_err(|cause| TableError::Io { path: first, cause })?;
     }
     Ok(false)

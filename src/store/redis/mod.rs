@@ -259,7 +259,7 @@ impl Starts {
         Starting {
             starts: self,
             game,
-            lock: Some(lock),
+            lock,
         }
     }
 }
@@ -268,24 +268,22 @@ impl Starts {
 struct Starting<'a> {
     starts: &'a Starts,
     game: &'a GameToken,
-    lock: Option<Arc<tokio::sync::Mutex<()>>>,
+    lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Starting<'_> {
     /// Waits for the starts of the game begun before this one.
-    async fn turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        Some(self.lock.as_ref()?.lock().await)
+    async fn turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.lock.lock().await
     }
 }
 
 impl Drop for Starting<'_> {
     fn drop(&mut self) {
+        // Every hold is taken under the map's lock: two holders, the map's and this
+        // one, mean no other start of the game is under way or waiting.
         let mut starts = self.starts.0.lock().unwrap_or_else(|e| e.into_inner());
-        drop(self.lock.take());
-        if starts
-            .get(self.game)
-            .is_some_and(|lock| Arc::strong_count(lock) == 1)
-        {
+        if Arc::strong_count(&self.lock) == 2 {
             starts.remove(self.game);
         }
     }
