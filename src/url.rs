@@ -1,7 +1,8 @@
 //! Addresses as text: masking the password of a URL for logs and errors, putting
 //! credentials into one (percent-encoded), and changing its scheme
-//! (`redis-streams://h:6379/0` is `redis://h:6379/0` to the Redis client). A leaf: it
-//! uses nothing else of the crate.
+//! (`redis-streams://h:6379/0` is `redis://h:6379/0` to the Redis client), and the
+//! address a URL names, on this machine or not. A leaf: it uses nothing else of the
+//! crate.
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
@@ -61,6 +62,36 @@ pub fn userinfo(user: &str, password: &str) -> String {
     )
 }
 
+/// The host and port a broker's or a Redis store's URL names (the first address of a
+/// list), with the scheme's usual port when it names none.
+pub fn host_port(url: &str) -> Option<(String, u16)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', ',']).next()?;
+    let address = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    let default = match scheme {
+        "redis" | "rediss" | "redis-streams" | "redis-fanout" => 6379,
+        "amqp" => 5672,
+        "nats" => 4222,
+        "kafka" => 9092,
+        "nsq" => 4150,
+        _ => return None,
+    };
+    let (host, port) = match address.rsplit_once(':') {
+        // An IPv6 address in brackets without a port has colons of its own.
+        Some((host, port)) if !port.contains(']') => (host, port.parse().ok()?),
+        _ => (address, default),
+    };
+    Some((host.trim_matches(['[', ']']).to_string(), port))
+}
+
+/// Whether `host` names this machine's loopback.
+pub fn is_local(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,5 +134,28 @@ mod tests {
         );
         assert_eq!(with_scheme("h:1", "redis"), "h:1");
         assert_eq!(redis("h", 6380, 3), "redis://h:6380/3");
+    }
+
+    #[test]
+    fn broker_urls_give_their_address() {
+        assert_eq!(
+            host_port("redis://127.0.0.1:6380/0"),
+            Some(("127.0.0.1".into(), 6380))
+        );
+        assert_eq!(host_port("redis-streams://h/3"), Some(("h".into(), 6379)));
+        assert_eq!(
+            host_port("amqp://u:p@localhost:5673/%2f"),
+            Some(("localhost".into(), 5673))
+        );
+        assert_eq!(host_port("kafka://a:9093,b:9094"), Some(("a".into(), 9093)));
+        assert_eq!(host_port("nsq://[::1]"), Some(("::1".into(), 4150)));
+        assert_eq!(host_port("nats://[::1]:4223"), Some(("::1".into(), 4223)));
+        assert_eq!(
+            host_port("rediss://:pw@db.example/1"),
+            Some(("db.example".into(), 6379))
+        );
+        assert_eq!(host_port("memory://"), None);
+        assert!(is_local("localhost") && is_local("::1") && is_local("127.0.0.1"));
+        assert!(!is_local("10.1.2.3") && !is_local("broker.example"));
     }
 }

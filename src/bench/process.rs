@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::url::{host_port, is_local};
+
 /// How often the process is sampled while a workload runs.
 const EVERY: Duration = Duration::from_millis(250);
 
@@ -158,36 +160,6 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
-/// The host and port a broker URL names (the first address of a list), with the
-/// scheme's usual port when it names none.
-pub(super) fn host_port(url: &str) -> Option<(String, u16)> {
-    let (scheme, rest) = url.split_once("://")?;
-    let authority = rest.split(['/', '?', ',']).next()?;
-    let address = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
-    let default = match scheme {
-        "redis" | "redis-streams" | "redis-fanout" => 6379,
-        "amqp" => 5672,
-        "nats" => 4222,
-        "kafka" => 9092,
-        "nsq" => 4150,
-        _ => return None,
-    };
-    let (host, port) = match address.rsplit_once(':') {
-        // An IPv6 address in brackets without a port has colons of its own.
-        Some((host, port)) if !port.contains(']') => (host, port.parse().ok()?),
-        _ => (address, default),
-    };
-    Some((host.trim_matches(['[', ']']).to_string(), port))
-}
-
-/// Whether `host` names this machine's loopback.
-pub(super) fn is_local(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified())
-}
-
 /// The process holding the listening socket of `port` (IPv4 or IPv6).
 pub(super) fn listener_pid(port: u16) -> Option<i32> {
     let listening =
@@ -214,26 +186,6 @@ pub(super) fn listener_pid(port: u16) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn broker_urls_give_their_address() {
-        let hp = |u: &str| host_port(u);
-        assert_eq!(
-            hp("redis://127.0.0.1:6380/0"),
-            Some(("127.0.0.1".into(), 6380))
-        );
-        assert_eq!(hp("redis-streams://h/3"), Some(("h".into(), 6379)));
-        assert_eq!(
-            hp("amqp://u:p@localhost:5673/%2f"),
-            Some(("localhost".into(), 5673))
-        );
-        assert_eq!(hp("kafka://a:9093,b:9094"), Some(("a".into(), 9093)));
-        assert_eq!(hp("nsq://[::1]"), Some(("::1".into(), 4150)));
-        assert_eq!(hp("nats://[::1]:4223"), Some(("::1".into(), 4223)));
-        assert_eq!(hp("memory://"), None);
-        assert!(is_local("localhost") && is_local("::1") && is_local("127.0.0.1"));
-        assert!(!is_local("10.1.2.3") && !is_local("broker.example"));
-    }
 
     /// A listener of this very process is found, and watching it while it works
     /// measures its CPU.

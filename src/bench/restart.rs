@@ -15,7 +15,8 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::process::{host_port, is_local, listener_pid};
+use super::process::listener_pid;
+use crate::url::{host_port, is_local};
 
 /// How long a broker may take to stop before it is killed.
 pub const STOP_WAIT: Duration = Duration::from_secs(60);
