@@ -25,7 +25,12 @@ fn main() -> ExitCode {
     if let Err(e) = superhero::net::raise_file_limit() {
         tracing::warn!("cannot raise the open-file limit: {e}");
     }
-    let runtime = match tokio::runtime::Runtime::new() {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cli.global.worker_threads(cores))
+        .enable_all()
+        .build();
+    let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

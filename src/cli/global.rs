@@ -2,6 +2,7 @@
 //! stored, which broker carries the events (with the original's variables for each
 //! broker), and what is written and printed.
 
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -170,12 +171,31 @@ pub struct GlobalArgs {
     /// Print the closing summary as one JSON object.
     #[arg(long, global = true, help_heading = "Output")]
     pub json: bool,
+    /// Worker threads of the async runtime. Default: one per core, or one fewer when
+    /// the store is a single Redis on this machine, so that its one thread has a core.
+    #[arg(long, global = true, env = "SUPERHERO_RUNTIME_THREADS")]
+    pub runtime_threads: Option<NonZeroUsize>,
 }
 
 impl GlobalArgs {
     /// The Redis of REDIS_HOST, REDIS_PORT and REDIS_DB.
     pub fn redis(&self) -> RedisConfig {
         RedisConfig::from_parts(&self.redis_host, self.redis_port, self.redis_db)
+    }
+
+    /// The async runtime's worker threads on a machine of `cores`: `--runtime-threads`,
+    /// or see its help. A Redis on this machine runs every command on one thread; with
+    /// a runtime thread on each core as well, they take turns on the cores (the README's
+    /// Speed section has what that cost).
+    pub fn worker_threads(&self, cores: usize) -> usize {
+        let redis_here = matches!(
+            self.store_choice(),
+            Ok(StoreChoice::Redis(config)) if config.is_one_server_here()
+        );
+        self.runtime_threads.map_or(
+            if redis_here { cores - 1 } else { cores }.max(1),
+            usize::from,
+        )
     }
 
     /// The store `--store` names.
@@ -330,6 +350,25 @@ mod tests {
         assert_eq!(global(&[]).broker_spec("default").unwrap(), None);
         let memory = global(&[]).broker_spec("memory").unwrap().unwrap();
         assert_eq!(memory.backend().name, "memory");
+    }
+
+    #[test]
+    fn a_redis_here_leaves_a_core_to_itself() {
+        let threads = |args: &[&str], cores| global(args).worker_threads(cores);
+        assert_eq!(threads(&[], 2), 2);
+        assert_eq!(threads(&["--store", "redis"], 2), 1);
+        assert_eq!(threads(&["--store", "redis://127.0.0.1:6380/2"], 8), 7);
+        assert_eq!(threads(&["--store", "redis"], 1), 1);
+        assert_eq!(threads(&["--store", "redis://db.example:6379/0"], 2), 2);
+        assert_eq!(
+            threads(&["--store", "redis-cluster://127.0.0.1:7000"], 4),
+            4
+        );
+        assert_eq!(
+            threads(&["--store", "redis", "--runtime-threads", "3"], 2),
+            3
+        );
+        assert!(Cli::try_parse_from(["superhero", "--runtime-threads", "0", "audit"]).is_err());
     }
 
     #[test]

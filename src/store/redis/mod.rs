@@ -76,6 +76,13 @@ impl RedisConfig {
         }
     }
 
+    /// Whether this is one Redis server on this machine (not a cluster), which then
+    /// shares this machine's cores with the program.
+    pub fn is_one_server_here(&self) -> bool {
+        self.cluster_nodes().is_none()
+            && crate::url::host_port(&self.url).is_some_and(|(host, _)| crate::url::is_local(&host))
+    }
+
     /// The nodes of a `redis-cluster://` address as `redis://` URLs, each with the
     /// address's credentials; `None` for any other address.
     pub fn cluster_nodes(&self) -> Option<Vec<String>> {
