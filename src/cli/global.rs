@@ -193,7 +193,12 @@ impl GlobalArgs {
             Ok(StoreChoice::Redis(config)) if config.is_one_server_here()
         );
         self.runtime_threads.map_or(
-            if redis_here { cores - 1 } else { cores }.max(1),
+            if redis_here {
+                cores.saturating_sub(1)
+            } else {
+                cores
+            }
+            .max(1),
             usize::from,
         )
     }

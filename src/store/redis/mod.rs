@@ -76,11 +76,12 @@ impl RedisConfig {
         }
     }
 
-    /// Whether this is one Redis server on this machine (not a cluster), which then
-    /// shares this machine's cores with the program.
+    /// Whether this is one Redis server (not a cluster) at a loopback address, which
+    /// then shares this machine's cores with the program.
     pub fn is_one_server_here(&self) -> bool {
+        use crate::url::{host_port, is_local};
         self.cluster_nodes().is_none()
-            && crate::url::host_port(&self.url).is_some_and(|(host, _)| crate::url::is_local(&host))
+            && host_port(&self.url).is_some_and(|(host, _)| is_local(&host))
     }
 
     /// The nodes of a `redis-cluster://` address as `redis://` URLs, each with the
