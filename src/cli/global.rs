@@ -188,19 +188,15 @@ impl GlobalArgs {
     /// a runtime thread on each core as well, they take turns on the cores (the README's
     /// Speed section has what that cost).
     pub fn worker_threads(&self, cores: usize) -> usize {
-        let redis_here = matches!(
-            self.store_choice(),
-            Ok(StoreChoice::Redis(config)) if config.is_one_server_here()
-        );
-        self.runtime_threads.map_or(
-            if redis_here {
-                cores.saturating_sub(1)
-            } else {
-                cores
+        if let Some(threads) = self.runtime_threads {
+            return threads.get();
+        }
+        match self.store_choice() {
+            Ok(StoreChoice::Redis(config)) if config.is_one_server_here() => {
+                cores.saturating_sub(1).max(1)
             }
-            .max(1),
-            usize::from,
-        )
+            _ => cores.max(1),
+        }
     }
 
     /// The store `--store` names.
