@@ -77,16 +77,12 @@ async fn login<S: GameStore>(app: &App<S>, text: &str) -> Result<Vec<String>, Pr
     Ok(frames)
 }
 
-/// The roster, read from the store the first time and again while it is empty (so a
-/// `build-db` run after the server started is picked up).
+/// The roster, held by the server once read (see [`super::roster::Roster`]).
 async fn roster<S: GameStore>(app: &App<S>) -> Result<Arc<Vec<Hero>>, ProtocolError> {
-    let cached = app.roster.read().unwrap_or_else(|e| e.into_inner()).clone();
-    if !cached.is_empty() {
-        return Ok(cached);
-    }
-    let fresh = Arc::new(app.store.roster().await.map_err(store_error)?);
-    *app.roster.write().unwrap_or_else(|e| e.into_inner()) = fresh.clone();
-    Ok(fresh)
+    app.roster
+        .get(|| app.store.roster())
+        .await
+        .map_err(store_error)
 }
 
 #[derive(Serialize)]

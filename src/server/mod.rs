@@ -9,11 +9,12 @@
 mod handlers;
 mod lobby;
 mod referee;
+mod roster;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -29,7 +30,7 @@ use crate::game::protocol::{
     ACTION_PATH, FIND_PATH, HERO_PATH, LOBBY_PATH, LOGIN_PATH, MAX_REQUEST_BYTES, ProtocolError,
 };
 use crate::game::rules::Finish;
-use crate::game::{GameToken, Hero, UserToken};
+use crate::game::{GameToken, UserToken};
 use crate::net::{ConnectionLimits, ConnectionStats, Listeners};
 use crate::store::GameStore;
 use crate::telemetry::names;
@@ -97,7 +98,7 @@ struct App<S> {
     store: S,
     settings: ServerSettings,
     /// The roster as games draw from it, read from the store when first needed.
-    roster: RwLock<Arc<Vec<Hero>>>,
+    roster: roster::Roster,
     /// The games this server's referees watch.
     refereed: Mutex<HashSet<GameToken>>,
     /// Asked to stop: no new game is found (see [`ServerSettings::stop_timeout`]).
@@ -113,7 +114,7 @@ impl<S> App<S> {
         Arc::new(Self {
             store,
             settings,
-            roster: RwLock::new(Arc::new(Vec::new())),
+            roster: roster::Roster::default(),
             refereed: Mutex::new(HashSet::new()),
             draining: AtomicBool::new(false),
             in_play: AtomicUsize::new(0),
