@@ -26,11 +26,7 @@ fn main() -> ExitCode {
         tracing::warn!("cannot raise the open-file limit: {e}");
     }
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cli.global.worker_threads(cores))
-        .enable_all()
-        .build();
-    let runtime = match runtime {
+    let runtime = match cli.global.runtime(cores) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

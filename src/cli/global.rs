@@ -199,6 +199,23 @@ impl GlobalArgs {
         }
     }
 
+    /// The async runtime, with [`Self::worker_threads`] threads. One thread is the
+    /// caller's own (a current-thread runtime), where a woken task waits its turn
+    /// behind the tasks ready before it rather than running next: a Redis
+    /// connection's driver then sends the commands of many tasks in one write (the
+    /// README's Speed section has what that saved).
+    pub fn runtime(&self, cores: usize) -> std::io::Result<tokio::runtime::Runtime> {
+        let mut builder = match self.worker_threads(cores) {
+            1 => tokio::runtime::Builder::new_current_thread(),
+            threads => {
+                let mut builder = tokio::runtime::Builder::new_multi_thread();
+                builder.worker_threads(threads);
+                builder
+            }
+        };
+        builder.enable_all().build()
+    }
+
     /// The store `--store` names.
     pub fn store_choice(&self) -> Result<StoreChoice> {
         Ok(StoreChoice::parse(&self.store, self.redis())?)
@@ -370,6 +387,17 @@ mod tests {
             3
         );
         assert!(Cli::try_parse_from(["superhero", "--runtime-threads", "0", "audit"]).is_err());
+    }
+
+    #[test]
+    fn one_runtime_thread_is_the_callers_own() {
+        use tokio::runtime::RuntimeFlavor;
+        let one = global(&["--store", "redis"]).runtime(2).unwrap();
+        assert_eq!(one.handle().runtime_flavor(), RuntimeFlavor::CurrentThread);
+        assert_eq!(one.block_on(async { 1 + 1 }), 2);
+        let two = global(&[]).runtime(2).unwrap();
+        assert_eq!(two.handle().runtime_flavor(), RuntimeFlavor::MultiThread);
+        assert_eq!(two.metrics().num_workers(), 2);
     }
 
     #[test]
