@@ -6,6 +6,7 @@
 //! of the roster on Redis, not a thousand.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::game::Hero;
@@ -16,12 +17,16 @@ pub(super) struct Roster {
     heroes: RwLock<Arc<Vec<Hero>>>,
     /// Held by the one read under way.
     reading: tokio::sync::Mutex<()>,
+    /// Reads done, whatever they found.
+    reads: AtomicU64,
 }
 
 impl Roster {
     /// The heroes, read with `read` unless a non-empty roster is held. A caller that
-    /// finds another's read under way waits for it and takes its result; if that read
-    /// failed or found none, the caller reads in turn.
+    /// finds another's read under way waits for it and takes its result. When that
+    /// read failed or found none, the callers that waited for it read at once, each
+    /// on its own, rather than one after another: with the store down, each fails in
+    /// the time of one read.
     pub(super) async fn get<E, F>(&self, read: impl FnOnce() -> F) -> Result<Arc<Vec<Hero>>, E>
     where
         F: Future<Output = Result<Vec<Hero>, E>>,
@@ -29,11 +34,25 @@ impl Roster {
         if let Some(held) = self.held() {
             return Ok(held);
         }
-        let _reading = self.reading.lock().await;
+        let before = self.reads.load(Ordering::Acquire);
+        let reading = self.reading.lock().await;
         if let Some(held) = self.held() {
             return Ok(held);
         }
-        let fresh = Arc::new(read().await?);
+        if self.reads.load(Ordering::Acquire) != before {
+            drop(reading);
+            return self.read(read).await;
+        }
+        self.read(read).await
+    }
+
+    async fn read<E, F>(&self, read: impl FnOnce() -> F) -> Result<Arc<Vec<Hero>>, E>
+    where
+        F: Future<Output = Result<Vec<Hero>, E>>,
+    {
+        let read = read().await;
+        self.reads.fetch_add(1, Ordering::AcqRel);
+        let fresh = Arc::new(read?);
         *self.heroes.write().unwrap_or_else(|e| e.into_inner()) = fresh.clone();
         Ok(fresh)
     }
@@ -46,7 +65,9 @@ impl Roster {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::AtomicUsize;
+
+    use std::time::Duration;
 
     use futures_util::future::join_all;
 
@@ -87,6 +108,42 @@ mod tests {
         assert_eq!(reads.load(Ordering::SeqCst), 1);
         assert_eq!(got.len(), 50);
         assert!(got.iter().all(|g| g.as_ref().is_ok_and(|h| h.len() == 3)));
+    }
+
+    #[tokio::test]
+    async fn after_a_failed_shared_read_the_waiters_read_each_on_its_own() {
+        let roster = Roster::default();
+        let reads = AtomicUsize::new(0);
+        let gate = tokio::sync::Notify::new();
+        let read = || async {
+            if reads.fetch_add(1, Ordering::SeqCst) == 0 {
+                gate.notified().await;
+                return Err("down");
+            }
+            // A read that does not end before every waiter has started its own.
+            while reads.load(Ordering::SeqCst) < 11 {
+                tokio::task::yield_now().await;
+            }
+            Ok(heroes(1))
+        };
+        let callers = join_all((0..11).map(|_| roster.get(read)));
+        let opened = async {
+            while reads.load(Ordering::SeqCst) == 0 {
+                tokio::task::yield_now().await;
+            }
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            gate.notify_waiters();
+        };
+        let (got, ()) = tokio::time::timeout(Duration::from_secs(10), async {
+            tokio::join!(callers, opened)
+        })
+        .await
+        .expect("the waiters read one after another");
+        assert_eq!(got.iter().filter(|g| g.is_err()).count(), 1);
+        assert_eq!(got.iter().filter(|g| g.is_ok()).count(), 10);
+        assert_eq!(reads.load(Ordering::SeqCst), 11);
     }
 
     #[tokio::test]
