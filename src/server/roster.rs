@@ -41,7 +41,6 @@ impl Roster {
         }
         if self.reads.load(Ordering::Acquire) != before {
             drop(reading);
-            return self.read(read).await;
         }
         self.read(read).await
     }
@@ -83,6 +82,18 @@ mod tests {
             .collect()
     }
 
+    /// Opens `gate` once the first read has begun and the other callers have had
+    /// their turns to ask.
+    async fn open_after_the_first_read(reads: &AtomicUsize, gate: &tokio::sync::Notify) {
+        while reads.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        gate.notify_waiters();
+    }
+
     #[tokio::test]
     async fn finds_that_miss_together_share_one_read() {
         let roster = Roster::default();
@@ -95,15 +106,7 @@ mod tests {
             Ok::<_, ()>(heroes(3))
         };
         let callers = join_all((0..50).map(|_| roster.get(read)));
-        let opened = async {
-            while reads.load(Ordering::SeqCst) == 0 {
-                tokio::task::yield_now().await;
-            }
-            for _ in 0..10 {
-                tokio::task::yield_now().await;
-            }
-            gate.notify_waiters();
-        };
+        let opened = open_after_the_first_read(&reads, &gate);
         let (got, ()) = tokio::join!(callers, opened);
         assert_eq!(reads.load(Ordering::SeqCst), 1);
         assert_eq!(got.len(), 50);
@@ -127,15 +130,7 @@ mod tests {
             Ok(heroes(1))
         };
         let callers = join_all((0..11).map(|_| roster.get(read)));
-        let opened = async {
-            while reads.load(Ordering::SeqCst) == 0 {
-                tokio::task::yield_now().await;
-            }
-            for _ in 0..10 {
-                tokio::task::yield_now().await;
-            }
-            gate.notify_waiters();
-        };
+        let opened = open_after_the_first_read(&reads, &gate);
         let (got, ()) = tokio::time::timeout(Duration::from_secs(10), async {
             tokio::join!(callers, opened)
         })
