@@ -7,8 +7,8 @@
 //!   rate for such files measured just before and just after;
 //! - `simulate --store redis`: games/s beside Redis's own CPU time over the run and
 //!   the commands it processed per game;
-//! - `server` and `player --closed-world` as separate processes over TCP: games/s
-//!   beside the CPU each process used;
+//! - `server` and `player --closed-world` as separate processes over TCP, one runtime
+//!   thread each (two processes on two cores): games/s beside the CPU each used;
 //! - `simulate --rate R` for R from 10 to 10,000 games/s: the pace held
 //!   (`completion_rate`) against the rate asked.
 //!
@@ -19,7 +19,8 @@
 //! over TCP. Divided by the requests a game takes (the server's own count in the TCP
 //! row), that is the most games/s the transport could carry with no game at all
 //! behind it; the lobby frames a server pushes come on top, so the true ceiling is
-//! lower still.
+//! lower still. Over TCP both sides of the echo run one runtime thread, as the
+//! fourth row's processes do.
 //!
 //! Every row runs the `superhero` binary as a user would and reads its `--json`
 //! summary. Run: `cargo bench --bench generator`. SUPERHERO_BENCH_DIR picks the folder
@@ -112,9 +113,11 @@ fn sizes() -> Sizes {
                 bots: 200,
                 games: 100,
             },
+            // As for the batch row: a server's CPU a game grows with the bots
+            // connected to it, 324 µs at 40 or 50 bots and 410 µs at 200.
             tcp: Load {
-                bots: 200,
-                games: 100,
+                bots: 50,
+                games: 400,
             },
             rates: vec![10.0, 100.0, 1_000.0, 10_000.0],
             rate_seconds: 5.0,
@@ -418,7 +421,7 @@ fn echo_in_process(runtime: &tokio::runtime::Runtime, seconds: f64) -> Echo {
 /// The echo server of [`echo_over_tcp`]: says where it listens, then serves until
 /// it is killed.
 fn serve_echo() {
-    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let runtime = one_thread();
     runtime.block_on(async {
         let listener = superhero::net::bind("127.0.0.1:0")
             .await
@@ -434,7 +437,7 @@ fn serve_echo() {
 
 /// The transport alone between two processes over TCP, as `server` and `player` run
 /// it: this process is the clients, a copy of it the echo server.
-fn echo_over_tcp(runtime: &tokio::runtime::Runtime, seconds: f64) -> Echo {
+fn echo_over_tcp(seconds: f64) -> Echo {
     let exe = std::env::current_exe().expect("the bench's own executable");
     let mut server = Server(
         Command::new(exe)
@@ -454,7 +457,15 @@ fn echo_over_tcp(runtime: &tokio::runtime::Runtime, seconds: f64) -> Echo {
         .to_string();
     let pid = server.0.id();
     let both = move || process_cpu(std::process::id()) + process_cpu(pid);
-    runtime.block_on(echo_round_trips(Dial::Url(url), seconds, both))
+    one_thread().block_on(echo_round_trips(Dial::Url(url), seconds, both))
+}
+
+/// A runtime on the calling thread alone, as `--runtime-threads 1` makes.
+fn one_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
 }
 
 fn per_game(dir: &Path, load: Load, disk_files: usize) -> Row {
@@ -604,16 +615,26 @@ fn requests_answered(address: &str) -> f64 {
         .sum()
 }
 
+/// The flags giving a process one runtime thread. Two processes on two cores run
+/// fastest so: with a thread on each core each, `server` and `player` made 2,613–2,717
+/// games/s at 50 bots, against 2,888–2,986 with one thread each.
+const ONE_THREAD: [&str; 2] = ["--runtime-threads", "1"];
+
 /// The TCP row, and the requests a game took in it.
 fn server_and_player(load: Load, alone: Echo) -> (Row, f64) {
     let metrics = format!("127.0.0.1:{}", free_port());
-    let (server, url) = start_server(&["--metrics", &metrics]);
+    let (server, url) = start_server(&[&ONE_THREAD[..], &["--metrics", &metrics]].concat());
     let server_cpu = process_cpu(server.0.id());
     let started = Instant::now();
-    let mut args: Vec<String> = ["player", "--url", &url, "--closed-world"]
-        .iter()
-        .map(|a| a.to_string())
-        .collect();
+    let mut args: Vec<String> = [
+        &["player"][..],
+        &ONE_THREAD,
+        &["--url", &url, "--closed-world"],
+    ]
+    .concat()
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
     args.extend(load.args());
     let (s, player_cpu) = run_json(&args);
     let elapsed = started.elapsed().as_secs_f64();
@@ -623,7 +644,7 @@ fn server_and_player(load: Load, alone: Echo) -> (Row, f64) {
     drop(server);
     let games_per_s = number(&s, "games_per_s");
     let row = Row {
-        what: "server + player --closed-world, separate processes, TCP".into(),
+        what: "server + player --closed-world, separate processes, TCP, a thread each".into(),
         value: games_per_s,
         unit: "games/s",
         limit: format!(
@@ -685,7 +706,7 @@ fn main() {
     std::fs::create_dir_all(&dir).expect("creating the bench folder");
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     let in_process = echo_in_process(&runtime, sizes.echo_seconds);
-    let over_tcp = echo_over_tcp(&runtime, sizes.echo_seconds);
+    let over_tcp = echo_over_tcp(sizes.echo_seconds);
     // The TCP row runs first: it counts the requests a game takes.
     let (tcp, requests) = server_and_player(sizes.tcp, over_tcp);
     let mut rows = vec![
