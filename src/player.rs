@@ -265,7 +265,7 @@ pub async fn run(settings: PlayerSettings) -> PlayerSummary {
 
 /// Games per second between the first and the last of these ends (0 for fewer
 /// than two).
-fn completion_rate(ends: impl IntoIterator<Item = Instant>) -> f64 {
+pub(crate) fn completion_rate(ends: impl IntoIterator<Item = Instant>) -> f64 {
     let mut n = 0u64;
     let mut span: Option<(Instant, Instant)> = None;
     for at in ends {
@@ -498,12 +498,16 @@ struct Links {
 }
 
 async fn bot(index: usize, settings: &PlayerSettings, tally: &Tally) -> Result<(), BotError> {
-    let mut rng =
-        SmallRng::seed_from_u64(settings.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    // Seeded by the bot's number, so that bots of different processes (or of a
+    // simulation's shards) with the same seed choose differently.
+    let number = settings.first_user + index;
+    let mut rng = SmallRng::seed_from_u64(
+        settings.seed ^ (number as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    );
     let home = &settings.servers[index % settings.servers.len()];
     let away = &settings.servers[(index + 1) % settings.servers.len()];
     let t = settings.idle_timeout;
-    let name = format!("USER{:03}", settings.first_user + index);
+    let name = format!("USER{number:03}");
     let connecting = Connecting(tally);
     let handshake = tally.handshakes.acquire().await.ok();
     // Boxed, like a game below: what connecting takes is freed once connected.

@@ -497,3 +497,78 @@ fn rate_paces_the_run() {
     assert_eq!(n(&s, "games_written"), completed);
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+#[test]
+fn shards_write_every_game_once() {
+    let out = scratch_dir("shards");
+    // Three shards of 20 bots, on however many cores: each has its own store,
+    // broker, workers and server, all writing into one folder.
+    let (ok, s) = simulate(
+        &out,
+        &[
+            "--shards",
+            "3",
+            "--bots",
+            "60",
+            "--games",
+            "4",
+            "--workers",
+            "2",
+            "--seed",
+            "9",
+        ],
+    );
+    assert!(ok, "{s}");
+    let completed = n(&s, "games_completed");
+    assert!(completed > 0, "{s}");
+    assert_eq!(n(&s, "bots"), 60, "{s}");
+    assert_eq!(n(&s, "shards"), 3, "{s}");
+    assert_eq!(n(&s, "workers"), 3, "a worker in each shard: {s}");
+    assert_eq!(n(&s, "games_written"), completed, "{s}");
+    assert_eq!(n(&s, "missing_games"), 0, "{s}");
+    assert_eq!(n(&s, "duplicate_games"), 0, "{s}");
+    assert_eq!(n(&s, "events_dropped"), 0, "{s}");
+    assert_eq!(n(&s, "bot_errors"), 0, "{s}");
+    assert_eq!(n(&s, "games_unfinished"), 0, "{s}");
+    assert_eq!(n(&s["completion_to_parquet"], "count"), completed, "{s}");
+    assert!(n(&s, "events_published") > completed * 4, "{s}");
+
+    let t = read_tables(&out);
+    assert_eq!(t.meta.len() as u64, completed);
+    assert_eq!(t.podium.len() as u64, completed);
+    assert_eq!(t.files as u64, 2 * completed);
+    // Every shard plays with the run's roster.
+    check_podiums(&t, &synthetic_heroes(9));
+    let players: std::collections::HashSet<&String> =
+        t.meta.values().flat_map(|users| users.keys()).collect();
+    assert!(
+        players.len() > 40,
+        "bots of every shard played: {}",
+        players.len()
+    );
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+#[test]
+fn shards_refuse_what_watches_one_pipeline() {
+    let out = scratch_dir("shards-refused");
+    for (args, why) in [
+        (&["--listen", "127.0.0.1:0"][..], "--listen"),
+        (&["--dashboard", "--dashboard-port", "0"][..], "--dashboard"),
+        (&["--transport", "tcp"][..], "TCP"),
+        (&["--store", "redis://127.0.0.1:1/0"][..], "store"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_superhero"))
+            .args(["simulate", "--shards", "2", "--bots", "4", "--output-dir"])
+            .arg(&out)
+            .args(args)
+            .output_within();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} ran");
+        assert!(
+            stderr.contains("--shards 2") && stderr.contains(why),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert!(!out.exists(), "nothing was written");
+}

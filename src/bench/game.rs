@@ -114,6 +114,7 @@ pub async fn run(
     scratch: &Path,
 ) -> Result<GameResult, SimulateError> {
     let settings = SimulateSettings {
+        first_user: 0,
         bots: workload.bots,
         games: i64::from(workload.games_per_bot),
         seed: workload.seed,

@@ -1,6 +1,7 @@
 //! `superhero simulate`: server, bots and workers in one process; exits non-zero when
 //! a completed game is missing, an event was dropped or a bot failed.
 
+use std::num::NonZeroUsize;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use crate::dashboard::pipeline::{LocalPipeline, PipelineFeed};
 use crate::player;
 use crate::server::ServerSettings;
 use crate::simulate::{self, SimulateSettings, Transport};
+use crate::store::StoreChoice;
 use crate::worker::EtlProgress;
 
 #[derive(Debug, Args)]
@@ -58,6 +60,13 @@ pub struct SimulateArgs {
     /// of holding the difference in memory.
     #[arg(long, value_name = "GAMES", default_value_t = simulate::MAX_BACKLOG)]
     pub max_backlog: u64,
+    /// Independent copies of the pipeline, each on a thread of its own with its own
+    /// embedded store and broker, workers, game server and share of the bots.
+    /// Default: one per runtime thread (at most one per 20 bots) when the store and
+    /// the broker are the embedded ones and nothing outside watches the run (no
+    /// `--listen`, `--dashboard` or `--metrics`); otherwise 1.
+    #[arg(long, value_name = "N")]
+    pub shards: Option<NonZeroUsize>,
     /// Never draw a progress bar.
     #[arg(long)]
     pub no_progress: bool,
@@ -92,6 +101,54 @@ impl From<TransportArg> for Transport {
 }
 
 impl SimulateArgs {
+    /// How many shards the run uses (see `--shards`), on `threads` runtime threads.
+    pub fn shards(
+        &self,
+        g: &GlobalArgs,
+        settings: &SimulateSettings,
+        threads: usize,
+    ) -> Result<usize> {
+        let embedded_store = matches!(g.store_choice()?, StoreChoice::Memory);
+        let embedded_broker = g
+            .broker_spec("memory")?
+            .is_none_or(|spec| spec.backend().name == "memory");
+        let watched = if self.listen.is_some() {
+            Some("--listen")
+        } else if self.dashboard.dashboard {
+            Some("--dashboard")
+        } else if self.metrics.metrics.is_some() {
+            Some("--metrics")
+        } else {
+            None
+        };
+        let Some(asked) = self.shards.map(NonZeroUsize::get) else {
+            return Ok(if embedded_store && embedded_broker && watched.is_none() {
+                simulate::default_shards(settings, threads)
+            } else {
+                1
+            });
+        };
+        if asked > 1 {
+            let why = if !embedded_store {
+                Some("the store is not the embedded one")
+            } else if !embedded_broker {
+                Some("the broker is not the embedded one")
+            } else if settings.transport == Transport::Tcp {
+                Some("the bots reach the server over TCP")
+            } else {
+                watched.map(|flag| match flag {
+                    "--listen" => "--listen serves one game server",
+                    "--dashboard" => "--dashboard watches one broker",
+                    _ => "--metrics reports one store and broker",
+                })
+            };
+            if let Some(why) = why {
+                bail!("--shards {asked}: a run has one shard when {why}");
+            }
+        }
+        Ok(asked)
+    }
+
     /// The run's settings; `g` gives the output folder and whether a progress bar
     /// may be drawn (not under `--json`).
     pub fn settings(&self, g: &GlobalArgs) -> Result<SimulateSettings> {
@@ -106,6 +163,7 @@ impl SimulateArgs {
         }
         Ok(SimulateSettings {
             bots: self.bots,
+            first_user: 0,
             games: i64::from(self.games),
             seed: self.seed,
             heroes: self.heroes,
@@ -125,9 +183,11 @@ impl SimulateArgs {
 
 /// Runs `superhero simulate`; the exit code says whether it went cleanly.
 pub async fn run(args: &SimulateArgs, g: &GlobalArgs) -> Result<ExitCode> {
+    let settings = args.settings(g)?;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let shards = args.shards(g, &settings, g.worker_threads(cores))?;
     let metrics = args.metrics.start().await?;
     let store = g.open_store().await?;
-    let settings = args.settings(g)?;
     // In-process bots need no descriptors; over TCP each socket has two ends here.
     if settings.transport == Transport::Tcp {
         super::check_bots_fit(settings.bots, true)?;
@@ -173,7 +233,11 @@ pub async fn run(args: &SimulateArgs, g: &GlobalArgs) -> Result<ExitCode> {
         stop: Some(stop.watch()),
         ..settings
     };
-    let summary = simulate::run_with(store, broker, sink, settings, progress, outside).await?;
+    let summary = if shards > 1 {
+        simulate::run_sharded(shards, settings).await?
+    } else {
+        simulate::run_with(store, broker, sink, settings, progress, outside).await?
+    };
     drop(stop);
     if let Some(feed) = &sources.pipeline {
         feed.finished();

@@ -377,6 +377,14 @@ thread_local! {
     /// The fields of the record being offered, kept from one record to the next so
     /// that reading a record's fields allocates nothing once the buffers have grown.
     static FIELDS: RefCell<RecordFields> = RefCell::default();
+    /// The sink of the queue records logged on this thread, in place of the layer's.
+    static THREAD_SINK: RefCell<Option<Arc<EventSink>>> = const { RefCell::new(None) };
+}
+
+/// Sends the queue records logged on this thread from now on to `sink` instead of
+/// the layer's own (a simulation's shard, whose tasks all run on its thread).
+pub fn route_thread_events(sink: Arc<EventSink>) {
+    THREAD_SINK.with(|s| *s.borrow_mut() = Some(sink));
 }
 
 impl<S: Subscriber> Layer<S> for EventLayer {
@@ -396,7 +404,10 @@ impl<S: Subscriber> Layer<S> for EventLayer {
                     Task::Checked(t)
                 }
             });
-            self.sink.offer(queue, level, &fields.message, task);
+            THREAD_SINK.with(|s| match &*s.borrow() {
+                Some(sink) => sink.offer(queue, level, &fields.message, task),
+                None => self.sink.offer(queue, level, &fields.message, task),
+            });
         };
         // A record logged while one is being offered gets buffers of its own.
         FIELDS.with(|cell| match cell.try_borrow_mut() {

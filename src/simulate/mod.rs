@@ -25,6 +25,10 @@ use crate::server::{self, ServerSettings};
 use crate::store::{GameStore, StoreError};
 use crate::worker::{self, EtlProgress, WorkerSettings};
 
+mod shards;
+
+pub use self::shards::{MIN_BOTS_PER_SHARD, default_shards, run_sharded};
+
 /// How long a broker that is down gets, at the end, to take the buffered events.
 const PUBLISH_GRACE: Duration = Duration::from_secs(10);
 /// How long the workers get to finish their batches once told to stop.
@@ -48,6 +52,8 @@ pub enum Transport {
 #[derive(Clone, Debug)]
 pub struct SimulateSettings {
     pub bots: usize,
+    /// The first bot is `USER{first_user:03}`.
+    pub first_user: usize,
     pub games: i64,
     pub seed: u64,
     /// Heroes of the synthetic roster used when the store has none.
@@ -80,6 +86,9 @@ pub struct SimulateSettings {
 pub struct SimulateSummary {
     pub bots: usize,
     pub workers: usize,
+    /// Independent copies of the pipeline the run was split into (see
+    /// [`run_sharded`]); 1 for one pipeline.
+    pub shards: usize,
     pub games_completed: u64,
     pub games_timed_out: u64,
     /// Games neither completed nor timed out when the run ended (embedded store only):
@@ -116,7 +125,7 @@ pub struct SimulateSummary {
     /// the games written.
     pub completion_to_parquet: Latency,
     /// The most completed games seen waiting for their tables at once (sampled every
-    /// 10 ms).
+    /// 10 ms; in a sharded run, the sum of each shard's most).
     pub backlog_peak: u64,
     /// Seconds the bots waited for the tables to catch up (`max_backlog`).
     pub held_s: f64,
@@ -132,6 +141,8 @@ pub enum SimulateError {
     Transport(#[from] PipeError),
     #[error("cannot open a local port for the game server: {0}")]
     Bind(std::io::Error),
+    #[error("cannot run a shard of the simulation: {0}")]
+    Shard(std::io::Error),
 }
 
 /// How long the games left by bots that stopped take to end at most: a lobby's
@@ -180,6 +191,51 @@ pub async fn run_with<S: GameStore>(
             .replace_roster(&roster::synthetic(settings.heroes, settings.seed))
             .await?;
     }
+    let gauges = Gauges {
+        completed: Arc::default(),
+        progress,
+        sink: sink.clone(),
+    };
+    let bar = Bar::start(settings.progress, vec![gauges.clone()]);
+    let played = play(store, broker, gauges, settings, outside).await;
+    bar.finish();
+    Ok(played?.summary)
+}
+
+/// What a run counts as it goes, for a progress bar to show.
+#[derive(Clone)]
+struct Gauges {
+    /// Games the bots completed.
+    completed: Arc<std::sync::atomic::AtomicU64>,
+    /// What the workers did (tracking games).
+    progress: Arc<EtlProgress>,
+    /// Where the server's events go.
+    sink: Arc<EventSink>,
+}
+
+/// A run's summary, with what it was computed from that a sum over shards needs.
+struct Played {
+    summary: SimulateSummary,
+    /// From each game's end to its rows on disk.
+    latency: LatencyRecorder,
+    /// When each completed game ended.
+    ends: Vec<Instant>,
+}
+
+/// Plays the simulation on a store that has its roster.
+async fn play<S: GameStore>(
+    store: S,
+    broker: Arc<dyn Broker>,
+    gauges: Gauges,
+    settings: SimulateSettings,
+    outside: Option<TcpListener>,
+) -> Result<Played, SimulateError> {
+    let Gauges {
+        completed,
+        progress,
+        sink,
+    } = gauges;
+    let sink = &sink;
     let started = Instant::now();
     // The sink may have served earlier runs of this process: count from here.
     let before = sink.stats();
@@ -201,9 +257,6 @@ pub async fn run_with<S: GameStore>(
     )
     .await?;
     let pipe = EventPipe::for_broker(sink, &*broker, DEFAULT_BUFFER).await?;
-
-    let completed = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let bar = Bar::start(settings.progress, completed.clone(), progress.clone(), sink);
 
     // Every worker writes every game on a broadcasting broker.
     let copies = if broker.semantics().work_sharing() {
@@ -243,7 +296,7 @@ pub async fn run_with<S: GameStore>(
         bots: settings.bots,
         games: settings.games,
         seed: settings.seed,
-        first_user: 0,
+        first_user: settings.first_user,
         idle_timeout: Duration::from_secs(60),
         closed_world: true,
         rate: settings.rate,
@@ -287,7 +340,6 @@ pub async fn run_with<S: GameStore>(
     // below counts them as missing.
     workers.stop(WORKER_STOP).await;
     let elapsed_s = started.elapsed().as_secs_f64();
-    bar.finish();
 
     // Read back what this run's workers wrote: files named after their worker (a
     // batch, or a copy of a broadcast), or after one of this run's games.
@@ -333,6 +385,7 @@ pub async fn run_with<S: GameStore>(
     }
 
     let mut latency = LatencyRecorder::new();
+    let ends = bots.completed_at.clone();
     let written_at = progress.first_written(&bots.completed_games);
     for (ended, durable) in bots.completed_at.iter().zip(written_at) {
         if let Some(durable) = durable {
@@ -349,9 +402,10 @@ pub async fn run_with<S: GameStore>(
             0.0
         }
     };
-    Ok(SimulateSummary {
+    let summary = SimulateSummary {
         bots: bots.bots,
         workers: settings.workers,
+        shards: 1,
         games_completed: bots.games_completed,
         games_timed_out: bots.games_timed_out,
         games_unfinished,
@@ -375,6 +429,11 @@ pub async fn run_with<S: GameStore>(
         completion_to_parquet: latency.summary(),
         backlog_peak,
         held_s,
+    };
+    Ok(Played {
+        summary,
+        latency,
+        ends,
     })
 }
 
@@ -520,12 +579,8 @@ struct Bar {
 }
 
 impl Bar {
-    fn start(
-        enabled: bool,
-        completed: Arc<std::sync::atomic::AtomicU64>,
-        etl: Arc<EtlProgress>,
-        sink: &Arc<EventSink>,
-    ) -> Self {
+    /// A bar showing the sums of `gauges`.
+    fn start(enabled: bool, gauges: Vec<Gauges>) -> Self {
         let target = ProgressDrawTarget::stderr();
         if !enabled || target.is_hidden() {
             return Self {
@@ -538,17 +593,17 @@ impl Bar {
             ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         );
-        let sink = sink.clone();
         let shown = bar.clone();
         let ticker = tokio::spawn(async move {
             loop {
-                let t = sink.stats();
-                let c = etl.counts();
+                let (mut completed, mut written, mut published) = (0, 0, 0);
+                for g in &gauges {
+                    completed += g.completed.load(Ordering::Relaxed);
+                    written += g.progress.counts().games_written;
+                    published += g.sink.stats().published;
+                }
                 shown.set_message(format!(
-                    "{} games completed · {} written · {} events published",
-                    completed.load(Ordering::Relaxed),
-                    c.games_written,
-                    t.published
+                    "{completed} games completed · {written} written · {published} events published"
                 ));
                 shown.tick();
                 tokio::time::sleep(Duration::from_millis(100)).await;
