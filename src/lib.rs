@@ -33,7 +33,8 @@
 //! - [`worker`]: consumes `Cleaning Game Records`, writes the tables durably, cleans;
 //!   a [`worker::Pool`] runs the workers of one process.
 //! - [`audit`]: reads the tables back and checks them.
-//! - [`simulate`]: server, bots and workers in one process, with one summary.
+//! - [`simulate`]: server, bots and workers in one process, with one summary; split
+//!   into shards, one pipeline a thread, on the embedded store and broker.
 //! - [`mod@bench`]: the same workloads (raw messages, the game pipeline) on every
 //!   broker, side by side, as one report in Markdown, JSON and HTML.
 //! - [`plays`]: the video plays scenario: producers, a multi-threaded processor that
