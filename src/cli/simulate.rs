@@ -112,12 +112,13 @@ impl SimulateArgs {
         let embedded_broker = g
             .broker_spec("memory")?
             .is_none_or(|spec| spec.backend().name == "memory");
+        // What watches the run's one pipeline from outside, if anything.
         let watched = if self.listen.is_some() {
-            Some("--listen")
+            Some("--listen serves one game server")
         } else if self.dashboard.dashboard {
-            Some("--dashboard")
+            Some("--dashboard watches one broker")
         } else if self.metrics.metrics.is_some() {
-            Some("--metrics")
+            Some("--metrics reports one store and broker")
         } else {
             None
         };
@@ -136,11 +137,7 @@ impl SimulateArgs {
             } else if settings.transport == Transport::Tcp {
                 Some("the bots reach the server over TCP")
             } else {
-                watched.map(|flag| match flag {
-                    "--listen" => "--listen serves one game server",
-                    "--dashboard" => "--dashboard watches one broker",
-                    _ => "--metrics reports one store and broker",
-                })
+                watched
             };
             if let Some(why) = why {
                 bail!("--shards {asked}: a run has one shard when {why}");
