@@ -202,6 +202,15 @@ pub async fn run_with<S: GameStore>(
     Ok(played?.summary)
 }
 
+/// `n` over `elapsed_s` seconds (0 for no time).
+fn per_second(n: u64, elapsed_s: f64) -> f64 {
+    if elapsed_s > 0.0 {
+        n as f64 / elapsed_s
+    } else {
+        0.0
+    }
+}
+
 /// What a run counts as it goes, for a progress bar to show.
 #[derive(Clone)]
 struct Gauges {
@@ -395,13 +404,7 @@ async fn play<S: GameStore>(
 
     let etl = progress.counts();
     let games_unfinished = unfinished.unfinished_games().await;
-    let per_s = |n: u64| {
-        if elapsed_s > 0.0 {
-            n as f64 / elapsed_s
-        } else {
-            0.0
-        }
-    };
+    let per_s = |n: u64| per_second(n, elapsed_s);
     let summary = SimulateSummary {
         bots: bots.bots,
         workers: settings.workers,

@@ -171,15 +171,8 @@ fn sum(shards: Vec<Played>) -> SimulateSummary {
         total.backlog_peak += s.backlog_peak;
         total.held_s = total.held_s.max(s.held_s);
     }
-    let per_s = |n: u64| {
-        if total.elapsed_s > 0.0 {
-            n as f64 / total.elapsed_s
-        } else {
-            0.0
-        }
-    };
-    total.games_per_s = per_s(total.games_completed);
-    total.events_per_s = per_s(total.events_published);
+    total.games_per_s = super::per_second(total.games_completed, total.elapsed_s);
+    total.events_per_s = super::per_second(total.events_published, total.elapsed_s);
     total.completion_rate = crate::player::completion_rate(ends);
     total.completion_to_parquet = latency.summary();
     total
