@@ -263,6 +263,7 @@ async fn watches_hear_their_game_after_a_failover() {
         .into_iter()
         .find(|&port| cluster.cli(port, &["exists", &key]).trim() == "1")
         .expect("a master holds the game");
+    cluster.until_replicated(owner);
     cluster.kill(owner);
     let deadline = Instant::now() + WAIT * 3;
     while cluster.masters().len() < 3 {

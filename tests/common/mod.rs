@@ -858,6 +858,40 @@ impl RedisCluster {
         }
     }
 
+    /// Waits until the replicas of the master at `port` hold every write it had
+    /// taken so far: replication is asynchronous, so a master killed before that
+    /// takes its latest writes with it.
+    pub fn until_replicated(&self, port: u16) {
+        let field = |info: &str, name: &str| -> Option<u64> {
+            info.lines()
+                .find_map(|l| l.trim().strip_prefix(name))
+                .and_then(|v| v.parse().ok())
+        };
+        let written = field(
+            &self.cli(port, &["info", "replication"]),
+            "master_repl_offset:",
+        )
+        .expect("a master reports its replication offset");
+        let deadline = std::time::Instant::now() + WAIT * 3;
+        loop {
+            let info = self.cli(port, &["info", "replication"]);
+            let offsets: Vec<u64> = info
+                .lines()
+                .filter(|l| l.starts_with("slave"))
+                .filter_map(|l| l.split(',').find_map(|kv| kv.strip_prefix("offset=")))
+                .filter_map(|v| v.trim().parse().ok())
+                .collect();
+            if !offsets.is_empty() && offsets.iter().all(|&o| o >= written) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the replicas of {port} did not catch up to {written}: {info}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Kills the node at `port` with SIGKILL.
     pub fn kill(&mut self, port: u16) {
         let i = self.ports.iter().position(|&p| p == port).unwrap();
