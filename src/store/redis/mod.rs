@@ -1005,10 +1005,7 @@ impl GameStore for RedisStore {
     async fn hero(&self, game: &GameToken, user: &UserToken) -> Result<Option<Hero>, StoreError> {
         // Players look up their opponents' heroes on every turn. While the board this
         // process's last change left is at the turn of the latest signal it heard,
-        // and it hears every signal, no change it could know of came after: the board
-        // answers without a call. A change made elsewhere and not heard yet is not
-        // known to this process's lobbies either, and an action planned on it is
-        // refused by the compare-and-set.
+        // no change it could know of came after: the board answers without a call.
         let remembered = self
             .registry
             .heard_turn(game)

@@ -92,9 +92,6 @@ pub struct Registry {
     changes: Option<mpsc::Sender<Change>>,
     /// Whether a [`Change::Renew`] is queued.
     renewing: AtomicBool,
-    /// Whether the listener hears every signal: false from a lost connection until
-    /// the subscriptions are renewed and the watched games read again.
-    hearing: AtomicBool,
 }
 
 /// One watched game.
@@ -124,7 +121,6 @@ impl Registry {
         Self {
             games: Mutex::default(),
             keyspace,
-            hearing: AtomicBool::new(changes.is_some()),
             changes,
             renewing: AtomicBool::new(false),
         }
@@ -209,28 +205,10 @@ impl Registry {
     /// The turn of a watched game in progress as the latest signal this process heard
     /// of it says, once its channel is current.
     pub fn heard_turn(&self, game: &GameToken) -> Option<(u32, u32)> {
-        if !self.hearing.load(Ordering::Acquire) {
-            return None;
-        }
         let games = self.lock();
         let watched = games.get(game).filter(|w| w.current)?;
         let signal = watched.signal.latest();
         (signal.status == GameStatus::InProgress).then(|| signal.turn())
-    }
-
-    /// Reads the state of every watched game, after a lost connection: a signal may
-    /// have gone out while it was away. The listener hears every signal again once
-    /// all were read.
-    async fn read_watched(&self, conn: &mut Conn) {
-        let mut read_all = true;
-        for game in self.watched() {
-            match read_signal(conn, self.keyspace, &game).await {
-                Ok(Some(signal)) => self.deliver_read(&game, signal),
-                Ok(None) => {}
-                Err(_) => read_all = false,
-            }
-        }
-        self.hearing.store(read_all, Ordering::Release);
     }
 
     fn is_current(&self, game: &GameToken) -> bool {
@@ -290,7 +268,13 @@ async fn listen_pattern(client: redis::Client, mut conn: Conn, registry: Weak<Re
                     let Some(reg) = registry.upgrade() else {
                         return;
                     };
-                    reg.read_watched(&mut conn).await;
+                    for game in reg.watched() {
+                        if let Ok(Some(signal)) =
+                            read_signal(&mut conn, Keyspace::Single, &game).await
+                        {
+                            reg.deliver_read(&game, signal);
+                        }
+                    }
                     drop(reg);
                     let mut messages = pubsub.into_on_message();
                     while let Some(msg) = messages.next().await {
@@ -304,9 +288,6 @@ async fn listen_pattern(client: redis::Client, mut conn: Conn, registry: Weak<Re
                         if let Some(signal) = Signal::decode(&payload) {
                             reg.deliver(&game, signal);
                         }
-                    }
-                    if let Some(reg) = registry.upgrade() {
-                        reg.hearing.store(false, Ordering::Release);
                     }
                     tracing::warn!("lost the Redis signal subscription; reconnecting");
                 }
@@ -339,7 +320,6 @@ pub async fn listen_cluster(
             return Err(redis::aio::SendError);
         };
         if push.kind == PushKind::Disconnection {
-            reg.hearing.store(false, Ordering::Release);
             if !reg.renewing.swap(true, Ordering::AcqRel)
                 && let Some(changes) = &reg.changes
                 && changes.try_send(Change::Renew).is_err()
@@ -486,7 +466,6 @@ async fn renew(pubsub: ClusterConnection, registry: Weak<Registry>) {
             }
         }
         if pending.is_empty() {
-            reg.read_watched(&mut Conn::Cluster(pubsub)).await;
             return;
         }
         drop(reg);
@@ -513,40 +492,5 @@ mod tests {
             Some(GameToken("ab".into()))
         );
         assert_eq!(game_of_channel("other"), None);
-    }
-
-    #[test]
-    fn a_turn_is_heard_only_while_the_listener_hears_every_signal() {
-        let registry = Arc::new(Registry::new(Keyspace::Single, None));
-        let game = GameToken("g".into());
-        let _watch = registry.register(&game, None);
-        let in_progress = |turns| Signal {
-            status: GameStatus::InProgress,
-            joined: 2,
-            turns,
-            forfeits: 1,
-            current: Some(UserToken("u".into())),
-        };
-        registry.deliver(&game, in_progress(3));
-        // Not yet subscribed: a change may have gone unheard.
-        assert_eq!(registry.heard_turn(&game), None);
-        registry.hearing.store(true, Ordering::Release);
-        assert_eq!(registry.heard_turn(&game), Some((3, 1)));
-        assert_eq!(registry.heard_turn(&GameToken("other".into())), None);
-        registry.deliver(&game, in_progress(4));
-        assert_eq!(registry.heard_turn(&game), Some((4, 1)));
-        // A lost connection.
-        registry.hearing.store(false, Ordering::Release);
-        assert_eq!(registry.heard_turn(&game), None);
-        registry.hearing.store(true, Ordering::Release);
-        registry.deliver(
-            &game,
-            Signal {
-                status: GameStatus::Completed,
-                current: None,
-                ..in_progress(5)
-            },
-        );
-        assert_eq!(registry.heard_turn(&game), None);
     }
 }
