@@ -174,11 +174,6 @@ impl SignalSender {
         });
     }
 
-    /// The latest signal passed on.
-    pub(crate) fn latest(&self) -> watch::Ref<'_, Signal> {
-        self.game.borrow()
-    }
-
     /// A watch of every signal, from the latest one on.
     pub(crate) fn subscribe(&self) -> watch::Receiver<Signal> {
         self.game.subscribe()

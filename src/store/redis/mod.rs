@@ -232,16 +232,6 @@ impl Boards {
         ((board.turns, board.forfeits) == turn).then(|| snapshot.clone())
     }
 
-    /// A member's hero on the remembered board of a game in progress at `turn`.
-    fn hero_at(&self, game: &GameToken, turn: (u32, u32), user: &UserToken) -> Option<Hero> {
-        let boards = self.0.lock().ok()?;
-        let board = &boards.get(game)?.board;
-        if (board.turns, board.forfeits) != turn {
-            return None;
-        }
-        board.heroes.get(user).copied()
-    }
-
     /// Whether a board of the game is remembered: the game is then in progress.
     fn holds(&self, game: &GameToken) -> bool {
         self.0.lock().is_ok_and(|boards| boards.contains_key(game))
@@ -1003,16 +993,6 @@ impl GameStore for RedisStore {
     }
 
     async fn hero(&self, game: &GameToken, user: &UserToken) -> Result<Option<Hero>, StoreError> {
-        // Players look up their opponents' heroes on every turn. While the board this
-        // process's last change left is at the turn of the latest signal it heard,
-        // no change it could know of came after: the board answers without a call.
-        let remembered = self
-            .registry
-            .heard_turn(game)
-            .and_then(|turn| self.boards.hero_at(game, turn, user));
-        if let Some(hero) = remembered {
-            return Ok(Some(hero));
-        }
         let key = self.game_key(game, &format!(":superheros:{user}"))?;
         let (id, attack, health): (Option<HeroId>, Option<u64>, Option<u64>) = self
             .conns

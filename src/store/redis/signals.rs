@@ -202,15 +202,6 @@ impl Registry {
         }
     }
 
-    /// The turn of a watched game in progress as the latest signal this process heard
-    /// of it says, once its channel is current.
-    pub fn heard_turn(&self, game: &GameToken) -> Option<(u32, u32)> {
-        let games = self.lock();
-        let watched = games.get(game).filter(|w| w.current)?;
-        let signal = watched.signal.latest();
-        (signal.status == GameStatus::InProgress).then(|| signal.turn())
-    }
-
     fn is_current(&self, game: &GameToken) -> bool {
         self.lock().get(game).is_some_and(|w| w.current)
     }
