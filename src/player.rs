@@ -406,15 +406,14 @@ impl Conn {
     /// opened again first if the server had closed it.
     async fn post(
         &mut self,
-        frames: impl IntoIterator<Item = String>,
+        frames: impl IntoIterator<Item = Utf8Bytes>,
         tally: &Tally,
     ) -> Result<(), BotError> {
         if self.revive().await? {
             tally.reopened.fetch_add(1, Ordering::Relaxed);
         }
         self.unanswered.clear();
-        self.unanswered
-            .extend(frames.into_iter().map(Utf8Bytes::from));
+        self.unanswered.extend(frames);
         self.write_unanswered().await
     }
 
@@ -429,11 +428,11 @@ impl Conn {
     /// connection opened again first if the server had closed it.
     async fn ask_all(
         &mut self,
-        frames: Vec<String>,
+        frames: &[Utf8Bytes],
         tally: &Tally,
     ) -> Result<Vec<Reply>, BotError> {
         let n = frames.len();
-        self.post(frames, tally).await?;
+        self.post(frames.iter().cloned(), tally).await?;
         let mut replies = Vec::with_capacity(n);
         for _ in 0..n {
             replies.push(self.recv(tally).await?);
@@ -442,7 +441,7 @@ impl Conn {
     }
 
     /// Sends a request and reads its reply (see [`Self::ask_all`]).
-    async fn ask(&mut self, frame: String, tally: &Tally) -> Result<Reply, BotError> {
+    async fn ask(&mut self, frame: Utf8Bytes, tally: &Tally) -> Result<Reply, BotError> {
         self.post([frame], tally).await?;
         self.recv(tally).await
     }
@@ -630,7 +629,7 @@ async fn play_game(
     if let Some(pacer) = &tally.pacer {
         pacer.joined(participants);
     }
-    let find = find_request(me, participants);
+    let find = Utf8Bytes::from(find_request(me, participants));
     let mut joined = links.find.ask(find.clone(), tally).await?;
     // A lobby this bot just left may not be closed on the server yet (its game not
     // yet timed out): the server then says the bot still plays there. Ask again.
@@ -660,7 +659,7 @@ async fn play_game(
 
     // A lobby connection is idle until its first game: the server may have closed it.
     let join = game_user_request(&game, me);
-    links.lobby.post([join], tally).await?;
+    links.lobby.post([join.into()], tally).await?;
     let waiting = Waiting::new(&tally.waiting[usize::from(participants - 2)]);
     let game = GameRun {
         token: game,
@@ -732,7 +731,7 @@ async fn lobby(
     tally: &Tally,
     mut waiting: Waiting<'_>,
 ) -> Result<Lobby, BotError> {
-    let mut opponents: Vec<UserToken> = Vec::new();
+    let mut opponents = Opponents::default();
     let mut active = tally.active.subscribe();
     let mut started = false;
     loop {
@@ -751,17 +750,19 @@ async fn lobby(
                 started = true;
                 waiting.done();
                 let all = frame.payload.participants.unwrap_or_default();
-                opponents = all
+                let tokens = all
                     .into_iter()
                     .filter(|p| p.as_str() != me.as_str())
                     .map(|p| UserToken(p.into_owned()))
                     .collect();
+                opponents = Opponents::new(&game.token, me, tokens);
             }
             Some(GAME_TURN) => take_turn(links, &game.token, me, &opponents, rng, tally).await?,
             Some(GAME_COMPLETE) => {
                 // Each game is counted once, by the bot with the lowest token, wherever
                 // that bot runs.
-                if !opponents.is_empty() && opponents.iter().all(|p| p > me) {
+                let tokens = &opponents.tokens;
+                if !tokens.is_empty() && tokens.iter().all(|p| p > me) {
                     if let Ok(mut games) = tally.completed_games.lock() {
                         games.push((game.token.clone(), Instant::now()));
                     }
@@ -786,35 +787,65 @@ async fn lobby(
     }
 }
 
+/// A game's opponents, with the requests a turn sends about each, written once a
+/// game: every turn looks each opponent up and attacks one of them.
+#[derive(Default)]
+struct Opponents {
+    tokens: Vec<UserToken>,
+    lookups: Vec<Utf8Bytes>,
+    attacks: Vec<Utf8Bytes>,
+}
+
+impl Opponents {
+    fn new(game: &GameToken, me: &UserToken, tokens: Vec<UserToken>) -> Self {
+        let lookups = tokens
+            .iter()
+            .map(|p| game_user_request(game, p).into())
+            .collect();
+        let attacks = tokens
+            .iter()
+            .map(|p| attack_request(game, me, Some(p)).into())
+            .collect();
+        Self {
+            tokens,
+            lookups,
+            attacks,
+        }
+    }
+}
+
 /// Looks up every opponent's hero (requests pipelined on one connection), then
 /// attacks a random living one, or sends a null enemy when none is left.
 async fn take_turn(
     links: &mut Links,
     game: &GameToken,
     me: &UserToken,
-    opponents: &[UserToken],
+    opponents: &Opponents,
     rng: &mut SmallRng,
     tally: &Tally,
 ) -> Result<(), BotError> {
-    let lookups = opponents
-        .iter()
-        .map(|p| game_user_request(game, p))
-        .collect();
-    let mut alive = Vec::with_capacity(opponents.len());
-    for reply in links.hero.ask_all(lookups, tally).await? {
+    let mut alive = Vec::with_capacity(opponents.tokens.len());
+    let replies = links.hero.ask_all(&opponents.lookups, tally).await?;
+    for (i, (reply, asked)) in replies.iter().zip(&opponents.tokens).enumerate() {
         let frame = reply.frame()?;
         let Some(hero) = frame.payload.hero else {
             return Err(BotError::Unexpected(format!("hero: {:?}", frame.message())));
         };
+        // Replies come in the order of the requests, on one connection.
+        if hero.token.as_str() != asked.as_str() {
+            return Err(BotError::Unexpected(format!(
+                "hero: asked for {asked}, told of {}",
+                hero.token.as_str()
+            )));
+        }
         if hero.id.is_some() && hero.health > 0 {
-            alive.push(UserToken(hero.token.into_owned()));
+            alive.push(i);
         }
     }
-    let enemy = match alive.len() {
-        0 => None,
-        n => Some(alive.swap_remove(rng.random_range(0..n))),
+    let attack = match alive.len() {
+        0 => attack_request(game, me, None).into(),
+        n => opponents.attacks[alive[rng.random_range(0..n)]].clone(),
     };
-    let attack = attack_request(game, me, enemy.as_ref());
     let reply = links.action.ask(attack, tally).await?;
     match reply.frame()?.message() {
         None => Ok(()),
@@ -866,7 +897,7 @@ mod tests {
         let mut conn = Conn::open(&server, "/", Duration::from_secs(10))
             .await
             .unwrap();
-        let reply = conn.ask("request".to_string(), &tally).await;
+        let reply = conn.ask("request".into(), &tally).await;
         let reply = reply.map(|r| r.0.to_string()).map_err(|e| e.to_string());
         let reopened = tally.reopened.load(Ordering::Relaxed);
         (reply, reopened, accepted.load(Ordering::Relaxed))

@@ -176,20 +176,12 @@ fn push_json_str(out: &mut Vec<u8>, s: &str) {
 /// ISO 8601 in UTC with milliseconds, `YYYY-MM-DDTHH:MM:SS.mmmZ`. Each thread
 /// formats the date and time of day once a second, and appends the milliseconds.
 fn now_iso() -> String {
-    thread_local! {
-        static SECOND: RefCell<(i64, String)> = const { RefCell::new((i64::MIN, String::new())) };
-    }
     let now = chrono::Utc::now();
-    let second = now.timestamp();
     // A leap second counts its milliseconds from 1,000.
     let millis = now.timestamp_subsec_millis().min(999);
-    SECOND.with_borrow_mut(|(cached, text)| {
-        if *cached != second {
-            *cached = second;
-            *text = now.format("%Y-%m-%dT%H:%M:%S").to_string();
-        }
-        let mut out = String::with_capacity(text.len() + 5);
-        out.push_str(text);
+    crate::game::protocol::with_utc_second(&now, |second| {
+        let mut out = String::with_capacity(second.len() + 5);
+        out.push_str(second);
         out.push('.');
         for digit in [millis / 100, millis / 10 % 10, millis % 10] {
             out.push(char::from(b'0' + digit as u8));

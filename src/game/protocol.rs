@@ -873,10 +873,34 @@ impl ActionRecord {
     }
 }
 
-/// The record time format, `YYYY-MM-DDTHH:MM:SSZ` in UTC (written directly, without
-/// parsing a format string on every record).
+/// The record time format, `YYYY-MM-DDTHH:MM:SSZ` in UTC.
 pub fn timestamp_now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    with_utc_second(&chrono::Utc::now(), |second| {
+        let mut out = String::with_capacity(second.len() + 1);
+        out.push_str(second);
+        out.push('Z');
+        out
+    })
+}
+
+/// Calls `f` with `now` as `YYYY-MM-DDTHH:MM:SS` in UTC, which each thread formats
+/// once a second.
+pub(crate) fn with_utc_second<R>(
+    now: &chrono::DateTime<chrono::Utc>,
+    f: impl FnOnce(&str) -> R,
+) -> R {
+    thread_local! {
+        static SECOND: std::cell::RefCell<(i64, String)> =
+            const { std::cell::RefCell::new((i64::MIN, String::new())) };
+    }
+    let second = now.timestamp();
+    SECOND.with_borrow_mut(|(cached, text)| {
+        if *cached != second {
+            *cached = second;
+            *text = now.format("%Y-%m-%dT%H:%M:%S").to_string();
+        }
+        f(text)
+    })
 }
 
 // ---------------------------------------------------------------------------------
