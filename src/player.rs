@@ -856,6 +856,7 @@ async fn take_turn(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::game::protocol::GameUser;
     use tokio::net::TcpListener;
     use tokio_tungstenite::tungstenite::protocol::CloseFrame;
     use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -901,6 +902,82 @@ mod tests {
         let reply = reply.map(|r| r.0.to_string()).map_err(|e| e.to_string());
         let reopened = tally.reopened.load(Ordering::Relaxed);
         (reply, reopened, accepted.load(Ordering::Relaxed))
+    }
+
+    /// A peer answering each request with what `answer` makes of it; the attacks it
+    /// was sent are kept in the returned list.
+    async fn answering_server(answer: fn(&str) -> String) -> (Dial, Arc<Mutex<Vec<String>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}", listener.local_addr().unwrap());
+        let attacks = Arc::new(Mutex::new(Vec::new()));
+        let seen = attacks.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+                    while let Some(Ok(Message::Text(request))) = ws.next().await {
+                        if request.contains("ENEMY_TOKEN") {
+                            seen.lock().unwrap().push(request.to_string());
+                        }
+                        let _ = ws.send(Message::text(answer(&request))).await;
+                    }
+                });
+            }
+        });
+        (Dial::Url(url), attacks)
+    }
+
+    /// One turn of `me` against players `b` and `c` on a server whose hero replies
+    /// `answer` writes: the turn's outcome and the attacks it sent.
+    async fn one_turn(answer: fn(&str) -> String) -> (Result<(), String>, Vec<String>) {
+        let (server, attacks) = answering_server(answer).await;
+        let timeout = Duration::from_secs(10);
+        let open = |path| Conn::open(&server, path, timeout);
+        let mut links = Links {
+            find: open("/find").await.unwrap(),
+            lobby: open("/lobby").await.unwrap(),
+            hero: open("/hero").await.unwrap(),
+            action: open("/action").await.unwrap(),
+        };
+        let game = GameToken("g".into());
+        let me = UserToken("a".into());
+        let tokens = vec![UserToken("b".into()), UserToken("c".into())];
+        let opponents = Opponents::new(&game, &me, tokens);
+        let tally = Tally::new(&PlayerSettings::default());
+        let mut rng = SmallRng::seed_from_u64(7);
+        let turn = take_turn(&mut links, &game, &me, &opponents, &mut rng, &tally).await;
+        let sent = attacks.lock().unwrap().clone();
+        (turn.map_err(|e| e.to_string()), sent)
+    }
+
+    /// A hero reply as the server writes it, for the player the request asked about
+    /// (`c` dead), or for `b` whoever was asked about.
+    fn hero_reply(request: &str, always_b: bool) -> String {
+        if request.contains("ENEMY_TOKEN") {
+            return r#"{"PAYLOAD":{},"STATUS":{"ACTION":"ATTACK"}}"#.to_string();
+        }
+        let asked = GameUser::parse(request).unwrap().user_token;
+        let user = if always_b { "b" } else { asked.as_str() };
+        let health = if user == "c" { 0 } else { 5 };
+        format!(
+            r#"{{"PAYLOAD":{{"GAME_TOKEN":"g","USER_TOKEN":"{user}","HERO":{{"token":"{user}","id":1,"attack":2,"health":{health}}}}},"STATUS":{{"GAME":"HERO SPEC"}}}}"#
+        )
+    }
+
+    /// A turn attacks a living opponent among those looked up, and a hero reply that
+    /// names another player than the one asked about is refused, not acted on.
+    #[tokio::test]
+    async fn a_turn_attacks_the_living_and_refuses_a_hero_of_another_player() {
+        let (turn, attacks) = one_turn(|r| hero_reply(r, false)).await;
+        assert_eq!(turn, Ok(()));
+        let b = UserToken("b".into());
+        let expected = attack_request(&GameToken("g".into()), &UserToken("a".into()), Some(&b));
+        assert_eq!(attacks, vec![expected]);
+        let (turn, attacks) = one_turn(|r| hero_reply(r, true)).await;
+        let error = turn.unwrap_err();
+        assert!(error.contains("asked for c, told of b"), "{error}");
+        assert!(attacks.is_empty(), "{attacks:?}");
     }
 
     /// The game sizes bots choose with `active` bots running, `waiting` of them in a
