@@ -47,8 +47,8 @@ pub struct Scripts {
     pub snapshot: Script,
     /// ARGV: game. Its extract.
     pub extract: Script,
-    /// ARGV: game, user. 0 when the user is not the game's host (nothing else is
-    /// read), else the game's extract.
+    /// ARGV: game, user. 0 when the game is not yet cleaned and the user is not its
+    /// host (its logs are not read), else the game's extract.
     pub extract_for: Script,
     /// ARGV: game, seconds to keep its keys. The game's player count, or 0 for an
     /// unknown game.
@@ -114,8 +114,8 @@ impl Scripts {
             begin_find: build(&[&BEGIN_FIND]),
             playing: build(&[PLAYING]),
             snapshot: build(&[SNAPSHOT, "return snapshot(KEYS[1])"]),
-            extract: build(&[SNAPSHOT, EXTRACT, "return extract()"]),
-            extract_for: build(&[SNAPSHOT, EXTRACT, EXTRACT_FOR]),
+            extract: build(&[SNAPSHOT, EXTRACT, "return extract(false)"]),
+            extract_for: build(&[SNAPSHOT, EXTRACT, "return extract(ARGV[2])"]),
             clean: build(&[CLEAN]),
             start: build(&[SNAPSHOT, START]),
             time_out: build(&[TIME_OUT]),
@@ -175,9 +175,7 @@ return {ARGV[2], 1}
 const MEMBERS: &str = r"
 local function create_game(p, jkey, g, n, user)
   redis.call('ZADD', jkey, 0, g)
-  redis.call('SET', p .. ':participants', n)
-  redis.call('SET', p .. ':status', 'Waiting Lobby')
-  redis.call('SET', p .. ':host', user)
+  redis.call('MSET', p .. ':participants', n, p .. ':status', 'Waiting Lobby', p .. ':host', user)
 end
 local function add_member(p, jkey, g, user, first)
   local pick = false
@@ -296,43 +294,53 @@ return 0
 
 /// `snapshot(p)`: participants, status, turns, forfeits, host, order and the
 /// members' heroes as flat (token, id, attack, health) quadruples; false for an
-/// unknown game.
+/// unknown game. The game's plain fields are read in one `MGET` (all in the game's
+/// hash slot), `fields(p, more)` with the keys of the suffixes in `more` after them;
+/// `snapshot_of` builds the snapshot from such a read, `heroes_of` the quadruples of
+/// some members.
 const SNAPSHOT: &str = r"
-local function snapshot(p)
-  local n = redis.call('GET', p .. ':participants')
-  if not n then return false end
+local function fields(p, more)
+  local keys = {p .. ':participants', p .. ':status', p .. ':turns', p .. ':host'}
+  for _, s in ipairs(more) do keys[#keys + 1] = p .. s end
+  return redis.call('MGET', unpack(keys))
+end
+local function heroes_of(p, members)
   local heroes = {}
-  for _, m in ipairs(redis.call('SMEMBERS', p)) do
+  for _, m in ipairs(members) do
     local h = redis.call('HMGET', p .. ':superheros:' .. m, 'id', 'attack', 'health')
     heroes[#heroes + 1] = m
     heroes[#heroes + 1] = h[1] or ''
     heroes[#heroes + 1] = h[2] or ''
     heroes[#heroes + 1] = h[3] or ''
   end
-  return {n, redis.call('GET', p .. ':status') or '', redis.call('GET', p .. ':turns') or '0',
-    tostring(redis.call('SCARD', p .. ':forfeits')), redis.call('GET', p .. ':host') or '',
-    redis.call('LRANGE', p .. ':order', 0, -1), heroes}
+  return heroes
+end
+local function snapshot_of(p, v)
+  return {v[1], v[2] or '', v[3] or '0', tostring(redis.call('SCARD', p .. ':forfeits')),
+    v[4] or '', redis.call('LRANGE', p .. ':order', 0, -1), heroes_of(p, redis.call('SMEMBERS', p))}
+end
+local function snapshot(p)
+  local v = fields(p, {})
+  if not v[1] then return false end
+  return snapshot_of(p, v)
 end
 ";
 
-/// `extract()`: the game's snapshot with its log list and batch mark appended;
+/// `extract(host)`: the game's snapshot with its log list and batch mark appended;
 /// false for an unknown game or one already cleaned (no longer counted in its join
-/// index).
+/// index). With `host`, 0 instead when the game is counted and `host` is not its host
+/// (the logs are then not read).
 const EXTRACT: &str = r"
-local function extract()
-  if not redis.call('ZSCORE', KEYS[2], ARGV[1]) then return false end
-  local snap = snapshot(KEYS[1])
-  if not snap then return false end
+local function extract(host)
+  local counted = redis.call('ZSCORE', KEYS[2], ARGV[1])
+  local v = fields(KEYS[1], {':batch'})
+  if host and counted and v[4] ~= host then return 0 end
+  if not counted or not v[1] then return false end
+  local snap = snapshot_of(KEYS[1], v)
   snap[#snap + 1] = redis.call('LRANGE', KEYS[1] .. ':logs', 0, -1)
-  snap[#snap + 1] = redis.call('GET', KEYS[1] .. ':batch') or ''
+  snap[#snap + 1] = v[5] or ''
   return snap
 end
-";
-
-const EXTRACT_FOR: &str = r"
-if redis.call('ZSCORE', KEYS[2], ARGV[1])
-    and redis.call('GET', KEYS[1] .. ':host') ~= ARGV[2] then return 0 end
-return extract()
 ";
 
 /// The original's cleaning, plus the keys this store adds: hero hashes, order,
@@ -361,12 +369,15 @@ return tonumber(n)
 ";
 
 /// The turn order is the members sorted byte by byte, as Rust sorts strings (Lua's
-/// own string order follows the server's locale).
+/// own string order follows the server's locale). The order list is written only
+/// here, and only while the game is open, which it never is again: there is none to
+/// replace. The snapshot returned is built from what the script read and wrote (a
+/// game in its lobby has had no turn and no forfeit).
 const START: &str = r"
 local p, g = KEYS[1], ARGV[1]
-local n = tonumber(redis.call('GET', p .. ':participants') or '0')
+local v = fields(p, {})
 local count = joined(KEYS[2], g)
-if not is_open(redis.call('GET', p .. ':status')) or count < n then return false end
+if not is_open(v[2]) or count < tonumber(v[1] or '0') then return false end
 local order = redis.call('SMEMBERS', p)
 if #order == 0 then return false end
 table.sort(order, function(a, b)
@@ -377,12 +388,10 @@ table.sort(order, function(a, b)
   return #a < #b
 end)
 redis.call('SET', p .. ':status', 'Starting')
-redis.call('DEL', p .. ':order')
 redis.call('RPUSH', p .. ':order', unpack(order))
-redis.call('SET', p .. ':turns', 0)
-redis.call('SET', p .. ':status', 'In-Progress')
+redis.call('MSET', p .. ':turns', 0, p .. ':status', 'In-Progress')
 publish(p, 'In-Progress|' .. count .. '|0|0|' .. order[1])
-return snapshot(p)
+return {v[1], 'In-Progress', '0', '0', v[4] or '', order, heroes_of(p, order)}
 ";
 
 const TIME_OUT: &str = r"
