@@ -488,8 +488,9 @@ return 0
 
 const CLAIM_CLEANINGS: &str = r"
 local p = KEYS[1]
-if not is_over(redis.call('GET', p .. ':status')) then return {} end
-local host = redis.call('GET', p .. ':host')
+local v = redis.call('MGET', p .. ':status', p .. ':host')
+if not is_over(v[1]) then return {} end
+local host = v[2]
 local members = redis.call('SMEMBERS', p)
 local claimed = {}
 local function claim(m)
