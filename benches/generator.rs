@@ -353,10 +353,7 @@ fn echo_router() -> Router {
 /// connected; and the CPU `cpu` counted meanwhile, in cores.
 async fn echo_round_trips(dial: Dial, seconds: f64, cpu: impl Fn() -> f64) -> Echo {
     use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
-    let request = game_user_request(
-        &GameToken::new_random(),
-        &UserToken(GameToken::new_random().0),
-    );
+    let request = game_user_request(&GameToken::new_random(), &UserToken::new_random());
     let request = Utf8Bytes::from(request);
     let done = Arc::new(AtomicU64::new(0));
     let (stop, stopping) = tokio::sync::watch::channel(false);

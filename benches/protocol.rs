@@ -77,9 +77,9 @@ fn token(n: u8) -> String {
 }
 
 fn main() {
-    let game = GameToken(token(1));
-    let me = UserToken(token(2));
-    let enemy = UserToken(token(3));
+    let game = GameToken::from(token(1));
+    let me = UserToken::from(token(2));
+    let enemy = UserToken::from(token(3));
     let hero = |user: &UserToken, health| HeroView {
         token: user.clone(),
         id: Some(421),
@@ -122,7 +122,7 @@ fn main() {
             game: GAME_HERO_SPEC,
         },
     };
-    let third = UserToken(token(4));
+    let third = UserToken::from(token(4));
     let start_reply = StartReply {
         payload: StartPayload {
             game_token: game.clone(),

@@ -576,7 +576,7 @@ async fn login(conn: &mut Conn, name: &str, tally: &Tally) -> Result<UserToken, 
         let reply = conn.recv(tally).await?;
         let frame = reply.frame()?;
         if let Some(token) = frame.payload.user_token {
-            return Ok(UserToken(token.into_owned()));
+            return Ok(UserToken::from(token.as_str()));
         }
         if frame.message() != Some("USER CREATED") {
             return Err(BotError::Unexpected(format!(
@@ -638,7 +638,7 @@ async fn play_game(
     let game = loop {
         let frame = joined.frame()?;
         if let Some(token) = &frame.payload.game_token {
-            break GameToken(token.as_str().to_owned());
+            break GameToken::from(token.as_str());
         }
         // Told only when no game came, so a found game costs no comparison.
         let message = frame.message();
@@ -753,7 +753,7 @@ async fn lobby(
                 let tokens = all
                     .into_iter()
                     .filter(|p| p.as_str() != me.as_str())
-                    .map(|p| UserToken(p.into_owned()))
+                    .map(|p| UserToken::from(p.as_str()))
                     .collect();
                 opponents = Opponents::new(&game.token, me, tokens);
             }
@@ -940,9 +940,9 @@ mod tests {
             hero: open("/hero").await.unwrap(),
             action: open("/action").await.unwrap(),
         };
-        let game = GameToken("g".into());
-        let me = UserToken("a".into());
-        let tokens = vec![UserToken("b".into()), UserToken("c".into())];
+        let game = GameToken::from("g");
+        let me = UserToken::from("a");
+        let tokens = vec![UserToken::from("b"), UserToken::from("c")];
         let opponents = Opponents::new(&game, &me, tokens);
         let tally = Tally::new(&PlayerSettings::default());
         let mut rng = SmallRng::seed_from_u64(7);
@@ -971,8 +971,8 @@ mod tests {
     async fn a_turn_attacks_the_living_and_refuses_a_hero_of_another_player() {
         let (turn, attacks) = one_turn(|r| hero_reply(r, false)).await;
         assert_eq!(turn, Ok(()));
-        let b = UserToken("b".into());
-        let expected = attack_request(&GameToken("g".into()), &UserToken("a".into()), Some(&b));
+        let b = UserToken::from("b");
+        let expected = attack_request(&GameToken::from("g"), &UserToken::from("a"), Some(&b));
         assert_eq!(attacks, vec![expected]);
         let (turn, attacks) = one_turn(|r| hero_reply(r, true)).await;
         let error = turn.unwrap_err();

@@ -525,8 +525,8 @@ impl<S: GameStore> Worker<S> {
             EtlProgress::add(&self.progress.rejected, 1);
             return self.settle(delivery, true).await;
         };
-        let game = GameToken(game.to_string());
-        let user = UserToken(user.to_string());
+        let game = GameToken::from(game);
+        let user = UserToken::from(user);
         if let Some(host) = self.pending_games.get(&game) {
             if *host != user {
                 // A guest's copy of the event of a game this batch holds.

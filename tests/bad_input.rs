@@ -69,15 +69,15 @@ async fn bad_input_gets_clear_errors_and_writes_nothing() {
     }
     assert_eq!(
         store
-            .snapshot(&superhero::game::GameToken(game.clone()))
+            .snapshot(&superhero::game::GameToken::from(game.clone()))
             .await
             .unwrap()
             .unwrap()
             .board
             .order,
         vec![
-            superhero::game::UserToken(c.clone()),
-            superhero::game::UserToken(a.clone())
+            superhero::game::UserToken::from(c.clone()),
+            superhero::game::UserToken::from(a.clone())
         ]
     );
 

@@ -164,7 +164,7 @@ async fn hostile_clients_cannot_stop_the_games() {
     // read sends no pong), end: they forfeit or leave. Then their lobbies close.
     let deadline = tokio::time::Instant::now() + common::WAIT;
     for (game, token, mut lobby) in afk {
-        let game = superhero::game::GameToken(game);
+        let game = superhero::game::GameToken::from(game);
         while !store
             .snapshot(&game)
             .await

@@ -145,7 +145,7 @@ async fn started(base: &str, n: usize) -> (String, BTreeMap<String, Client>) {
 /// The FORFEIT records of a game's log, as (player, reason).
 async fn forfeits<S: GameStore>(store: &S, game: &str) -> Vec<(String, String)> {
     let extract = store
-        .extract(&GameToken(game.to_string()))
+        .extract(&GameToken::from(game.to_string()))
         .await
         .unwrap()
         .expect("the game is still in the store");
@@ -191,14 +191,14 @@ async fn silent_players_forfeit<S: GameStore>(store: S) {
         vec![timed_out(&order[0]), timed_out(&order[1])]
     );
     let snap = store
-        .snapshot(&GameToken(game.clone()))
+        .snapshot(&GameToken::from(game.clone()))
         .await
         .unwrap()
         .unwrap();
     assert_eq!(snap.board.status, GameStatus::Completed);
     assert_eq!(
         snap.board.order,
-        vec![superhero::game::UserToken(order[2].clone())]
+        vec![superhero::game::UserToken::from(order[2].clone())]
     );
     assert_eq!(logged("Player Forfeited", &game, None), 2);
     for user in &order {
@@ -343,7 +343,7 @@ async fn a_game_no_one_waits_for_ends<S: GameStore>(store: S) {
     let deadline = tokio::time::Instant::now() + common::WAIT;
     let status = |g: &str| {
         let store = store.clone();
-        let g = GameToken(g.to_string());
+        let g = GameToken::from(g.to_string());
         async move { store.snapshot(&g).await.unwrap().unwrap().board.status }
     };
     while !(status(&full).await.is_over() && status(&unfilled).await.is_over()) {

@@ -223,7 +223,7 @@ async fn endpoints_reply_as_specified<S: GameStore>(store: S, transport: Transpo
                "STATUS": {"ACTION": "NA", "DETAILS": {"ENEMY_TOKEN": null, "ENEMY_STATUS": "DEAD"}}})
     );
     let snap = store
-        .snapshot(&GameToken(game.clone()))
+        .snapshot(&GameToken::from(game.clone()))
         .await
         .unwrap()
         .unwrap();
@@ -331,7 +331,7 @@ async fn lobby_times_out<S: GameStore>(store: S, transport: Transport) {
         json!({"PAYLOAD": {"GAME_TOKEN": game}, "STATUS": {"GAME": "TIMED OUT"}})
     );
     let snap = store
-        .snapshot(&GameToken(game.clone()))
+        .snapshot(&GameToken::from(game.clone()))
         .await
         .unwrap()
         .unwrap();
@@ -373,7 +373,11 @@ async fn turn_cap_ends_pathological_games<S: GameStore>(store: S, transport: Tra
     for lobby in lobbies.values_mut() {
         assert_eq!(lobby.recv().await["STATUS"], json!({"GAME": "COMPLETE"}));
     }
-    let snap = store.snapshot(&GameToken(game)).await.unwrap().unwrap();
+    let snap = store
+        .snapshot(&GameToken::from(game))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(snap.board.status.as_str(), "Completed");
     assert_eq!(snap.board.turns, 6);
     assert!(snap.board.heroes.values().all(|h| h.health > 0));

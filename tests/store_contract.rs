@@ -38,7 +38,7 @@ async fn login_and_tokens<S: GameStore>(store: S) {
     assert!(matches!(
         store
             .join(
-                &UserToken("nope".into()),
+                &UserToken::from("nope"),
                 2,
                 &GameToken::new_random(),
                 &heroes(2)
@@ -181,13 +181,13 @@ async fn lobby_life_cycle<S: GameStore>(store: S) {
 
     assert!(
         store
-            .snapshot(&GameToken("nope".into()))
+            .snapshot(&GameToken::from("nope"))
             .await
             .unwrap()
             .is_none()
     );
     assert!(matches!(
-        store.watch(&GameToken("nope".into())).await,
+        store.watch(&GameToken::from("nope")).await,
         Err(StoreError::UnknownGame)
     ));
 }

@@ -7,7 +7,7 @@ use crate::game::protocol::{ActionRecord, to_frame};
 use crate::game::rules::{self, Board, Finish, ForfeitReason};
 
 fn user(i: usize) -> UserToken {
-    UserToken(format!("user-{i}"))
+    UserToken::from(format!("user-{i}"))
 }
 
 /// A pick at or above this makes the player whose turn it is forfeit instead.
@@ -17,7 +17,7 @@ const FORFEIT_PICK: usize = 8;
 /// chooses (or forfeiting, for a pick of [`FORFEIT_PICK`] or more), and returns what
 /// the store would hold at the end plus how it finished.
 fn play(heroes: &[Hero], turn_cap: u32, picks: &[usize]) -> (GameExtract, Option<Finish>) {
-    let game = GameToken("game-1".into());
+    let game = GameToken::from("game-1");
     let members: BTreeMap<UserToken, Hero> = heroes
         .iter()
         .enumerate()
@@ -89,7 +89,7 @@ fn three_player_game_ranks_the_first_eliminated_last() {
         tables
             .podium
             .iter()
-            .find(|r| r.user_token == user(u).0)
+            .find(|r| r.user_token == user(u).as_str())
             .unwrap()
             .rank
     };
@@ -128,7 +128,7 @@ fn turn_cap_ranks_survivors_by_health_left() {
         rows.sort_by_key(|r| r.rank);
         rows.into_iter().map(|r| r.user_token).collect()
     };
-    let expected: Vec<String> = ranking.iter().map(|u| u.0.clone()).collect();
+    let expected: Vec<String> = ranking.iter().map(|u| u.as_str().to_owned()).collect();
     assert_eq!(by_rank, expected);
     assert_eq!(by_rank[0], "user-1");
 }
@@ -136,7 +136,7 @@ fn turn_cap_ranks_survivors_by_health_left() {
 #[test]
 fn single_player_games_have_no_meta_and_no_podium() {
     let extract = GameExtract {
-        game: GameToken("g".into()),
+        game: GameToken::from("g"),
         status: GameStatus::TimedOut,
         participants: 2,
         host: user(0),
@@ -207,10 +207,10 @@ proptest! {
 
         // The winner has health left; the first eliminated ranks last.
         let winner = tables.podium.iter().find(|r| r.rank == 1).unwrap();
-        prop_assert!(extract.heroes[&UserToken(winner.user_token.clone())].health > 0);
+        prop_assert!(extract.heroes[&UserToken::from(winner.user_token.clone())].health > 0);
         if let Some(first_out) = first_out {
             let last = tables.podium.iter().find(|r| r.rank as usize == k).unwrap();
-            prop_assert_eq!(&last.user_token, &first_out.0);
+            prop_assert_eq!(last.user_token.as_str(), first_out.as_str());
         }
         // Whoever forfeited ranks below every survivor.
         for e in &entries {
@@ -226,12 +226,12 @@ proptest! {
             }
         }
         if let Some(Finish::LastStanding(w)) = &finish {
-            prop_assert_eq!(&winner.user_token, &w.0);
+            prop_assert_eq!(winner.user_token.as_str(), w.as_str());
         }
 
         // Damage and rounds add up to the attack log.
         for row in &tables.podium {
-            let me = UserToken(row.user_token.clone());
+            let me = UserToken::from(row.user_token.clone());
             let sent: u64 = attacks.iter().filter(|a| a.attacker == me).map(|a| a.damage).sum();
             let got: u64 = attacks.iter().filter(|a| a.enemy == me).map(|a| a.damage).sum();
             let rounds = attacks.iter().filter(|a| a.attacker == me).count();
@@ -265,7 +265,7 @@ fn a_game_won_by_a_forfeit_ranks_both_players() {
 
 #[test]
 fn an_unknown_forfeit_reason_is_a_bad_log() {
-    let game = GameToken("g".into());
+    let game = GameToken::from("g");
     let record = r#"{"TIMESTAMP":"2026-01-01T00:00:00Z","PAYLOAD":{"GAME_TOKEN":"g","USER_TOKEN":"u"},"STATUS":{"ACTION":"FORFEIT","DETAILS":{"REASON":"BORED","HEALTH_PRIOR":3}}}"#;
     let err = parse_logs(&game, &[record.to_string()]).unwrap_err();
     assert!(err.to_string().contains("BORED"), "{err}");

@@ -404,10 +404,10 @@ impl Field<'_> {
         &self,
         missing: ProtocolError,
         invalid: ProtocolError,
-    ) -> Result<String, ProtocolError> {
+    ) -> Result<&str, ProtocolError> {
         match self {
             Field::Absent => Err(missing),
-            Field::Str(s) if !s.is_empty() && s.len() <= MAX_USER_NAME => Ok(s.to_string()),
+            Field::Str(s) if !s.is_empty() && s.len() <= MAX_USER_NAME => Ok(s),
             _ => Err(invalid),
         }
     }
@@ -437,7 +437,7 @@ fn user_token(p: &RawPayload<'_>) -> Result<UserToken, ProtocolError> {
             ProtocolError::MissingUserToken,
             ProtocolError::InvalidUserToken,
         )
-        .map(UserToken)
+        .map(UserToken::from)
 }
 
 fn game_token(p: &RawPayload<'_>) -> Result<GameToken, ProtocolError> {
@@ -446,7 +446,7 @@ fn game_token(p: &RawPayload<'_>) -> Result<GameToken, ProtocolError> {
             ProtocolError::MissingGameToken,
             ProtocolError::InvalidGameToken,
         )
-        .map(GameToken)
+        .map(GameToken::from)
 }
 
 /// The original read PARTICIPANTS with `int()`, so `3` and `"3"` both work.
@@ -471,7 +471,8 @@ impl Login {
         let p = payload(frame)?;
         let user = p
             .user
-            .string(ProtocolError::MissingUser, ProtocolError::InvalidUser)?;
+            .string(ProtocolError::MissingUser, ProtocolError::InvalidUser)?
+            .to_owned();
         Ok(Self { user })
     }
 }
@@ -512,7 +513,7 @@ impl Action {
                 ProtocolError::MissingEnemyToken,
                 ProtocolError::InvalidEnemyToken,
             )?;
-            Some(UserToken(token))
+            Some(UserToken::from(token))
         };
         match &p.action {
             Field::Absent => return Err(ProtocolError::MissingAction),
@@ -1152,7 +1153,7 @@ mod tests {
     fn action_details_read_back_as_written() {
         let kinds = [
             ActionDetails::Attack {
-                enemy_token: UserToken("e".into()),
+                enemy_token: UserToken::from("e"),
                 enemy_damage: 7,
                 enemy_health_prior: 10,
                 enemy_health_post: 3,
@@ -1166,7 +1167,7 @@ mod tests {
                 enemy_status: "DEAD".into(),
             },
             ActionDetails::NoEnemy {
-                enemy_token: Some(UserToken("e".into())),
+                enemy_token: Some(UserToken::from("e")),
                 enemy_status: "DEAD".into(),
             },
         ];
@@ -1193,9 +1194,9 @@ mod tests {
 
     #[test]
     fn what_a_bot_sends_is_what_the_server_reads() {
-        let game = GameToken("g\"1".into());
-        let user = UserToken("u1".into());
-        let enemy = UserToken("e1".into());
+        let game = GameToken::from("g\"1");
+        let user = UserToken::from("u1");
+        let enemy = UserToken::from("e1");
         assert_eq!(
             Login::parse(&login_request("USER001")),
             Ok(Login {
@@ -1313,7 +1314,7 @@ mod tests {
         assert_eq!(
             Find::parse(r#"{"PAYLOAD": {"USER_TOKEN": "u", "PARTICIPANTS": "3"}}"#),
             Ok(Find {
-                user_token: UserToken("u".into()),
+                user_token: UserToken::from("u"),
                 participants: 3
             })
         );
@@ -1326,7 +1327,7 @@ mod tests {
             r#"{"PAYLOAD": {"GAME_TOKEN": "g", "USER_TOKEN": "u", "ENEMY_TOKEN": "e", "ACTION": "ATTACK", "EXTRA": [1]}}"#,
         )
         .unwrap();
-        assert_eq!(a.enemy_token, Some(UserToken("e".into())));
+        assert_eq!(a.enemy_token, Some(UserToken::from("e")));
     }
 
     /// The frame and its payload are read in one pass: what the field-by-field
@@ -1338,7 +1339,7 @@ mod tests {
         assert_eq!(
             find(r#"{"USER\u005fTOKEN": "\u0075", "PARTICIPANTS": 2}"#),
             Ok(Find {
-                user_token: UserToken("u".into()),
+                user_token: UserToken::from("u"),
                 participants: 2
             })
         );
@@ -1395,16 +1396,16 @@ mod tests {
             r#"{"PAYLOAD":{},"STATUS":"MISSING PAYLOAD IN MESSAGE"}"#
         );
         assert_eq!(
-            to_frame(&JoinedReply::new(GameToken("g".into()), 7)),
+            to_frame(&JoinedReply::new(GameToken::from("g"), 7)),
             r#"{"PAYLOAD":{"GAME_TOKEN":"g","HERO_ID":7},"STATUS":{"JOINED":"SUCCESS"}}"#
         );
         assert_eq!(
-            to_frame(&LobbyReply::new(GameToken("g".into()), GAME_TURN)),
+            to_frame(&LobbyReply::new(GameToken::from("g"), GAME_TURN)),
             r#"{"PAYLOAD":{"GAME_TOKEN":"g"},"STATUS":{"GAME":"USER'S TURN"}}"#
         );
         let na = ActionRecord::no_enemy(
-            &GameToken("g".into()),
-            &UserToken("u".into()),
+            &GameToken::from("g"),
+            &UserToken::from("u"),
             "2026-01-02T03:04:05Z".into(),
         );
         assert_eq!(
@@ -1464,7 +1465,7 @@ mod tests {
             let frame = serde_json::json!({"PAYLOAD": {"USER_TOKEN": user, "PARTICIPANTS": n}}).to_string();
             proptest::prop_assert_eq!(
                 Find::parse(&frame),
-                Ok(Find { user_token: UserToken(user.clone()), participants: n })
+                Ok(Find { user_token: UserToken::from(user.clone()), participants: n })
             );
         }
     }
@@ -1487,7 +1488,7 @@ mod tests {
         let text = ProtocolError::UnknownGame.to_frame();
         let f = ServerFrame::parse(&text).unwrap();
         assert_eq!(f.message(), Some("UNKNOWN GAME TOKEN"));
-        let text = to_frame(&LobbyReply::new(GameToken("g".into()), GAME_COMPLETE));
+        let text = to_frame(&LobbyReply::new(GameToken::from("g"), GAME_COMPLETE));
         let f = ServerFrame::parse(&text).unwrap();
         assert_eq!(f.game(), Some("COMPLETE"));
         assert_eq!(
@@ -1505,15 +1506,15 @@ mod tests {
         );
         // A hero look-up's reply, and START: what a bot acts on, the heroes skipped.
         let hero = |token: &str, health| HeroView {
-            token: UserToken(token.into()),
+            token: UserToken::from(token),
             id: Some(7),
             attack: 2,
             health,
         };
         let text = to_frame(&HeroReply {
             payload: HeroPayload {
-                game_token: GameToken("g".into()),
-                user_token: UserToken("u".into()),
+                game_token: GameToken::from("g"),
+                user_token: UserToken::from("u"),
                 hero: hero("u", 5),
             },
             status: GameStatusField {
@@ -1528,11 +1529,11 @@ mod tests {
         );
         let text = to_frame(&StartReply {
             payload: StartPayload {
-                game_token: GameToken("g".into()),
-                participants: vec![UserToken("a".into()), UserToken("b".into())],
+                game_token: GameToken::from("g"),
+                participants: vec![UserToken::from("a"), UserToken::from("b")],
                 participants_heros: BTreeMap::from([
-                    (UserToken("a".into()), hero("a", 1)),
-                    (UserToken("b".into()), hero("b", 2)),
+                    (UserToken::from("a"), hero("a", 1)),
+                    (UserToken::from("b"), hero("b", 2)),
                 ]),
             },
             status: GameStatusField { game: GAME_START },

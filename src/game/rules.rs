@@ -317,7 +317,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn user(n: u8) -> UserToken {
-        UserToken(format!("user-{n}"))
+        UserToken::from(format!("user-{n}"))
     }
 
     fn board(heroes: &[(u64, u64)]) -> Board {

@@ -1,55 +1,90 @@
 //! Tokens, hero stats and the game status strings, each defined once.
 
 use std::fmt;
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// A player's token, as handed out by `/api/v1/login` (a UUIDv4 string).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct UserToken(pub String);
+/// Defines a token type: immutable text shared, not copied, by every clone (a game's
+/// board, its signals and its log records each hold its players' tokens).
+macro_rules! token {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(Arc<str>);
 
-/// A game's token, as handed out by `/api/v1/game/find` (a UUIDv4 string).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct GameToken(pub String);
+        impl $name {
+            /// A fresh random token.
+            pub fn new_random() -> Self {
+                let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+                Self(Arc::from(&*uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text)))
+            }
+            /// The token as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(text: &str) -> Self {
+                Self(Arc::from(text))
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(text: String) -> Self {
+                Self(Arc::from(text))
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                deserializer.deserialize_str(TokenVisitor).map(Self)
+            }
+        }
+    };
+}
+
+/// Reads a token's text into one shared allocation, however the format hands it over.
+struct TokenVisitor;
+
+impl Visitor<'_> for TokenVisitor {
+    type Value = Arc<str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a token string")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Arc<str>, E> {
+        Ok(Arc::from(v))
+    }
+}
+
+token!(
+    /// A player's token, as handed out by `/api/v1/login` (a UUIDv4 string).
+    UserToken
+);
+
+token!(
+    /// A game's token, as handed out by `/api/v1/game/find` (a UUIDv4 string).
+    GameToken
+);
 
 /// A hero's id in the roster (the Super Hero API numbers them from 1).
 pub type HeroId = u32;
-
-impl UserToken {
-    /// A fresh random token.
-    pub fn new_random() -> Self {
-        Self(uuid::Uuid::new_v4().to_string())
-    }
-    /// The token as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl GameToken {
-    /// A fresh random token.
-    pub fn new_random() -> Self {
-        Self(uuid::Uuid::new_v4().to_string())
-    }
-    /// The token as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for UserToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Display for GameToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// A hero as it stands in one game: the roster id and its current numbers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,5 +191,25 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", s.as_str()));
         }
         assert_eq!(GameStatus::parse("Waiting Player"), None);
+    }
+
+    #[test]
+    fn tokens_read_and_write_as_json_strings_and_share_their_text() {
+        let plain: UserToken = serde_json::from_str(r#""ab-12""#).unwrap();
+        assert_eq!(plain, UserToken::from("ab-12"));
+        // An escaped string reaches the visitor as a copy, not borrowed from the input.
+        let escaped: GameToken = serde_json::from_str(r#""a\"b\u00e9""#).unwrap();
+        assert_eq!(escaped.as_str(), "a\"b\u{e9}");
+        assert_eq!(serde_json::to_string(&escaped).unwrap(), r#""a\"bé""#);
+        assert!(serde_json::from_str::<UserToken>("7").is_err());
+        assert!(serde_json::from_str::<UserToken>("null").is_err());
+
+        let copy = plain.clone();
+        assert!(std::ptr::eq(copy.as_str(), plain.as_str()));
+
+        let fresh = UserToken::new_random();
+        let parsed = uuid::Uuid::parse_str(fresh.as_str()).unwrap();
+        assert_eq!(parsed.hyphenated().to_string(), fresh.as_str());
+        assert_ne!(fresh, UserToken::new_random());
     }
 }

@@ -582,7 +582,10 @@ mod tests {
     use super::*;
 
     fn player(i: usize) -> (GameToken, UserToken) {
-        (GameToken(format!("g{i}")), UserToken(format!("u{i}")))
+        (
+            GameToken::from(format!("g{i}")),
+            UserToken::from(format!("u{i}")),
+        )
     }
 
     /// A player found a game is expected until it opens the lobby, or until the lobby

@@ -110,7 +110,7 @@ impl Signal {
         let forfeits = parts.next()?.parse().ok()?;
         let current = match parts.next()? {
             "" => None,
-            token => Some(UserToken(token.to_string())),
+            token => Some(UserToken::from(token)),
         };
         Some(Self {
             status,
@@ -535,7 +535,7 @@ mod tests {
             joined: 3,
             turns: 12,
             forfeits: 1,
-            current: Some(UserToken("abc".into())),
+            current: Some(UserToken::from("abc")),
         };
         assert_eq!(Signal::decode(&s.encode()), Some(s.clone()));
         let w = Signal {

@@ -110,7 +110,7 @@ mod tests {
 
     #[test]
     fn single_server_names_are_the_originals() {
-        let g = GameToken("abc".into());
+        let g = GameToken::from("abc");
         let p = Keyspace::Single.game(&g).unwrap();
         assert_eq!(p, "games:abc");
         assert_eq!(Keyspace::Single.joined(&p), "games:participants");
@@ -120,7 +120,7 @@ mod tests {
 
     #[test]
     fn cluster_names_share_a_slot_per_game() {
-        let g = GameToken("abc".into());
+        let g = GameToken::from("abc");
         let p = Keyspace::Cluster.game(&g).unwrap();
         assert_eq!(p, "games:{abc}");
         assert_eq!(Keyspace::Cluster.joined(&p), "games:{abc}:joined");
@@ -128,12 +128,12 @@ mod tests {
         assert_eq!(Keyspace::Cluster.forming(2), "games:forming:{2}");
         assert_eq!(Keyspace::Cluster.players(2, 5), "games:players:{2.5}");
         assert_eq!(
-            Keyspace::Cluster.user(&UserToken("t".into())),
+            Keyspace::Cluster.user(&UserToken::from("t")),
             "users:tokens:{t}"
         );
         for bad in ["", "a}b", "{x"] {
-            assert_eq!(Keyspace::Cluster.game(&GameToken(bad.into())), None);
+            assert_eq!(Keyspace::Cluster.game(&GameToken::from(bad)), None);
         }
-        assert!((0..100).all(|i| shard(&GameToken(format!("g{i}"))) < SHARDS));
+        assert!((0..100).all(|i| shard(&GameToken::from(format!("g{i}"))) < SHARDS));
     }
 }

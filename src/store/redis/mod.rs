@@ -501,7 +501,7 @@ impl RedisStore {
             None => Ok((fresh, true)),
             Some(token) => {
                 let _: i64 = conn.del(&record).await.map_err(unavailable)?;
-                Ok((UserToken(token), false))
+                Ok((UserToken::from(token), false))
             }
         }
     }
@@ -553,7 +553,7 @@ impl RedisStore {
         candidates: &[Hero],
     ) -> Result<Joined, StoreError> {
         let mut conn = self.conns.next();
-        if let Some(prefix) = self.keyspace.game(&GameToken(last.to_string())) {
+        if let Some(prefix) = self.keyspace.game(&GameToken::from(last)) {
             let playing: i64 = self
                 .scripts
                 .playing
@@ -589,7 +589,7 @@ impl RedisStore {
             let record = set_unless_present(&mut conn, &forming, new_game)
                 .await
                 .map_err(unavailable)?;
-            let Some(record) = record.map(GameToken) else {
+            let Some(record) = record.map(GameToken::from) else {
                 return Ok(created);
             };
             if record == *new_game || !self.give_up(user, participants, new_game).await? {
@@ -623,7 +623,7 @@ impl RedisStore {
             .await
             .into_iter()
             .flatten()
-            .map(GameToken)
+            .map(GameToken::from)
             .collect();
         games.shuffle(&mut rand::rng());
         games
@@ -853,14 +853,14 @@ fn parse_snapshot(raw: RawSnapshot) -> Result<Snapshot, StoreError> {
             attack: chunk[2].parse().map_err(|_| corrupt("hero attack"))?,
             health: chunk[3].parse().map_err(|_| corrupt("hero health"))?,
         };
-        map.insert(UserToken(chunk[0].clone()), hero);
+        map.insert(UserToken::from(chunk[0].as_str()), hero);
     }
     Ok(Snapshot {
         participants,
-        host: UserToken(host),
+        host: UserToken::from(host),
         board: Board {
             status,
-            order: order.into_iter().map(UserToken).collect(),
+            order: order.into_iter().map(UserToken::from).collect(),
             heroes: map,
             turns,
             forfeits,
@@ -915,7 +915,7 @@ impl GameStore for RedisStore {
             .invoke_async(&mut self.conns.next())
             .await
             .map_err(unavailable)?;
-        Ok((UserToken(token), created == 1))
+        Ok((UserToken::from(token), created == 1))
     }
 
     async fn join(
@@ -942,7 +942,7 @@ impl GameStore for RedisStore {
             .await
             .map_err(find_error)?;
         Ok(Joined {
-            game: GameToken(game),
+            game: GameToken::from(game),
             hero,
             created: created == 1,
             joined,
@@ -1123,7 +1123,7 @@ impl GameStore for RedisStore {
         let claimed: Vec<String> = self
             .game_script_with(&self.scripts.claim_cleanings, game, &[claim.as_str()])
             .await?;
-        Ok(claimed.into_iter().map(UserToken).collect())
+        Ok(claimed.into_iter().map(UserToken::from).collect())
     }
 
     async fn extract(&self, game: &GameToken) -> Result<Option<GameExtract>, StoreError> {

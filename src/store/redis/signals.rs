@@ -58,7 +58,7 @@ fn game_of_channel(channel: &str) -> Option<GameToken> {
         .strip_prefix('{')
         .and_then(|t| t.strip_suffix('}'))
         .unwrap_or(inner);
-    Some(GameToken(token.to_string()))
+    Some(GameToken::from(token))
 }
 
 /// Ends a listener when the last clone of the store goes.
@@ -476,11 +476,11 @@ mod tests {
     fn channels_name_their_game_in_both_layouts() {
         assert_eq!(
             game_of_channel("games:ab:signal"),
-            Some(GameToken("ab".into()))
+            Some(GameToken::from("ab"))
         );
         assert_eq!(
             game_of_channel("games:{ab}:signal"),
-            Some(GameToken("ab".into()))
+            Some(GameToken::from("ab"))
         );
         assert_eq!(game_of_channel("other"), None);
     }
