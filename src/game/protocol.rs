@@ -6,6 +6,7 @@
 //! field order is the original's, so the bytes on the wire read the same.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -135,16 +136,31 @@ impl ProtocolError {
     }
 }
 
-/// Room for most frames (an attack's reply is some 320 bytes): serde_json's own
-/// `to_string` starts at 128 bytes and grows, copying, twice for such a frame.
+/// Room for most frames (an attack's reply is some 320 bytes) in the buffer each
+/// thread writes its frames into; a rare larger frame's room is given back past
+/// [`FRAME_BYTES_KEPT`].
 const FRAME_BYTES: usize = 512;
+const FRAME_BYTES_KEPT: usize = 64 * 1024;
+
+thread_local! {
+    /// Where this thread writes a frame before copying it out at its exact size. A
+    /// frame with spare room would cost the WebSocket layer an allocation of its own
+    /// to share it, and serde_json's `to_string` grows, copying, on the way.
+    static FRAME: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(FRAME_BYTES));
+}
 
 /// Serializes a reply. Serializing these plain structs cannot fail.
 pub fn to_frame<T: Serialize>(reply: &T) -> String {
-    let mut frame = Vec::with_capacity(FRAME_BYTES);
-    serde_json::to_writer(&mut frame, reply)
-        .ok()
-        .and_then(|()| String::from_utf8(frame).ok())
+    FRAME
+        .with_borrow_mut(|buf| {
+            buf.clear();
+            let written = serde_json::to_writer(&mut *buf, reply).ok();
+            let frame = written.and_then(|()| std::str::from_utf8(buf).ok().map(String::from));
+            if buf.capacity() > FRAME_BYTES_KEPT {
+                *buf = Vec::with_capacity(FRAME_BYTES);
+            }
+            frame
+        })
         .unwrap_or_else(|| String::from("{}"))
 }
 
@@ -1412,6 +1428,25 @@ mod tests {
             to_frame(&na),
             r#"{"TIMESTAMP":"2026-01-02T03:04:05Z","PAYLOAD":{"GAME_TOKEN":"g","USER_TOKEN":"u"},"STATUS":{"ACTION":"NA","DETAILS":{"ENEMY_TOKEN":null,"ENEMY_STATUS":"DEAD"}}}"#
         );
+    }
+
+    /// A frame leaves the thread's buffer at its exact size, so the WebSocket layer
+    /// can take it over as it is; a frame larger than the buffer keeps is written
+    /// whole, and the next small frame is unharmed.
+    #[test]
+    fn frames_are_written_at_their_exact_size() {
+        let small = LobbyReply::new(GameToken::from("g"), GAME_TURN);
+        let frame = to_frame(&small);
+        assert_eq!(frame.capacity(), frame.len());
+        let big_token = "t".repeat(FRAME_BYTES_KEPT * 2);
+        let big = to_frame(&LobbyReply::new(
+            GameToken::from(big_token.as_str()),
+            GAME_TURN,
+        ));
+        assert!(big.contains(&big_token));
+        assert_eq!(big.capacity(), big.len());
+        assert_eq!(to_frame(&small), frame);
+        assert!(FRAME.with_borrow(Vec::capacity) <= FRAME_BYTES_KEPT);
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 
 use rand::seq::index::sample;
 use serde::Serialize;
+use smallvec::{SmallVec, smallvec};
 
 use super::{App, Endpoint, Requests};
 use crate::events::{self, GameUserTask, Queue};
@@ -17,22 +18,26 @@ use crate::game::rules::Finish;
 use crate::game::{GameToken, Hero, UserToken};
 use crate::store::{GameStore, StoreError};
 
+/// The frames that answer one request: one but for a new user's login, kept
+/// without an allocation of their own.
+pub(super) type Frames = SmallVec<[String; 1]>;
+
 /// The frames that answer one request.
 pub(super) async fn answer<S: GameStore>(
     app: &Arc<App<S>>,
     requests: &Requests,
     text: &str,
-) -> Vec<String> {
+) -> Frames {
     let result = match requests.endpoint() {
         Endpoint::Login => login(app, text).await,
-        Endpoint::Find => find(app, text).await.map(|f| vec![f]),
-        Endpoint::Hero => hero(app, text).await.map(|f| vec![f]),
-        Endpoint::Action => action(app, text).await.map(|f| vec![f]),
+        Endpoint::Find => find(app, text).await.map(|f| smallvec![f]),
+        Endpoint::Hero => hero(app, text).await.map(|f| smallvec![f]),
+        Endpoint::Action => action(app, text).await.map(|f| smallvec![f]),
         // The lobby is a session of its own, see `lobby.rs`.
-        Endpoint::Lobby => Ok(Vec::new()),
+        Endpoint::Lobby => Ok(Frames::new()),
     };
     requests.count(result.as_ref().map(drop));
-    result.unwrap_or_else(|e| vec![e.to_frame()])
+    result.unwrap_or_else(|e| smallvec![e.to_frame()])
 }
 
 /// A store failure as the client sees it; outages are also logged here, once.
@@ -55,14 +60,14 @@ struct LoginTask<'a> {
     user_token: &'a str,
 }
 
-async fn login<S: GameStore>(app: &App<S>, text: &str) -> Result<Vec<String>, ProtocolError> {
+async fn login<S: GameStore>(app: &App<S>, text: &str) -> Result<Frames, ProtocolError> {
     let req = Login::parse(text)?;
     let (token, created) = app.store.login(&req.user).await.map_err(store_error)?;
     let task = LoginTask {
         user: &req.user,
         user_token: token.as_str(),
     };
-    let mut frames = Vec::with_capacity(2);
+    let mut frames = Frames::new();
     if created {
         events::emit_task(Queue::Login, "User Created", &task);
         frames.push(to_frame(&StatusReply {

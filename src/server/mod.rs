@@ -344,7 +344,9 @@ impl<S: GameStore> Answerer<S> {
         }
         Some(match endpoint {
             Endpoint::Lobby => lobby::check(&self.app, frame).await.into_iter().collect(),
-            _ => handlers::answer(&self.app, &Requests::of(endpoint), frame).await,
+            _ => handlers::answer(&self.app, &Requests::of(endpoint), frame)
+                .await
+                .into_vec(),
         })
     }
 }
