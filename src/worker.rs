@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -25,6 +25,7 @@ use crate::backoff::Backoff;
 use crate::broker::{Broker, BrokerError, Consumer, Delivery};
 use crate::etl::{self, GameTables, tables};
 use crate::events::{CLEANING_GAME_RECORDS, Envelope};
+use crate::game::protocol::Text;
 use crate::game::{GameStatus, GameToken, UserToken};
 use crate::store::{Extracted, GameStore};
 use crate::telemetry::names;
@@ -448,6 +449,26 @@ struct Worker<S> {
     acks: Vec<Delivery>,
 }
 
+/// What a worker makes of an event.
+enum Event {
+    /// The game and player of a `Cleaning Game Records` event.
+    Cleaning(GameToken, UserToken),
+    /// A `Cleaning Game Records` event whose task lacks either.
+    Incomplete,
+    /// Any other event, which the worker passes over.
+    Other,
+}
+
+/// The fields of a `Cleaning Game Records` task the worker reads, borrowed from the
+/// event; a task that is no object of string fields counts as lacking them.
+#[derive(Deserialize)]
+struct CleaningTask<'a> {
+    #[serde(borrow, default)]
+    game_token: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    user_token: Option<Text<'a>>,
+}
+
 impl<S: GameStore> Worker<S> {
     /// When the pending batch is due: at its age, or, once the producers are done
     /// (`finishing`), after a [`QUIET`] moment if that comes first.
@@ -503,30 +524,44 @@ impl<S: GameStore> Worker<S> {
     async fn handle(&mut self, delivery: Delivery) {
         EtlProgress::add(&self.progress.events, 1);
         EtlProgress::add(&self.mine.events, 1);
-        let envelope = match Envelope::parse(&delivery.payload) {
-            Ok(e) => e,
+        let read = Envelope::read(&delivery.payload, |envelope| {
+            if envelope.log_message != CLEANING_GAME_RECORDS {
+                return Event::Other;
+            }
+            let task = envelope
+                .task
+                .and_then(|t| serde_json::from_str::<CleaningTask<'_>>(t.get()).ok());
+            match task {
+                Some(CleaningTask {
+                    game_token: Some(game),
+                    user_token: Some(user),
+                }) => Event::Cleaning(
+                    GameToken::from(game.as_str()),
+                    UserToken::from(user.as_str()),
+                ),
+                _ => Event::Incomplete,
+            }
+        });
+        let (game, user) = match read {
+            Ok(Event::Cleaning(game, user)) => (game, user),
+            Ok(Event::Other) => {
+                EtlProgress::add(&self.progress.ignored, 1);
+                return self.settle(delivery, true).await;
+            }
+            Ok(Event::Incomplete) => {
+                tracing::warn!(
+                    "worker {}: a {CLEANING_GAME_RECORDS} event without game_token and user_token",
+                    self.worker_id
+                );
+                EtlProgress::add(&self.progress.rejected, 1);
+                return self.settle(delivery, true).await;
+            }
             Err(e) => {
                 tracing::warn!("worker {}: skipping a message: {e}", self.worker_id);
                 EtlProgress::add(&self.progress.rejected, 1);
                 return self.settle(delivery, true).await;
             }
         };
-        if envelope.log_message != CLEANING_GAME_RECORDS {
-            EtlProgress::add(&self.progress.ignored, 1);
-            return self.settle(delivery, true).await;
-        }
-        let task = envelope.task_value();
-        let field = |name| task.as_ref()?.get(name)?.as_str();
-        let (Some(game), Some(user)) = (field("game_token"), field("user_token")) else {
-            tracing::warn!(
-                "worker {}: a {CLEANING_GAME_RECORDS} event without game_token and user_token",
-                self.worker_id
-            );
-            EtlProgress::add(&self.progress.rejected, 1);
-            return self.settle(delivery, true).await;
-        };
-        let game = GameToken::from(game);
-        let user = UserToken::from(user);
         if let Some(host) = self.pending_games.get(&game) {
             if *host != user {
                 // A guest's copy of the event of a game this batch holds.

@@ -10,7 +10,7 @@ pub mod transport;
 use serde::Serialize;
 
 pub use self::transport::{
-    Envelope, EventLayer, EventPipe, EventSink, TransportStats, envelope_json,
+    Envelope, EnvelopeView, EventLayer, EventPipe, EventSink, TransportStats, envelope_json,
 };
 
 /// The lifecycle record workers act on, logged on `lib.server.lobby` once per

@@ -6,6 +6,7 @@
 //! backoff; while it retries the buffer fills, and what does not fit is dropped and
 //! counted, never silently lost.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use thiserror::Error;
@@ -55,6 +57,22 @@ impl PartialEq for Envelope {
     }
 }
 
+/// An envelope's message and task, borrowed (see [`Envelope::read`]); the other
+/// fields must be there, as in an [`Envelope`], and are skipped.
+#[derive(Debug, Deserialize)]
+pub struct EnvelopeView<'a> {
+    #[serde(rename = "level")]
+    _level: IgnoredAny,
+    #[serde(rename = "timestamp")]
+    _timestamp: IgnoredAny,
+    #[serde(rename = "name")]
+    _name: IgnoredAny,
+    #[serde(borrow)]
+    pub log_message: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub task: Option<&'a RawValue>,
+}
+
 #[derive(Debug, Error)]
 #[error("not an event envelope: {0}")]
 /// A message that is not an event envelope, and why.
@@ -70,6 +88,22 @@ impl Envelope {
             return serde_json::from_str(&inner).map_err(error);
         }
         serde_json::from_slice(bytes).map_err(error)
+    }
+
+    /// Calls `f` with the message and the task of the envelope in `bytes`, borrowed
+    /// from them (from the decoded string, for the double-encoded form): a worker
+    /// reads every event the game logs and needs no more of most. The envelope is
+    /// checked as [`Self::parse`] checks it.
+    pub fn read<R>(
+        bytes: &[u8],
+        f: impl FnOnce(EnvelopeView<'_>) -> R,
+    ) -> Result<R, EnvelopeError> {
+        let error = |e: serde_json::Error| EnvelopeError(e.to_string());
+        if bytes.trim_ascii_start().first() == Some(&b'"') {
+            let inner: String = serde_json::from_slice(bytes).map_err(error)?;
+            return serde_json::from_str(&inner).map(f).map_err(error);
+        }
+        serde_json::from_slice(bytes).map(f).map_err(error)
     }
 
     /// The task, read; `None` when there is none.
@@ -173,21 +207,27 @@ fn push_json_str(out: &mut Vec<u8>, s: &str) {
     let _ = serde_json::to_writer(out, s);
 }
 
-/// ISO 8601 in UTC with milliseconds, `YYYY-MM-DDTHH:MM:SS.mmmZ`. Each thread
-/// formats the date and time of day once a second, and appends the milliseconds.
-fn now_iso() -> String {
+/// Calls `f` with the time now in ISO 8601, UTC, with milliseconds:
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ`. Each thread formats the date and time of day once a
+/// second, and appends the milliseconds in a buffer it keeps.
+fn with_now_iso<R>(f: impl FnOnce(&str) -> R) -> R {
+    thread_local! {
+        static NOW: RefCell<String> = const { RefCell::new(String::new()) };
+    }
     let now = chrono::Utc::now();
     // A leap second counts its milliseconds from 1,000.
     let millis = now.timestamp_subsec_millis().min(999);
     crate::game::protocol::with_utc_second(&now, |second| {
-        let mut out = String::with_capacity(second.len() + 5);
-        out.push_str(second);
-        out.push('.');
-        for digit in [millis / 100, millis / 10 % 10, millis % 10] {
-            out.push(char::from(b'0' + digit as u8));
-        }
-        out.push('Z');
-        out
+        NOW.with_borrow_mut(|out| {
+            out.clear();
+            out.push_str(second);
+            out.push('.');
+            for digit in [millis / 100, millis / 10 % 10, millis % 10] {
+                out.push(char::from(b'0' + digit as u8));
+            }
+            out.push('Z');
+            f(out)
+        })
     })
 }
 
@@ -290,7 +330,7 @@ impl EventSink {
             return;
         };
         let name = &route.names[queue.index()];
-        let json = envelope_bytes(level, &now_iso(), name, message, task);
+        let json = with_now_iso(|now| envelope_bytes(level, now, name, message, task));
         self.counters.offered_by_queue[queue.index()].fetch_add(1, Ordering::Relaxed);
         if route.tx.try_send((queue, json)).is_err() {
             self.counters.add_dropped(queue.index(), 1);
@@ -616,7 +656,7 @@ mod tests {
     fn timestamps_are_iso_8601_with_milliseconds() {
         for _ in 0..3 {
             let before = chrono::Utc::now();
-            let t = now_iso();
+            let t = with_now_iso(str::to_owned);
             let after = chrono::Utc::now();
             assert_eq!(t.len(), 24, "{t}");
             let read = chrono::NaiveDateTime::parse_from_str(&t, "%Y-%m-%dT%H:%M:%S%.3fZ")
@@ -670,5 +710,36 @@ mod tests {
         assert_eq!(plain.task_str("game_token").as_deref(), Some("g"));
         assert!(Envelope::parse(b"{\"level\":1}").is_err());
         assert!(Envelope::parse(b"\xff").is_err());
+    }
+
+    #[test]
+    fn a_read_envelope_borrows_its_message_and_task_and_checks_as_parse_does() {
+        let json = envelope_json(Level::INFO, "t", "n", "m\"1", Some(r#"{"game_token":"g"}"#));
+        let view = |bytes: &[u8]| {
+            Envelope::read(bytes, |v| {
+                let borrowed = matches!(v.log_message, Cow::Borrowed(_));
+                (
+                    v.log_message.into_owned(),
+                    v.task.map(|t| t.get().to_owned()),
+                    borrowed,
+                )
+            })
+        };
+        let (message, task, borrowed) = view(json.as_bytes()).unwrap();
+        assert_eq!(message, "m\"1");
+        assert_eq!(task.as_deref(), Some(r#"{"game_token":"g"}"#));
+        assert!(!borrowed, "an escaped message is a copy");
+        let double = serde_json::to_string(&json).unwrap();
+        assert_eq!(view(double.as_bytes()).unwrap().1, task);
+        let bare = envelope_json(Level::INFO, "t", "n", "m", None);
+        assert_eq!(view(bare.as_bytes()).unwrap(), ("m".to_owned(), None, true));
+        for bad in [
+            &b"{\"level\":1}"[..],
+            b"\xff",
+            br#"{"timestamp":"t","name":"n","log_message":"m"}"#,
+        ] {
+            assert!(view(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+            assert!(Envelope::parse(bad).is_err());
+        }
     }
 }
