@@ -82,12 +82,7 @@ impl Envelope {
     /// Reads an envelope, in its plain form or the original's double-encoded form (a
     /// JSON string holding the object).
     pub fn parse(bytes: &[u8]) -> Result<Self, EnvelopeError> {
-        let error = |e: serde_json::Error| EnvelopeError(e.to_string());
-        if bytes.trim_ascii_start().first() == Some(&b'"') {
-            let inner: String = serde_json::from_slice(bytes).map_err(error)?;
-            return serde_json::from_str(&inner).map_err(error);
-        }
-        serde_json::from_slice(bytes).map_err(error)
+        Self::decode(bytes, |json| serde_json::from_slice(json))
     }
 
     /// Calls `f` with the message and the task of the envelope in `bytes`, borrowed
@@ -98,12 +93,21 @@ impl Envelope {
         bytes: &[u8],
         f: impl FnOnce(EnvelopeView<'_>) -> R,
     ) -> Result<R, EnvelopeError> {
+        Self::decode(bytes, |json| serde_json::from_slice(json).map(f))
+    }
+
+    /// Calls `read` with the JSON object of an envelope: `bytes` themselves, or the
+    /// string they hold in the double-encoded form.
+    fn decode<R>(
+        bytes: &[u8],
+        read: impl FnOnce(&[u8]) -> serde_json::Result<R>,
+    ) -> Result<R, EnvelopeError> {
         let error = |e: serde_json::Error| EnvelopeError(e.to_string());
         if bytes.trim_ascii_start().first() == Some(&b'"') {
             let inner: String = serde_json::from_slice(bytes).map_err(error)?;
-            return serde_json::from_str(&inner).map(f).map_err(error);
+            return read(inner.as_bytes()).map_err(error);
         }
-        serde_json::from_slice(bytes).map(f).map_err(error)
+        read(bytes).map_err(error)
     }
 
     /// The task, read; `None` when there is none.
