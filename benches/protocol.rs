@@ -25,9 +25,9 @@ use std::time::Instant;
 use serde::de::IgnoredAny;
 use superhero::game::protocol::{
     Action, ActionDetails, ActionPayload, ActionRecord, ActionStatus, Find, GAME_HERO_SPEC,
-    GAME_START, GAME_TURN, GameStatusField, GameUser, HeroPayload, HeroReply, HeroView, LobbyReply,
-    ServerFrame, StartPayload, StartReply, attack_request, find_request, game_user_request,
-    to_frame,
+    GAME_START, GAME_TURN, GameStatusField, GameUserText, HeroPayload, HeroReply, HeroView,
+    LobbyReply, ServerFrame, StartPayload, StartReply, attack_request, find_request,
+    game_user_request, to_frame,
 };
 use superhero::game::{GameToken, UserToken};
 
@@ -80,17 +80,19 @@ fn main() {
     let game = GameToken::from(token(1));
     let me = UserToken::from(token(2));
     let enemy = UserToken::from(token(3));
-    let hero = |user: &UserToken, health| HeroView {
-        token: user.clone(),
-        id: Some(421),
-        attack: 85_652,
-        health,
-    };
+    fn hero(user: &UserToken, health: u64) -> HeroView<'_> {
+        HeroView {
+            token: user,
+            id: Some(421),
+            attack: 85_652,
+            health,
+        }
+    }
 
     let requests: [(&str, String, Reader); 3] = [
         ("find", find_request(&me, 3), |f| Find::parse(f).is_ok()),
         ("lobby, hero look-up", game_user_request(&game, &me), |f| {
-            GameUser::parse(f).is_ok()
+            GameUserText::parse(f).is_ok()
         }),
         ("attack", attack_request(&game, &me, Some(&enemy)), |f| {
             Action::parse(f).is_ok()
@@ -99,13 +101,13 @@ fn main() {
     let attack_record = ActionRecord {
         timestamp: "2026-12-04T17:03:47Z".into(),
         payload: ActionPayload {
-            game_token: game.clone(),
-            user_token: me.clone(),
+            game_token: game.as_str().into(),
+            user_token: me.as_str().into(),
         },
         status: ActionStatus {
             action: "ATTACK".into(),
             details: ActionDetails::Attack {
-                enemy_token: enemy.clone(),
+                enemy_token: enemy.as_str().into(),
                 enemy_damage: 85_652,
                 enemy_health_prior: 412_160,
                 enemy_health_post: 326_508,
@@ -114,8 +116,8 @@ fn main() {
     };
     let hero_reply = HeroReply {
         payload: HeroPayload {
-            game_token: game.clone(),
-            user_token: enemy.clone(),
+            game_token: game.as_str(),
+            user_token: enemy.as_str(),
             hero: hero(&enemy, 326_508),
         },
         status: GameStatusField {

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use thiserror::Error;
 
-use crate::game::protocol::{ActionDetails, ActionRecord};
+use crate::game::protocol::{ActionDetails, ActionRecord, Text};
 use crate::game::rules::ForfeitReason;
 use crate::game::{GameStatus, GameToken, Hero, UserToken};
 
@@ -80,35 +80,37 @@ pub enum EtlError {
     },
 }
 
-/// One attack as the log records it.
+/// One attack as the log records it, its tokens borrowed from the record.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AttackLog {
-    pub attacker: UserToken,
-    pub enemy: UserToken,
+pub struct AttackLog<'a> {
+    pub attacker: Text<'a>,
+    pub enemy: Text<'a>,
     pub damage: u64,
     pub health_post: u64,
 }
 
 /// One record of a game's log that the tables count.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LogEntry {
-    Attack(AttackLog),
+pub enum LogEntry<'a> {
+    Attack(AttackLog<'a>),
     Forfeit {
-        user: UserToken,
+        user: Text<'a>,
         reason: ForfeitReason,
     },
 }
 
-/// Reads the attack and forfeit records of a game's log. Records without an attack
-/// (the `NA` action of a game with no enemy left) carry no damage and are skipped.
-pub fn parse_logs(game: &GameToken, logs: &[String]) -> Result<Vec<LogEntry>, EtlError> {
+/// Reads the attack and forfeit records of a game's log, borrowing their tokens from
+/// the records' text. Records without an attack (the `NA` action of a game with no
+/// enemy left) carry no damage and are skipped.
+pub fn parse_logs<'a>(game: &GameToken, logs: &'a [String]) -> Result<Vec<LogEntry<'a>>, EtlError> {
     let mut out = Vec::with_capacity(logs.len());
     for (index, text) in logs.iter().enumerate() {
-        let record: ActionRecord = serde_json::from_str(text).map_err(|e| EtlError::BadLog {
-            game: game.to_string(),
-            index,
-            reason: e.to_string(),
-        })?;
+        let record: ActionRecord<'a> =
+            serde_json::from_str(text).map_err(|e| EtlError::BadLog {
+                game: game.to_string(),
+                index,
+                reason: e.to_string(),
+            })?;
         match record.status.details {
             ActionDetails::Attack {
                 enemy_token,
@@ -122,11 +124,12 @@ pub fn parse_logs(game: &GameToken, logs: &[String]) -> Result<Vec<LogEntry>, Et
                 health_post: enemy_health_post,
             })),
             ActionDetails::Forfeit { reason, .. } => {
-                let reason = ForfeitReason::parse(&reason).ok_or_else(|| EtlError::BadLog {
-                    game: game.to_string(),
-                    index,
-                    reason: format!("unknown forfeit reason {reason:?}"),
-                })?;
+                let reason =
+                    ForfeitReason::parse(reason.as_str()).ok_or_else(|| EtlError::BadLog {
+                        game: game.to_string(),
+                        index,
+                        reason: format!("unknown forfeit reason {:?}", reason.as_str()),
+                    })?;
                 out.push(LogEntry::Forfeit {
                     user: record.payload.user_token,
                     reason,
@@ -167,7 +170,7 @@ pub fn transform(extract: &GameExtract) -> Result<GameTables, EtlError> {
         }
     }
 
-    let mut tallies: HashMap<&UserToken, Tally> = HashMap::new();
+    let mut tallies: HashMap<&str, Tally> = HashMap::new();
     let mut eliminations = 0usize;
     let mut eliminate = |t: &mut Tally| {
         if t.eliminated.is_none() {
@@ -175,7 +178,7 @@ pub fn transform(extract: &GameExtract) -> Result<GameTables, EtlError> {
             eliminations += 1;
         }
     };
-    let stranger = |index: usize, user: &UserToken| {
+    let stranger = |index: usize, user: &str| {
         (!extract.heroes.contains_key(user)).then(|| EtlError::Stranger {
             game: game.to_string(),
             index,
@@ -186,40 +189,40 @@ pub fn transform(extract: &GameExtract) -> Result<GameTables, EtlError> {
     for (index, entry) in entries.iter().enumerate() {
         match entry {
             LogEntry::Attack(a) => {
-                if let Some(e) = stranger(index, &a.attacker).or_else(|| stranger(index, &a.enemy))
-                {
+                let (attacker, enemy) = (a.attacker.as_str(), a.enemy.as_str());
+                if let Some(e) = stranger(index, attacker).or_else(|| stranger(index, enemy)) {
                     return Err(e);
                 }
-                let attacker = tallies.entry(&a.attacker).or_default();
+                let attacker = tallies.entry(attacker).or_default();
                 attacker.rounds += 1;
                 attacker.sent = attacker.sent.saturating_add(a.damage);
-                let enemy = tallies.entry(&a.enemy).or_default();
+                let enemy = tallies.entry(enemy).or_default();
                 enemy.received = enemy.received.saturating_add(a.damage);
                 if a.health_post == 0 {
                     eliminate(enemy);
                 }
             }
             LogEntry::Forfeit { user, .. } => {
-                if let Some(e) = stranger(index, user) {
+                if let Some(e) = stranger(index, user.as_str()) {
                     return Err(e);
                 }
                 forfeits = true;
-                eliminate(tallies.entry(user).or_default());
+                eliminate(tallies.entry(user.as_str()).or_default());
             }
         }
     }
     if forfeits {
         for (user, hero) in &extract.heroes {
             if hero.is_alive() {
-                tallies.entry(user).or_default();
+                tallies.entry(user.as_str()).or_default();
             }
         }
     }
 
     // Survivors first, most health left first (ties by token, as the turn cap ranks
     // them); then the eliminated, the last eliminated first.
-    let health = |u: &UserToken| extract.heroes.get(u).map_or(0, |h| h.health);
-    let mut ranked: Vec<(&UserToken, &Tally)> = tallies.iter().map(|(u, t)| (*u, t)).collect();
+    let health = |u: &str| extract.heroes.get(u).map_or(0, |h| h.health);
+    let mut ranked: Vec<(&str, &Tally)> = tallies.iter().map(|(u, t)| (*u, t)).collect();
     ranked.sort_by(|(ua, ta), (ub, tb)| match (ta.eliminated, tb.eliminated) {
         (None, None) => health(ub).cmp(&health(ua)).then_with(|| ua.cmp(ub)),
         (None, Some(_)) => std::cmp::Ordering::Less,

@@ -45,7 +45,7 @@ fn play(heroes: &[Hero], turn_cap: u32, picks: &[usize]) -> (GameExtract, Option
             logs.push(to_frame(&ActionRecord::forfeit(
                 &game,
                 &forfeit,
-                "2026-01-01T00:00:00Z".into(),
+                "2026-01-01T00:00:00Z",
             )));
             rules::apply_forfeit(&mut board, &forfeit);
             finish = forfeit.finish.clone();
@@ -56,7 +56,7 @@ fn play(heroes: &[Hero], turn_cap: u32, picks: &[usize]) -> (GameExtract, Option
         logs.push(to_frame(&ActionRecord::attack(
             &game,
             &attack,
-            "2026-01-01T00:00:00Z".into(),
+            "2026-01-01T00:00:00Z",
         )));
         rules::apply(&mut board, &attack);
         finish = attack.finish.clone();
@@ -232,9 +232,9 @@ proptest! {
         // Damage and rounds add up to the attack log.
         for row in &tables.podium {
             let me = UserToken::from(row.user_token.clone());
-            let sent: u64 = attacks.iter().filter(|a| a.attacker == me).map(|a| a.damage).sum();
-            let got: u64 = attacks.iter().filter(|a| a.enemy == me).map(|a| a.damage).sum();
-            let rounds = attacks.iter().filter(|a| a.attacker == me).count();
+            let sent: u64 = attacks.iter().filter(|a| a.attacker.as_str() == me.as_str()).map(|a| a.damage).sum();
+            let got: u64 = attacks.iter().filter(|a| a.enemy.as_str() == me.as_str()).map(|a| a.damage).sum();
+            let rounds = attacks.iter().filter(|a| a.attacker.as_str() == me.as_str()).count();
             prop_assert_eq!(row.damage_sent, sent);
             prop_assert_eq!(row.damage_received, got);
             prop_assert_eq!(usize::from(row.rounds), rounds);
@@ -269,4 +269,39 @@ fn an_unknown_forfeit_reason_is_a_bad_log() {
     let record = r#"{"TIMESTAMP":"2026-01-01T00:00:00Z","PAYLOAD":{"GAME_TOKEN":"g","USER_TOKEN":"u"},"STATUS":{"ACTION":"FORFEIT","DETAILS":{"REASON":"BORED","HEALTH_PRIOR":3}}}"#;
     let err = parse_logs(&game, &[record.to_string()]).unwrap_err();
     assert!(err.to_string().contains("BORED"), "{err}");
+}
+
+/// A record's tokens are read borrowed from its text, and one written with a JSON
+/// escape reads as the same token: the game's tables do not change with the writing.
+#[test]
+fn log_tokens_read_the_same_borrowed_or_unescaped() {
+    let record = |user: &str, enemy: &str| {
+        format!(
+            r#"{{"TIMESTAMP":"2026-01-01T00:00:00Z","PAYLOAD":{{"GAME_TOKEN":"g","USER_TOKEN":"{user}"}},"STATUS":{{"ACTION":"ATTACK","DETAILS":{{"ENEMY_TOKEN":"{enemy}","ENEMY_DAMAGE":5,"ENEMY_HEALTH_PRIOR":5,"ENEMY_HEALTH_POST":0}}}}}}"#
+        )
+    };
+    let heroes: BTreeMap<UserToken, Hero> =
+        [(user(0), hero(1, 5, 10)), (user(1), hero(2, 1, 0))].into();
+    let extract = |logs: Vec<String>| GameExtract {
+        game: GameToken::from("g"),
+        status: GameStatus::Completed,
+        participants: 2,
+        host: user(0),
+        heroes: heroes.clone(),
+        logs,
+        batch: None,
+    };
+    let plain = extract(vec![record("user-0", "user-1")]);
+    let escaped = extract(vec![record(r"user\u002d0", r"user-\u0031")]);
+    let entries = parse_logs(&plain.game, &plain.logs).unwrap();
+    let LogEntry::Attack(a) = &entries[0] else {
+        panic!("an attack: {entries:?}")
+    };
+    assert!(matches!(a.attacker.0, std::borrow::Cow::Borrowed(_)));
+    let unescaped = parse_logs(&escaped.game, &escaped.logs).unwrap();
+    assert_eq!(unescaped, entries);
+    let tables = transform(&plain).unwrap();
+    assert_eq!(transform(&escaped).unwrap(), tables);
+    assert_eq!(tables.podium[0].user_token, "user-0");
+    assert_eq!(tables.podium[0].rank, 1);
 }

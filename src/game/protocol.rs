@@ -187,13 +187,23 @@ pub struct GameUser {
     pub user_token: UserToken,
 }
 
-/// `{"PAYLOAD": {"GAME_TOKEN", "USER_TOKEN", "ENEMY_TOKEN", "ACTION": "ATTACK"}}`.
-/// A null ENEMY_TOKEN means the client saw no opponent left.
+/// [`GameUser`] with its tokens as the frame wrote them, borrowed unless a JSON escape
+/// had to be undone: the hero look-up's, some thirty a game, whose tokens are only
+/// looked up and written back.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Action {
-    pub game_token: GameToken,
-    pub user_token: UserToken,
-    pub enemy_token: Option<UserToken>,
+pub struct GameUserText<'a> {
+    pub game_token: Cow<'a, str>,
+    pub user_token: Cow<'a, str>,
+}
+
+/// `{"PAYLOAD": {"GAME_TOKEN", "USER_TOKEN", "ENEMY_TOKEN", "ACTION": "ATTACK"}}`, its
+/// tokens borrowed as in [`GameUserText`]. A null ENEMY_TOKEN means the client saw no
+/// opponent left.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Action<'a> {
+    pub game_token: Cow<'a, str>,
+    pub user_token: Cow<'a, str>,
+    pub enemy_token: Option<Cow<'a, str>>,
 }
 
 /// The outer object of every request, read in one pass with its payload.
@@ -410,9 +420,22 @@ impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
     }
 }
 
-impl Field<'_> {
+impl<'a> Field<'a> {
     fn is_null(&self) -> bool {
         matches!(self, Field::Null)
+    }
+
+    /// A present, non-empty string, taken out of the payload as the frame holds it.
+    fn into_string(
+        self,
+        missing: ProtocolError,
+        invalid: ProtocolError,
+    ) -> Result<Cow<'a, str>, ProtocolError> {
+        match self {
+            Field::Absent => Err(missing),
+            Field::Str(s) if !s.is_empty() && s.len() <= MAX_USER_NAME => Ok(s),
+            _ => Err(invalid),
+        }
     }
 
     /// A present, non-empty string.
@@ -447,22 +470,18 @@ fn payload(frame: &str) -> Result<RawPayload<'_>, ProtocolError> {
     }
 }
 
-fn user_token(p: &RawPayload<'_>) -> Result<UserToken, ProtocolError> {
-    p.user_token
-        .string(
-            ProtocolError::MissingUserToken,
-            ProtocolError::InvalidUserToken,
-        )
-        .map(UserToken::from)
+fn user_token<'a>(field: Field<'a>) -> Result<Cow<'a, str>, ProtocolError> {
+    field.into_string(
+        ProtocolError::MissingUserToken,
+        ProtocolError::InvalidUserToken,
+    )
 }
 
-fn game_token(p: &RawPayload<'_>) -> Result<GameToken, ProtocolError> {
-    p.game_token
-        .string(
-            ProtocolError::MissingGameToken,
-            ProtocolError::InvalidGameToken,
-        )
-        .map(GameToken::from)
+fn game_token<'a>(field: Field<'a>) -> Result<Cow<'a, str>, ProtocolError> {
+    field.into_string(
+        ProtocolError::MissingGameToken,
+        ProtocolError::InvalidGameToken,
+    )
 }
 
 /// The original read PARTICIPANTS with `int()`, so `3` and `"3"` both work.
@@ -495,8 +514,8 @@ impl Login {
 
 impl Find {
     pub fn parse(frame: &str) -> Result<Self, ProtocolError> {
-        let p = payload(frame)?;
-        let user_token = user_token(&p)?;
+        let mut p = payload(frame)?;
+        let user_token = UserToken::from(&*user_token(std::mem::take(&mut p.user_token))?);
         let participants = participants(&p)?;
         Ok(Self {
             user_token,
@@ -507,9 +526,19 @@ impl Find {
 
 impl GameUser {
     pub fn parse(frame: &str) -> Result<Self, ProtocolError> {
+        let req = GameUserText::parse(frame)?;
+        Ok(Self {
+            game_token: GameToken::from(&*req.game_token),
+            user_token: UserToken::from(&*req.user_token),
+        })
+    }
+}
+
+impl<'a> GameUserText<'a> {
+    pub fn parse(frame: &'a str) -> Result<Self, ProtocolError> {
         let p = payload(frame)?;
-        let user_token = user_token(&p)?;
-        let game_token = game_token(&p)?;
+        let user_token = user_token(p.user_token)?;
+        let game_token = game_token(p.game_token)?;
         Ok(Self {
             game_token,
             user_token,
@@ -517,19 +546,18 @@ impl GameUser {
     }
 }
 
-impl Action {
-    pub fn parse(frame: &str) -> Result<Self, ProtocolError> {
+impl<'a> Action<'a> {
+    pub fn parse(frame: &'a str) -> Result<Self, ProtocolError> {
         let p = payload(frame)?;
-        let user_token = user_token(&p)?;
-        let game_token = game_token(&p)?;
+        let user_token = user_token(p.user_token)?;
+        let game_token = game_token(p.game_token)?;
         let enemy_token = if p.enemy_token.is_null() {
             None
         } else {
-            let token = p.enemy_token.string(
+            Some(p.enemy_token.into_string(
                 ProtocolError::MissingEnemyToken,
                 ProtocolError::InvalidEnemyToken,
-            )?;
-            Some(UserToken::from(token))
+            )?)
         };
         match &p.action {
             Field::Absent => return Err(ProtocolError::MissingAction),
@@ -614,15 +642,15 @@ impl JoinedReply {
 /// A hero as the lobby and the hero look-up show it. `id` is null for a player the
 /// game does not know.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct HeroView {
-    pub token: UserToken,
+pub struct HeroView<'a> {
+    pub token: &'a str,
     pub id: Option<HeroId>,
     pub attack: u64,
     pub health: u64,
 }
 
-impl HeroView {
-    pub fn new(token: UserToken, hero: Option<Hero>) -> Self {
+impl<'a> HeroView<'a> {
+    pub fn new(token: &'a str, hero: Option<Hero>) -> Self {
         match hero {
             Some(h) => Self {
                 token,
@@ -679,77 +707,79 @@ impl LobbyReply {
 
 /// The lobby's START message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct StartReply {
+pub struct StartReply<'a> {
     #[serde(rename = "PAYLOAD")]
-    pub payload: StartPayload,
+    pub payload: StartPayload<'a>,
     #[serde(rename = "STATUS")]
     pub status: GameStatusField,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct StartPayload {
+pub struct StartPayload<'a> {
     #[serde(rename = "GAME_TOKEN")]
     pub game_token: GameToken,
     #[serde(rename = "PARTICIPANTS")]
     pub participants: Vec<UserToken>,
     #[serde(rename = "PARTICIPANTS_HEROS")]
-    pub participants_heros: BTreeMap<UserToken, HeroView>,
+    pub participants_heros: BTreeMap<UserToken, HeroView<'a>>,
 }
 
-/// The hero look-up's reply.
+/// The hero look-up's reply, its tokens as the request wrote them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct HeroReply {
+pub struct HeroReply<'a> {
     #[serde(rename = "PAYLOAD")]
-    pub payload: HeroPayload,
+    pub payload: HeroPayload<'a>,
     #[serde(rename = "STATUS")]
     pub status: GameStatusField,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct HeroPayload {
+pub struct HeroPayload<'a> {
     #[serde(rename = "GAME_TOKEN")]
-    pub game_token: GameToken,
+    pub game_token: &'a str,
     #[serde(rename = "USER_TOKEN")]
-    pub user_token: UserToken,
+    pub user_token: &'a str,
     #[serde(rename = "HERO")]
-    pub hero: HeroView,
+    pub hero: HeroView<'a>,
 }
 
 /// The action reply, which is also the record pushed on `games:<game>:logs` and the
-/// task of the `Attack Completed` event.
+/// task of the `Attack Completed` event. Its strings are borrowed both ways: from the
+/// game's tokens when the server writes it, from the record's text when the ETL
+/// reads it back.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ActionRecord {
-    #[serde(rename = "TIMESTAMP")]
-    pub timestamp: String,
-    #[serde(rename = "PAYLOAD")]
-    pub payload: ActionPayload,
-    #[serde(rename = "STATUS")]
-    pub status: ActionStatus,
+pub struct ActionRecord<'a> {
+    #[serde(rename = "TIMESTAMP", borrow)]
+    pub timestamp: Text<'a>,
+    #[serde(rename = "PAYLOAD", borrow)]
+    pub payload: ActionPayload<'a>,
+    #[serde(rename = "STATUS", borrow)]
+    pub status: ActionStatus<'a>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ActionPayload {
-    #[serde(rename = "GAME_TOKEN")]
-    pub game_token: GameToken,
-    #[serde(rename = "USER_TOKEN")]
-    pub user_token: UserToken,
+pub struct ActionPayload<'a> {
+    #[serde(rename = "GAME_TOKEN", borrow)]
+    pub game_token: Text<'a>,
+    #[serde(rename = "USER_TOKEN", borrow)]
+    pub user_token: Text<'a>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ActionStatus {
+pub struct ActionStatus<'a> {
     /// `ATTACK`, `NA` when there was no enemy left, or `FORFEIT`.
-    #[serde(rename = "ACTION")]
-    pub action: String,
-    #[serde(rename = "DETAILS")]
-    pub details: ActionDetails,
+    #[serde(rename = "ACTION", borrow)]
+    pub action: Text<'a>,
+    #[serde(rename = "DETAILS", borrow)]
+    pub details: ActionDetails<'a>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
-pub enum ActionDetails {
+pub enum ActionDetails<'a> {
     Attack {
         #[serde(rename = "ENEMY_TOKEN")]
-        enemy_token: UserToken,
+        enemy_token: Text<'a>,
         #[serde(rename = "ENEMY_DAMAGE")]
         enemy_damage: u64,
         #[serde(rename = "ENEMY_HEALTH_PRIOR")]
@@ -759,15 +789,15 @@ pub enum ActionDetails {
     },
     Forfeit {
         #[serde(rename = "REASON")]
-        reason: String,
+        reason: Text<'a>,
         #[serde(rename = "HEALTH_PRIOR")]
         health_prior: u64,
     },
     NoEnemy {
         #[serde(rename = "ENEMY_TOKEN")]
-        enemy_token: Option<UserToken>,
+        enemy_token: Option<Text<'a>>,
         #[serde(rename = "ENEMY_STATUS")]
-        enemy_status: String,
+        enemy_status: Text<'a>,
     },
 }
 
@@ -775,24 +805,24 @@ pub enum ActionDetails {
 /// there: an attack, a forfeit, no enemy left; other fields ignored), but in one pass:
 /// serde's untagged enums first copy the whole value into a buffer of their own and
 /// try each variant on it, which was most of what the ETL spent reading a game's log.
-impl<'de> Deserialize<'de> for ActionDetails {
+impl<'de: 'a, 'a> Deserialize<'de> for ActionDetails<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
-        struct Fields {
-            #[serde(rename = "ENEMY_TOKEN")]
-            enemy_token: Option<UserToken>,
+        struct Fields<'a> {
+            #[serde(rename = "ENEMY_TOKEN", borrow)]
+            enemy_token: Option<Text<'a>>,
             #[serde(rename = "ENEMY_DAMAGE")]
             enemy_damage: Option<u64>,
             #[serde(rename = "ENEMY_HEALTH_PRIOR")]
             enemy_health_prior: Option<u64>,
             #[serde(rename = "ENEMY_HEALTH_POST")]
             enemy_health_post: Option<u64>,
-            #[serde(rename = "REASON")]
-            reason: Option<String>,
+            #[serde(rename = "REASON", borrow)]
+            reason: Option<Text<'a>>,
             #[serde(rename = "HEALTH_PRIOR")]
             health_prior: Option<u64>,
-            #[serde(rename = "ENEMY_STATUS")]
-            enemy_status: Option<String>,
+            #[serde(rename = "ENEMY_STATUS", borrow)]
+            enemy_status: Option<Text<'a>>,
         }
 
         let f = Fields::deserialize(deserializer)?;
@@ -832,19 +862,19 @@ impl<'de> Deserialize<'de> for ActionDetails {
     }
 }
 
-impl ActionRecord {
+impl<'a> ActionRecord<'a> {
     /// The record of an attack.
-    pub fn attack(game: &GameToken, attack: &super::rules::Attack, timestamp: String) -> Self {
+    pub fn attack(game: &'a str, attack: &'a super::rules::Attack, timestamp: &'a str) -> Self {
         Self {
-            timestamp,
+            timestamp: timestamp.into(),
             payload: ActionPayload {
-                game_token: game.clone(),
-                user_token: attack.attacker.clone(),
+                game_token: game.into(),
+                user_token: attack.attacker.as_str().into(),
             },
             status: ActionStatus {
                 action: "ATTACK".into(),
                 details: ActionDetails::Attack {
-                    enemy_token: attack.enemy.clone(),
+                    enemy_token: attack.enemy.as_str().into(),
                     enemy_damage: attack.damage,
                     enemy_health_prior: attack.enemy_health_prior,
                     enemy_health_post: attack.enemy_health_post,
@@ -854,12 +884,12 @@ impl ActionRecord {
     }
 
     /// The record of a forfeit: the player is out, no one attacked.
-    pub fn forfeit(game: &GameToken, forfeit: &super::rules::Forfeit, timestamp: String) -> Self {
+    pub fn forfeit(game: &'a str, forfeit: &'a super::rules::Forfeit, timestamp: &'a str) -> Self {
         Self {
-            timestamp,
+            timestamp: timestamp.into(),
             payload: ActionPayload {
-                game_token: game.clone(),
-                user_token: forfeit.user.clone(),
+                game_token: game.into(),
+                user_token: forfeit.user.as_str().into(),
             },
             status: ActionStatus {
                 action: FORFEIT_ACTION.into(),
@@ -872,12 +902,12 @@ impl ActionRecord {
     }
 
     /// The record of an action with no enemy left.
-    pub fn no_enemy(game: &GameToken, user: &UserToken, timestamp: String) -> Self {
+    pub fn no_enemy(game: &'a str, user: &'a str, timestamp: &'a str) -> Self {
         Self {
-            timestamp,
+            timestamp: timestamp.into(),
             payload: ActionPayload {
-                game_token: game.clone(),
-                user_token: user.clone(),
+                game_token: game.into(),
+                user_token: user.into(),
             },
             status: ActionStatus {
                 action: "NA".into(),
@@ -890,12 +920,42 @@ impl ActionRecord {
     }
 }
 
+/// A record's time, `YYYY-MM-DDTHH:MM:SSZ` in UTC, held in place: every action
+/// takes one, and a string of its own would cost an allocation each.
+#[derive(Clone, Copy)]
+pub struct Timestamp {
+    len: u8,
+    text: [u8; Timestamp::CAPACITY],
+}
+
+impl Timestamp {
+    /// Room for any year chrono formats (a sign and more than four digits past 9999).
+    const CAPACITY: usize = 32;
+
+    pub fn as_str(&self) -> &str {
+        // Only ever filled from a `&str` cut at its end, in `timestamp_now`.
+        std::str::from_utf8(&self.text[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
 /// The record time format, `YYYY-MM-DDTHH:MM:SSZ` in UTC.
-pub fn timestamp_now() -> String {
+pub fn timestamp_now() -> Timestamp {
     with_utc_second(&chrono::Utc::now(), |second| {
-        let mut out = String::with_capacity(second.len() + 1);
-        out.push_str(second);
-        out.push('Z');
+        let mut out = Timestamp {
+            len: 0,
+            text: [0; Timestamp::CAPACITY],
+        };
+        // A year past what fits in `CAPACITY` is out of chrono's range anyway.
+        let n = second.len().min(Timestamp::CAPACITY - 1);
+        out.text[..n].copy_from_slice(&second.as_bytes()[..n]);
+        out.text[n] = b'Z';
+        out.len = (n + 1) as u8;
         out
     })
 }
@@ -1049,6 +1109,18 @@ impl Text<'_> {
     }
 }
 
+impl<'a> From<&'a str> for Text<'a> {
+    fn from(text: &'a str) -> Self {
+        Text(Cow::Borrowed(text))
+    }
+}
+
+impl Serialize for Text<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
 /// Serde's own `Cow<str>` is always owned once inside an `Option` or a `Vec`; this
 /// one borrows wherever the text allows it.
 impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
@@ -1169,7 +1241,7 @@ mod tests {
     fn action_details_read_back_as_written() {
         let kinds = [
             ActionDetails::Attack {
-                enemy_token: UserToken::from("e"),
+                enemy_token: "e".into(),
                 enemy_damage: 7,
                 enemy_health_prior: 10,
                 enemy_health_post: 3,
@@ -1183,7 +1255,7 @@ mod tests {
                 enemy_status: "DEAD".into(),
             },
             ActionDetails::NoEnemy {
-                enemy_token: Some(UserToken::from("e")),
+                enemy_token: Some("e".into()),
                 enemy_status: "DEAD".into(),
             },
         ];
@@ -1237,9 +1309,9 @@ mod tests {
             assert_eq!(
                 Action::parse(&attack_request(&game, &user, enemy.as_ref())),
                 Ok(Action {
-                    game_token: game.clone(),
-                    user_token: user.clone(),
-                    enemy_token: enemy.clone()
+                    game_token: game.as_str().into(),
+                    user_token: user.as_str().into(),
+                    enemy_token: enemy.as_ref().map(|e| e.as_str().into()),
                 })
             );
         }
@@ -1343,7 +1415,7 @@ mod tests {
             r#"{"PAYLOAD": {"GAME_TOKEN": "g", "USER_TOKEN": "u", "ENEMY_TOKEN": "e", "ACTION": "ATTACK", "EXTRA": [1]}}"#,
         )
         .unwrap();
-        assert_eq!(a.enemy_token, Some(UserToken::from("e")));
+        assert_eq!(a.enemy_token.as_deref(), Some("e"));
     }
 
     /// The frame and its payload are read in one pass: what the field-by-field
@@ -1419,11 +1491,8 @@ mod tests {
             to_frame(&LobbyReply::new(GameToken::from("g"), GAME_TURN)),
             r#"{"PAYLOAD":{"GAME_TOKEN":"g"},"STATUS":{"GAME":"USER'S TURN"}}"#
         );
-        let na = ActionRecord::no_enemy(
-            &GameToken::from("g"),
-            &UserToken::from("u"),
-            "2026-01-02T03:04:05Z".into(),
-        );
+        let (game, user) = (GameToken::from("g"), UserToken::from("u"));
+        let na = ActionRecord::no_enemy(&game, &user, "2026-01-02T03:04:05Z");
         assert_eq!(
             to_frame(&na),
             r#"{"TIMESTAMP":"2026-01-02T03:04:05Z","PAYLOAD":{"GAME_TOKEN":"g","USER_TOKEN":"u"},"STATUS":{"ACTION":"NA","DETAILS":{"ENEMY_TOKEN":null,"ENEMY_STATUS":"DEAD"}}}"#
@@ -1452,8 +1521,8 @@ mod tests {
     #[test]
     fn timestamp_format() {
         let t = timestamp_now();
-        assert_eq!(t.len(), 20);
-        assert!(chrono::NaiveDateTime::parse_from_str(&t, "%Y-%m-%dT%H:%M:%SZ").is_ok());
+        assert_eq!(t.as_str().len(), 20);
+        assert!(chrono::NaiveDateTime::parse_from_str(t.as_str(), "%Y-%m-%dT%H:%M:%SZ").is_ok());
     }
 
     proptest::proptest! {
@@ -1489,7 +1558,7 @@ mod tests {
                 proptest::prop_assert!((2..=MAX_PARTICIPANTS).contains(&find.participants));
             }
             if let Ok(a) = Action::parse(&frame) {
-                proptest::prop_assert!(!a.user_token.as_str().is_empty());
+                proptest::prop_assert!(!a.user_token.is_empty());
             }
             let _ = Login::parse(&frame);
             let _ = GameUser::parse(&frame);
@@ -1540,16 +1609,16 @@ mod tests {
             matches!(&f.status, Some(StatusValue::Fields(s)) if s.action.as_ref().map(Text::as_str) == Some("ATTACK"))
         );
         // A hero look-up's reply, and START: what a bot acts on, the heroes skipped.
-        let hero = |token: &str, health| HeroView {
-            token: UserToken::from(token),
+        let hero = |token, health| HeroView {
+            token,
             id: Some(7),
             attack: 2,
             health,
         };
         let text = to_frame(&HeroReply {
             payload: HeroPayload {
-                game_token: GameToken::from("g"),
-                user_token: UserToken::from("u"),
+                game_token: "g",
+                user_token: "u",
                 hero: hero("u", 5),
             },
             status: GameStatusField {

@@ -215,15 +215,22 @@ pub fn turn_order<'a>(participants: impl IntoIterator<Item = &'a UserToken>) -> 
 /// game ends with the survivors ranked by health (0: no cap).
 pub fn plan_attack(
     board: &Board,
-    attacker: &UserToken,
-    enemy: &UserToken,
+    attacker: &str,
+    enemy: &str,
     turn_cap: u32,
 ) -> Result<Attack, RuleError> {
     if board.status != GameStatus::InProgress {
         return Err(RuleError::NotInProgress);
     }
-    let attacker_hero = board.heroes.get(attacker).ok_or(RuleError::NotInGame)?;
-    let enemy_hero = board.heroes.get(enemy).ok_or(RuleError::UnknownEnemy)?;
+    // The board's own tokens, which the attack shares.
+    let (attacker, attacker_hero) = board
+        .heroes
+        .get_key_value(attacker)
+        .ok_or(RuleError::NotInGame)?;
+    let (enemy, enemy_hero) = board
+        .heroes
+        .get_key_value(enemy)
+        .ok_or(RuleError::UnknownEnemy)?;
     if attacker == enemy {
         return Err(RuleError::SelfAttack);
     }
@@ -293,14 +300,17 @@ pub fn apply(board: &mut Board, attack: &Attack) {
 /// An action with no enemy (the original client sends a null ENEMY_TOKEN when it sees
 /// no opponent left): allowed only when no opponent of `user` is alive, and it completes
 /// the game. A game already completed accepts it again, so a retry gets the same reply.
-pub fn plan_no_enemy(board: &Board, user: &UserToken) -> Result<(), RuleError> {
+pub fn plan_no_enemy(board: &Board, user: &str) -> Result<(), RuleError> {
     if !board.heroes.contains_key(user) {
         return Err(RuleError::NotInGame);
     }
     match board.status {
         GameStatus::Completed => Ok(()),
         GameStatus::InProgress => {
-            let opponents_alive = board.heroes.iter().any(|(p, h)| p != user && h.is_alive());
+            let opponents_alive = board
+                .heroes
+                .iter()
+                .any(|(p, h)| p.as_str() != user && h.is_alive());
             if opponents_alive {
                 Err(RuleError::OpponentsAlive)
             } else {

@@ -26,6 +26,23 @@ macro_rules! token {
             }
         }
 
+        /// Maps keyed by tokens are looked up with the text alone: a token hashes,
+        /// compares and orders as its text does.
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        /// A token is its text: `&token` goes where a `&str` is asked for.
+        impl std::ops::Deref for $name {
+            type Target = str;
+
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
         impl From<&str> for $name {
             fn from(text: &str) -> Self {
                 Self(Arc::from(text))

@@ -10,7 +10,7 @@ use smallvec::{SmallVec, smallvec};
 use super::{App, Endpoint, Requests};
 use crate::events::{self, GameUserTask, Queue};
 use crate::game::protocol::{
-    self, Action, ActionRecord, Find, GAME_HERO_SPEC, GameStatusField, GameUser, HeroPayload,
+    self, Action, ActionRecord, Find, GAME_HERO_SPEC, GameStatusField, GameUserText, HeroPayload,
     HeroReply, HeroView, JoinedReply, Login, LoginPayload, LoginReply, ProtocolError, StatusReply,
     USER_CREATED, to_frame,
 };
@@ -149,7 +149,7 @@ async fn find<S: GameStore>(app: &Arc<App<S>>, text: &str) -> Result<String, Pro
 }
 
 async fn hero<S: GameStore>(app: &App<S>, text: &str) -> Result<String, ProtocolError> {
-    let req = GameUser::parse(text)?;
+    let req = GameUserText::parse(text)?;
     let hero = app
         .store
         .hero(&req.game_token, &req.user_token)
@@ -157,9 +157,9 @@ async fn hero<S: GameStore>(app: &App<S>, text: &str) -> Result<String, Protocol
         .map_err(store_error)?;
     Ok(to_frame(&HeroReply {
         payload: HeroPayload {
-            game_token: req.game_token,
-            hero: HeroView::new(req.user_token.clone(), hero),
-            user_token: req.user_token,
+            game_token: &req.game_token,
+            hero: HeroView::new(&req.user_token, hero),
+            user_token: &req.user_token,
         },
         status: GameStatusField {
             game: GAME_HERO_SPEC,
@@ -185,7 +185,7 @@ async fn action<S: GameStore>(app: &App<S>, text: &str) -> Result<String, Protoc
         let record = to_frame(&ActionRecord::no_enemy(
             &req.game_token,
             &req.user_token,
-            timestamp,
+            timestamp.as_str(),
         ));
         events::emit(Queue::Game, "No Enemy Left", &record);
         return Ok(record);
@@ -197,7 +197,7 @@ async fn action<S: GameStore>(app: &App<S>, text: &str) -> Result<String, Protoc
             &req.user_token,
             enemy,
             app.settings.turn_cap,
-            &timestamp,
+            timestamp.as_str(),
         )
         .await
         .map_err(store_error)?;
@@ -210,7 +210,7 @@ async fn action<S: GameStore>(app: &App<S>, text: &str) -> Result<String, Protoc
             Queue::Game,
             "Turn Cap Reached",
             &CapTask {
-                game_token: req.game_token.as_str(),
+                game_token: &req.game_token,
                 turns: attacked.attack.turns,
                 ranking,
             },

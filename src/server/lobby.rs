@@ -332,7 +332,7 @@ impl<S: GameStore> Lobby<'_, S> {
             .board
             .heroes
             .iter()
-            .map(|(p, h)| (p.clone(), HeroView::new(p.clone(), Some(*h))))
+            .map(|(p, h)| (p.clone(), HeroView::new(p, Some(*h))))
             .collect();
         Ok(to_frame(&StartReply {
             payload: StartPayload {

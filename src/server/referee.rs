@@ -186,7 +186,7 @@ pub(super) async fn forfeit<S: GameStore>(
 ) -> Result<(), ()> {
     match app
         .store
-        .forfeit(game, user, reason, turn, &timestamp_now())
+        .forfeit(game, user, reason, turn, timestamp_now().as_str())
         .await
     {
         Ok(forfeited) => {

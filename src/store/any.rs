@@ -116,26 +116,22 @@ impl GameStore for AnyStore {
         each!(self, s => s.time_out(game).await)
     }
 
-    async fn hero(&self, game: &GameToken, user: &UserToken) -> Result<Option<Hero>, StoreError> {
+    async fn hero(&self, game: &str, user: &str) -> Result<Option<Hero>, StoreError> {
         each!(self, s => s.hero(game, user).await)
     }
 
     async fn attack(
         &self,
-        game: &GameToken,
-        attacker: &UserToken,
-        enemy: &UserToken,
+        game: &str,
+        attacker: &str,
+        enemy: &str,
         turn_cap: u32,
         timestamp: &str,
     ) -> Result<Attacked, StoreError> {
         each!(self, s => s.attack(game, attacker, enemy, turn_cap, timestamp).await)
     }
 
-    async fn finish_without_enemy(
-        &self,
-        game: &GameToken,
-        user: &UserToken,
-    ) -> Result<(), StoreError> {
+    async fn finish_without_enemy(&self, game: &str, user: &str) -> Result<(), StoreError> {
         each!(self, s => s.finish_without_enemy(game, user).await)
     }
 

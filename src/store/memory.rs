@@ -125,7 +125,7 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn game(&self, game: &GameToken) -> Option<Arc<Mutex<GameRecord>>> {
+    fn game(&self, game: &str) -> Option<Arc<Mutex<GameRecord>>> {
         let games = self.inner.games.read().unwrap_or_else(|e| e.into_inner());
         games.get(game).cloned()
     }
@@ -299,7 +299,7 @@ impl GameStore for MemoryStore {
         Ok(true)
     }
 
-    async fn hero(&self, game: &GameToken, user: &UserToken) -> Result<Option<Hero>, StoreError> {
+    async fn hero(&self, game: &str, user: &str) -> Result<Option<Hero>, StoreError> {
         Ok(self
             .game(game)
             .and_then(|r| lock(&r).board.heroes.get(user).copied()))
@@ -307,16 +307,16 @@ impl GameStore for MemoryStore {
 
     async fn attack(
         &self,
-        game: &GameToken,
-        attacker: &UserToken,
-        enemy: &UserToken,
+        game: &str,
+        attacker: &str,
+        enemy: &str,
         turn_cap: u32,
         timestamp: &str,
     ) -> Result<Attacked, StoreError> {
         let record = self.game(game).ok_or(StoreError::UnknownGame)?;
         let mut r = lock(&record);
         let attack = rules::plan_attack(&r.board, attacker, enemy, turn_cap)?;
-        let log = to_frame(&ActionRecord::attack(game, &attack, timestamp.to_string()));
+        let log = to_frame(&ActionRecord::attack(game, &attack, timestamp));
         rules::apply(&mut r.board, &attack);
         r.logs.push(log.clone());
         r.raise();
@@ -326,11 +326,7 @@ impl GameStore for MemoryStore {
         })
     }
 
-    async fn finish_without_enemy(
-        &self,
-        game: &GameToken,
-        user: &UserToken,
-    ) -> Result<(), StoreError> {
+    async fn finish_without_enemy(&self, game: &str, user: &str) -> Result<(), StoreError> {
         let record = self.game(game).ok_or(StoreError::UnknownGame)?;
         let mut r = lock(&record);
         rules::plan_no_enemy(&r.board, user)?;
@@ -350,11 +346,7 @@ impl GameStore for MemoryStore {
         let record = self.game(game).ok_or(StoreError::UnknownGame)?;
         let mut r = lock(&record);
         let forfeit = rules::plan_forfeit(&r.board, user, reason, turn)?;
-        let log = to_frame(&ActionRecord::forfeit(
-            game,
-            &forfeit,
-            timestamp.to_string(),
-        ));
+        let log = to_frame(&ActionRecord::forfeit(game, &forfeit, timestamp));
         rules::apply_forfeit(&mut r.board, &forfeit);
         r.logs.push(log.clone());
         r.raise();

@@ -390,17 +390,17 @@ pub trait GameStore: Clone + Send + Sync + 'static {
     /// One player's hero in one game, if both exist.
     fn hero(
         &self,
-        game: &GameToken,
-        user: &UserToken,
+        game: &str,
+        user: &str,
     ) -> impl Future<Output = Result<Option<Hero>, StoreError>> + Send;
 
     /// Plans an attack by the rules and applies it atomically, with its log record
     /// stamped `timestamp`. `turn_cap` as in [`crate::game::rules::plan_attack`].
     fn attack(
         &self,
-        game: &GameToken,
-        attacker: &UserToken,
-        enemy: &UserToken,
+        game: &str,
+        attacker: &str,
+        enemy: &str,
         turn_cap: u32,
         timestamp: &str,
     ) -> impl Future<Output = Result<Attacked, StoreError>> + Send;
@@ -408,8 +408,8 @@ pub trait GameStore: Clone + Send + Sync + 'static {
     /// Completes a game in which `user` has no living opponent left.
     fn finish_without_enemy(
         &self,
-        game: &GameToken,
-        user: &UserToken,
+        game: &str,
+        user: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Eliminates a player who is out of time or gone, as planned by

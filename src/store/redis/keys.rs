@@ -38,10 +38,10 @@ impl Keyspace {
     /// The prefix of every key of game `g`: `games:<g>`, or `games:{<g>}` on a
     /// cluster. `None` for a token a cluster cannot tag: empty, or holding a brace
     /// (its keys would then not share a hash slot); no game has such a token.
-    pub fn game(self, g: &GameToken) -> Option<String> {
+    pub fn game(self, g: &str) -> Option<String> {
         match self {
             Self::Single => Some(format!("games:{g}")),
-            Self::Cluster if taggable(g.as_str()) => Some(format!("games:{{{g}}}")),
+            Self::Cluster if taggable(g) => Some(format!("games:{{{g}}}")),
             Self::Cluster => None,
         }
     }

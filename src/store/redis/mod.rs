@@ -433,7 +433,7 @@ impl RedisStore {
     }
 
     /// A game's key `suffix` (`:superheros:<user>`, `:lobbies`…).
-    fn game_key(&self, game: &GameToken, suffix: &str) -> Result<String, StoreError> {
+    fn game_key(&self, game: &str, suffix: &str) -> Result<String, StoreError> {
         let prefix = self.keyspace.game(game).ok_or(StoreError::UnknownGame)?;
         Ok(format!("{prefix}{suffix}"))
     }
@@ -992,7 +992,7 @@ impl GameStore for RedisStore {
         Ok(true)
     }
 
-    async fn hero(&self, game: &GameToken, user: &UserToken) -> Result<Option<Hero>, StoreError> {
+    async fn hero(&self, game: &str, user: &str) -> Result<Option<Hero>, StoreError> {
         let key = self.game_key(game, &format!(":superheros:{user}"))?;
         let (id, attack, health): (Option<HeroId>, Option<u64>, Option<u64>) = self
             .conns
@@ -1008,19 +1008,20 @@ impl GameStore for RedisStore {
 
     async fn attack(
         &self,
-        game: &GameToken,
-        attacker: &UserToken,
-        enemy: &UserToken,
+        game: &str,
+        attacker: &str,
+        enemy: &str,
         turn_cap: u32,
         timestamp: &str,
     ) -> Result<Attacked, StoreError> {
+        let game = &GameToken::from(game);
         self.compare_and_set(game, &self.scripts.apply_attack, |snap, call| {
             let attack = rules::plan_attack(&snap.board, attacker, enemy, turn_cap)?;
-            let record = to_frame(&ActionRecord::attack(game, &attack, timestamp.to_string()));
+            let record = to_frame(&ActionRecord::attack(game, &attack, timestamp));
             let mut after = snap.board.clone();
             rules::apply(&mut after, &attack);
             let signal = Signal::of(after.status, snap.joined(), &after);
-            call.arg(enemy.as_str())
+            call.arg(enemy)
                 .arg(attack.enemy_health_post)
                 .arg(&record)
                 .arg(changed_status(&snap.board, &after))
@@ -1031,11 +1032,8 @@ impl GameStore for RedisStore {
         .await
     }
 
-    async fn finish_without_enemy(
-        &self,
-        game: &GameToken,
-        user: &UserToken,
-    ) -> Result<(), StoreError> {
+    async fn finish_without_enemy(&self, game: &str, user: &str) -> Result<(), StoreError> {
+        let game = &GameToken::from(game);
         self.compare_and_set(game, &self.scripts.finish, |snap, call| {
             rules::plan_no_enemy(&snap.board, user)?;
             let mut after = snap.board.clone();
@@ -1056,11 +1054,7 @@ impl GameStore for RedisStore {
     ) -> Result<Forfeited, StoreError> {
         self.compare_and_set(game, &self.scripts.apply_forfeit, |snap, call| {
             let forfeit = rules::plan_forfeit(&snap.board, user, reason, turn)?;
-            let record = to_frame(&ActionRecord::forfeit(
-                game,
-                &forfeit,
-                timestamp.to_string(),
-            ));
+            let record = to_frame(&ActionRecord::forfeit(game, &forfeit, timestamp));
             let mut after = snap.board.clone();
             rules::apply_forfeit(&mut after, &forfeit);
             let signal = Signal::of(after.status, snap.joined(), &after);
