@@ -437,19 +437,6 @@ impl<'a> Field<'a> {
             _ => Err(invalid),
         }
     }
-
-    /// A present, non-empty string.
-    fn string(
-        &self,
-        missing: ProtocolError,
-        invalid: ProtocolError,
-    ) -> Result<&str, ProtocolError> {
-        match self {
-            Field::Absent => Err(missing),
-            Field::Str(s) if !s.is_empty() && s.len() <= MAX_USER_NAME => Ok(s),
-            _ => Err(invalid),
-        }
-    }
 }
 
 /// serde reads a struct from a JSON array too (by position); requests must be objects.
@@ -485,8 +472,8 @@ fn game_token<'a>(field: Field<'a>) -> Result<Cow<'a, str>, ProtocolError> {
 }
 
 /// The original read PARTICIPANTS with `int()`, so `3` and `"3"` both work.
-fn participants(p: &RawPayload<'_>) -> Result<u8, ProtocolError> {
-    let n: i64 = match &p.participants {
+fn participants(field: &Field<'_>) -> Result<u8, ProtocolError> {
+    let n: i64 = match field {
         Field::Absent => return Err(ProtocolError::MissingParticipants),
         Field::Int(n) => *n,
         Field::Str(s) => s
@@ -506,17 +493,17 @@ impl Login {
         let p = payload(frame)?;
         let user = p
             .user
-            .string(ProtocolError::MissingUser, ProtocolError::InvalidUser)?
-            .to_owned();
+            .into_string(ProtocolError::MissingUser, ProtocolError::InvalidUser)?
+            .into_owned();
         Ok(Self { user })
     }
 }
 
 impl Find {
     pub fn parse(frame: &str) -> Result<Self, ProtocolError> {
-        let mut p = payload(frame)?;
-        let user_token = UserToken::from(&*user_token(std::mem::take(&mut p.user_token))?);
-        let participants = participants(&p)?;
+        let p = payload(frame)?;
+        let user_token = UserToken::from(&*user_token(p.user_token)?);
+        let participants = participants(&p.participants)?;
         Ok(Self {
             user_token,
             participants,
