@@ -22,6 +22,7 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use redis::Value;
 use redis::aio::ConnectionManager;
+use tokio::sync::mpsc;
 
 use super::Link;
 use crate::backoff::Backoff;
@@ -337,7 +338,7 @@ impl RedisStreamsBroker {
             fetch_count: self.options.fetch_count,
         };
         let fetch_conn = self.link.own_connection(NAME).await?;
-        let settle_conn = self.conn.clone();
+        let settle_conn = self.link.own_connection(NAME).await?;
         let consumer = FetchedConsumer::spawn(self.options.fetch_count, |tx| {
             fetch(fetch_conn, stream.clone(), settle_conn, tx)
         });
@@ -458,29 +459,45 @@ fn text(v: &Value) -> Option<String> {
     }
 }
 
-/// Reads `[id, [field, value, ...]]` entries; entries without the payload field
-/// (deleted meanwhile, or not ours) come back with `None`.
-fn entries(v: &Value) -> Vec<(String, Option<Vec<u8>>)> {
-    items(v)
-        .iter()
+/// Takes the `[id, [field, value, ...]]` entries of a reply; entries without the
+/// payload field (deleted meanwhile, or not ours) come back with `None`. The payloads
+/// are moved out of the reply, not copied.
+fn entries(v: Value) -> Vec<(String, Option<Vec<u8>>)> {
+    let Value::Array(list) = v else {
+        return Vec::new();
+    };
+    list.into_iter()
         .filter_map(|entry| {
-            let parts = items(entry);
-            let id = text(parts.first()?)?;
-            let fields = parts.get(1).map(items).unwrap_or_default();
-            let payload = fields
-                .chunks_exact(2)
-                .find_map(|kv| match (&kv[0], &kv[1]) {
-                    (k, Value::BulkString(b)) if text(k).as_deref() == Some(FIELD) => {
-                        Some(b.clone())
-                    }
-                    _ => None,
-                });
+            let Value::Array(parts) = entry else {
+                return None;
+            };
+            let mut parts = parts.into_iter();
+            let id = text(&parts.next()?)?;
+            let payload = match parts.next() {
+                Some(Value::Array(fields)) => payload_of(fields),
+                _ => None,
+            };
             Some((id, payload))
         })
         .collect()
 }
 
-/// Fetches entries into the consumer's channel.
+/// The value of the payload field among an entry's `field, value` pairs.
+fn payload_of(fields: Vec<Value>) -> Option<Vec<u8>> {
+    let mut fields = fields.into_iter();
+    while let (Some(k), Some(v)) = (fields.next(), fields.next()) {
+        if let (Value::BulkString(k), Value::BulkString(v)) = (k, v)
+            && k == FIELD.as_bytes()
+        {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// Fetches entries into the consumer's channel. The next read goes out as soon as
+/// one is back, so that Redis takes the next entries while these are handed over;
+/// reads follow one another on one connection, so entries come in the stream's order.
 async fn fetch(
     mut conn: ConnectionManager,
     stream: Stream,
@@ -494,39 +511,53 @@ async fn fetch(
     // every wait when they do not.
     let mut claimed_at: Option<std::time::Instant> = None;
     let shared = Arc::new(stream.clone());
+    let hand_over = |entries: Fetched| {
+        let (tx, settle_conn, shared) = (&tx, &settle_conn, &shared);
+        async move {
+            for (id, payload, redelivered) in entries {
+                let settle = StreamsSettle {
+                    conn: settle_conn.clone(),
+                    stream: shared.clone(),
+                    id,
+                };
+                let delivery = Delivery::new(payload, redelivered, Box::new(settle));
+                tx.send(Ok(delivery)).await?;
+            }
+            Ok::<_, mpsc::error::SendError<_>>(())
+        }
+    };
+    let mut fetched = Ok(Vec::new());
     loop {
+        if fetched.as_ref().is_ok_and(Vec::is_empty) {
+            claimed_at = None;
+        }
         let claim = claimed_at.is_none_or(|t| t.elapsed() >= CLAIM_CHECK);
         if claim {
             claimed_at = Some(std::time::Instant::now());
         }
-        match fetch_some(&mut conn, &stream, claim).await {
+        match fetched {
             Ok(entries) => {
                 failing = false;
                 backoff.reset();
-                if entries.is_empty() {
-                    claimed_at = None;
+                let next = fetch_some(&mut conn, &stream, claim);
+                let (handed, next) = tokio::join!(hand_over(entries), next);
+                if handed.is_err() {
+                    return;
                 }
-                for (id, payload, redelivered) in entries {
-                    let settle = StreamsSettle {
-                        conn: settle_conn.clone(),
-                        stream: shared.clone(),
-                        id,
-                    };
-                    let delivery = Delivery::new(payload, redelivered, Box::new(settle));
-                    if tx.send(Ok(delivery)).await.is_err() {
-                        return;
-                    }
-                }
+                fetched = next;
             }
             Err(e) => {
                 if !std::mem::replace(&mut failing, true) && tx.send(Err(e)).await.is_err() {
                     return;
                 }
                 backoff.wait().await;
+                fetched = fetch_some(&mut conn, &stream, claim).await;
             }
         }
     }
 }
+
+type Fetched = Vec<(String, Vec<u8>, bool)>;
 
 /// With `claim`, first takes over entries other consumers left; if there are none,
 /// reads new entries, waiting up to [`BLOCK_MS`] for some.
@@ -534,7 +565,7 @@ async fn fetch_some(
     conn: &mut ConnectionManager,
     s: &Stream,
     claim: bool,
-) -> Result<Vec<(String, Vec<u8>, bool)>, BrokerError> {
+) -> Result<Fetched, BrokerError> {
     let mut out = Vec::new();
     if claim {
         let claimed: Result<Value, _> = redis::cmd("XAUTOCLAIM")
@@ -551,7 +582,9 @@ async fn fetch_some(
             Ok(v) => v,
             Err(e) => return Err(regroup(conn, s, e).await),
         };
-        if let Some(list) = items(&claimed).get(1) {
+        if let Value::Array(parts) = claimed
+            && let Some(list) = parts.into_iter().nth(1)
+        {
             collect(conn, s, list, true, &mut out).await?;
         }
         if !out.is_empty() {
@@ -575,8 +608,14 @@ async fn fetch_some(
         Ok(v) => v,
         Err(e) => return Err(regroup(conn, s, e).await),
     };
-    for stream in items(&read) {
-        if let Some(list) = items(stream).get(1) {
+    let Value::Array(streams) = read else {
+        // Nil: nothing came in time.
+        return Ok(out);
+    };
+    for stream in streams {
+        if let Value::Array(parts) = stream
+            && let Some(list) = parts.into_iter().nth(1)
+        {
             collect(conn, s, list, false, &mut out).await?;
         }
     }
@@ -616,9 +655,9 @@ async fn regroup(conn: &mut ConnectionManager, s: &Stream, e: redis::RedisError)
 async fn collect(
     conn: &mut ConnectionManager,
     s: &Stream,
-    list: &Value,
+    list: Value,
     redelivered: bool,
-    out: &mut Vec<(String, Vec<u8>, bool)>,
+    out: &mut Fetched,
 ) -> Result<(), BrokerError> {
     for (id, payload) in entries(list) {
         match payload {
