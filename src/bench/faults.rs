@@ -238,13 +238,15 @@ async fn start(
             let mut consumer = broker.consumer(topic, GROUP).await?;
             let (audit, counts) = (audit.clone(), counts.clone());
             Ok(Running::Task(tokio::spawn(async move {
-                while let Some(batch) = raw::next_batch(consumer.as_mut(), ack_batch).await {
+                let mut acks = raw::Acks::new(ack_batch);
+                while let Some(batch) = acks.next(consumer.as_mut()).await {
                     let seqs = sequence_numbers(&batch);
                     if let Ok(mut a) = audit.lock() {
                         a.record(&seqs, &counts);
                     }
-                    let _ = Delivery::ack_all(batch).await;
+                    acks.ack(batch);
                 }
+                acks.finish().await;
             })))
         }
         Consumers::Processes {
@@ -333,7 +335,8 @@ pub async fn serve_consumer(
     let gone = |e: std::io::Error| BrokerError::Unavailable(format!("writing to the bench: {e}"));
     out.write_all(b"ready\n").await.map_err(gone)?;
     out.flush().await.map_err(gone)?;
-    while let Some(batch) = raw::next_batch(consumer.as_mut(), ack_batch).await {
+    let mut acks = raw::Acks::new(ack_batch);
+    while let Some(batch) = acks.next(consumer.as_mut()).await {
         let mut line = String::from("d");
         for seq in sequence_numbers(&batch) {
             line.push(' ');
@@ -342,8 +345,9 @@ pub async fn serve_consumer(
         line.push('\n');
         out.write_all(line.as_bytes()).await.map_err(gone)?;
         out.flush().await.map_err(gone)?;
-        let _ = Delivery::ack_all(batch).await;
+        acks.ack(batch);
     }
+    acks.finish().await;
     Ok(())
 }
 

@@ -18,6 +18,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use futures_util::future::OptionFuture;
 use futures_util::stream::FuturesUnordered;
 use serde::Serialize;
 use tokio::task::JoinSet;
@@ -307,11 +308,10 @@ async fn run_on(
         let progress = progress.clone();
         let ack_batch = workload.ack_batch.max(1);
         consumers.spawn(async move {
-            while let Some(batch) = next_batch(consumer.as_mut(), ack_batch).await {
+            let mut acks = Acks::new(ack_batch);
+            while let Some(batch) = acks.next(consumer.as_mut()).await {
                 let now = start.elapsed().as_nanos() as u64;
                 let decoded: Vec<_> = batch.iter().map(|d| decode(&d.payload)).collect();
-                // What is not acknowledged comes again and shows as a duplicate.
-                let _ = Delivery::ack_all(batch).await;
                 let Ok(mut s) = seen.lock() else { return };
                 let mut new = 0;
                 for (seq, sent) in decoded.into_iter().flatten() {
@@ -330,7 +330,9 @@ async fn run_on(
                 drop(s);
                 counts.consumed.fetch_add(new, Ordering::Relaxed);
                 progress(new);
+                acks.ack(batch);
             }
+            acks.finish().await;
         });
     }
     let sampler = Sampler::start(&counts, start);
@@ -438,6 +440,80 @@ impl Counts {
         }
     }
 }
+
+/// A bench consumer's acknowledgements, sent while it takes its next batches: one
+/// exchange with the broker at a time, of at most the ack batch, made of what was
+/// handed over meanwhile. A consumer that waited for each acknowledgement before it
+/// took more would measure its own round trips, not the broker. A batch is handed
+/// over once it has been audited, so nothing is acknowledged before it counts; what
+/// a killed consumer had not acknowledged yet comes again and shows as duplicates.
+pub(super) struct Acks {
+    batch: usize,
+    /// The acknowledgement under way.
+    sending: Option<futures_util::future::BoxFuture<'static, ()>>,
+    /// Deliveries handed over and not yet in an acknowledgement.
+    held: Vec<Delivery>,
+}
+
+impl Acks {
+    /// Acknowledges in exchanges of at most `batch` messages.
+    pub(super) fn new(batch: usize) -> Self {
+        Self {
+            batch: batch.max(1),
+            sending: None,
+            held: Vec::new(),
+        }
+    }
+
+    /// Has `batch`, audited, acknowledged with the next exchange.
+    pub(super) fn ack(&mut self, batch: Vec<Delivery>) {
+        self.held.extend(batch);
+    }
+
+    /// `consumer`'s next batch of at most the ack batch, sending what is held
+    /// meanwhile; none once the consumer is closed. At most a few batches wait
+    /// unacknowledged: beyond that, the acknowledgement under way is waited for first.
+    pub(super) async fn next(&mut self, consumer: &mut dyn Consumer) -> Option<Vec<Delivery>> {
+        loop {
+            self.send_held();
+            let (batch, room) = (self.batch, self.held.len() < self.batch * HELD_BATCHES);
+            let sending = self.sending.as_mut();
+            let busy = sending.is_some();
+            tokio::select! {
+                biased;
+                Some(()) = OptionFuture::from(sending), if busy => self.sending = None,
+                // `next_batch` loses nothing when it does not finish.
+                batch = next_batch(consumer, batch), if room => return batch,
+            }
+        }
+    }
+
+    /// Waits until everything handed over is acknowledged.
+    pub(super) async fn finish(mut self) {
+        loop {
+            self.send_held();
+            match self.sending.take() {
+                Some(sending) => sending.await,
+                None => return,
+            }
+        }
+    }
+
+    fn send_held(&mut self) {
+        if self.sending.is_none() && !self.held.is_empty() {
+            let take = self.held.len().min(self.batch);
+            let batch: Vec<Delivery> = self.held.drain(..take).collect();
+            // What fails to be acknowledged comes again and shows as a duplicate.
+            self.sending = Some(Box::pin(async move {
+                let _ = Delivery::ack_all(batch).await;
+            }));
+        }
+    }
+}
+
+/// Batches a consumer holds handed over and unacknowledged at most, beside the
+/// one being acknowledged.
+const HELD_BATCHES: usize = 4;
 
 /// The consumer's next batch of at most `n` messages; none once the consumer is
 /// closed. When the broker hiccups, the consumer resubscribes by itself and this
