@@ -70,7 +70,7 @@ pub struct BenchArgs {
     /// Every broker: messages it sends a consumer ahead of the consumer's
     /// acknowledgements: RabbitMQ's basic.qos, nsqd's RDY, a JetStream pull's batch,
     /// an XREADGROUP's COUNT, librdkafka's queued.min.messages [default: each
-    /// broker's, printed in the report: 1024, 1024, 16, 64, 100,000].
+    /// broker's, printed in the report: 1024, 1024, 16, 256, 100,000].
     #[arg(long, value_name = "MESSAGES", help_heading = "Broker settings")]
     pub prefetch: Option<usize>,
     /// Every broker: what a publisher waits for: all (the broker's word that it

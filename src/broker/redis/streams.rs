@@ -54,7 +54,7 @@ pub const ABANDONED_AFTER: Duration = Duration::from_secs(30);
 const HANDED_BACK_IDLE_MS: u64 = 24 * 3600 * 1000;
 const BLOCK_MS: u64 = 1000;
 /// Entries read or claimed in one call, unless the tuning's prefetch says.
-pub const FETCH_COUNT: usize = 64;
+pub const FETCH_COUNT: usize = 256;
 /// Ids one XACK acknowledges at most.
 const ACK_RUN: usize = 1024;
 /// How often a busy consumer looks for entries other consumers left.
