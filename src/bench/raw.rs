@@ -564,6 +564,29 @@ pub(super) fn per_s(n: u64, seconds: f64) -> f64 {
     }
 }
 
+/// Whether a producer's calls are failing: an outage is told once, not once per
+/// call, and a broker that refuses and accepts by turns (a full group) at most every
+/// [`TELL_EVERY`].
+#[derive(Default)]
+struct Failing {
+    now: bool,
+    told: Option<Instant>,
+}
+
+const TELL_EVERY: Duration = Duration::from_secs(5);
+
+impl Failing {
+    /// Marks a failure; true when it is to be told.
+    fn tell(&mut self) -> bool {
+        let new = !std::mem::replace(&mut self.now, true);
+        if new && self.told.is_none_or(|t| t.elapsed() >= TELL_EVERY) {
+            self.told = Some(Instant::now());
+            return true;
+        }
+        false
+    }
+}
+
 /// What the producers did.
 #[derive(Default)]
 pub(super) struct Published {
@@ -646,7 +669,7 @@ impl Producer {
         let chunk = self.window.div_ceil(CALLS_IN_FLIGHT).max(1);
         let topic = self.topic.as_str();
         let mut done = Published::default();
-        let mut failing = false;
+        let mut failing = Failing::default();
         let mut in_flight = FuturesUnordered::new();
         let mut next = 0;
         loop {
@@ -723,12 +746,12 @@ impl Producer {
         began: Instant,
         seqs: &[u64],
         done: &mut Published,
-        failing: &mut bool,
+        failing: &mut Failing,
     ) {
         let n = (call.upto - call.from) as u64;
         match call.result {
             Ok(()) => {
-                *failing = false;
+                failing.now = false;
                 for k in call.from..call.upto {
                     let intended = self.intended(began, call.sent, k);
                     done.latency
@@ -738,8 +761,7 @@ impl Producer {
                 self.counts.published.fetch_add(n, Ordering::Relaxed);
             }
             Err(e) => {
-                // Once per outage, not once per call.
-                if !std::mem::replace(failing, true) {
+                if failing.tell() {
                     tracing::warn!("bench: publishing failed: {e}");
                 }
                 done.failed += n;
@@ -764,6 +786,20 @@ struct Call {
 mod tests {
     use super::*;
     use crate::broker::MemoryBroker;
+
+    /// An outage is told once; a broker refusing and accepting by turns is not told
+    /// at every refusal.
+    #[test]
+    fn failures_are_told_once_an_outage_and_not_at_every_turn() {
+        let mut failing = Failing::default();
+        assert!(failing.tell());
+        assert!(!failing.tell());
+        failing.now = false;
+        assert!(!failing.tell(), "told again within {TELL_EVERY:?}");
+        failing.now = false;
+        failing.told = Some(Instant::now() - TELL_EVERY);
+        assert!(failing.tell());
+    }
 
     #[test]
     fn messages_carry_their_number_and_time() {
