@@ -476,14 +476,14 @@ impl Acks {
     pub(super) async fn next(&mut self, consumer: &mut dyn Consumer) -> Option<Vec<Delivery>> {
         loop {
             self.send_held();
-            let (batch, room) = (self.batch, self.held.len() < self.batch * HELD_BATCHES);
+            let (size, room) = (self.batch, self.held.len() < self.batch * HELD_BATCHES);
             let sending = self.sending.as_mut();
             let busy = sending.is_some();
             tokio::select! {
                 biased;
                 Some(()) = OptionFuture::from(sending), if busy => self.sending = None,
                 // `next_batch` loses nothing when it does not finish.
-                batch = next_batch(consumer, batch), if room => return batch,
+                batch = next_batch(consumer, size), if room => return batch,
             }
         }
     }

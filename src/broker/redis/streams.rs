@@ -440,6 +440,14 @@ fn items(v: &Value) -> &[Value] {
     }
 }
 
+/// What [`items`] reads, taken out of the reply.
+fn into_items(v: Value) -> Vec<Value> {
+    match v {
+        Value::Array(a) | Value::Set(a) => a,
+        _ => Vec::new(),
+    }
+}
+
 /// The key-value pairs of a reply map (RESP3) or flat array (RESP2).
 fn pairs(v: &Value) -> Vec<(String, &Value)> {
     match v {
@@ -463,20 +471,14 @@ fn text(v: &Value) -> Option<String> {
 /// payload field (deleted meanwhile, or not ours) come back with `None`. The payloads
 /// are moved out of the reply, not copied.
 fn entries(v: Value) -> Vec<(String, Option<Vec<u8>>)> {
-    let Value::Array(list) = v else {
-        return Vec::new();
-    };
-    list.into_iter()
+    into_items(v)
+        .into_iter()
         .filter_map(|entry| {
-            let Value::Array(parts) = entry else {
-                return None;
-            };
-            let mut parts = parts.into_iter();
+            let mut parts = into_items(entry).into_iter();
             let id = text(&parts.next()?)?;
-            let payload = match parts.next() {
-                Some(Value::Array(fields)) => payload_of(fields),
-                _ => None,
-            };
+            let payload = parts
+                .next()
+                .and_then(|fields| payload_of(into_items(fields)));
             Some((id, payload))
         })
         .collect()
@@ -582,9 +584,7 @@ async fn fetch_some(
             Ok(v) => v,
             Err(e) => return Err(regroup(conn, s, e).await),
         };
-        if let Value::Array(parts) = claimed
-            && let Some(list) = parts.into_iter().nth(1)
-        {
+        if let Some(list) = into_items(claimed).into_iter().nth(1) {
             collect(conn, s, list, true, &mut out).await?;
         }
         if !out.is_empty() {
@@ -608,14 +608,8 @@ async fn fetch_some(
         Ok(v) => v,
         Err(e) => return Err(regroup(conn, s, e).await),
     };
-    let Value::Array(streams) = read else {
-        // Nil: nothing came in time.
-        return Ok(out);
-    };
-    for stream in streams {
-        if let Value::Array(parts) = stream
-            && let Some(list) = parts.into_iter().nth(1)
-        {
+    for stream in into_items(read) {
+        if let Some(list) = into_items(stream).into_iter().nth(1) {
             collect(conn, s, list, false, &mut out).await?;
         }
     }
