@@ -1031,6 +1031,92 @@ async fn a_pubsub_subscriber_that_falls_behind_counts_what_it_drops() {
     assert_eq!(received + slow.overflowed(), sent as u64);
 }
 
+/// A `redis-server` of the test's own on `port` that asks for a password: `wonder`
+/// for the default user and for the ACL user `alice`.
+fn redis_with_password(port: u16) -> common::Service {
+    let mut command = std::process::Command::new("redis-server");
+    command.args(["--bind", "127.0.0.1", "--port", &port.to_string()]);
+    command.args([
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--requirepass",
+        "wonder",
+    ]);
+    command.args(["--user", "alice", "on", ">wonder", "~*", "&*", "+@all"]);
+    common::Service::spawn(command, "Ready to accept connections", WAIT)
+}
+
+/// Publishes `payload` until `consumer` gets it: a subscriber that lost its
+/// connection takes a moment to subscribe again, and what is published meanwhile
+/// is gone.
+async fn passes_through(broker: &dyn Broker, topic: &str, consumer: &mut Box<dyn Consumer>) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing came through within the wait"
+        );
+        if let Ok(publisher) = broker.publisher().await {
+            let _ = publisher.publish(topic, &[b"through".to_vec()]).await;
+        }
+        if let Ok(Ok(d)) = tokio::time::timeout(Duration::from_millis(200), consumer.next()).await {
+            assert_eq!(d.payload, b"through");
+            return;
+        }
+    }
+}
+
+/// Subscribers authenticate as the URL says (a password alone, or a user and its
+/// password), a wrong password is refused with Redis's reason, and a subscription
+/// comes back by itself after Redis restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pubsub_subscribers_authenticate_and_outlive_a_restart() {
+    let port = common::free_port();
+    let redis = redis_with_password(port);
+    assert!(
+        RedisPubSubBroker::connect(&format!("redis://:nope@127.0.0.1:{port}/0"))
+            .await
+            .is_err(),
+        "a wrong password is refused"
+    );
+    for url in [
+        format!("redis://:wonder@127.0.0.1:{port}/0"),
+        format!("redis://alice:wonder@127.0.0.1:{port}/0"),
+    ] {
+        let broker = RedisPubSubBroker::connect(&url).await.unwrap();
+        let topic = topic("auth");
+        let mut consumer = broker.consumer(&topic, "g").await.unwrap();
+        publish(&broker, &topic, &payloads("m", 3)).await;
+        for expected in payloads("m", 3) {
+            assert_eq!(next(&mut consumer).await.payload, expected);
+        }
+    }
+
+    // A subscription outlives a restart of Redis.
+    let url = format!("redis://alice:wonder@127.0.0.1:{port}/0");
+    let broker = RedisPubSubBroker::connect(&url).await.unwrap();
+    let topic = topic("restart");
+    let mut consumer = broker.consumer(&topic, "g").await.unwrap();
+    passes_through(&broker, &topic, &mut consumer).await;
+    redis.kill();
+    let _redis = redis_with_password(port);
+    passes_through(&broker, &topic, &mut consumer).await;
+
+    // A password changed after the broker connected: the subscription's own
+    // connection is refused, and says why.
+    let out = std::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "-a", "wonder", "--no-auth-warning"])
+        .args(["ACL", "SETUSER", "alice", "resetpass", ">other"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "OK");
+    let refused = broker.consumer(&topic, "g").await.err();
+    let refused = refused.expect("a wrong password is refused").to_string();
+    assert!(refused.contains("WRONGPASS"), "{refused}");
+}
+
 /// Redis Streams trims what every group acknowledged and nothing else: entries
 /// pending or unread stay and are still delivered; a group that read nothing keeps the
 /// whole stream.

@@ -6,6 +6,7 @@
 pub mod fanout;
 pub mod pubsub;
 pub mod streams;
+mod subscription;
 
 use redis::aio::ConnectionManager;
 

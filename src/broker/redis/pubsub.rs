@@ -12,12 +12,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use futures_util::{FutureExt, StreamExt};
 use redis::aio::ConnectionManager;
 use tokio::sync::oneshot;
 
 use super::Link;
+use super::subscription::Subscription;
 use crate::backoff::Backoff;
 use crate::broker::Tuning;
 use crate::broker::fetched::{FetchedConsumer, LossyFeed};
@@ -172,35 +173,34 @@ async fn listen(
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
-        let subscribing = async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        };
-        let pubsub = match subscribing.await {
-            Ok(p) => p,
-            Err(e) => {
-                // The first subscription fails at once; later ones are retried.
-                if let Some(s) = subscribed.take() {
-                    let _ = s.send(Err(unavailable(e)));
-                    return;
+        let mut subscription =
+            match Subscription::open(client.get_connection_info(), &channel).await {
+                Ok(s) => s,
+                Err(e) => {
+                    // The first subscription fails at once; later ones are retried.
+                    if let Some(s) = subscribed.take() {
+                        let _ = s.send(Err(crate::broker::unavailable(NAME)(e)));
+                        return;
+                    }
+                    backoff.wait().await;
+                    continue;
                 }
-                backoff.wait().await;
-                continue;
-            }
-        };
+            };
         backoff.reset();
         if let Some(s) = subscribed.take() {
             let _ = s.send(Ok(()));
         }
-        let mut messages = pubsub.into_on_message();
-        while let Some(msg) = messages.next().await {
-            let delivery = Delivery::new(msg.get_payload_bytes().to_vec(), false, Box::new(NoAck));
-            if !tx.offer(delivery) {
-                return;
+        let lost = loop {
+            match subscription.next().await {
+                Ok(payload) => {
+                    if !tx.offer(Delivery::new(payload, false, Box::new(NoAck))) {
+                        return;
+                    }
+                }
+                Err(e) => break e,
             }
-        }
-        tracing::warn!("Redis pub/sub: lost the subscription to {channel}; resubscribing");
+        };
+        tracing::warn!("Redis pub/sub: lost the subscription to {channel} ({lost}); resubscribing");
     }
 }
 
