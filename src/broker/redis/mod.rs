@@ -5,6 +5,7 @@
 
 pub mod fanout;
 pub mod pubsub;
+mod resp;
 pub mod streams;
 mod subscription;
 

@@ -20,11 +20,11 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use redis::Value;
 use redis::aio::ConnectionManager;
-use tokio::sync::mpsc;
+use redis::{ConnectionInfo, Value};
 
 use super::Link;
+use super::resp::{RespConnection, items as frame_items};
 use crate::backoff::Backoff;
 use crate::broker::Tuning;
 use crate::broker::fetched::{Feed, FetchedConsumer};
@@ -94,7 +94,7 @@ pub struct RedisStreamsBroker {
     trimmed: Arc<std::sync::Mutex<HashMap<String, Instant>>>,
 }
 
-fn unavailable(e: redis::RedisError) -> BrokerError {
+fn unavailable(e: impl std::fmt::Display) -> BrokerError {
     crate::broker::unavailable(NAME)(e)
 }
 
@@ -339,8 +339,9 @@ impl RedisStreamsBroker {
         };
         let fetch_conn = self.link.own_connection(NAME).await?;
         let settle_conn = self.link.own_connection(NAME).await?;
+        let info = self.link.client.get_connection_info().clone();
         let consumer = FetchedConsumer::spawn(self.options.fetch_count, |tx| {
-            fetch(fetch_conn, stream.clone(), settle_conn, tx)
+            fetch(fetch_conn, info, stream.clone(), settle_conn, tx)
         });
         // Hands back whatever this consumer holds, fetched or delivered, so another
         // consumer takes it at once rather than after the claim time.
@@ -497,11 +498,13 @@ fn payload_of(fields: Vec<Value>) -> Option<Vec<u8>> {
     None
 }
 
-/// Fetches entries into the consumer's channel. The next read goes out as soon as
-/// one is back, so that Redis takes the next entries while these are handed over;
-/// reads follow one another on one connection, so entries come in the stream's order.
+/// Fetches entries into the consumer's channel. Reads go out on a connection of
+/// their own, [`READS_AHEAD`] at a time, so that Redis answers the next while the
+/// last one's entries are parsed and handed over; one connection answers in order,
+/// so entries come in the stream's order. Claims go out on `conn`, between reads.
 async fn fetch(
     mut conn: ConnectionManager,
+    info: ConnectionInfo,
     stream: Stream,
     settle_conn: ConnectionManager,
     tx: Feed,
@@ -512,48 +515,48 @@ async fn fetch(
     // Claiming is checked at most every CLAIM_CHECK while entries flow, and before
     // every wait when they do not.
     let mut claimed_at: Option<std::time::Instant> = None;
+    let mut reader: Option<Reader> = None;
     let shared = Arc::new(stream.clone());
-    let hand_over = |entries: Fetched| {
-        let (tx, settle_conn, shared) = (&tx, &settle_conn, &shared);
-        async move {
-            for (id, payload, redelivered) in entries {
-                let settle = StreamsSettle {
-                    conn: settle_conn.clone(),
-                    stream: shared.clone(),
-                    id,
-                };
-                let delivery = Delivery::new(payload, redelivered, Box::new(settle));
-                tx.send(Ok(delivery)).await?;
-            }
-            Ok::<_, mpsc::error::SendError<_>>(())
-        }
-    };
-    let mut fetched = Ok(Vec::new());
     loop {
-        if fetched.as_ref().is_ok_and(Vec::is_empty) {
-            claimed_at = None;
-        }
         let claim = claimed_at.is_none_or(|t| t.elapsed() >= CLAIM_CHECK);
-        if claim {
+        let fetched = if claim {
             claimed_at = Some(std::time::Instant::now());
-        }
+            claim_some(&mut conn, &stream).await
+        } else {
+            Ok(Vec::new())
+        };
+        let fetched = match fetched {
+            Ok(claimed) if claimed.is_empty() => {
+                read_some(&mut reader, &info, &mut conn, &stream).await
+            }
+            other => other,
+        };
         match fetched {
             Ok(entries) => {
                 failing = false;
                 backoff.reset();
-                let next = fetch_some(&mut conn, &stream, claim);
-                let (handed, next) = tokio::join!(hand_over(entries), next);
-                if handed.is_err() {
-                    return;
+                if entries.is_empty() {
+                    claimed_at = None;
                 }
-                fetched = next;
+                for (id, payload, redelivered) in entries {
+                    let settle = StreamsSettle {
+                        conn: settle_conn.clone(),
+                        stream: shared.clone(),
+                        id,
+                    };
+                    let delivery = Delivery::new(payload, redelivered, Box::new(settle));
+                    if tx.send(Ok(delivery)).await.is_err() {
+                        return;
+                    }
+                }
             }
             Err(e) => {
+                // What the reads under way fetch is claimed again after the claim time.
+                reader = None;
                 if !std::mem::replace(&mut failing, true) && tx.send(Err(e)).await.is_err() {
                     return;
                 }
                 backoff.wait().await;
-                fetched = fetch_some(&mut conn, &stream, claim).await;
             }
         }
     }
@@ -561,58 +564,109 @@ async fn fetch(
 
 type Fetched = Vec<(String, Vec<u8>, bool)>;
 
-/// With `claim`, first takes over entries other consumers left; if there are none,
-/// reads new entries, waiting up to [`BLOCK_MS`] for some.
-async fn fetch_some(
-    conn: &mut ConnectionManager,
-    s: &Stream,
-    claim: bool,
-) -> Result<Fetched, BrokerError> {
-    let mut out = Vec::new();
-    if claim {
-        let claimed: Result<Value, _> = redis::cmd("XAUTOCLAIM")
-            .arg(&s.topic)
-            .arg(&s.group)
-            .arg(&s.name)
-            .arg(s.claim_after.as_millis() as u64)
-            .arg("0-0")
-            .arg("COUNT")
-            .arg(s.fetch_count)
-            .query_async(conn)
-            .await;
-        let claimed = match claimed {
-            Ok(v) => v,
-            Err(e) => return Err(regroup(conn, s, e).await),
-        };
-        if let Some(list) = into_items(claimed).into_iter().nth(1) {
-            collect(conn, s, list, true, &mut out).await?;
-        }
-        if !out.is_empty() {
-            return Ok(out);
-        }
-    }
-    let read: Result<Value, _> = redis::cmd("XREADGROUP")
-        .arg("GROUP")
+/// XREADGROUPs a consumer keeps under way at once.
+const READS_AHEAD: usize = 2;
+
+/// A consumer's reading connection and how many reads it has under way.
+struct Reader {
+    conn: RespConnection,
+    under_way: usize,
+}
+
+/// Takes over up to a read's worth of entries other consumers left idle for the
+/// claim time (or handed back).
+async fn claim_some(conn: &mut ConnectionManager, s: &Stream) -> Result<Fetched, BrokerError> {
+    let claimed: Result<Value, _> = redis::cmd("XAUTOCLAIM")
+        .arg(&s.topic)
         .arg(&s.group)
         .arg(&s.name)
+        .arg(s.claim_after.as_millis() as u64)
+        .arg("0-0")
         .arg("COUNT")
         .arg(s.fetch_count)
-        .arg("BLOCK")
-        .arg(BLOCK_MS)
-        .arg("STREAMS")
-        .arg(&s.topic)
-        .arg(">")
         .query_async(conn)
         .await;
-    let read = match read {
+    let claimed = match claimed {
         Ok(v) => v,
         Err(e) => return Err(regroup(conn, s, e).await),
     };
-    for stream in into_items(read) {
-        if let Some(list) = into_items(stream).into_iter().nth(1) {
-            collect(conn, s, list, false, &mut out).await?;
+    let mut out = Vec::new();
+    if let Some(list) = into_items(claimed).into_iter().nth(1) {
+        collect(conn, s, entries(list), true, &mut out).await?;
+    }
+    Ok(out)
+}
+
+/// The entries of the next read, waiting up to [`BLOCK_MS`] for some; opens the
+/// reading connection first if there is none, and keeps [`READS_AHEAD`] reads under
+/// way.
+async fn read_some(
+    reader: &mut Option<Reader>,
+    info: &ConnectionInfo,
+    conn: &mut ConnectionManager,
+    s: &Stream,
+) -> Result<Fetched, BrokerError> {
+    let r = match reader {
+        Some(r) => r,
+        None => reader.insert(Reader {
+            conn: RespConnection::open(info).await.map_err(unavailable)?,
+            under_way: 0,
+        }),
+    };
+    let count = s.fetch_count.to_string();
+    let block = BLOCK_MS.to_string();
+    let read: [&[u8]; 10] = [
+        b"XREADGROUP",
+        b"GROUP",
+        s.group.as_bytes(),
+        s.name.as_bytes(),
+        b"COUNT",
+        count.as_bytes(),
+        b"BLOCK",
+        block.as_bytes(),
+        b"STREAMS",
+        s.topic.as_bytes(),
+    ];
+    let read = [&read[..], &[b">"]].concat();
+    while r.under_way < READS_AHEAD {
+        r.conn.send(&read).await.map_err(unavailable)?;
+        r.under_way += 1;
+    }
+    let wait = Duration::from_millis(BLOCK_MS) + crate::redis_client::RESPONSE_TIMEOUT;
+    let reply = r.conn.reply_within(wait).await.map_err(unavailable)?;
+    r.under_way -= 1;
+    if let Some(e) = reply.error() {
+        if e.starts_with("NOGROUP") {
+            make_group(conn, s).await?;
+        }
+        return Err(unavailable(e));
+    }
+    // Redis takes the next read while this one is parsed and handed over.
+    r.conn.send(&read).await.map_err(unavailable)?;
+    r.under_way += 1;
+    // [[stream, [[id, [field, value, ...]], ...]]], or null when nothing came.
+    let mut read_entries = Vec::new();
+    for stream in frame_items(&reply.frame) {
+        let Some(list) = frame_items(stream).get(1) else {
+            continue;
+        };
+        for entry in frame_items(list) {
+            let [id, fields, ..] = frame_items(entry) else {
+                continue;
+            };
+            let Some(id) = reply.text(id) else {
+                continue;
+            };
+            let payload = frame_items(fields)
+                .chunks_exact(2)
+                .find(|kv| reply.text(&kv[0]) == Some(FIELD.as_bytes()))
+                .and_then(|kv| reply.text(&kv[1]))
+                .map(<[u8]>::to_vec);
+            read_entries.push((String::from_utf8_lossy(id).into_owned(), payload));
         }
     }
+    let mut out = Vec::with_capacity(read_entries.len());
+    collect(conn, s, read_entries, false, &mut out).await?;
     Ok(out)
 }
 
@@ -623,6 +677,14 @@ async fn regroup(conn: &mut ConnectionManager, s: &Stream, e: redis::RedisError)
     if e.code() != Some("NOGROUP") {
         return unavailable(e);
     }
+    if let Err(again) = make_group(conn, s).await {
+        return again;
+    }
+    unavailable(e)
+}
+
+/// Makes a consumer's group again, from the start of whatever the stream holds now.
+async fn make_group(conn: &mut ConnectionManager, s: &Stream) -> Result<(), BrokerError> {
     let made: Result<(), redis::RedisError> = redis::cmd("XGROUP")
         .arg("CREATE")
         .arg(&s.topic)
@@ -639,9 +701,9 @@ async fn regroup(conn: &mut ConnectionManager, s: &Stream, e: redis::RedisError)
             s.topic
         ),
         Err(again) if again.code() == Some("BUSYGROUP") => {}
-        Err(again) => return unavailable(again),
+        Err(again) => return Err(unavailable(again)),
     }
-    unavailable(e)
+    Ok(())
 }
 
 /// Keeps the entries that hold a payload; entries trimmed away meanwhile are
@@ -649,11 +711,11 @@ async fn regroup(conn: &mut ConnectionManager, s: &Stream, e: redis::RedisError)
 async fn collect(
     conn: &mut ConnectionManager,
     s: &Stream,
-    list: Value,
+    entries: Vec<(String, Option<Vec<u8>>)>,
     redelivered: bool,
     out: &mut Fetched,
 ) -> Result<(), BrokerError> {
-    for (id, payload) in entries(list) {
+    for (id, payload) in entries {
         match payload {
             Some(p) => out.push((id, p, redelivered)),
             None => ack_ids(conn, s, &[id]).await?,
