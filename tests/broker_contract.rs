@@ -776,6 +776,18 @@ broker_contract!(
     }
 );
 
+/// RabbitMQ names itself and its version in the frame that opens every connection.
+#[tokio::test]
+async fn rabbitmq_names_its_version() {
+    let version = rabbitmq().await.version().await;
+    let version = version.as_deref().unwrap_or_default();
+    let number = version.strip_prefix("RabbitMQ ").unwrap_or_default();
+    assert!(
+        !number.is_empty() && number.split('.').all(|part| part.parse::<u32>().is_ok()),
+        "{version:?}"
+    );
+}
+
 /// NATS JetStream; the tests' messages and consumers go a minute after their last use,
 /// and held messages come back after 2 s instead of 30.
 async fn nats() -> Box<dyn Broker> {

@@ -19,6 +19,8 @@
 //! (the original's prefetch of 1 would allow one game at a time). Unacknowledged
 //! messages go back to the queue when their channel closes; nack requeues.
 
+mod version;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -241,6 +243,10 @@ impl Broker for RabbitBroker {
 
     fn topic_for(&self, queue: &str) -> String {
         format!("task_{queue}")
+    }
+
+    async fn version(&self) -> Option<String> {
+        version::server_version(&self.url).await
     }
 
     fn flow(&self) -> FlowSettings {
