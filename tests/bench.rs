@@ -786,6 +786,33 @@ impl OwnServer {
     }
 }
 
+impl OwnServer {
+    /// A Redis without persistence on `port`.
+    fn redis(port: u16) -> Self {
+        Self::start(
+            "redis-server",
+            &[
+                "--port".into(),
+                port.to_string(),
+                "--bind".into(),
+                "127.0.0.1".into(),
+                "--save".into(),
+                "".into(),
+                "--appendonly".into(),
+                "no".into(),
+            ],
+            port,
+            vec![
+                "redis-cli".into(),
+                "-p".into(),
+                port.to_string(),
+                "shutdown".into(),
+                "nosave".into(),
+            ],
+        )
+    }
+}
+
 impl Drop for OwnServer {
     fn drop(&mut self) {
         let _ = std::process::Command::new(&self.stop[0])
@@ -830,27 +857,7 @@ fn a_restarted_broker_is_audited() {
         ],
     );
     let redis_port = common::free_port();
-    let _redis = OwnServer::start(
-        "redis-server",
-        &[
-            "--port".into(),
-            redis_port.to_string(),
-            "--bind".into(),
-            "127.0.0.1".into(),
-            "--save".into(),
-            "".into(),
-            "--appendonly".into(),
-            "no".into(),
-        ],
-        redis_port,
-        vec![
-            "redis-cli".into(),
-            "-p".into(),
-            redis_port.to_string(),
-            "shutdown".into(),
-            "nosave".into(),
-        ],
-    );
+    let _redis = OwnServer::redis(redis_port);
     let out = scratch();
     let brokers = format!("nats://127.0.0.1:{nats_port},redis-streams://127.0.0.1:{redis_port}/0");
     let run = superhero()
@@ -908,4 +915,47 @@ fn a_restarted_broker_is_audited() {
     drop(_nats);
     let _ = std::fs::remove_dir_all(&store);
     let _ = std::fs::remove_file(&pid_file);
+}
+
+/// A server that is back only once the producer's time is up (restarted at the very
+/// end of the run here) still has its recovery measured: a tail of messages goes out
+/// once it is back, counted with the rest.
+#[test]
+fn a_broker_back_after_the_producer_stopped_gets_a_tail() {
+    let redis_port = common::free_port();
+    let _redis = OwnServer::redis(redis_port);
+    let file = scratch().with_extension("toml");
+    std::fs::write(&file, "[faults]\nrestart = true\nrestart_at = 0.99\n").unwrap();
+    let out = scratch();
+    let broker = format!("redis-streams://127.0.0.1:{redis_port}/0");
+    let run = superhero()
+        .args(["--claim-after", "2", "bench", "--quick", "--no-progress"])
+        .arg("--json")
+        .arg("--workload")
+        .arg(&file)
+        .args(["--workloads", "raw,faults", "--messages", "2000"])
+        .args(["--fault-seconds", "1", "--brokers", &broker, "--out"])
+        .arg(&out)
+        .output_within();
+    assert!(run.status.success(), "{run:?}");
+    let report = common::summary(&run);
+    let f = &report["brokers"][0]["faults"];
+    let n = |k: &str| common::n(f, k);
+    let restart = &f["faults"][1];
+    let back_at = restart["at_s"].as_f64().unwrap() + restart["down_s"].as_f64().unwrap();
+    assert!(back_at > 1.0, "back within the run: {f}");
+    assert!(n("tail") > 0, "{f}");
+    assert!(restart["resumed_after_s"].as_f64().is_some(), "{f}");
+    assert_eq!(
+        n("consumed") - n("unconfirmed_delivered") + n("lost"),
+        n("published"),
+        "{f}"
+    );
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains("more published once the server was back"),
+        "{md}"
+    );
+    std::fs::remove_file(&file).unwrap();
+    std::fs::remove_dir_all(&out).unwrap();
 }

@@ -35,6 +35,9 @@ const SELF_EXE: &str = "/proc/self/exe";
 /// How long the end of a run with a restarted broker waits for one more message at
 /// least.
 const RESTART_IDLE: Duration = Duration::from_secs(30);
+/// How long a producer publishes once the broker is back, when its restart outlasted
+/// the run's publishing.
+const TAIL: Duration = Duration::from_secs(2);
 /// How long a consumer process may take to subscribe.
 const READY_WAIT: Duration = Duration::from_secs(30);
 
@@ -90,8 +93,9 @@ pub struct Recovery {
     /// port accepting connections again).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub down_s: Option<f64>,
-    /// The broker was back only after the producer had stopped: a run too short to
-    /// see messages flow again (nothing delivered after it is then no failure).
+    /// The broker was back only after the producer had stopped; a tail of
+    /// [`TAIL`]'s messages was then published, and nothing delivered after it means
+    /// the tail could not be published either.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub back_after_publishing: bool,
 }
@@ -111,6 +115,10 @@ pub struct FaultsResult {
     /// Delivered though their publishing failed (the broker took them, its answer
     /// did not come back).
     pub unconfirmed_delivered: u64,
+    /// Messages published once a restarted broker was back after the producer's
+    /// time was up (see [`TAIL`]), counted in `published`.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub tail: u64,
     /// Deliveries beyond a message's first.
     pub duplicates: u64,
     /// First deliveries that came after a later message of the same key.
@@ -411,12 +419,47 @@ pub async fn run(
             (done, not_done, second)
         };
         let (published, (done, not_done, second)) = tokio::join!(
-            raw::publish_all(vec![publisher], &topic, &workload, began, &counts),
+            raw::publish_all(
+                vec![publisher],
+                &topic,
+                &workload,
+                0..workload.messages,
+                began,
+                &counts
+            ),
             faults
         );
-        let published = published?;
+        let mut published = published?;
         let second = second?;
         let publishing_ended = at(1.0);
+        let mut not_done = not_done;
+
+        // A broker back only once the producer had stopped (a slow start) gets a tail
+        // of messages, so that its recovery is measured as every other broker's is.
+        let back_late = done
+            .iter()
+            .filter_map(|d| d.4)
+            .any(|up| up >= publishing_ended);
+        let mut tail_published = 0;
+        if back_late {
+            let tail = RawWorkload {
+                messages: ((rate * TAIL.as_secs_f64()).ceil() as u64).max(1),
+                deadline: Some(began.elapsed() + 2 * TAIL),
+                ..workload.clone()
+            };
+            let seqs = workload.messages..workload.messages + tail.messages;
+            let more = match broker.publisher().await {
+                Ok(p) => raw::publish_all(vec![p], &topic, &tail, seqs, began, &counts).await,
+                Err(e) => Err(e),
+            };
+            match more {
+                Ok(more) => {
+                    tail_published = more.ok;
+                    published.add(more);
+                }
+                Err(e) => not_done.push(format!("no tail published after the restart: {e}")),
+            }
+        }
 
         // Wait for every message, or until nothing came for `idle` (a restarted broker's
         // clients may need a while to find it again).
@@ -463,6 +506,7 @@ pub async fn run(
                 .ok
                 .saturating_sub(consumed - unconfirmed_delivered),
             unconfirmed_delivered,
+            tail: tail_published,
             duplicates: a.duplicates,
             reordered: a.order.reordered,
             faults,
@@ -471,6 +515,10 @@ pub async fn run(
         })
     })
     .await
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A sentence on one broker's faults run.

@@ -866,6 +866,12 @@ impl Report {
                     r.unconfirmed_delivered
                 ));
             }
+            if r.tail > 0 {
+                notes.push(format!(
+                    "{} more published once the server was back, after the producer's time",
+                    r.tail
+                ));
+            }
             md.push_str(&format!(
                 "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 b.broker,

@@ -337,7 +337,15 @@ async fn run_on(
     }
     let sampler = Sampler::start(&counts, start);
 
-    let published = publish_all(publishers, topic, workload, start, &counts).await?;
+    let published = publish_all(
+        publishers,
+        topic,
+        workload,
+        0..workload.messages,
+        start,
+        &counts,
+    )
+    .await?;
     let publish_s = start.elapsed().as_secs_f64();
 
     // Consume until every copy of every message has come, none came for `idle`, or
@@ -598,19 +606,33 @@ pub(super) struct Published {
     pub(super) latency: LatencyRecorder,
 }
 
-/// Publishes the workload's messages from its producers.
+impl Published {
+    /// Adds what another producer (or another part of the run) published.
+    pub(super) fn add(&mut self, other: Published) {
+        self.ok += other.ok;
+        self.failed += other.failed;
+        self.unconfirmed.extend(other.unconfirmed);
+        self.latency.merge(&other.latency);
+    }
+}
+
+/// Publishes the messages numbered `seqs` (the workload's rate and sizes) from
+/// `publishers`.
 pub(super) async fn publish_all(
     publishers: Vec<Box<dyn Publisher>>,
     topic: &str,
     workload: &RawWorkload,
+    seqs: std::ops::Range<u64>,
     start: Instant,
     counts: &Arc<Counts>,
 ) -> Result<Published, BrokerError> {
     let producers = publishers.len().max(1) as u64;
     let mut tasks = JoinSet::new();
     for (p, publisher) in (0u64..).zip(publishers) {
-        // Producer p sends the sequence numbers p, p + P, p + 2P, ...
-        let seqs: Vec<u64> = (p..workload.messages).step_by(producers as usize).collect();
+        // Producer p sends the sequence numbers first + p, first + p + P, ...
+        let seqs: Vec<u64> = (seqs.start + p..seqs.end)
+            .step_by(producers as usize)
+            .collect();
         let producer = Producer {
             topic: topic.to_string(),
             size: workload.size,
@@ -626,10 +648,7 @@ pub(super) async fn publish_all(
     let mut all = Published::default();
     while let Some(done) = tasks.join_next().await {
         let one = done.map_err(|e| BrokerError::Unavailable(format!("a producer failed: {e}")))?;
-        all.ok += one.ok;
-        all.failed += one.failed;
-        all.unconfirmed.extend(one.unconfirmed);
-        all.latency.merge(&one.latency);
+        all.add(one);
     }
     Ok(all)
 }
