@@ -93,9 +93,9 @@ pub struct Recovery {
     /// port accepting connections again).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub down_s: Option<f64>,
-    /// The broker was back only after the producer had stopped; a tail of
-    /// [`TAIL`]'s messages was then published, and nothing delivered after it means
-    /// the tail could not be published either.
+    /// The broker was back only after the producer had stopped; two more seconds of
+    /// messages were then published, and nothing delivered after it means that tail
+    /// could not be published either.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub back_after_publishing: bool,
 }
@@ -116,7 +116,7 @@ pub struct FaultsResult {
     /// did not come back).
     pub unconfirmed_delivered: u64,
     /// Messages published once a restarted broker was back after the producer's
-    /// time was up (see [`TAIL`]), counted in `published`.
+    /// time was up (two seconds' worth), counted in `published`.
     #[serde(skip_serializing_if = "is_zero")]
     pub tail: u64,
     /// Deliveries beyond a message's first.
