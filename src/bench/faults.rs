@@ -418,7 +418,7 @@ pub async fn run(
             }
             (done, not_done, second)
         };
-        let (published, (done, not_done, second)) = tokio::join!(
+        let (published, (done, mut not_done, second)) = tokio::join!(
             raw::publish_all(
                 vec![publisher],
                 &topic,
@@ -432,7 +432,6 @@ pub async fn run(
         let mut published = published?;
         let second = second?;
         let publishing_ended = at(1.0);
-        let mut not_done = not_done;
 
         // A broker back only once the producer had stopped (a slow start) gets a tail
         // of messages, so that its recovery is measured as every other broker's is.

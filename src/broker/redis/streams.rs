@@ -22,9 +22,10 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use redis::aio::ConnectionManager;
 use redis::{ConnectionInfo, Value};
+use redis_protocol::resp2::types::RangeFrame;
 
 use super::Link;
-use super::resp::{RespConnection, items as frame_items};
+use super::resp::{Reply, RespConnection, items as frame_items};
 use crate::backoff::Backoff;
 use crate::broker::Tuning;
 use crate::broker::fetched::{Feed, FetchedConsumer};
@@ -485,6 +486,25 @@ fn entries(v: Value) -> Vec<(String, Option<Vec<u8>>)> {
         .collect()
 }
 
+/// [`entries`] of a list in a reply read directly: each entry's id and payload.
+fn frame_entries(reply: &Reply, list: &RangeFrame) -> Vec<(String, Option<Vec<u8>>)> {
+    frame_items(list)
+        .iter()
+        .filter_map(|entry| {
+            let parts = frame_items(entry);
+            let id = reply.text(parts.first()?)?;
+            let payload = parts.get(1).and_then(|fields| {
+                frame_items(fields)
+                    .chunks_exact(2)
+                    .find(|kv| reply.text(&kv[0]) == Some(FIELD.as_bytes()))
+                    .and_then(|kv| reply.text(&kv[1]))
+                    .map(<[u8]>::to_vec)
+            });
+            Some((String::from_utf8_lossy(id).into_owned(), payload))
+        })
+        .collect()
+}
+
 /// The value of the payload field among an entry's `field, value` pairs.
 fn payload_of(fields: Vec<Value>) -> Option<Vec<u8>> {
     let mut fields = fields.into_iter();
@@ -615,7 +635,7 @@ async fn read_some(
     };
     let count = s.fetch_count.to_string();
     let block = BLOCK_MS.to_string();
-    let read: [&[u8]; 10] = [
+    let read: [&[u8]; 11] = [
         b"XREADGROUP",
         b"GROUP",
         s.group.as_bytes(),
@@ -626,8 +646,8 @@ async fn read_some(
         block.as_bytes(),
         b"STREAMS",
         s.topic.as_bytes(),
+        b">",
     ];
-    let read = [&read[..], &[b">"]].concat();
     while r.under_way < READS_AHEAD {
         r.conn.send(&read).await.map_err(unavailable)?;
         r.under_way += 1;
@@ -644,27 +664,12 @@ async fn read_some(
     // Redis takes the next read while this one is parsed and handed over.
     r.conn.send(&read).await.map_err(unavailable)?;
     r.under_way += 1;
-    // [[stream, [[id, [field, value, ...]], ...]]], or null when nothing came.
-    let mut read_entries = Vec::new();
-    for stream in frame_items(&reply.frame) {
-        let Some(list) = frame_items(stream).get(1) else {
-            continue;
-        };
-        for entry in frame_items(list) {
-            let [id, fields, ..] = frame_items(entry) else {
-                continue;
-            };
-            let Some(id) = reply.text(id) else {
-                continue;
-            };
-            let payload = frame_items(fields)
-                .chunks_exact(2)
-                .find(|kv| reply.text(&kv[0]) == Some(FIELD.as_bytes()))
-                .and_then(|kv| reply.text(&kv[1]))
-                .map(<[u8]>::to_vec);
-            read_entries.push((String::from_utf8_lossy(id).into_owned(), payload));
-        }
-    }
+    // [[stream, [entry, ...]]], or null when nothing came.
+    let read_entries: Vec<_> = frame_items(&reply.frame)
+        .iter()
+        .filter_map(|stream| frame_items(stream).get(1))
+        .flat_map(|list| frame_entries(&reply, list))
+        .collect();
     let mut out = Vec::with_capacity(read_entries.len());
     collect(conn, s, read_entries, false, &mut out).await?;
     Ok(out)
